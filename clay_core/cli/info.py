@@ -1,0 +1,29 @@
+"""`clay info`: versions, device, precision, threads, GDAL/PROJ, model cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from clay_core.device import DEVICES, PRECISIONS
+from clay_core.info import collect_info, format_info
+from clay_core.progress import JsonLinesReporter, Reporter
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("info", help="report versions, device and precision")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    info = collect_info(args.device, args.precision)
+    if isinstance(reporter, JsonLinesReporter):
+        reporter.result(info)
+    elif args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(format_info(info))
+    return 0

@@ -1,0 +1,127 @@
+"""Progress reporting for people (a bar on stderr) and for the QGIS worker (JSON lines on stdout).
+
+The JSON protocol, one object per line on stdout:
+  {"event": "progress", "done": 3, "total": 10, "percent": 30.0, "message": "..."}
+  {"event": "log", "level": "info"|"warning", "message": "..."}
+  {"event": "result", "result": {...}}
+  {"event": "error", "message": "...", "kind": "input"|"internal"}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Protocol, TextIO
+
+
+class Reporter(Protocol):
+    def start(self, total: int | None, message: str = "") -> None: ...
+    def advance(self, n: int = 1, message: str = "") -> None: ...
+    def log(self, message: str, level: str = "info") -> None: ...
+    def result(self, result: dict[str, Any]) -> None: ...
+    def error(self, message: str, kind: str = "internal") -> None: ...
+    def close(self) -> None: ...
+
+
+class JsonLinesReporter:
+    """Machine-readable progress for the plugin worker; flushes every line so QGIS sees it at once."""
+
+    def __init__(self, stream: TextIO | None = None, min_interval_s: float = 0.2) -> None:
+        self._stream = stream or sys.stdout
+        self._total: int | None = None
+        self._done = 0
+        self._last_emit = 0.0
+        self._min_interval_s = min_interval_s
+
+    def _emit(self, payload: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(payload, default=str) + "\n")
+        self._stream.flush()
+
+    def start(self, total: int | None, message: str = "") -> None:
+        self._total, self._done = total, 0
+        self._emit({"event": "progress", "done": 0, "total": total, "percent": 0.0, "message": message})
+
+    def advance(self, n: int = 1, message: str = "") -> None:
+        self._done += n
+        now = time.monotonic()
+        finished = self._total is not None and self._done >= self._total
+        # Throttle: a fast loop must not flood the pipe, but the final step is always reported.
+        if not finished and now - self._last_emit < self._min_interval_s:
+            return
+        self._last_emit = now
+        percent = 100.0 * self._done / self._total if self._total else None
+        self._emit({"event": "progress", "done": self._done, "total": self._total, "percent": percent,
+                    "message": message})
+
+    def log(self, message: str, level: str = "info") -> None:
+        self._emit({"event": "log", "level": level, "message": message})
+
+    def result(self, result: dict[str, Any]) -> None:
+        self._emit({"event": "result", "result": result})
+
+    def error(self, message: str, kind: str = "internal") -> None:
+        self._emit({"event": "error", "message": message, "kind": kind})
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+class BarReporter:
+    """A tqdm bar on stderr for people at a terminal; results go to stdout as readable text."""
+
+    def __init__(self, disable: bool = False) -> None:
+        self._bar: Any = None
+        self._disable = disable
+
+    def start(self, total: int | None, message: str = "") -> None:
+        from tqdm import tqdm
+
+        self.close()
+        self._bar = tqdm(total=total, desc=message or None, file=sys.stderr, disable=self._disable,
+                         dynamic_ncols=True)
+
+    def advance(self, n: int = 1, message: str = "") -> None:
+        if self._bar is not None:
+            if message:
+                self._bar.set_postfix_str(message, refresh=False)
+            self._bar.update(n)
+
+    def log(self, message: str, level: str = "info") -> None:
+        prefix = "warning: " if level == "warning" else ""
+        if self._bar is not None:
+            self._bar.write(prefix + message, file=sys.stderr)
+        else:
+            print(prefix + message, file=sys.stderr)
+
+    def result(self, result: dict[str, Any]) -> None:
+        self.close()
+
+    def error(self, message: str, kind: str = "internal") -> None:
+        self.close()
+        print(f"clay: error: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class NullReporter:
+    """For library callers who want no output."""
+
+    def start(self, total: int | None, message: str = "") -> None: ...
+    def advance(self, n: int = 1, message: str = "") -> None: ...
+    def log(self, message: str, level: str = "info") -> None: ...
+    def result(self, result: dict[str, Any]) -> None: ...
+    def error(self, message: str, kind: str = "internal") -> None: ...
+    def close(self) -> None: ...
+
+
+def make_reporter(mode: str) -> Reporter:
+    """`mode` is the CLI's --progress value: bar, json or none."""
+    if mode == "json":
+        return JsonLinesReporter()
+    if mode == "none":
+        return NullReporter()
+    return BarReporter()

@@ -1,0 +1,184 @@
+"""Runs clay_core jobs in a separate Python process.
+
+Why a subprocess: QGIS's own Python often cannot hold torch (ABI clashes, no pip), a CUDA crash must not
+take QGIS down, cancel must really stop the work, and GPU memory must be freed at the end. The worker
+speaks line-delimited JSON on stdout (see clay_core/progress.py); its stderr is kept for error messages.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SETTINGS_KEY = "clay/python"
+CANCEL_GRACE_S = 0.5
+
+
+class WorkerError(RuntimeError):
+    """The worker failed; the message is the worker's own last error line, readable by a person."""
+
+
+def _settings_python() -> str | None:
+    try:
+        from qgis.core import QgsSettings
+    except ImportError:
+        return None
+    value = QgsSettings().value(SETTINGS_KEY, "", type=str)
+    return value or None
+
+
+def _clay_core_parent() -> Path | None:
+    try:
+        import clay_core
+    except ImportError:
+        return None
+    return Path(clay_core.__file__).resolve().parent.parent
+
+
+def python_candidates() -> list[tuple[str, str]]:
+    """(source, path) in priority order: CLAY_PYTHON, the plugin setting, then the plugin's own venv."""
+    candidates = []
+    if os.environ.get("CLAY_PYTHON"):
+        candidates.append(("CLAY_PYTHON", os.environ["CLAY_PYTHON"]))
+    configured = _settings_python()
+    if configured:
+        candidates.append((f"setting {SETTINGS_KEY}", configured))
+    for base in filter(None, [_clay_core_parent(), Path(__file__).resolve().parent]):
+        candidates.append(("plugin venv", str(base / ".venv" / "bin" / "python")))
+    return candidates
+
+
+def worker_python() -> str:
+    for source, path in python_candidates():
+        if Path(path).is_file() and os.access(path, os.X_OK):
+            return path
+        if source != "plugin venv":
+            raise WorkerError(f"the worker Python configured by {source} does not exist: {path}; "
+                              "point it at a Python that has torch installed")
+    raise WorkerError(
+        "no Python with torch is configured for Clay: set the CLAY_PYTHON environment variable or the "
+        f"QGIS setting '{SETTINGS_KEY}' to a Python where `pip install torch` worked (e.g. the venv "
+        "made by scripts/setup.sh)"
+    )
+
+
+def worker_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    parent = _clay_core_parent()
+    if parent is not None:
+        # The worker must import the same clay_core as the plugin (bundled in the zip, or the checkout).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(parent), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _pump(stream, sink: queue.Queue, tag: str) -> None:
+    for line in iter(stream.readline, ""):
+        sink.put((tag, line.rstrip("\n")))
+    sink.put((tag, None))
+
+
+def _friendly_error(last_error: str | None, stderr_tail: list[str], returncode: int) -> str:
+    text = last_error or next((line for line in reversed(stderr_tail) if line.strip()), "")
+    if "No module named 'torch'" in text or "No module named torch" in text:
+        return (f"torch is not installed in the worker Python ({worker_python()}): install it there "
+                "(`python -m pip install torch`) or point CLAY_PYTHON at a Python that has it")
+    if not text:
+        text = f"the Clay worker exited with code {returncode} without an error message"
+    return text
+
+
+def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None) -> dict[str, Any]:
+    """Run `python -m clay_core --progress json ARGS`, relay progress/logs to a QgsProcessingFeedback,
+    terminate on cancel, and return the worker's result dict."""
+    command = [worker_python(), "-m", "clay_core", "--progress", "json", *arguments]
+    if feedback is not None:
+        feedback.pushDebugInfo("worker: " + " ".join(command))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               text=True, env=worker_environment(), bufsize=1)
+    lines: queue.Queue = queue.Queue()
+    threads = [threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
+               threading.Thread(target=_pump, args=(process.stderr, lines, "err"), daemon=True)]
+    for thread in threads:
+        thread.start()
+    stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+    result: dict[str, Any] | None = None
+    last_error: str | None = None
+    open_streams, started = 2, time.monotonic()
+    while open_streams:
+        if feedback is not None and feedback.isCanceled():
+            _terminate(process)
+            raise WorkerError("cancelled")
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            _terminate(process)
+            raise WorkerError(f"the Clay worker did not finish within {timeout_s:.0f} s")
+        try:
+            tag, line = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if line is None:
+            open_streams -= 1
+        elif tag == "err":
+            stderr_tail.append(line)
+        else:
+            event = _parse_event(line)
+            if event is None:
+                stderr_tail.append(line)
+                continue
+            result = event.get("result", result) if event.get("event") == "result" else result
+            if event.get("event") == "error":
+                last_error = event.get("message")
+            _relay(event, feedback)
+    returncode = process.wait()
+    if returncode != 0 or result is None:
+        raise WorkerError(_friendly_error(last_error, list(stderr_tail), returncode))
+    return result
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    """Cancel means stop now: SIGTERM, then SIGKILL if it has not gone within the grace period."""
+    process.terminate()
+    try:
+        process.wait(timeout=CANCEL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _parse_event(line: str) -> dict[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _relay(event: dict[str, Any], feedback) -> None:
+    if feedback is None:
+        return
+    kind = event["event"]
+    if kind == "progress":
+        if event.get("percent") is not None:
+            feedback.setProgress(float(event["percent"]))
+        if event.get("message"):
+            feedback.setProgressText(str(event["message"]))
+    elif kind == "log":
+        message = str(event.get("message", ""))
+        if event.get("level") == "warning":
+            feedback.reportError(message, fatalError=False)
+        else:
+            feedback.pushInfo(message)
+
+
+if __name__ == "__main__":  # manual check: python -m clay_qgis.worker info
+    print(json.dumps(run_clay(sys.argv[1:]), indent=2))

@@ -1,0 +1,91 @@
+"""Assemble the installable QGIS plugin.
+
+    python scripts/package_plugin.py          -> build/plugin/clay_qgis/ and dist/clay_qgis-<version>.zip
+    python scripts/package_plugin.py --dev    -> build/qgis-plugins/clay_qgis/ (symlinks into the checkout)
+
+The plugin folder = clay_qgis/ + metadata.txt (top level, the single source of truth) + compiled
+resources.qrc (resources_rc.py) + clay_core (bundled in the zip so the plugin and its worker import the
+same code; the dev folder relies on the venv/PYTHONPATH instead, so edits show up without rebuilding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN = "clay_qgis"
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "resources_rc.py")
+
+
+def plugin_version() -> str:
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "metadata.txt", encoding="utf-8")
+    return parser["general"]["version"]
+
+
+def compile_resources(target: Path) -> None:
+    """pyrcc5 (Debian's pyqt5-dev-tools) turns resources.qrc into an importable module."""
+    pyrcc = shutil.which("pyrcc5")
+    if pyrcc is None:
+        raise SystemExit("pyrcc5 not found: install pyqt5-dev-tools (scripts/setup.sh does)")
+    tmp = target.with_suffix(".tmp")
+    subprocess.run([pyrcc, "-o", str(tmp), str(REPO / "resources.qrc")], check=True, cwd=REPO)
+    os.replace(tmp, target)
+
+
+def build_dev_folder(root: Path) -> Path:
+    folder = root / PLUGIN
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {entry.name: entry for entry in (REPO / PLUGIN).iterdir() if entry.name != "__pycache__"}
+    wanted["metadata.txt"] = REPO / "metadata.txt"
+    for existing in folder.iterdir():
+        if existing.is_symlink() and existing.name not in wanted:
+            existing.unlink()  # a file removed from the source tree
+    for name, source in wanted.items():
+        link = folder / name
+        if link.is_symlink() and Path(os.readlink(link)) == source:
+            continue
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source)
+    compile_resources(folder / "resources_rc.py")
+    return folder
+
+
+def build_release(build_root: Path, dist: Path) -> Path:
+    folder = build_root / PLUGIN
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(REPO / PLUGIN, folder, ignore=IGNORE)
+    shutil.copy2(REPO / "metadata.txt", folder / "metadata.txt")
+    shutil.copytree(REPO / "clay_core", folder / "clay_core", ignore=IGNORE)
+    compile_resources(folder / "resources_rc.py")
+    dist.mkdir(parents=True, exist_ok=True)
+    archive = dist / f"{PLUGIN}-{plugin_version()}.zip"
+    tmp = archive.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zipped.write(path, path.relative_to(build_root))
+    os.replace(tmp, archive)
+    return archive
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dev", action="store_true", help="symlinked development folder for QGIS_PLUGINPATH")
+    args = parser.parse_args()
+    if args.dev:
+        print(build_dev_folder(REPO / "build" / "qgis-plugins"))
+    else:
+        print(build_release(REPO / "build" / "plugin", REPO / "dist"))
+
+
+if __name__ == "__main__":
+    main()

