@@ -53,7 +53,7 @@ build_plugin_dev_folder() {
 
 enable_plugin_in_profile() {
   # qgis_process only loads enabled plugins; `qgis_process plugins enable` fails when already on.
-  "$CLAY_VENV/bin/python" scripts/qgis_profile.py "$QGIS_CUSTOM_CONFIG_PATH"
+  "$CLAY_VENV/bin/python" scripts/qgis_profile.py "$QGIS_CUSTOM_CONFIG_PATH" >/dev/null
 }
 
 install_apt

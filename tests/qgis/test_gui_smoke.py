@@ -42,7 +42,16 @@ def check():
         json.dump(status, out)
     os._exit(0)  # skip QGIS's exit path: it is not what this test checks
 
-QTimer.singleShot(4000, check)
+def show_plugin():
+    # What a person would look at: the toolbox filtered to the clay provider.
+    window = qgis.utils.iface.mainWindow()
+    window.setGeometry(window.screen().availableGeometry())  # no window manager under Xvfb to maximise
+    toolbox = qgis.utils.plugins["processing"].toolbox
+    toolbox.setVisible(True)
+    toolbox.searchBox.setText("clay")
+    QTimer.singleShot(2500, check)
+
+QTimer.singleShot(3000, show_plugin)
 """
 
 

@@ -1,0 +1,91 @@
+"""Read one chip window of one or more bands onto a target UTM pixel grid, as float32 with NaN for nodata.
+
+Fast path (the file is in the target CRS, north up): read just the overlapping part of the file, resampled
+to the chip's pixels by GDAL (a 20 m band is read as 2x2 repeats of each pixel with nearest resampling) and
+placed into a NaN-filled array; pixels outside the file stay NaN. Otherwise (another CRS): warp through a
+WarpedVRT built for exactly this chip. Either way only the window is read, never the whole file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window, from_bounds
+
+Bounds = tuple[float, float, float, float]
+
+RESAMPLING = {name: getattr(Resampling, name) for name in ("nearest", "bilinear", "cubic", "average", "mode")}
+
+
+def resampling_method(name: str) -> Resampling:
+    from clay_core.errors import ClayInputError
+
+    try:
+        return RESAMPLING[name]
+    except KeyError:
+        raise ClayInputError(f"unknown resampling {name!r}; use one of {', '.join(RESAMPLING)}") from None
+
+
+def read_chip(dataset, indexes: list[int], bounds: Bounds, epsg: int, size: int,
+              resampling: Resampling = Resampling.nearest, zero_is_nodata: bool = False) -> np.ndarray:
+    """Pixels of `indexes` (1-based band numbers) over `bounds` in EPSG:epsg as float32 [n, size, size]."""
+    if _same_grid_family(dataset, epsg):
+        pixels = _read_direct(dataset, indexes, bounds, size, resampling)
+    else:
+        pixels = _read_warped(dataset, indexes, bounds, epsg, size, resampling)
+    return _nodata_to_nan(pixels, dataset, indexes, zero_is_nodata)
+
+
+def _same_grid_family(dataset, epsg: int) -> bool:
+    transform = dataset.transform
+    north_up = transform.b == 0 and transform.d == 0 and transform.a > 0 and transform.e < 0
+    return north_up and dataset.crs is not None and dataset.crs == CRS.from_epsg(epsg)
+
+
+def _read_direct(dataset, indexes: list[int], bounds: Bounds, size: int, resampling: Resampling) -> np.ndarray:
+    out = np.full((len(indexes), size, size), np.nan, dtype=np.float32)
+    xmin, ymin, xmax, ymax = bounds
+    res_x = (xmax - xmin) / size
+    res_y = (ymax - ymin) / size
+    left, bottom, right, top = dataset.bounds
+    # Overlap in chip pixels (rounded: the chip grid and the file's grid share a lattice for S2 tiles).
+    col0 = max(0, round((left - xmin) / res_x))
+    col1 = min(size, round((right - xmin) / res_x))
+    row0 = max(0, round((ymax - top) / res_y))
+    row1 = min(size, round((ymax - bottom) / res_y))
+    if col1 <= col0 or row1 <= row0:
+        return out
+    part = (xmin + col0 * res_x, ymax - row1 * res_y, xmin + col1 * res_x, ymax - row0 * res_y)
+    window = from_bounds(*part, transform=dataset.transform)
+    # Fractional offsets are kept: GDAL resamples from the exact sub-pixel window.
+    window = Window(window.col_off, window.row_off, window.width, window.height)
+    data = dataset.read(indexes, window=window, out_shape=(len(indexes), row1 - row0, col1 - col0),
+                        resampling=resampling, out_dtype=np.float32)
+    out[:, row0:row1, col0:col1] = data
+    return out
+
+
+def _read_warped(dataset, indexes: list[int], bounds: Bounds, epsg: int, size: int,
+                 resampling: Resampling) -> np.ndarray:
+    from affine import Affine
+
+    xmin, _, xmax, ymax = bounds
+    res = (xmax - xmin) / size
+    transform = Affine(res, 0.0, xmin, 0.0, -res, ymax)
+    with WarpedVRT(dataset, crs=CRS.from_epsg(epsg), transform=transform, width=size, height=size,
+                   resampling=resampling, dtype="float32", nodata=np.nan,
+                   src_nodata=dataset.nodata) as vrt:
+        return vrt.read(indexes, out_dtype=np.float32)
+
+
+def _nodata_to_nan(pixels: np.ndarray, dataset, indexes: list[int], zero_is_nodata: bool) -> np.ndarray:
+    nodatavals = dataset.nodatavals
+    for i, band in enumerate(indexes):
+        nodata = nodatavals[band - 1] if nodatavals else None
+        if nodata is not None and not np.isnan(nodata):
+            pixels[i][pixels[i] == np.float32(nodata)] = np.nan
+        if zero_is_nodata:
+            pixels[i][pixels[i] == 0] = np.nan
+    return pixels
