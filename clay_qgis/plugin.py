@@ -24,8 +24,80 @@ class ClayPlugin:
     def initGui(self) -> None:  # noqa: N802 - QGIS API
         self.initProcessing()
         self._add_action("Clay diagnostics…", self.show_diagnostics, "Show versions, device and precision")
-        self._add_action("Embed raster layer…", lambda: self._open_algorithm("clay:embed"),
+        self._add_action("Embed raster layer…", self.open_embed_dialog,
                          "Embed the raster under the canvas with Clay", toolbar=True)
+        self._add_action("Load embeddings…", lambda: self._open_algorithm("clay:loadembeddings"),
+                         "Show an embeddings GeoParquet file as a layer")
+        self.find_similar_action = self._add_action(
+            "Find similar (click a chip)", self.activate_find_similar,
+            "Click a chip of an embeddings layer: similar chips light up (shift: add, ctrl: exclude)", toolbar=True)
+        self.find_similar_action.setCheckable(True)
+        self.map_tool = None
+        self.dock = None
+
+    # -- find similar: map tool + dock -------------------------------------------------------------
+    def ensure_dock(self):
+        from qgis.PyQt.QtCore import Qt
+
+        from clay_qgis.gui.dock import SimilarityDock
+
+        if self.dock is None:
+            self.dock = SimilarityDock(self.iface.mainWindow())
+            self.dock.activate_tool.connect(self.activate_find_similar)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+            self.check_device()
+        self.dock.show()
+        return self.dock
+
+    def activate_find_similar(self, *_checked) -> None:
+        from clay_qgis.gui.map_tool import FindSimilarMapTool
+
+        dock = self.ensure_dock()
+        canvas = self.iface.mapCanvas()
+        if self.map_tool is None:
+            self.map_tool = FindSimilarMapTool(canvas, self.iface.activeLayer)
+            self.map_tool.setAction(self.find_similar_action)
+            self.map_tool.scored.connect(dock.show_session)
+            self.map_tool.failed.connect(lambda text: self.iface.messageBar().pushWarning("Clay", text))
+        canvas.setMapTool(self.map_tool)
+        self.find_similar_action.setChecked(True)
+        from clay_qgis import layers
+
+        layer = self.iface.activeLayer()
+        if layer is not None and layer.customProperty(layers.PATH_PROPERTY):
+            dock.show_layer(layers.embedding_set_of(layer))
+
+    def check_device(self) -> None:
+        """Device and precision of the worker interpreter, shown in the dock before any run (clay:info runs in
+        a background task: starting torch takes seconds)."""
+        from qgis.core import QgsApplication, QgsTask
+
+        from clay_qgis.worker import WorkerError, run_clay
+
+        def collect(task):
+            try:
+                return run_clay(["info"])
+            except WorkerError as exc:
+                return {"device": f"unavailable ({exc})", "precision": "?", "torch": "?"}
+
+        def finished(exception, report=None):
+            if self.dock is not None and report:
+                self.dock.show_device(report)
+
+        self._info_task = QgsTask.fromFunction("Clay: check device", collect, on_finished=finished)
+        QgsApplication.taskManager().addTask(self._info_task)
+
+    def open_embed_dialog(self, *_checked) -> None:
+        """clay:embed with the canvas extent (in the project CRS) and the active raster layer filled in."""
+        from qgis.core import QgsRasterLayer
+
+        canvas = self.iface.mapCanvas()
+        extent, crs = canvas.extent(), canvas.mapSettings().destinationCrs()
+        parameters = {"EXTENT": f"{extent.xMinimum()},{extent.xMaximum()},{extent.yMinimum()},"
+                                f"{extent.yMaximum()} [{crs.authid()}]"}
+        if isinstance(self.iface.activeLayer(), QgsRasterLayer):
+            parameters["INPUT"] = [self.iface.activeLayer().id()]
+        self._open_algorithm("clay:embed", parameters)
 
     def _add_action(self, text: str, callback, tip: str, toolbar: bool = False) -> QAction:
         action = QAction(plugin_icon(), text, self.iface.mainWindow())
@@ -37,13 +109,13 @@ class ClayPlugin:
         self.actions.append(action)
         return action
 
-    def _open_algorithm(self, algorithm_id: str) -> None:
+    def _open_algorithm(self, algorithm_id: str, parameters: dict | None = None) -> None:
         from processing import execAlgorithmDialog
 
         if QgsApplication.processingRegistry().algorithmById(algorithm_id) is None:
             self.iface.messageBar().pushWarning("Clay", f"{algorithm_id} is not available in this version")
             return
-        execAlgorithmDialog(algorithm_id, {})
+        execAlgorithmDialog(algorithm_id, parameters or {})
 
     def show_diagnostics(self) -> None:
         from processing import execAlgorithmDialog
@@ -51,6 +123,13 @@ class ClayPlugin:
         execAlgorithmDialog("clay:info", {})
 
     def unload(self) -> None:
+        if getattr(self, "map_tool", None) is not None:
+            self.iface.mapCanvas().unsetMapTool(self.map_tool)
+            self.map_tool = None
+        if getattr(self, "dock", None) is not None:
+            self.iface.removeDockWidget(self.dock)
+            self.dock.deleteLater()
+            self.dock = None
         for action in self.actions:
             self.iface.removePluginMenu(MENU, action)
             self.iface.removeToolBarIcon(action)

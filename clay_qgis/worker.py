@@ -8,9 +8,12 @@ speaks line-delimited JSON on stdout (see clay_core/progress.py); its stderr is 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import queue
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -86,11 +89,22 @@ def _pump(stream, sink: queue.Queue, tag: str) -> None:
     sink.put((tag, None))
 
 
+_MISSING_MODULE = re.compile(r"No module named '?([A-Za-z0-9_.]+)'?")
+
+
 def _friendly_error(last_error: str | None, stderr_tail: list[str], returncode: int) -> str:
     text = last_error or next((line for line in reversed(stderr_tail) if line.strip()), "")
-    if "No module named 'torch'" in text or "No module named torch" in text:
-        return (f"torch is not installed in the worker Python ({worker_python()}): install it there "
-                "(`python -m pip install torch`) or point CLAY_PYTHON at a Python that has it")
+    missing = _MISSING_MODULE.search(text)
+    if missing:
+        module = missing.group(1).split(".")[0]
+        python = worker_python()
+        if module == "torch":
+            return (f"torch is not installed in the worker Python ({python}): install it there "
+                    f"(`{python} -m pip install torch`) or point CLAY_PYTHON (or the QGIS setting "
+                    f"'{SETTINGS_KEY}') at a Python that has it, e.g. the venv made by scripts/setup.sh")
+        return (f"the worker Python ({python}) lacks the module '{module}' that clay_core needs: install "
+                f"clay_core's dependencies there (`{python} -m pip install -e .` in the clay-qgis checkout) or "
+                f"point CLAY_PYTHON (or the QGIS setting '{SETTINGS_KEY}') at the venv made by scripts/setup.sh")
     if not text:
         text = f"the Clay worker exited with code {returncode} without an error message"
     return text
@@ -100,10 +114,11 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
     """Run `python -m clay_core --progress json ARGS`, relay progress/logs to a QgsProcessingFeedback,
     terminate on cancel, and return the worker's result dict."""
     command = [worker_python(), "-m", "clay_core", "--progress", "json", *arguments]
-    if feedback is not None:
-        feedback.pushDebugInfo("worker: " + " ".join(command))
+    # Own session (process group): cancel must also stop the DataLoader worker processes it forks.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               text=True, env=worker_environment(), bufsize=1)
+                               text=True, env=worker_environment(), bufsize=1, start_new_session=os.name == "posix")
+    if feedback is not None:
+        feedback.pushDebugInfo(f"worker (pid {process.pid}): " + " ".join(command))
     lines: queue.Queue = queue.Queue()
     threads = [threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
                threading.Thread(target=_pump, args=(process.stderr, lines, "err"), daemon=True)]
@@ -144,13 +159,27 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
 
 
 def _terminate(process: subprocess.Popen) -> None:
-    """Cancel means stop now: SIGTERM, then SIGKILL if it has not gone within the grace period."""
-    process.terminate()
+    """Cancel means stop now: SIGTERM to the worker's process group, SIGKILL if it has not gone within the
+    grace period (a cancel must finish within a second)."""
+    _signal_group(process, signal.SIGTERM)
     try:
         process.wait(timeout=CANCEL_GRACE_S)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _signal_group(process, getattr(signal, "SIGKILL", signal.SIGTERM))
         process.wait()
+    else:
+        # The main process is gone; make sure no DataLoader child outlives it.
+        _signal_group(process, getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    if os.name == "posix":
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signum)
+    elif signum == signal.SIGTERM:
+        process.terminate()
+    else:
+        process.kill()
 
 
 def _parse_event(line: str) -> dict[str, Any] | None:

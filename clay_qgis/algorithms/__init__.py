@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from clay_qgis.algorithms.base import ClayAlgorithm
+from clay_qgis.algorithms.embed import EmbedRasterAlgorithm
+from clay_qgis.algorithms.embed_locations import EmbedLocationsAlgorithm
+from clay_qgis.algorithms.embed_mgrs import EmbedMgrsAlgorithm
 from clay_qgis.algorithms.info import InfoAlgorithm
+from clay_qgis.algorithms.load_embeddings import LoadEmbeddingsAlgorithm
+from clay_qgis.algorithms.render_map import RenderMapAlgorithm
+from clay_qgis.algorithms.similarity import SimilarityAlgorithm
 
 ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     InfoAlgorithm,
+    EmbedMgrsAlgorithm,
+    EmbedRasterAlgorithm,
+    LoadEmbeddingsAlgorithm,
+    SimilarityAlgorithm,
+    EmbedLocationsAlgorithm,
+    RenderMapAlgorithm,
 ]
 
 

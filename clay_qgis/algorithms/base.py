@@ -1,7 +1,10 @@
-"""Shared base of every clay algorithm: naming, help, common parameters, running the worker."""
+"""Shared base of every clay algorithm: naming, help, common parameters, running the worker, loading outputs."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -9,12 +12,22 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsVectorLayer,
 )
 
 from clay_qgis.worker import WorkerError, run_clay
 
 DEVICE_OPTIONS = ["auto", "cpu", "cuda"]
+# Kept here (not imported from clay_core.models, which needs torch): QGIS's Python may have no torch.
+# tests/qgis/test_embed_algorithms.py checks this list against the model registry.
+MODEL_PRESETS = ["clay-v0-small", "clay-v0-tiny", "clay-v0-medium", "clay-v0-large", "clay-v1.5-large"]
+LEVEL_OPTIONS = ["model default", "mean", "patch", "group", "cls"]
+LAYER_MODES = ["chips", "patches"]
 
 
 class ClayAlgorithm(QgsProcessingAlgorithm):
@@ -46,6 +59,17 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
 
     # -- shared parameters -------------------------------------------------------------------------
     DEVICE = "DEVICE"
+    MODEL = "MODEL"
+    CHECKPOINT = "CHECKPOINT"
+    LEVEL = "LEVEL"
+    CHIP_SIZE = "CHIP_SIZE"
+    STRIDE = "STRIDE"
+    BATCH_SIZE = "BATCH_SIZE"
+    WORKERS = "WORKERS"
+    # outputs of the embedding algorithms
+    OUTPUT = "OUTPUT"
+    OUTPUT_LAYER = "OUTPUT_LAYER"
+    CHIPS = "CHIPS"
 
     def add_device_parameter(self) -> None:
         self.addParameter(QgsProcessingParameterEnum(
@@ -53,6 +77,66 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
 
     def device_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         return DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)]
+
+    def add_model_parameters(self) -> None:
+        """A preset name, or a checkpoint file that overrides it (.ckpt / .pt / .safetensors)."""
+        self.addParameter(QgsProcessingParameterEnum(self.MODEL, "Model (used when no checkpoint is given)",
+                                                     options=MODEL_PRESETS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterFile(
+            self.CHECKPOINT, "Checkpoint file (optional, overrides the model)", optional=True,
+            fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors);;All files (*)"))
+        self.addParameter(QgsProcessingParameterEnum(self.LEVEL, "Embedding level", options=LEVEL_OPTIONS,
+                                                     defaultValue=0))
+
+    def add_chip_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterNumber(
+            self.CHIP_SIZE, "Chip size in pixels (0 = the model's own)", type=QgsProcessingParameterNumber.Type.Integer,
+            defaultValue=0, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.STRIDE, "Stride in pixels (0 = chip size, no overlap)",
+            type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
+
+    def add_run_parameters(self) -> None:
+        """Device, batch size and data-loading workers: advanced, the defaults suit most machines."""
+        self.add_device_parameter()
+        batch = QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0 = automatic)",
+                                             type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0,
+                                             minValue=0)
+        workers = QgsProcessingParameterNumber(self.WORKERS, "Data-loading worker processes (0 = read inline)",
+                                               type=QgsProcessingParameterNumber.Type.Integer, defaultValue=2,
+                                               minValue=0, maxValue=64)
+        for parameter in (batch, workers):
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(parameter)
+
+    def model_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context)
+        if checkpoint:
+            if not Path(checkpoint).is_file():
+                raise QgsProcessingException(f"checkpoint file {checkpoint} does not exist")
+            arguments = ["--checkpoint", checkpoint]
+        else:
+            arguments = ["--model", MODEL_PRESETS[self.parameterAsEnum(parameters, self.MODEL, context)]]
+        level = LEVEL_OPTIONS[self.parameterAsEnum(parameters, self.LEVEL, context)]
+        if level != LEVEL_OPTIONS[0]:
+            arguments += ["--level", level]
+        return arguments
+
+    def chip_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        arguments = []
+        for name, flag in ((self.CHIP_SIZE, "--chip-size"), (self.STRIDE, "--stride")):
+            value = self.parameterAsInt(parameters, name, context)
+            if value > 0:
+                arguments += [flag, str(value)]
+        return arguments
+
+    def run_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        arguments = ["--device", self.device_value(parameters, context)]
+        batch = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
+        if batch > 0:
+            arguments += ["--batch-size", str(batch)]
+        arguments += ["--workers", str(self.parameterAsInt(parameters, self.WORKERS, context))]
+        return arguments
 
     # -- running clay_core out of process ----------------------------------------------------------
     def run_worker(self, arguments: list[str], feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -62,3 +146,90 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
             return run_clay(arguments, feedback)
         except WorkerError as exc:
             raise QgsProcessingException(str(exc)) from exc
+
+    def run_worker_writing(self, arguments: list[str], feedback: QgsProcessingFeedback, folder: Path,
+                           patterns: Iterable[str]) -> dict[str, Any]:
+        """Run a worker that writes into `folder`; on cancel remove what it created there matching `patterns`
+        (the output, its resumable `.parts` folder, temporary files), so a cancelled run leaves nothing."""
+        before = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+        try:
+            return self.run_worker(arguments, feedback)
+        except QgsProcessingException:
+            if feedback is not None and feedback.isCanceled():
+                remove_new_entries(folder, before, patterns)
+            raise
+
+    def load_embeddings_result(self, path: Path, context: QgsProcessingContext,
+                               feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """Load the file a worker wrote as a chips layer (added to the project when run from the GUI)."""
+        from clay_core.errors import ClayInputError
+        from clay_qgis import layers
+
+        if not path.is_file():
+            raise QgsProcessingException(f"the worker finished but {path} was not written")
+        try:
+            embedding_set = layers.load_embedding_set(path, "chips")
+            layer = layers.memory_layer(embedding_set, path.stem)
+        except ClayInputError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        feedback.pushInfo(f"{path}: {embedding_set.describe()}")
+        layer_id = load_on_completion(layer, context, path.stem)
+        return {self.OUTPUT: str(path), self.OUTPUT_LAYER: layer_id, self.CHIPS: layer.featureCount()}
+
+
+def remove_new_entries(folder: Path, before: set[str], patterns: Iterable[str]) -> list[Path]:
+    removed = []
+    if not folder.is_dir():
+        return removed
+    patterns = list(patterns)
+    for entry in folder.iterdir():
+        if entry.name in before or not any(entry.match(pattern) for pattern in patterns):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def output_patterns(name: str) -> list[str]:
+    """What an embed run writes for output `name`: the file, `name.parts/` and `.name.*.tmp` temp files."""
+    return [name, f"{name}.parts", f".{name}.*"]
+
+
+class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
+    """Tags an output layer with its embeddings file (so the map tool finds the vectors) and styles it
+    when Processing loads it into the project (GUI runs only)."""
+
+    instances: list[StyleOnLoad] = []  # Processing keeps a raw pointer: keep the Python object alive
+
+    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.embeddings_path = embeddings_path
+        self.mode = mode
+        self.scored = scored
+        StyleOnLoad.instances.append(self)
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
+        if not isinstance(layer, QgsVectorLayer):
+            return
+        from clay_qgis import layers
+
+        layer.setCustomProperty(layers.PATH_PROPERTY, self.embeddings_path)
+        layer.setCustomProperty(layers.MODE_PROPERTY, self.mode)
+        if self.scored:
+            layers.style_similarity(layer, self.scored["scores"], threshold=self.scored.get("threshold"),
+                                    top_k=self.scored.get("top_k", 10),
+                                    has_negatives=self.scored.get("has_negatives", False))
+        else:
+            layers.style_chip_grid(layer)
+
+
+def load_on_completion(layer: QgsVectorLayer, context: QgsProcessingContext, name: str) -> str:
+    """Hand an in-memory layer to Processing: kept in the context, added to the project when the run ends
+    in the GUI; returns the layer id for the algorithm's output."""
+    context.temporaryLayerStore().addMapLayer(layer)
+    details = QgsProcessingContext.LayerDetails(name, context.project(), name)
+    context.addLayerToLoadOnCompletion(layer.id(), details)
+    return layer.id()

@@ -1,0 +1,191 @@
+"""clay:embed - embed raster layer(s) over an extent (the canvas extent by default in the GUI) into GeoParquet,
+then load the chips as a layer. The work runs in the worker: `clay embed SOURCE... --bbox ... -o OUT.gpq`."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsCsException,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterString,
+    QgsRasterLayer,
+    QgsRectangle,
+)
+
+from clay_core.errors import ClayInputError
+from clay_qgis.algorithms.base import ClayAlgorithm, output_patterns
+
+BAND_MAP_PATTERN = re.compile(r"^\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*(,\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*)*$")
+GEOPARQUET_OUTPUT_FILTER = "GeoParquet (*.gpq *.parquet)"
+
+
+def parse_date(text: str, what: str = "date") -> str | None:
+    """'' -> None; 'YYYY-MM-DD' -> the same text; anything else -> a message that names the format."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ClayInputError(f"{what} {text!r} is not a date: use YYYY-MM-DD, e.g. 2017-02-16") from None
+
+
+class EmbedRasterAlgorithm(ClayAlgorithm):
+    algorithm_id = "embed"
+    display_name = "Embed raster layer"
+    help_text = (
+        "Cuts the raster layer(s) into chips over the extent (the map canvas extent is offered by default; any "
+        "CRS), reprojects them to the extent's local UTM zone at 10 m, embeds every chip with the Clay model and "
+        "writes a GeoParquet file, then loads the chips as a layer ready for Find similar. Give one multi-band "
+        "raster or one raster per band; bands are recognised from their names/descriptions (B02, B04, red, nir ...) "
+        "or from the band mapping (e.g. B04=1,B03=2,B02=3,B08=4). Bands the model needs but the rasters lack are "
+        "filled with the normalisation mean and listed in the file. Runs in a separate Python process (the "
+        "configured worker interpreter, which needs torch); Cancel stops it at once and removes the partial output."
+    )
+
+    INPUT = "INPUT"
+    EXTENT = "EXTENT"
+    BAND_MAP = "BAND_MAP"
+    DATE = "DATE"
+    EXPLODE_PATCHES = "EXPLODE_PATCHES"
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Raster layer(s)",
+                                                               QgsProcessing.SourceType.TypeRaster))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty = the whole raster)",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.BAND_MAP, "Band mapping, e.g. B04=1,B03=2,B02=3 (empty = from band names)", optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.DATE, "Acquisition date YYYY-MM-DD (empty = from the files)", optional=True))
+        self.add_model_parameters()
+        self.add_chip_parameters()
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.EXPLODE_PATCHES, "Write one row per patch (patch/group level)", defaultValue=False))
+        self.add_run_parameters()
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Embeddings file",
+                                                                fileFilter=GEOPARQUET_OUTPUT_FILTER))
+        self.addOutput(QgsProcessingOutputVectorLayer(self.OUTPUT_LAYER, "Embedded chips",
+                                                      QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputNumber(self.CHIPS, "Number of rows written"))
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+        try:
+            arguments, output = self.worker_arguments(parameters, context, feedback)
+        except ClayInputError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        result = self.run_worker_writing(arguments, feedback, output.parent, output_patterns(output.name))
+        written = Path(result.get("output") or output)
+        return self.load_embeddings_result(written, context, feedback)
+
+    def worker_arguments(self, parameters, context, feedback) -> tuple[list[str], Path]:
+        rasters = self.parameterAsLayerList(parameters, self.INPUT, context)
+        if not rasters:
+            raise ClayInputError("choose at least one raster layer")
+        sources = [raster_source(layer) for layer in rasters]
+        bbox, bbox_crs = self.area(parameters, context, rasters)
+        output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
+        if output.suffix.lower() not in (".gpq", ".parquet", ".geoparquet"):
+            output = output.with_suffix(".gpq")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        arguments = ["embed", *sources, "-o", str(output), "--overwrite",
+                     "--bbox", ",".join(f"{v:.10g}" for v in bbox), "--bbox-crs", bbox_crs]
+        date = parse_date(self.parameterAsString(parameters, self.DATE, context))
+        if date:
+            arguments += ["--date", date]
+        band_map = self.parameterAsString(parameters, self.BAND_MAP, context).strip()
+        if band_map:
+            if not BAND_MAP_PATTERN.match(band_map):
+                raise ClayInputError(f"band mapping {band_map!r} must look like B04=1,B03=2,B02=3 "
+                                     "(Clay band = band number or band name)")
+            arguments += ["--band-map", band_map.replace(" ", "")]
+        if self.parameterAsBoolean(parameters, self.EXPLODE_PATCHES, context):
+            arguments.append("--explode-patches")
+        arguments += self.model_arguments(parameters, context) + self.chip_arguments(parameters, context)
+        arguments += self.run_arguments(parameters, context)
+        return arguments, output
+
+    def area(self, parameters, context, rasters: list) -> tuple[tuple[float, float, float, float], str]:
+        """The bbox to embed and its CRS: the extent parameter as given (any CRS), after checking it is not
+        empty and overlaps a raster; without one, the rasters' combined extent."""
+        for layer in rasters:
+            if not layer.crs().isValid():
+                raise ClayInputError(f"raster layer {layer.name()!r} has no CRS, so it cannot be placed on the "
+                                     "UTM grid: set its CRS (Layer Properties > Source) and run again")
+        if parameters.get(self.EXTENT):
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context)
+            crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+            if not crs.isValid():
+                crs = context.project().crs() if context.project() else rasters[0].crs()
+        else:
+            extent, crs = combined_extent(rasters, context), rasters[0].crs()
+        if extent.isNull() or extent.isEmpty() or extent.width() <= 0 or extent.height() <= 0:
+            raise ClayInputError("the extent is empty: draw an area on the map or choose the layer's extent")
+        if not any(overlaps(layer, extent, crs, context) for layer in rasters):
+            raise ClayInputError(f"the extent ({describe(extent, crs)}) does not overlap any of the raster layers: "
+                                 "zoom to the imagery or choose the layer extent")
+        return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()), crs_argument(crs)
+
+
+def raster_source(layer) -> str:
+    """The file (or /vsi*, s3:// URL) behind a GDAL raster layer; the worker opens it with rasterio."""
+    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+        raise ClayInputError(f"layer {layer.name()!r} is not a file-based raster (provider "
+                             f"{layer.providerType()}): save it as GeoTIFF first")
+    source = layer.source().split("|")[0]
+    if source.startswith("/vsis3/"):
+        return "s3://" + source[len("/vsis3/"):]
+    return source
+
+
+def combined_extent(rasters: list, context) -> QgsRectangle:
+    target = rasters[0].crs()
+    extent = QgsRectangle()
+    extent.setMinimal()
+    for layer in rasters:
+        extent.combineExtentWith(to_crs(layer.extent(), layer.crs(), target, context))
+    return extent
+
+
+def to_crs(extent: QgsRectangle, source: QgsCoordinateReferenceSystem, target: QgsCoordinateReferenceSystem,
+           context) -> QgsRectangle:
+    if source == target:
+        return QgsRectangle(extent)
+    transform = QgsCoordinateTransform(source, target, context.transformContext())
+    if not transform.isValid():
+        raise ClayInputError(f"no coordinate transform from {source.authid() or source.description()} to "
+                             f"{target.authid() or target.description()}: check the layer and project CRS")
+    try:
+        return transform.transformBoundingBox(extent)
+    except QgsCsException as exc:
+        raise ClayInputError(f"the extent cannot be transformed from {source.authid()} to {target.authid()}: "
+                             f"{exc}") from exc
+
+
+def overlaps(layer, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem, context) -> bool:
+    try:
+        return to_crs(extent, crs, layer.crs(), context).intersects(layer.extent())
+    except ClayInputError:
+        return False
+
+
+def crs_argument(crs: QgsCoordinateReferenceSystem) -> str:
+    """What --bbox-crs gets: the authority id when there is one, else the CRS as WKT (PROJ reads both)."""
+    return crs.authid() if crs.authid() else crs.toWkt()
+
+
+def describe(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> str:
+    return f"{extent.toString(3)} in {crs.authid() or crs.description()}"

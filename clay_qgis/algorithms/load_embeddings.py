@@ -1,0 +1,75 @@
+"""clay:loadembeddings - an embeddings GeoParquet file as a vector layer (one feature per chip or per patch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsFeatureSink,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
+)
+
+from clay_core.errors import ClayInputError
+from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
+
+GEOPARQUET_FILTER = "GeoParquet (*.gpq *.parquet *.geoparquet);;All files (*)"
+
+
+class LoadEmbeddingsAlgorithm(ClayAlgorithm):
+    algorithm_id = "loadembeddings"
+    display_name = "Load embeddings"
+    help_text = (
+        "Reads an embeddings GeoParquet file (written by Embed raster layer / Embed MGRS tile, `clay embed`, or "
+        "Clay's published files) into a layer: one polygon per chip, or one per patch for patch- or group-level "
+        "files ('patches'). Only scalar attributes (chip_id, date, source_url, row, col, nodata_fraction) go into "
+        "the layer; the vectors stay in memory for Find similar chips and the find-similar map tool. QGIS cannot "
+        "open GeoParquet itself here, so this is the way to see the file."
+    )
+
+    INPUT = "INPUT"
+    MODE = "MODE"
+    OUTPUT = "OUTPUT"
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)",
+                                                     fileFilter=GEOPARQUET_FILTER))
+        self.addParameter(QgsProcessingParameterEnum(self.MODE, "One feature per", options=LAYER_MODES,
+                                                     defaultValue=0))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Embeddings layer",
+                                                            QgsProcessing.SourceType.TypeVectorPolygon))
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+        from clay_qgis import layers
+
+        path = self.parameterAsFile(parameters, self.INPUT, context)
+        mode = LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)]
+        try:
+            embedding_set = layers.load_embedding_set(path, mode)
+        except ClayInputError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        feedback.pushInfo(f"{path}: {embedding_set.describe()}")
+        fields = layers.layer_fields(embedding_set.mode)
+        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields,
+                                             layers.POLYGON_WKB_TYPE, embedding_set.crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        write_features(sink, layers.features_for(embedding_set, fields), feedback)
+        if context.willLoadLayerOnCompletion(dest_id):
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                StyleOnLoad(str(embedding_set.path), embedding_set.mode))
+        return {self.OUTPUT: dest_id}
+
+
+def write_features(sink, features: list, feedback, chunk: int = 5000) -> None:
+    """Add features in chunks so progress moves and cancel is honoured on big files."""
+    total = max(1, len(features))
+    for start in range(0, len(features), chunk):
+        if feedback.isCanceled():
+            return
+        if not sink.addFeatures(features[start:start + chunk], QgsFeatureSink.Flag.FastInsert):
+            raise QgsProcessingException("could not write the features to the output layer")
+        feedback.setProgress(100.0 * min(len(features), start + chunk) / total)

@@ -1,0 +1,213 @@
+"""clay:similarity - score every chip of an embeddings file against a query (chip ids, a point, or selected
+features as positive and negative examples) and output the matches with `similarity` and `rank`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qgis.core import (
+    QgsCoordinateTransform,
+    QgsCsException,
+    QgsFeatureRequest,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterPoint,
+    QgsProcessingParameterString,
+)
+
+from clay_core.errors import ClayInputError
+from clay_core.similarity import check_dimension, combine_query, row_at_point, select_matches
+from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
+from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
+
+DEFAULT_OUTLINED = 10
+
+
+class SimilarityAlgorithm(ClayAlgorithm):
+    algorithm_id = "similarity"
+    display_name = "Find similar chips"
+    group_id = "similarity"
+    group_name = "Similarity search"
+    help_text = (
+        "Scores every chip (or patch) of an embeddings file by cosine similarity with a query and outputs a layer "
+        "with a 'similarity' field in [-1, 1] and a 'rank' (1 = most similar). The query is the mean of the "
+        "positive examples minus the mean of the negative ones, on unit-length vectors. Examples can be chip ids, "
+        "a point (in any CRS: the chip that contains it), or features of a layer (tick 'Selected features only' "
+        "to use a selection): features with a chip_id are matched by id (even from another embeddings file of "
+        "the same model), others by the chip under their centre. Keep the top k and/or matches above a threshold."
+    )
+
+    INPUT = "INPUT"
+    MODE = "MODE"
+    CHIP_IDS = "CHIP_IDS"
+    POINT = "POINT"
+    POSITIVES = "POSITIVES"
+    NEGATIVE_CHIP_IDS = "NEGATIVE_CHIP_IDS"
+    NEGATIVES = "NEGATIVES"
+    TOP_K = "TOP_K"
+    THRESHOLD = "THRESHOLD"
+    USE_THRESHOLD = "USE_THRESHOLD"
+    OUTPUT = "OUTPUT"
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)",
+                                                     fileFilter=GEOPARQUET_FILTER))
+        self.addParameter(QgsProcessingParameterEnum(self.MODE, "Score each", options=LAYER_MODES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(self.CHIP_IDS, "Query chip id(s), comma separated",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterPoint(self.POINT, "Query point (the chip containing it)",
+                                                      optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.POSITIVES, "Positive examples (features)", [QgsProcessing.SourceType.TypeVectorAnyGeometry],
+            optional=True))
+        self.addParameter(QgsProcessingParameterString(self.NEGATIVE_CHIP_IDS, "Negative chip id(s), comma separated",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.NEGATIVES, "Negative examples (features)", [QgsProcessing.SourceType.TypeVectorAnyGeometry],
+            optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.TOP_K, "Keep the k best matches (0 = keep all)", type=QgsProcessingParameterNumber.Type.Integer,
+            defaultValue=0, minValue=0))
+        self.addParameter(QgsProcessingParameterBoolean(self.USE_THRESHOLD, "Keep only matches above the threshold",
+                                                        defaultValue=False))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, "Similarity threshold", type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.5,
+            minValue=-1.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Similar chips",
+                                                            QgsProcessing.SourceType.TypeVectorPolygon))
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+        from clay_qgis import layers
+
+        try:
+            target = layers.load_embedding_set(self.parameterAsFile(parameters, self.INPUT, context),
+                                               LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)])
+            feedback.pushInfo(f"embeddings: {target.describe()}")
+            positive_rows, positive_vectors = self.examples(parameters, context, target, positive=True)
+            negative_rows, negative_vectors = self.examples(parameters, context, target, positive=False)
+            if not len(positive_vectors):
+                raise ClayInputError("no query: give query chip id(s), a query point or positive example features")
+            query = combine_query(positive_vectors, negative_vectors if len(negative_vectors) else None)
+            scored = target.index.score(query)
+        except ClayInputError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        top_k = self.parameterAsInt(parameters, self.TOP_K, context)
+        threshold = (self.parameterAsDouble(parameters, self.THRESHOLD, context)
+                     if self.parameterAsBoolean(parameters, self.USE_THRESHOLD, context) else None)
+        keep = select_matches(scored.scores, top_k, threshold)
+        feedback.pushInfo(f"{len(positive_vectors)} positive / {len(negative_vectors)} negative example(s); "
+                          f"keeping {len(keep)} of {len(target)} rows; best: "
+                          + ", ".join(f"{target.columns['chip_id'][r]} {scored.scores[r]:+.3f}" for r in keep[:5]))
+        fields = layers.layer_fields(target.mode)
+        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE,
+                                             target.crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        examples = layers.examples_of(positive_rows, negative_rows)
+        write_features(sink, layers.features_for(target, fields, keep, scored.scores, scored.ranks, examples),
+                       feedback)
+        if context.willLoadLayerOnCompletion(dest_id):
+            outlined = top_k if 0 < top_k <= 100 else DEFAULT_OUTLINED
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(StyleOnLoad(
+                str(target.path), target.mode, {"scores": scored.scores[keep], "threshold": threshold,
+                                                 "top_k": outlined, "has_negatives": bool(negative_rows)}))
+        return {self.OUTPUT: dest_id}
+
+    # -- resolving the examples --------------------------------------------------------------------
+    def examples(self, parameters, context, target, *, positive: bool) -> tuple[list[int], np.ndarray]:
+        """(rows of `target` that are examples, unit vectors of all examples) for one side of the query.
+        Vectors may come from another embeddings file (features of a layer loaded from it)."""
+        ids_name, layer_name = ((self.CHIP_IDS, self.POSITIVES) if positive
+                                else (self.NEGATIVE_CHIP_IDS, self.NEGATIVES))
+        what = "query" if positive else "negative"
+        rows = rows_of_chip_ids(target, self.parameterAsString(parameters, ids_name, context), what)
+        if positive and parameters.get(self.POINT):
+            rows.append(self.row_of_point(parameters, context, target))
+        vectors = [target.index.vectors[rows]] if rows else []
+        if parameters.get(layer_name):
+            layer_rows, other_vectors = self.rows_of_features(parameters, layer_name, context, target)
+            rows += layer_rows
+            vectors += other_vectors
+        stacked = np.concatenate(vectors) if vectors else np.zeros((0, target.dim), dtype=np.float32)
+        return sorted(set(rows)), stacked
+
+    def row_of_point(self, parameters, context, target) -> int:
+        crs = self.parameterAsPointCrs(parameters, self.POINT, context)
+        if crs.isValid() and not QgsCoordinateTransform(crs, target.crs, context.transformContext()).isValid():
+            raise ClayInputError(f"the query point's CRS {crs.authid() or crs.description()} cannot be transformed "
+                                 f"to the embeddings' CRS {target.crs.authid()}")
+        point = self.parameterAsPoint(parameters, self.POINT, context, target.crs)
+        return row_at_point(target.rings, point.x(), point.y())
+
+    def rows_of_features(self, parameters, name, context, target) -> tuple[list[int], list[np.ndarray]]:
+        from clay_qgis import layers
+
+        source = self.parameterAsSource(parameters, name, context)
+        if source is None:
+            raise ClayInputError(f"the {name.lower()} layer could not be opened")
+        layer = self.parameterAsVectorLayer(parameters, name, context)
+        owner = layers.embedding_set_of(layer) if layer is not None else None
+        if owner is not None and owner.path != target.path:
+            check_dimension(target.dim, owner.dim, f"the examples' file {owner.path.name} ({owner.model_name})")
+        else:
+            owner = target
+        field_names = source.fields().names()
+        by_id = "chip_id" in field_names
+        transform = None
+        if not by_id:
+            if not source.sourceCrs().isValid():
+                raise ClayInputError(f"the {name.lower()} layer has no valid CRS, so its features cannot be placed "
+                                     "on the chips: set the layer's CRS (Layer Properties > Source)")
+            transform = QgsCoordinateTransform(source.sourceCrs(), target.crs, context.transformContext())
+            if not transform.isValid():
+                raise ClayInputError(f"no transform from the {name.lower()} layer's CRS "
+                                     f"{source.sourceCrs().authid()} to the embeddings' CRS {target.crs.authid()}")
+        owner_rows: list[int] = []
+        for feature in source.getFeatures(QgsFeatureRequest()):
+            if by_id:
+                owner_rows += rows_of_feature_key(owner, feature, field_names)
+            else:
+                owner_rows.append(row_of_geometry(target, feature.geometry(), transform))
+        if not owner_rows:
+            raise ClayInputError(f"no {name.lower()} feature matches a chip of the embeddings "
+                                 "(nothing selected, or features outside the chips)")
+        vectors = owner.index.vectors[owner_rows]
+        target_rows = owner_rows if owner is target else []
+        return target_rows, [vectors]
+
+
+def rows_of_chip_ids(target, text: str, what: str) -> list[int]:
+    rows: list[int] = []
+    for chip_id in filter(None, (part.strip() for part in (text or "").split(","))):
+        found = target.rows_of_chip(chip_id)
+        if not found:
+            example = target.columns["chip_id"][0] if len(target) else "none"
+            raise ClayInputError(f"{what} chip id {chip_id!r} is not in {target.path.name} (ids look like {example!r})")
+        rows += found
+    return rows
+
+
+def rows_of_feature_key(owner, feature, field_names: list[str]) -> list[int]:
+    chip_id = feature["chip_id"]
+    if owner.mode == "patches" and "patch_row" in field_names and "patch_col" in field_names:
+        row = owner.row_of_key((chip_id, feature["patch_row"], feature["patch_col"]))
+        return [] if row is None else [row]
+    return owner.rows_of_chip(chip_id)
+
+
+def row_of_geometry(target, geometry, transform) -> int:
+    if geometry is None or geometry.isEmpty():
+        raise ClayInputError("an example feature has no geometry and no chip_id")
+    point = geometry.pointOnSurface().asPoint()
+    try:
+        point = transform.transform(point)
+    except QgsCsException as exc:
+        raise ClayInputError(f"an example feature could not be transformed to the embeddings' CRS: {exc}") from exc
+    return row_at_point(target.rings, point.x(), point.y())

@@ -1,0 +1,206 @@
+"""The similarity dock: what is loaded (model, level, device/precision), threshold, top-k, clear, export and a
+small histogram of the scores. It drives the same SimilaritySession the map tool fills."""
+
+from __future__ import annotations
+
+import numpy as np
+from qgis.gui import QgsDockWidget
+from qgis.PyQt.QtCore import QRectF, Qt, pyqtSignal
+from qgis.PyQt.QtGui import QColor, QPainter, QPen
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from clay_qgis import layers
+
+HISTOGRAM_BINS = 40
+SLIDER_STEPS = 1000
+
+
+class ScoreHistogram(QWidget):
+    """Bars of the score distribution between the lowest and the highest score (cosine scores of one model often
+    sit in a narrow band, so a fixed [-1, 1] axis would show one bar); bars below the threshold are grey."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+        self.edges = np.linspace(-1.0, 1.0, HISTOGRAM_BINS + 1)
+        self.threshold: float | None = None
+        self.setMinimumHeight(80)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_scores(self, scores: np.ndarray | None, threshold: float | None) -> None:
+        if scores is None or not len(scores):
+            self.counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+            self.edges = np.linspace(-1.0, 1.0, HISTOGRAM_BINS + 1)
+        else:
+            low, high = float(np.min(scores)), float(np.max(scores))
+            if high - low < 1e-6:
+                low, high = low - 0.01, high + 0.01
+            self.counts, self.edges = np.histogram(scores, bins=HISTOGRAM_BINS, range=(low, high))
+        self.threshold = threshold
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        painter = QPainter(self)
+        width, height = self.width(), self.height() - 16
+        painter.fillRect(self.rect(), QColor("#ffffff"))
+        peak = max(1, int(self.counts.max()))
+        bar = width / HISTOGRAM_BINS
+        low, high = float(self.edges[0]), float(self.edges[-1])
+        for index, count in enumerate(self.counts.tolist()):
+            above = self.threshold is None or self.edges[index + 1] > self.threshold
+            painter.fillRect(QRectF(index * bar, height * (1 - count / peak), max(1.0, bar - 1), height * count / peak),
+                             QColor(layers.VIRIDIS[6] if above else "#bdbdbd"))
+        painter.setPen(QPen(QColor("#444444")))
+        painter.drawText(2, height + 13, f"{low:.2f}")
+        painter.drawText(width - 34, height + 13, f"{high:.2f}")
+        if self.threshold is not None and low <= self.threshold <= high:
+            x = (self.threshold - low) / (high - low) * width
+            painter.setPen(QPen(QColor(layers.TOP_K_COLOR), 2))
+            painter.drawLine(int(x), 0, int(x), height)
+        painter.end()
+
+
+class SimilarityDock(QgsDockWidget):
+    """Threshold slider, top-k, clear, export matches and the histogram for the session the map tool fills."""
+
+    activate_tool = pyqtSignal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("Clay: find similar", parent)
+        self.setObjectName("ClaySimilarityDock")
+        self.session: layers.SimilaritySession | None = None
+        body = QWidget(self)
+        column = QVBoxLayout(body)
+        self.layer_label = QLabel("No embeddings layer yet: load one, then click a chip with the find-similar tool.")
+        self.layer_label.setWordWrap(True)
+        self.device_label = QLabel("Device: not checked yet")
+        self.device_label.setWordWrap(True)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.tool_button = QPushButton("Find similar: click a chip")
+        self.tool_button.clicked.connect(self.activate_tool.emit)
+        form = QFormLayout()
+        self.use_threshold = QCheckBox("Hide below")
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        # The slider spans the current scores (min..max) in SLIDER_STEPS steps: scores of one model often sit in
+        # a narrow band (e.g. 0.95-1.00) that a fixed [-1, 1] slider could not resolve.
+        self.threshold_slider.setRange(0, SLIDER_STEPS)
+        self.threshold_slider.setValue(SLIDER_STEPS // 2)
+        self.score_range = (-1.0, 1.0)
+        self.threshold_value = QLabel("0.000")
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(self.use_threshold)
+        threshold_row.addWidget(self.threshold_slider, 1)
+        threshold_row.addWidget(self.threshold_value)
+        form.addRow("Threshold", threshold_row)
+        self.top_k = QSpinBox()
+        self.top_k.setRange(0, 100000)
+        self.top_k.setValue(10)
+        self.top_k.setSpecialValueText("none")
+        form.addRow("Outline top k", self.top_k)
+        self.histogram = ScoreHistogram()
+        buttons = QHBoxLayout()
+        self.clear_button = QPushButton("Clear")
+        self.export_button = QPushButton("Export matches…")
+        buttons.addWidget(self.clear_button)
+        buttons.addWidget(self.export_button)
+        for widget in (self.layer_label, self.device_label, self.tool_button):
+            column.addWidget(widget)
+        column.addLayout(form)
+        column.addWidget(QLabel("Scores (shift-click: add positive, ctrl-click: add negative)"))
+        column.addWidget(self.histogram)
+        column.addLayout(buttons)
+        column.addWidget(self.status_label)
+        column.addStretch(1)
+        self.setWidget(body)
+        self.threshold_slider.valueChanged.connect(self._threshold_changed)
+        self.use_threshold.toggled.connect(self._threshold_changed)
+        self.top_k.valueChanged.connect(self._top_k_changed)
+        self.clear_button.clicked.connect(self.clear)
+        self.export_button.clicked.connect(self.ask_export)
+
+    # -- state from the map tool -------------------------------------------------------------------
+    def slider_value(self) -> float:
+        low, high = self.score_range
+        return low + (high - low) * self.threshold_slider.value() / SLIDER_STEPS
+
+    def threshold(self) -> float | None:
+        return self.slider_value() if self.use_threshold.isChecked() else None
+
+    def show_session(self, session: layers.SimilaritySession) -> None:
+        """Called after every click: adopt the dock's threshold/top-k and show the new scores."""
+        first = self.session is not session
+        self.session = session
+        if session.scored is not None and len(session.scored.scores):
+            scores = session.scored.scores
+            self.score_range = (float(scores.min()), float(scores.max()))
+            self.threshold_value.setText(f"{self.slider_value():.3f}")
+        if first or session.threshold != self.threshold() or session.top_k != self.top_k.value():
+            session.set_view(threshold=self.threshold(), top_k=self.top_k.value(), clear_threshold=True)
+        embedding_set = session.embedding_set
+        self.layer_label.setText(f"<b>{session.layer.name()}</b><br>{embedding_set.describe()}")
+        self._refresh()
+
+    def show_layer(self, embedding_set: layers.EmbeddingSet | None) -> None:
+        if embedding_set is not None:
+            self.layer_label.setText(embedding_set.describe())
+
+    def show_device(self, report: dict) -> None:
+        self.device_label.setText(f"Device: {report.get('device_name') or report.get('device')} · precision "
+                                  f"{report.get('precision')} · torch {report.get('torch')}")
+
+    def show_message(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    def _refresh(self) -> None:
+        session = self.session
+        scores = session.scored.scores if session and session.scored is not None else None
+        self.histogram.set_scores(scores, self.threshold())
+        if session and session.scored is not None:
+            matches = len(session.match_rows())
+            self.status_label.setText(f"{len(session.positives)} positive, {len(session.negatives)} negative "
+                                      f"example(s); {matches} match(es) shown as top k / above the threshold")
+        else:
+            self.status_label.setText("")
+
+    # -- controls ----------------------------------------------------------------------------------
+    def _threshold_changed(self, *_args) -> None:
+        self.threshold_value.setText(f"{self.slider_value():.3f}")
+        if self.session is not None:
+            self.session.set_view(threshold=self.threshold(), clear_threshold=True)
+        self._refresh()
+
+    def _top_k_changed(self, value: int) -> None:
+        if self.session is not None:
+            self.session.set_view(top_k=value)
+        self._refresh()
+
+    def clear(self) -> None:
+        if self.session is not None:
+            self.session.clear()
+        self._refresh()
+
+    def ask_export(self) -> None:
+        if self.session is None or self.session.scored is None:
+            self.show_message("Nothing to export yet: click a chip first.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export matches", "matches.gpkg", "GeoPackage (*.gpkg)")
+        if path:
+            self.export(path)
+
+    def export(self, path: str) -> int:
+        count = self.session.export_matches(path)
+        self.show_message(f"exported {count} match(es) to {path}")
+        return count

@@ -1,0 +1,206 @@
+"""clay_core.similarity (numpy only) and `clay similar` end to end on a real GeoParquet file."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import struct
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from clay_core.cli import main
+from clay_core.errors import ClayInputError
+from clay_core.parquet import read_embeddings, wkb_polygon_rings, write_geoparquet
+from clay_core.similarity import (
+    SimilarityIndex,
+    combine_query,
+    cosine_scores,
+    explode_patch_rings,
+    explode_patch_vectors,
+    exterior_rings,
+    normalise_rows,
+    parse_point,
+    query_vector,
+    ranks,
+    row_at_point,
+    rows_at_point,
+    select_matches,
+    top_k,
+)
+from clay_core.sources.base import ChipRecord
+
+
+def reference_cosine(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    matrix = matrix.astype(np.float64)
+    query = query.astype(np.float64)
+    return matrix @ query / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query))
+
+
+def chips(rows: int, cols: int, size_m: float = 1280.0) -> list[ChipRecord]:
+    x0, y0 = 330000.0, 5822040.0
+    return [ChipRecord(f"33UUU_20170216_{r:03d}_{c:03d}", f"/data/{r}_{c}.tif", datetime.date(2017, 2, 16), 32633,
+                       (x0 + c * size_m, y0 - (r + 1) * size_m, x0 + (c + 1) * size_m, y0 - r * size_m), r, c, "33UUU",
+                       128, size_m / 128)
+            for r in range(rows) for c in range(cols)]
+
+
+@pytest.fixture
+def vectors() -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((50, 24)).astype(np.float32)
+
+
+def test_cosine_scores_match_a_float64_reference(vectors):
+    query = vectors[7] * 3.0
+    scores = cosine_scores(vectors, query)
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, reference_cosine(vectors, query), atol=1e-6)
+    assert scores[7] == pytest.approx(1.0, abs=1e-6)
+    assert scores.max() <= 1.0 and scores.min() >= -1.0
+
+
+def test_index_scores_equal_plain_cosine(vectors):
+    index = SimilarityIndex(vectors)
+    np.testing.assert_allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(index.scores(vectors[3]), cosine_scores(vectors, vectors[3]), atol=1e-6)
+
+
+def test_zero_rows_score_zero_and_zero_query_is_refused(vectors):
+    vectors[4] = 0.0
+    scores = cosine_scores(vectors, vectors[0])
+    assert scores[4] == 0.0 and np.isfinite(scores).all()
+    assert not normalise_rows(vectors)[4].any()
+    with pytest.raises(ClayInputError, match="query vector is zero"):
+        cosine_scores(vectors, np.zeros(24))
+
+
+def test_query_is_mean_of_positives_minus_mean_of_negatives(vectors):
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = unit[[1, 2, 3]].mean(axis=0) - unit[[9, 10]].mean(axis=0)
+    query = query_vector(vectors, [1, 2, 3], [9, 10])
+    np.testing.assert_allclose(query, expected / np.linalg.norm(expected), atol=1e-6)
+    # scaling one positive must not change the query: normalised before averaging
+    scaled = vectors.copy()
+    scaled[1] *= 100
+    np.testing.assert_allclose(query_vector(scaled, [1, 2, 3], [9, 10]), query, atol=1e-6)
+
+
+def test_negatives_push_scores_down(vectors):
+    plain = cosine_scores(vectors, query_vector(vectors, [0]))
+    pushed = cosine_scores(vectors, query_vector(vectors, [0], [5]))
+    assert pushed[5] < plain[5]
+
+
+def test_dimension_mismatch_is_a_readable_error(vectors):
+    with pytest.raises(ClayInputError, match="different models"):
+        cosine_scores(vectors, np.ones(32))
+    with pytest.raises(ClayInputError, match="negative examples"):
+        combine_query(vectors[:2], np.ones((1, 32)))
+    with pytest.raises(ClayInputError, match="not in the embeddings"):
+        query_vector(vectors, [50])
+
+
+def test_top_k_ranks_and_threshold():
+    scores = np.array([0.1, 0.9, 0.5, 0.9, -0.3], dtype=np.float32)
+    assert top_k(scores, 2).tolist() == [1, 3]  # tie: lower index first
+    assert top_k(scores, 0).tolist() == [1, 3, 2, 0, 4]
+    assert ranks(scores).tolist() == [4, 1, 3, 2, 5]
+    assert select_matches(scores, 0, 0.4).tolist() == [1, 3, 2]
+    assert select_matches(scores, 2, 0.95).tolist() == []
+    big = np.random.default_rng(0).random(10_000).astype(np.float32)
+    assert top_k(big, 25).tolist() == np.argsort(-big, kind="stable")[:25].tolist()
+
+
+def _polygon_wkb(ring: np.ndarray, big_endian: bool = False, iso_z: bool = False) -> bytes:
+    order = ">" if big_endian else "<"
+    dims = 3 if iso_z else 2
+    coords = np.column_stack([ring, np.zeros(len(ring))]) if iso_z else ring
+    head = bytes([0 if big_endian else 1]) + struct.pack(order + "III", 1003 if iso_z else 3, 1, len(ring))
+    return head + np.asarray(coords, dtype=order + "f8").reshape(-1, dims).tobytes()
+
+
+def test_point_lookup_on_wkb_polygons_any_byte_order():
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=float)
+    wkbs = [_polygon_wkb(square), _polygon_wkb(square + [1, 0], big_endian=True), _polygon_wkb(square + [2, 0],
+                                                                                               iso_z=True)]
+    rings = exterior_rings(wkbs)
+    np.testing.assert_array_equal(rings[1], square + [1, 0])
+    assert row_at_point(rings, 0.5, 0.5) == 0
+    assert row_at_point(rings, 1.5, 0.2) == 1
+    assert row_at_point(rings, 2.5, 0.9) == 2
+    assert rows_at_point(rings, 0.9, 0.5) == [0]
+    with pytest.raises(ClayInputError, match="not inside any chip"):
+        row_at_point(rings, 5.0, 5.0)
+
+
+def test_parse_point_messages():
+    assert parse_point("12.5,52.4") == (12.5, 52.4)
+    with pytest.raises(ClayInputError, match="LON,LAT"):
+        parse_point("12.5")
+    with pytest.raises(ClayInputError, match="lon first"):
+        parse_point("52.4,200")
+
+
+def test_exploded_patches_match_the_writers_explode(tmp_path):
+    """The plugin's patch view (bilinear in lon/lat) agrees with the pipeline's exact per-patch rows."""
+    records = chips(2, 2)
+    embeddings = np.random.default_rng(3).standard_normal((4, 3, 2, 2, 5)).astype(np.float32)  # (g, h, w, d)
+    meta = {"model": "m", "level": "group", "embedding_shape": [3, 2, 2, 5]}
+    per_chip = read_embeddings(write_geoparquet(tmp_path / "chips.gpq", records, embeddings, meta))
+    exploded = read_embeddings(write_geoparquet(tmp_path / "patches.gpq", records, embeddings, meta,
+                                                explode_patches=True))
+    np.testing.assert_array_equal(explode_patch_vectors(per_chip.vectors, per_chip.shape_per_row), exploded.vectors)
+    rings = explode_patch_rings(exterior_rings(per_chip.geometry_wkb), 2, 2)
+    exact = np.stack([wkb_polygon_rings(w) for w in exploded.geometry_wkb])
+    assert rings.shape == exact.shape
+    # same corners up to the slight non-linearity of UTM -> lon/lat inside a 1.3 km chip (< 1e-6 deg, ~10 cm)
+    for mine, theirs in zip(rings, exact, strict=True):
+        distances = np.linalg.norm(mine[:-1, None, :] - theirs[None, :-1, :], axis=-1)
+        assert distances.min(axis=1).max() < 1e-6
+        assert sorted(distances.argmin(axis=1).tolist()) == [0, 1, 2, 3]
+
+
+def test_clay_similar_cli_writes_scores_equal_to_numpy_cosine(tmp_path, capsys):
+    records = chips(3, 4)
+    embeddings = np.random.default_rng(5).standard_normal((12, 16)).astype(np.float32)
+    source = write_geoparquet(tmp_path / "e.gpq", records, embeddings, {"model": "m", "level": "mean"})
+    out = tmp_path / "scored.gpq"
+    assert main(["--progress", "none", "similar", str(source), "--chip", records[5].chip_id, "--top", "4",
+                 "-o", str(out)]) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 4
+    ids = table.column("chip_id").to_pylist()
+    assert ids[0] == records[5].chip_id
+    expected = reference_cosine(embeddings, embeddings[5])
+    by_id = {r.chip_id: i for i, r in enumerate(records)}
+    np.testing.assert_allclose(table.column("similarity").to_numpy(), expected[[by_id[i] for i in ids]], atol=1e-6)
+    assert table.column("rank").to_pylist() == [1, 2, 3, 4]
+    assert json.loads(table.schema.metadata[b"geo"])["columns"]["geometry"]["crs"]["id"]["code"] == "CRS84"
+    read_back = read_embeddings(out)  # still a valid embeddings file
+    np.testing.assert_array_equal(read_back.vectors[0], embeddings[5])
+
+
+def test_clay_similar_point_threshold_and_negative(tmp_path):
+    records = chips(2, 2)
+    embeddings = np.random.default_rng(6).standard_normal((4, 8)).astype(np.float32)
+    source = write_geoparquet(tmp_path / "e.gpq", records, embeddings, {"model": "m", "level": "mean"})
+    lon, lat = records[3].center_lonlat
+    out = tmp_path / "scored.gpq"
+    assert main(["--progress", "json", "similar", str(source), "--point", f"{lon},{lat}", "--negative-chip",
+                 records[0].chip_id, "--threshold", "-1", "-o", str(out)]) == 0
+    table = pq.read_table(out)
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    expected = reference_cosine(embeddings, unit[3] - unit[0])
+    ids = table.column("chip_id").to_pylist()
+    np.testing.assert_allclose(table.column("similarity").to_numpy(),
+                               expected[[int(i[-1]) + 2 * int(i[-5]) for i in ids]], atol=1e-6)
+
+
+def test_clay_similar_bad_input_exits_2(tmp_path, capsys):
+    source = write_geoparquet(tmp_path / "e.gpq", chips(1, 2), np.ones((2, 4), np.float32), {"model": "m"})
+    assert main(["similar", str(source), "--chip", "nope", "-o", str(tmp_path / "o.gpq")]) == 2
+    assert "chip id 'nope' is not in the file" in capsys.readouterr().err
+    assert main(["similar", str(source), "-o", str(tmp_path / "o.gpq")]) == 2
+    assert main(["similar", str(source), "--point", "0,0", "-o", str(tmp_path / "o.gpq")]) == 2
+    assert not (tmp_path / "o.gpq").exists()
