@@ -1,0 +1,241 @@
+"""Safe checkpoint reading: a checkpoint is untrusted input, so it is never unpickled as code.
+
+Lightning `.ckpt` and plain state_dict `.pt` files go through `torch.load(weights_only=True)` only
+(tensors, plain containers and numbers; any other pickled global is refused before it is built);
+`.safetensors` go through `safetensors`. Errors are one-line `CheckpointError`s naming the file,
+the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from clay_core.errors import CheckpointError
+
+SAFETENSORS_SUFFIXES = {".safetensors"}
+_HASH_CHUNK = 1 << 20
+_MAX_LISTED = 6  # keys named per category in a mismatch message; the rest are counted
+
+
+@dataclass
+class CheckpointContents:
+    path: str
+    format: str  # "lightning" | "state_dict" | "safetensors"
+    state_dict: dict[str, torch.Tensor]
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt/.pt/.safetensors file")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file; pass the path of a .ckpt/.pt/.safetensors file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); download it again")
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        return True
+    # safetensors: 8-byte little-endian header length, then a JSON object.
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < (1 << 32)
+
+
+def _pickle_stream(path: Path) -> bytes:
+    """The pickle bytes torch would unpickle: `*/data.pkl` inside a zip checkpoint, else the file."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if name.endswith("data.pkl")]
+            return archive.read(names[0]) if names else b""
+    return path.read_bytes()
+
+
+def _pickled_globals(path: Path, max_opcodes: int = 1_000_000) -> list[str] | None:
+    """Names of the Python objects the (first) pickle in `path` would import, found by *parsing* its
+    opcodes with pickletools (nothing is executed); None when it is not a valid pickle at all."""
+    import pickletools
+
+    found: list[str] = []
+    recent_strings: list[str] = []
+    try:
+        for count, (opcode, argument, _position) in enumerate(pickletools.genops(_pickle_stream(path))):
+            if count > max_opcodes:
+                break
+            if opcode.name in ("GLOBAL", "INST"):
+                found.append(str(argument).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL":
+                found.append(".".join(recent_strings[-2:]))
+            elif isinstance(argument, str):
+                recent_strings.append(argument)
+    except (ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile, OSError):
+        return found or None
+    return found
+
+
+def _torch_load(path: Path) -> Any:
+    """torch.load restricted to tensors and plain data; map every failure to a CheckpointError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only wraps every unpickling failure alike: tell a refused object from a broken file.
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        names = [named.group(1)] if named else _pickled_globals(path)
+        if names:
+            # Name what is foreign first: tensor-rebuild helpers are expected in any torch pickle.
+            foreign = [name for name in names if not name.startswith(("torch.", "collections.OrderedDict"))]
+            shown = ", ".join(list(dict.fromkeys(foreign or names))[:3])
+            raise CheckpointError(
+                f"checkpoint {path} contains a pickled Python object ({shown}), not only tensors; refused "
+                "without running it (a checkpoint is untrusted): re-save its state_dict as .pt or .safetensors"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt (not a readable torch file); download it again"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {_first_line(str(exc))}); "
+            "download it again"
+        ) from None
+
+
+def _first_line(text: str, limit: int = 120) -> str:
+    line = (text.strip().splitlines() or [""])[0].split(". ")[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file ({_first_line(str(exc))}); download it again"
+        ) from None
+    hyper_parameters: dict[str, Any] = {}
+    raw = metadata.get("hyper_parameters")
+    if raw:
+        try:
+            parsed = json.loads(raw)
+            hyper_parameters = parsed if isinstance(parsed, dict) else {}
+        except json.JSONDecodeError:
+            hyper_parameters = {}
+    return tensors, hyper_parameters
+
+
+def _tensor_dict(candidate: Any) -> dict[str, torch.Tensor] | None:
+    if isinstance(candidate, Mapping) and candidate and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in candidate.items()
+    ):
+        return dict(candidate)
+    return None
+
+
+def _split_loaded(path: Path, loaded: Any) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """Find the state_dict and hyper-parameters in whatever torch.load returned."""
+    if not isinstance(loaded, Mapping):
+        raise CheckpointError(
+            f"checkpoint {path} holds a {type(loaded).__name__}, not a state_dict or Lightning checkpoint"
+        )
+    hyper = loaded.get("hyper_parameters")
+    hyper_parameters = dict(hyper) if isinstance(hyper, Mapping) else {}
+    if "state_dict" in loaded:
+        raw_state = loaded["state_dict"]
+        if not isinstance(raw_state, Mapping):
+            raise CheckpointError(f"checkpoint {path}: 'state_dict' is a {type(raw_state).__name__}, not a mapping")
+        # Lightning may keep non-tensor extras beside the weights; the model only takes tensors.
+        state = {key: value for key, value in raw_state.items() if isinstance(value, torch.Tensor)}
+        if not state:
+            raise CheckpointError(f"checkpoint {path}: 'state_dict' holds no tensors")
+        return "lightning", state, hyper_parameters
+    for key in ("model_state_dict", "model"):
+        nested = _tensor_dict(loaded.get(key))
+        if nested is not None:
+            return "state_dict", nested, hyper_parameters
+    plain = _tensor_dict({k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)})
+    if plain is None:
+        raise CheckpointError(f"checkpoint {path} holds no tensors (keys: {', '.join(map(str, list(loaded)[:8]))})")
+    return "state_dict", plain, hyper_parameters
+
+
+def read_checkpoint(path: str | Path) -> CheckpointContents:
+    """Read tensors + hyper-parameters from a Lightning .ckpt, a plain state_dict or safetensors."""
+    path = Path(path).expanduser()
+    _require_file(path)
+    if _is_safetensors(path):
+        state_dict, hyper_parameters = _read_safetensors(path)
+        fmt = "safetensors"
+    else:
+        fmt, state_dict, hyper_parameters = _split_loaded(path, _torch_load(path))
+    return CheckpointContents(
+        path=str(path),
+        format=fmt,
+        state_dict=state_dict,
+        hyper_parameters=hyper_parameters,
+        sha256=file_sha256(path),
+    )
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under `prefix` with the prefix removed (e.g. "model.encoder.")."""
+    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
+
+
+def check_weights(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> str | None:
+    """None when `weights` fit `model` exactly, else one line naming missing, unexpected and mis-shaped keys."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    misshaped = sorted(
+        f"{key} {tuple(weights[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in set(expected) & set(weights)
+        if tuple(weights[key].shape) != tuple(expected[key].shape)
+    )
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {_listed(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)}: {_listed(unexpected)}")
+    if misshaped:
+        parts.append(f"mis-shaped {len(misshaped)}: {_listed(misshaped)}")
+    return "; ".join(parts) or None
+
+
+def load_weights(model: nn.Module, weights: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strictly load `weights` into `model`, or raise one CheckpointError describing every mismatch."""
+    problem = check_weights(model, weights)
+    if problem:
+        raise CheckpointError(
+            f"{source} does not fit the {type(model).__name__} architecture ({problem}); "
+            "check the model size/preset or the checkpoint"
+        )
+    model.load_state_dict(dict(weights), strict=True)

@@ -1,0 +1,140 @@
+"""`clay embed SOURCE... -o OUT.gpq`: embed imagery (chip folders, Sentinel-2 scenes, any raster + AOI)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from clay_core.errors import ClayInputError
+from clay_core.progress import Reporter
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    which = model.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", metavar="CKPT", help="model weights (.ckpt, .pt, .safetensors)")
+    which.add_argument("--model", metavar="NAME", help="preset with random weights, e.g. clay-v0-tiny (tests)")
+    model.add_argument("--level", help="embedding level: mean|patch|group (v0), cls|patch (v1.5)")
+    model.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
+    model.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (default auto)")
+    model.add_argument("--threads", type=int, help="torch CPU threads (default: all this process may use)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    run = parser.add_argument_group("run")
+    run.add_argument("--chip-size", type=int, help="pixels per chip side (default: the model's image size)")
+    run.add_argument("--stride", type=int, help="pixels between chip origins (default: chip size; less overlaps)")
+    run.add_argument("--batch-size", type=int, default=8, help="chips per model call (default 8)")
+    run.add_argument("--workers", type=int, default=2, help="reader processes (default 2; 0 reads inline)")
+    run.add_argument("--max-nodata", type=float, default=0.5,
+                     help="skip chips with a larger nodata share (default 0.5); the rest are filled")
+    run.add_argument("--explode-patches", action="store_true",
+                     help="patch level: one row per patch with its own polygon")
+    run.add_argument("--no-sign-request", action="store_true", help="anonymous access to public S3 buckets")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    run.add_argument("--dry-run", action="store_true",
+                     help="count chips and estimate time and output size (measures one tiny batch)")
+    run.add_argument("--part-chips", type=int, default=64,
+                     help="chips per part file while running: at most this much work is lost when killed")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "embed", help="embed imagery into a GeoParquet file",
+        description="Embed chips of SOURCE(s) (a chip folder or s3:// prefix, Sentinel-2 band files or their "
+                    "folder, or any raster with --bbox) and write GeoParquet. Interrupted runs resume.")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.gpq")
+    add_model_arguments(parser)
+    add_run_arguments(parser)
+    area = parser.add_argument_group("area and bands")
+    area.add_argument("--bbox", metavar="W,S,E,N", help="area of interest (rasters are reprojected to its UTM zone)")
+    area.add_argument("--bbox-crs", help="CRS of --bbox (EPSG code or CRS string; default EPSG:4326)")
+    area.add_argument("--date", help="acquisition date YYYY-MM-DD when the files do not tell it")
+    area.add_argument("--band-map", metavar="B04=1,...",
+                      help="Clay band -> band number or band description/file name, e.g. B04=1,B03=2,B02=3")
+    parser.set_defaults(func=run)
+
+
+def parse_band_map(text: str | None) -> dict[str, int | str] | None:
+    if not text:
+        return None
+    mapping: dict[str, int | str] = {}
+    for item in text.split(","):
+        band, sep, where = item.partition("=")
+        if not sep or not band.strip() or not where.strip():
+            raise ClayInputError(f"--band-map item {item!r} must look like B04=1 or B04=red")
+        where = where.strip()
+        mapping[band.strip().upper()] = int(where) if where.isdigit() else where
+    return mapping
+
+
+def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> Any:
+    from clay_core.embed import EmbedOptions
+
+    return EmbedOptions(level=args.level, batch_size=args.batch_size, workers=args.workers,
+                        max_nodata=args.max_nodata, explode_patches=args.explode_patches,
+                        overwrite=args.overwrite, part_chips=args.part_chips, metadata=metadata or {})
+
+
+def job_model(args: argparse.Namespace, reporter: Reporter) -> Any:
+    from clay_core.embed import load_job_model
+
+    model = load_job_model(args.checkpoint, args.model, chip_size=args.chip_size, device=args.device,
+                           precision=args.precision, threads=args.threads)
+    plan = model.plan
+    reporter.log(f"model {model.name} on {plan.device} ({plan.name}), {plan.precision}: {plan.reason}")
+    return model
+
+
+def source_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    from clay_core.embed import model_chip_size
+
+    return {
+        "chip_size": args.chip_size or model_chip_size(model),
+        "stride": args.stride,
+        "no_sign_request": args.no_sign_request or None,
+    }
+
+
+def report_dry_run(estimate: dict[str, Any], output: Path, reporter: Reporter) -> int:
+    from clay_core.embed import output_exists_message
+
+    note = output_exists_message(output)
+    if note:
+        estimate["output_note"] = note
+    seconds = estimate.get("estimated_seconds")
+    size = estimate.get("estimated_bytes")
+    reporter.log(f"{estimate['chips']} chips; estimated "
+                 + (f"{seconds:.0f} s and {size / 1e6:.1f} MB" if seconds is not None else "time unknown")
+                 + f" ({estimate.get('note', '')})")
+    reporter.result({"dry_run": True, "output": str(output), **estimate})
+    return 0
+
+
+def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from clay_core.embed import embed_sources, estimate_job
+    from clay_core.parquet import check_writable
+    from clay_core.sources import open_source
+
+    output = Path(args.output).expanduser().absolute()
+    if output.suffix.lower() not in (".gpq", ".parquet", ".geoparquet"):
+        raise ClayInputError(f"output {output.name} should end in .gpq or .parquet")
+    options = embed_options(args, {"sources": list(args.sources)})
+    options.check()
+    if not args.dry_run:
+        check_writable(output, args.overwrite)  # fail before the model loads
+    model = job_model(args, reporter)
+    source = open_source(
+        args.sources if len(args.sources) > 1 else args.sources[0],
+        **source_options(args, model),
+        bbox=args.bbox, bbox_crs=args.bbox_crs, date=args.date, band_map=parse_band_map(args.band_map),
+    )
+    if args.dry_run:
+        return report_dry_run(estimate_job([source], model, options), output, reporter)
+    summary = embed_sources([source], model, output, options, reporter)
+    reporter.log(summary.describe())
+    reporter.log(f"wrote {summary.output}")
+    reporter.result({"output": summary.output, "summary": summary.as_dict()})
+    return 0

@@ -1,0 +1,499 @@
+"""The embedding pipeline: sources -> chip records -> batches -> model -> GeoParquet (resumable).
+
+    records = source.records()                    cheap, no pixels
+    DataLoader workers read chips in parallel     source.read(record) -> raw pixels, nodata fraction
+        chips above max_nodata are skipped there  (no pixels travel back for them)
+        bad chips (ChipReadError) become failures with their reason; the job goes on
+    main process: model.prepare -> model.embed    normalise, fill NaN with the mean, lat/lon/time inputs
+    background thread writes part files           OUT.gpq.parts/part-NNNNN.parquet, each atomic
+    at the end: parts -> OUT.gpq (temp + rename)
+
+Reading overlaps compute because the DataLoader prefetches batches in worker processes while the main
+process runs the model, and writing overlaps because parts are written on a thread. Killed at any
+point, a re-run resumes from the parts by chip_id (embed_parts.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import math
+import multiprocessing
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from clay_core.embed_parts import PartStore, PartWriter, fingerprint, parts_dir_for
+from clay_core.errors import ClayInputError
+from clay_core.parquet import check_writable, chips_schema, chips_table
+from clay_core.progress import NullReporter, Reporter
+
+MAX_PROBLEMS_LISTED = 50
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    level: str | None = None  # None: the model's default level
+    batch_size: int = 8
+    workers: int = 2  # DataLoader reader processes (0: read in the main process, no overlap)
+    prefetch: int = 2  # batches each worker reads ahead
+    max_nodata: float = 0.5  # skip chips with a larger share of nodata pixels
+    explode_patches: bool = False  # patch level: one row per patch with its own polygon
+    overwrite: bool = False
+    part_chips: int = 64  # chips settled per part file: how much work a kill can lose at most
+    part_seconds: float = 30.0  # ... or this much time, whichever comes first
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # extra keys for the `clay` metadata
+
+    def check(self) -> None:
+        if self.batch_size < 1:
+            raise ClayInputError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ClayInputError(f"--workers must be >= 0, got {self.workers}")
+        if not 0.0 <= self.max_nodata <= 1.0:
+            raise ClayInputError(f"--max-nodata must be between 0 and 1, got {self.max_nodata}")
+
+
+@dataclass
+class ChipProblem:
+    chip_id: str
+    source_url: str
+    reason: str
+
+
+@dataclass
+class EmbedSummary:
+    output: str
+    model: str
+    level: str
+    device: str
+    precision: str
+    chips_total: int = 0
+    chips_written: int = 0  # in the output, this run and earlier interrupted runs together
+    chips_resumed: int = 0  # settled by earlier runs (their parts were reused)
+    chips_skipped_nodata: int = 0
+    chips_failed: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    chips_per_s: float = 0.0  # chips embedded by this run per second of this run
+    read_wait_s: float = 0.0  # model waiting for data (reading not hidden behind compute)
+    read_s: float = 0.0  # reading time summed over the reader processes
+    model_s: float = 0.0  # prepare + embed
+    write_s: float = 0.0  # part files (background thread) + the final merge
+    output_bytes: int = 0
+    problems: list[ChipProblem] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        result = dataclasses.asdict(self)
+        result["problems"] = result["problems"][:MAX_PROBLEMS_LISTED]
+        return result
+
+    def describe(self) -> str:
+        return (f"{self.chips_written} chips written ({self.chips_resumed} from an earlier run), "
+                f"{self.chips_skipped_nodata} skipped for nodata, {self.chips_failed} failed; "
+                f"{self.chips_per_s:.2f} chips/s; time: read wait {self.read_wait_s:.1f} s "
+                f"(reading {self.read_s:.1f} s in workers), model {self.model_s:.1f} s, write {self.write_s:.1f} s")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading chips in DataLoader workers
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    """One chip as a worker hands it over: pixels, or why there are none."""
+
+    source_index: int
+    record: Any
+    pixels: np.ndarray | None
+    nodata_fraction: float
+    failure: str | None
+    read_s: float
+
+
+class _ChipDataset(Dataset):
+    def __init__(self, sources: Sequence[Any], work: Sequence[tuple[int, Any]], max_nodata: float) -> None:
+        self.sources = list(sources)
+        self.work = list(work)
+        self.max_nodata = max_nodata
+
+    def __len__(self) -> int:
+        return len(self.work)
+
+    def __getitem__(self, index: int) -> _Loaded:
+        from clay_core.sources.base import ChipReadError
+
+        source_index, record = self.work[index]
+        started = time.perf_counter()
+        try:
+            chip = self.sources[source_index].read(record)
+        except ChipReadError as error:
+            return _Loaded(source_index, record, None, math.nan, str(error), time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001 - an unexpected reader error must not stop the job
+            return _Loaded(source_index, record, None, math.nan, f"{type(error).__name__}: {error}",
+                           time.perf_counter() - started)
+        fraction = float(chip.nodata_fraction)
+        pixels = None if fraction > self.max_nodata else np.ascontiguousarray(chip.pixels, dtype=np.float32)
+        return _Loaded(source_index, record, pixels, fraction, None, time.perf_counter() - started)
+
+
+def _collate(items: list[_Loaded]) -> dict[str, Any]:
+    """A batch: stacked pixels of the good chips (a tensor, so pin_memory applies) and the rest as lists."""
+    good = [item for item in items if item.pixels is not None]
+    shapes = {item.pixels.shape for item in good}
+    if len(shapes) > 1:
+        raise ClayInputError(f"chips of one source have different shapes {sorted(shapes)}")
+    pixels = torch.from_numpy(np.stack([item.pixels for item in good])) if good else None
+    return {
+        "source_index": items[0].source_index,
+        "pixels": pixels,
+        "records": [item.record for item in good],
+        "nodata": [item.nodata_fraction for item in good],
+        "skipped": [(item.record, item.nodata_fraction) for item in items if item.failure is None and item.pixels is None],
+        "failed": [(item.record, item.failure) for item in items if item.failure is not None],
+        "read_s": sum(item.read_s for item in items),
+    }
+
+
+def _batches_per_source(work: Sequence[tuple[int, Any]], batch_size: int) -> list[list[int]]:
+    """Index batches that never mix sources (a batch is prepared with one band list)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index, (source_index, _) in enumerate(work):
+        if current and (len(current) == batch_size or work[current[0]][0] != source_index):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _reader_init(_worker_id: int) -> None:
+    """Reader processes decode one chip each: GDAL's own decoder threads would only oversubscribe the CPUs."""
+    import os
+
+    os.environ.setdefault("GDAL_NUM_THREADS", "1")
+
+
+def _in_daemon_process() -> bool:
+    """Daemonic processes (e.g. Dask workers by default) cannot start DataLoader workers."""
+    return bool(multiprocessing.current_process().daemon)
+
+
+def iterate_batches(sources: Sequence[Any], work: Sequence[tuple[int, Any]], options: EmbedOptions,
+                    pin_memory: bool) -> Iterator[dict[str, Any]]:
+    workers = 0 if _in_daemon_process() else min(options.workers, max(1, len(work)))
+    loader = DataLoader(
+        _ChipDataset(sources, work, options.max_nodata),
+        batch_sampler=_batches_per_source(work, options.batch_size),
+        collate_fn=_collate,
+        num_workers=workers,
+        prefetch_factor=options.prefetch if workers else None,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        worker_init_fn=_reader_init if workers else None,
+    )
+    return iter(loader)
+
+
+# ----------------------------------------------------------------------------------------------
+# The job
+# ----------------------------------------------------------------------------------------------
+
+
+def collect_records(sources: Sequence[Any]) -> list[tuple[int, Any]]:
+    """(source index, record) for every chip of every source; chip ids must be unique across sources."""
+    work: list[tuple[int, Any]] = []
+    seen: dict[str, int] = {}
+    for source_index, source in enumerate(sources):
+        for record in source.records():
+            if record.chip_id in seen:
+                raise ClayInputError(
+                    f"chip id {record.chip_id} appears in sources {seen[record.chip_id] + 1} and {source_index + 1}; "
+                    "give each source its own output"
+                )
+            seen[record.chip_id] = source_index
+            work.append((source_index, record))
+    return work
+
+
+def weights_fingerprint(model: Any) -> str:
+    """sha256 of the checkpoint, or of the weights themselves for a preset (random weights differ per
+    process: parts embedded by another random model must never be mixed in)."""
+    if model.checkpoint_sha256:
+        return str(model.checkpoint_sha256)
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "weights:" + digest.hexdigest()
+
+
+def _job_identity(model: Any, level: str, sources: Sequence[Any], work: Sequence[tuple[int, Any]],
+                  options: EmbedOptions) -> dict[str, Any]:
+    """What must match for parts of an earlier run to be reused."""
+    return {
+        "model": model.name,
+        "weights_sha256": weights_fingerprint(model),
+        "level": level,
+        "explode_patches": options.explode_patches,
+        "max_nodata": options.max_nodata,
+        "bands": [list(source.bands) for source in sources],
+        "chips": len(work),
+        "chips_fingerprint": fingerprint(record for _, record in work),
+    }
+
+
+def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: EmbedOptions) -> dict[str, Any]:
+    meta = dict(model.metadata(level))
+    source_bands = sorted({band for source in sources for band in source.bands})
+    meta.update(
+        source_bands=source_bands,
+        filled_bands=list(model.filled_bands(source_bands)),
+        max_nodata=options.max_nodata,
+        nodata_fill="band mean (0 after normalisation)",
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    meta.update(options.metadata)
+    return meta
+
+
+def _lonlat_and_dates(records: Sequence[Any]) -> tuple[np.ndarray, list[datetime.date]]:
+    return np.array([r.center_lonlat for r in records], dtype=np.float64), [r.date for r in records]
+
+
+def run_model(model: Any, pixels: torch.Tensor, bands: Sequence[str], records: Sequence[Any],
+              level: str) -> np.ndarray:
+    """prepare + embed one batch; float32 numpy [B, *embedding_shape]."""
+    lonlat, dates = _lonlat_and_dates(records)
+    batch = model.prepare(pixels, bands, lonlat, dates, gsd_m=float(records[0].resolution_m))
+    return model.embed(batch, level).numpy()
+
+
+def embed_sources(
+    sources: Sequence[Any],
+    model: Any,
+    output: str | Path,
+    options: EmbedOptions = EmbedOptions(),
+    reporter: Reporter | None = None,
+) -> EmbedSummary:
+    """Embed every chip of `sources` with `model` into the GeoParquet file `output` (resumable)."""
+    options.check()
+    reporter = reporter or NullReporter()
+    output = Path(output).expanduser().absolute()
+    check_writable(output, options.overwrite)
+    level = model.check_level(options.level)
+    row_width = _row_width(model, level, options)
+    work = collect_records(sources)
+    summary = EmbedSummary(output=str(output), model=model.name, level=level, device=model.plan.device,
+                           precision=model.plan.precision, chips_total=len(work))
+    store = PartStore(output, _job_identity(model, level, sources, work, options))
+    started = time.perf_counter()
+    try:
+        prior = store.open(discard_other_job=options.overwrite)
+        todo = [(s, r) for s, r in work if r.chip_id not in prior.settled]
+        summary.chips_resumed = len(work) - len(todo)
+        if summary.chips_resumed:
+            reporter.log(f"resuming: {summary.chips_resumed} of {len(work)} chips done by an earlier run")
+        reporter.log(f"embedding {len(todo)} chips with {model.name} ({level}) on {model.plan.device} "
+                     f"{model.plan.precision}")
+        writer = PartWriter(store, prior.next_index, row_width, options.explode_patches,
+                            part_chips=max(options.part_chips, options.batch_size),
+                            part_seconds=options.part_seconds)
+        reporter.start(len(work), "embedding")
+        if summary.chips_resumed:
+            reporter.advance(summary.chips_resumed, "resumed")
+        try:
+            done_now = _embed_loop(sources, model, level, todo, options, writer, summary, reporter, started)
+        except BaseException:
+            writer.close(quietly=True)  # keep what was computed: an interrupted run resumes from it
+            raise
+        writer.close()
+        summary.write_s += writer.write_s
+        _check_outcome(summary, done_now, prior.written)
+        merge_started = time.perf_counter()
+        summary.rows, summary.chips_written = store.merge(
+            chips_schema(row_width, exploded=options.explode_patches),
+            _clay_metadata(model, level, sources, options), options.explode_patches,
+            model.embedding_shape(level), options.overwrite)
+        summary.write_s += time.perf_counter() - merge_started
+        summary.chips_skipped_nodata += len(prior.skipped)
+    finally:
+        store.close()
+    summary.seconds = time.perf_counter() - started
+    summary.chips_per_s = done_now / summary.seconds if summary.seconds > 0 else 0.0
+    summary.output_bytes = output.stat().st_size
+    return summary
+
+
+def _row_width(model: Any, level: str, options: EmbedOptions) -> int:
+    shape = model.embedding_shape(level)
+    if not options.explode_patches:
+        return int(np.prod(shape))
+    if len(shape) == 3:
+        return int(shape[-1])
+    if len(shape) == 4:
+        return int(shape[0] * shape[-1])
+    raise ClayInputError(f"--explode-patches needs --level patch (or group); level {level!r} has one vector per chip")
+
+
+def _embed_loop(sources: Sequence[Any], model: Any, level: str, todo: Sequence[tuple[int, Any]],
+                options: EmbedOptions, writer: PartWriter, summary: EmbedSummary, reporter: Reporter,
+                started: float) -> int:
+    """Run every batch; returns the number of chips embedded by this run."""
+    pin = model.plan.torch_device.type == "cuda"
+    filled = [list(model.filled_bands(source.bands)) for source in sources]
+    embedded = 0
+    batches = iterate_batches(sources, todo, options, pin_memory=pin)
+    while True:
+        waited = time.perf_counter()
+        batch = next(batches, None)
+        summary.read_wait_s += time.perf_counter() - waited
+        if batch is None:
+            break
+        summary.read_s += batch["read_s"]
+        source_index = batch["source_index"]
+        if batch["pixels"] is not None:
+            computing = time.perf_counter()
+            vectors = run_model(model, batch["pixels"], sources[source_index].bands, batch["records"], level)
+            summary.model_s += time.perf_counter() - computing
+            writer.add(batch["records"], vectors, batch["nodata"], filled[source_index])
+            embedded += len(batch["records"])
+        for record, fraction in batch["skipped"]:
+            writer.add_skipped(record.chip_id, fraction)
+            summary.chips_skipped_nodata += 1
+        for record, reason in batch["failed"]:
+            writer.add_failed(record.chip_id, reason)
+            summary.chips_failed += 1
+            summary.problems.append(ChipProblem(record.chip_id, record.source_url, reason))
+            reporter.log(f"skipped chip {record.chip_id}: {reason}", "warning")
+        elapsed = time.perf_counter() - started
+        reporter.advance(len(batch["records"]) + len(batch["skipped"]) + len(batch["failed"]),
+                         f"{embedded / elapsed:.2f} chips/s" if elapsed > 0 else "")
+    return embedded
+
+
+def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set[str]) -> None:
+    """A job where every chip failed is an input problem, not an empty result."""
+    if summary.chips_failed and not embedded_now and not written_before:
+        first = summary.problems[0]
+        raise ClayInputError(f"no chip could be read ({summary.chips_failed} failed); first: {first.chip_id}: "
+                             f"{first.reason}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Dry run
+# ----------------------------------------------------------------------------------------------
+
+
+def estimate_job(sources: Sequence[Any], model: Any, options: EmbedOptions = EmbedOptions(),
+                 sample_chips: int = 2) -> dict[str, Any]:
+    """Chips, time and output size of a job, from one tiny measured batch (nothing is written)."""
+    options.check()
+    level = model.check_level(options.level)
+    work = collect_records(sources)
+    result: dict[str, Any] = {"chips": len(work), "model": model.name, "level": level,
+                              "device": model.plan.device, "precision": model.plan.precision}
+    sample = _readable_sample(sources, work, sample_chips)
+    if not sample:
+        result.update(estimated_seconds=None, estimated_bytes=None,
+                      note="no chip could be read for a measurement")
+        return result
+    source_index = sample[0][0]
+    records = [chip.record for _, chip, _ in sample]
+    pixels = torch.from_numpy(np.stack([chip.pixels for _, chip, _ in sample]).astype(np.float32))
+    bands = sources[source_index].bands
+    run_model(model, pixels[:1], bands, records[:1], level)  # warm-up: first call pays one-off costs
+    computing = time.perf_counter()
+    vectors = run_model(model, pixels, bands, records, level)
+    model_per_chip = (time.perf_counter() - computing) / len(records)
+    read_per_chip = float(np.mean([seconds for _, _, seconds in sample]))
+    # Readers run in parallel with the model: the slower of the two sets the pace.
+    per_chip = max(model_per_chip, read_per_chip / max(1, options.workers))
+    bytes_per_row, rows_per_chip = _bytes_per_row(records, vectors, options)
+    result.update(
+        measured_chips=len(records),
+        model_s_per_chip=model_per_chip,
+        read_s_per_chip=read_per_chip,
+        estimated_seconds=per_chip * len(work),
+        rows=len(work) * rows_per_chip,
+        estimated_bytes=int(bytes_per_row * rows_per_chip * len(work)),
+        note="upper bounds: chips skipped for nodata are not known before reading",
+    )
+    return result
+
+
+def _readable_sample(sources: Sequence[Any], work: Sequence[tuple[int, Any]], n: int,
+                     max_tries: int = 16) -> list[tuple[int, Any, float]]:
+    """Up to n readable chips of the first source that has any, with their read times."""
+    from clay_core.sources.base import ChipReadError
+
+    sample: list[tuple[int, Any, float]] = []
+    for source_index, record in work[:max_tries]:
+        if sample and source_index != sample[0][0]:
+            break
+        started = time.perf_counter()
+        try:
+            chip = sources[source_index].read(record)
+        except ChipReadError:
+            continue
+        sample.append((source_index, chip, time.perf_counter() - started))
+        if len(sample) == n:
+            break
+    return sample
+
+
+def _bytes_per_row(records: Sequence[Any], vectors: np.ndarray, options: EmbedOptions) -> tuple[float, int]:
+    """Compressed bytes per output row, measured by writing the sample to memory (minus the fixed footer)."""
+    import pyarrow.parquet as pq
+
+    def size(table: Any) -> int:
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        return sink.tell()
+
+    table = chips_table(records, vectors, explode_patches=options.explode_patches)
+    rows_per_chip = table.num_rows // len(records)
+    # The marginal cost of rows after the first: per-column headers and statistics do not grow with rows.
+    first = table.slice(0, 1) if table.num_rows > 1 else table.schema.empty_table()
+    return max(1.0, (size(table) - size(first)) / (table.num_rows - first.num_rows)), rows_per_chip
+
+
+def output_exists_message(output: Path) -> str | None:
+    """Why `output` cannot be written now (for the CLI's dry run), or None."""
+    if output.exists():
+        return f"{output} already exists (pass --overwrite to replace it)"
+    if parts_dir_for(output).exists():
+        return f"{parts_dir_for(output)} holds an interrupted run: the next run resumes it"
+    return None
+
+# ----------------------------------------------------------------------------------------------
+# Model for a job
+# ----------------------------------------------------------------------------------------------
+
+
+def load_job_model(checkpoint: str | None, preset: str | None, *, chip_size: int | None = None,
+                   device: str = "auto", precision: str = "auto", threads: int | None = None) -> Any:
+    """The model of a job: a checkpoint, or a preset (random weights: for tests and benchmarks).
+
+    A chip size other than the model's own resizes the encoder's (fixed sin-cos) position grid."""
+    from clay_core.models import load_model
+
+    if bool(checkpoint) == bool(preset):
+        raise ClayInputError("give exactly one of --checkpoint CKPT or --model NAME")
+    overrides = {"image_size": int(chip_size)} if chip_size else {}
+    return load_model(checkpoint or preset, device=device, precision=precision, threads=threads, **overrides)
+
+
+def model_chip_size(model: Any) -> int | None:
+    return getattr(getattr(model, "config", None), "image_size", None)

@@ -1,0 +1,303 @@
+"""Resumable output for the embedding pipeline: part files, a job fingerprint, the final merge.
+
+A job writing `OUT.gpq` works in `OUT.gpq.parts/`:
+  job.json            what the parts belong to (model, level, layout, fingerprint of the chip list)
+  lock                held with flock while a process writes (a second run on the same output is refused;
+                      the kernel releases it when a process dies, even by SIGKILL)
+  part-00000.parquet  a few batches of rows, each written to a temp file and renamed: a part either exists
+                      whole or not at all. Its schema metadata `clay_part` lists the chips it settles
+                      (written, skipped for nodata) and the chips that failed (retried on the next run).
+A re-run skips the chips the parts already settle; at the end the parts are streamed into one GeoParquet
+file (temp + rename) and the folder is removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clay_core.errors import ClayInputError
+from clay_core.parquet import (
+    bbox_of_table,
+    chips_schema,
+    chips_table,
+    file_metadata,
+    rows_per_group,
+    temporary_sibling,
+    union_bbox,
+)
+
+PART_KEY = b"clay_part"
+JOB_FILE = "job.json"
+
+
+def parts_dir_for(output: Path) -> Path:
+    return output.with_name(output.name + ".parts")
+
+
+def fingerprint(records: Iterable[Any]) -> str:
+    """Hash of the chip list (ids and exact footprints): parts of another chip size/stride/bbox never mix."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(f"{record.chip_id}|{record.epsg}|{tuple(record.utm_bounds)}|{record.date}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class PriorWork:
+    """What earlier (interrupted) runs left in the parts folder."""
+
+    written: set[str] = field(default_factory=set)
+    skipped: dict[str, float] = field(default_factory=dict)  # chip_id -> nodata fraction
+    next_index: int = 0
+
+    @property
+    def settled(self) -> set[str]:
+        return self.written | set(self.skipped)
+
+
+class PartStore:
+    """The parts folder of one output: claim it, resume from it, add parts, merge them."""
+
+    def __init__(self, output: Path, job: Mapping[str, Any]) -> None:
+        self.output = output
+        self.folder = parts_dir_for(output)
+        self.job = dict(job)
+        self._lock_handle: Any = None
+
+    # ---- claiming and resuming -----------------------------------------------------------------
+    def open(self, discard_other_job: bool) -> PriorWork:
+        """Create or reuse the folder; refuse parts of a different job unless told to discard them."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        job_path = self.folder / JOB_FILE
+        if job_path.exists():
+            previous = json.loads(job_path.read_text())
+            if previous != self.job:
+                if not discard_other_job:
+                    changed = sorted(k for k in set(previous) | set(self.job) if previous.get(k) != self.job.get(k))
+                    raise ClayInputError(
+                        f"{self.folder} holds parts of a different job (changed: {', '.join(changed)}); "
+                        "re-run with the same options to resume, or pass --overwrite to start again"
+                    )
+                self._clear_parts()
+        self._write_job()
+        self._remove_stale_temporaries()
+        return self._prior_work()
+
+    def _lock(self) -> None:
+        handle = open(self.folder / "lock", "a+")  # noqa: SIM115 - held open for the job's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ClayInputError(f"another process is writing {self.output} (lock in {self.folder})") from None
+        self._lock_handle = handle
+
+    def close(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def _write_job(self) -> None:
+        temporary = temporary_sibling(self.folder / JOB_FILE)
+        temporary.write_text(json.dumps(self.job, indent=1, sort_keys=True))
+        os.replace(temporary, self.folder / JOB_FILE)
+
+    def _clear_parts(self) -> None:
+        for part in self.part_files():
+            part.unlink()
+
+    def _remove_stale_temporaries(self) -> None:
+        for path in self.folder.glob(".*.tmp"):  # a write killed half-way
+            path.unlink(missing_ok=True)
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.parquet"))
+
+    def _prior_work(self) -> PriorWork:
+        prior = PriorWork()
+        for part in self.part_files():
+            info = read_part_info(part)
+            prior.written.update(info.get("written", []))
+            prior.skipped.update({chip: float(fraction) for chip, fraction in info.get("skipped", [])})
+            prior.next_index = max(prior.next_index, int(part.stem.split("-")[1]) + 1)
+        return prior
+
+    # ---- writing parts -------------------------------------------------------------------------
+    def write_part(self, index: int, table: pa.Table, info: Mapping[str, Any]) -> Path:
+        path = self.folder / f"part-{index:05d}.parquet"
+        meta = {PART_KEY: json.dumps(info).encode()}
+        temporary = temporary_sibling(path)
+        try:
+            # Parts are short-lived: fast zstd level; the final merge re-encodes at the default level.
+            pq.write_table(table.replace_schema_metadata(meta), temporary, compression="zstd",
+                           compression_level=1, row_group_size=rows_per_group(table.schema))
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return path
+
+    # ---- finishing -----------------------------------------------------------------------------
+    def merge(self, schema: pa.Schema, clay_meta: Mapping[str, Any], explode_patches: bool,
+              embedding_shape: Sequence[int] | None, overwrite: bool) -> tuple[int, int]:
+        """Stream the parts into the output (temp + rename); returns (rows, chips). Removes the folder."""
+        parts = self.part_files()
+        bbox = union_bbox(read_part_info(p).get("bbox") for p in parts)
+        meta = file_metadata(schema, clay_meta, bbox, explode_patches=explode_patches,
+                             embedding_shape=embedding_shape)
+        if self.output.exists() and not overwrite:
+            raise ClayInputError(f"{self.output} already exists; choose another output or pass --overwrite")
+        temporary = temporary_sibling(self.output)
+        seen: set[str] = set()
+        rows = 0
+        try:
+            with pq.ParquetWriter(temporary, schema.with_metadata(meta), compression="zstd") as writer:
+                for part in parts:
+                    table = _without_chips(pq.read_table(part).replace_schema_metadata(None), seen)
+                    seen.update(table.column("chip_id").to_pylist())
+                    if table.num_rows:
+                        writer.write_table(table.cast(schema), row_group_size=rows_per_group(schema))
+                        rows += table.num_rows
+            os.replace(temporary, self.output)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        self.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return rows, len(seen)
+
+
+def _without_chips(table: pa.Table, chip_ids: set[str]) -> pa.Table:
+    """Rows of chips not merged yet: a chip is never written twice, whatever the parts hold."""
+    if not chip_ids or table.num_rows == 0:
+        return table
+    mask = pc.invert(pc.is_in(table.column("chip_id"), value_set=pa.array(sorted(chip_ids), pa.string())))
+    return table.filter(mask)
+
+
+def read_part_info(part: Path) -> dict[str, Any]:
+    metadata = pq.read_schema(part).metadata or {}
+    return json.loads(metadata.get(PART_KEY, b"{}"))
+
+
+@dataclass
+class _Pending:
+    records: list[Any] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    nodata: list[float] = field(default_factory=list)
+    filled: list[list[str]] = field(default_factory=list)
+    skipped: list[tuple[str, float]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def chips(self) -> int:
+        return len(self.records) + len(self.skipped) + len(self.failed)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self.embeddings)
+
+
+class PartWriter:
+    """Buffers batches and writes them as parts on a background thread (compression overlaps compute).
+
+    At most one part is being written while the next fills; `write_s` is the time spent writing."""
+
+    def __init__(self, store: PartStore, first_index: int, embedding_width: int, explode_patches: bool,
+                 part_chips: int = 64, part_bytes: int = 256 * 1024 * 1024, part_seconds: float = 30.0) -> None:
+        self.store = store
+        self.index = first_index
+        self.explode_patches = explode_patches
+        self.schema = chips_schema(embedding_width, exploded=explode_patches)
+        self.part_chips, self.part_bytes, self.part_seconds = part_chips, part_bytes, part_seconds
+        self.write_s = 0.0
+        self.wait_s = 0.0
+        self.parts_written = 0
+        self._pending = _Pending()
+        self._since = time.monotonic()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clay-parts")
+        self._future: Future | None = None
+
+    def add(self, records: Sequence[Any], embeddings: np.ndarray, nodata: Sequence[float],
+            filled: Sequence[str]) -> None:
+        self._pending.records.extend(records)
+        self._pending.embeddings.append(np.asarray(embeddings, dtype=np.float32))
+        self._pending.nodata.extend(float(v) for v in nodata)
+        self._pending.filled.extend([list(filled)] * len(records))
+        self._maybe_flush()
+
+    def add_skipped(self, chip_id: str, nodata_fraction: float) -> None:
+        self._pending.skipped.append((chip_id, float(nodata_fraction)))
+        self._maybe_flush()
+
+    def add_failed(self, chip_id: str, reason: str) -> None:
+        self._pending.failed.append((chip_id, reason))
+
+    def _maybe_flush(self) -> None:
+        pending = self._pending
+        if (len(pending.records) + len(pending.skipped) >= self.part_chips or pending.nbytes >= self.part_bytes
+                or time.monotonic() - self._since >= self.part_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, _Pending()
+        self._since = time.monotonic()
+        if not pending.records and not pending.skipped:
+            self._pending.failed = pending.failed  # nothing settled yet: keep the failures for the next part
+            return
+        self._wait()
+        self._future = self._executor.submit(self._write, pending, self.index)
+        self.index += 1
+
+    def _write(self, pending: _Pending, index: int) -> None:
+        started = time.perf_counter()
+        if pending.records:
+            embeddings = np.concatenate(pending.embeddings)
+            table = chips_table(pending.records, embeddings, nodata_fractions=pending.nodata,
+                                filled_bands=pending.filled, explode_patches=self.explode_patches)
+        else:
+            table = self.schema.empty_table()
+        info = {
+            "written": [r.chip_id for r in pending.records],
+            "skipped": pending.skipped,
+            "failed": pending.failed,
+            "bbox": bbox_of_table(table),
+        }
+        self.store.write_part(index, table, info)
+        self.parts_written += 1
+        self.write_s += time.perf_counter() - started
+
+    def _wait(self) -> None:
+        if self._future is not None:
+            started = time.perf_counter()
+            self._future.result()  # re-raises a failed write here, in the pipeline's thread
+            self.wait_s += time.perf_counter() - started
+            self._future = None
+
+    def close(self, quietly: bool = False) -> None:
+        """Write what is buffered and wait for it; `quietly` (when the job already failed) swallows
+        a write error so the original error is the one reported."""
+        try:
+            self.flush()
+            self._wait()
+        except Exception:
+            if not quietly:
+                raise
+        finally:
+            self._executor.shutdown(wait=True)

@@ -1,0 +1,184 @@
+"""Embedding whole MGRS tiles, one output file per tile, in this process or fanned out on Dask.
+
+Each tile is one task (`embed_tile`): it opens its source, loads the model and runs the resumable
+pipeline into `{MGRS}_{MINDATE}_{MAXDATE}_v{VERSION}.gpq`. Dask distributed does the scheduling
+(`--dask-scheduler ADDRESS` for an existing cluster, `--dask-workers N` for a LocalCluster); without
+either, tiles run one after the other here. A tile that fails with an input problem is reported and the
+other tiles go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clay_core.embed import EmbedOptions, embed_sources, load_job_model
+from clay_core.errors import ClayInputError
+from clay_core.parquet import output_name
+from clay_core.progress import NullReporter, Reporter
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """Everything a task needs (picklable: paths and options, no open files, no model)."""
+
+    source: str  # folder / s3:// prefix / stac+https:// URL; "{mgrs}" is replaced by the tile id
+    start: datetime.date
+    end: datetime.date
+    out_dir: str
+    checkpoint: str | None = None
+    preset: str | None = None
+    chip_size: int | None = None
+    stride: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    version: int = 1
+    no_sign_request: bool = False
+    options: EmbedOptions = field(default_factory=EmbedOptions)
+
+
+@dataclass
+class _TileSource:
+    """A source narrowed to one tile and the date range (scenes do not filter by date themselves)."""
+
+    inner: Any
+    tile: str
+    start: datetime.date
+    end: datetime.date
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.inner.bands
+
+    def records(self) -> list[Any]:
+        return [r for r in self.inner.records()
+                if (r.mgrs is None or r.mgrs == self.tile) and self.start <= r.date <= self.end]
+
+    def read(self, record: Any) -> Any:
+        return self.inner.read(record)
+
+
+def open_tile_source(job: TileJob, tile: str, chip_size: int | None) -> _TileSource:
+    from clay_core.sources import open_source
+
+    spec = job.source.replace("{mgrs}", tile).replace("{MGRS}", tile)
+    inner = open_source(spec, mgrs=tile, start=job.start, end=job.end, chip_size=chip_size, stride=job.stride,
+                        no_sign_request=job.no_sign_request or None)
+    return _TileSource(inner, tile, job.start, job.end)
+
+
+def embed_tile(tile: str, job: TileJob, reporter: Reporter | None = None) -> dict[str, Any]:
+    """One task: returns {"tile", "output", "summary"} or {"tile", "error"} for an input problem."""
+    from clay_core.embed import model_chip_size
+    from clay_core.grid.mgrs import parse_tile
+
+    try:
+        tile = parse_tile(tile).id
+        model = load_job_model(job.checkpoint, job.preset, chip_size=job.chip_size, device=job.device,
+                               precision=job.precision, threads=job.threads)
+        source = open_tile_source(job, tile, job.chip_size or model_chip_size(model))
+        records = source.records()
+        if not records:
+            raise ClayInputError(f"no chips of tile {tile} between {job.start} and {job.end} in {job.source}")
+        dates = [r.date for r in records]
+        output = Path(job.out_dir) / output_name(tile, min(dates), max(dates), job.version)
+        options = dataclasses.replace(job.options, metadata={**job.options.metadata, "mgrs": tile,
+                                                             "start": str(job.start), "end": str(job.end)})
+        summary = embed_sources([source], model, output, options, reporter)
+        return {"tile": tile, "output": summary.output, "summary": summary.as_dict()}
+    except ClayInputError as error:
+        return {"tile": tile, "error": str(error)}
+
+
+def embed_tiles(tiles: Sequence[str], job: TileJob, *, scheduler: str | None = None, workers: int | None = None,
+                reporter: Reporter | None = None) -> list[dict[str, Any]]:
+    """Embed every tile; results in the order tiles finish."""
+    reporter = reporter or NullReporter()
+    out_dir = Path(job.out_dir)
+    if not out_dir.is_dir():
+        raise ClayInputError(f"output folder {out_dir} does not exist; create it first")
+    if job.start > job.end:
+        raise ClayInputError(f"--start {job.start} is after --end {job.end}")
+    if not scheduler and not workers:
+        if len(tiles) == 1:  # one tile here: chip-level progress and live warnings
+            return [_reported(embed_tile(tiles[0], job, reporter), reporter, tiles_progress=False)]
+        reporter.start(len(tiles), "tiles")
+        return [_reported(embed_tile(tile, job, _LogOnly(reporter)), reporter) for tile in tiles]
+    reporter.start(len(tiles), "tiles")
+    return _on_dask(tiles, job, scheduler, workers, lambda r: _reported(r, reporter, problems=True))
+
+
+class _LogOnly:
+    """Passes a tile's warnings on, but not its chip progress (the bar counts tiles)."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
+
+    def start(self, total: int | None, message: str = "") -> None: ...
+    def advance(self, n: int = 1, message: str = "") -> None: ...
+    def result(self, result: dict[str, Any]) -> None: ...
+    def error(self, message: str, kind: str = "internal") -> None: ...
+    def close(self) -> None: ...
+
+    def log(self, message: str, level: str = "info") -> None:
+        if level != "info":
+            self._reporter.log(message, level)
+
+
+def _reported(result: dict[str, Any], reporter: Reporter, tiles_progress: bool = True,
+              problems: bool = False) -> dict[str, Any]:
+    """Log a finished tile (and, for remote tasks, its skipped chips) and count it."""
+    tile = result["tile"]
+    if "error" in result:
+        reporter.log(f"tile {tile}: {result['error']}", "warning")
+    else:
+        summary = result["summary"]
+        for problem in summary["problems"] if problems else ():
+            reporter.log(f"tile {tile}: skipped chip {problem['chip_id']}: {problem['reason']}", "warning")
+        reporter.log(f"tile {tile}: {summary['chips_written']} chips -> {result['output']}")
+    if tiles_progress:
+        reporter.advance(1, tile)
+    return result
+
+
+def _on_dask(tiles: Sequence[str], job: TileJob, scheduler: str | None, workers: int | None,
+             on_result: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    import dask
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    # DataLoader reader processes need non-daemonic Dask workers; share the CPUs between workers.
+    with dask.config.set({"distributed.worker.daemon": False}):
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+            if job.threads is None:
+                job = dataclasses.replace(job, threads=max(1, (os.cpu_count() or 1) // int(workers or 1)))
+        try:
+            futures = client.map(embed_tile, list(tiles), job=job, pure=False)
+            results = []
+            for future, tile in _with_tiles(as_completed(futures), futures, tiles):
+                try:
+                    results.append(on_result(future.result()))
+                except Exception as error:  # noqa: BLE001 - one crashed tile must not lose the others
+                    results.append(on_result({"tile": tile, "error": f"{type(error).__name__}: {error}"}))
+            return results
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _with_tiles(completed: Any, futures: Sequence[Any], tiles: Sequence[str]):
+    tile_of = {future.key: tile for future, tile in zip(futures, tiles, strict=True)}
+    for future in completed:
+        yield future, tile_of[future.key]

@@ -1,0 +1,525 @@
+"""GeoParquet output: write, read and check embedding files.
+
+Layout (DESIGN.md "GeoParquet output", spec/clay.md section 4). The first four columns are exactly what
+Clay v0 wrote, so tools made for Clay's published embeddings read our files:
+
+    source_url  string          chip file / scene the pixels came from
+    date        date32          acquisition date
+    embeddings  fixed_size_list<float32>[D]   one row's embedding flattened in (g, h, w, d) / (h, w, d) order
+    geometry    binary (WKB)    5-point polygon of the 4 UTM corners transformed to OGC:CRS84 (lon, lat)
+
+and then ours: chip_id, mgrs, epsg, utm_bbox (native footprint, 4 x float64), row, col, nodata_fraction,
+filled_bands (and patch_row, patch_col when patch embeddings are written one row per patch).
+The `geo` key holds GeoParquet 1.0.0 metadata with the CRS84 PROJJSON; the `clay` key holds JSON about the
+model and the run. Files are ZSTD-compressed and written to a temporary file that is then renamed.
+
+Reading (`read_embeddings`) needs only numpy and pyarrow: the QGIS side calls it in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clay_core.errors import ClayInputError
+
+GEO_KEY = b"geo"
+CLAY_KEY = b"clay"
+# 1.1.0 (a superset of the 1.0.0 Clay wrote) for the bbox covering column: with it, readers can skip
+# row groups by extent and the validator's distribution tests pass; 1.0.0 readers ignore it.
+GEOPARQUET_VERSION = "1.1.0"
+EMBEDDINGS = "embeddings"
+GEOMETRY = "geometry"
+BBOX = "bbox"
+BBOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
+V0_COLUMNS = ("source_url", "date", EMBEDDINGS, GEOMETRY)
+# Keep a row group to about this many bytes of embeddings: group-level rows are 4.7 MB each and one
+# row group per file would make every reader hold the whole file in memory.
+ROW_GROUP_BYTES = 128 * 1024 * 1024
+
+
+class ChipLike(Protocol):
+    """What the writer needs from a chip (clay_core.sources.base.ChipRecord has all of it)."""
+
+    chip_id: str
+    source_url: str
+    date: Any  # datetime.date
+    epsg: int
+    utm_bounds: tuple[float, float, float, float]
+    row: int
+    col: int
+    mgrs: str | None
+
+
+# ----------------------------------------------------------------------------------------------
+# Geometry
+# ----------------------------------------------------------------------------------------------
+
+
+def _ring_xy(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Counter-clockwise 5-point rings [N, 5] for boxes [N, 4] (xmin, ymin, xmax, ymax)."""
+    xmin, ymin, xmax, ymax = bounds.T
+    xs = np.stack([xmin, xmax, xmax, xmin, xmin], axis=1)
+    ys = np.stack([ymin, ymin, ymax, ymax, ymin], axis=1)
+    return xs, ys
+
+
+def utm_boxes_to_crs84(bounds: np.ndarray, epsgs: np.ndarray) -> np.ndarray:
+    """Rings [N, 5, 2] in OGC:CRS84 (x = lon, y = lat) of the UTM boxes; only the 4 corners are
+    transformed (no densification), exactly as Clay v0 did, so a polygon's vertices are the chip corners."""
+    from pyproj import Transformer
+
+    bounds = np.asarray(bounds, dtype=np.float64).reshape(-1, 4)
+    epsgs = np.asarray(epsgs).reshape(-1)
+    xs, ys = _ring_xy(bounds)
+    lon = np.empty_like(xs)
+    lat = np.empty_like(ys)
+    for epsg in np.unique(epsgs):
+        chosen = epsgs == epsg
+        transformer = Transformer.from_crs(int(epsg), "OGC:CRS84", always_xy=True)
+        lon[chosen], lat[chosen] = transformer.transform(xs[chosen], ys[chosen])
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        raise ClayInputError("chip bounds do not transform to lon/lat (wrong EPSG code for the chip bounds?)")
+    return np.stack([lon, lat], axis=-1)
+
+
+def rings_to_wkb(rings: np.ndarray) -> list[bytes]:
+    """WKB polygons (little endian, one ring) from rings [N, K, 2]; no shapely needed."""
+    rings = np.ascontiguousarray(rings, dtype="<f8")
+    n_points = rings.shape[1]
+    header = (np.uint8(1).tobytes() + np.uint32(3).astype("<u4").tobytes()
+              + np.uint32(1).astype("<u4").tobytes() + np.uint32(n_points).astype("<u4").tobytes())
+    return [header + ring.tobytes() for ring in rings]
+
+
+def wkb_polygon_rings(wkb: bytes) -> np.ndarray:
+    """The exterior ring [K, 2] of a WKB polygon written by `rings_to_wkb` (or any 2D WKB polygon)."""
+    order = "<" if wkb[0] == 1 else ">"
+    geometry_type = int(np.frombuffer(wkb, dtype=f"{order}u4", count=1, offset=1)[0])
+    if geometry_type != 3:
+        raise ValueError(f"expected a WKB Polygon (type 3), got type {geometry_type}")
+    n_points = int(np.frombuffer(wkb, dtype=f"{order}u4", count=1, offset=9)[0])
+    return np.frombuffer(wkb, dtype=f"{order}f8", count=2 * n_points, offset=13).reshape(n_points, 2)
+
+
+def crs84_projjson() -> dict[str, Any]:
+    from pyproj import CRS
+
+    return CRS("OGC:CRS84").to_json_dict()
+
+
+# ----------------------------------------------------------------------------------------------
+# Building tables
+# ----------------------------------------------------------------------------------------------
+
+
+def _per_row(value: Any, n: int, name: str) -> list[Any]:
+    """Broadcast a single value, or check a per-row sequence has n items."""
+    if value is None or isinstance(value, (str, bytes, int, float)):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise ValueError(f"{name}: {len(values)} values for {n} rows")
+    return values
+
+
+def _filled_per_row(filled_bands: Sequence[str] | Sequence[Sequence[str]] | None, n: int) -> list[list[str]]:
+    if not filled_bands:
+        return [[] for _ in range(n)]
+    if all(isinstance(item, str) for item in filled_bands):
+        shared = list(filled_bands)  # one list of band names for every row
+        return [list(shared) for _ in range(n)]
+    rows = [list(item) for item in filled_bands]  # type: ignore[arg-type]
+    if len(rows) != n:
+        raise ValueError(f"filled_bands: {len(rows)} lists for {n} rows")
+    return rows
+
+
+def _embeddings_array(flat: np.ndarray) -> pa.FixedSizeListArray:
+    flat = np.ascontiguousarray(flat, dtype=np.float32)
+    width = int(flat.shape[1])
+    values = pa.array(flat.reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(values, width)
+
+
+def chips_schema(embedding_width: int, exploded: bool = False) -> pa.Schema:
+    """The column layout of every file we write (parts and final outputs alike)."""
+    fields = [
+        pa.field("source_url", pa.string()),
+        pa.field("date", pa.date32()),
+        pa.field(EMBEDDINGS, pa.list_(pa.float32(), embedding_width)),
+        pa.field(GEOMETRY, pa.binary()),
+        pa.field("chip_id", pa.string()),
+        pa.field("mgrs", pa.string()),
+        pa.field("epsg", pa.int32()),
+        pa.field("utm_bbox", pa.list_(pa.float64(), 4)),
+        pa.field("row", pa.int32()),
+        pa.field("col", pa.int32()),
+        pa.field("nodata_fraction", pa.float32()),
+        pa.field("filled_bands", pa.list_(pa.string())),
+        pa.field(BBOX, pa.struct([pa.field(name, pa.float64()) for name in BBOX_FIELDS])),
+    ]
+    if exploded:
+        fields += [pa.field("patch_row", pa.int32()), pa.field("patch_col", pa.int32())]
+    return pa.schema(fields)
+
+
+def _patch_grid(embeddings: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Per-patch vectors [N, h, w, ...] from patch-level (N, h, w, d) or group-level (N, g, h, w, d)."""
+    if embeddings.ndim == 4:
+        return embeddings, embeddings.shape[1], embeddings.shape[2]
+    if embeddings.ndim == 5:
+        per_patch = np.moveaxis(embeddings, 1, 3)  # (N, h, w, g, d): each patch keeps its g groups
+        return per_patch, per_patch.shape[1], per_patch.shape[2]
+    raise ClayInputError(
+        f"--explode-patches needs patch or group embeddings (N, h, w, d) / (N, g, h, w, d); got shape "
+        f"{tuple(embeddings.shape)}: use --level patch"
+    )
+
+
+def patch_bounds(chip_bounds: Sequence[float], h: int, w: int) -> np.ndarray:
+    """UTM boxes [h, w, 4] of a chip's patches: row 0 is the chip's top (north) edge, column 0 its left
+    (west) edge, like the (h, w) axes of the patch embeddings (no transpose)."""
+    xmin, ymin, xmax, ymax = (float(v) for v in chip_bounds)
+    patch_w = (xmax - xmin) / w
+    patch_h = (ymax - ymin) / h
+    cols = np.arange(w, dtype=np.float64)
+    rows = np.arange(h, dtype=np.float64)
+    left = np.broadcast_to(xmin + cols * patch_w, (h, w))
+    right = np.broadcast_to(xmin + (cols + 1) * patch_w, (h, w))
+    top = np.broadcast_to((ymax - rows * patch_h)[:, None], (h, w))
+    bottom = np.broadcast_to((ymax - (rows + 1) * patch_h)[:, None], (h, w))
+    # The last edge is set exactly so patches tile the chip without a float gap.
+    right = right.copy()
+    right[:, -1] = xmax
+    bottom = bottom.copy()
+    bottom[-1, :] = ymin
+    return np.stack([left, bottom, right, top], axis=-1)
+
+
+def chips_table(
+    records: Sequence[ChipLike],
+    embeddings: np.ndarray,
+    *,
+    nodata_fractions: Sequence[float] | float | None = None,
+    filled_bands: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    explode_patches: bool = False,
+) -> pa.Table:
+    """An Arrow table (no file metadata yet) with one row per chip, or per patch when exploded."""
+    embeddings = np.asarray(embeddings)
+    n = len(records)
+    if embeddings.shape[0] != n:
+        raise ValueError(f"{embeddings.shape[0]} embeddings for {n} chips")
+    nodata = np.asarray(_per_row(nodata_fractions if nodata_fractions is not None else 0.0, n, "nodata"),
+                        dtype=np.float32)
+    filled = _filled_per_row(filled_bands, n)
+    bounds = np.array([tuple(float(v) for v in r.utm_bounds) for r in records], dtype=np.float64).reshape(n, 4)
+    epsg = np.array([int(r.epsg) for r in records], dtype=np.int32)
+    repeat = 1
+    patch_rows = patch_cols = None
+    if explode_patches:
+        per_patch, h, w = _patch_grid(embeddings)
+        repeat = h * w
+        flat = per_patch.reshape(n * repeat, int(np.prod(per_patch.shape[3:])))
+        bounds = np.concatenate([patch_bounds(b, h, w).reshape(-1, 4) for b in bounds]) if n else bounds
+        grid_rows, grid_cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        patch_rows = np.tile(grid_rows.reshape(-1), n).astype(np.int32)
+        patch_cols = np.tile(grid_cols.reshape(-1), n).astype(np.int32)
+    else:
+        flat = embeddings.reshape(n, int(np.prod(embeddings.shape[1:])))
+    epsg_rows = np.repeat(epsg, repeat)
+    rings = utm_boxes_to_crs84(bounds, epsg_rows) if len(bounds) else np.zeros((0, 5, 2))
+
+    def rep(values: list[Any]) -> list[Any]:
+        return [v for v in values for _ in range(repeat)]
+
+    columns: dict[str, pa.Array] = {
+        "source_url": pa.array(rep([str(r.source_url) for r in records]), pa.string()),
+        "date": pa.array(rep([r.date for r in records]), pa.date32()),
+        EMBEDDINGS: _embeddings_array(flat),
+        GEOMETRY: pa.array(rings_to_wkb(rings), pa.binary()),
+        "chip_id": pa.array(rep([str(r.chip_id) for r in records]), pa.string()),
+        "mgrs": pa.array(rep([r.mgrs for r in records]), pa.string()),
+        "epsg": pa.array(epsg_rows, pa.int32()),
+        "utm_bbox": pa.FixedSizeListArray.from_arrays(pa.array(bounds.reshape(-1), pa.float64()), 4),
+        "row": pa.array(rep([int(r.row) for r in records]), pa.int32()),
+        "col": pa.array(rep([int(r.col) for r in records]), pa.int32()),
+        "nodata_fraction": pa.array(np.repeat(nodata, repeat), pa.float32()),
+        "filled_bands": pa.array(rep(filled), pa.list_(pa.string())),
+        BBOX: _bbox_array(rings),
+    }
+    if explode_patches:
+        columns["patch_row"] = pa.array(patch_rows, pa.int32())
+        columns["patch_col"] = pa.array(patch_cols, pa.int32())
+    schema = chips_schema(int(flat.shape[1]), exploded=explode_patches)
+    return pa.Table.from_arrays(list(columns.values()), schema=schema)
+
+
+# ----------------------------------------------------------------------------------------------
+# File metadata
+# ----------------------------------------------------------------------------------------------
+
+
+def _bbox_array(rings: np.ndarray) -> pa.StructArray:
+    """Per-row CRS84 extent (the GeoParquet 1.1 bbox covering column)."""
+    lon, lat = rings[..., 0], rings[..., 1]
+    extents = [lon.min(axis=1), lat.min(axis=1), lon.max(axis=1), lat.max(axis=1)] if len(rings) else [[]] * 4
+    return pa.StructArray.from_arrays([pa.array(v, pa.float64()) for v in extents], names=list(BBOX_FIELDS))
+
+
+def bbox_of_table(table: pa.Table) -> list[float] | None:
+    """[minx, miny, maxx, maxy] of a table from its bbox column."""
+    if table.num_rows == 0:
+        return None
+    column = table.column(BBOX).combine_chunks()
+    mins = [pc.min(column.field(name)).as_py() for name in BBOX_FIELDS[:2]]
+    maxs = [pc.max(column.field(name)).as_py() for name in BBOX_FIELDS[2:]]
+    return [float(v) for v in (*mins, *maxs)]
+
+
+def bbox_of_wkb(wkb_values: Iterable[bytes]) -> list[float] | None:
+    """[minx, miny, maxx, maxy] over WKB polygons (as written by us)."""
+    boxes = [(ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max())
+             for ring in (wkb_polygon_rings(w) for w in wkb_values if w is not None)]
+    if not boxes:
+        return None
+    array = np.array(boxes)
+    return [float(array[:, 0].min()), float(array[:, 1].min()), float(array[:, 2].max()), float(array[:, 3].max())]
+
+
+def union_bbox(boxes: Iterable[Sequence[float] | None]) -> list[float] | None:
+    present = [b for b in boxes if b]
+    if not present:
+        return None
+    array = np.array(present, dtype=np.float64)
+    return [float(array[:, 0].min()), float(array[:, 1].min()), float(array[:, 2].max()), float(array[:, 3].max())]
+
+
+def geo_metadata(bbox: Sequence[float] | None) -> dict[str, Any]:
+    """GeoParquet 1.0.0 `geo` metadata for our single polygon column in OGC:CRS84."""
+    column: dict[str, Any] = {
+        "encoding": "WKB",
+        "geometry_types": ["Polygon"],
+        "crs": crs84_projjson(),
+        "edges": "planar",
+        "orientation": "counterclockwise",
+        "covering": {BBOX: {name: [BBOX, name] for name in BBOX_FIELDS}},
+    }
+    if bbox:
+        column["bbox"] = [float(v) for v in bbox]
+    return {"version": GEOPARQUET_VERSION, "primary_column": GEOMETRY, "columns": {GEOMETRY: column}}
+
+
+def file_metadata(table_or_schema: pa.Table | pa.Schema, clay: Mapping[str, Any], bbox: Sequence[float] | None,
+                  *, explode_patches: bool = False, embedding_shape: Sequence[int] | None = None) -> dict[bytes, bytes]:
+    """Schema metadata for a final file: `geo` plus the `clay` JSON (with the per-row shape readers need)."""
+    import clay_core
+
+    schema = table_or_schema.schema if isinstance(table_or_schema, pa.Table) else table_or_schema
+    width = schema.field(EMBEDDINGS).type.list_size
+    clay_meta = dict(clay)
+    clay_meta.setdefault("clay_core_version", clay_core.__version__)
+    clay_meta["exploded_patches"] = bool(explode_patches)
+    row_shape = _row_shape(clay_meta, width, explode_patches, embedding_shape)
+    clay_meta["row_shape"] = list(row_shape)
+    clay_meta["embedding_order"] = _order_name(row_shape, explode_patches)
+    return {GEO_KEY: json.dumps(geo_metadata(bbox)).encode(), CLAY_KEY: json.dumps(clay_meta, default=str).encode()}
+
+
+def _row_shape(clay: Mapping[str, Any], width: int, exploded: bool, shape: Sequence[int] | None) -> tuple[int, ...]:
+    """Shape of one row's embedding: the model's per-chip shape, or per patch when exploded."""
+    chip_shape = tuple(int(v) for v in (shape or clay.get("embedding_shape") or (width,)))
+    if exploded and len(chip_shape) == 3:  # (h, w, d) -> one d-vector per patch
+        chip_shape = (chip_shape[-1],)
+    elif exploded and len(chip_shape) == 4:  # (g, h, w, d) -> (g, d) per patch
+        chip_shape = (chip_shape[0], chip_shape[-1])
+    if int(np.prod(chip_shape)) != width:
+        raise ValueError(f"embedding shape {chip_shape} does not match the row width {width}")
+    return chip_shape
+
+
+def _order_name(row_shape: Sequence[int], exploded: bool) -> str:
+    if exploded:
+        return "(g, d) per patch" if len(row_shape) == 2 else "(d) per patch"
+    return {1: "(d)", 3: "(h, w, d)", 4: "(g, h, w, d)"}.get(len(row_shape), "flat")
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+
+
+def _default_file_mode() -> int:
+    """rw for whoever the umask allows (mkstemp's 0600 would hide outputs from other users)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A unique temporary name in the destination folder, so the final os.replace is atomic."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(handle, _default_file_mode())
+    os.close(handle)
+    return Path(name)
+
+
+def check_writable(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise ClayInputError(f"{path} already exists; choose another output or pass --overwrite")
+    if path.exists() and path.is_dir():
+        raise ClayInputError(f"{path} is a folder; give a file name such as {path / 'embeddings.gpq'}")
+    if not path.parent.exists():
+        raise ClayInputError(f"output folder {path.parent} does not exist; create it first")
+
+
+def rows_per_group(schema: pa.Schema) -> int:
+    width = schema.field(EMBEDDINGS).type.list_size
+    return max(1, ROW_GROUP_BYTES // max(1, 4 * width))
+
+
+def write_table_atomic(path: str | Path, table: pa.Table, *, overwrite: bool = False) -> Path:
+    """Write a finished table (with its schema metadata) as ZSTD Parquet via temp file + rename."""
+    path = Path(path)
+    check_writable(path, overwrite)
+    temporary = temporary_sibling(path)
+    try:
+        pq.write_table(table, temporary, compression="zstd", row_group_size=rows_per_group(table.schema))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_geoparquet(
+    path: str | Path,
+    records: Sequence[ChipLike],
+    embeddings: np.ndarray,
+    metadata: Mapping[str, Any],
+    *,
+    nodata_fractions: Sequence[float] | float | None = None,
+    filled_bands: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    explode_patches: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write chips and their embeddings [N, ...] as one GeoParquet file (see the module docstring).
+
+    `metadata` becomes the `clay` key (typically `model.metadata(level)` plus run details);
+    `filled_bands` is one list for all rows or one list per row."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    table = chips_table(records, embeddings, nodata_fractions=nodata_fractions, filled_bands=filled_bands,
+                        explode_patches=explode_patches)
+    chip_shape = tuple(embeddings.shape[1:]) or None
+    meta = file_metadata(table, metadata, bbox_of_table(table),
+                         explode_patches=explode_patches, embedding_shape=chip_shape)
+    return write_table_atomic(path, table.replace_schema_metadata(meta), overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading (numpy + pyarrow only)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EmbeddingTable:
+    """An embeddings file in memory: attributes without the big column, and the vectors as one array."""
+
+    table: pa.Table  # every column except `embeddings`
+    vectors: np.ndarray  # [N, D] float32, each row flattened
+    shape_per_row: tuple[int, ...]
+    metadata: dict[str, Any]  # the `clay` key ({} for files written by other tools)
+    crs: Any  # PROJJSON dict (or string) of the geometry column; "OGC:CRS84" when `geo` omits it
+    geo: dict[str, Any]
+
+    @property
+    def geometry_wkb(self) -> list[bytes]:
+        column = self.geo.get("primary_column", GEOMETRY) if self.geo else GEOMETRY
+        return self.table.column(column).to_pylist() if column in self.table.column_names else []
+
+    @property
+    def chip_ids(self) -> list[str]:
+        return self.table.column("chip_id").to_pylist() if "chip_id" in self.table.column_names else []
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def reshaped(self) -> np.ndarray:
+        """The vectors as [N, *shape_per_row] (e.g. (N, 16, 16, 768) for patch level)."""
+        return self.vectors.reshape((len(self), *self.shape_per_row))
+
+
+def _vectors_from_column(column: pa.ChunkedArray) -> np.ndarray:
+    """[N, D] float32 from a fixed-size list, a list (e.g. Clay's own files) or a fixed-shape tensor column."""
+    chunks = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in column.chunks]
+    n = sum(len(c) for c in chunks)
+    if n == 0:
+        width = getattr(column.type, "list_size", 0) or 0
+        return np.zeros((0, width), dtype=np.float32)
+    parts = []
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        if chunk.null_count:
+            raise ClayInputError("the embeddings column has empty (null) rows; the file is incomplete")
+        values = chunk.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        parts.append(values.reshape(len(chunk), -1) if len(values) % len(chunk) == 0 else None)
+        if parts[-1] is None:
+            raise ClayInputError("embeddings rows have different lengths; not a Clay embeddings file")
+    widths = {p.shape[1] for p in parts}
+    if len(widths) != 1:
+        raise ClayInputError("embeddings rows have different lengths; not a Clay embeddings file")
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _json_key(metadata: Mapping[bytes, bytes] | None, key: bytes) -> dict[str, Any]:
+    if not metadata or key not in metadata:
+        return {}
+    try:
+        return json.loads(metadata[key])
+    except ValueError as exc:
+        raise ClayInputError(f"the file's {key.decode()!r} metadata is not valid JSON: {exc}") from exc
+
+
+def read_embeddings(path: str | Path, columns: Sequence[str] | None = None) -> EmbeddingTable:
+    """Read an embeddings GeoParquet file (ours or Clay v0's) into vectors + attributes."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClayInputError(f"embeddings file {path} does not exist")
+    try:
+        table = pq.read_table(path, columns=list(columns) + [EMBEDDINGS] if columns else None)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ClayInputError(f"{path} is not a readable Parquet file: {exc}") from exc
+    if EMBEDDINGS not in table.column_names:
+        raise ClayInputError(f"{path} has no 'embeddings' column; columns: {', '.join(table.column_names)}")
+    schema_meta = table.schema.metadata or {}
+    clay = _json_key(schema_meta, CLAY_KEY)
+    geo = _json_key(schema_meta, GEO_KEY)
+    vectors = _vectors_from_column(table.column(EMBEDDINGS))
+    shape = tuple(int(v) for v in clay.get("row_shape", ())) or (vectors.shape[1],)
+    if int(np.prod(shape)) != vectors.shape[1]:
+        shape = (vectors.shape[1],)  # metadata from elsewhere that does not fit: fall back to flat
+    primary = geo.get("primary_column", GEOMETRY)
+    crs = geo.get("columns", {}).get(primary, {}).get("crs", "OGC:CRS84") if geo else None
+    rest = table.drop_columns([EMBEDDINGS])
+    return EmbeddingTable(table=rest, vectors=vectors, shape_per_row=shape, metadata=clay, crs=crs, geo=geo)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The `clay` metadata of a file without reading its rows."""
+    return _json_key(pq.read_schema(path).metadata, CLAY_KEY)
+
+
+def output_name(mgrs: str, min_date: Any, max_date: Any, version: int = 1) -> str:
+    """Clay's file naming: {MGRS}_{MINDATE:%Y%m%d}_{MAXDATE:%Y%m%d}_v{VERSION:03d}.gpq"""
+    return f"{mgrs}_{min_date:%Y%m%d}_{max_date:%Y%m%d}_v{int(version):03d}.gpq"

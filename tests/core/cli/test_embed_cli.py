@@ -1,0 +1,255 @@
+"""`clay embed` and `clay embed-mgrs`: outputs, exit codes, JSON results, dry run, kill -9 + resume, Dask."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from clay_core.cli import main
+from clay_core.embed_parts import parts_dir_for
+from clay_core.grid.mgrs import parse_tile
+from clay_core.parquet import read_embeddings, wkb_polygon_rings
+from tests.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
+
+CHIP = 64  # px; the tiny model is resized to it with --chip-size
+TINY = ["--model", "clay-v0-tiny", "--chip-size", str(CHIP), "--device", "cpu"]
+
+
+def write_scene(folder: Path, width: int = 256, height: int = 128, date: str = "20200101") -> Path:
+    """Per-band GeoTIFFs of a Sentinel-2-like scene at the top-left corner of tile 33UUU (10 m, uint16 DN)."""
+    tile = parse_tile("33UUU")
+    x0, y0 = tile.origin
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for band in ("B02", "B03", "B04", "B08"):
+        profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint16",
+                   "crs": f"EPSG:{tile.epsg}", "transform": Affine(10.0, 0, x0, 0, -10.0, y0), "nodata": 0}
+        with rasterio.open(folder / f"T33UUU_{date}T101010_{band}.tif", "w", **profile) as dst:
+            dst.write(rng.integers(1, 4000, (1, height, width), dtype=np.uint16))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    return write_scene(tmp_path_factory.mktemp("scene") / "S2")
+
+
+def json_events(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_embed_writes_geoparquet_on_the_scene_grid(scene, tmp_path, capsys):
+    out = tmp_path / "out.gpq"
+    code = main(["--progress", "json", "embed", str(scene), "-o", str(out), *TINY, "--level", "patch",
+                 "--workers", "1", "--batch-size", "3"])
+    events = json_events(capsys.readouterr().out)
+    assert code == 0, events
+    result = [e for e in events if e["event"] == "result"][0]["result"]
+    assert result["output"] == str(out)
+    summary = result["summary"]
+    assert summary["chips_written"] == 8 and summary["chips_total"] == 8 and summary["chips_failed"] == 0
+    assert {"read_wait_s", "model_s", "write_s", "chips_per_s"} <= set(summary)
+    assert any(e["event"] == "progress" and e["done"] == 8 for e in events)
+    table = read_embeddings(out)
+    assert table.shape_per_row == (2, 2, 256)
+    # Every chip's footprint is exactly a 64 x 64 block of the raster's pixel grid.
+    from pyproj import Transformer
+
+    to_crs84 = Transformer.from_crs("EPSG:32633", "OGC:CRS84", always_xy=True)
+    with rasterio.open(next(scene.glob("*_B02.tif"))) as dataset:
+        for utm_bbox, wkb in zip(table.table.column("utm_bbox").to_pylist(), table.geometry_wkb, strict=True):
+            window = dataset.window(*utm_bbox)
+            assert (window.col_off, window.row_off, window.width, window.height) == pytest.approx(
+                (round(window.col_off), round(window.row_off), CHIP, CHIP), abs=1e-9)
+            assert round(window.col_off) % CHIP == 0 and round(window.row_off) % CHIP == 0
+            ring = wkb_polygon_rings(wkb)
+            lon, lat = to_crs84.transform([utm_bbox[0], utm_bbox[2]], [utm_bbox[1], utm_bbox[3]])
+            assert ring[0] == pytest.approx((lon[0], lat[0]), abs=1e-9)
+            assert ring[2] == pytest.approx((lon[1], lat[1]), abs=1e-9)
+
+
+def test_embed_raster_with_bbox_and_band_map(scene, tmp_path, capsys):
+    """Any raster + an AOI in lon/lat: chips on the AOI's UTM grid; explicit band mapping by file name."""
+    from pyproj import Transformer
+
+    to_lonlat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    west, south = to_lonlat.transform(300200, 5899040)
+    east, north = to_lonlat.transform(302400, 5899840)
+    out = tmp_path / "aoi.gpq"
+    code = main(["--progress", "json", "embed", str(scene), "-o", str(out), *TINY, "--workers", "0",
+                 "--bbox", f"{west},{south},{east},{north}", "--band-map", ",".join(f"{b}=T33UUU_20200101T101010_{b}" for b in ("B04", "B03", "B02"))])
+    events = json_events(capsys.readouterr().out)
+    assert code == 0, events
+    table = read_embeddings(out)
+    assert len(table) >= 4
+    assert table.metadata["source_bands"] == ["B02", "B03", "B04"]
+    assert "B08" in table.table.column("filled_bands").to_pylist()[0]
+    for xmin, ymin, xmax, ymax in table.table.column("utm_bbox").to_pylist():
+        assert (xmax - xmin, ymax - ymin) == (CHIP * 10.0, CHIP * 10.0)
+
+
+def test_dry_run_estimates_and_writes_nothing(scene, tmp_path, capsys):
+    out = tmp_path / "out.gpq"
+    assert main(["--progress", "json", "embed", str(scene), "-o", str(out), *TINY, "--dry-run"]) == 0
+    result = [e for e in json_events(capsys.readouterr().out) if e["event"] == "result"][0]["result"]
+    assert result["dry_run"] and result["chips"] == 8
+    assert result["estimated_seconds"] > 0 and result["estimated_bytes"] > 8 * 256 * 4 * 0.5
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max-nodata", "2"], "max-nodata"),
+    (["--band-map", "B04"], "band-map"),
+    (["--batch-size", "0"], "batch-size"),
+    (["--level", "cls"], "level"),
+])
+def test_bad_input_exits_2_with_one_line(scene, tmp_path, capsys, extra, message):
+    code = main(["embed", str(scene), "-o", str(tmp_path / "o.gpq"), *TINY, *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in err[-1] and err[-1].startswith("clay: error:")
+
+
+def test_missing_model_missing_source_and_existing_output_exit_2(scene, tmp_path, capsys):
+    assert main(["embed", str(scene), "-o", str(tmp_path / "o.gpq")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main(["embed", str(tmp_path / "nothing"), "-o", str(tmp_path / "o.gpq"), *TINY]) == 2
+    capsys.readouterr()
+    existing = tmp_path / "exists.gpq"
+    existing.write_bytes(b"precious")
+    assert main(["embed", str(scene), "-o", str(existing), *TINY]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert existing.read_bytes() == b"precious"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Fixed weights: a preset is randomly initialised in every process, a checkpoint is the same in all."""
+    import torch
+
+    from clay_core.models import build_preset
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save(build_preset("clay-v0-tiny").state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_checkpoint):
+    """kill -9 the whole job (reader processes included) in the middle, re-run: every chip exactly once."""
+    big = write_scene(tmp_path / "S2", width=512, height=512)  # 64 chips
+    out = tmp_path / "out.gpq"
+    model = ["--checkpoint", str(tiny_checkpoint), "--chip-size", str(CHIP), "--device", "cpu"]
+    command = [sys.executable, "-m", "clay_core", "--progress", "json", "embed", str(big), "-o", str(out), *model,
+               "--batch-size", "2", "--part-chips", "2", "--workers", "1", "--level", "mean"]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    parts = parts_dir_for(out)
+    deadline = time.monotonic() + 240
+    while len(list(parts.glob("part-*.parquet"))) < 3:
+        assert job.poll() is None, f"job ended before it could be killed: {job.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, "no part files appeared"
+        time.sleep(0.02)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=30)
+    assert job.returncode == -signal.SIGKILL
+    assert not out.exists()
+    settled_before = len(list(parts.glob("part-*.parquet")))
+    assert 3 <= settled_before < 32
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    summary = [e for e in json_events(rerun.stdout) if e["event"] == "result"][0]["result"]["summary"]
+    assert summary["chips_resumed"] >= 2 * settled_before and summary["chips_written"] == 64
+    assert not parts.exists()
+    result = read_embeddings(out)
+    assert len(result.chip_ids) == len(set(result.chip_ids)) == 64
+
+    reference = tmp_path / "reference.gpq"
+    assert main(["--progress", "none", "embed", str(big), "-o", str(reference), *model, "--workers", "0",
+                 "--batch-size", "8", "--level", "mean"]) == 0
+    expected = read_embeddings(reference)
+    order = {cid: i for i, cid in enumerate(expected.chip_ids)}
+    assert sorted(result.chip_ids, key=order.__getitem__) == expected.chip_ids
+    rows = [order[cid] for cid in result.chip_ids]
+    np.testing.assert_allclose(result.vectors, expected.vectors[rows], rtol=1e-4, atol=1e-4)
+
+
+def _chip_tile(folder: Path, mgrs: str, dates: list[str]) -> None:
+    from tests.core.sources.conftest import write_chip
+
+    for i, date in enumerate(dates):
+        write_chip(folder / mgrs / date, mgrs=mgrs, date=date, row=1, col=i, counter=i, seed=i, size=CHIP)
+
+
+def test_embed_mgrs_names_files_like_clay_and_skips_out_of_range(tmp_path, capsys):
+    chips = tmp_path / "tiles"
+    _chip_tile(chips, "33UUU", ["2021-06-01", "2021-07-15", "2022-01-01"])
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["--progress", "json", "embed-mgrs", "33UUU", "--source", str(chips / "{mgrs}"),
+                 "--start", "2021-01-01", "--end", "2021-12-31", "-o", str(out), *TINY, "--workers", "0"])
+    events = json_events(capsys.readouterr().out)
+    assert code == 0, events
+    result = [e for e in events if e["event"] == "result"][0]["result"]
+    assert [Path(p).name for p in result["outputs"]] == ["33UUU_20210601_20210715_v001.gpq"]
+    table = read_embeddings(result["outputs"][0])
+    assert sorted(d.isoformat() for d in table.table.column("date").to_pylist()) == ["2021-06-01", "2021-07-15"]
+    assert table.metadata["mgrs"] == "33UUU"
+    assert main(["embed-mgrs", "33UUU", "--source", str(chips / "{mgrs}"), "--start", "2021-12-31",
+                 "--end", "2021-01-01", "-o", str(out), *TINY]) == 2
+
+
+@pytest.mark.slow
+def test_embed_mgrs_on_a_local_dask_cluster(tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    chips = tmp_path / "tiles"
+    _chip_tile(chips, "33UUU", ["2021-06-01", "2021-06-02"])
+    _chip_tile(chips, "32UPU", ["2021-06-03"])
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["--progress", "json", "embed-mgrs", "33UUU", "32UPU", "31UFT", "--source", str(chips / "{mgrs}"),
+                 "--start", "2021-06-01", "--end", "2021-06-30", "-o", str(out), *TINY,
+                 "--dask-workers", "2", "--workers", "1", "--threads", "1"])
+    events = json_events(capsys.readouterr().out)
+    assert code == 0, events
+    result = [e for e in events if e["event"] == "result"][0]["result"]
+    assert sorted(Path(p).name for p in result["outputs"]) == [
+        "32UPU_20210603_20210603_v001.gpq", "33UUU_20210601_20210602_v001.gpq"]
+    assert result["failed_tiles"] == ["31UFT"]  # no chips there: reported, the others went on
+    assert read_embeddings(out / "33UUU_20210601_20210602_v001.gpq").vectors.shape == (2, 256)
+    assert datetime.date(2021, 6, 3) in read_embeddings(out / "32UPU_20210603_20210603_v001.gpq").table.column(
+        "date").to_pylist()
+
+
+def test_embed_mgrs_from_s3_like_the_seed_layout_with_a_corrupt_chip(tmp_path, s3_bucket, capsys):  # noqa: F811
+    """`s3://clay-tiles-02/02/{MGRS}/{date}/claytile_*.tif` through the S3 protocol (moto on 127.0.0.1):
+    a truncated chip is reported with its reason and the others are embedded."""
+    chips = tmp_path / "tiles"
+    _chip_tile(chips, "33UUU", ["2021-06-01", "2021-06-02", "2021-06-03"])
+    broken = sorted((chips / "33UUU" / "2021-06-03").glob("*.tif"))[0]
+    broken.write_bytes(broken.read_bytes()[:600])  # truncated upload
+    prefix = s3_bucket.upload_dir(chips, "02")
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["--progress", "json", "embed-mgrs", "33UUU", "--source", prefix + "/{mgrs}", "--start",
+                 "2021-06-01", "--end", "2021-06-30", "-o", str(out), *TINY, "--workers", "1"])
+    events = json_events(capsys.readouterr().out)
+    assert code == 0, events
+    tile = [e for e in events if e["event"] == "result"][0]["result"]["tiles"][0]
+    summary = tile["summary"]
+    assert summary["chips_written"] == 2 and summary["chips_failed"] == 1
+    assert broken.name in summary["problems"][0]["source_url"] or broken.name in summary["problems"][0]["reason"]
+    assert Path(tile["output"]).name == "33UUU_20210601_20210603_v001.gpq"
+    urls = read_embeddings(tile["output"]).table.column("source_url").to_pylist()
+    assert all(url.startswith(prefix + "/33UUU/") for url in urls)
+    assert any(e["event"] == "log" and e["level"] == "warning" and "skipped chip" in e["message"] for e in events)

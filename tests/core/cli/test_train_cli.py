@@ -1,0 +1,97 @@
+"""`clay train` end to end on a tiny chip folder: one process, and 2 DDP processes on gloo via torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clay_core.cli import main
+from clay_core.models import load_model
+
+TINY = ["--preset", "clay-v0-tiny", "--image-size", "32", "--patch-size", "8", "--dim", "32", "--depth", "1",
+        "--heads", "2", "--dim-head", "16", "--mlp-ratio", "2", "--decoder-dim", "16", "--decoder-depth", "1",
+        "--decoder-heads", "2", "--decoder-dim-head", "8", "--device", "cpu", "--threads", "1"]
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _write_chip_folder(folder: Path, count: int = 4, size: int = 40) -> Path:
+    """Clay-style chip GeoTIFFs: 13 float32 bands in v0 order, a `date` tag, EPSG:32633, 10 m."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from clay_core.sensors import CLAY_V0
+
+    folder.mkdir(parents=True, exist_ok=True)
+    means = CLAY_V0.means()[:, None, None]
+    stds = CLAY_V0.stds()[:, None, None]
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for index in range(count):
+        pattern = np.sin(2 * np.pi * (xx + 0.25 * index)) * np.cos(2 * np.pi * yy)
+        pixels = (means + 0.5 * stds * pattern[None]).astype(np.float32)
+        origin = (330000.0 + index * size * 10.0, 5820000.0)
+        path = folder / f"claytile_33UUU_20200601_v02_{index:04d}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=13, dtype="float32",
+                           crs="EPSG:32633", transform=from_origin(*origin, 10.0, 10.0)) as dataset:
+            dataset.write(pixels)
+            dataset.update_tags(date="2020-06-01")
+    return folder
+
+
+def test_clay_train_single_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chips = _write_chip_folder(tmp_path / "chips")
+    checkpoint = tmp_path / "out" / "tiny.ckpt"
+    args = ["--progress", "json", "train", str(chips), "-o", str(checkpoint), *TINY, "--steps", "30",
+            "--batch-size", "4", "--lr", "1e-3", "--checkpoint-every", "10",
+            "--export-weights", str(tmp_path / "out" / "tiny-weights.ckpt")]
+    assert main(args) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    result = next(e["result"] for e in events if e["event"] == "result")
+    assert any(e["event"] == "progress" and "chips/s" in (e.get("message") or "") for e in events)
+    assert result["global_step"] == 30
+    assert result["final_loss"] < result["first_loss"]
+    assert checkpoint.with_name("tiny.loss.png").exists()
+    slim = torch.load(result["exported"], weights_only=True)
+    assert "clay_train" not in slim and slim["global_step"] == 30
+    model = load_model(result["exported"], device="cpu")
+    assert model.config.dim == 32 and model.config.image_size == 32
+    # nothing half-written is left next to the checkpoint
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["tiny-weights.ckpt", "tiny.ckpt", "tiny.loss.png"]
+
+
+def test_clay_train_bad_input_exits_2(tmp_path: Path) -> None:
+    chips = _write_chip_folder(tmp_path / "chips", count=1, size=16)
+    assert main(["--progress", "none", "train", str(chips), "-o", str(tmp_path / "x.ckpt"), *TINY,
+                 "--steps", "1"]) == 2  # chips (16 px) smaller than the model's 32 px input
+    assert not (tmp_path / "x.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_clay_train_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
+    chips = _write_chip_folder(tmp_path / "chips", count=5)
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "clay_core", "--progress", "json", "train", str(chips), "-o", str(out / "ddp.ckpt"), *TINY,
+               "--steps", "6", "--batch-size", "2", "--accumulate", "2", "--checkpoint-every", "3"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = [json.loads(line)["result"] for line in completed.stdout.splitlines()
+               if line.startswith("{") and json.loads(line)["event"] == "result"]
+    assert len(results) == 1, "only rank 0 reports"
+    result = results[0]
+    assert result["world_size"] == 2 and result["global_step"] == 6
+    digests = result["rank_digests"]
+    assert sorted(d["rank"] for d in digests) == ["0", "1"]
+    assert digests[0]["weights"] == digests[1]["weights"]  # DDP kept the replicas identical
+    assert digests[0]["losses"] == digests[1]["losses"]  # every rank logged the same (all-reduced) loss
+    assert sorted(p.name for p in out.iterdir()) == ["ddp.ckpt", "ddp.loss.png"]  # only rank 0 wrote
+    raw = torch.load(out / "ddp.ckpt", weights_only=True)
+    assert raw["clay_train"]["data"]["world_size"] == 2
+    assert raw["clay_train"]["data"]["samples_per_rank"] == 6 * 2 * 2

@@ -1,0 +1,27 @@
+"""Fixtures for the model tests: the Clay v0 micro parity checkpoint and its reference outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def v0_micro_dir(shared_fixtures: Path) -> Path:
+    path = shared_fixtures / "clay_v0_micro"
+    if not (path / "checkpoint.ckpt").is_file():
+        pytest.skip(f"Clay v0 micro fixture missing at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def v0_micro_checkpoint(v0_micro_dir: Path) -> Path:
+    return v0_micro_dir / "checkpoint.ckpt"
+
+
+@pytest.fixture(scope="session")
+def v0_micro_reference(v0_micro_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(v0_micro_dir / "reference.npz") as data:
+        return {key: data[key] for key in data.files}

