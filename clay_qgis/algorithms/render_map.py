@@ -6,9 +6,12 @@ The map is composed in a print layout of a private QgsProject, so it renders the
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
     QgsLayoutExporter,
     QgsLayoutItemLabel,
     QgsLayoutItemLegend,
@@ -16,6 +19,8 @@ from qgis.core import (
     QgsLayoutItemScaleBar,
     QgsLayoutPoint,
     QgsLayoutSize,
+    QgsLegendRenderer,
+    QgsLegendStyle,
     QgsPrintLayout,
     QgsProcessing,
     QgsProcessingException,
@@ -25,7 +30,6 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsProcessingParameterVectorLayer,
     QgsProject,
-    QgsRectangle,
     QgsUnitTypes,
 )
 from qgis.PyQt.QtGui import QFont
@@ -35,8 +39,14 @@ from clay_qgis.layers import EXAMPLE, NEGATIVE, SIMILARITY, style_similarity
 
 PAGE_WIDTH_MM = 297.0
 MARGIN_MM = 8.0
-LEGEND_WIDTH_MM = 70.0
+LEGEND_WIDTH_MM = 78.0
 TITLE_HEIGHT_MM = 14.0
+
+
+def _round_length(metres: float) -> float:
+    """The largest 1, 2 or 5 x 10^n metres not above `metres` (scale bar segments)."""
+    magnitude = 10 ** math.floor(math.log10(max(metres, 1e-3)))
+    return max(step * magnitude for step in (1, 2, 5) if step * magnitude <= metres)
 
 
 class RenderMapAlgorithm(ClayAlgorithm):
@@ -86,6 +96,11 @@ class RenderMapAlgorithm(ClayAlgorithm):
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         settings = QgsLayoutExporter.ImageExportSettings()
         settings.dpi = self.parameterAsInt(parameters, self.WIDTH, context) / (PAGE_WIDTH_MM / 25.4)
+        # A world file (.pgw) georeferences the PNG; embedding georeference/metadata would need GDAL update
+        # access, which the PNG driver does not have (it logs an error and writes nothing).
+        settings.generateWorldFile = True
+        settings.exportMetadata = False
+        layout.setCustomProperty("exportWorldFile", True)  # georeference by .pgw, not by GDAL inside the PNG
         result = QgsLayoutExporter(layout).exportToImage(output, settings)
         if result != QgsLayoutExporter.ExportResult.Success:
             raise QgsProcessingException(f"could not write the map image {output} (QGIS export error {result})")
@@ -98,15 +113,28 @@ class RenderMapAlgorithm(ClayAlgorithm):
         example_index = layer.fields().indexOf(EXAMPLE)
         for feature in layer.getFeatures():
             value = feature[SIMILARITY]
-            if value is not None and value == value:  # skip NULL and NaN
+            if isinstance(value, (int, float)) and value == value:  # NULL arrives as a QVariant; NaN != NaN
                 scores.append(float(value))
             if example_index >= 0 and feature[EXAMPLE] == NEGATIVE:
                 has_negatives = True
         return scores, has_negatives
 
     @staticmethod
-    def _layout(project: QgsProject, layer, backgrounds: list, title: str) -> QgsPrintLayout:
-        extent = QgsRectangle(layer.extent())
+    def _map_crs(layer, backgrounds: list) -> QgsCoordinateReferenceSystem:
+        """Draw in a projected CRS so chips look square and the scale bar reads in metres: the background's,
+        else the layer's own, else (geographic layer) the UTM zone of the layer's centre."""
+        for candidate in [*(raster.crs() for raster in backgrounds), layer.crs()]:
+            if candidate.isValid() and not candidate.isGeographic():
+                return candidate
+        centre = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"),
+                                        QgsProject.instance()).transform(layer.extent().center())
+        zone = int((centre.x() + 180) // 6) % 60 + 1
+        return QgsCoordinateReferenceSystem(f"EPSG:{(32600 if centre.y() >= 0 else 32700) + zone}")
+
+    @classmethod
+    def _layout(cls, project: QgsProject, layer, backgrounds: list, title: str) -> QgsPrintLayout:
+        crs = cls._map_crs(layer, backgrounds)
+        extent = QgsCoordinateTransform(layer.crs(), crs, project).transformBoundingBox(layer.extent())
         extent.scale(1.04)  # a little air around the chips
         map_width = PAGE_WIDTH_MM - 3 * MARGIN_MM - LEGEND_WIDTH_MM
         map_height = max(60.0, map_width * extent.height() / max(extent.width(), 1e-9))
@@ -124,29 +152,40 @@ class RenderMapAlgorithm(ClayAlgorithm):
         layout.addLayoutItem(label)
 
         map_item = QgsLayoutItemMap(layout)
-        map_item.setCrs(layer.crs())
+        layout.addLayoutItem(map_item)  # sizing and zooming only take effect once the item is in the layout
+        map_item.setCrs(crs)
         map_item.setLayers([layer, *backgrounds])  # first is drawn on top
+        map_item.setKeepLayerSet(True)
         map_item.attemptMove(QgsLayoutPoint(MARGIN_MM, MARGIN_MM + TITLE_HEIGHT_MM))
         map_item.attemptResize(QgsLayoutSize(map_width, map_height))
-        map_item.zoomToExtent(extent)
+        map_item.setExtent(extent)  # zoomToExtent() leaves an empty extent on a new item in QGIS 3.22
         map_item.setFrameEnabled(True)
-        layout.addLayoutItem(map_item)
 
         legend = QgsLayoutItemLegend(layout)
-        legend.setTitle("Cosine similarity")
+        legend.setTitle("Cosine similarity to the query")
         legend.setLinkedMap(map_item)
         legend.setAutoUpdateModel(False)
         root = legend.model().rootGroup()
         root.clear()
-        root.addLayer(layer)
+        QgsLegendRenderer.setNodeLegendStyle(root.addLayer(layer), QgsLegendStyle.Style.Hidden)  # no file name
+        for style, size in ((QgsLegendStyle.Style.Title, 12), (QgsLegendStyle.Style.SymbolLabel, 9)):
+            legend.rstyle(style).setFont(QFont("DejaVu Sans", size))
         legend.attemptMove(QgsLayoutPoint(PAGE_WIDTH_MM - MARGIN_MM - LEGEND_WIDTH_MM, MARGIN_MM + TITLE_HEIGHT_MM))
         layout.addLayoutItem(legend)
 
         scale_bar = QgsLayoutItemScaleBar(layout)
+        layout.addLayoutItem(scale_bar)
         scale_bar.setStyle("Single Box")
         scale_bar.setLinkedMap(map_item)
         scale_bar.applyDefaultSize()
+        # Two segments of a round length about a tenth of the map width, labelled in km.
+        segment_m = _round_length(extent.width() / 10)
+        scale_bar.setNumberOfSegmentsLeft(0)
+        scale_bar.setNumberOfSegments(2)
+        scale_bar.setUnits(QgsUnitTypes.DistanceUnit.DistanceMeters)
+        scale_bar.setUnitsPerSegment(segment_m)
+        scale_bar.setMapUnitsPerScaleBarUnit(1000.0)
+        scale_bar.setUnitLabel("km")
         scale_bar.attemptMove(QgsLayoutPoint(PAGE_WIDTH_MM - MARGIN_MM - LEGEND_WIDTH_MM,
                                              MARGIN_MM + TITLE_HEIGHT_MM + map_height - 12))
-        layout.addLayoutItem(scale_bar)
         return layout
