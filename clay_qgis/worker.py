@@ -124,6 +124,24 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
                threading.Thread(target=_pump, args=(process.stderr, lines, "err"), daemon=True)]
     for thread in threads:
         thread.start()
+    try:
+        result, last_error, stderr_tail = _follow(process, lines, feedback, timeout_s)
+    finally:
+        # The pumps end at EOF (the worker is gone by now, also after a cancel); then release the pipes.
+        for thread in threads:
+            thread.join(timeout=1.0)
+        process.stdout.close()
+        process.stderr.close()
+    returncode = process.wait()
+    if returncode != 0 or result is None:
+        raise WorkerError(_friendly_error(last_error, stderr_tail, returncode))
+    return result
+
+
+def _follow(process: subprocess.Popen, lines: queue.Queue, feedback,
+            timeout_s: float | None) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """Relay the worker's events until both of its streams end; cancel/timeout terminate it.
+    Returns (result, last error message, last stderr lines)."""
     stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
     result: dict[str, Any] | None = None
     last_error: str | None = None
@@ -152,10 +170,7 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
             if event.get("event") == "error":
                 last_error = event.get("message")
             _relay(event, feedback)
-    returncode = process.wait()
-    if returncode != 0 or result is None:
-        raise WorkerError(_friendly_error(last_error, list(stderr_tail), returncode))
-    return result
+    return result, last_error, list(stderr_tail)
 
 
 def _terminate(process: subprocess.Popen) -> None:
