@@ -13,7 +13,7 @@ MODEL="$CLAY_REPO/models/clay-v0-demo.ckpt"
 # Query: the chip under this point (lon lat, WGS 84); change it to ask about another place.
 QUERY_POINT="${CLAY_DEMO_POINT:-12.6480,52.4680}"
 mkdir -p "$OUT"
-qp() { bash scripts/qgis_process.sh "$@" 2> >(grep -v -e "setapi() is deprecated" -e "^$" >&2); }
+qp() { bash scripts/qgis_process.sh "$@" 2> >(grep -v -e "setapi() is deprecated" -e "PNG driver does not support update" -e "^$" >&2); }
 
 echo "== clay:info: versions, device and precision the worker will use =="
 qp run clay:info | sed -n '/^CLAY_CORE/,$p'
