@@ -113,7 +113,7 @@ def time_embedding(model: EmbeddingModel, batch_size: int, chips: int, flops_per
         "best_batch_chips_per_s": round(batch_size / min(seconds_per_batch), 4),
         "achieved_gflops": round(gflops, 2),
         "fraction_of_flop_bound": round(gflops / peak.gflops, 3),
-        "memory_estimate_bytes": model.memory_estimate(batch_size).total_bytes,
+        "memory_estimate_bytes": _memory_estimate(model, batch_size),
     }
     if device.type == "cpu":
         per_cpu_second = flops_per_chip * done / max(cpu_seconds, 1e-9) / 1e9
@@ -138,9 +138,55 @@ def flops_per_chip(model: EmbeddingModel) -> int:
     return int(counter.get_total_flops())
 
 
+def measure_kernel_bound(model: EmbeddingModel, batch_size: int, repeats: int = 3) -> dict[str, Any]:
+    """Clay v0 only: the rate of the model's own matmul shapes (the four linears and SDPA at this batch),
+    each timed alone, combined by FLOP share into the rate the encoder would reach if LayerNorm, GELU,
+    bias and residual passes cost nothing. Separates kernel efficiency from everything else."""
+    import torch.nn.functional as F
+
+    config = model.config
+    tokens = batch_size * config.num_tokens
+    inner, hidden, dim = config.heads * config.dim_head, config.mlp_hidden, config.dim
+    x, h = torch.randn(tokens, dim), torch.randn(tokens, hidden)
+    o = torch.randn(tokens, inner)
+    w_qkv, w_out, w_in, w_back = (torch.randn(3 * inner, dim), torch.randn(dim, inner), torch.randn(hidden, dim),
+                                  torch.randn(dim, hidden))
+    b_dim, b_hidden = torch.randn(dim), torch.randn(hidden)
+    shapes = {
+        "qkv": (lambda: F.linear(x, w_qkv), 2 * tokens * dim * 3 * inner),
+        "out": (lambda: F.linear(o, w_out, b_dim), 2 * tokens * inner * dim),
+        "mlp_in": (lambda: F.linear(x, w_in, b_hidden), 2 * tokens * dim * hidden),
+        "mlp_out": (lambda: F.linear(h, w_back, b_dim), 2 * tokens * hidden * dim),
+    }
+    q = torch.randn(batch_size, config.heads, config.num_tokens, config.dim_head)
+    shapes["attention"] = (lambda: F.scaled_dot_product_attention(q, q, q),
+                           4 * batch_size * config.num_tokens**2 * inner)
+    rates: dict[str, float] = {}
+    with torch.inference_mode():
+        for name, (run, flops) in shapes.items():
+            run()
+            best = 0.0
+            for _ in range(repeats):
+                start = time.process_time()
+                run()
+                best = max(best, flops / max(time.process_time() - start, 1e-9) / 1e9)
+            rates[name] = best
+    total_flops = sum(flops for _, flops in shapes.values())
+    cpu_seconds = sum(flops / 1e9 / rates[name] for name, (_, flops) in shapes.items())
+    return {"gflops_per_cpu_second": {k: round(v, 1) for k, v in rates.items()},
+            "combined_gflops_per_cpu_second": round(total_flops / 1e9 / cpu_seconds, 2)}
+
+
+def _memory_estimate(model: EmbeddingModel, batch_size: int) -> int | None:
+    try:
+        return model.memory_estimate(batch_size).total_bytes
+    except NotImplementedError:  # a family without an estimate
+        return None
+
+
 def _tuned_batch(model: EmbeddingModel, cap: int) -> int:
     free = available_memory_bytes(model.plan)
-    if free is None:
+    if free is None or _memory_estimate(model, 1) is None:
         return min(cap, 4)
     return max(1, largest_batch_within(model.memory_estimate, int(free * 0.6), limit=cap))
 
@@ -154,21 +200,22 @@ def run_encoder_benchmark(
     gpu: bool = True,
     gpu_chips: int = 64,
     log: Callable[[str], None] = lambda message: None,
+    kernel_bound: bool = True,
 ) -> dict[str, Any]:
     """The whole benchmark as one JSON-able dict: CPU section always, GPU section when CUDA exists."""
     plan = plan_device("cpu", "fp32", threads)
     torch.manual_seed(0)
+    model = load_model(model_name, device="cpu", precision="fp32", threads=plan.threads, image_size=image_size)
     log(f"measuring fp32 matmul peak on {plan.name}")
     cpu_peak = measure_matmul_peak(torch.device("cpu"), "fp32")
     load_before = _load_average()
-    model = load_model(model_name, device="cpu", precision="fp32", threads=plan.threads, image_size=image_size)
     flops = flops_per_chip(model)
     report: dict[str, Any] = {
         "benchmark": "encoder",
         "model": model_name,
         "image_size": image_size,
-        "patch_size": model.config.patch_size,
-        "tokens_per_chip": model.config.num_tokens,
+        "patch_size": getattr(model.config, "patch_size", None),
+        "tokens_per_chip": getattr(model.config, "num_tokens", None),
         "parameters": sum(p.numel() for p in model.parameters()),
         "gflop_per_chip": round(flops / 1e9, 2),
         "torch": torch.__version__,
@@ -199,6 +246,13 @@ def run_encoder_benchmark(
     )
     if gpu and torch.cuda.is_available():
         report["gpu"] = _gpu_section(model_name, image_size, flops, gpu_chips, log)
+    if model.family == "clay-v0" and kernel_bound:
+        largest = max(run["batch_size"] for run in report["cpu"]["runs"])
+        log(f"timing the encoder's own matmul shapes alone (batch {largest})")
+        bound = measure_kernel_bound(model, largest)
+        bound["fraction_of_peak"] = round(bound["combined_gflops_per_cpu_second"]
+                                          / report["cpu"]["matmul_fp32_peak_gflops_per_cpu_second"], 3)
+        report["cpu"][f"kernel_bound_batch_{largest}"] = bound
     report["peak_rss_bytes"] = peak_rss_bytes()
     return report
 

@@ -186,6 +186,7 @@ def fp16_matches_fp32(run: Callable[[], torch.Tensor], reference: torch.Tensor, 
 # ----------------------------------------------------------------------------------------------
 
 _BYTES_PER_VALUE = {"fp32": 4, "bf16": 2, "fp16": 2}
+DEFAULT_WORKSPACE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -196,10 +197,13 @@ class MemoryEstimate:
     weights_bytes: int  # fp32 weights, plus their half-precision autocast copies under bf16/fp16
     inputs_bytes: int  # the float32 batch itself
     activations_bytes: int  # the largest set of tensors alive at once inside one block
+    staging_bytes: int = 0  # tensors alive while the input becomes tokens (patchify copies)
+    workspace_bytes: int = 0  # BLAS packing buffers and allocator slack, measured as a fixed cost
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.inputs_bytes + self.activations_bytes
+        return (self.weights_bytes + self.inputs_bytes + max(self.activations_bytes, self.staging_bytes)
+                + self.workspace_bytes)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total_bytes": self.total_bytes}
@@ -217,13 +221,18 @@ def estimate_encoder_memory(
     input_values: int,
     precision: str = "fp32",
     attention_matrix: bool = False,
+    staging_bytes: int = 0,
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
 ) -> MemoryEstimate:
     """Estimate peak memory for `batch_size` items through a pre-norm ViT without autograd.
 
     Inside one block at most these live together: the residual stream, its LayerNorm, and either
     q/k/v + the attention output (attention) or the MLP hidden twice (linear + GELU). Fused SDPA
     does not materialise the N x N scores; set `attention_matrix` for the explicit-softmax path.
-    `input_values` is the number of float32 values per item (C*H*W plus metadata)."""
+    `input_values` is the number of float32 values per item (C*H*W plus metadata); `staging_bytes`
+    what the model keeps alive while turning the input into tokens (it peaks before the blocks do);
+    the workspace default (64 MiB) is the growth measured beyond the tensors for batch 1 of the small
+    model on CPU (BLAS packing buffers, allocator slack)."""
     if batch_size <= 0 or tokens <= 0:
         raise ClayInputError(f"batch size ({batch_size}) and token count ({tokens}) must be positive")
     if precision not in _BYTES_PER_VALUE:
@@ -239,6 +248,8 @@ def estimate_encoder_memory(
         weights_bytes=weights,
         inputs_bytes=batch_size * input_values * 4,
         activations_bytes=activations,
+        staging_bytes=staging_bytes,
+        workspace_bytes=workspace_bytes,
     )
 
 

@@ -255,21 +255,66 @@ class ClayV0Encoder(nn.Module):
         self.register_buffer("encoding", token_encoding(config), persistent=False)
         for name, indices in config.band_groups:
             self.register_buffer(f"_channels_{name}", torch.tensor(indices, dtype=torch.long), persistent=False)
+        group_order = [index for _, indices in config.band_groups for index in indices]
+        self.register_buffer("_group_channel_order", torch.tensor(group_order, dtype=torch.long), persistent=False)
+        #: Inference without autograd/autocast builds the transformer input with fewer, larger ops
+        #: (`_fused_transformer_input`); False forces the module-by-module reference path.
+        self.fused_input = True
 
-    def patch_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] normalised pixels -> [B, G*L, D] patch tokens plus their fixed encodings."""
+    def _check_size(self, pixels: torch.Tensor) -> None:
         expected = (self.config.image_size, self.config.image_size)
         if tuple(pixels.shape[-2:]) != expected:
             raise ClayInputError(
                 f"pixels are {tuple(pixels.shape[-2:])} but this Clay v0 model takes {expected} chips; "
                 f"use --chip-size {self.config.image_size} or load the model with image_size={pixels.shape[-1]}"
             )
+
+    def patch_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] normalised pixels -> [B, G*L, D] patch tokens plus their fixed encodings."""
+        self._check_size(pixels)
         groups = [
             patchify(pixels.index_select(1, getattr(self, f"_channels_{name}")))
             for name, patchify in self.patch_embedding.items()
         ]
         tokens = torch.stack(groups, dim=1) + self.encoding.to(groups[0].dtype)  # [B, G, L, D]
         return tokens.flatten(1, 2)
+
+    def _fused_transformer_input(
+        self, pixels: torch.Tensor, latlon: torch.Tensor, timestep: torch.Tensor
+    ) -> torch.Tensor:
+        """Same maths as the reference path, fewer passes over memory (inference only):
+        patchify = one reordering copy + one GEMM per group (a conv with stride = kernel is a matmul
+        over patches); the six LayerNorms share one normalisation, and their affine part, the conv
+        bias and the fixed encoding are applied in one addcmul written straight into the output."""
+        self._check_size(pixels)
+        config = self.config
+        batch, size, dim = pixels.shape[0], config.patch_size, config.dim
+        grid, groups, patches_per_group = config.grid, config.num_groups, config.num_patches
+        channels = self._group_channel_order.numel()
+        ordered = pixels.index_select(1, self._group_channel_order)  # channels of each group contiguous
+        patches = (
+            ordered.view(batch, channels, grid, size, grid, size)
+            .permute(0, 2, 4, 1, 3, 5)
+            .reshape(batch * patches_per_group, channels, size * size)
+        )
+        projected = pixels.new_empty(groups, batch * patches_per_group, dim)
+        first = 0
+        for index, patchify in enumerate(self.patch_embedding.values()):
+            width = patchify.proj.in_channels
+            group_patches = patches[:, first:first + width].reshape(batch * patches_per_group, width * size * size)
+            weight = patchify.proj.weight.reshape(dim, width * size * size)
+            torch.addmm(patchify.proj.bias, group_patches, weight.t(), out=projected[index])
+            first += width
+        normalised = F.layer_norm(projected, (dim,), eps=LAYER_NORM_EPS).view(groups, batch, patches_per_group, dim)
+        norms = [patchify.norm for patchify in self.patch_embedding.values()]
+        scale = torch.stack([norm.weight for norm in norms])[:, None, None, :]
+        shift = torch.stack([norm.bias for norm in norms])[:, None, None, :] + self.encoding[:, None]
+        tokens = pixels.new_empty(batch, groups * patches_per_group + 2, dim)
+        target = tokens[:, : groups * patches_per_group].view(batch, groups, patches_per_group, dim).transpose(0, 1)
+        torch.addcmul(shift, normalised, scale, out=target)
+        tokens[:, -2] = self.latlon_embedding(latlon.to(tokens.dtype))
+        tokens[:, -1] = self.time_embedding(timestep.to(tokens.dtype))
+        return tokens
 
     def transformer_input(
         self,
@@ -279,6 +324,14 @@ class ClayV0Encoder(nn.Module):
         unmasked_indices: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The tokens that enter the transformer: (visible) patch tokens, then lat/lon, then time."""
+        if (
+            self.fused_input
+            and unmasked_indices is None
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(pixels.device.type)
+            and pixels.dtype == torch.float32
+        ):
+            return self._fused_transformer_input(pixels, latlon, timestep)
         tokens = self.patch_tokens(pixels)
         if unmasked_indices is not None:  # MAE: keep the visible tokens, in the given order
             index = unmasked_indices.to(tokens.device, torch.long)[..., None].expand(-1, -1, tokens.shape[-1])
@@ -368,6 +421,11 @@ class ClayV0Model(EmbeddingModel):
         grouped = patches.reshape(tokens.shape[0], config.num_groups, config.grid, config.grid, tokens.shape[-1])
         return grouped if level == "group" else grouped.mean(dim=1)
 
+    def filled_bands(self, bands: Sequence[str]) -> tuple[str, ...]:
+        """Only bands some band group reads: a model without the sar/dem groups fills nothing for them."""
+        used = {self.input_bands[index] for _, indices in self.config.band_groups for index in indices}
+        return tuple(name for name in super().filled_bands(bands) if name in used)
+
     def embedding_shape(self, level: str) -> tuple[int, ...]:
         level = self.check_level(level)
         config = self.config
@@ -389,6 +447,9 @@ class ClayV0Model(EmbeddingModel):
             batch_size=batch_size,
             input_values=len(self.input_bands) * config.image_size**2 + 5,
             precision=self.plan.precision,
+            # patchify keeps two reordered copies of the pixels and three [tokens, dim] tensors
+            staging_bytes=batch_size * 4 * (2 * len(self.input_bands) * config.image_size**2
+                                             + 3 * config.num_tokens * config.dim),
         )
 
     def normalise(self, pixels: np.ndarray | torch.Tensor, bands: Sequence[str]) -> torch.Tensor:

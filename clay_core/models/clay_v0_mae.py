@@ -173,12 +173,19 @@ def v0_reconstruction_loss(
 
     `predicted` channel c is compared with input band c (v0's quirk, see the module docstring); each
     group's loss is the mean over *its input band indices* and only masked group tokens count."""
+    groups = band_groups.values() if isinstance(band_groups, Mapping) else [bands for _, bands in band_groups]
+    groups = [list(bands) for bands in groups]
+    # A model using only some bands (e.g. the four Sentinel-2 groups) predicts fewer channels: compare
+    # channel c with the c-th band it uses, in input order. With all bands this is v0's rule exactly.
+    used = sorted({band for bands in groups for band in bands})
+    position = {band: index for index, band in enumerate(used)}
+    if used != list(range(cube.shape[1])):
+        cube = cube[:, used]
     target = patchify(cube.float(), patch_size)
     per_band = (predicted.float() - target).pow(2).mean(dim=-1)  # [B, C, L]
     total = per_band.new_zeros(())
-    groups = band_groups.values() if isinstance(band_groups, Mapping) else [bands for _, bands in band_groups]
     for index, bands in enumerate(groups):
-        group_loss = per_band[:, list(bands)].mean(dim=1)  # [B, L]
+        group_loss = per_band[:, [position[band] for band in bands]].mean(dim=1)  # [B, L]
         total = total + (group_loss * mask_matrix[:, index]).sum()
     return total / mask_matrix.sum()
 

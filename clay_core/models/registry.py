@@ -348,7 +348,7 @@ def load_model(
     from clay_core.checkpoints import load_weights, read_checkpoint
 
     plan = plan_device(device, precision, threads)
-    source = str(checkpoint_or_preset)
+    source = checkpoint_or_preset_name = str(checkpoint_or_preset)
     is_preset = not isinstance(checkpoint_or_preset, Path) and source in presets()
     shipped = get_preset(source).checkpoint if is_preset else None
     if shipped:  # a preset with shipped weights (e.g. clay-v0-demo) loads its file
@@ -370,6 +370,8 @@ def load_model(
         raise ClayInputError(
             f"{source!r} is neither a checkpoint file nor a known preset; presets: {', '.join(sorted(presets()))}"
         )
+    if shipped:
+        model.name = str(checkpoint_or_preset_name)
     model.eval()
     model.apply_plan(plan)
     return quantize_dynamic_int8(model) if quantize == "int8" else model

@@ -26,8 +26,12 @@ def test_benchmark_report_is_consistent() -> None:
         assert run["chips"] >= 2 and run["chips_per_s"] > 0
         expected = report["gflop_per_chip"] * run["chips_per_s"] / report["cpu"]["matmul_fp32_peak_gflops"]
         assert run["fraction_of_flop_bound"] == pytest.approx(expected, rel=0.05, abs=2e-3)
-        assert 0 < run["fraction_of_flop_bound_cpu_time"]
+        assert run["fraction_of_flop_bound_cpu_time"] > 0
     assert report["peak_rss_bytes"] > 0 and "gpu" not in report
+    bound = report["cpu"]["kernel_bound_batch_2"]
+    rates = bound["gflops_per_cpu_second"]
+    assert set(rates) == {"qkv", "out", "mlp_in", "mlp_out", "attention"}
+    assert min(rates.values()) <= bound["combined_gflops_per_cpu_second"] <= max(rates.values())
 
 
 def test_clay_bench_prints_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,6 +38,9 @@ def test_estimate_scales_with_batch_and_precision() -> None:
     scores = estimate_encoder_memory(batch_size=1, attention_matrix=True, **SMALL)
     assert scores.activations_bytes > one.activations_bytes
     assert one.as_dict()["total_bytes"] == one.total_bytes
+    assert one.total_bytes == one.weights_bytes + one.inputs_bytes + one.activations_bytes + (64 << 20)
+    staged = estimate_encoder_memory(batch_size=1, staging_bytes=one.activations_bytes * 3, **SMALL)
+    assert staged.total_bytes == one.total_bytes + 2 * one.activations_bytes  # the larger of the two phases
 
 
 def test_estimate_rejects_nonsense() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass, field
 
@@ -192,3 +193,122 @@ def test_bad_options_are_input_errors(tmp_path, tiny_model):
             embed_sources([ArraySource(n=1)], tiny_model, tmp_path / "o.gpq", options)
     with pytest.raises(ClayInputError, match="level"):
         embed_sources([ArraySource(n=1)], tiny_model, tmp_path / "o.gpq", EmbedOptions(level="cls"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Opt-in SatCLIP column and Clay v1.5 through the pipeline (micro fixtures)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def satclip_checkpoint(shared_fixtures):
+    return shared_fixtures / "satclip_l10_micro" / "checkpoint.ckpt"
+
+
+@pytest.fixture(scope="module")
+def v15_model(shared_fixtures):
+    from clay_core.models import load_model
+
+    return load_model(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt", device="cpu", image_size=SIZE)
+
+
+# Batches of different sizes round float64 matmuls differently (~1e-15); SatCLIP's parity bound is 1e-9.
+SATCLIP_ATOL = 1e-12
+
+
+def satclip_of_centres(records, checkpoint) -> np.ndarray:
+    from clay_core.models.satclip import satclip_embed_lonlat
+
+    return satclip_embed_lonlat(np.array([r.center_lonlat for r in records]), str(checkpoint))
+
+
+@pytest.mark.parametrize("explode", [False, True])
+def test_satclip_column_holds_the_location_embedding_of_each_chip_centre(tmp_path, tiny_model, satclip_checkpoint,
+                                                                          explode):
+    import hashlib
+
+    source = ArraySource(n=5, nodata={3: 0.9})
+    out = tmp_path / "s.gpq"
+    embed_sources([source], tiny_model, out, EmbedOptions(level="patch", batch_size=2, workers=0,
+                                                         explode_patches=explode, satclip=str(satclip_checkpoint)))
+    result = read_embeddings(out)
+    records = {r.chip_id: r for r in source.records()}
+    expected = satclip_of_centres([records[chip_id] for chip_id in result.chip_ids], satclip_checkpoint)
+    assert result.satclip.dtype == np.float64 and result.satclip.shape == (len(result), 256)
+    assert len(result) == (4 * 4 if explode else 4)  # chip 3 skipped for nodata; 2x2 patches when exploded
+    np.testing.assert_allclose(result.satclip, expected, rtol=0, atol=SATCLIP_ATOL)
+    assert len(np.unique(result.satclip[:, 0])) == 4  # one location per chip, not one for the whole file
+    meta = result.metadata["satclip"]
+    assert meta["checkpoint_sha256"] == hashlib.sha256(satclip_checkpoint.read_bytes()).hexdigest()
+    assert meta["family"] == "satclip" and meta["legendre_polys"] == 10 and meta["dtype"] == "float64"
+    assert pq.read_schema(out).field("satclip").type.list_size == 256
+
+
+def test_no_satclip_column_unless_asked(tmp_path, tiny_model):
+    out = tmp_path / "o.gpq"
+    embed_sources([ArraySource(n=2)], tiny_model, out, EmbedOptions(workers=0))
+    result = read_embeddings(out)
+    assert result.satclip is None and "satclip" not in result.metadata
+
+
+def test_resume_keeps_the_satclip_column_and_refuses_another_satclip_setting(tmp_path, tiny_model,
+                                                                              satclip_checkpoint):
+    out = tmp_path / "out.gpq"
+    with_satclip = EmbedOptions(level="mean", batch_size=2, workers=0, part_chips=2, part_seconds=1e9,
+                                satclip=str(satclip_checkpoint))
+    with pytest.raises(SystemExit):
+        embed_sources([ArraySource(n=8, crash_at=5)], tiny_model, out, with_satclip)
+    parts = sorted(parts_dir_for(out).glob("part-*.parquet"))
+    assert parts and all(pq.read_schema(p).field("satclip").type.list_size == 256 for p in parts)
+    without = dataclasses.replace(with_satclip, satclip=None)
+    with pytest.raises(ClayInputError, match="different job.*satclip"):
+        embed_sources([ArraySource(n=8)], tiny_model, out, without)
+    other = dataclasses.replace(with_satclip, satclip="satclip-l10")  # other (random) weights
+    with pytest.raises(ClayInputError, match="different job.*satclip"):
+        embed_sources([ArraySource(n=8)], tiny_model, out, other)
+    source = ArraySource(n=8)
+    summary = embed_sources([source], tiny_model, out, with_satclip)
+    assert summary.chips_resumed == 4 and summary.chips_written == 8
+    result = read_embeddings(out)
+    records = {r.chip_id: r for r in source.records()}
+    np.testing.assert_allclose(result.satclip, satclip_of_centres([records[c] for c in result.chip_ids],
+                                                                  satclip_checkpoint), rtol=0, atol=SATCLIP_ATOL)
+
+
+def test_satclip_option_must_name_a_satclip_model(tmp_path, tiny_model, shared_fixtures):
+    out = tmp_path / "o.gpq"
+    with pytest.raises(ClayInputError, match="not a SatCLIP"):
+        embed_sources([ArraySource(n=1)], tiny_model, out,
+                      EmbedOptions(workers=0, satclip=str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt")))
+    assert not out.exists() and not parts_dir_for(out).exists()
+
+
+@pytest.mark.parametrize("level", ["cls", "patch"])
+def test_clay_v15_embeds_a_four_band_source_without_filling(tmp_path, v15_model, satclip_checkpoint, level):
+    source = ArraySource(n=3, bands=("B02", "B03", "B04", "B08"))
+    out = tmp_path / "v15.gpq"
+    summary = embed_sources([source], v15_model, out, EmbedOptions(level=level, batch_size=2, workers=0,
+                                                                   satclip=str(satclip_checkpoint)))
+    assert summary.chips_written == 3 and summary.level == level
+    result = read_embeddings(out)
+    assert result.shape_per_row == ((64,) if level == "cls" else (8, 8, 64))
+    meta = result.metadata
+    assert meta["family"] == "clay-v1.5" and meta["bands"] == ["B02", "B03", "B04", "B08"]
+    assert meta["wavelengths_um"] == [0.493, 0.56, 0.665, 0.842]
+    assert len(meta["normalization"]["mean"]) == 4 and meta["filled_bands"] == []
+    assert result.table.column("filled_bands").to_pylist() == [[], [], []]
+    chip = source.read(source.records()[1])
+    alone = run_model(v15_model, chip.pixels[None], source.bands, [chip.record], level)
+    np.testing.assert_allclose(result.reshaped()[1], alone[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.satclip, satclip_of_centres(source.records(), satclip_checkpoint),
+                               rtol=0, atol=SATCLIP_ATOL)
+
+
+def test_chips_of_another_size_than_the_model_are_refused_before_any_work(tmp_path, shared_fixtures):
+    from clay_core.models import load_model
+
+    model = load_model(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt", device="cpu")  # 256 px default
+    out = tmp_path / "o.gpq"
+    with pytest.raises(ClayInputError, match="chips are 64 px.*--chip-size 64"):
+        embed_sources([ArraySource(n=2)], model, out, EmbedOptions(level="patch", workers=0))
+    assert not parts_dir_for(out).exists()

@@ -234,3 +234,18 @@ def test_output_name_follows_clay():
     assert output_name("27WXN", datetime.date(2020, 1, 1), datetime.date(2023, 12, 31)) == \
         "27WXN_20200101_20231231_v001.gpq"
     assert output_name("33UUU", datetime.date(2017, 2, 16), datetime.date(2017, 2, 16), 12).endswith("_v012.gpq")
+
+
+def test_satclip_column_is_float64_and_reads_back_exactly(tmp_path):
+    chips = chips_33uuu(3)
+    locations = np.random.default_rng(5).standard_normal((3, 256))  # float64, like SatCLIP's output
+    out = write_geoparquet(tmp_path / "s.gpq", chips, np.ones((3, 2, 2, 4), np.float32),
+                           {**META, "embedding_shape": [2, 2, 4]}, satclip=locations, explode_patches=True)
+    field = pq.read_schema(out).field("satclip")
+    assert str(field.type.value_type) == "double" and field.type.list_size == 256
+    result = read_embeddings(out)
+    np.testing.assert_array_equal(result.satclip, np.repeat(locations, 4, axis=0))  # each patch row: its chip's
+    assert read_embeddings(write_geoparquet(tmp_path / "n.gpq", chips, np.ones((3, 4), np.float32), META)).satclip \
+        is None
+    geoparquet_validator = pytest.importorskip("geoparquet_validator")
+    assert geoparquet_validator.failed(geoparquet_validator.check(str(out))) == []

@@ -83,6 +83,23 @@ def test_loss_drops_and_checkpoint_loads(tmp_path: Path) -> None:
     assert model.embed(batch, "patch").shape == (1, 4, 4, 32)
 
 
+def test_sentinel2_only_band_groups_train_and_fill_nothing_else(tmp_path: Path) -> None:
+    """Opt-in band groups: no SAR/DEM tokens, the checkpoint keeps its groups, nothing is reported filled."""
+    s2_groups = (("rgb", (2, 1, 0)), ("rededge", (3, 4, 5, 7)), ("nir", (6,)), ("swir", (8, 9)))
+    settings = _settings(tmp_path, steps=2, model_overrides={**TINY_MODEL, "band_groups": s2_groups})
+    result = train(settings)
+    assert np.isfinite(result.losses).all()
+    model = load_model(result.checkpoint, device="cpu")
+    assert model.config.band_groups == s2_groups
+    assert model.filled_bands(SyntheticChips.bands) == ()
+    assert model.filled_bands(("B02", "B03", "B04")) == ("B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+    source = SyntheticChips(count=2, size=32)
+    chips = [source.read(record) for record in source.records()]
+    batch = model.prepare(np.stack([chip.pixels for chip in chips]), source.bands,
+                          [chip.record.center_lonlat for chip in chips], [chip.record.date for chip in chips])
+    assert tuple(model.embed(batch, "group").shape) == (2, 4, 4, 4, 32)
+
+
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     straight = train(_settings(tmp_path, "straight.ckpt", steps=6))
     train(_settings(tmp_path, "split.ckpt", steps=3))

@@ -253,3 +253,99 @@ def test_embed_mgrs_from_s3_like_the_seed_layout_with_a_corrupt_chip(tmp_path, s
     urls = read_embeddings(tile["output"]).table.column("source_url").to_pylist()
     assert all(url.startswith(prefix + "/33UUU/") for url in urls)
     assert any(e["event"] == "log" and e["level"] == "warning" and "skipped chip" in e["message"] for e in events)
+
+
+# ----------------------------------------------------------------------------------------------
+# Clay v1.5 (micro fixture) on the real BigEarthNet patch, and the opt-in SatCLIP column
+# ----------------------------------------------------------------------------------------------
+
+BEN_PATCH = "S2A_MSIL2A_20170617T113321_36_85"
+BEN_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+
+
+@pytest.fixture(scope="module")
+def bigearthnet(sample_data) -> Path:
+    folder = sample_data / "bigearthnet" / BEN_PATCH
+    if not folder.is_dir():
+        pytest.skip(f"BigEarthNet sample missing at {folder}")
+    return folder
+
+
+def satclip_of_bboxes(table, checkpoint: Path) -> np.ndarray:
+    """SatCLIP of the centres of the rows' UTM footprints, computed independently of the pipeline."""
+    from pyproj import Transformer
+
+    from clay_core.models.satclip import satclip_embed_lonlat
+
+    centres = []
+    for epsg, (xmin, ymin, xmax, ymax) in zip(table.column("epsg").to_pylist(), table.column("utm_bbox").to_pylist(),
+                                             strict=True):
+        centres.append(Transformer.from_crs(epsg, 4326, always_xy=True).transform((xmin + xmax) / 2,
+                                                                                  (ymin + ymax) / 2))
+    return satclip_embed_lonlat(np.array(centres), str(checkpoint))
+
+
+@pytest.mark.parametrize(("level", "row_shape"), [("cls", (64,)), ("patch", (8, 8, 64))])
+def test_clay_v15_embeds_the_bigearthnet_patch_with_a_satclip_column(bigearthnet, shared_fixtures, tmp_path, capsys,
+                                                                      level, row_shape):
+    pytest.importorskip("geopandas")
+    import geopandas
+
+    satclip = shared_fixtures / "satclip_l10_micro" / "checkpoint.ckpt"
+    out = tmp_path / "ben.gpq"
+    code = main(["--progress", "json", "embed", str(bigearthnet), "-o", str(out), "--checkpoint",
+                 str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt"), "--level", level, "--chip-size", "64",
+                 "--device", "cpu", "--workers", "0", "--satclip", str(satclip)])
+    events = json_events(capsys.readouterr().out)
+    assert code == 0, events
+    data = read_embeddings(out)
+    assert len(data) > 0 and data.shape_per_row == row_shape and np.isfinite(data.vectors).all()
+    meta = data.metadata
+    assert meta["family"] == "clay-v1.5" and meta["level"] == level and meta["platform"] == "sentinel-2-l2a"
+    assert meta["bands"] == BEN_BANDS and meta["filled_bands"] == []  # B01/B09 files are not Clay bands
+    assert set(data.table.column("epsg").to_pylist()) == {32629}
+    assert meta["satclip"]["legendre_polys"] == 10
+    np.testing.assert_allclose(data.satclip, satclip_of_bboxes(data.table, satclip), rtol=0, atol=1e-12)
+    frame = geopandas.read_parquet(out)
+    assert len(frame) == len(data) and frame.crs.to_string() == "OGC:CRS84"
+
+
+def test_clay_v15_embeds_a_four_band_subset_without_filling(bigearthnet, shared_fixtures, tmp_path, capsys):
+    four = [str(bigearthnet / f"{BEN_PATCH}_{band}.tif") for band in ("B02", "B03", "B04", "B08")]
+    checkpoint = str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt")
+    outputs = {}
+    for name, sources in (("four", four), ("all", [str(bigearthnet)])):
+        outputs[name] = tmp_path / f"{name}.gpq"
+        code = main(["--progress", "none", "embed", *sources, "-o", str(outputs[name]), "--checkpoint", checkpoint,
+                     "--level", "cls", "--chip-size", "64", "--device", "cpu", "--workers", "0"])
+        assert code == 0, capsys.readouterr().err
+    four_bands, all_bands = read_embeddings(outputs["four"]), read_embeddings(outputs["all"])
+    meta = four_bands.metadata
+    assert meta["bands"] == ["B02", "B03", "B04", "B08"] and meta["wavelengths_um"] == [0.493, 0.56, 0.665, 0.842]
+    assert meta["filled_bands"] == [] and all(f == [] for f in four_bands.table.column("filled_bands").to_pylist())
+    assert four_bands.shape_per_row == (64,) and four_bands.chip_ids == all_bands.chip_ids
+    # Nothing filled in: four bands give other embeddings than ten (filling would not reach the model at all).
+    assert not np.allclose(four_bands.vectors, all_bands.vectors, atol=1e-3)
+
+
+def test_embed_mgrs_adds_the_satclip_column(shared_fixtures, tmp_path, capsys):
+    satclip = shared_fixtures / "satclip_l10_micro" / "checkpoint.ckpt"
+    chips = tmp_path / "tiles"
+    _chip_tile(chips, "33UUU", ["2021-06-01", "2021-07-15"])
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["--progress", "json", "embed-mgrs", "33UUU", "--source", str(chips / "{mgrs}"), "--start",
+                 "2021-01-01", "--end", "2021-12-31", "-o", str(out), *TINY, "--workers", "0", "--satclip", str(satclip)])
+    events = json_events(capsys.readouterr().out)
+    assert code == 0, events
+    data = read_embeddings([e for e in events if e["event"] == "result"][0]["result"]["outputs"][0])
+    assert data.metadata["satclip"]["checkpoint"] == "checkpoint.ckpt"
+    np.testing.assert_allclose(data.satclip, satclip_of_bboxes(data.table, satclip), rtol=0, atol=1e-12)
+
+
+def test_satclip_option_that_is_not_satclip_exits_2(scene, shared_fixtures, tmp_path, capsys):
+    out = tmp_path / "o.gpq"
+    code = main(["embed", str(scene), "-o", str(out), *TINY, "--satclip",
+                 str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt")])
+    assert code == 2 and "not a SatCLIP" in capsys.readouterr().err
+    assert not out.exists()

@@ -72,6 +72,16 @@ def test_clay_train_bad_input_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "x.ckpt").exists()
 
 
+def test_band_groups_option_selects_v0_groups(tmp_path: Path) -> None:
+    from clay_core.cli.train import band_groups_option
+
+    assert band_groups_option("swir, rgb") == (("rgb", (2, 1, 0)), ("swir", (8, 9)))  # v0 order kept
+    chips = _write_chip_folder(tmp_path / "chips", count=1, size=32)
+    assert main(["--progress", "none", "train", str(chips), "-o", str(tmp_path / "x.ckpt"), *TINY,
+                 "--steps", "1", "--band-groups", "rgb,lidar"]) == 2  # unknown group: a clear error
+    assert not (tmp_path / "x.ckpt").exists()
+
+
 @pytest.mark.slow
 def test_clay_train_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     chips = _write_chip_folder(tmp_path / "chips", count=5)

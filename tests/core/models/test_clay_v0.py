@@ -44,11 +44,29 @@ def test_config_comes_from_the_checkpoint(micro_model: ClayV0Model) -> None:
     assert micro_model.checkpoint_sha256 == "231ea66f0e65c9bc27302879d70b9e9d9b1404226150be385fa7f6959888c6ec"
 
 
-def test_transformer_input_matches_reference(micro_model: ClayV0Model, v0_micro_reference: dict) -> None:
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-inference-path", "module-path"])
+def test_transformer_input_matches_reference(micro_model: ClayV0Model, v0_micro_reference: dict,
+                                             fused: bool) -> None:
     batch = _batch(v0_micro_reference)
-    with torch.inference_mode():
-        tokens = micro_model.encoder.transformer_input(batch["pixels"], batch["latlon"], batch["timestep"])
+    micro_model.encoder.fused_input = fused
+    try:
+        with torch.inference_mode():
+            tokens = micro_model.encoder.transformer_input(batch["pixels"], batch["latlon"], batch["timestep"])
+            output = micro_model.encode(batch)
+    finally:
+        micro_model.encoder.fused_input = True
     assert _max_abs(tokens, v0_micro_reference["dbg_transformer_input"]) < TOLERANCE
+    assert _max_abs(output, v0_micro_reference["encoder_output"]) < TOLERANCE
+
+
+def test_training_path_has_gradients_and_matches(micro_model: ClayV0Model, v0_micro_reference: dict) -> None:
+    batch = _batch(v0_micro_reference)
+    tokens = micro_model.encoder(batch["pixels"], batch["latlon"], batch["timestep"])  # autograd on
+    assert tokens.requires_grad
+    assert _max_abs(tokens, v0_micro_reference["encoder_output"]) < TOLERANCE
+    tokens.mean().backward()
+    assert micro_model.encoder.patch_embedding["rgb"].proj.weight.grad is not None
+    micro_model.zero_grad(set_to_none=True)
 
 
 def test_encode_matches_reference(micro_model: ClayV0Model, v0_micro_reference: dict) -> None:
@@ -199,3 +217,18 @@ def test_flop_count_matches_torch_flop_counter() -> None:
     with FlopCounterMode(display=False) as counter, torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
         model.encode(batch)
     assert counter.get_total_flops() == 3 * encoder_flops(config)
+
+
+def test_int8_quantisation_is_opt_in_and_close(v0_micro_checkpoint: Path, v0_micro_reference: dict) -> None:
+    model = load_model(v0_micro_checkpoint, device="cpu", quantize="int8")
+    assert model.quantization == "int8" and model.metadata()["precision"] == "fp32+int8"
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    assert isinstance(model.encoder.transformer.layers[0][1].net[1], DynamicQuantizedLinear)
+    embedded = model.embed(_batch(v0_micro_reference), "mean")
+    reference = torch.from_numpy(v0_micro_reference["embeddings_mean"])
+    cosine = torch.nn.functional.cosine_similarity(embedded, reference, dim=1)
+    assert float(cosine.min()) >= 0.99
+    assert float((embedded - reference).abs().max()) > 0  # it really ran in int8
+    with pytest.raises(ClayInputError, match="quantisation"):
+        load_model(v0_micro_checkpoint, device="cpu", quantize="int4")

@@ -110,6 +110,22 @@ def test_loss_keeps_v0_channel_order_quirk() -> None:
     assert float(v0_reconstruction_loss(cube, predicted, only_rededge, config.band_groups, 8)) == pytest.approx(0.0)
 
 
+def test_loss_of_a_band_subset_scores_the_bands_it_uses() -> None:
+    """A model with only the four S2 groups predicts 10 channels, scored against bands 0..9 (same rule);
+    the filled SAR/DEM bands (11..13) never enter the loss."""
+    groups = (("rgb", (2, 1, 0)), ("rededge", (3, 4, 5, 7)), ("nir", (6,)), ("swir", (8, 9)))
+    cube = torch.randn(1, 13, 16, 16)
+    cube[:, 10:] = 99.0  # would dominate any loss that read them
+    predicted = patchify(cube[:, :10], 8).clone()
+    predicted[:, 8] += 2.0  # channel 8 = B11, a swir input band: error 4 per pixel, half the swir group
+    swir_masked = torch.zeros(1, 4, 4)
+    swir_masked[:, 3] = 1.0
+    assert float(v0_reconstruction_loss(cube, predicted, swir_masked, groups, 8)) == pytest.approx(2.0)
+    rgb_masked = torch.zeros(1, 4, 4)
+    rgb_masked[:, 0] = 1.0
+    assert float(v0_reconstruction_loss(cube, predicted, rgb_masked, groups, 8)) == pytest.approx(0.0)
+
+
 def test_patchify_layout() -> None:
     cube = torch.arange(2 * 4 * 4, dtype=torch.float32).view(1, 2, 4, 4)
     patches = patchify(cube, 2)  # [1, 2, 4, 4]: l = row*2 + col, pixels row-major
