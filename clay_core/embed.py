@@ -5,6 +5,7 @@
         chips above max_nodata are skipped there  (no pixels travel back for them)
         bad chips (ChipReadError) become failures with their reason; the job goes on
     main process: model.prepare -> model.embed    normalise, fill NaN with the mean, lat/lon/time inputs
+        (opt-in) SatCLIP of the chip centres      float64 location embedding, `satclip` column
     background thread writes part files           OUT.gpq.parts/part-NNNNN.parquet, each atomic
     at the end: parts -> OUT.gpq (temp + rename)
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import inspect
 import io
 import math
 import multiprocessing
@@ -50,6 +53,7 @@ class EmbedOptions:
     part_chips: int = 64  # chips settled per part file: how much work a kill can lose at most
     part_seconds: float = 30.0  # ... or this much time, whichever comes first
     metadata: Mapping[str, Any] = field(default_factory=dict)  # extra keys for the `clay` metadata
+    satclip: str | None = None  # SatCLIP checkpoint or preset: adds the `satclip` column (chip centres)
 
     def check(self) -> None:
         if self.batch_size < 1:
@@ -85,6 +89,7 @@ class EmbedSummary:
     read_wait_s: float = 0.0  # model waiting for data (reading not hidden behind compute)
     read_s: float = 0.0  # reading time summed over the reader processes
     model_s: float = 0.0  # prepare + embed
+    satclip_s: float = 0.0  # SatCLIP location embeddings of the chip centres (when asked for)
     write_s: float = 0.0  # part files (background thread) + the final merge
     output_bytes: int = 0
     problems: list[ChipProblem] = field(default_factory=list)
@@ -98,7 +103,9 @@ class EmbedSummary:
         return (f"{self.chips_written} chips written ({self.chips_resumed} from an earlier run), "
                 f"{self.chips_skipped_nodata} skipped for nodata, {self.chips_failed} failed; "
                 f"{self.chips_per_s:.2f} chips/s; time: read wait {self.read_wait_s:.1f} s "
-                f"(reading {self.read_s:.1f} s in workers), model {self.model_s:.1f} s, write {self.write_s:.1f} s")
+                f"(reading {self.read_s:.1f} s in workers), model {self.model_s:.1f} s, "
+                + (f"SatCLIP {self.satclip_s:.1f} s, " if self.satclip_s else "")
+                + f"write {self.write_s:.1f} s")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,6 +259,18 @@ def collect_records(sources: Sequence[Any]) -> list[tuple[int, Any]]:
     return work
 
 
+def check_chip_size(model: Any, work: Sequence[tuple[int, Any]]) -> None:
+    """Chips must have the size the model was set up for: it fixes the position grid (v0) and the
+    patch grid the output's embedding shape is declared with (v1.5 would run, then not fit its column)."""
+    expected = model_chip_size(model)
+    # A size of 0 means "not known before reading" (e.g. a chip file whose header is damaged).
+    sizes = {int(record.size) for _, record in work if record.size and int(record.size) > 0}
+    wrong = sorted(sizes - {expected}) if expected else []
+    if wrong:
+        raise ClayInputError(f"chips are {wrong[0]} px but {model.name} is set up for {expected} px chips; load it "
+                             f"with image_size={wrong[0]} (CLI: --chip-size {wrong[0]})")
+
+
 def weights_fingerprint(model: Any) -> str:
     """sha256 of the checkpoint, or of the weights themselves for a preset (random weights differ per
     process: parts embedded by another random model must never be mixed in)."""
@@ -267,9 +286,9 @@ def weights_fingerprint(model: Any) -> str:
 
 
 def _job_identity(model: Any, level: str, sources: Sequence[Any], work: Sequence[tuple[int, Any]],
-                  options: EmbedOptions) -> dict[str, Any]:
+                  options: EmbedOptions, satclip: Any = None) -> dict[str, Any]:
     """What must match for parts of an earlier run to be reused."""
-    return {
+    identity = {
         "model": model.name,
         "weights_sha256": weights_fingerprint(model),
         "level": level,
@@ -279,10 +298,32 @@ def _job_identity(model: Any, level: str, sources: Sequence[Any], work: Sequence
         "chips": len(work),
         "chips_fingerprint": fingerprint(record for _, record in work),
     }
+    if satclip is not None:  # absent (not None) without SatCLIP: parts of earlier versions still resume
+        identity["satclip"] = weights_fingerprint(satclip)
+    return identity
 
 
-def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: EmbedOptions) -> dict[str, Any]:
+def embedded_bands(sources: Sequence[Any]) -> tuple[str, ...] | None:
+    """The band list every source gives the model, or None when the sources differ."""
+    band_sets = {tuple(source.bands) for source in sources}
+    return band_sets.pop() if len(band_sets) == 1 else None
+
+
+def model_metadata(model: Any, level: str, sources: Sequence[Any]) -> dict[str, Any]:
+    """`model.metadata(level)`; for models that embed exactly the bands they are given (v1.5), the
+    bands, wavelengths and normalisation listed are those of the sources, not every band the model knows."""
+    bands = embedded_bands(sources)
+    if bands is not None and "bands" in inspect.signature(model.metadata).parameters:
+        return dict(model.metadata(level, bands=bands))
     meta = dict(model.metadata(level))
+    if bands is None:
+        meta["bands_per_source"] = [list(source.bands) for source in sources]
+    return meta
+
+
+def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: EmbedOptions,
+                   satclip: Any = None) -> dict[str, Any]:
+    meta = model_metadata(model, level, sources)
     source_bands = sorted({band for source in sources for band in source.bands})
     meta.update(
         source_bands=source_bands,
@@ -291,8 +332,71 @@ def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: Embe
         nodata_fill="band mean (0 after normalisation)",
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
+    if satclip is not None:
+        meta["satclip"] = satclip_metadata(satclip)
     meta.update(options.metadata)
     return meta
+
+
+# ----------------------------------------------------------------------------------------------
+# Opt-in SatCLIP column
+# ----------------------------------------------------------------------------------------------
+
+
+def load_satclip(checkpoint_or_preset: str) -> Any:
+    """The SatCLIP location encoder of a job, on the CPU in float64: one batch of chip centres costs
+    little next to the image model, and float64 is what its parity is defined in. Loaded once per
+    process and file version (the CLI checks it before the image model loads; the job reuses it)."""
+    path = Path(checkpoint_or_preset).expanduser()
+    version = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    return _load_satclip(str(checkpoint_or_preset), version)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_satclip(checkpoint_or_preset: str, _file_version: tuple[int, int] | None) -> Any:
+    from clay_core.models import load_model
+    from clay_core.models.satclip import SatCLIPLocationModel
+
+    model = load_model(checkpoint_or_preset, device="cpu", precision="fp32")
+    if not isinstance(model, SatCLIPLocationModel):
+        raise ClayInputError(f"--satclip {checkpoint_or_preset}: this is a {model.family} model, not a SatCLIP "
+                             "location encoder (give a satclip-*.ckpt or satclip-l10/satclip-l40)")
+    return model
+
+
+def satclip_vectors(satclip: Any, records: Sequence[Any]) -> np.ndarray:
+    """float64 [B, 256]: SatCLIP of each chip's centre (lon, lat degrees); NaN for a chip without a location."""
+    from clay_core.models.satclip import satclip_embed_lonlat
+
+    lonlat = np.array([r.center_lonlat for r in records], dtype=np.float64).reshape(-1, 2)
+    located = np.isfinite(lonlat).all(axis=1)
+    if located.all():
+        return satclip_embed_lonlat(lonlat, satclip)
+    vectors = np.full((len(lonlat), satclip_width(satclip)), np.nan)
+    vectors[located] = satclip_embed_lonlat(lonlat[located], satclip)
+    return vectors
+
+
+def satclip_width(satclip: Any) -> int | None:
+    return int(satclip.embedding_shape(satclip.default_level)[0]) if satclip is not None else None
+
+
+def satclip_metadata(satclip: Any) -> dict[str, Any]:
+    meta = satclip.metadata(satclip.default_level)
+    return {
+        "column": "satclip",
+        "input": "chip centre (lon, lat) in degrees, WGS84; patch rows repeat their chip's",
+        "dtype": "float64",
+        "model": satclip.name,
+        "family": satclip.family,
+        "checkpoint": meta.get("checkpoint"),
+        "checkpoint_sha256": satclip.checkpoint_sha256,
+        "weights_sha256": weights_fingerprint(satclip),
+        "legendre_polys": satclip.config.legendre_polys,
+        "harmonics": satclip.config.harmonics,
+        "embedding_shape": list(satclip.embedding_shape(satclip.default_level)),
+        "normalised": False,
+    }
 
 
 def _lonlat_and_dates(records: Sequence[Any]) -> tuple[np.ndarray, list[datetime.date]]:
@@ -321,10 +425,12 @@ def embed_sources(
     check_writable(output, options.overwrite)
     level = model.check_level(options.level)
     row_width = _row_width(model, level, options)
+    satclip = load_satclip(options.satclip) if options.satclip else None
     work = collect_records(sources)
+    check_chip_size(model, work)
     summary = EmbedSummary(output=str(output), model=model.name, level=level, device=model.plan.device,
                            precision=model.plan.precision, chips_total=len(work))
-    store = PartStore(output, _job_identity(model, level, sources, work, options))
+    store = PartStore(output, _job_identity(model, level, sources, work, options, satclip))
     started = time.perf_counter()
     try:
         prior = store.open(discard_other_job=options.overwrite)
@@ -336,12 +442,13 @@ def embed_sources(
                      f"{model.plan.precision}")
         writer = PartWriter(store, prior.next_index, row_width, options.explode_patches,
                             part_chips=max(options.part_chips, options.batch_size),
-                            part_seconds=options.part_seconds)
+                            part_seconds=options.part_seconds, satclip_width=satclip_width(satclip))
         reporter.start(len(work), "embedding")
         if summary.chips_resumed:
             reporter.advance(summary.chips_resumed, "resumed")
         try:
-            done_now = _embed_loop(sources, model, level, todo, options, writer, summary, reporter, started)
+            done_now = _embed_loop(sources, model, level, todo, options, writer, summary, reporter, started,
+                                   satclip)
         except BaseException:
             writer.close(quietly=True)  # keep what was computed: an interrupted run resumes from it
             raise
@@ -350,8 +457,8 @@ def embed_sources(
         _check_outcome(summary, done_now, prior.written)
         merge_started = time.perf_counter()
         summary.rows, summary.chips_written = store.merge(
-            chips_schema(row_width, exploded=options.explode_patches),
-            _clay_metadata(model, level, sources, options), options.explode_patches,
+            chips_schema(row_width, exploded=options.explode_patches, satclip_width=satclip_width(satclip)),
+            _clay_metadata(model, level, sources, options, satclip), options.explode_patches,
             model.embedding_shape(level), options.overwrite)
         summary.write_s += time.perf_counter() - merge_started
         summary.chips_skipped_nodata += len(prior.skipped)
@@ -376,7 +483,7 @@ def _row_width(model: Any, level: str, options: EmbedOptions) -> int:
 
 def _embed_loop(sources: Sequence[Any], model: Any, level: str, todo: Sequence[tuple[int, Any]],
                 options: EmbedOptions, writer: PartWriter, summary: EmbedSummary, reporter: Reporter,
-                started: float) -> int:
+                started: float, satclip: Any = None) -> int:
     """Run every batch; returns the number of chips embedded by this run."""
     pin = model.plan.torch_device.type == "cuda"
     filled = [list(model.filled_bands(source.bands)) for source in sources]
@@ -394,7 +501,12 @@ def _embed_loop(sources: Sequence[Any], model: Any, level: str, todo: Sequence[t
             computing = time.perf_counter()
             vectors = run_model(model, batch["pixels"], sources[source_index].bands, batch["records"], level)
             summary.model_s += time.perf_counter() - computing
-            writer.add(batch["records"], vectors, batch["nodata"], filled[source_index])
+            locations = None
+            if satclip is not None:
+                locating = time.perf_counter()
+                locations = satclip_vectors(satclip, batch["records"])
+                summary.satclip_s += time.perf_counter() - locating
+            writer.add(batch["records"], vectors, batch["nodata"], filled[source_index], locations)
             embedded += len(batch["records"])
         for record, fraction in batch["skipped"]:
             writer.add_skipped(record.chip_id, fraction)
@@ -429,6 +541,7 @@ def estimate_job(sources: Sequence[Any], model: Any, options: EmbedOptions = Emb
     options.check()
     level = model.check_level(options.level)
     work = collect_records(sources)
+    check_chip_size(model, work)
     result: dict[str, Any] = {"chips": len(work), "model": model.name, "level": level,
                               "device": model.plan.device, "precision": model.plan.precision}
     sample = _readable_sample(sources, work, sample_chips)
@@ -447,7 +560,8 @@ def estimate_job(sources: Sequence[Any], model: Any, options: EmbedOptions = Emb
     read_per_chip = float(np.mean([seconds for _, _, seconds in sample]))
     # Readers run in parallel with the model: the slower of the two sets the pace.
     per_chip = max(model_per_chip, read_per_chip / max(1, options.workers))
-    bytes_per_row, rows_per_chip = _bytes_per_row(records, vectors, options)
+    locations = satclip_vectors(load_satclip(options.satclip), records) if options.satclip else None
+    bytes_per_row, rows_per_chip = _bytes_per_row(records, vectors, options, locations)
     result.update(
         measured_chips=len(records),
         model_s_per_chip=model_per_chip,
@@ -480,7 +594,8 @@ def _readable_sample(sources: Sequence[Any], work: Sequence[tuple[int, Any]], n:
     return sample
 
 
-def _bytes_per_row(records: Sequence[Any], vectors: np.ndarray, options: EmbedOptions) -> tuple[float, int]:
+def _bytes_per_row(records: Sequence[Any], vectors: np.ndarray, options: EmbedOptions,
+                   satclip: np.ndarray | None = None) -> tuple[float, int]:
     """Compressed bytes per output row, measured by writing the sample to memory (minus the fixed footer)."""
     import pyarrow.parquet as pq
 
@@ -489,7 +604,7 @@ def _bytes_per_row(records: Sequence[Any], vectors: np.ndarray, options: EmbedOp
         pq.write_table(table, sink, compression="zstd")
         return sink.tell()
 
-    table = chips_table(records, vectors, explode_patches=options.explode_patches)
+    table = chips_table(records, vectors, explode_patches=options.explode_patches, satclip=satclip)
     rows_per_chip = table.num_rows // len(records)
     # The marginal cost of rows after the first: per-column headers and statistics do not grow with rows.
     first = table.slice(0, 1) if table.num_rows > 1 else table.schema.empty_table()

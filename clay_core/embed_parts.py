@@ -202,6 +202,7 @@ class _Pending:
     embeddings: list[np.ndarray] = field(default_factory=list)
     nodata: list[float] = field(default_factory=list)
     filled: list[list[str]] = field(default_factory=list)
+    satclip: list[np.ndarray] = field(default_factory=list)  # per batch, when the job adds the column
     skipped: list[tuple[str, float]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
 
@@ -220,11 +221,13 @@ class PartWriter:
     At most one part is being written while the next fills; `write_s` is the time spent writing."""
 
     def __init__(self, store: PartStore, first_index: int, embedding_width: int, explode_patches: bool,
-                 part_chips: int = 64, part_bytes: int = 256 * 1024 * 1024, part_seconds: float = 30.0) -> None:
+                 part_chips: int = 64, part_bytes: int = 256 * 1024 * 1024, part_seconds: float = 30.0,
+                 satclip_width: int | None = None) -> None:
         self.store = store
         self.index = first_index
         self.explode_patches = explode_patches
-        self.schema = chips_schema(embedding_width, exploded=explode_patches)
+        self.satclip_width = satclip_width
+        self.schema = chips_schema(embedding_width, exploded=explode_patches, satclip_width=satclip_width)
         self.part_chips, self.part_bytes, self.part_seconds = part_chips, part_bytes, part_seconds
         self.write_s = 0.0
         self.wait_s = 0.0
@@ -235,7 +238,11 @@ class PartWriter:
         self._future: Future | None = None
 
     def add(self, records: Sequence[Any], embeddings: np.ndarray, nodata: Sequence[float],
-            filled: Sequence[str]) -> None:
+            filled: Sequence[str], satclip: np.ndarray | None = None) -> None:
+        if (satclip is None) != (self.satclip_width is None):
+            raise ValueError("SatCLIP vectors must be given exactly when the job writes the satclip column")
+        if satclip is not None:
+            self._pending.satclip.append(np.asarray(satclip, dtype=np.float64))
         self._pending.records.extend(records)
         self._pending.embeddings.append(np.asarray(embeddings, dtype=np.float32))
         self._pending.nodata.extend(float(v) for v in nodata)
@@ -269,8 +276,10 @@ class PartWriter:
         started = time.perf_counter()
         if pending.records:
             embeddings = np.concatenate(pending.embeddings)
+            satclip = np.concatenate(pending.satclip) if pending.satclip else None
             table = chips_table(pending.records, embeddings, nodata_fractions=pending.nodata,
-                                filled_bands=pending.filled, explode_patches=self.explode_patches)
+                                filled_bands=pending.filled, explode_patches=self.explode_patches,
+                                satclip=satclip)
         else:
             table = self.schema.empty_table()
         info = {

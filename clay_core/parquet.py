@@ -9,7 +9,8 @@ Clay v0 wrote, so tools made for Clay's published embeddings read our files:
     geometry    binary (WKB)    5-point polygon of the 4 UTM corners transformed to OGC:CRS84 (lon, lat)
 
 and then ours: chip_id, mgrs, epsg, utm_bbox (native footprint, 4 x float64), row, col, nodata_fraction,
-filled_bands (and patch_row, patch_col when patch embeddings are written one row per patch).
+filled_bands (and patch_row, patch_col when patch embeddings are written one row per patch; `satclip`,
+float64 fixed-size list, when the job adds the SatCLIP location embedding of each chip's centre).
 The `geo` key holds GeoParquet 1.0.0 metadata with the CRS84 PROJJSON; the `clay` key holds JSON about the
 model and the run. Files are ZSTD-compressed and written to a temporary file that is then renamed.
 
@@ -42,6 +43,9 @@ EMBEDDINGS = "embeddings"
 GEOMETRY = "geometry"
 BBOX = "bbox"
 BBOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
+# Opt-in SatCLIP column: float64, the precision SatCLIP computes in (its parity tolerance is 1e-9 and
+# its vectors are used as regression predictors); at 2 KiB per row it is small next to the embeddings.
+SATCLIP = "satclip"
 V0_COLUMNS = ("source_url", "date", EMBEDDINGS, GEOMETRY)
 # Keep a row group to about this many bytes of embeddings: group-level rows are 4.7 MB each and one
 # row group per file would make every reader hold the whole file in memory.
@@ -152,7 +156,7 @@ def _embeddings_array(flat: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(values, width)
 
 
-def chips_schema(embedding_width: int, exploded: bool = False) -> pa.Schema:
+def chips_schema(embedding_width: int, exploded: bool = False, satclip_width: int | None = None) -> pa.Schema:
     """The column layout of every file we write (parts and final outputs alike)."""
     fields = [
         pa.field("source_url", pa.string()),
@@ -171,6 +175,8 @@ def chips_schema(embedding_width: int, exploded: bool = False) -> pa.Schema:
     ]
     if exploded:
         fields += [pa.field("patch_row", pa.int32()), pa.field("patch_col", pa.int32())]
+    if satclip_width:
+        fields.append(pa.field(SATCLIP, pa.list_(pa.float64(), int(satclip_width))))
     return pa.schema(fields)
 
 
@@ -214,8 +220,11 @@ def chips_table(
     nodata_fractions: Sequence[float] | float | None = None,
     filled_bands: Sequence[str] | Sequence[Sequence[str]] | None = None,
     explode_patches: bool = False,
+    satclip: np.ndarray | None = None,
 ) -> pa.Table:
-    """An Arrow table (no file metadata yet) with one row per chip, or per patch when exploded."""
+    """An Arrow table (no file metadata yet) with one row per chip, or per patch when exploded.
+
+    `satclip` [N, K]: the SatCLIP embedding of each chip's centre (patch rows repeat their chip's)."""
     embeddings = np.asarray(embeddings)
     n = len(records)
     if embeddings.shape[0] != n:
@@ -261,7 +270,15 @@ def chips_table(
     if explode_patches:
         columns["patch_row"] = pa.array(patch_rows, pa.int32())
         columns["patch_col"] = pa.array(patch_cols, pa.int32())
-    schema = chips_schema(int(flat.shape[1]), exploded=explode_patches)
+    satclip_width = None
+    if satclip is not None:
+        location = np.ascontiguousarray(satclip, dtype=np.float64)
+        if location.ndim != 2 or location.shape[0] != n:
+            raise ValueError(f"satclip: shape {location.shape} for {n} chips")
+        satclip_width = int(location.shape[1])
+        columns[SATCLIP] = pa.FixedSizeListArray.from_arrays(
+            pa.array(np.repeat(location, repeat, axis=0).reshape(-1), pa.float64()), satclip_width)
+    schema = chips_schema(int(flat.shape[1]), exploded=explode_patches, satclip_width=satclip_width)
     return pa.Table.from_arrays(list(columns.values()), schema=schema)
 
 
@@ -412,6 +429,7 @@ def write_geoparquet(
     filled_bands: Sequence[str] | Sequence[Sequence[str]] | None = None,
     explode_patches: bool = False,
     overwrite: bool = False,
+    satclip: np.ndarray | None = None,
 ) -> Path:
     """Write chips and their embeddings [N, ...] as one GeoParquet file (see the module docstring).
 
@@ -419,7 +437,7 @@ def write_geoparquet(
     `filled_bands` is one list for all rows or one list per row."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
     table = chips_table(records, embeddings, nodata_fractions=nodata_fractions, filled_bands=filled_bands,
-                        explode_patches=explode_patches)
+                        explode_patches=explode_patches, satclip=satclip)
     chip_shape = tuple(embeddings.shape[1:]) or None
     meta = file_metadata(table, metadata, bbox_of_table(table),
                          explode_patches=explode_patches, embedding_shape=chip_shape)
@@ -453,6 +471,22 @@ class EmbeddingTable:
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
+
+    def list_column(self, name: str) -> np.ndarray | None:
+        """A fixed-size list column as [N, K] (e.g. `satclip`, float64), or None when the file lacks it."""
+        if name not in self.table.column_names:
+            return None
+        column = self.table.column(name)
+        width = getattr(column.type, "list_size", None)
+        if not width:
+            raise ClayInputError(f"column {name!r} is not a fixed-size list column ({column.type})")
+        values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return values.reshape(column.length(), width)
+
+    @property
+    def satclip(self) -> np.ndarray | None:
+        """SatCLIP embeddings of the chip centres [N, 256] float64, when the job added them."""
+        return self.list_column(SATCLIP)
 
     def reshaped(self) -> np.ndarray:
         """The vectors as [N, *shape_per_row] (e.g. (N, 16, 16, 768) for patch level)."""

@@ -19,6 +19,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
     model.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (default auto)")
     model.add_argument("--threads", type=int, help="torch CPU threads (default: all this process may use)")
+    model.add_argument("--satclip", metavar="CKPT_OR_PRESET",
+                       help="also write a `satclip` column: the SatCLIP location embedding (float64, 256) of each "
+                            "chip's centre, from this SatCLIP checkpoint (satclip-*.ckpt)")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +78,16 @@ def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = No
 
     return EmbedOptions(level=args.level, batch_size=args.batch_size, workers=args.workers,
                         max_nodata=args.max_nodata, explode_patches=args.explode_patches,
-                        overwrite=args.overwrite, part_chips=args.part_chips, metadata=metadata or {})
+                        overwrite=args.overwrite, part_chips=args.part_chips, metadata=metadata or {},
+                        satclip=satclip_spec(args.satclip))
+
+
+def satclip_spec(value: str | None) -> str | None:
+    """An existing file as an absolute path (tiles may run in other processes), else the preset name."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return str(path.absolute()) if path.is_file() else value
 
 
 def job_model(args: argparse.Namespace, reporter: Reporter) -> Any:
@@ -86,6 +98,15 @@ def job_model(args: argparse.Namespace, reporter: Reporter) -> Any:
     plan = model.plan
     reporter.log(f"model {model.name} on {plan.device} ({plan.name}), {plan.precision}: {plan.reason}")
     return model
+
+
+def check_satclip(args: argparse.Namespace, reporter: Reporter) -> None:
+    """Load --satclip now, so a wrong file fails before the image model and the sources are opened."""
+    from clay_core.embed import load_satclip
+
+    if args.satclip:
+        satclip = load_satclip(args.satclip)
+        reporter.log(f"SatCLIP column from {satclip.name} (L={satclip.config.legendre_polys})")
 
 
 def source_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
@@ -125,6 +146,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     options.check()
     if not args.dry_run:
         check_writable(output, args.overwrite)  # fail before the model loads
+    check_satclip(args, reporter)
     model = job_model(args, reporter)
     source = open_source(
         args.sources if len(args.sources) > 1 else args.sources[0],

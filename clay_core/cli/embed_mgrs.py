@@ -7,7 +7,7 @@ import argparse
 import datetime
 from pathlib import Path
 
-from clay_core.cli.embed import add_model_arguments, add_run_arguments, embed_options
+from clay_core.cli.embed import add_model_arguments, add_run_arguments, check_satclip, embed_options
 from clay_core.errors import ClayInputError
 from clay_core.progress import Reporter
 
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         raise ClayInputError(f"--dask-workers must be >= 1, got {args.dask_workers}")
     options = embed_options(args)
     options.check()
+    check_satclip(args, reporter)
     job = TileJob(
         source=args.source, start=parse_date(args.start, "--start"), end=parse_date(args.end, "--end"),
         out_dir=str(Path(args.output_dir).expanduser().absolute()), checkpoint=args.checkpoint, preset=args.model,

@@ -66,6 +66,7 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
     STRIDE = "STRIDE"
     BATCH_SIZE = "BATCH_SIZE"
     WORKERS = "WORKERS"
+    SATCLIP = "SATCLIP"
     # outputs of the embedding algorithms
     OUTPUT = "OUTPUT"
     OUTPUT_LAYER = "OUTPUT_LAYER"
@@ -87,6 +88,20 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
             fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors);;All files (*)"))
         self.addParameter(QgsProcessingParameterEnum(self.LEVEL, "Embedding level", options=LEVEL_OPTIONS,
                                                      defaultValue=0))
+
+    def add_satclip_parameter(self) -> None:
+        """Optional SatCLIP checkpoint: the output gains a `satclip` column (location embedding of each chip centre)."""
+        self.addParameter(QgsProcessingParameterFile(
+            self.SATCLIP, "SatCLIP checkpoint (optional: adds each chip centre's location embedding)", optional=True,
+            fileFilter="SatCLIP checkpoints (*.ckpt);;All files (*)"))
+
+    def satclip_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        checkpoint = self.parameterAsFile(parameters, self.SATCLIP, context)
+        if not checkpoint:
+            return []
+        if not Path(checkpoint).is_file():
+            raise QgsProcessingException(f"SatCLIP checkpoint file {checkpoint} does not exist")
+        return ["--satclip", checkpoint]
 
     def add_chip_parameters(self) -> None:
         self.addParameter(QgsProcessingParameterNumber(

@@ -72,6 +72,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.DATE, "Acquisition date YYYY-MM-DD (empty = from the files)", optional=True))
         self.add_model_parameters()
+        self.add_satclip_parameter()
         self.add_chip_parameters()
         self.addParameter(QgsProcessingParameterBoolean(
             self.EXPLODE_PATCHES, "Write one row per patch (patch/group level)", defaultValue=False))
@@ -115,6 +116,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         if self.parameterAsBoolean(parameters, self.EXPLODE_PATCHES, context):
             arguments.append("--explode-patches")
         arguments += self.model_arguments(parameters, context) + self.chip_arguments(parameters, context)
+        arguments += self.satclip_arguments(parameters, context)
         arguments += self.run_arguments(parameters, context)
         return arguments, output
 

@@ -55,6 +55,7 @@ class EmbedMgrsAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.START, "Start date (YYYY-MM-DD)"))
         self.addParameter(QgsProcessingParameterString(self.END, "End date (YYYY-MM-DD)"))
         self.add_model_parameters()
+        self.add_satclip_parameter()
         self.add_chip_parameters()
         self.add_run_parameters()
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
@@ -90,6 +91,7 @@ class EmbedMgrsAlgorithm(ClayAlgorithm):
         arguments = ["embed-mgrs", tile, "--source", source, "--start", start, "--end", end, "-o", str(folder),
                      "--overwrite"]
         arguments += self.model_arguments(parameters, context) + self.chip_arguments(parameters, context)
+        arguments += self.satclip_arguments(parameters, context)
         arguments += self.run_arguments(parameters, context)
         return arguments, folder, tile
 

@@ -312,3 +312,14 @@ def test_chips_of_another_size_than_the_model_are_refused_before_any_work(tmp_pa
     with pytest.raises(ClayInputError, match="chips are 64 px.*--chip-size 64"):
         embed_sources([ArraySource(n=2)], model, out, EmbedOptions(level="patch", workers=0))
     assert not parts_dir_for(out).exists()
+
+
+def test_satclip_of_a_chip_without_location_is_nan(satclip_checkpoint):
+    from clay_core.embed import load_satclip, satclip_vectors
+    from clay_core.sources.chip_folder import NO_LOCATION
+
+    located = ArraySource(n=1).records()[0]
+    unknown = ChipRecord("damaged", "memory://x", datetime.date(2020, 1, 1), 0, NO_LOCATION, -1, -1, None, 0, 0.0)
+    vectors = satclip_vectors(load_satclip(str(satclip_checkpoint)), [located, unknown])
+    np.testing.assert_allclose(vectors[0], satclip_of_centres([located], satclip_checkpoint)[0], rtol=0, atol=1e-12)
+    assert np.isnan(vectors[1]).all()
