@@ -24,8 +24,12 @@ def qgis_processing_ready(qgis_app):
     return qgis_app
 
 
-@pytest.fixture(scope="session")
+_REGISTERED_PROVIDERS: list = []  # Python must keep the wrapper alive, or sip garbage-collects the provider
+
+
+@pytest.fixture
 def clay_provider(qgis_processing_ready):
+    """The clay provider, registered as the plugin's initProcessing() does (again if a test removed it)."""
     from qgis.core import QgsApplication
 
     from clay_qgis.provider import ClayProvider
@@ -35,6 +39,7 @@ def clay_provider(qgis_processing_ready):
     if provider is None:
         provider = ClayProvider()
         assert registry.addProvider(provider)
+        _REGISTERED_PROVIDERS.append(provider)
     return provider
 
 

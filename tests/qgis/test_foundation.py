@@ -64,23 +64,16 @@ def test_plugin_gui_adds_and_removes_its_menu(qgis_iface, qgis_processing_ready)
 
     import clay_qgis
 
-    plugin = clay_qgis.classFactory(qgis_iface)
     registry = QgsApplication.processingRegistry()
-    before = registry.providerById("clay")
-    if before is not None:  # the session fixture may have registered one: test the plugin's own
-        registry.removeProvider(before)
-    try:
-        plugin.initGui()
-        assert registry.providerById("clay") is plugin.provider
-        assert plugin.actions and all(action.text() for action in plugin.actions)
-        plugin.unload()
-        assert registry.providerById("clay") is None
-        assert not plugin.actions
-    finally:
-        if registry.providerById("clay") is None and before is not None:
-            from clay_qgis.provider import ClayProvider
-
-            registry.addProvider(ClayProvider())
+    if registry.providerById("clay") is not None:  # registered by other tests: the plugin must add its own
+        registry.removeProvider("clay")
+    plugin = clay_qgis.classFactory(qgis_iface)
+    plugin.initGui()
+    assert registry.providerById("clay") is plugin.provider
+    assert plugin.actions and all(action.text() for action in plugin.actions)
+    plugin.unload()
+    assert registry.providerById("clay") is None  # the `clay_provider` fixture registers it again when needed
+    assert not plugin.actions
 
 
 def test_real_qgis_process_runs_clay_info(qgis_process_env):
