@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from qgis.gui import QgsDockWidget
-from qgis.PyQt.QtCore import QRectF, Qt, pyqtSignal
+from qgis.PyQt.QtCore import QRectF, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QPainter, QPen
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
@@ -70,6 +70,30 @@ class ScoreHistogram(QWidget):
             painter.setPen(QPen(QColor(layers.TOP_K_COLOR), 2))
             painter.drawLine(int(x), 0, int(x), height)
         painter.end()
+
+
+def keep_legend_expanded(layer) -> None:
+    """Re-open the layer's legend in the Layers panel after a restyle. Every restyle rebuilds the layer's
+    legend nodes, and QGIS 3.22's layer tree view then shows the layer collapsed although its tree node is
+    still marked expanded (the view restores expansion of re-inserted rows only for legend trees). Deferred
+    to the event loop so it runs after the model rebuilt the nodes; a layer the user collapsed stays so."""
+    from qgis.core import QgsProject
+    from qgis.utils import iface
+
+    if iface is None or layer is None:  # headless (tests, qgis_process): no Layers panel
+        return
+    layer_id = layer.id()
+
+    def expand() -> None:
+        view = iface.layerTreeView()
+        node = QgsProject.instance().layerTreeRoot().findLayer(layer_id)
+        if view is None or node is None or not node.isExpanded():
+            return
+        index = view.node2index(node) if hasattr(view, "node2index") else view.layerTreeModel().node2index(node)
+        if index.isValid():
+            view.setExpanded(index, True)
+
+    QTimer.singleShot(0, expand)
 
 
 class SimilarityDock(QgsDockWidget):
@@ -166,6 +190,8 @@ class SimilarityDock(QgsDockWidget):
 
     def _refresh(self) -> None:
         session = self.session
+        if session is not None:
+            keep_legend_expanded(session.layer)
         scores = session.scored.scores if session and session.scored is not None else None
         self.histogram.set_scores(scores, self.threshold())
         if session and session.scored is not None:

@@ -204,3 +204,41 @@ def test_clay_similar_bad_input_exits_2(tmp_path, capsys):
     assert main(["similar", str(source), "-o", str(tmp_path / "o.gpq")]) == 2
     assert main(["similar", str(source), "--point", "0,0", "-o", str(tmp_path / "o.gpq")]) == 2
     assert not (tmp_path / "o.gpq").exists()
+
+
+def anisotropic_unit_rows(rows: int, dim: int, seed: int = 4) -> np.ndarray:
+    """Rows shaped like real embeddings: a shared direction plus power-law decaying variances."""
+    rng = np.random.default_rng(seed)
+    scale = np.arange(1, dim + 1, dtype=np.float64) ** -0.75
+    raw = rng.standard_normal((rows, dim)) * scale * 3.0
+    raw[:, 0] += 1.0
+    return normalise_rows(raw.astype(np.float32))
+
+
+def test_two_stage_scores_keep_the_exact_top_k_and_stay_within_their_bound():
+    vectors = anisotropic_unit_rows(20_000, 96)
+    index = SimilarityIndex(vectors, already_normalised=True)
+    for row in (0, 4321, 19_999):
+        query = vectors[row] - 0.5 * vectors[(row + 7) % len(vectors)]
+        fast, exact = index.fast_scores(query, exact_top=50, components=16), index.scores(query)
+        assert len(fast.exact_rows) < len(vectors) // 4  # the sketch did prune: this is the fast path
+        np.testing.assert_array_equal(top_k(fast.scores, 50), top_k(exact, 50))
+        np.testing.assert_allclose(fast.scores[fast.exact_rows], exact[fast.exact_rows], atol=1e-6)
+        error = np.abs(fast.scores - exact)
+        assert 0 < error.max() <= fast.error_bound  # approximate elsewhere, but never beyond the bound
+    assert index.projection_ready(16)
+
+
+def test_two_stage_falls_back_to_exact_when_the_sketch_cannot_prune(vectors):
+    isotropic = normalise_rows(np.random.default_rng(5).standard_normal((2_000, 64)).astype(np.float32))
+    fast = SimilarityIndex(isotropic, already_normalised=True).fast_scores(isotropic[3], exact_top=10, components=4)
+    np.testing.assert_allclose(fast.scores, cosine_scores(isotropic, isotropic[3]), atol=1e-6)
+    assert fast.error_bound == 0.0 and len(fast.exact_rows) == len(isotropic)
+
+
+def test_sketch_builds_in_the_background_once(vectors):
+    index = SimilarityIndex(vectors)
+    thread = index.build_projection_in_background(components=8)
+    assert thread is not None
+    thread.join(timeout=30)
+    assert index.projection_ready(8) and index.build_projection_in_background(components=8) is None

@@ -146,3 +146,28 @@ def test_scores_reach_a_layer_saved_elsewhere_through_its_chip_ids(layers, embed
     session.add_example(3)
     best = max(copy.getFeatures(), key=lambda f: f["similarity"])
     assert best["chip_id"] == layers.embedding_set_of(memory).columns["chip_id"][3]
+
+
+def test_large_layers_score_through_the_sketch_with_the_exact_top_k(layers, tmp_path, make_embeddings,
+                                                                     monkeypatch):
+    from clay_core.similarity import top_k
+
+    path = make_embeddings(tmp_path / "big.gpq", rows=30, cols=40, shape=(32,), seed=3)
+    layer = layers.load_layer(path)
+    embedding_set = layers.embedding_set_of(layer)
+    monkeypatch.setattr(layers, "FAST_PATH_ROWS", 100)  # "large" for this test: 1200 rows
+    monkeypatch.setattr(layers, "EXACT_TOP_MIN", 20)
+    exact = embedding_set.index.scores(embedding_set.index.query([7], []))
+    first = layers.score_layer(layer, embedding_set, [7], [], top_k=5)  # exact while the sketch is built
+    np.testing.assert_allclose(first.scores, exact, atol=1e-6)
+    deadline = time.monotonic() + 30
+    while not embedding_set.index.projection_ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert embedding_set.index.projection_ready()
+    second = layers.score_layer(layer, embedding_set, [7], [], top_k=5)
+    np.testing.assert_array_equal(top_k(second.scores, 20), top_k(exact, 20))
+    stored = {f.id(): (f["similarity"], f["rank"]) for f in layer.getFeatures()}
+    fids = layers.row_fids(layer, embedding_set)
+    for row in top_k(exact, 5).tolist():
+        assert stored[int(fids[row])][0] == pytest.approx(exact[row], abs=1e-6)
+        assert stored[int(fids[row])][1] == second.ranks[row] <= 5
