@@ -8,15 +8,18 @@ the problem and the fix.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import io
 import json
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -25,6 +28,10 @@ from clay_core.errors import CheckpointError
 
 SAFETENSORS_SUFFIXES = {".safetensors"}
 _HASH_CHUNK = 1 << 20
+# Checkpoints up to this size are read into memory once, hashed and parsed from there (one disk read,
+# at most ~2x the file in RAM for a moment); larger ones are parsed from disk and hashed in a second,
+# streaming pass whose result is cached, so a reload in the same process does not hash again.
+READ_ONCE_LIMIT = 512 << 20
 _MAX_LISTED = 6  # keys named per category in a mismatch message; the rest are counted
 
 
@@ -38,6 +45,14 @@ class CheckpointContents:
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file; cached per (path, size, mtime, inode), so an unchanged file is hashed once."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_sha256(path: str, _size: int, _mtime_ns: int, _inode: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
@@ -54,54 +69,66 @@ def _require_file(path: Path) -> None:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); download it again")
 
 
-def _is_safetensors(path: Path) -> bool:
+def _is_safetensors(path: Path, data: bytes | None = None) -> bool:
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         return True
     # safetensors: 8-byte little-endian header length, then a JSON object.
-    with open(path, "rb") as handle:
-        head = handle.read(9)
+    if data is not None:
+        head = data[:9]
+    else:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
     return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < (1 << 32)
 
 
-def _pickle_stream(path: Path) -> bytes:
-    """The pickle bytes torch would unpickle: `*/data.pkl` inside a zip checkpoint, else the file."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
+@contextlib.contextmanager
+def _pickle_stream(file: Path | BinaryIO) -> Iterator[BinaryIO]:
+    """A handle on the pickle torch would unpickle: `*/data.pkl` inside a zip checkpoint, else the file
+    itself; streamed, so a large broken file is never read into memory whole."""
+    with contextlib.ExitStack() as stack:
+        handle: BinaryIO = stack.enter_context(open(file, "rb")) if isinstance(file, Path) else file
+        handle.seek(0)
+        if zipfile.is_zipfile(handle):
+            archive = stack.enter_context(zipfile.ZipFile(handle))
             names = [name for name in archive.namelist() if name.endswith("data.pkl")]
-            return archive.read(names[0]) if names else b""
-    return path.read_bytes()
+            yield stack.enter_context(archive.open(names[0])) if names else io.BytesIO(b"")
+        else:
+            handle.seek(0)
+            yield handle
 
 
-def _pickled_globals(path: Path, max_opcodes: int = 1_000_000) -> list[str] | None:
-    """Names of the Python objects the (first) pickle in `path` would import, found by *parsing* its
+def _pickled_globals(file: Path | BinaryIO, max_opcodes: int = 1_000_000) -> list[str] | None:
+    """Names of the Python objects the (first) pickle in `file` would import, found by *parsing* its
     opcodes with pickletools (nothing is executed); None when it is not a valid pickle at all."""
     import pickletools
 
     found: list[str] = []
     recent_strings: list[str] = []
     try:
-        for count, (opcode, argument, _position) in enumerate(pickletools.genops(_pickle_stream(path))):
-            if count > max_opcodes:
-                break
-            if opcode.name in ("GLOBAL", "INST"):
-                found.append(str(argument).replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL":
-                found.append(".".join(recent_strings[-2:]))
-            elif isinstance(argument, str):
-                recent_strings.append(argument)
+        with _pickle_stream(file) as stream:
+            for count, (opcode, argument, _position) in enumerate(pickletools.genops(stream)):
+                if count > max_opcodes:
+                    break
+                if opcode.name in ("GLOBAL", "INST"):
+                    found.append(str(argument).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL":
+                    found.append(".".join(recent_strings[-2:]))
+                elif isinstance(argument, str):
+                    recent_strings.append(argument)
     except (ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile, OSError):
         return found or None
     return found
 
 
-def _torch_load(path: Path) -> Any:
-    """torch.load restricted to tensors and plain data; map every failure to a CheckpointError."""
+def safe_torch_load(path: Path, data: bytes | None = None) -> Any:
+    """torch.load restricted to tensors and plain data (weights_only), of `path` or of its bytes `data`
+    when the caller has already read them; every failure becomes a one-line CheckpointError."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only wraps every unpickling failure alike: tell a refused object from a broken file.
         named = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        names = [named.group(1)] if named else _pickled_globals(path)
+        names = [named.group(1)] if named else _pickled_globals(io.BytesIO(data) if data is not None else path)
         if names:
             # Name what is foreign first: tensor-rebuild helpers are expected in any torch pickle.
             foreign = [name for name in names if not name.startswith(("torch.", "collections.OrderedDict"))]
@@ -125,13 +152,29 @@ def _first_line(text: str, limit: int = 120) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors header (8-byte little-endian length, then JSON)."""
+    length = int.from_bytes(data[:8], "little")
+    if len(data) < 8 + length:
+        raise ValueError(f"header of {length} bytes runs past the end of the file")
+    header = json.loads(data[8: 8 + length])
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _read_safetensors(path: Path, data: bytes | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and hyper-parameters of a safetensors file, from its bytes `data` when already read."""
     from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load as load_safetensors_bytes
 
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
-            metadata = handle.metadata() or {}
+        if data is not None:
+            metadata = _safetensors_metadata(data)
+            tensors = load_safetensors_bytes(data)
+        else:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+                metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"checkpoint {path} is not a readable safetensors file ({_first_line(str(exc))}); download it again"
@@ -186,17 +229,20 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     """Read tensors + hyper-parameters from a Lightning .ckpt, a plain state_dict or safetensors."""
     path = Path(path).expanduser()
     _require_file(path)
-    if _is_safetensors(path):
-        state_dict, hyper_parameters = _read_safetensors(path)
+    # One disk read: a checkpoint of usual size is hashed and parsed from the same bytes.
+    data = path.read_bytes() if path.stat().st_size <= READ_ONCE_LIMIT else None
+    sha256 = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
+    if _is_safetensors(path, data):
+        state_dict, hyper_parameters = _read_safetensors(path, data)
         fmt = "safetensors"
     else:
-        fmt, state_dict, hyper_parameters = _split_loaded(path, _torch_load(path))
+        fmt, state_dict, hyper_parameters = _split_loaded(path, safe_torch_load(path, data))
     return CheckpointContents(
         path=str(path),
         format=fmt,
         state_dict=state_dict,
         hyper_parameters=hyper_parameters,
-        sha256=file_sha256(path),
+        sha256=sha256,
     )
 
 

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from clay_core.atomic import atomic_output
 from clay_core.device import DevicePlan, plan_device
 from clay_core.errors import CheckpointError, ClayInputError
-from clay_core.models.clay_v0 import _PRESET_SIZES, ClayV0Config, ClayV0Family, ClayV0Model
+from clay_core.models.clay_v0 import PRESET_SIZES, ClayV0Config, ClayV0Family, ClayV0Model
 from clay_core.models.clay_v0_mae import ClayV0MAE, random_mask
 from clay_core.progress import NullReporter, Reporter
 
@@ -291,12 +292,12 @@ class ChipTrainingSet(torch.utils.data.Dataset):
 
 def _crop_center_lonlat(record: Any, top: int, left: int, size: int) -> tuple[float, float]:
     """The centre of a crop in lon/lat (flips do not move it): what the model's latlon token sees."""
-    from clay_core.sources.base import _to_lonlat
+    from clay_core.grid.utm import utm_to_lonlat
 
     xmin, _, _, ymax = record.utm_bounds
     x = xmin + (left + size / 2.0) * record.resolution_m
     y = ymax - (top + size / 2.0) * record.resolution_m
-    lon, lat = _to_lonlat(record.epsg).transform(x, y)
+    lon, lat = utm_to_lonlat(record.epsg, x, y)
     return float(lon), float(lat)
 
 
@@ -320,7 +321,7 @@ def open_sources(specs: Sequence[Any], options: Mapping[str, Any]) -> list[Any]:
 
 def model_size_name(config: ClayV0Config) -> str:
     """The v0 preset size whose encoder *and* decoder this config has, else "custom"."""
-    for name, values in _PRESET_SIZES.items():
+    for name, values in PRESET_SIZES.items():
         if all(getattr(config, key) == value for key, value in values.items()):
             return name
     return "custom"
@@ -358,7 +359,7 @@ def hyper_parameters(config: ClayV0Config, settings: TrainSettings) -> dict[str,
 def _config_for_run(settings: TrainSettings) -> tuple[ClayV0Config, dict[str, torch.Tensor] | None]:
     """The architecture and, with --init, the starting weights (official `model.*` keys)."""
     from clay_core.checkpoints import read_checkpoint
-    from clay_core.models.registry import _apply_overrides, get_preset
+    from clay_core.models.registry import apply_overrides, get_preset
 
     if settings.init_checkpoint:
         contents = read_checkpoint(settings.init_checkpoint)
@@ -371,7 +372,7 @@ def _config_for_run(settings: TrainSettings) -> tuple[ClayV0Config, dict[str, to
     preset = get_preset(settings.preset)
     if not isinstance(preset.config, ClayV0Config):
         raise ClayInputError(f"preset {settings.preset!r} is not a Clay v0 model; training supports clay-v0-* only")
-    return _apply_overrides(preset.config, settings.model_overrides), None
+    return apply_overrides(preset.config, settings.model_overrides), None
 
 
 def _load_initial_weights(mae: ClayV0MAE, state: Mapping[str, torch.Tensor], reporter: Reporter) -> None:
@@ -409,21 +410,17 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings) ->
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file beside `path`, then rename: a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(path) as temporary:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def read_training_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint written by `train` (weights_only); a clear error when it has no training state."""
-    from clay_core.checkpoints import _torch_load
+    from clay_core.checkpoints import safe_torch_load
 
     if not path.is_file():
         raise ClayInputError(f"nothing to resume: {path} does not exist; drop --resume to start a new run")
-    loaded = _torch_load(path)
+    loaded = safe_torch_load(path)
     state = loaded.get(TRAIN_STATE_KEY) if isinstance(loaded, Mapping) else None
     if not isinstance(state, Mapping) or state.get("format") != TRAIN_STATE_FORMAT:
         raise CheckpointError(
@@ -493,14 +490,32 @@ def write_loss_plot(losses: Sequence[float], path: Path, title: str) -> Path | N
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
+        with atomic_output(path) as temporary:
+            figure.savefig(temporary, format="png")
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
     return path
+
+
+def _loss_plotting_available(reporter: Reporter) -> bool:
+    """The plot is a convenience: without a working matplotlib, training goes on without it."""
+    try:
+        import matplotlib  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - a broken install raises more than ImportError
+        reporter.log(f"no loss plot: matplotlib cannot be imported ({type(exc).__name__}: {exc}); "
+                     "pip install matplotlib to get one", "warning")
+        return False
+    return True
+
+
+def _try_loss_plot(losses: Sequence[float], path: Path, title: str, reporter: Reporter) -> bool:
+    """write_loss_plot, but a failure only warns: it must never cost the checkpoint or the run."""
+    try:
+        return write_loss_plot(losses, path, title) is not None
+    except Exception as exc:  # noqa: BLE001 - any plotting/backend/disk error is non-fatal here
+        reporter.log(f"loss plot {path} not written ({type(exc).__name__}: {exc})", "warning")
+        return False
 
 
 def loss_plot_path(checkpoint: Path) -> Path:
@@ -629,7 +644,8 @@ def _train(settings: TrainSettings, resumed: Mapping[str, Any] | None, context: 
         model = nn.parallel.DistributedDataParallel(mae, device_ids=[device.index] if device.type == "cuda" else None)
 
     output = Path(settings.output)
-    plot_path = loss_plot_path(output)
+    plot_path = loss_plot_path(output) if context.is_main and _loss_plotting_available(reporter) else None
+    plotted = False
     start_step = loop.global_step
     remaining = max(settings.steps - start_step, 0)
     reporter.log(f"training {model_size_name(config)} Clay v0 ({sum(p.numel() for p in mae.parameters()):,} "
@@ -651,16 +667,18 @@ def _train(settings: TrainSettings, resumed: Mapping[str, Any] | None, context: 
         rate = chips_done / max(time.perf_counter() - started, 1e-9)
         reporter.advance(1, f"loss {loss:.4f} | {rate:.1f} chips/s | lr {scheduler.get_last_lr()[0]:.2e}")
         if loop.global_step % settings.checkpoint_every == 0 or loop.global_step == settings.steps:
-            _save(mae, optimizer, scheduler, settings, loop, order, len(dataset), context, output, plot_path)
+            plotted = _save(mae, optimizer, scheduler, settings, loop, order, len(dataset), context, output,
+                            plot_path, reporter)
             last_saved = loop.global_step
     if last_saved != loop.global_step:  # nothing left to do (already at --steps): still leave a checkpoint
-        _save(mae, optimizer, scheduler, settings, loop, order, len(dataset), context, output, plot_path)
+        plotted = _save(mae, optimizer, scheduler, settings, loop, order, len(dataset), context, output,
+                        plot_path, reporter)
     elapsed = time.perf_counter() - started
     digests = _gather_digests(mae, loop.losses, context)
     new_losses = loop.losses[start_step:]
     return TrainResult(
         checkpoint=str(output),
-        loss_plot=str(plot_path) if plot_path.exists() else None,
+        loss_plot=str(plot_path) if plotted else None,
         global_step=loop.global_step,
         start_step=start_step,
         final_loss=float(np.mean(new_losses[-10:])) if new_losses else None,
@@ -719,11 +737,15 @@ def _optimizer_step(model: nn.Module, mae: ClayV0MAE, embedding_model: ClayV0Mod
 
 
 def _save(mae: ClayV0MAE, optimizer: Any, scheduler: Any, settings: TrainSettings, loop: LoopState,
-          order: TrainingOrder, items: int, context: Distributed, output: Path, plot_path: Path) -> None:
-    if not context.is_main:  # every rank holds the same weights; only rank 0 writes
-        return
+          order: TrainingOrder, items: int, context: Distributed, output: Path, plot_path: Path | None,
+          reporter: Reporter) -> bool:
+    """Write the checkpoint (rank 0 only: every rank holds the same weights); True when the plot was too."""
+    if not context.is_main:
+        return False
     atomic_save(_checkpoint(mae, optimizer, scheduler, settings, loop, order, items), output)
-    write_loss_plot(loop.losses, plot_path, f"clay train: {output.name}")
+    if plot_path is None:
+        return False
+    return _try_loss_plot(loop.losses, plot_path, f"clay train: {output.name}", reporter)
 
 
 def _gather_digests(mae: ClayV0MAE, losses: Sequence[float], context: Distributed) -> list[dict[str, str]]:

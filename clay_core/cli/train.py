@@ -10,10 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from clay_core.device import DEVICES, PRECISIONS
+from clay_core.device_options import DEVICES, PRECISIONS
+from clay_core.errors import ClayInputError
+from clay_core.models.clay_v0_bands import DEFAULT_BAND_GROUPS
 from clay_core.progress import JsonLinesReporter, Reporter
-from clay_core.train import Distributed, TrainSettings, export_weights, train
+
+if TYPE_CHECKING:  # torch and the models load in run(): `clay --help` must not pay for them
+    from clay_core.train import TrainSettings
 
 # --flag -> ClayV0Config field; only the given ones override the preset (or the --init checkpoint).
 _MODEL_OPTIONS = {
@@ -65,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = parser.add_argument_group("model size (override the preset)")
     for name, kind in _MODEL_OPTIONS.items():
         model.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    model.add_argument("--band-groups", default=None, metavar="G1,G2,...",
+                       help="use only these v0 band groups (default all six: "
+                       f"{','.join(name for name, _ in DEFAULT_BAND_GROUPS)}); e.g. rgb,rededge,nir,swir for "
+                       "Sentinel-2-only data, so no token is built from filled SAR/DEM bands")
     source = parser.add_argument_group("chips")
     source.add_argument("--chip-size", type=int, default=None,
                         help="chip size read from scenes (>= --image-size; larger chips are randomly cropped)")
@@ -74,12 +83,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def band_groups_option(text: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """"rgb,nir" -> those v0 groups (with their band indices), in v0 order."""
+    known = dict(DEFAULT_BAND_GROUPS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ClayInputError(f"--band-groups {text!r}: unknown or no group(s) {', '.join(unknown)}; "
+                             f"choose from {','.join(known)}")
+    return tuple((name, indices) for name, indices in DEFAULT_BAND_GROUPS if name in names)
+
+
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    from clay_core.train import TrainSettings
+
+    overrides = {k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None}
+    if getattr(args, "band_groups", None):
+        overrides["band_groups"] = band_groups_option(args.band_groups)
     return TrainSettings(
         sources=list(args.sources),
         output=args.output,
         preset=args.preset,
-        model_overrides={k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None},
+        model_overrides=overrides,
         init_checkpoint=args.init_checkpoint,
         source_options={k: getattr(args, k) for k in _SOURCE_OPTIONS if getattr(args, k) is not None},
         steps=args.steps,
@@ -105,6 +130,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from clay_core.train import Distributed, export_weights, train
+
     result = train(settings_from_args(args), reporter)
     if not Distributed.from_environment().is_main:  # under torchrun only rank 0 writes and reports
         return 0

@@ -24,20 +24,11 @@ from torch import nn
 from clay_core.checkpoints import strip_prefix
 from clay_core.device import MemoryEstimate, estimate_encoder_memory
 from clay_core.errors import CheckpointError, ClayInputError
+from clay_core.models.clay_v0_bands import DEFAULT_BAND_GROUPS
 from clay_core.models.registry import EmbeddingModel, ModelFamily, register_family, register_preset
 from clay_core.sensors import CLAY_V0
 
 FAMILY = "clay-v0"
-
-# Band groups in reference dict order; the tuple order is the conv input-channel order (rgb = B04, B03, B02).
-DEFAULT_BAND_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("rgb", (2, 1, 0)),
-    ("rededge", (3, 4, 5, 7)),
-    ("nir", (6,)),
-    ("swir", (8, 9)),
-    ("sar", (10, 11)),
-    ("dem", (12,)),
-)
 
 SINCOS_TEMPERATURE = 10000.0
 LAYER_NORM_EPS = 1e-5
@@ -507,7 +498,7 @@ class ClayV0Model(EmbeddingModel):
 # Family: recognising v0 checkpoints and reading their configuration
 # ----------------------------------------------------------------------------------------------
 
-_PRESET_SIZES: dict[str, dict[str, Any]] = {
+PRESET_SIZES: dict[str, dict[str, Any]] = {
     # spec 2.1: (dim, depth, heads, dim_head, mlp_ratio) + decoder; "small" is the released model
     "tiny": dict(dim=256, depth=4, heads=4, dim_head=64, mlp_ratio=2.0, decoder_dim=128, decoder_depth=2,
                  decoder_heads=2, decoder_dim_head=64, decoder_mlp_ratio=2.0),
@@ -573,7 +564,7 @@ def _attention_split(
     """(heads, dim_head): shapes only give their product, so prefer what the checkpoint says."""
     if "heads" in fixture_args and "dim_head" in fixture_args:
         return int(fixture_args["heads"]), int(fixture_args["dim_head"])
-    preset = _PRESET_SIZES.get(str(hyper_parameters.get("model_size", "")))
+    preset = PRESET_SIZES.get(str(hyper_parameters.get("model_size", "")))
     if preset and preset["dim"] == dim and preset["heads"] * preset["dim_head"] == inner:
         return preset["heads"], preset["dim_head"]
     if not has_out_projection:  # the reference drops to_out only for a single head as wide as dim
@@ -597,7 +588,7 @@ def config_from_weights(
     depth = max(layers) + 1 if layers else 0
     groups = _band_groups(weights, hyper_parameters)
     patch_size = weights[f"patch_embedding.{groups[0][0]}.proj.weight"].shape[-1]
-    values: dict[str, Any] = dict(_PRESET_SIZES["small"])
+    values: dict[str, Any] = dict(PRESET_SIZES["small"])
     values.update(dim=dim, depth=depth, band_groups=groups, patch_size=patch_size)
     if depth:
         inner = weights["transformer.layers.0.0.to_qkv.weight"].shape[0] // 3
@@ -605,7 +596,7 @@ def config_from_weights(
         has_out = "transformer.layers.0.0.to_out.0.weight" in weights
         values["heads"], values["dim_head"] = _attention_split(inner, dim, has_out, hyper_parameters, fixture_args)
         values["mlp_ratio"] = hidden / dim
-    size = _PRESET_SIZES.get(str(hyper_parameters.get("model_size", "")))
+    size = PRESET_SIZES.get(str(hyper_parameters.get("model_size", "")))
     if size and size["dim"] == dim:
         values.update({k: v for k, v in size.items() if k.startswith("decoder_")})
     values.update({k: v for k, v in fixture_args.items() if k.startswith("decoder_") and k in _CONFIG_FIELDS})
@@ -652,7 +643,7 @@ class ClayV0Family(ModelFamily):
         return ClayV0Model(config)
 
 
-for _size, _values in _PRESET_SIZES.items():
+for _size, _values in PRESET_SIZES.items():
     register_preset(
         f"clay-v0-{_size}",
         family=FAMILY,

@@ -25,7 +25,7 @@ from clay_core.errors import CheckpointError, ClayInputError
 from clay_core.models.registry import (
     EmbeddingModel,
     ModelFamily,
-    _apply_overrides,
+    apply_overrides,
     register_family,
     register_preset,
 )
@@ -483,7 +483,7 @@ class ClayV15Family(ModelFamily):
         # Training-only options of the official module (mask_ratio, shuffle, ...) do not apply to inference.
         ignored = {"mask_ratio", "shuffle"}
         remaining = {k: v for k, v in overrides.items() if k not in ignored and k not in explicit_overrides}
-        return _apply_overrides(_apply_overrides(config, explicit_overrides), remaining)
+        return apply_overrides(apply_overrides(config, explicit_overrides), remaining)
 
     def build(self, config: ClayV15Config) -> ClayV15Model:
         return ClayV15Model(config)

@@ -272,7 +272,10 @@ def recognise_family(keys: Collection[str], hyper_parameters: Mapping[str, Any])
     claimed.sort(key=lambda family: family.priority, reverse=True)
     if len(claimed) > 1 and claimed[0].priority == claimed[1].priority:
         names = ", ".join(family.name for family in claimed)
-        raise CheckpointError(f"checkpoint matches several model families ({names}); pass family=NAME")
+        raise CheckpointError(
+            f"checkpoint matches several model families equally ({names}), so `clay` and QGIS cannot pick one; "
+            "load it in Python with clay_core.models.load_model(PATH, family=NAME) and please report the file"
+        )
     return claimed[0]
 
 
@@ -281,7 +284,8 @@ def recognise_family(keys: Collection[str], hyper_parameters: Mapping[str, Any])
 # ----------------------------------------------------------------------------------------------
 
 
-def _apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+    """`config` (a dataclass) with the given fields replaced; a clear error naming unknown fields."""
     if not overrides:
         return config
     if not dataclasses.is_dataclass(config):
@@ -296,7 +300,7 @@ def _apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
 def build_preset(name: str, **overrides: Any) -> EmbeddingModel:
     """A fresh (randomly initialised) model from a preset, on CPU in fp32."""
     preset = get_preset(name)
-    model = get_family(preset.family).build(_apply_overrides(preset.config, overrides))
+    model = get_family(preset.family).build(apply_overrides(preset.config, overrides))
     model.name = preset.name
     return model
 
@@ -308,14 +312,12 @@ def quantize_dynamic_int8(model: EmbeddingModel) -> EmbeddingModel:
     """Opt-in CPU fast path: int8 dynamic quantisation of every nn.Linear (weights int8 per tensor,
     activations quantised on the fly). CPU only; check accuracy on your data before relying on it
     (benchmarks/int8_accuracy.py measures cosine similarity of mean embeddings against fp32)."""
-    import warnings as _warnings
-
     from torch.ao.quantization import quantize_dynamic
 
     if model.plan.torch_device.type != "cpu":
         raise ClayInputError("int8 quantisation runs on CPU only; use --device cpu or drop --quantize")
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore")  # torch deprecation notice for quantized tensor creation
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecation notice for quantized tensor creation
         quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
     model.quantization = "int8"
     return model

@@ -35,7 +35,7 @@ from clay_core.errors import CheckpointError, ClayInputError
 from clay_core.models.registry import (
     EmbeddingModel,
     ModelFamily,
-    _apply_overrides,
+    apply_overrides,
     register_family,
     register_preset,
 )
@@ -272,7 +272,7 @@ class SatCLIPFamily(ModelFamily):
             embed_dim=int(weights["nnet.last_layer.weight"].shape[0]),
             harmonics=harmonics if harmonics in HARMONICS else "analytic",
         )
-        return _apply_overrides(config, overrides)
+        return apply_overrides(config, overrides)
 
     def build(self, config: SatCLIPConfig) -> SatCLIPLocationModel:
         return SatCLIPLocationModel(config)

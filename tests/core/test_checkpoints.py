@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from clay_core import checkpoints
 from clay_core.checkpoints import file_sha256, read_checkpoint
 from clay_core.errors import CheckpointError
 from clay_core.models import load_model
@@ -43,8 +44,12 @@ def test_reads_lightning_checkpoint_and_its_hash(micro_checkpoint: Path) -> None
     assert contents.hyper_parameters["image_size"] == 128
 
 
+@pytest.mark.parametrize("read_once", [True, False], ids=["in-memory", "from-disk"])
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
-def test_pickled_object_is_refused_and_not_executed(tmp_path: Path, writer: str) -> None:
+def test_pickled_object_is_refused_and_not_executed(tmp_path: Path, writer: str, read_once: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if not read_once:  # the path large checkpoints take: parsed from disk, hashed in a second pass
+        monkeypatch.setattr(checkpoints, "READ_ONCE_LIMIT", 0)
     marker = tmp_path / "pwned"
     payload = {"state_dict": {"model.encoder.x": torch.zeros(1)}, "hyper_parameters": _CreatesMarker(marker)}
     path = tmp_path / "evil.ckpt"
@@ -58,6 +63,66 @@ def test_pickled_object_is_refused_and_not_executed(tmp_path: Path, writer: str)
         load_model(path, device="cpu")
     assert "\n" not in str(caught.value) and "open" in str(caught.value)  # names the refused global
     assert not marker.exists()
+
+
+def test_checkpoint_is_read_and_hashed_once(micro_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A usual-size checkpoint: one read feeds both the hash and torch.load (no second pass over the file)."""
+    loaded_from = []
+    real_load = torch.load
+
+    def spy_load(source, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loaded_from.append(type(source).__name__)
+        return real_load(source, *args, **kwargs)
+
+    def no_second_pass(*args):  # type: ignore[no-untyped-def]
+        raise AssertionError("the file was hashed in a second pass")
+
+    monkeypatch.setattr(torch, "load", spy_load)
+    monkeypatch.setattr(checkpoints, "_cached_sha256", no_second_pass)
+    contents = read_checkpoint(micro_checkpoint)
+    assert contents.sha256 == MICRO_SHA256 and loaded_from == ["BytesIO"]
+
+
+def test_large_checkpoint_hash_is_cached(tmp_path: Path, micro_checkpoint: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above READ_ONCE_LIMIT the file is parsed from disk; its hash is computed once per (path, size, mtime)."""
+    monkeypatch.setattr(checkpoints, "READ_ONCE_LIMIT", 0)
+    path = tmp_path / "big.ckpt"
+    path.write_bytes(micro_checkpoint.read_bytes())
+    before = checkpoints._cached_sha256.cache_info()
+    first, second = read_checkpoint(path), read_checkpoint(path)
+    after = checkpoints._cached_sha256.cache_info()
+    assert first.sha256 == second.sha256 == MICRO_SHA256
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    assert len(first.state_dict) == 91
+    torch.save({"w": torch.ones(1)}, path)  # replaced (new inode/mtime/size): hashed again
+    assert read_checkpoint(path).sha256 == file_sha256(path) != MICRO_SHA256
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_pickled_globals_are_found_by_streaming(tmp_path: Path, writer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The opcode scan (the error path) streams from a handle: it never reads the whole file into memory."""
+    import io
+
+    marker = tmp_path / "pwned"
+    payload = {"x": torch.zeros(1), "evil": _CreatesMarker(marker)}
+    path = tmp_path / "evil.pt"
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as handle:
+            pickle.dump(payload, handle)
+    data = path.read_bytes()
+
+    def whole_file(*args):  # type: ignore[no-untyped-def]
+        raise AssertionError("read the whole file")
+
+    monkeypatch.setattr(Path, "read_bytes", whole_file)
+    for source in (path, io.BytesIO(data)):
+        names = checkpoints._pickled_globals(source)
+        assert names is not None and any(name.endswith(".open") for name in names), names
+    assert not marker.exists()
+    assert checkpoints._pickled_globals(io.BytesIO(b"\x00not a pickle")) is None
 
 
 def test_truncated_checkpoint(tmp_path: Path, micro_checkpoint: Path) -> None:

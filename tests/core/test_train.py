@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from clay_core.errors import ClayInputError
 from clay_core.models import load_model
+from clay_core.progress import NullReporter
 from clay_core.sources.base import ChipData, ChipRecord
 from clay_core.train import TrainingOrder, TrainSettings, train
 
@@ -152,3 +154,56 @@ def test_training_order_shards_like_distributed_sampler() -> None:
     assert take(TrainingOrder(7, seed=3, start=5), 7) == full[5:]
     assert [e for e, _ in full] == [0] * 7 + [1] * 5
     assert sorted(i for _, i in full[:7]) == list(range(7))
+
+
+class _LogRecorder(NullReporter):
+    def __init__(self) -> None:
+        self.logs: list[tuple[str, str]] = []
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.logs.append((level, message))
+
+
+def test_missing_matplotlib_only_skips_the_loss_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib is a convenience: without it (or with a broken one) training still writes its checkpoints."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    reporter = _LogRecorder()
+    result = train(_settings(tmp_path, steps=2), reporter)
+    assert result.global_step == 2 and Path(result.checkpoint).is_file()
+    assert result.loss_plot is None and not (tmp_path / "run.loss.png").exists()
+    warnings = [message for level, message in reporter.logs if level == "warning"]
+    assert len(warnings) == 1 and "matplotlib" in warnings[0]  # once per run, not once per checkpoint
+
+
+def test_failing_loss_plot_warns_and_keeps_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+
+    def broken_savefig(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    reporter = _LogRecorder()
+    result = train(_settings(tmp_path, steps=2, checkpoint_every=1), reporter)
+    assert result.global_step == 2 and result.loss_plot is None
+    assert torch.load(result.checkpoint, weights_only=True)["global_step"] == 2
+    assert any(level == "warning" and "disk full" in message for level, message in reporter.logs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no temporary left behind
+
+
+def test_checkpoint_writes_use_unique_temporaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed save leaves the previous checkpoint intact and no temporary behind."""
+    from clay_core import train as train_module
+
+    target = tmp_path / "model.ckpt"
+    train_module.atomic_save({"step": torch.tensor(1)}, target)
+
+    def failing_save(obj, path):  # type: ignore[no-untyped-def]
+        Path(path).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_module.torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        train_module.atomic_save({"step": torch.tensor(2)}, target)
+    monkeypatch.undo()
+    assert int(torch.load(target, weights_only=True)["step"]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]

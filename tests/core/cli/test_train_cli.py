@@ -105,3 +105,13 @@ def test_clay_train_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     raw = torch.load(out / "ddp.ckpt", weights_only=True)
     assert raw["clay_train"]["data"]["world_size"] == 2
     assert raw["clay_train"]["data"]["samples_per_rank"] == 6 * 2 * 2
+
+
+def test_building_the_train_parser_does_not_import_torch() -> None:
+    """`clay --help` / `clay --version` build every parser: train's must not cost a torch import."""
+    code = ("import argparse, sys; import clay_core.cli.train as command; "
+            "command.register(argparse.ArgumentParser().add_subparsers()); "
+            "print([name for name in ('torch', 'clay_core.train', 'clay_core.models.registry') if name in sys.modules])")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                               env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+    assert completed.stdout.strip() == "[]"
