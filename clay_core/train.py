@@ -49,7 +49,7 @@ TRAIN_STATE_FORMAT = 1
 # Options that define the run; on --resume they come from the checkpoint, not the command line.
 _RUN_DEFINING = (
     "batch_size", "accumulate", "lr", "weight_decay", "betas", "restart_period", "restart_mult",
-    "eta_min_factor", "mask_ratio", "seed", "augment",
+    "eta_min_factor", "mask_ratio", "seed", "augment", "visible_loss_weight",
 )
 
 
@@ -71,6 +71,7 @@ class TrainSettings:
     restart_mult: int = 2
     eta_min_factor: float = 10.0
     mask_ratio: float = 0.75
+    visible_loss_weight: float = 0.0  # opt-in, not v0: also score visible tokens with this weight
     checkpoint_every: int = 100
     seed: int = 42
     augment: bool = True
@@ -92,6 +93,7 @@ class TrainSettings:
             (self.checkpoint_every > 0, f"--checkpoint-every must be positive, got {self.checkpoint_every}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0.0 < self.mask_ratio < 1.0, f"--mask-ratio must be in (0, 1), got {self.mask_ratio}"),
+            (self.visible_loss_weight >= 0.0, f"--visible-loss-weight must be >= 0, got {self.visible_loss_weight}"),
             (self.restart_period > 0 and self.restart_mult >= 1, "restart period must be > 0 and mult >= 1"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
         ]
@@ -604,7 +606,7 @@ def _build(settings: TrainSettings, resumed: Mapping[str, Any] | None,
     else:
         config, initial = _config_for_run(settings)
     embedding_model = ClayV0Model(config)
-    mae = ClayV0MAE(config, encoder=embedding_model.encoder)
+    mae = ClayV0MAE(config, encoder=embedding_model.encoder, visible_weight=settings.visible_loss_weight)
     if resumed is not None:
         mae.load_state_dict({key[len("model."):]: value for key, value in resumed["state_dict"].items()})
     elif initial is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections
 import datetime
 import json
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,15 +44,19 @@ from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QDate, QVariant
 from qgis.PyQt.QtGui import QColor, QIcon, QPainter, QPixmap
 
+from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
 from clay_core.parquet import read_embeddings, rings_to_wkb
 from clay_core.similarity import (
     Scored,
     SimilarityIndex,
+    check_dimension,
+    combine_query,
     explode_patch_rings,
     explode_patch_vectors,
     exterior_rings,
     patch_grid_shape,
+    select_matches,
 )
 from clay_core.similarity import ranks as ranks_of
 
@@ -94,6 +100,8 @@ class EmbeddingSet:
     crs: QgsCoordinateReferenceSystem
     metadata: dict[str, Any]
     shape_per_row: tuple[int, ...]
+    # The background thread building the similarity sketch (large files only; see score_query).
+    sketch_build: threading.Thread | None = field(default=None, repr=False)
     _rows_by_key: dict[tuple, int] | None = field(default=None, repr=False)
     _rings: list[np.ndarray] | None = field(default=None, repr=False)
 
@@ -277,9 +285,12 @@ def memory_layer(embedding_set: EmbeddingSet, name: str | None = None) -> QgsVec
     ok, added = provider.addFeatures(features_for(embedding_set, layer.fields()))
     if not ok:
         raise ClayInputError(f"QGIS refused the features of {embedding_set.path}")
+    # Memory layers have no spatial index by default: without one the map tool's "chip under the cursor"
+    # rectangle filter scans every feature on each click.
+    provider.createSpatialIndex()
     layer.updateExtents()
     tag_layer(layer, embedding_set)
-    _ROW_FIDS[layer.id()] = (layer.featureCount(), np.array([f.id() for f in added], dtype=np.int64))
+    _remember_row_fids(layer, np.array([f.id() for f in added], dtype=np.int64))
     style_chip_grid(layer)
     return layer
 
@@ -296,8 +307,26 @@ def embedding_set_of(layer: QgsVectorLayer) -> EmbeddingSet | None:
     return load_embedding_set(path, layer.customProperty(MODE_PROPERTY) or "chips")
 
 
-# fid of each file row in a layer: kept for layers we built; rebuilt from attributes for others.
+# fid of each file row in a layer (layer id -> (feature count, fids)): kept for layers we built, rebuilt from
+# attributes for others. Entries go when the project removes the layer, so a long session does not keep an
+# [N] array per layer it ever showed.
 _ROW_FIDS: dict[str, tuple[int, np.ndarray]] = {}
+_WATCHING_PROJECT = False
+
+
+def forget_layers(layer_ids) -> None:
+    for layer_id in layer_ids:
+        _ROW_FIDS.pop(layer_id, None)
+
+
+def _remember_row_fids(layer: QgsVectorLayer, fids: np.ndarray) -> None:
+    global _WATCHING_PROJECT
+    if not _WATCHING_PROJECT:
+        from qgis.core import QgsProject
+
+        QgsProject.instance().layersWillBeRemoved.connect(forget_layers)  # the list-of-ids overload
+        _WATCHING_PROJECT = True
+    _ROW_FIDS[layer.id()] = (layer.featureCount(), fids)
 
 
 def row_fids(layer: QgsVectorLayer, embedding_set: EmbeddingSet) -> np.ndarray:
@@ -317,7 +346,7 @@ def row_fids(layer: QgsVectorLayer, embedding_set: EmbeddingSet) -> np.ndarray:
         row = embedding_set.row_of_key(tuple(feature[name] for name in key_fields))
         if row is not None:
             fids[row] = feature.id()
-    _ROW_FIDS[layer.id()] = (layer.featureCount(), fids)
+    _remember_row_fids(layer, fids)
     return fids
 
 
@@ -549,17 +578,47 @@ FAST_PATH_ROWS = 200_000
 EXACT_TOP_MIN = 100
 
 
-def score_rows(embedding_set: EmbeddingSet, positives: list[int], negatives: list[int], top_k: int = 10) -> Scored:
-    """Scores and ranks of every row. Large files use the sketch once it is built; it is built in a
-    background thread on the first click (seconds for 1M rows) while that click is scored exactly."""
+def score_query(embedding_set: EmbeddingSet, query: np.ndarray, *, top_k: int = 10, exact: bool = False) -> Scored:
+    """Scores and ranks of every row for a unit query: the one scoring step behind clay:similarity, the map
+    tool and the dock. Interactive callers (exact=False) on large files use the sketch once it is built; it is
+    built in a background thread on the first click (seconds for 1M rows) while that click is scored exactly.
+    clay:similarity writes the scores into its output, so it asks for exact scores."""
     index = embedding_set.index
-    query = index.query(positives, negatives)
-    if len(index) > FAST_PATH_ROWS:
+    if not exact and len(index) > FAST_PATH_ROWS:
         if index.projection_ready():
             scores = index.fast_scores(query, exact_top=max(top_k, EXACT_TOP_MIN)).scores
             return Scored(scores=scores, ranks=ranks_of(scores))
-        index.build_projection_in_background()
+        embedding_set.sketch_build = index.build_projection_in_background() or embedding_set.sketch_build
     return index.score(query)
+
+
+def query_of(embedding_set: EmbeddingSet, positive_vectors: np.ndarray,
+             negative_vectors: np.ndarray | None = None) -> np.ndarray:
+    """mean(positives) - mean(negatives) on unit vectors, checked against the file's dimension. The vectors
+    may come from another file of the same model (clay:similarity's example layers)."""
+    positive_vectors = np.atleast_2d(np.asarray(positive_vectors, dtype=np.float32))
+    if positive_vectors.size == 0:
+        raise ClayInputError("no query: give query chip id(s), a query point or positive example features")
+    check_dimension(embedding_set.dim, positive_vectors.shape[1], "the positive examples")
+    has_negatives = negative_vectors is not None and np.asarray(negative_vectors).size
+    return combine_query(positive_vectors, negative_vectors if has_negatives else None)
+
+
+def score_rows(embedding_set: EmbeddingSet, positives: list[int], negatives: list[int], top_k: int = 10) -> Scored:
+    """Scores of every row against rows `positives`/`negatives` of the same file (a click in the map tool)."""
+    index = embedding_set.index
+    query = index.query(positives, negatives)  # checks the rows, then the same combine_query as query_of
+    return score_query(embedding_set, query, top_k=top_k)
+
+
+def match_features(embedding_set: EmbeddingSet, fields: QgsFields, scored: Scored, *, top_k: int,
+                   threshold: float | None, positives: list[int], negatives: list[int],
+                   ) -> tuple[np.ndarray, list[QgsFeature]]:
+    """The matches of a query (top k above the threshold, best first): their rows, and features with similarity,
+    rank and example; the output of clay:similarity and of the dock's "Export matches"."""
+    rows = select_matches(scored.scores, top_k, threshold)
+    examples = examples_of(positives, negatives)
+    return rows, features_for(embedding_set, fields, rows, scored.scores, scored.ranks, examples)
 
 
 def score_layer(layer: QgsVectorLayer, embedding_set: EmbeddingSet, positives: list[int], negatives: list[int],
@@ -632,8 +691,6 @@ class SimilaritySession:
     def match_rows(self) -> np.ndarray:
         if self.scored is None:
             return np.zeros(0, dtype=np.int64)
-        from clay_core.similarity import select_matches
-
         return select_matches(self.scored.scores, self.top_k, self.threshold)
 
     def export_matches(self, path: str | Path) -> int:
@@ -642,17 +699,25 @@ class SimilaritySession:
 
         if self.scored is None:
             raise ClayInputError("nothing to export yet: click a chip first")
-        rows = self.match_rows()
         fields = layer_fields(self.embedding_set.mode)
-        features = features_for(self.embedding_set, fields, rows, self.scored.scores, self.scored.ranks,
-                                examples_of(self.positives, self.negatives))
+        _, features = match_features(self.embedding_set, fields, self.scored, top_k=self.top_k,
+                                  threshold=self.threshold, positives=self.positives, negatives=self.negatives)
         options = QgsVectorFileWriter.SaveVectorOptions()
         options.driverName = "GPKG"
         options.layerName = "matches"
-        writer = QgsVectorFileWriter.create(str(path), fields, POLYGON_WKB_TYPE, self.embedding_set.crs,
-                                            QgsCoordinateTransformContext(), options)
-        if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
-            raise ClayInputError(f"cannot write {path}: {writer.errorMessage()}")
-        writer.addFeatures(features)
-        del writer  # flushes and closes the GeoPackage
+        # Written beside the target and renamed: a failed export never leaves a broken file under its name.
+        with atomic_output(path) as temporary:
+            staged = temporary.with_name(temporary.name + ".gpkg")  # QGIS appends the driver's extension
+            try:
+                writer = QgsVectorFileWriter.create(str(staged), fields, POLYGON_WKB_TYPE, self.embedding_set.crs,
+                                                    QgsCoordinateTransformContext(), options)
+                if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
+                    raise ClayInputError(f"cannot write {path}: {writer.errorMessage()}")
+                written = writer.addFeatures(features)
+                del writer  # flushes and closes the GeoPackage
+                if not written:
+                    raise ClayInputError(f"cannot write the matches to {path}")
+                os.replace(staged, temporary)
+            finally:
+                staged.unlink(missing_ok=True)
         return len(features)

@@ -8,6 +8,9 @@ from qgis.PyQt.QtWidgets import QAction
 from clay_qgis.provider import ClayProvider, plugin_icon
 
 MENU = "&Clay embeddings"
+# clay:info starts torch and probes the device: seconds normally, a minute on a cold disk. A worker that hangs
+# (a stuck GPU driver) is stopped after this, so the dock says "unavailable" instead of waiting forever.
+DEVICE_CHECK_TIMEOUT_S = 120.0
 
 
 class ClayPlugin:
@@ -76,7 +79,7 @@ class ClayPlugin:
 
         def collect(task):
             try:
-                return run_clay(["info"])
+                return run_clay(["info"], timeout_s=DEVICE_CHECK_TIMEOUT_S)
             except WorkerError as exc:
                 return {"device": f"unavailable ({exc})", "precision": "?", "torch": "?"}
 

@@ -63,7 +63,10 @@ class ChipGrid:
         if extent_px < self.chip_size:
             return 1 if self.partial else 0
         full = (extent_px - self.chip_size) // self.step + 1
-        if self.partial and (full - 1) * self.step + self.chip_size < extent_px:
+        # One more (sticking out) chip when pixels are left after the last full one and the next chip would
+        # start inside the extent; with a stride larger than the chip it can start past the edge, empty.
+        uncovered = (full - 1) * self.step + self.chip_size < extent_px
+        if self.partial and uncovered and full * self.step < extent_px:
             full += 1
         return full
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from clay_core.errors import ClayInputError
+from clay_core.grid.utm import lonlat_to_utm, utm_epsg, utm_to_lonlat, utm_zone
+
+__all__ = ["MgrsTile", "latitude_band", "parse_tile", "tile_at", "tile_at_utm", "utm_epsg", "utm_zone"]
 
 TILE_SIZE_M = 109_800.0
 SQUARE_M = 100_000.0
@@ -77,15 +80,17 @@ def _row_offset(zone: int) -> int:
 
 @lru_cache(maxsize=256)
 def _band_min_northing(zone: int, band: str) -> float:
-    """Lowest northing of a latitude band in a zone (on the central meridian, where parallels dip lowest)."""
-    from pyproj import Transformer
+    """Lowest northing of a latitude band's southern edge within a zone's 6 degrees of longitude.
 
+    A parallel is curved in UTM: north of the equator it dips lowest on the central meridian, south of it
+    at the zone's edges (3 degrees either side), so both are tried. Points of the band lie above this.
+    """
     lat = -80.0 + 8.0 * LATITUDE_BANDS.index(band)
-    south = band < "N"
-    epsg = (32700 if south else 32600) + zone
-    to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
-    _, northing = to_utm.transform(zone * 6.0 - 183.0, lat)
-    return float(northing)
+    epsg = (32700 if band < "N" else 32600) + zone
+    central_meridian = zone * 6.0 - 183.0
+    lons = [central_meridian - 3.0, central_meridian, central_meridian + 3.0]
+    _, northings = lonlat_to_utm(epsg, lons, [lat] * len(lons))
+    return float(min(northings))
 
 
 def parse_tile(tile_id: str) -> MgrsTile:
@@ -119,22 +124,6 @@ def _square_northing(zone: int, band: str, row: str) -> float:
     return northing
 
 
-def utm_epsg(lon: float, lat: float) -> int:
-    """EPSG code of the UTM zone holding a point (with the Norway/Svalbard exceptions)."""
-    zone = utm_zone(lon, lat)
-    return (32600 if lat >= 0 else 32700) + zone
-
-
-def utm_zone(lon: float, lat: float) -> int:
-    lon = (lon + 180.0) % 360.0 - 180.0
-    zone = int((lon + 180.0) // 6.0) + 1
-    if 56.0 <= lat < 64.0 and 3.0 <= lon < 12.0:
-        zone = 32
-    if 72.0 <= lat <= 84.0 and 0.0 <= lon < 42.0:
-        zone = 31 + 2 * int((lon + 9.0) // 12.0) if lon >= 9.0 else 31
-    return min(zone, 60)
-
-
 def latitude_band(lat: float) -> str:
     if not -80.0 <= lat <= 84.0:
         raise ClayInputError(f"latitude {lat:.4f} is outside the MGRS/UTM range (80 S .. 84 N)")
@@ -143,11 +132,9 @@ def latitude_band(lat: float) -> str:
 
 def tile_at(lon: float, lat: float, epsg: int | None = None) -> MgrsTile:
     """The MGRS 100 km square (and so the Sentinel-2 tile) holding a point, in its own or a given UTM zone."""
-    from pyproj import Transformer
-
     zone = (epsg % 100) if epsg else utm_zone(lon, lat)
     epsg = epsg or utm_epsg(lon, lat)
-    x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
+    x, y = lonlat_to_utm(epsg, lon, lat)
     column_index = int(x // SQUARE_M) - 1
     if not 0 <= column_index < 8:
         raise ClayInputError(f"({lon:.4f}, {lat:.4f}) is too far from UTM zone {zone} to lie on its MGRS grid")
@@ -158,9 +145,7 @@ def tile_at(lon: float, lat: float, epsg: int | None = None) -> MgrsTile:
 
 def tile_at_utm(epsg: int, x: float, y: float) -> MgrsTile:
     """The MGRS tile holding a UTM point of a zone (EPSG 326zz/327zz)."""
-    from pyproj import Transformer
-
     if not (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
         raise ClayInputError(f"EPSG:{epsg} is not a WGS84 UTM zone (326zz/327zz): cannot place it on the MGRS grid")
-    lon, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(x, y)
+    lon, lat = utm_to_lonlat(epsg, x, y)
     return tile_at(lon, lat, epsg)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from clay_core.errors import ClayInputError
+from clay_core.grid.utm import utm_to_lonlat
 
 
 class ChipReadError(ClayInputError):
@@ -23,13 +23,6 @@ class ChipReadError(ClayInputError):
 
     The pipeline skips that chip, reports it and goes on with the rest.
     """
-
-
-@lru_cache(maxsize=64)
-def _to_lonlat(epsg: int):
-    from pyproj import Transformer
-
-    return Transformer.from_crs(epsg, 4326, always_xy=True)
 
 
 @dataclass(frozen=True)
@@ -60,19 +53,9 @@ class ChipRecord:
         """Chip centre as (lon, lat) degrees: the UTM bounds' centre reprojected (as Clay v0 did)."""
         if not self.located:
             return (float("nan"), float("nan"))
-        lon, lat = _to_lonlat(self.epsg).transform(*self.center_utm)
+        lon, lat = utm_to_lonlat(self.epsg, *self.center_utm)
         return (float(lon), float(lat))
 
-    @property
-    def corners_lonlat(self) -> tuple[tuple[float, float], ...]:
-        """The footprint's corners (lon, lat), counter-clockwise from the lower left, ring closed."""
-        if not self.located:
-            return ()
-        xmin, ymin, xmax, ymax = self.utm_bounds
-        xs = [xmin, xmax, xmax, xmin, xmin]
-        ys = [ymin, ymin, ymax, ymax, ymin]
-        lons, lats = _to_lonlat(self.epsg).transform(xs, ys)
-        return tuple((float(x), float(y)) for x, y in zip(lons, lats, strict=True))
 
 
 @dataclass

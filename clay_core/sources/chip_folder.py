@@ -20,6 +20,7 @@ from clay_core.grid.mgrs import parse_tile
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
 from clay_core.sources.files import basename, gdal_env, list_files, open_raster, stem
+from clay_core.sources.windows import nodata_to_nan
 
 CHIP_NAME = re.compile(
     r"claytile_(?P<mgrs>\d{1,2}[A-Z]{3})_(?P<date>\d{8})_v(?P<version>[0-9A-Za-z.]+)_(?P<counter>\d+)\.tiff?$",
@@ -158,11 +159,7 @@ class ChipFolder:
                 )
             if dataset.width != dataset.height:
                 raise ChipReadError(f"{url}: chip is {dataset.width}x{dataset.height} pixels, expected square")
-            pixels = dataset.read(out_dtype=np.float32)
-            nodatavals = dataset.nodatavals
-        for band, nodata in enumerate(nodatavals):
-            if nodata is not None and not np.isnan(nodata):
-                pixels[band][pixels[band] == np.float32(nodata)] = np.nan
+            pixels = nodata_to_nan(dataset.read(out_dtype=np.float32), dataset, list(range(1, dataset.count + 1)))
         no_optical = pixels[0] == 0  # B02 == 0: the S2 fill value, i.e. no optical data there
         pixels[:S2_BAND_COUNT, no_optical] = np.nan
         return pixels

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -187,8 +187,3 @@ class DatasetCache:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
-
-
-def iter_chunks(items: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

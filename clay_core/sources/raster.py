@@ -21,7 +21,7 @@ from rasterio.warp import transform_bounds
 
 from clay_core.errors import ClayInputError
 from clay_core.grid.chips import ChipGrid, snap_bounds
-from clay_core.grid.mgrs import utm_epsg
+from clay_core.grid.utm import utm_epsg
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
 from clay_core.sources.files import DatasetCache, gdal_env, open_raster, stem

@@ -23,7 +23,7 @@ from clay_core.grid.chips import ChipGrid, snap_bounds
 from clay_core.grid.mgrs import MgrsTile, parse_tile, tile_at_utm
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
-from clay_core.sources.files import DatasetCache, basename, gdal_env, list_files, open_raster
+from clay_core.sources.files import DatasetCache, basename, gdal_env, open_raster
 from clay_core.sources.windows import read_chip, resampling_method
 
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
@@ -222,7 +222,3 @@ def scene_from_files(urls: list[str], **options) -> Sentinel2Scene:
     if len(tiles) > 1:
         raise ClayInputError(f"band files come from different MGRS tiles {sorted(tiles)}: give one scene")
     return Sentinel2Scene(files, **options)
-
-
-def scene_from_folder(url: str, **options) -> Sentinel2Scene:
-    return scene_from_files(list_files(url, no_sign_request=options.get("no_sign_request", False)), **options)

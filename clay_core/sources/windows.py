@@ -35,7 +35,7 @@ def read_chip(dataset, indexes: list[int], bounds: Bounds, epsg: int, size: int,
         pixels = _read_direct(dataset, indexes, bounds, size, resampling)
     else:
         pixels = _read_warped(dataset, indexes, bounds, epsg, size, resampling)
-    return _nodata_to_nan(pixels, dataset, indexes, zero_is_nodata)
+    return nodata_to_nan(pixels, dataset, indexes, zero_is_nodata)
 
 
 def _same_grid_family(dataset, epsg: int) -> bool:
@@ -80,7 +80,11 @@ def _read_warped(dataset, indexes: list[int], bounds: Bounds, epsg: int, size: i
         return vrt.read(indexes, out_dtype=np.float32)
 
 
-def _nodata_to_nan(pixels: np.ndarray, dataset, indexes: list[int], zero_is_nodata: bool) -> np.ndarray:
+def nodata_to_nan(pixels: np.ndarray, dataset, indexes: list[int], zero_is_nodata: bool = False) -> np.ndarray:
+    """Set pixels equal to their band's nodata value (and 0 too if `zero_is_nodata`) to NaN, in place.
+
+    `pixels` [n, H, W] holds bands `indexes` (1-based) of `dataset`; a NaN nodata value needs no change.
+    """
     nodatavals = dataset.nodatavals
     for i, band in enumerate(indexes):
         nodata = nodatavals[band - 1] if nodatavals else None

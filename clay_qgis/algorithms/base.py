@@ -20,9 +20,10 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from clay_core.device_options import DEVICES
 from clay_qgis.worker import WorkerError, run_clay
 
-DEVICE_OPTIONS = ["auto", "cpu", "cuda"]
+DEVICE_OPTIONS = list(DEVICES)  # the worker's --device choices (auto, cpu, cuda, mps); no torch import
 # Kept here (not imported from clay_core.models, which needs torch): QGIS's Python may have no torch.
 # tests/qgis/test_embed_algorithms.py checks this list against the model registry.
 MODEL_PRESETS = ["clay-v0-small", "clay-v0-tiny", "clay-v0-medium", "clay-v0-large", "clay-v1.5-large"]
@@ -95,6 +96,19 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
             self.SATCLIP, "SatCLIP checkpoint (optional: adds each chip centre's location embedding)", optional=True,
             fileFilter="SatCLIP checkpoints (*.ckpt);;All files (*)"))
 
+    def satclip_model_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        """The SatCLIP variant of model_arguments: a checkpoint file (CHECKPOINT) or a preset name typed into
+        MODEL (a string parameter: SatCLIP presets are not in MODEL_PRESETS), exactly one of them."""
+        checkpoint = self.checkpoint_arguments(parameters, context)
+        preset = self.parameterAsString(parameters, self.MODEL, context).strip()
+        if checkpoint and preset:
+            raise QgsProcessingException("give either a SatCLIP checkpoint or a preset, not both")
+        if preset:
+            return ["--model", preset]
+        if not checkpoint:
+            raise QgsProcessingException("no model: choose a SatCLIP checkpoint (.ckpt)")
+        return checkpoint
+
     def satclip_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         checkpoint = self.parameterAsFile(parameters, self.SATCLIP, context)
         if not checkpoint:
@@ -124,14 +138,18 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(parameter)
 
-    def model_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+    def checkpoint_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        """["--checkpoint", file] when CHECKPOINT is set (the file must exist), else []."""
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context)
-        if checkpoint:
-            if not Path(checkpoint).is_file():
-                raise QgsProcessingException(f"checkpoint file {checkpoint} does not exist")
-            arguments = ["--checkpoint", checkpoint]
-        else:
-            arguments = ["--model", MODEL_PRESETS[self.parameterAsEnum(parameters, self.MODEL, context)]]
+        if not checkpoint:
+            return []
+        if not Path(checkpoint).is_file():
+            raise QgsProcessingException(f"checkpoint file {checkpoint} does not exist")
+        return ["--checkpoint", checkpoint]
+
+    def model_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        arguments = (self.checkpoint_arguments(parameters, context)
+                     or ["--model", MODEL_PRESETS[self.parameterAsEnum(parameters, self.MODEL, context)]])
         level = LEVEL_OPTIONS[self.parameterAsEnum(parameters, self.LEVEL, context)]
         if level != LEVEL_OPTIONS[0]:
             arguments += ["--level", level]
@@ -217,7 +235,9 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     """Tags an output layer with its embeddings file (so the map tool finds the vectors) and styles it
     when Processing loads it into the project (GUI runs only)."""
 
-    instances: list[StyleOnLoad] = []  # Processing keeps a raw pointer: keep the Python object alive
+    # Processing keeps only a raw pointer, so Python must keep the object alive until Processing has used it;
+    # postProcessLayer (called once, when the layer is loaded) lets go, so the scores it holds are freed.
+    instances: list[StyleOnLoad] = []
 
     def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -227,6 +247,9 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
         StyleOnLoad.instances.append(self)
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
+        # The caller holds its own reference for the duration of this call, so dropping ours is safe here.
+        if self in StyleOnLoad.instances:
+            StyleOnLoad.instances.remove(self)
         if not isinstance(layer, QgsVectorLayer):
             return
         from clay_qgis import layers

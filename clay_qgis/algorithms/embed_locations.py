@@ -51,8 +51,6 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
     )
 
     INPUT = "INPUT"
-    CHECKPOINT = "CHECKPOINT"
-    MODEL = "MODEL"
     ID_FIELD = "ID_FIELD"
     OUTPUT_EMBEDDINGS = "OUTPUT_EMBEDDINGS"
     OUTPUT = "OUTPUT"
@@ -77,17 +75,6 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.POINTS, "Number of points embedded"))
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _model_arguments(self, parameters, context) -> list[str]:
-        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context)
-        preset = self.parameterAsString(parameters, self.MODEL, context).strip()
-        if checkpoint and preset:
-            raise QgsProcessingException("give either a SatCLIP checkpoint or a preset, not both")
-        if checkpoint:
-            return ["--checkpoint", checkpoint]
-        if preset:
-            return ["--model", preset]
-        raise QgsProcessingException("no model: choose a SatCLIP checkpoint (.ckpt)")
-
     @staticmethod
     def _lonlat(feature: QgsFeature, transform: QgsCoordinateTransform) -> tuple[float, float]:
         geometry = feature.geometry()
@@ -144,7 +131,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         id_field = self.parameterAsString(parameters, self.ID_FIELD, context)
         output_path = self.parameterAsFileOutput(parameters, self.OUTPUT_EMBEDDINGS, context)
-        model_arguments = self._model_arguments(parameters, context)
+        model_arguments = self.satclip_model_arguments(parameters, context)
         csv_path, features = self._write_points_csv(source, id_field, context, feedback)
         try:
             result = self.run_worker(

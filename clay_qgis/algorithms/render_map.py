@@ -34,8 +34,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QFont
 
+from clay_core.grid.utm import utm_epsg
 from clay_qgis.algorithms.base import ClayAlgorithm
-from clay_qgis.layers import EXAMPLE, NEGATIVE, SIMILARITY, style_similarity
 
 PAGE_WIDTH_MM = 297.0
 MARGIN_MM = 8.0
@@ -74,6 +74,9 @@ class RenderMapAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Map image", "PNG files (*.png)"))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+        # Imported here, not at module level: clay_qgis.layers pulls numpy/pyarrow, which plugin load must not pay.
+        from clay_qgis.layers import SIMILARITY, style_similarity
+
         source = self.parameterAsVectorLayer(parameters, self.INPUT, context)
         if source is None or not source.isValid():
             raise QgsProcessingException("INPUT is not a valid vector layer")
@@ -109,6 +112,8 @@ class RenderMapAlgorithm(ClayAlgorithm):
 
     @staticmethod
     def _scores(layer) -> tuple[list[float], bool]:
+        from clay_qgis.layers import EXAMPLE, NEGATIVE, SIMILARITY
+
         scores, has_negatives = [], False
         example_index = layer.fields().indexOf(EXAMPLE)
         for feature in layer.getFeatures():
@@ -128,8 +133,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
                 return candidate
         centre = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"),
                                         QgsProject.instance()).transform(layer.extent().center())
-        zone = int((centre.x() + 180) // 6) % 60 + 1
-        return QgsCoordinateReferenceSystem(f"EPSG:{(32600 if centre.y() >= 0 else 32700) + zone}")
+        return QgsCoordinateReferenceSystem(f"EPSG:{utm_epsg(centre.x(), centre.y())}")
 
     @classmethod
     def _layout(cls, project: QgsProject, layer, backgrounds: list, title: str) -> QgsPrintLayout:

@@ -3,9 +3,8 @@ features as positive and negative examples) and output the matches with `similar
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qgis.core import (
     QgsCoordinateTransform,
     QgsCsException,
@@ -23,9 +22,11 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
-from clay_core.similarity import check_dimension, combine_query, row_at_point, select_matches
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_OUTLINED = 10
 
@@ -92,27 +93,25 @@ class SimilarityAlgorithm(ClayAlgorithm):
             feedback.pushInfo(f"embeddings: {target.describe()}")
             positive_rows, positive_vectors = self.examples(parameters, context, target, positive=True)
             negative_rows, negative_vectors = self.examples(parameters, context, target, positive=False)
-            if not len(positive_vectors):
-                raise ClayInputError("no query: give query chip id(s), a query point or positive example features")
-            query = combine_query(positive_vectors, negative_vectors if len(negative_vectors) else None)
-            scored = target.index.score(query)
+            # The same query and scoring functions as the find-similar map tool (exact scores: they are the output).
+            query = layers.query_of(target, positive_vectors, negative_vectors)
+            scored = layers.score_query(target, query, exact=True)
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
         threshold = (self.parameterAsDouble(parameters, self.THRESHOLD, context)
                      if self.parameterAsBoolean(parameters, self.USE_THRESHOLD, context) else None)
-        keep = select_matches(scored.scores, top_k, threshold)
+        fields = layers.layer_fields(target.mode)
+        keep, matches = layers.match_features(target, fields, scored, top_k=top_k, threshold=threshold,
+                                              positives=positive_rows, negatives=negative_rows)
         feedback.pushInfo(f"{len(positive_vectors)} positive / {len(negative_vectors)} negative example(s); "
                           f"keeping {len(keep)} of {len(target)} rows; best: "
                           + ", ".join(f"{target.columns['chip_id'][r]} {scored.scores[r]:+.3f}" for r in keep[:5]))
-        fields = layers.layer_fields(target.mode)
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE,
                                              target.crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        examples = layers.examples_of(positive_rows, negative_rows)
-        write_features(sink, layers.features_for(target, fields, keep, scored.scores, scored.ranks, examples),
-                       feedback)
+        write_features(sink, matches, feedback)
         if context.willLoadLayerOnCompletion(dest_id):
             outlined = top_k if 0 < top_k <= 100 else DEFAULT_OUTLINED
             context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(StyleOnLoad(
@@ -124,6 +123,8 @@ class SimilarityAlgorithm(ClayAlgorithm):
     def examples(self, parameters, context, target, *, positive: bool) -> tuple[list[int], np.ndarray]:
         """(rows of `target` that are examples, unit vectors of all examples) for one side of the query.
         Vectors may come from another embeddings file (features of a layer loaded from it)."""
+        import numpy as np
+
         ids_name, layer_name = ((self.CHIP_IDS, self.POSITIVES) if positive
                                 else (self.NEGATIVE_CHIP_IDS, self.NEGATIVES))
         what = "query" if positive else "negative"
@@ -139,6 +140,8 @@ class SimilarityAlgorithm(ClayAlgorithm):
         return sorted(set(rows)), stacked
 
     def row_of_point(self, parameters, context, target) -> int:
+        from clay_core.similarity import row_at_point
+
         crs = self.parameterAsPointCrs(parameters, self.POINT, context)
         if crs.isValid() and not QgsCoordinateTransform(crs, target.crs, context.transformContext()).isValid():
             raise ClayInputError(f"the query point's CRS {crs.authid() or crs.description()} cannot be transformed "
@@ -147,6 +150,7 @@ class SimilarityAlgorithm(ClayAlgorithm):
         return row_at_point(target.rings, point.x(), point.y())
 
     def rows_of_features(self, parameters, name, context, target) -> tuple[list[int], list[np.ndarray]]:
+        from clay_core.similarity import check_dimension
         from clay_qgis import layers
 
         source = self.parameterAsSource(parameters, name, context)
@@ -203,6 +207,8 @@ def rows_of_feature_key(owner, feature, field_names: list[str]) -> list[int]:
 
 
 def row_of_geometry(target, geometry, transform) -> int:
+    from clay_core.similarity import row_at_point
+
     if geometry is None or geometry.isEmpty():
         raise ClayInputError("an example feature has no geometry and no chip_id")
     point = geometry.pointOnSurface().asPoint()

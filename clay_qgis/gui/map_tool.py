@@ -1,7 +1,17 @@
 """The find-similar map tool: click a chip -> every chip of the layer is scored and styled.
 
 Plain click: a new query. Shift-click: add a positive example. Ctrl-click: add a negative example.
-Works on any layer made from an embeddings file (chips or exploded patches)."""
+Works on any layer made from an embeddings file (chips or exploded patches).
+
+Why this calls `layers.SimilaritySession` and not the `clay:similarity` algorithm (DESIGN says GUI parts call
+the Processing algorithms): a click must restyle the layer the user is looking at, in place, in well under a
+second. `clay:similarity` writes a new output layer per run (a new layer per click, loaded through Processing's
+post-processing), and going through Processing adds parameter parsing and layer-store round trips on every
+click. So both sides share the in-process functions instead, and nothing is duplicated: the algorithm and the
+session build the query with `clay_core.similarity.combine_query` (via `layers.query_of` /
+`SimilarityIndex.query`), score with `layers.score_query`, and select and write matches with
+`layers.match_features`; only how the examples are picked (a click vs. parameters) differs.
+"""
 
 from __future__ import annotations
 

@@ -72,12 +72,28 @@ def test_embed_locations_writes_embeddings_and_a_joinable_layer(clay_provider, s
     assert [f["name"] for f in layer.getFeatures()] == ["site0", "site1", "site2"]
 
 
-def test_embed_locations_without_a_model_is_a_clear_error(clay_provider, tmp_path):
+@pytest.mark.parametrize(("model", "message"), [
+    ({}, "no model"),
+    ({"CHECKPOINT": "missing.ckpt"}, "checkpoint file .*missing.ckpt does not exist"),
+    ({"CHECKPOINT": "present.ckpt", "MODEL": "satclip-l10"}, "not both"),
+])
+def test_embed_locations_model_choice_is_checked_before_the_worker_starts(clay_provider, tmp_path, model, message):
     import processing
     from qgis.core import QgsProcessingException
 
-    with pytest.raises(QgsProcessingException, match="no model"):
+    (tmp_path / "present.ckpt").write_bytes(b"")
+    model = {name: str(tmp_path / value) if name == "CHECKPOINT" else value for name, value in model.items()}
+    with pytest.raises(QgsProcessingException, match=message):
         processing.run("clay:embedlocations", {
             "INPUT": projected_point_layer(), "DEVICE": 1, "OUTPUT_EMBEDDINGS": str(tmp_path / "x.gpq"),
-            "OUTPUT": "memory:",
+            "OUTPUT": "memory:", **model,
         })
+    assert not (tmp_path / "x.gpq").exists()
+
+
+def test_device_choices_are_the_workers_including_mps(clay_provider):
+    from clay_core.device_options import DEVICES
+
+    for name in ("embedlocations", "embed", "embedmgrs"):
+        assert clay_provider.algorithm(name).parameterDefinition("DEVICE").options() == list(DEVICES)
+    assert "mps" in DEVICES

@@ -38,6 +38,29 @@ def test_layer_has_scalar_fields_crs_and_one_feature_per_chip(layers, embeddings
     assert layer.customProperty(layers.PATH_PROPERTY) == str(embeddings_file.resolve())
 
 
+def test_layer_has_a_spatial_index_for_the_map_tool(layers, embeddings_file):
+    from qgis.core import QgsFeatureSource
+
+    layer = layers.load_layer(embeddings_file)
+    assert layer.dataProvider().hasSpatialIndex() == QgsFeatureSource.SpatialIndexPresence.SpatialIndexPresent
+
+
+def test_row_fids_are_forgotten_when_the_project_removes_the_layer(layers, embeddings_file):
+    from qgis.core import QgsProject
+
+    kept, removed = layers.load_layer(embeddings_file), layers.load_layer(embeddings_file)
+    embedding_set = layers.embedding_set_of(removed)
+    layers.row_fids(removed, embedding_set)
+    project = QgsProject.instance()
+    project.addMapLayers([kept, removed])
+    kept_id, removed_id = kept.id(), removed.id()
+    assert {kept_id, removed_id} <= set(layers._ROW_FIDS)
+    project.removeMapLayer(removed_id)
+    assert removed_id not in layers._ROW_FIDS and kept_id in layers._ROW_FIDS
+    project.removeAllMapLayers()  # also what closing or clearing the project does
+    assert not set(layers._ROW_FIDS) & {kept_id, removed_id}
+
+
 def test_vectors_are_cached_per_file_and_reloaded_when_it_changes(layers, tmp_path, make_embeddings):
     path = make_embeddings(tmp_path / "e.gpq")
     first = layers.load_embedding_set(path)
@@ -160,9 +183,8 @@ def test_large_layers_score_through_the_sketch_with_the_exact_top_k(layers, tmp_
     exact = embedding_set.index.scores(embedding_set.index.query([7], []))
     first = layers.score_layer(layer, embedding_set, [7], [], top_k=5)  # exact while the sketch is built
     np.testing.assert_allclose(first.scores, exact, atol=1e-6)
-    deadline = time.monotonic() + 30
-    while not embedding_set.index.projection_ready() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert embedding_set.sketch_build is not None, "the first click did not start building the sketch"
+    embedding_set.sketch_build.join(timeout=60)
     assert embedding_set.index.projection_ready()
     second = layers.score_layer(layer, embedding_set, [7], [], top_k=5)
     np.testing.assert_array_equal(top_k(second.scores, 20), top_k(exact, 20))

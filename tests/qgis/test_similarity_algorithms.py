@@ -65,6 +65,52 @@ def test_similarity_by_chip_id_top_k(clay_provider, embeddings_file):
     assert got[data.chip_ids[4]][2] == "positive"
 
 
+def test_gui_run_styles_the_loaded_output_and_releases_the_post_processor(clay_provider, embeddings_file):
+    """As in the desktop: the output is loaded into the project and styled by StyleOnLoad, which then lets go
+    of itself (and of the scores it holds) instead of living for the rest of the QGIS session."""
+    import processing
+    from qgis.core import QgsProject
+
+    from clay_qgis import layers
+    from clay_qgis.algorithms.base import StyleOnLoad
+
+    before = len(StyleOnLoad.instances)
+    data = read_embeddings(embeddings_file)
+    try:
+        result = processing.runAndLoadResults("clay:similarity", {
+            "INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[2], "TOP_K": 4, "OUTPUT": "TEMPORARY_OUTPUT"})
+        loaded = QgsProject.instance().mapLayer(result["OUTPUT"])
+        assert loaded is not None and loaded.featureCount() == 4
+        assert loaded.renderer().type() == "graduatedSymbol"
+        assert loaded.customProperty(layers.PATH_PROPERTY) == str(embeddings_file.resolve())
+        assert len(StyleOnLoad.instances) == before
+    finally:
+        QgsProject.instance().removeAllMapLayers()
+
+
+def test_algorithm_and_map_tool_share_one_scoring_path(clay_provider, embeddings_file, monkeypatch):
+    """clay:similarity and a click (SimilaritySession) go through the same query and scoring functions and
+    give the same scores."""
+    from clay_qgis import layers
+
+    calls = []
+    for name in ("score_query", "match_features"):
+        original = getattr(layers, name)
+        monkeypatch.setattr(layers, name, lambda *args, _f=original, _n=name, **kw: calls.append(_n) or _f(*args, **kw))
+    data = read_embeddings(embeddings_file)
+    output = run("clay:similarity", {"INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[5],
+                                     "NEGATIVE_CHIP_IDS": data.chip_ids[0], "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    assert calls == ["score_query", "match_features"]
+    session = layers.SimilaritySession(layers.load_layer(embeddings_file))
+    session.add_example(5)
+    session.add_example(0, layers.NEGATIVE)
+    assert calls[2:] == ["score_query", "score_query"]
+    by_algorithm = scores_by_chip(output)
+    for row, chip_id in enumerate(data.chip_ids):
+        assert by_algorithm[chip_id][0] == pytest.approx(float(session.scored.scores[row]), abs=1e-6)
+        assert by_algorithm[chip_id][1] == session.scored.ranks[row]
+
+
 def test_similarity_by_point_in_another_crs(clay_provider, embeddings_file):
     """A point given in UTM (EPSG:32633) selects the chip containing it; threshold keeps the best."""
     data = read_embeddings(embeddings_file)

@@ -55,6 +55,24 @@ def test_partial_grid_covers_the_extent() -> None:
     assert len(ChipGrid((0.0, 0.0, 100.0, 100.0), 10.0, 32)) == 0
 
 
+@pytest.mark.parametrize("extent_px", [70, 75, 80, 81, 100, 112, 113, 120])
+@pytest.mark.parametrize(("size", "stride"), [(32, 40), (32, 32), (32, 20), (50, 7)])
+def test_partial_chips_start_inside_the_extent(extent_px: int, size: int, stride: int) -> None:
+    extent = extent_px * 10.0
+    grid = ChipGrid((0.0, 0.0, extent, extent), 10.0, size, stride, partial=True)
+    full = ChipGrid((0.0, 0.0, extent, extent), 10.0, size, stride)
+    starts = [col * stride for col in range(grid.cols)]
+    assert all(start < extent_px for start in starts)  # no chip lies wholly outside (an empty chip)
+    assert starts[: full.cols] == [col * stride for col in range(full.cols)]
+    assert grid.cols - full.cols in (0, 1)
+    # Partial adds a chip exactly when pixels past the last full chip are left that a chip can start on.
+    last_full_end = (full.cols - 1) * stride + size
+    needed = last_full_end < extent_px and full.cols * stride < extent_px
+    assert grid.cols == full.cols + needed
+    if stride <= size:  # without gaps between chips the partial grid covers every pixel
+        assert grid.chip_bounds(0, grid.cols - 1)[2] >= extent
+
+
 def test_snap_bounds_grows_outwards() -> None:
     assert snap_bounds((101.0, 199.0, 305.5, 400.0), 10.0) == (100.0, 190.0, 310.0, 400.0)
 

@@ -7,7 +7,8 @@ import rasterio
 from pyproj import Transformer
 
 from clay_core.errors import ClayInputError
-from clay_core.grid.mgrs import TILE_SIZE_M, parse_tile, tile_at, tile_at_utm, utm_epsg
+from clay_core.grid.mgrs import LATITUDE_BANDS, TILE_SIZE_M, parse_tile, tile_at, tile_at_utm
+from clay_core.grid.utm import utm_epsg, utm_zone
 
 # Published Sentinel-2 tile extents (xmin, ymin, xmax, ymax) from the ESA tiling grid, as used in
 # snow-cover processing of the Alps/Pyrenees: they exercise both 60 m snaps (x: 700000 -> 699960; y: +20/+40).
@@ -84,3 +85,80 @@ def test_bad_tile_ids_are_input_errors(bad: str) -> None:
 
 def test_lenient_spelling() -> None:
     assert parse_tile("t33uuu").id == "33UUU"
+
+
+# Points that exercise the irregular parts of the grid: the southern edge and the top of every latitude band
+# (parallels curve up or down across a zone, and the band picks the 2,000 km row-letter cycle), zone edges,
+# south-western Norway (32V) and Svalbard (31X/33X/35X/37X).
+def _band_edge_points(band: str) -> list[tuple[float, float]]:
+    south = -80.0 + 8.0 * LATITUDE_BANDS.index(band)
+    points = []
+    for zone in range(1, 61, 7):
+        central = zone * 6.0 - 183.0
+        for lon in (central - 2.999, central + 0.01, central + 2.999):
+            points.append((lon, south + 1e-4))
+            if band != "C":
+                points.append((lon, south - 1e-4))  # the top of the band below
+    return points
+
+
+EDGE_POINTS = {band: _band_edge_points(band) for band in LATITUDE_BANDS}
+EDGE_POINTS["norway"] = [(lon, lat) for lon in (3.01, 6.5, 11.99) for lat in (56.001, 60.0, 63.999)]
+EDGE_POINTS["svalbard"] = [(lon, lat) for lon in (0.5, 8.99, 9.01, 15.0, 20.99, 21.01, 27.0, 32.99, 33.01, 41.99)
+                           for lat in (72.001, 78.0, 83.999)]
+
+
+@pytest.mark.parametrize("group", sorted(EDGE_POINTS))
+def test_tile_at_holds_the_point_and_round_trips(group: str) -> None:
+    for lon, lat in EDGE_POINTS[group]:
+        _check_tile_at(lon, lat)
+
+
+def _check_tile_at(lon: float, lat: float) -> None:
+    where = f"({lon}, {lat})"
+    tile = tile_at(lon, lat)
+    assert tile.epsg == utm_epsg(lon, lat), where
+    to_utm = Transformer.from_crs(4326, tile.epsg, always_xy=True)
+    x, y = to_utm.transform(lon, lat)
+    east, north = tile.square_origin
+    assert east <= x < east + 100_000 and north <= y < north + 100_000, (where, tile.id, x, y, tile.square_origin)
+    # id -> extent: the Sentinel-2 tile overhangs its square by 9.8 km east and south, so it holds the point too.
+    xmin, ymin, xmax, ymax = parse_tile(tile.id).bounds
+    assert xmin <= x < xmax and ymin < y <= ymax, where
+    assert tile_at_utm(tile.epsg, x, y).id == tile.id, where
+    # extent -> square centre -> id: the centre may lie in the next latitude band, but it must be the same square.
+    _, centre_lat = to_utm.transform(east + 50_000, north + 50_000, direction="INVERSE")
+    if -80.0 <= centre_lat <= 84.0:  # squares at 84 N reach beyond the MGRS/UTM range
+        centre = tile_at_utm(tile.epsg, east + 50_000, north + 50_000)
+        assert (centre.zone, centre.column, centre.row, centre.square_origin) == (
+            tile.zone, tile.column, tile.row, tile.square_origin), where
+
+
+# Ids checked against NGA's GEOTRANS MGRS implementation; 33XWG is the Sentinel-2 tile over Longyearbyen.
+@pytest.mark.parametrize(
+    ("lon", "lat", "tile_id"),
+    [(-179.99, -63.999, "01ECJ"), (15.0, 72.001, "33XWV"), (15.6, 78.2, "33XWG"), (25.0, 80.0, "35XMJ"),
+     (40.0, 75.0, "37XED"), (5.0, 60.0, "32VKM"), (2.5, 60.0, "31VDG"), (-70.5, -55.999, "19FDT"),
+     (147.01, -39.999, "55HER"), (178.9, -47.999, "60GXM")],
+)
+def test_known_tiles_at_band_edges_and_exception_zones(lon: float, lat: float, tile_id: str) -> None:
+    assert tile_at(lon, lat).id == tile_id
+
+
+@pytest.mark.parametrize(
+    ("lon", "zone"),
+    [(0.0, 31), (8.999, 31), (9.0, 33), (20.999, 33), (21.0, 35), (32.999, 35), (33.0, 37), (41.999, 37), (42.0, 38),
+     (-0.001, 30)],
+)
+def test_svalbard_zones(lon: float, zone: int) -> None:
+    for lat in (72.0, 78.0, 84.0):
+        assert utm_zone(lon, lat) == zone
+    assert utm_epsg(lon, 78.0) == 32600 + zone
+    assert utm_zone(lon, 71.999) == int((lon + 180) // 6) + 1  # below band X the zones are regular
+
+
+def test_norway_zone_and_antimeridian() -> None:
+    assert [utm_zone(lon, 60.0) for lon in (2.999, 3.0, 11.999, 12.0)] == [31, 32, 32, 33]
+    assert utm_zone(3.0, 64.0) == 31  # band W: back to the regular zones
+    assert utm_zone(180.0, 10.0) == utm_zone(-180.0, 10.0) == 1
+    assert utm_zone(179.999, -10.0) == 60
