@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clay_core.benchmark import run_encoder_benchmark  # noqa: E402
-from clay_core.cli.bench import _batch_sizes  # noqa: E402
+from clay_core.cli.bench import parse_batch_sizes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="clay-v0-small")
     parser.add_argument("--chip-size", type=int, default=512)
     parser.add_argument("--chips", type=int, default=3)
-    parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, "auto"])
+    parser.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, "auto"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--gpu-chips", type=int, default=64)
     parser.add_argument("--no-gpu", action="store_true")

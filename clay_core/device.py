@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 
+# DEVICES is re-exported for existing callers; the names live in device_options so parsers need no torch.
+from clay_core.device_options import DEVICES, PRECISIONS  # noqa: F401
 from clay_core.errors import ClayInputError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

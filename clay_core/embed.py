@@ -343,24 +343,26 @@ def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: Embe
 # ----------------------------------------------------------------------------------------------
 
 
-def load_satclip(checkpoint_or_preset: str) -> Any:
-    """The SatCLIP location encoder of a job, on the CPU in float64: one batch of chip centres costs
-    little next to the image model, and float64 is what its parity is defined in. Loaded once per
-    process and file version (the CLI checks it before the image model loads; the job reuses it)."""
+def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> Any:
+    """A SatCLIP location encoder, or a ClayInputError when the checkpoint is another model: the one
+    "is this SatCLIP?" check (the --satclip column and `clay embed-locations` both use it). The column runs
+    on the CPU by default: one batch of chip centres costs little next to the image model, and float64 is
+    what its parity is defined in. Loaded once per process, device and file version (the CLI checks it
+    before the image model loads; the job reuses it)."""
     path = Path(checkpoint_or_preset).expanduser()
     version = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
-    return _load_satclip(str(checkpoint_or_preset), version)
+    return _load_satclip(str(checkpoint_or_preset), device, version)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_satclip(checkpoint_or_preset: str, _file_version: tuple[int, int] | None) -> Any:
+def _load_satclip(checkpoint_or_preset: str, device: str, _file_version: tuple[int, int] | None) -> Any:
     from clay_core.models import load_model
     from clay_core.models.satclip import SatCLIPLocationModel
 
-    model = load_model(checkpoint_or_preset, device="cpu", precision="fp32")
+    model = load_model(checkpoint_or_preset, device=device, precision="fp32")
     if not isinstance(model, SatCLIPLocationModel):
-        raise ClayInputError(f"--satclip {checkpoint_or_preset}: this is a {model.family} model, not a SatCLIP "
-                             "location encoder (give a satclip-*.ckpt or satclip-l10/satclip-l40)")
+        raise ClayInputError(f"{checkpoint_or_preset} is a {model.family} model, not a SatCLIP location encoder: "
+                             "give a satclip-*.ckpt (or the preset satclip-l10/satclip-l40)")
     return model
 
 

@@ -8,7 +8,9 @@ A job writing `OUT.gpq` works in `OUT.gpq.parts/`:
                       whole or not at all. Its schema metadata `clay_part` lists the chips it settles
                       (written, skipped for nodata) and the chips that failed (retried on the next run).
 A re-run skips the chips the parts already settle; at the end the parts are streamed into one GeoParquet
-file (temp + rename) and the folder is removed.
+file (temp + rename) and the folder is removed. Every write goes through clay_core.atomic; opening the
+store removes the temporaries a killed run left, inside the folder and beside the output (a kill during
+the final merge leaves `.OUT.gpq.*.tmp` there).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clay_core.atomic import atomic_output, stale_temporaries
 from clay_core.errors import ClayInputError
 from clay_core.parquet import (
     bbox_of_table,
@@ -37,7 +39,6 @@ from clay_core.parquet import (
     chips_table,
     file_metadata,
     rows_per_group,
-    temporary_sibling,
     union_bbox,
 )
 
@@ -114,16 +115,18 @@ class PartStore:
             self._lock_handle = None
 
     def _write_job(self) -> None:
-        temporary = temporary_sibling(self.folder / JOB_FILE)
-        temporary.write_text(json.dumps(self.job, indent=1, sort_keys=True))
-        os.replace(temporary, self.folder / JOB_FILE)
+        with atomic_output(self.folder / JOB_FILE) as temporary:
+            temporary.write_text(json.dumps(self.job, indent=1, sort_keys=True))
 
     def _clear_parts(self) -> None:
         for part in self.part_files():
             part.unlink()
 
     def _remove_stale_temporaries(self) -> None:
-        for path in self.folder.glob(".*.tmp"):  # a write killed half-way
+        """Writes killed half-way: parts and job.json in the folder, and the merge beside the output.
+        Only called with the lock held, so no live writer of this output owns them."""
+        leftovers = [*self.folder.glob(".*.tmp"), *stale_temporaries(self.output)]
+        for path in leftovers:
             path.unlink(missing_ok=True)
 
     def part_files(self) -> list[Path]:
@@ -142,15 +145,10 @@ class PartStore:
     def write_part(self, index: int, table: pa.Table, info: Mapping[str, Any]) -> Path:
         path = self.folder / f"part-{index:05d}.parquet"
         meta = {PART_KEY: json.dumps(info).encode()}
-        temporary = temporary_sibling(path)
-        try:
+        with atomic_output(path) as temporary:
             # Parts are short-lived: fast zstd level; the final merge re-encodes at the default level.
             pq.write_table(table.replace_schema_metadata(meta), temporary, compression="zstd",
                            compression_level=1, row_group_size=rows_per_group(table.schema))
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
         return path
 
     # ---- finishing -----------------------------------------------------------------------------
@@ -163,21 +161,16 @@ class PartStore:
                              embedding_shape=embedding_shape)
         if self.output.exists() and not overwrite:
             raise ClayInputError(f"{self.output} already exists; choose another output or pass --overwrite")
-        temporary = temporary_sibling(self.output)
         seen: set[str] = set()
         rows = 0
-        try:
-            with pq.ParquetWriter(temporary, schema.with_metadata(meta), compression="zstd") as writer:
-                for part in parts:
-                    table = _without_chips(pq.read_table(part).replace_schema_metadata(None), seen)
-                    seen.update(table.column("chip_id").to_pylist())
-                    if table.num_rows:
-                        writer.write_table(table.cast(schema), row_group_size=rows_per_group(schema))
-                        rows += table.num_rows
-            os.replace(temporary, self.output)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        with atomic_output(self.output) as temporary, \
+                pq.ParquetWriter(temporary, schema.with_metadata(meta), compression="zstd") as writer:
+            for part in parts:
+                table = _without_chips(pq.read_table(part).replace_schema_metadata(None), seen)
+                seen.update(table.column("chip_id").to_pylist())
+                if table.num_rows:
+                    writer.write_table(table.cast(schema), row_group_size=rows_per_group(schema))
+                    rows += table.num_rows
         self.close()
         shutil.rmtree(self.folder, ignore_errors=True)
         return rows, len(seen)

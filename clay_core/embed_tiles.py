@@ -3,8 +3,9 @@
 Each tile is one task (`embed_tile`): it opens its source, loads the model and runs the resumable
 pipeline into `{MGRS}_{MINDATE}_{MAXDATE}_v{VERSION}.gpq`. Dask distributed does the scheduling
 (`--dask-scheduler ADDRESS` for an existing cluster, `--dask-workers N` for a LocalCluster); without
-either, tiles run one after the other here. A tile that fails with an input problem is reported and the
-other tiles go on.
+either, tiles run one after the other here. Both paths treat a failed tile alike (`_guarded`): whatever it
+raised (an input problem or a crash), the tile is reported as {"tile", "error", "kind"} and the other tiles
+go on. `clay embed-mgrs` then exits 0 only when every tile succeeded; see `exit_code`.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def open_tile_source(job: TileJob, tile: str, chip_size: int | None) -> _TileSou
 
 
 def embed_tile(tile: str, job: TileJob, reporter: Reporter | None = None) -> dict[str, Any]:
-    """One task: returns {"tile", "output", "summary"} or {"tile", "error"} for an input problem."""
+    """One task: returns {"tile", "output", "summary"}, or {"tile", "error", "kind": "input"} for an input
+    problem (other exceptions propagate: the caller's `_guarded` reports them)."""
     from clay_core.embed import model_chip_size
     from clay_core.grid.mgrs import parse_tile
 
@@ -93,7 +95,26 @@ def embed_tile(tile: str, job: TileJob, reporter: Reporter | None = None) -> dic
         summary = embed_sources([source], model, output, options, reporter)
         return {"tile": tile, "output": summary.output, "summary": summary.as_dict()}
     except ClayInputError as error:
-        return {"tile": tile, "error": str(error)}
+        return {"tile": tile, "error": str(error), "kind": "input"}
+
+
+def _guarded(tile: str, outcome: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The tile's result, or the error it raised as a result: one crashed tile never loses the others,
+    run here or on Dask alike (KeyboardInterrupt still stops the whole job)."""
+    try:
+        return outcome()
+    except Exception as error:  # noqa: BLE001 - reported per tile; see the module docstring
+        return {"tile": tile, "error": f"{type(error).__name__}: {error}", "kind": "internal"}
+
+
+def exit_code(results: Sequence[dict[str, Any]]) -> int:
+    """0 when every tile succeeded; 2 when some failed and all failures were input problems (no chips in
+    the date range, a bad tile id, ...); 1 when any tile crashed. Outputs of the tiles that succeeded are
+    kept and listed either way."""
+    kinds = {r.get("kind", "internal") for r in results if "error" in r}
+    if not kinds:
+        return 0
+    return 2 if kinds == {"input"} else 1
 
 
 def embed_tiles(tiles: Sequence[str], job: TileJob, *, scheduler: str | None = None, workers: int | None = None,
@@ -107,9 +128,11 @@ def embed_tiles(tiles: Sequence[str], job: TileJob, *, scheduler: str | None = N
         raise ClayInputError(f"--start {job.start} is after --end {job.end}")
     if not scheduler and not workers:
         if len(tiles) == 1:  # one tile here: chip-level progress and live warnings
-            return [_reported(embed_tile(tiles[0], job, reporter), reporter, tiles_progress=False)]
+            result = _guarded(tiles[0], lambda: embed_tile(tiles[0], job, reporter))
+            return [_reported(result, reporter, tiles_progress=False)]
         reporter.start(len(tiles), "tiles")
-        return [_reported(embed_tile(tile, job, _LogOnly(reporter)), reporter) for tile in tiles]
+        return [_reported(_guarded(tile, lambda tile=tile: embed_tile(tile, job, _LogOnly(reporter))), reporter)
+                for tile in tiles]
     reporter.start(len(tiles), "tiles")
     return _on_dask(tiles, job, scheduler, workers, lambda r: _reported(r, reporter, problems=True))
 
@@ -167,10 +190,7 @@ def _on_dask(tiles: Sequence[str], job: TileJob, scheduler: str | None, workers:
             futures = client.map(embed_tile, list(tiles), job=job, pure=False)
             results = []
             for future, tile in _with_tiles(as_completed(futures), futures, tiles):
-                try:
-                    results.append(on_result(future.result()))
-                except Exception as error:  # noqa: BLE001 - one crashed tile must not lose the others
-                    results.append(on_result({"tile": tile, "error": f"{type(error).__name__}: {error}"}))
+                results.append(on_result(_guarded(tile, future.result)))
             return results
         finally:
             client.close()

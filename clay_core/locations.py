@@ -2,14 +2,15 @@
 grids, and write point embeddings as GeoParquet.
 
 The point file follows the chip files' rules (parquet.py): `embeddings` float32 fixed-size list,
-`geometry` WKB in OGC:CRS84 with GeoParquet 1.0.0 `geo` metadata, the `clay` JSON key, ZSTD, temp +
-rename. Differences: the geometry is a Point, and there is no `source_url`/`date`. `chip_id` holds the
+`geometry` WKB in OGC:CRS84 with GeoParquet `geo` metadata, the `clay` JSON key, ZSTD, temp + rename.
+Differences: the geometry is a Point (declared as such, with no polygon orientation; the `bbox` covering
+column holds the point itself, so readers can still skip row groups by extent) and there is no
+`source_url`/`date`. `chip_id` holds the
 point id, so tools that pick a row by chip id (`clay similar --chip`) work on points too.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,11 +22,11 @@ import pyarrow as pa
 
 from clay_core.errors import ClayInputError
 from clay_core.parquet import (
-    CLAY_KEY,
+    BBOX,
     EMBEDDINGS,
-    GEO_KEY,
     GEOMETRY,
-    _embeddings_array,
+    bbox_array,
+    embeddings_array,
     file_metadata,
     write_table_atomic,
 )
@@ -34,7 +35,7 @@ MAX_GRID_POINTS = 10_000_000
 LON_NAMES = ("lon", "longitude", "lng", "long", "x")
 LAT_NAMES = ("lat", "latitude", "y")
 ID_COLUMN = "chip_id"
-RESERVED = (ID_COLUMN, "lon", "lat", EMBEDDINGS, GEOMETRY)
+RESERVED = (ID_COLUMN, "lon", "lat", EMBEDDINGS, GEOMETRY, BBOX)
 
 
 @dataclass
@@ -188,8 +189,9 @@ def points_table(points: PointSet, embeddings: np.ndarray) -> pa.Table:
         # The input's own fields travel along; a clash with ours gets a suffix instead of overwriting.
         target = name if name not in RESERVED else f"{name}_input"
         columns[target] = points.attributes.column(name)
-    columns[EMBEDDINGS] = _embeddings_array(flat)
+    columns[EMBEDDINGS] = embeddings_array(flat)
     columns[GEOMETRY] = pa.array(points_to_wkb(points.lonlat), pa.binary())
+    columns[BBOX] = bbox_array(np.asarray(points.lonlat, dtype=np.float64)[:, None, :])
     return pa.table(columns)
 
 
@@ -199,13 +201,6 @@ def write_point_embeddings(path: str | Path, points: PointSet, embeddings: np.nd
     table = points_table(points, embeddings)
     bbox = [float(points.lonlat[:, 0].min()), float(points.lonlat[:, 1].min()),
             float(points.lonlat[:, 0].max()), float(points.lonlat[:, 1].max())]
-    meta = file_metadata(table, metadata, bbox, embedding_shape=(table.schema.field(EMBEDDINGS).type.list_size,))
-    geo = json.loads(meta[GEO_KEY])
-    column = geo["columns"][GEOMETRY]
-    column["geometry_types"] = ["Point"]
-    column.pop("orientation", None)  # orientation applies to polygons only
-    meta[GEO_KEY] = json.dumps(geo).encode()
-    clay = json.loads(meta[CLAY_KEY])
-    clay["geometry"] = "point"
-    meta[CLAY_KEY] = json.dumps(clay, default=str).encode()
+    meta = file_metadata(table, {**metadata, "geometry": "point"}, bbox, geometry_type="Point",
+                         embedding_shape=(table.schema.field(EMBEDDINGS).type.list_size,))
     return write_table_atomic(path, table.replace_schema_metadata(meta), overwrite=overwrite)

@@ -20,8 +20,6 @@ Reading (`read_embeddings`) needs only numpy and pyarrow: the QGIS side calls it
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clay_core import wkb
+from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
+from clay_core.patches import exploded_row_shape, patch_bounds, per_patch
 
 GEO_KEY = b"geo"
 CLAY_KEY = b"clay"
@@ -106,14 +107,9 @@ def rings_to_wkb(rings: np.ndarray) -> list[bytes]:
     return [header + ring.tobytes() for ring in rings]
 
 
-def wkb_polygon_rings(wkb: bytes) -> np.ndarray:
-    """The exterior ring [K, 2] of a WKB polygon written by `rings_to_wkb` (or any 2D WKB polygon)."""
-    order = "<" if wkb[0] == 1 else ">"
-    geometry_type = int(np.frombuffer(wkb, dtype=f"{order}u4", count=1, offset=1)[0])
-    if geometry_type != 3:
-        raise ValueError(f"expected a WKB Polygon (type 3), got type {geometry_type}")
-    n_points = int(np.frombuffer(wkb, dtype=f"{order}u4", count=1, offset=9)[0])
-    return np.frombuffer(wkb, dtype=f"{order}f8", count=2 * n_points, offset=13).reshape(n_points, 2)
+def wkb_polygon_rings(geometry: bytes) -> np.ndarray:
+    """The exterior ring [K, 2] of a WKB polygon (see clay_core.wkb: Z/M and MultiPolygons too)."""
+    return wkb.exterior_ring(geometry)
 
 
 def crs84_projjson() -> dict[str, Any]:
@@ -149,7 +145,7 @@ def _filled_per_row(filled_bands: Sequence[str] | Sequence[Sequence[str]] | None
     return rows
 
 
-def _embeddings_array(flat: np.ndarray) -> pa.FixedSizeListArray:
+def embeddings_array(flat: np.ndarray) -> pa.FixedSizeListArray:
     flat = np.ascontiguousarray(flat, dtype=np.float32)
     width = int(flat.shape[1])
     values = pa.array(flat.reshape(-1), type=pa.float32())
@@ -181,36 +177,13 @@ def chips_schema(embedding_width: int, exploded: bool = False, satclip_width: in
 
 
 def _patch_grid(embeddings: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Per-patch vectors [N, h, w, ...] from patch-level (N, h, w, d) or group-level (N, g, h, w, d)."""
-    if embeddings.ndim == 4:
-        return embeddings, embeddings.shape[1], embeddings.shape[2]
-    if embeddings.ndim == 5:
-        per_patch = np.moveaxis(embeddings, 1, 3)  # (N, h, w, g, d): each patch keeps its g groups
-        return per_patch, per_patch.shape[1], per_patch.shape[2]
-    raise ClayInputError(
-        f"--explode-patches needs patch or group embeddings (N, h, w, d) / (N, g, h, w, d); got shape "
-        f"{tuple(embeddings.shape)}: use --level patch"
-    )
-
-
-def patch_bounds(chip_bounds: Sequence[float], h: int, w: int) -> np.ndarray:
-    """UTM boxes [h, w, 4] of a chip's patches: row 0 is the chip's top (north) edge, column 0 its left
-    (west) edge, like the (h, w) axes of the patch embeddings (no transpose)."""
-    xmin, ymin, xmax, ymax = (float(v) for v in chip_bounds)
-    patch_w = (xmax - xmin) / w
-    patch_h = (ymax - ymin) / h
-    cols = np.arange(w, dtype=np.float64)
-    rows = np.arange(h, dtype=np.float64)
-    left = np.broadcast_to(xmin + cols * patch_w, (h, w))
-    right = np.broadcast_to(xmin + (cols + 1) * patch_w, (h, w))
-    top = np.broadcast_to((ymax - rows * patch_h)[:, None], (h, w))
-    bottom = np.broadcast_to((ymax - (rows + 1) * patch_h)[:, None], (h, w))
-    # The last edge is set exactly so patches tile the chip without a float gap.
-    right = right.copy()
-    right[:, -1] = xmax
-    bottom = bottom.copy()
-    bottom[-1, :] = ymin
-    return np.stack([left, bottom, right, top], axis=-1)
+    """Per-patch vectors [N, h, w, ...] (clay_core.patches layout) with a message for the CLI option."""
+    if embeddings.ndim not in (4, 5):
+        raise ClayInputError(
+            f"--explode-patches needs patch or group embeddings (N, h, w, d) / (N, g, h, w, d); got shape "
+            f"{tuple(embeddings.shape)}: use --level patch")
+    patches = per_patch(embeddings)
+    return patches, patches.shape[1], patches.shape[2]
 
 
 def chips_table(
@@ -237,9 +210,9 @@ def chips_table(
     repeat = 1
     patch_rows = patch_cols = None
     if explode_patches:
-        per_patch, h, w = _patch_grid(embeddings)
+        patches, h, w = _patch_grid(embeddings)
         repeat = h * w
-        flat = per_patch.reshape(n * repeat, int(np.prod(per_patch.shape[3:])))
+        flat = patches.reshape(n * repeat, int(np.prod(patches.shape[3:])))
         bounds = np.concatenate([patch_bounds(b, h, w).reshape(-1, 4) for b in bounds]) if n else bounds
         grid_rows, grid_cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         patch_rows = np.tile(grid_rows.reshape(-1), n).astype(np.int32)
@@ -255,7 +228,7 @@ def chips_table(
     columns: dict[str, pa.Array] = {
         "source_url": pa.array(rep([str(r.source_url) for r in records]), pa.string()),
         "date": pa.array(rep([r.date for r in records]), pa.date32()),
-        EMBEDDINGS: _embeddings_array(flat),
+        EMBEDDINGS: embeddings_array(flat),
         GEOMETRY: pa.array(rings_to_wkb(rings), pa.binary()),
         "chip_id": pa.array(rep([str(r.chip_id) for r in records]), pa.string()),
         "mgrs": pa.array(rep([r.mgrs for r in records]), pa.string()),
@@ -265,7 +238,7 @@ def chips_table(
         "col": pa.array(rep([int(r.col) for r in records]), pa.int32()),
         "nodata_fraction": pa.array(np.repeat(nodata, repeat), pa.float32()),
         "filled_bands": pa.array(rep(filled), pa.list_(pa.string())),
-        BBOX: _bbox_array(rings),
+        BBOX: bbox_array(rings),
     }
     if explode_patches:
         columns["patch_row"] = pa.array(patch_rows, pa.int32())
@@ -287,8 +260,8 @@ def chips_table(
 # ----------------------------------------------------------------------------------------------
 
 
-def _bbox_array(rings: np.ndarray) -> pa.StructArray:
-    """Per-row CRS84 extent (the GeoParquet 1.1 bbox covering column)."""
+def bbox_array(rings: np.ndarray) -> pa.StructArray:
+    """Per-row CRS84 extent (the GeoParquet 1.1 bbox covering column) of rings or points [N, K, 2]."""
     lon, lat = rings[..., 0], rings[..., 1]
     extents = [lon.min(axis=1), lat.min(axis=1), lon.max(axis=1), lat.max(axis=1)] if len(rings) else [[]] * 4
     return pa.StructArray.from_arrays([pa.array(v, pa.float64()) for v in extents], names=list(BBOX_FIELDS))
@@ -305,13 +278,8 @@ def bbox_of_table(table: pa.Table) -> list[float] | None:
 
 
 def bbox_of_wkb(wkb_values: Iterable[bytes]) -> list[float] | None:
-    """[minx, miny, maxx, maxy] over WKB polygons (as written by us)."""
-    boxes = [(ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max())
-             for ring in (wkb_polygon_rings(w) for w in wkb_values if w is not None)]
-    if not boxes:
-        return None
-    array = np.array(boxes)
-    return [float(array[:, 0].min()), float(array[:, 1].min()), float(array[:, 2].max()), float(array[:, 3].max())]
+    """[minx, miny, maxx, maxy] over WKB points, polygons or multipolygons."""
+    return wkb.bounds(wkb_values)
 
 
 def union_bbox(boxes: Iterable[Sequence[float] | None]) -> list[float] | None:
@@ -322,24 +290,32 @@ def union_bbox(boxes: Iterable[Sequence[float] | None]) -> list[float] | None:
     return [float(array[:, 0].min()), float(array[:, 1].min()), float(array[:, 2].max()), float(array[:, 3].max())]
 
 
-def geo_metadata(bbox: Sequence[float] | None) -> dict[str, Any]:
-    """GeoParquet 1.0.0 `geo` metadata for our single polygon column in OGC:CRS84."""
+def geo_metadata(bbox: Sequence[float] | None, *, geometry_type: str = "Polygon",
+                 covering: bool = True) -> dict[str, Any]:
+    """GeoParquet 1.1.0 `geo` metadata for our single geometry column in OGC:CRS84.
+
+    `covering`: declare the `bbox` struct column (only when the table has it: chip files do, point files
+    do not); `orientation` is written for polygons only (it means nothing for points)."""
     column: dict[str, Any] = {
         "encoding": "WKB",
-        "geometry_types": ["Polygon"],
+        "geometry_types": [geometry_type],
         "crs": crs84_projjson(),
         "edges": "planar",
-        "orientation": "counterclockwise",
-        "covering": {BBOX: {name: [BBOX, name] for name in BBOX_FIELDS}},
     }
+    if geometry_type in ("Polygon", "MultiPolygon"):
+        column["orientation"] = "counterclockwise"
+    if covering:
+        column["covering"] = {BBOX: {name: [BBOX, name] for name in BBOX_FIELDS}}
     if bbox:
         column["bbox"] = [float(v) for v in bbox]
     return {"version": GEOPARQUET_VERSION, "primary_column": GEOMETRY, "columns": {GEOMETRY: column}}
 
 
 def file_metadata(table_or_schema: pa.Table | pa.Schema, clay: Mapping[str, Any], bbox: Sequence[float] | None,
-                  *, explode_patches: bool = False, embedding_shape: Sequence[int] | None = None) -> dict[bytes, bytes]:
-    """Schema metadata for a final file: `geo` plus the `clay` JSON (with the per-row shape readers need)."""
+                  *, explode_patches: bool = False, embedding_shape: Sequence[int] | None = None,
+                  geometry_type: str = "Polygon") -> dict[bytes, bytes]:
+    """Schema metadata for a final file: `geo` plus the `clay` JSON (with the per-row shape readers need).
+    The bbox covering is declared exactly when the schema has the `bbox` column."""
     import clay_core
 
     schema = table_or_schema.schema if isinstance(table_or_schema, pa.Table) else table_or_schema
@@ -350,16 +326,15 @@ def file_metadata(table_or_schema: pa.Table | pa.Schema, clay: Mapping[str, Any]
     row_shape = _row_shape(clay_meta, width, explode_patches, embedding_shape)
     clay_meta["row_shape"] = list(row_shape)
     clay_meta["embedding_order"] = _order_name(row_shape, explode_patches)
-    return {GEO_KEY: json.dumps(geo_metadata(bbox)).encode(), CLAY_KEY: json.dumps(clay_meta, default=str).encode()}
+    geo = geo_metadata(bbox, geometry_type=geometry_type, covering=BBOX in schema.names)
+    return {GEO_KEY: json.dumps(geo).encode(), CLAY_KEY: json.dumps(clay_meta, default=str).encode()}
 
 
 def _row_shape(clay: Mapping[str, Any], width: int, exploded: bool, shape: Sequence[int] | None) -> tuple[int, ...]:
     """Shape of one row's embedding: the model's per-chip shape, or per patch when exploded."""
     chip_shape = tuple(int(v) for v in (shape or clay.get("embedding_shape") or (width,)))
-    if exploded and len(chip_shape) == 3:  # (h, w, d) -> one d-vector per patch
-        chip_shape = (chip_shape[-1],)
-    elif exploded and len(chip_shape) == 4:  # (g, h, w, d) -> (g, d) per patch
-        chip_shape = (chip_shape[0], chip_shape[-1])
+    if exploded and len(chip_shape) in (3, 4):
+        chip_shape = exploded_row_shape(chip_shape)
     if int(np.prod(chip_shape)) != width:
         raise ValueError(f"embedding shape {chip_shape} does not match the row width {width}")
     return chip_shape
@@ -374,21 +349,6 @@ def _order_name(row_shape: Sequence[int], exploded: bool) -> str:
 # ----------------------------------------------------------------------------------------------
 # Writing
 # ----------------------------------------------------------------------------------------------
-
-
-def _default_file_mode() -> int:
-    """rw for whoever the umask allows (mkstemp's 0600 would hide outputs from other users)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def temporary_sibling(path: Path) -> Path:
-    """A unique temporary name in the destination folder, so the final os.replace is atomic."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(handle, _default_file_mode())
-    os.close(handle)
-    return Path(name)
 
 
 def check_writable(path: Path, overwrite: bool) -> None:
@@ -409,13 +369,8 @@ def write_table_atomic(path: str | Path, table: pa.Table, *, overwrite: bool = F
     """Write a finished table (with its schema metadata) as ZSTD Parquet via temp file + rename."""
     path = Path(path)
     check_writable(path, overwrite)
-    temporary = temporary_sibling(path)
-    try:
+    with atomic_output(path) as temporary:
         pq.write_table(table, temporary, compression="zstd", row_group_size=rows_per_group(table.schema))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -9,14 +9,23 @@ similarities in [-1, 1]; rank 1 is the most similar row.
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from clay_core import wkb
 from clay_core.errors import ClayInputError
+
+# The patch layout lives in clay_core.patches (one rule for the writer and the QGIS view); these names stay
+# importable from here for existing callers.
+from clay_core.patches import (  # noqa: F401
+    explode_patch_rings,
+    explode_patch_vectors,
+    patch_grid_shape,
+    patch_rings_crs84,
+)
 
 # Rows are normalised in blocks so a 1M x 768 matrix never needs a second full-size float64 copy.
 _NORMALISE_BLOCK_ROWS = 65_536
@@ -272,33 +281,26 @@ class ProjectedIndex:
 # Geometry: which chip contains a point (WKB polygons in CRS84, parsed without shapely/GDAL)
 # ----------------------------------------------------------------------------------------------
 
-_WKB_POLYGON, _WKB_MULTIPOLYGON = 3, 6
-
-
-def _exterior_ring(wkb: bytes) -> np.ndarray:
-    """Exterior ring [M, 2] of a WKB Polygon (or the first polygon of a MultiPolygon), 2-D or with Z/M."""
-    order = "<" if wkb[0] == 1 else ">"
-    (geometry_type,) = struct.unpack_from(order + "I", wkb, 1)
-    offset = 5
-    if geometry_type & 0xC0000000:  # EWKB: Z and M as flag bits
-        base_type = geometry_type & 0xFF
-        dims = 2 + bool(geometry_type & 0x80000000) + bool(geometry_type & 0x40000000)
-    else:  # ISO WKB: 1000 = Z, 2000 = M, 3000 = ZM
-        base_type, dims = geometry_type % 1000, (2, 3, 3, 4)[min(geometry_type // 1000, 3)]
-    if base_type == _WKB_MULTIPOLYGON:
-        return _exterior_ring(wkb[offset + 4:])
-    if base_type != _WKB_POLYGON:
-        raise ClayInputError(f"chip geometry is WKB type {geometry_type}, expected a Polygon")
-    (ring_count,) = struct.unpack_from(order + "I", wkb, offset)
-    if ring_count == 0:
-        return np.empty((0, 2))
-    (point_count,) = struct.unpack_from(order + "I", wkb, offset + 4)
-    coordinates = np.frombuffer(wkb, dtype=order + "f8", count=point_count * dims, offset=offset + 8)
-    return coordinates.reshape(point_count, dims)[:, :2]
-
-
 def exterior_rings(geometry_wkb: Sequence[bytes]) -> list[np.ndarray]:
-    return [_exterior_ring(bytes(wkb)) for wkb in geometry_wkb]
+    """Exterior rings [K, 2] of WKB polygons (clay_core.wkb: 2-D or Z/M, Polygon or MultiPolygon)."""
+    return [wkb.exterior_ring(value) for value in geometry_wkb]
+
+
+def ring_bounds(rings: Sequence[np.ndarray]) -> np.ndarray:
+    """[N, 4] (xmin, ymin, xmax, ymax) of every ring, computed without a Python loop over the rings;
+    rings with fewer than 4 points (empty geometry) get NaN bounds and so never match a point. Callers
+    that query many points on the same rings (the QGIS map tool) compute this once and pass it on."""
+    lengths = np.fromiter((len(ring) for ring in rings), dtype=np.int64, count=len(rings))
+    bounds = np.full((len(rings), 4), np.nan)
+    usable = np.flatnonzero(lengths >= 4)
+    if not len(usable):
+        return bounds
+    points = np.concatenate([np.asarray(rings[i], dtype=np.float64)[:, :2] for i in usable]) \
+        if len(usable) < len(rings) else np.concatenate(rings).astype(np.float64, copy=False)[:, :2]
+    starts = np.concatenate([[0], np.cumsum(lengths[usable])[:-1]])
+    bounds[usable, :2] = np.minimum.reduceat(points, starts, axis=0)
+    bounds[usable, 2:] = np.maximum.reduceat(points, starts, axis=0)
+    return bounds
 
 
 def _contains(ring: np.ndarray, x: float, y: float) -> bool:
@@ -311,21 +313,28 @@ def _contains(ring: np.ndarray, x: float, y: float) -> bool:
     return bool(np.count_nonzero(crosses & (x < x_at_y)) % 2)
 
 
-def rows_at_point(rings: Sequence[np.ndarray], lon: float, lat: float) -> list[int]:
-    """Rows whose polygon contains (lon, lat), nearest centre first (overlapping chips with stride < size)."""
+def rows_at_point(rings: Sequence[np.ndarray], lon: float, lat: float, *,
+                  bounds: np.ndarray | None = None) -> list[int]:
+    """Rows whose polygon contains (lon, lat), nearest centre first (overlapping chips with stride < size).
+
+    A vectorised bounding-box test picks the candidates; only those get the exact point-in-polygon test.
+    `bounds`: `ring_bounds(rings)`, when the caller keeps it between queries."""
+    if bounds is None:
+        bounds = ring_bounds(rings)
+    with np.errstate(invalid="ignore"):  # NaN bounds (empty rings) compare False
+        inside_box = ((bounds[:, 0] <= lon) & (lon <= bounds[:, 2])
+                      & (bounds[:, 1] <= lat) & (lat <= bounds[:, 3]))
     hits = []
-    for row, ring in enumerate(rings):
-        if len(ring) < 4:
-            continue
-        if ring[:, 0].min() <= lon <= ring[:, 0].max() and ring[:, 1].min() <= lat <= ring[:, 1].max() \
-                and _contains(ring, lon, lat):
+    for row in np.flatnonzero(inside_box):
+        ring = np.asarray(rings[row], dtype=np.float64)[:, :2]
+        if _contains(ring, lon, lat):
             centre = ring[:-1].mean(axis=0)
-            hits.append((float(np.hypot(centre[0] - lon, centre[1] - lat)), row))
+            hits.append((float(np.hypot(centre[0] - lon, centre[1] - lat)), int(row)))
     return [row for _, row in sorted(hits)]
 
 
-def row_at_point(rings: Sequence[np.ndarray], lon: float, lat: float) -> int:
-    rows = rows_at_point(rings, lon, lat)
+def row_at_point(rings: Sequence[np.ndarray], lon: float, lat: float, *, bounds: np.ndarray | None = None) -> int:
+    rows = rows_at_point(rings, lon, lat, bounds=bounds)
     if not rows:
         raise ClayInputError(f"the point {lon:.6f},{lat:.6f} (lon,lat) is not inside any chip of the embeddings "
                              "file: click or give a point on a chip")
@@ -341,63 +350,3 @@ def parse_point(text: str) -> tuple[float, float]:
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise ClayInputError(f"--point {text!r} is not LON,LAT in degrees (lon first, then lat)")
     return lon, lat
-
-
-# ----------------------------------------------------------------------------------------------
-# Patch-level files shown one feature per patch (the QGIS "exploded patches" view)
-# ----------------------------------------------------------------------------------------------
-
-
-def patch_grid_shape(shape_per_row: Sequence[int]) -> tuple[int, int]:
-    """(h, w) of the patch grid in a row shaped (h, w, d) or (g, h, w, d)."""
-    if len(shape_per_row) == 3:
-        return int(shape_per_row[0]), int(shape_per_row[1])
-    if len(shape_per_row) == 4:
-        return int(shape_per_row[1]), int(shape_per_row[2])
-    raise ClayInputError(f"rows shaped {tuple(shape_per_row)} have no patch grid: embed with --level patch "
-                         "(or group) to see patches")
-
-
-def explode_patch_vectors(vectors: np.ndarray, shape_per_row: Sequence[int]) -> np.ndarray:
-    """[N * h * w, D'] per-patch vectors, row-major over (chip, patch_row, patch_col); a group-level row
-    (g, h, w, d) keeps each patch's g group vectors together (the same layout the writer uses)."""
-    per_chip = np.asarray(vectors).reshape((len(vectors), *shape_per_row))
-    if per_chip.ndim == 5:
-        per_chip = np.moveaxis(per_chip, 1, 3)  # (N, h, w, g, d)
-    h, w = per_chip.shape[1], per_chip.shape[2]
-    return per_chip.reshape(len(vectors) * h * w, -1)
-
-
-def _corners(ring: np.ndarray) -> np.ndarray:
-    """[4, 2] corners (north-west, north-east, south-east, south-west) of a chip quadrilateral, found by
-    their quadrant around the centre, so they do not depend on the ring's start or winding."""
-    corners = ring[:-1] if len(ring) == 5 and np.allclose(ring[0], ring[-1]) else ring
-    if len(corners) != 4:
-        raise ClayInputError(f"a chip geometry has {len(corners)} corners, expected 4")
-    dx, dy = (corners - corners.mean(axis=0)).T
-    quadrant = {(False, True): 0, (True, True): 1, (True, False): 2, (False, False): 3}
-    ordered = np.empty((4, 2))
-    for corner, east, north in zip(corners, dx > 0, dy > 0, strict=True):
-        ordered[quadrant[(bool(east), bool(north))]] = corner
-    return ordered
-
-
-def explode_patch_rings(rings: Sequence[np.ndarray], h: int, w: int) -> np.ndarray:
-    """[N * h * w, 5, 2] closed rings of each chip's h x w patches (row 0 = north, col 0 = west), by bilinear
-    interpolation of the chip corners: inside a chip the UTM -> lon/lat map is nearly affine (measured: patch
-    corners within 1e-6 degrees, ~5 cm, of the exact transform for 1.3 km chips) - plenty for display and picking."""
-    u = np.linspace(0.0, 1.0, w + 1)  # west -> east
-    v = np.linspace(0.0, 1.0, h + 1)  # north -> south
-    out = np.empty((len(rings), h, w, 5, 2))
-    for index, ring in enumerate(rings):
-        nw, ne, se, sw = _corners(np.asarray(ring, dtype=np.float64))
-        north = nw[None, :] + u[:, None] * (ne - nw)[None, :]  # [w+1, 2]
-        south = sw[None, :] + u[:, None] * (se - sw)[None, :]
-        grid = north[None, :, :] + v[:, None, None] * (south - north)[None, :, :]  # [h+1, w+1, 2]
-        # counter-clockwise: south-west, south-east, north-east, north-west, close
-        out[index, :, :, 0] = grid[1:, :-1]
-        out[index, :, :, 1] = grid[1:, 1:]
-        out[index, :, :, 2] = grid[:-1, 1:]
-        out[index, :, :, 3] = grid[:-1, :-1]
-        out[index, :, :, 4] = grid[1:, :-1]
-    return out.reshape(len(rings) * h * w, 5, 2)

@@ -8,7 +8,8 @@ import json
 from clay_core.progress import JsonLinesReporter, Reporter
 
 
-def _batch_sizes(text: str) -> list[int | str]:
+def parse_batch_sizes(text: str) -> list[int | str]:
+    """argparse type: comma-separated positive batch sizes or 'auto' (benchmarks/encoder.py uses it too)."""
     sizes: list[int | str] = []
     for part in text.split(","):
         part = part.strip()
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="clay-v0-small", help="preset name (default clay-v0-small)")
     parser.add_argument("--chip-size", type=int, default=512, help="chip size in pixels (default 512)")
     parser.add_argument("--chips", type=int, default=3, help="chips timed per CPU run (default 3)")
-    parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, "auto"],
+    parser.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, "auto"],
                         help="comma-separated CPU batch sizes; 'auto' picks one from the memory estimate")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all allowed CPUs)")
     parser.add_argument("--no-gpu", action="store_true", help="skip the CUDA section even when a GPU exists")

@@ -6,6 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from clay_core.cli._common import (
+    add_device_argument,
+    add_precision_argument,
+    model_spec,
+    parse_bbox,
+    parse_date,
+)
 from clay_core.errors import ClayInputError
 from clay_core.progress import Reporter
 
@@ -16,8 +23,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--checkpoint", metavar="CKPT", help="model weights (.ckpt, .pt, .safetensors)")
     which.add_argument("--model", metavar="NAME", help="preset with random weights, e.g. clay-v0-tiny (tests)")
     model.add_argument("--level", help="embedding level: mean|patch|group (v0), cls|patch (v1.5)")
-    model.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default auto)")
-    model.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (default auto)")
+    add_device_argument(model)
+    add_precision_argument(model)
     model.add_argument("--threads", type=int, help="torch CPU threads (default: all this process may use)")
     model.add_argument("--satclip", metavar="CKPT_OR_PRESET",
                        help="also write a `satclip` column: the SatCLIP location embedding (float64, 256) of each "
@@ -79,15 +86,7 @@ def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = No
     return EmbedOptions(level=args.level, batch_size=args.batch_size, workers=args.workers,
                         max_nodata=args.max_nodata, explode_patches=args.explode_patches,
                         overwrite=args.overwrite, part_chips=args.part_chips, metadata=metadata or {},
-                        satclip=satclip_spec(args.satclip))
-
-
-def satclip_spec(value: str | None) -> str | None:
-    """An existing file as an absolute path (tiles may run in other processes), else the preset name."""
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    return str(path.absolute()) if path.is_file() else value
+                        satclip=model_spec(args.satclip))
 
 
 def job_model(args: argparse.Namespace, reporter: Reporter) -> Any:
@@ -151,7 +150,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     source = open_source(
         args.sources if len(args.sources) > 1 else args.sources[0],
         **source_options(args, model),
-        bbox=args.bbox, bbox_crs=args.bbox_crs, date=args.date, band_map=parse_band_map(args.band_map),
+        bbox=parse_bbox(args.bbox) if args.bbox else None, bbox_crs=args.bbox_crs,
+        date=parse_date(args.date, "--date") if args.date else None, band_map=parse_band_map(args.band_map),
     )
     if args.dry_run:
         return report_dry_run(estimate_job([source], model, options), output, reporter)

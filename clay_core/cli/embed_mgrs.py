@@ -1,12 +1,15 @@
 """`clay embed-mgrs TILE... --source ... --start DATE --end DATE -o DIR`: one GeoParquet file per MGRS tile,
-named like Clay's ({MGRS}_{MINDATE}_{MAXDATE}_v{VERSION}.gpq), optionally fanned out on Dask."""
+named like Clay's ({MGRS}_{MINDATE}_{MAXDATE}_v{VERSION}.gpq), optionally fanned out on Dask.
+
+Exit code: 0 when every tile was embedded; otherwise the tiles that worked are kept, the result lists
+`failed_tiles`, and the code is 2 when all failures were input problems, 1 when a tile crashed."""
 
 from __future__ import annotations
 
 import argparse
-import datetime
 from pathlib import Path
 
+from clay_core.cli._common import model_spec, parse_date
 from clay_core.cli.embed import add_model_arguments, add_run_arguments, check_satclip, embed_options
 from clay_core.errors import ClayInputError
 from clay_core.progress import Reporter
@@ -32,15 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_date(text: str, option: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        raise ClayInputError(f"{option} {text!r} is not a date: use YYYY-MM-DD") from None
-
-
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
-    from clay_core.embed_tiles import TileJob, embed_tiles
+    from clay_core.embed_tiles import TileJob, embed_tiles, exit_code
 
     if not args.checkpoint and not args.model:
         raise ClayInputError("give --checkpoint CKPT or --model NAME")
@@ -53,7 +49,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     check_satclip(args, reporter)
     job = TileJob(
         source=args.source, start=parse_date(args.start, "--start"), end=parse_date(args.end, "--end"),
-        out_dir=str(Path(args.output_dir).expanduser().absolute()), checkpoint=args.checkpoint, preset=args.model,
+        out_dir=str(Path(args.output_dir).expanduser().absolute()), checkpoint=model_spec(args.checkpoint), preset=args.model,
         chip_size=args.chip_size, stride=args.stride, device=args.device, precision=args.precision,
         threads=args.threads, version=args.output_version, no_sign_request=args.no_sign_request, options=options,
     )
@@ -61,7 +57,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
                           reporter=reporter)
     failed = [r for r in results if "error" in r]
     outputs = [r["output"] for r in results if "output" in r]
-    if failed and not outputs:
-        raise ClayInputError(f"no tile was embedded; {failed[0]['tile']}: {failed[0]['error']}")
+    if failed:
+        reporter.log(f"{len(failed)} of {len(results)} tile(s) failed: "
+                     + "; ".join(f"{r['tile']}: {r['error']}" for r in failed), "warning")
     reporter.result({"outputs": outputs, "tiles": results, "failed_tiles": [r["tile"] for r in failed]})
-    return 0
+    return exit_code(results)

@@ -5,20 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from clay_core.device import DEVICES, PRECISIONS
-from clay_core.info import collect_info, format_info
+from clay_core.cli._common import add_device_argument, add_precision_argument
 from clay_core.progress import JsonLinesReporter, Reporter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="report versions, device and precision")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    add_device_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from clay_core.info import collect_info, format_info
+
     info = collect_info(args.device, args.precision)
     if isinstance(reporter, JsonLinesReporter):
         reporter.result(info)

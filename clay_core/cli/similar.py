@@ -4,30 +4,17 @@ a query and write the matches (best first) with `similarity` and `rank` columns.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from clay_core.errors import ClayInputError
-from clay_core.parquet import (
-    EMBEDDINGS,
-    GEO_KEY,
-    bbox_of_wkb,
-    geo_metadata,
-    read_embeddings,
-    write_table_atomic,
-)
 from clay_core.progress import JsonLinesReporter, Reporter
-from clay_core.similarity import (
-    SimilarityIndex,
-    exterior_rings,
-    parse_point,
-    row_at_point,
-    select_matches,
-)
+
+if TYPE_CHECKING:  # numpy and pyarrow load in run(): argument parsing stays light
+    import numpy as np
+    import pyarrow as pa
 
 SHOWN_MATCHES = 10
 
@@ -56,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def resolve_rows(chip_ids: list[str], points: list[str], all_chip_ids: list[str], rings: list[np.ndarray] | None,
                  what: str) -> list[int]:
     """Rows of the file for the given chip ids and points (patch files: every patch of a chip id)."""
+    from clay_core.similarity import parse_point, row_at_point
+
     rows: list[int] = []
     if chip_ids:
         by_id: dict[str, list[int]] = {}
@@ -75,6 +64,10 @@ def resolve_rows(chip_ids: list[str], points: list[str], all_chip_ids: list[str]
 def scored_table(table: pa.Table, vectors: np.ndarray, scores: np.ndarray, ranks: np.ndarray,
                  keep: np.ndarray) -> pa.Table:
     """The kept rows (best first) with the embeddings column restored right after `date`, as in the input."""
+    import pyarrow as pa
+
+    from clay_core.parquet import EMBEDDINGS
+
     kept = table.take(pa.array(keep, pa.int64()))
     embeddings = pa.FixedSizeListArray.from_arrays(pa.array(vectors[keep].reshape(-1), pa.float32()),
                                                    vectors.shape[1])
@@ -84,7 +77,42 @@ def scored_table(table: pa.Table, vectors: np.ndarray, scores: np.ndarray, ranks
     return kept.append_column("rank", pa.array(ranks[keep], pa.int32()))
 
 
+def point_rings(data: Any, embeddings: Path) -> list[np.ndarray]:
+    """Chip polygons to look --point up in; a file of points (e.g. from embed-locations) has none."""
+    from clay_core.similarity import exterior_rings
+    from clay_core.wkb import geometry_type_name
+
+    wkb = data.geometry_wkb
+    kinds = {geometry_type_name(value) for value in wkb[:1000] if value is not None}
+    if not wkb or not kinds <= {"Polygon", "MultiPolygon"}:
+        found = ", ".join(sorted(kinds)) or "no geometry"
+        raise ClayInputError(f"--point/--negative-point need chip polygons, but {embeddings} holds {found}: "
+                             "pick the query rows with --chip ID (point files: the point id) instead")
+    return exterior_rings(wkb)
+
+
+def output_geo(geo: dict[str, Any], table: pa.Table) -> dict[str, Any]:
+    """The input's `geo` metadata (types, CRS, covering, version kept as they were) with the bbox of the
+    geometry column updated to the rows that are left."""
+    from clay_core.parquet import GEOMETRY, bbox_of_wkb
+
+    geo = copy.deepcopy(geo)
+    primary = geo.get("primary_column", GEOMETRY)
+    column = geo.get("columns", {}).get(primary)
+    if column is None or primary not in table.column_names:
+        return geo
+    bbox = bbox_of_wkb(table.column(primary).to_pylist()) if table.num_rows else None
+    if bbox:
+        column["bbox"] = bbox
+    else:
+        column.pop("bbox", None)
+    return geo
+
+
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from clay_core.parquet import GEO_KEY, read_embeddings, write_table_atomic
+    from clay_core.similarity import SimilarityIndex, select_matches
+
     if not (args.chip or args.point):
         raise ClayInputError("give a query: --chip ID or --point LON,LAT (repeat for several positives)")
     if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
@@ -94,7 +122,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     if len(data) == 0:
         raise ClayInputError(f"{args.embeddings} has no rows")
     chip_ids = data.chip_ids or [str(i) for i in range(len(data))]
-    rings = exterior_rings(data.geometry_wkb) if (args.point or args.negative_point) else None
+    rings = point_rings(data, args.embeddings) if (args.point or args.negative_point) else None
     positives = resolve_rows(args.chip, args.point, chip_ids, rings, "positive")
     negatives = resolve_rows(args.negative_chip, args.negative_point, chip_ids, rings, "negative")
     reporter.advance(1, "scoring")
@@ -105,8 +133,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     table = scored_table(data.table, data.vectors, scored.scores, scored.ranks, keep)
     metadata = dict(data.table.schema.metadata or {})
     if data.geo:  # the bbox must describe the rows that are left
-        geo = geo_metadata(bbox_of_wkb(table.column("geometry").to_pylist()) if len(table) else None)
-        metadata[GEO_KEY] = json.dumps(geo).encode()
+        metadata[GEO_KEY] = json.dumps(output_geo(data.geo, table)).encode()
     write_table_atomic(args.output, table.replace_schema_metadata(metadata), overwrite=args.overwrite)
     reporter.advance(1, "done")
     result = summary(args.output, chip_ids, positives, negatives, keep, scored.scores)

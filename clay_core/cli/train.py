@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--mask-ratio", type=float, default=0.75)
+    parser.add_argument("--visible-loss-weight", type=float, default=0.0,
+                        help="not v0 (default 0 = v0): also score the visible tokens' reconstruction with this "
+                        "weight, so each token keeps its own patch's content")
     parser.add_argument("--restart-period", type=int, default=1000, help="cosine warm-restart T_0 in steps")
     parser.add_argument("--restart-mult", type=int, default=2, help="cosine warm-restart T_mult")
     parser.add_argument("--eta-min-factor", type=float, default=10.0,
@@ -116,6 +119,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         restart_mult=args.restart_mult,
         eta_min_factor=args.eta_min_factor,
         mask_ratio=args.mask_ratio,
+        visible_loss_weight=args.visible_loss_weight,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         augment=args.augment,

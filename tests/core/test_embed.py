@@ -323,3 +323,17 @@ def test_satclip_of_a_chip_without_location_is_nan(satclip_checkpoint):
     vectors = satclip_vectors(load_satclip(str(satclip_checkpoint)), [located, unknown])
     np.testing.assert_allclose(vectors[0], satclip_of_centres([located], satclip_checkpoint)[0], rtol=0, atol=1e-12)
     assert np.isnan(vectors[1]).all()
+
+
+def test_a_merge_killed_half_way_leaves_no_temporary_after_the_next_run(tmp_path, tiny_model):
+    """kill -9 during the final merge leaves `.out.gpq.*.tmp` beside the output: the next run removes it."""
+    from clay_core.atomic import stale_temporaries, temporary_sibling
+
+    out = tmp_path / "out.gpq"
+    leftover = temporary_sibling(out)
+    leftover.write_bytes(b"half a parquet file")
+    options = EmbedOptions(level="mean", batch_size=2, workers=0)
+    embed_sources([ArraySource(n=3)], tiny_model, out, options)
+    assert stale_temporaries(out) == [] and not leftover.exists()
+    assert len(read_embeddings(out)) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gpq"]

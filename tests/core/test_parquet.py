@@ -249,3 +249,27 @@ def test_satclip_column_is_float64_and_reads_back_exactly(tmp_path):
         is None
     geoparquet_validator = pytest.importorskip("geoparquet_validator")
     assert geoparquet_validator.failed(geoparquet_validator.check(str(out))) == []
+
+
+def test_point_files_declare_points_and_pass_the_validator(tmp_path):
+    """Point embeddings (embed-locations) are GeoParquet in their own right: Point type, no polygon
+    orientation, and a covering that names a `bbox` column the table really has."""
+    import pyarrow as pa
+
+    from clay_core.locations import PointSet, write_point_embeddings
+
+    lonlat = np.array([[12.5, 52.4], [-70.25, -33.5], [151.2, -33.9]])
+    points = PointSet(lonlat, ["p0", "p1", "p2"], pa.table({"bbox": ["input field", "kept", "renamed"]}))
+    out = write_point_embeddings(tmp_path / "points.gpq", points, np.ones((3, 4), np.float32), {"model": "m"})
+    schema = pq.read_schema(out)
+    column = json.loads(schema.metadata[b"geo"])["columns"]["geometry"]
+    assert column["geometry_types"] == ["Point"] and "orientation" not in column
+    assert column["bbox"] == [-70.25, -33.9, 151.2, 52.4]
+    for path in column["covering"]["bbox"].values():
+        assert path[0] in schema.names and path[1] in {f.name for f in schema.field(path[0]).type}
+    table = pq.read_table(out)
+    assert table.column("bbox").to_pylist()[1] == {"xmin": -70.25, "ymin": -33.5, "xmax": -70.25, "ymax": -33.5}
+    assert table.column("bbox_input").to_pylist() == ["input field", "kept", "renamed"]
+    validator = pytest.importorskip("geoparquet_validator")
+    report = validator.check(str(out))
+    assert validator.failed(report) == [], report
