@@ -56,6 +56,7 @@ from clay_core.similarity import (
     explode_patch_vectors,
     exterior_rings,
     patch_grid_shape,
+    patch_rings_crs84,
     select_matches,
 )
 from clay_core.similarity import ranks as ranks_of
@@ -180,6 +181,15 @@ def _column(table, name: str, n: int, default: Any = None) -> list[Any]:
     return table.column(name).to_pylist() if name in table.column_names else [default] * n
 
 
+def _patch_rings(table, chip_wkb, h: int, w: int) -> np.ndarray:
+    """Patch polygons by the writer's own rule (exact UTM patch corners to CRS84) when the file has the native
+    footprint; files from other tools only have the chip polygon, so interpolate inside it."""
+    if {"utm_bbox", "epsg"} <= set(table.column_names) and table.column("utm_bbox").null_count == 0:
+        return patch_rings_crs84(np.asarray(table.column("utm_bbox").to_pylist(), dtype=np.float64),
+                                 table.column("epsg").to_numpy(), h, w)
+    return explode_patch_rings(exterior_rings(chip_wkb), h, w)
+
+
 def _read_embedding_set(path: Path, mode: str) -> EmbeddingSet:
     data = read_embeddings(path)
     n = len(data)
@@ -195,7 +205,7 @@ def _read_embedding_set(path: Path, mode: str) -> EmbeddingSet:
     if mode == "patches" and not already_exploded:
         h, w = patch_grid_shape(data.shape_per_row)
         vectors = explode_patch_vectors(vectors, data.shape_per_row)
-        wkb = rings_to_wkb(explode_patch_rings(exterior_rings(wkb), h, w))
+        wkb = rings_to_wkb(_patch_rings(table, wkb, h, w))
         columns = {name: [value for value in values for _ in range(h * w)] for name, values in columns.items()}
         grid_rows, grid_cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         columns["patch_row"] = np.tile(grid_rows.ravel(), n).tolist()
