@@ -120,11 +120,34 @@ def _pickled_globals(file: Path | BinaryIO, max_opcodes: int = 1_000_000) -> lis
     return found
 
 
+def _harmless_globals() -> list[Any]:
+    """Globals that real training checkpoints hold beside their tensors and that only carry data: Lightning's
+    AttributeDict (a plain dict subclass hyper-parameters are often saved as; read as a plain dict, so no
+    Lightning code is imported or run) and numpy scalars/dtypes in callback state, which torch's own
+    documentation lists as safe to allow. Everything else stays refused."""
+    import numpy
+
+    allowed: list[Any] = [(dict, name) for name in (
+        "lightning.fabric.utilities.data.AttributeDict",
+        "lightning_fabric.utilities.data.AttributeDict",
+        "pytorch_lightning.utilities.parsing.AttributeDict",
+    )]
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        from numpy._core import multiarray
+    else:
+        from numpy.core import multiarray
+    allowed += [multiarray.scalar, numpy.dtype]
+    allowed += [type(numpy.dtype(kind)) for kind in ("float64", "float32", "int64", "int32", "bool")]
+    return allowed
+
+
 def safe_torch_load(path: Path, data: bytes | None = None) -> Any:
     """torch.load restricted to tensors and plain data (weights_only), of `path` or of its bytes `data`
     when the caller has already read them; every failure becomes a one-line CheckpointError."""
     try:
-        return torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_harmless_globals()):
+            return torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu",
+                              weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only wraps every unpickling failure alike: tell a refused object from a broken file.
         named = re.search(r"GLOBAL ([\w.]+)", str(exc))

@@ -219,3 +219,55 @@ def test_safetensors_with_hyper_parameters(tmp_path: Path, micro_checkpoint: Pat
     batch, expected = _reference_mean(shared_fixtures)
     assert float((model.embed(batch) - expected).abs().max()) < 1e-4
     assert model.checkpoint_sha256 == file_sha256(path)
+
+
+def _pickle_under_foreign_names(monkeypatch: pytest.MonkeyPatch, classes: dict[str, type]) -> None:
+    """Make classes pickle under another project's module path (as Lightning's would), without that
+    project being importable when the file is read back."""
+    import sys
+    import types
+
+    for qualified, cls in classes.items():
+        module_name, _, name = qualified.rpartition(".")
+        parts = module_name.split(".")
+        for depth in range(1, len(parts) + 1):
+            monkeypatch.setitem(sys.modules, ".".join(parts[:depth]),
+                                sys.modules.get(".".join(parts[:depth])) or types.ModuleType(".".join(parts[:depth])))
+        cls.__module__, cls.__qualname__, cls.__name__ = module_name, name, name
+        setattr(sys.modules[module_name], name, cls)
+
+
+def test_lightning_data_globals_load_as_plain_data(tmp_path: Path, micro_checkpoint: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real Lightning files keep hyper-parameters as an AttributeDict and numpy scalars in callback state:
+    those load as plain data (Lightning is not installed, nothing of it runs); other objects stay refused."""
+    import sys
+
+    import numpy as np
+
+    class AttributeDict(dict):
+        pass
+
+    class ModelCheckpoint:
+        pass
+
+    original = torch.load(micro_checkpoint, weights_only=True)
+    with monkeypatch.context() as patch:
+        _pickle_under_foreign_names(patch, {"lightning.fabric.utilities.data.AttributeDict": AttributeDict})
+        lightning_like = dict(original, hyper_parameters=AttributeDict(original["hyper_parameters"]),
+                              callbacks={"ModelCheckpoint": {"best_model_score": np.float64(0.46),
+                                                             "dtype": np.dtype("float32")}})
+        path = tmp_path / "lightning.ckpt"
+        torch.save(lightning_like, path)
+    assert not any(name.startswith("lightning") for name in sys.modules)
+    checkpoint = read_checkpoint(path)
+    assert type(checkpoint.hyper_parameters) is dict
+    assert checkpoint.hyper_parameters["image_size"] == original["hyper_parameters"]["image_size"]
+    model = load_model(path, device="cpu")
+    assert model.config.image_size == original["hyper_parameters"]["image_size"]
+
+    with monkeypatch.context() as patch:
+        _pickle_under_foreign_names(patch, {"lightning.pytorch.callbacks.ModelCheckpoint": ModelCheckpoint})
+        torch.save(dict(original, callbacks={"ModelCheckpoint": ModelCheckpoint()}), tmp_path / "object.ckpt")
+    with pytest.raises(CheckpointError, match="lightning.pytorch.callbacks.ModelCheckpoint"):
+        read_checkpoint(tmp_path / "object.ckpt")
