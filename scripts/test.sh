@@ -7,4 +7,5 @@ bash "$here/setup.sh"
 . "$here/env.sh"
 cd "$CLAY_REPO"
 mkdir -p test-artifacts
+"$CLAY_VENV/bin/ruff" check --quiet .   # style rules from pyproject.toml; under a second
 exec "$CLAY_VENV/bin/python" -m pytest "$@"
