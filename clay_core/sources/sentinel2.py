@@ -23,8 +23,9 @@ from clay_core.grid.chips import ChipGrid, snap_bounds
 from clay_core.grid.mgrs import MgrsTile, parse_tile, tile_at_utm
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
+from clay_core.sources.decoded import DecodedBands
 from clay_core.sources.files import DatasetCache, basename, gdal_env, open_raster
-from clay_core.sources.windows import read_chip, resampling_method
+from clay_core.sources.windows import read_chip, read_chip_from_band, resampling_method
 
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 CLAY_S2_BANDS = tuple(b for b in CLAY_V0.band_names if b in S2_BANDS)  # the 10 bands Clay v0 uses
@@ -110,6 +111,7 @@ class Sentinel2Scene:
     no_sign_request: bool = False
     _layout: tuple | None = field(default=None, repr=False)
     _cache: DatasetCache | None = field(default=None, repr=False)
+    _decoded: DecodedBands | None = field(default=None, repr=False)  # small JP2 bands decoded whole
 
     def __post_init__(self) -> None:
         self.band_files = {canonical_band(k) or k: v for k, v in self.band_files.items()}
@@ -137,6 +139,8 @@ class Sentinel2Scene:
             self.source_url = common_parent(list(self.band_files.values()))
         if self._cache is None:
             self._cache = DatasetCache(self.no_sign_request)
+        if self._decoded is None:
+            self._decoded = DecodedBands()
 
     # ---- geometry --------------------------------------------------------------------------------
     def _reference_file(self) -> str:
@@ -189,13 +193,22 @@ class Sentinel2Scene:
             url = self.band_files[band]
             try:
                 with gdal_env(url, self.no_sign_request):
-                    dataset = self._cache.get(url)
-                    planes.append(read_chip(dataset, [1], record.utm_bounds, record.epsg, record.size, method,
-                                            zero_is_nodata=True)[0])
+                    planes.append(self._read_band(url, record, method))
             except Exception as error:  # noqa: BLE001 - reported per chip; the job goes on
                 raise ChipReadError(f"{url}: cannot read chip {record.chip_id} ({error})") from None
         pixels = np.stack(planes)
         return ChipData(record, pixels, nodata_fraction(pixels))
+
+    def _read_band(self, url: str, record: ChipRecord, method) -> np.ndarray:
+        """One band of one chip [size, size]: cut from the band decoded whole when it is small, else by GDAL."""
+        dataset = self._cache.get(url)
+        decoded = self._decoded.get(url, dataset)
+        if decoded is not None:
+            plane = read_chip_from_band(decoded, dataset, record.utm_bounds, record.epsg, record.size, method,
+                                        zero_is_nodata=True)
+            if plane is not None:
+                return plane[0]
+        return read_chip(dataset, [1], record.utm_bounds, record.epsg, record.size, method, zero_is_nodata=True)[0]
 
 
 def common_parent(urls: list[str]) -> str:
