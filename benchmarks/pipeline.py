@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# As the `clay` command does, before torch loads: idle OpenMP threads sleep (spinning starves the readers).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 

@@ -61,7 +61,10 @@ class EmbeddingModel(nn.Module):
         self.config = config
         self.sensor = sensor
         self.input_bands: tuple[str, ...] = tuple(input_bands)
-        self.plan: DevicePlan = plan_device("cpu", "fp32")
+        # A placeholder until load_model() places the model; plan_device() here would reset the thread count
+        # that load_model() configured for the job (e.g. --threads 1).
+        self.plan: DevicePlan = DevicePlan(device="cpu", name="cpu", capability=None, precision="fp32",
+                                           threads=torch.get_num_threads(), reason="not placed by load_model yet")
         self.checkpoint_sha256: str | None = None
         self.checkpoint_path: str | None = None
         self.name: str = self.family

@@ -337,3 +337,17 @@ def test_a_merge_killed_half_way_leaves_no_temporary_after_the_next_run(tmp_path
     assert stale_temporaries(out) == [] and not leftover.exists()
     assert len(read_embeddings(out)) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gpq"]
+
+
+def test_contiguous_per_worker_gives_each_reader_one_run_of_batches():
+    from clay_core.embed import contiguous_per_worker
+
+    for n in range(1, 12):
+        for workers in (1, 2, 3, 4):
+            batches = [[i] for i in range(n)]
+            ordered = contiguous_per_worker(batches, workers)
+            assert sorted(ordered) == batches  # nothing lost or repeated
+            # DataLoader hands batch i to worker i % workers: each worker must see one contiguous run.
+            for worker in range(workers):
+                mine = [batch[0] for batch in ordered[worker::workers]]
+                assert mine == list(range(mine[0], mine[0] + len(mine))) if mine else True

@@ -120,3 +120,17 @@ def test_ambiguous_and_unknown_checkpoints_are_refused(tmp_path: Path, monkeypat
     torch.save({"something.weight": torch.ones(2)}, other)
     with pytest.raises(CheckpointError, match="not a known model"):
         load_model(other, device="cpu")
+
+
+def test_requested_thread_count_survives_building_the_model():
+    """load_model(threads=N) must leave torch at N threads: building the model must not reset it."""
+    import torch
+
+    from clay_core.models import load_model
+
+    before = torch.get_num_threads()
+    try:
+        model = load_model("clay-v0-tiny", device="cpu", threads=1)
+        assert torch.get_num_threads() == 1 and model.plan.threads == 1
+    finally:
+        torch.set_num_threads(before)
