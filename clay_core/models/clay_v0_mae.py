@@ -168,11 +168,14 @@ def v0_reconstruction_loss(
     mask_matrix: torch.Tensor,
     band_groups: Mapping[str, Sequence[int]] | Sequence[tuple[str, Sequence[int]]],
     patch_size: int,
+    visible_weight: float = 0.0,
 ) -> torch.Tensor:
     """Masked, group-averaged per-pixel MSE (v0 `per_pixel_loss`).
 
     `predicted` channel c is compared with input band c (v0's quirk, see the module docstring); each
-    group's loss is the mean over *its input band indices* and only masked group tokens count."""
+    group's loss is the mean over *its input band indices* and only masked group tokens count.
+    `visible_weight` > 0 (opt-in, not v0) also scores the visible tokens with that weight, which asks the
+    encoder to keep each patch's own content in its token instead of only its context."""
     groups = band_groups.values() if isinstance(band_groups, Mapping) else [bands for _, bands in band_groups]
     groups = [list(bands) for bands in groups]
     # A model using only some bands (e.g. the four Sentinel-2 groups) predicts fewer channels: compare
@@ -184,10 +187,11 @@ def v0_reconstruction_loss(
     target = patchify(cube.float(), patch_size)
     per_band = (predicted.float() - target).pow(2).mean(dim=-1)  # [B, C, L]
     total = per_band.new_zeros(())
+    weights = mask_matrix if not visible_weight else mask_matrix + visible_weight * (1.0 - mask_matrix)
     for index, bands in enumerate(groups):
         group_loss = per_band[:, [position[band] for band in bands]].mean(dim=1)  # [B, L]
-        total = total + (group_loss * mask_matrix[:, index]).sum()
-    return total / mask_matrix.sum()
+        total = total + (group_loss * weights[:, index]).sum()
+    return total / weights.sum()
 
 
 class ClayV0MAE(nn.Module):
@@ -195,9 +199,11 @@ class ClayV0MAE(nn.Module):
 
     Pass the `encoder` of a `ClayV0Model` to share it (training updates the embedding model in place)."""
 
-    def __init__(self, config: ClayV0Config, encoder: ClayV0Encoder | None = None) -> None:
+    def __init__(self, config: ClayV0Config, encoder: ClayV0Encoder | None = None,
+                 visible_weight: float = 0.0) -> None:
         super().__init__()
         self.config = config
+        self.visible_weight = visible_weight  # 0 = the v0 loss (masked tokens only)
         self.encoder = encoder if encoder is not None else ClayV0Encoder(config)
         self.decoder = ClayV0Decoder(
             encoder_dim=config.dim,
@@ -227,7 +233,7 @@ class ClayV0MAE(nn.Module):
         mask = mask_from_indices(masked, unmasked, self.groups, self.patches)
         predicted = self.reconstruct(pixels, latlon, timestep, mask)
         return v0_reconstruction_loss(pixels, predicted, mask.matrix, self.config.band_groups,
-                                      self.config.patch_size)
+                                      self.config.patch_size, self.visible_weight)
 
     def lightning_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights under the official keys `model.encoder.*` / `model.decoder.*` (CPU, detached)."""
@@ -240,16 +246,19 @@ class ClayV0MAE(nn.Module):
 
 DEMO_PRESET = "clay-v0-demo"
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "clay-v0-demo.ckpt"
+# Sentinel-2 groups only: the demo scene has no S1/DEM, so the model has no sar/dem tokens (and fills nothing).
+DEMO_BAND_GROUPS = (("rgb", (2, 1, 0)), ("rededge", (3, 4, 5, 7)), ("nir", (6,)), ("swir", (8, 9)))
 DEMO_CONFIG = ClayV0Config(
     image_size=128, patch_size=16, dim=128, depth=4, heads=2, dim_head=64, mlp_ratio=2.0,
     decoder_dim=64, decoder_depth=2, decoder_heads=2, decoder_dim_head=32, decoder_mlp_ratio=2.0,
+    band_groups=DEMO_BAND_GROUPS,
 )
 
 register_preset(
     DEMO_PRESET,
     family="clay-v0",
     config=DEMO_CONFIG,
-    description="Clay v0 architecture, tiny (dim 128, depth 4), 128 px chips / 16 px patches, trained briefly on "
-    "one Sentinel-2 L1C demo scene (models/MODEL_CARD.md); a working offline default, not the official Clay weights",
+    description="Clay v0 architecture, tiny (dim 128, depth 4, Sentinel-2 band groups only), 128 px chips / 16 px "
+    "patches, trained briefly on one Sentinel-2 L1C demo scene (models/MODEL_CARD.md); a working offline default, not the official Clay weights",
     checkpoint=str(DEMO_CHECKPOINT),
 )

@@ -126,6 +126,24 @@ def test_loss_of_a_band_subset_scores_the_bands_it_uses() -> None:
     assert float(v0_reconstruction_loss(cube, predicted, rgb_masked, groups, 8)) == pytest.approx(0.0)
 
 
+def test_visible_loss_weight_is_opt_in() -> None:
+    """Default: visible tokens cost nothing (v0). With weight w they count w times a masked token."""
+    config = ClayV0Config(image_size=16, patch_size=8, dim=16, depth=0, heads=1, dim_head=16, decoder_dim=16,
+                          decoder_depth=0, decoder_heads=1, decoder_dim_head=16)
+    cube = torch.randn(1, 13, 16, 16)
+    predicted = patchify(cube, 8).clone()
+    predicted[:, 0] += 1.0  # B02: error 1 in one of the rgb group's three bands -> 1/3 per rgb token
+    only_nir = torch.zeros(1, 6, 4)
+    only_nir[:, 2] = 1.0  # rgb tokens are all visible
+    groups = config.band_groups
+    assert float(v0_reconstruction_loss(cube, predicted, only_nir, groups, 8)) == pytest.approx(0.0)
+    # weight 1: all 24 tokens count equally; the 4 rgb tokens cost 1/3 each
+    assert float(v0_reconstruction_loss(cube, predicted, only_nir, groups, 8, 1.0)) == pytest.approx(4 / 3 / 24)
+    # weight 0.5: denominator 4 masked + 0.5 x 20 visible
+    assert float(v0_reconstruction_loss(cube, predicted, only_nir, groups, 8, 0.5)) == pytest.approx(
+        0.5 * 4 / 3 / 14)
+
+
 def test_patchify_layout() -> None:
     cube = torch.arange(2 * 4 * 4, dtype=torch.float32).view(1, 2, 4, 4)
     patches = patchify(cube, 2)  # [1, 2, 4, 4]: l = row*2 + col, pixels row-major
