@@ -94,6 +94,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
             raise QgsProcessingException("INPUT has no scored features: every 'similarity' value is empty")
         style_similarity(layer, scores, top_k=self.parameterAsInt(parameters, self.TOP_K, context),
                          has_negatives=has_negatives)
+        layer.setOpacity(0.8)  # let the imagery show through the classes
         title = self.parameterAsString(parameters, self.TITLE, context) or f"Similarity: {source.name()}"
         layout = self._layout(project, layer, backgrounds, title)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
