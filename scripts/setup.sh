@@ -18,6 +18,10 @@ install_apt() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
 }
 
+# This machine's pip configuration lists local index folders that lack most projects; pip warns once per
+# project ("... is ignored: it is neither a file nor a directory"), burying real errors. Drop only that line.
+quiet_pip() { "$@" 2> >(grep -v "is neither a file nor a directory" >&2); }
+
 # The stamp records what the venv was built from; a change to either file rebuilds what is needed.
 stamp_value() { cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1; }
 
@@ -26,7 +30,7 @@ install_venv() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(stamp_value)" ]; then return; fi
   # Debian's python is the one QGIS embeds; --system-site-packages exposes python3-qgis and PyQt5.
   [ -x "$CLAY_VENV/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$CLAY_VENV"
-  local pip=("$CLAY_VENV/bin/python" -m pip --disable-pip-version-check -q)
+  local pip=(quiet_pip "$CLAY_VENV/bin/python" -m pip --disable-pip-version-check -q)
   "${pip[@]}" install "pip==26.3"
   # Geo libraries must link Debian's GDAL/PROJ/GEOS (the ones QGIS loads first); the wheels' bundled
   # copies crash inside qgis_process. pyproj 3.6 needs Cython < 3.1, hence its own build step.
