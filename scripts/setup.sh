@@ -22,6 +22,21 @@ install_apt() {
 # project ("... is ignored: it is neither a file nor a directory"), burying real errors. Drop only that line.
 quiet_pip() { "$@" 2> >(grep -v "is neither a file nor a directory" >&2); }
 
+system_proj_version() { proj 2>&1 | head -1 | sed -E 's/^Rel\. ([0-9.]+).*/\1/'; }
+
+# True when the venv's own pyproj (not Debian's older one seen through --system-site-packages) is in the
+# pinned range and linked against the system PROJ (a wheel reports its bundled PROJ version instead).
+pyproj_built_against_system_proj() {
+  "$CLAY_VENV/bin/python" - "$(system_proj_version)" "$CLAY_VENV" <<'PY' 2>/dev/null
+import sys
+import pyproj
+major_minor = tuple(int(part) for part in pyproj.__version__.split(".")[:2])
+in_venv = pyproj.__file__.startswith(sys.argv[2])
+pyproj.CRS("EPSG:4326")  # pyproj 3.6 built with Cython >= 3.1 fails here
+sys.exit(0 if in_venv and (3, 5) <= major_minor < (3, 7) and pyproj.proj_version_str == sys.argv[1] else 1)
+PY
+}
+
 # The stamp records what the venv was built from; a change to either file rebuilds what is needed.
 stamp_value() { cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1; }
 
@@ -33,16 +48,18 @@ install_venv() {
   local pip=(quiet_pip "$CLAY_VENV/bin/python" -m pip --disable-pip-version-check -q)
   "${pip[@]}" install "pip==26.3"
   # Geo libraries must link Debian's GDAL/PROJ/GEOS (the ones QGIS loads first); the wheels' bundled
-  # copies crash inside qgis_process. pyproj 3.6 needs Cython < 3.1, hence its own build step.
-  if ! "$CLAY_VENV/bin/python" -c "import pyproj, sys; sys.exit(pyproj.__version__ >= '3.7')" 2>/dev/null \
-     || ! "$CLAY_VENV/bin/python" -c "import pyproj; pyproj.CRS('EPSG:4326')" 2>/dev/null; then
-    log "building pyproj from source against PROJ $(proj 2>&1 | head -1 | awk '{print $2}' | tr -d ,)"
+  # copies crash inside qgis_process. pyproj 3.6 needs Cython < 3.1, hence its own build step, done before
+  # the main resolution so that pip keeps it (a plain install would take the manylinux wheel).
+  if ! pyproj_built_against_system_proj; then
+    log "building pyproj from source against PROJ $(system_proj_version)"
     local constraint; constraint="$(mktemp)"; echo "cython<3.1" > "$constraint"
-    "${pip[@]}" install --no-binary pyproj --build-constraint "$constraint" "pyproj>=3.5,<3.7"
+    "${pip[@]}" install --force-reinstall --no-deps --no-binary pyproj --build-constraint "$constraint" \
+      "pyproj>=3.5,<3.7"
     rm -f "$constraint"
   fi
   log "installing Python dependencies (rasterio/pyogrio/shapely built from source): first run ~6 min"
   "${pip[@]}" install --no-binary rasterio,pyogrio,shapely -e ".[dev]"
+  pyproj_built_against_system_proj || { log "pyproj is not linked against the system PROJ; see above"; exit 1; }
   stamp_value > "$stamp"
 }
 

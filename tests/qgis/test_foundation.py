@@ -91,6 +91,18 @@ def test_real_qgis_process_runs_clay_info(qgis_process_env):
     assert results["GDAL"] and results["PROJ"]
     assert results["PRECISION"] in ("fp32", "bf16")
     assert "free(): invalid pointer" not in done.stderr and "double free" not in done.stderr
+    # The geo libraries must be the system's, the ones QGIS itself loads: a wheel's bundled GDAL/PROJ reports
+    # its own version (and crashes inside QGIS processes sooner or later).
+    assert results["GDAL"] == results["QGIS_GDAL"]
+    assert results["PROJ"] == system_proj_version()
+
+
+def system_proj_version() -> str:
+    import re
+    import subprocess
+
+    banner = subprocess.run(["proj"], capture_output=True, text=True)  # prints "Rel. 9.1.1, ..." and usage
+    return re.search(r"Rel\. ([0-9.]+)", banner.stdout + banner.stderr).group(1)
 
 
 def test_release_zip_holds_an_installable_plugin(tmp_path: Path):
