@@ -11,10 +11,15 @@ Conventions of the released checkpoints, reproduced on purpose:
   generator; the weights were trained with it);
 - feature index l² + l + m; SIREN sin(30·x) first layer, sin(x) hidden layers, linear output.
 
-The basis is evaluated with a normalised three-term recurrence. For L = 10 this equals the official
-expanded polynomials to ~1e-12. For L = 40 the official polynomials carry 15-digit coefficient
-rounding that grows to ~1e-2..0.6 above |lat| 45° (spec A.2), so L = 40 embeddings there differ from
-the official code (this implementation is the exact basis).
+Basis options (`SatCLIPConfig.harmonics`):
+- "analytic" (default, what the checkpoints were trained with): SatCLIP's sympy-generated expressions, whose
+  constants were printed with 15 significant digits. They are stored as numbers in
+  `satclip_analytic_basis.npz` (made by scripts/generate_satclip_basis.py) and evaluated here with the same
+  float64 operations in the same order, so no sympy is needed at run time. For L = 40 the rounding moves
+  features above |lat| ~45° by up to ~0.6 from the exact basis (spec A.2); the weights expect that.
+- "exact": the same conventions by a normalised three-term recurrence (equal to "analytic" to ~1e-12 for
+  L = 10, the true basis for any L).
+- "closed-form": SatCLIP's other option (Condon–Shortley phase, orthonormal m = 0), exact recurrence.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from clay_core.models.registry import (
 )
 from clay_core.sensors import Sensor
 
-HARMONICS = ("analytic", "closed-form")
+HARMONICS = ("analytic", "exact", "closed-form")
+ANALYTIC_TABLE = Path(__file__).with_name("satclip_analytic_basis.npz")
 FIRST_LAYER_W0 = 30.0
 HIDDEN_W0 = 1.0
 
@@ -55,7 +61,7 @@ class SatCLIPConfig:
     hidden: int = 512  # `capacity` of the released checkpoints
     num_hidden_layers: int = 2
     embed_dim: int = 256
-    harmonics: str = "analytic"  # "analytic" = the released models; "closed-form" = CS phase, orthonormal m=0
+    harmonics: str = "analytic"  # official 15-digit expressions; "exact" recurrence; "closed-form" (CS, orthonormal)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -69,6 +75,8 @@ def spherical_harmonics(lonlat_deg: torch.Tensor, degrees: int, harmonics: str =
     phi = torch.deg2rad(coords[:, 0] + 180.0)
     theta = torch.deg2rad(coords[:, 1] + 90.0)
     x = torch.cos(theta)
+    if harmonics == "analytic":
+        return _official_harmonics(x, phi, degrees)
     # sqrt((1-x)(1+x)) instead of sin θ: exactly 0 at the poles, like the reference's polynomials.
     s = torch.sqrt(torch.clamp((1.0 - x) * (1.0 + x), min=0.0))
     legendre = _normalised_legendre(x, s, degrees)  # {(l, m): N(l,m)·P_l^m(x)}, m >= 0, no CS phase
@@ -86,6 +94,93 @@ def spherical_harmonics(lonlat_deg: torch.Tensor, degrees: int, harmonics: str =
                 continue
             scale = math.sqrt(2.0) * ((-1.0) ** order if closed_form else 1.0)
             columns.append(scale * legendre[(degree, order)] * (cos_m[order] if m > 0 else sin_m[order]))
+    return torch.stack(columns, dim=1)
+
+
+# Factor kinds written by scripts/generate_satclip_basis.py.
+_CONSTANT, _SINE_POWER, _POLYNOMIAL, _COS_PHI, _SIN_PHI = range(5)
+
+
+@dataclass(frozen=True)
+class AnalyticTable:
+    """SatCLIP's printed expressions as numbers: per feature a left-to-right product of factors."""
+
+    degrees: int
+    feature_start: np.ndarray  # [L²+1] slices of factor_kind/factor_value per feature
+    factor_kind: np.ndarray
+    factor_value: np.ndarray  # constant | exponent p of (1 − x²) | polynomial index | multiple k of φ
+    poly_start: np.ndarray  # slices of poly_coefficient/poly_power per polynomial
+    poly_coefficient: np.ndarray  # signed, in the printed (= summation) order
+    poly_power: np.ndarray
+
+
+@functools.lru_cache(maxsize=1)
+def analytic_table() -> AnalyticTable:
+    try:
+        with np.load(ANALYTIC_TABLE) as data:
+            return AnalyticTable(
+                degrees=int(data["degrees"]),
+                **{name: data[name] for name in ("feature_start", "factor_kind", "factor_value", "poly_start",
+                                                  "poly_coefficient", "poly_power")},
+            )
+    except (OSError, KeyError, ValueError) as error:
+        raise CheckpointError(f"SatCLIP basis table {ANALYTIC_TABLE} is missing or damaged ({error}); "
+                              "regenerate it with scripts/generate_satclip_basis.py") from error
+
+
+def _official_harmonics(x: torch.Tensor, phi: torch.Tensor, degrees: int) -> torch.Tensor:
+    """Evaluate the stored expressions with the same float64 operations, in the same order, as Python
+    evaluates SatCLIP's generated source. At L = 40 the sums cancel terms of ~1e14, so order matters:
+    products run left to right, polynomials are summed in printed order, powers use torch's pow."""
+    table = analytic_table()
+    if degrees > table.degrees:
+        raise ClayInputError(f"the stored SatCLIP analytic basis covers L <= {table.degrees}, not L={degrees}; "
+                             "use harmonics='exact' or regenerate with scripts/generate_satclip_basis.py --degrees")
+    x_powers: dict[int, torch.Tensor] = {1: x}  # shared subexpressions: pure caching, same values
+    sine_powers: dict[float, torch.Tensor] = {}
+    azimuths: dict[tuple[int, float], torch.Tensor] = {}
+
+    def x_power(power: int) -> torch.Tensor:
+        if power not in x_powers:
+            x_powers[power] = x**power
+        return x_powers[power]
+
+    def polynomial(index: int) -> torch.Tensor | float:
+        start, stop = table.poly_start[index], table.poly_start[index + 1]
+        total: torch.Tensor | float | None = None
+        for coefficient, power in zip(table.poly_coefficient[start:stop].tolist(),
+                                      table.poly_power[start:stop].tolist(), strict=True):
+            term = coefficient * x_power(power) if power else coefficient
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    def factor(kind: int, value: float) -> torch.Tensor | float:
+        if kind == _CONSTANT:
+            return value
+        if kind == _POLYNOMIAL:
+            return polynomial(int(value))
+        if kind == _SINE_POWER:
+            if value not in sine_powers:
+                base = 1.0 - x_power(2)
+                sine_powers[value] = base if value == 1.0 else base**value
+            return sine_powers[value]
+        key = (kind, value)
+        if key not in azimuths:
+            angle = phi if value == 1.0 else int(value) * phi
+            azimuths[key] = torch.cos(angle) if kind == _COS_PHI else torch.sin(angle)
+        return azimuths[key]
+
+    columns: list[torch.Tensor] = []
+    for index in range(degrees * degrees):
+        start, stop = table.feature_start[index], table.feature_start[index + 1]
+        product: torch.Tensor | float | None = None
+        for kind, value in zip(table.factor_kind[start:stop].tolist(), table.factor_value[start:stop].tolist(),
+                               strict=True):
+            term = factor(kind, value)
+            product = term if product is None else product * term
+        assert product is not None
+        columns.append(product if isinstance(product, torch.Tensor) else torch.full_like(x, product))
     return torch.stack(columns, dim=1)
 
 
