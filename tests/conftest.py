@@ -39,3 +39,22 @@ def shared_fixtures() -> Path:
     if not path.is_dir():
         pytest.skip(f"parity fixtures not found at {path}")
     return path
+
+
+def _fixture_checkpoint(shared_fixtures: Path, name: str) -> Path:
+    path = shared_fixtures / name / "checkpoint.ckpt"
+    if not path.is_file():
+        pytest.skip(f"parity fixture missing at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def satclip_checkpoint(shared_fixtures: Path) -> Path:
+    """The SatCLIP L=10 micro checkpoint (official layout)."""
+    return _fixture_checkpoint(shared_fixtures, "satclip_l10_micro")
+
+
+@pytest.fixture(scope="session")
+def clay_v15_checkpoint(shared_fixtures: Path) -> Path:
+    """The Clay v1.5 micro checkpoint (official layout)."""
+    return _fixture_checkpoint(shared_fixtures, "clay_v15_micro")

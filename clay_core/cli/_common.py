@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from clay_core.device_options import DEVICES, PRECISIONS
 from clay_core.errors import ClayInputError
+from clay_core.parsing import parse_bbox, parse_date  # noqa: F401 - re-exported for the CLI modules
+from clay_core.progress import JsonLinesReporter, Reporter
 
 _CUDA_INDEX = re.compile(r"cuda:\d+")
 
@@ -35,31 +40,12 @@ def add_precision_argument(parser: argparse.ArgumentParser | argparse._ArgumentG
                         help="auto|fp32|bf16|fp16 (default auto: bf16 on GPUs that have it, else fp32)")
 
 
-def parse_date(text: str, option: str = "date") -> datetime.date:
-    """YYYY-MM-DD -> date, or a ClayInputError naming the option."""
-    try:
-        return datetime.date.fromisoformat(str(text).strip())
-    except ValueError:
-        raise ClayInputError(f"{option} {text!r} is not a date: use YYYY-MM-DD") from None
-
-
 def date_type(text: str) -> datetime.date:
     """argparse type for a YYYY-MM-DD option (argparse names the option in its message)."""
     try:
         return parse_date(text)
     except ClayInputError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """"W,S,E,N" (spaces allowed) -> four floats, or a ClayInputError."""
-    try:
-        values = tuple(float(v) for v in str(text).replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise ClayInputError(f"bbox {text!r} must be four numbers W,S,E,N (xmin,ymin,xmax,ymax)")
-    return values  # type: ignore[return-value]
 
 
 def bbox_type(text: str) -> tuple[float, float, float, float]:
@@ -77,3 +63,13 @@ def model_spec(value: str | None) -> str | None:
         return None
     path = Path(value).expanduser()
     return str(path.absolute()) if path.is_file() else value
+
+
+def emit_result(reporter: Reporter, result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
+    """A command's final result: the JSON event for the plugin worker, pretty JSON with --json, else `text(result)`."""
+    if isinstance(reporter, JsonLinesReporter):
+        reporter.result(result)
+    elif as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(text(result))

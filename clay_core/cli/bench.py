@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from clay_core.progress import JsonLinesReporter, Reporter
+from clay_core.cli._common import emit_result
+from clay_core.progress import Reporter
 
 
 def parse_batch_sizes(text: str) -> list[int | str]:
@@ -59,10 +59,5 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         gpu=not args.no_gpu,
         log=reporter.log,
     )
-    if isinstance(reporter, JsonLinesReporter):
-        reporter.result(report)
-    elif args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(_summary(report))
+    emit_result(reporter, report, args.json, _summary)
     return 0

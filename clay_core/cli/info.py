@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from clay_core.cli._common import add_device_argument, add_precision_argument
-from clay_core.progress import JsonLinesReporter, Reporter
+from clay_core.cli._common import add_device_argument, add_precision_argument, emit_result
+from clay_core.progress import Reporter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,10 +20,5 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     from clay_core.info import collect_info, format_info
 
     info = collect_info(args.device, args.precision)
-    if isinstance(reporter, JsonLinesReporter):
-        reporter.result(info)
-    elif args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        print(format_info(info))
+    emit_result(reporter, info, args.json, format_info)
     return 0

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 from collections.abc import Sequence
 
 from clay_core.errors import ClayInputError
+from clay_core.parsing import parse_bbox, parse_date
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, ChipSource, nodata_fraction
 
 __all__ = ["ChipData", "ChipReadError", "ChipRecord", "ChipSource", "nodata_fraction", "open_source"]
@@ -121,23 +121,10 @@ def _clean(options: dict) -> dict:
         raise ClayInputError(f"unknown source option(s) {unknown}; known: {', '.join(sorted(KNOWN_OPTIONS))}")
     for key in ("start", "end", "date"):
         if isinstance(options.get(key), str):
-            try:
-                options[key] = datetime.date.fromisoformat(options[key])
-            except ValueError:
-                raise ClayInputError(f"{key}={options[key]!r} is not a date: use YYYY-MM-DD") from None
+            options[key] = parse_date(options[key], key)
     if isinstance(options.get("bbox"), str):
-        options["bbox"] = _parse_bbox(options["bbox"])
+        options["bbox"] = parse_bbox(options["bbox"])
     return options
-
-
-def _parse_bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise ClayInputError(f"bbox {text!r} must be four numbers W,S,E,N (xmin,ymin,xmax,ymax)")
-    return values  # type: ignore[return-value]
 
 
 def _pick(options: dict, names: Sequence[str], *exclude: str) -> dict:

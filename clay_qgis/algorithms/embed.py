@@ -3,7 +3,6 @@ then load the chips as a layer. The work runs in the worker: `clay embed SOURCE.
 
 from __future__ import annotations
 
-import datetime
 import re
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,11 @@ GEOPARQUET_OUTPUT_FILTER = "GeoParquet (*.gpq *.parquet)"
 
 
 def parse_date(text: str, what: str = "date") -> str | None:
-    """'' -> None; 'YYYY-MM-DD' -> the same text; anything else -> a message that names the format."""
+    """'' -> None; 'YYYY-MM-DD' -> the same text (the CLI argument); anything else -> a message naming the format."""
+    from clay_core.parsing import parse_date as parse_iso_date
+
     text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return datetime.date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise ClayInputError(f"{what} {text!r} is not a date: use YYYY-MM-DD, e.g. 2017-02-16") from None
+    return parse_iso_date(text, what).isoformat() if text else None
 
 
 class EmbedRasterAlgorithm(ClayAlgorithm):

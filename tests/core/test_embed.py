@@ -200,16 +200,12 @@ def test_bad_options_are_input_errors(tmp_path, tiny_model):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def satclip_checkpoint(shared_fixtures):
-    return shared_fixtures / "satclip_l10_micro" / "checkpoint.ckpt"
-
 
 @pytest.fixture(scope="module")
-def v15_model(shared_fixtures):
+def v15_model(clay_v15_checkpoint):
     from clay_core.models import load_model
 
-    return load_model(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt", device="cpu", image_size=SIZE)
+    return load_model(clay_v15_checkpoint, device="cpu", image_size=SIZE)
 
 
 # Batches of different sizes round float64 matmuls differently (~1e-15); SatCLIP's parity bound is 1e-9.
@@ -275,11 +271,11 @@ def test_resume_keeps_the_satclip_column_and_refuses_another_satclip_setting(tmp
                                                                   satclip_checkpoint), rtol=0, atol=SATCLIP_ATOL)
 
 
-def test_satclip_option_must_name_a_satclip_model(tmp_path, tiny_model, shared_fixtures):
+def test_satclip_option_must_name_a_satclip_model(tmp_path, tiny_model, clay_v15_checkpoint):
     out = tmp_path / "o.gpq"
     with pytest.raises(ClayInputError, match="not a SatCLIP"):
         embed_sources([ArraySource(n=1)], tiny_model, out,
-                      EmbedOptions(workers=0, satclip=str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt")))
+                      EmbedOptions(workers=0, satclip=str(clay_v15_checkpoint)))
     assert not out.exists() and not parts_dir_for(out).exists()
 
 
@@ -304,10 +300,10 @@ def test_clay_v15_embeds_a_four_band_source_without_filling(tmp_path, v15_model,
                                rtol=0, atol=SATCLIP_ATOL)
 
 
-def test_chips_of_another_size_than_the_model_are_refused_before_any_work(tmp_path, shared_fixtures):
+def test_chips_of_another_size_than_the_model_are_refused_before_any_work(tmp_path, clay_v15_checkpoint):
     from clay_core.models import load_model
 
-    model = load_model(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt", device="cpu")  # 256 px default
+    model = load_model(clay_v15_checkpoint, device="cpu")  # 256 px default
     out = tmp_path / "o.gpq"
     with pytest.raises(ClayInputError, match="chips are 64 px.*--chip-size 64"):
         embed_sources([ArraySource(n=2)], model, out, EmbedOptions(level="patch", workers=0))

@@ -3,8 +3,6 @@ file whose rows are the SatCLIP embeddings of those points (computed by the work
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,13 +11,6 @@ from clay_core.parquet import read_embeddings
 
 LONLAT = np.array([[12.6045, 52.4912], [-67.6412, -47.853], [100.0, 30.0]])
 
-
-@pytest.fixture(scope="module")
-def satclip_checkpoint(shared_fixtures: Path) -> Path:
-    path = shared_fixtures / "satclip_l10_micro" / "checkpoint.ckpt"
-    if not path.is_file():
-        pytest.skip(f"SatCLIP micro fixture missing at {path}")
-    return path
 
 
 def projected_point_layer():

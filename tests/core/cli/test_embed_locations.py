@@ -14,14 +14,6 @@ from clay_core.models.satclip import satclip_embed_lonlat
 from clay_core.parquet import read_embeddings
 
 
-@pytest.fixture(scope="module")
-def satclip_checkpoint(shared_fixtures: Path) -> Path:
-    path = shared_fixtures / "satclip_l10_micro" / "checkpoint.ckpt"
-    if not path.is_file():
-        pytest.skip(f"SatCLIP micro fixture missing at {path}")
-    return path
-
-
 def embed(*args: str) -> int:
     # The bar reporter prints errors as one line on stderr (the "none" reporter keeps quiet).
     return main(["--progress", "bar", "embed-locations", *map(str, args)])
