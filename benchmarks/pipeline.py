@@ -125,7 +125,9 @@ def model_only_chips_per_s(model, batches: list, chips: int, level: str) -> floa
 
 
 def write_synthetic_tile(folder: Path, size: int) -> Path:
-    """13 Clay-v0 bands as tiled, compressed GeoTIFFs covering tile 33UUU from its origin, written by blocks."""
+    """The 10 Sentinel-2 bands of Clay v0 as tiled, compressed per-band GeoTIFFs covering tile 33UUU from its origin,
+    written by blocks. A Sentinel-2 scene has no S1/DEM files: the pipeline fills those 3 bands in memory, so the
+    model still receives 13-band chips but only 10 bands are read from disk."""
     import rasterio
     from affine import Affine
 
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="clay-bench-") as scratch:
         scene = Path(args.scene)
         if args.synthetic_tile:
-            log(f"writing a synthetic {args.synthetic_tile} px 10-band tile ...")
+            log(f"writing a synthetic {args.synthetic_tile} px tile of the 10 Sentinel-2 bands (S1/DEM filled) ...")
             scene = write_synthetic_tile(Path(scratch) / "tile", args.synthetic_tile)
         source = open_source(str(scene), chip_size=args.chip_size)
         records = source.records()
