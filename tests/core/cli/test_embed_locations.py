@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 
 from clay_core.cli import main
 from clay_core.models.satclip import satclip_embed_lonlat
@@ -103,8 +102,6 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, satclip_checkp
 
 def test_a_clay_checkpoint_is_refused(tmp_path: Path, shared_fixtures: Path, capsys) -> None:
     clay = shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt"
-    if not clay.is_file():
-        pytest.skip("Clay v1.5 micro fixture missing")
     assert embed("--bbox", "0,0,1,1", "--spacing", "1", "-o", tmp_path / "o.gpq", "--checkpoint", clay) == 2
     assert "SatCLIP" in capsys.readouterr().err
 

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.parity import parity_fixture
+
 
 @pytest.fixture(scope="session")
-def v0_micro_dir(shared_fixtures: Path) -> Path:
-    path = shared_fixtures / "clay_v0_micro"
-    if not (path / "checkpoint.ckpt").is_file():
-        pytest.skip(f"Clay v0 micro fixture missing at {path}")
-    return path
+def v0_micro_dir() -> Path:
+    return parity_fixture("clay_v0_micro")
 
 
 @pytest.fixture(scope="session")

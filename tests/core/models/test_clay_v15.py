@@ -14,17 +14,15 @@ from clay_core.errors import CheckpointError, ClayInputError
 from clay_core.models import build_preset, load_model
 from clay_core.models.clay_v15 import ClayV15Family, ClayV15Model, encoder_weights
 from clay_core.sensors import SENTINEL2_L2A, get_sensor
+from tests.helpers.parity import parity_fixture
 
 TOLERANCE = 1e-4  # fp32 parity required by the issue; observed differences are ~1e-6
 S2_ORDER = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 
 @pytest.fixture(scope="module")
-def v15_dir(shared_fixtures: Path) -> Path:
-    path = shared_fixtures / "clay_v15_micro"
-    if not (path / "checkpoint.ckpt").is_file():
-        pytest.skip(f"Clay v1.5 micro fixture missing at {path}")
-    return path
+def v15_dir() -> Path:
+    return parity_fixture("clay_v15_micro")
 
 
 @pytest.fixture(scope="module")

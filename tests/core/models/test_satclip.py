@@ -22,16 +22,14 @@ from clay_core.models.satclip import (
     satclip_embed_lonlat,
     spherical_harmonics,
 )
+from tests.helpers.parity import parity_fixture
 
 TOLERANCE = 1e-9
 
 
 @pytest.fixture(scope="module")
 def satclip_dir(shared_fixtures: Path) -> Path:
-    path = shared_fixtures / "satclip_l10_micro"
-    if not (path / "checkpoint.ckpt").is_file():
-        pytest.skip(f"SatCLIP micro fixture missing at {path}")
-    return path
+    return parity_fixture("satclip_l10_micro")
 
 
 @pytest.fixture(scope="module")
