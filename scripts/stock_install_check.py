@@ -86,13 +86,13 @@ def make_profile(root: Path, archive: Path) -> Path:
     """An empty QGIS profile with only our plugin, unzipped and enabled (as Install from ZIP leaves it)."""
     profile = root / "profiles" / "default"
     plugins = profile / "python" / "plugins"
-    plugins.mkdir(parents=True)
+    plugins.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(archive) as zipped:
         zipped.extractall(plugins)
     if not (plugins / PLUGIN / "metadata.txt").is_file():
         raise CheckFailed("install", f"{archive} holds no {PLUGIN}/metadata.txt")
     ini = profile / "QGIS" / "QGIS3.ini"
-    ini.parent.mkdir(parents=True)
+    ini.parent.mkdir(parents=True, exist_ok=True)
     ini.write_text(f"[PythonPlugins]\n{PLUGIN}=true\n", encoding="utf-8")
     return plugins / PLUGIN
 
@@ -155,7 +155,8 @@ def qgis_version(qgis_process: str, env: dict[str, str]) -> str:
     except (OSError, subprocess.SubprocessError):
         return "QGIS ?"
     match = re.search(r"QGIS\s+(\S+)", done.stdout + done.stderr)
-    python = re.search(r"Python\s+(\S+)", done.stdout + done.stderr)
+    python = re.search(r"Python version\s*:?\s*(\d\S*)", done.stdout + done.stderr) or \
+        re.search(r"Python\s+(\d\S*)", done.stdout + done.stderr)
     return f"QGIS {match.group(1) if match else '?'}" + (f" (Python {python.group(1)})" if python else "")
 
 
@@ -232,12 +233,16 @@ def main() -> int:
                       else profile_root / "profiles" / "default" / "clay-runtime")
     log = work / "stock-install-check.log"
     env = stock_environment(profile_root, work)
+    try:
+        make_profile(profile_root, archive)
+    except CheckFailed as failure:
+        print(f"stock-install check: FAIL at {failure.step}: {failure.reason}", flush=True)
+        return 1
     version = qgis_version(qgis_process, env)
     print(f"stock-install check: {version}, {archive.name}, log {log}", flush=True)
     runner = Runner(qgis_process, env, log, args.timeout)
     started = time.monotonic()
     try:
-        make_profile(profile_root, archive)
         notes = check(args, work, runner, runtime_folder)
     except CheckFailed as failure:
         print(f"stock-install check on {version}: FAIL at {failure.step}: {failure.reason} (log: {log})", flush=True)
