@@ -100,10 +100,10 @@ def python_candidates(platform: str = sys.platform, executable: str = sys.execut
     found: list[Path] = []
     if platform.startswith("win"):
         found += [prefix / "python.exe", exe_dir / "python.exe", exe_dir / "python3.exe"]
-        found += sorted((exe_dir.parent / "apps").glob("Python3*/python.exe"), reverse=True)
+        found += sorted((exe_dir.parent / "apps").glob("Python3*/python.exe"), key=_numeric_name, reverse=True)
     elif platform == "darwin":
         found += [exe_dir / "bin" / "python3", prefix / "bin" / "python3", exe_dir / "python3"]
-        found += sorted(prefix.glob("bin/python3.*[0-9]"), reverse=True)
+        found += sorted(prefix.glob("bin/python3.*[0-9]"), key=_numeric_name, reverse=True)
     else:
         found += [Path("/usr/bin/python3"), prefix / "bin" / "python3"]
     on_path = shutil.which("python3", path=path) or shutil.which("python", path=path)
@@ -119,6 +119,12 @@ def python_candidates(platform: str = sys.platform, executable: str = sys.execut
         if str(candidate) not in result:
             result.append(str(candidate))
     return result
+
+
+def _numeric_name(path: Path) -> tuple[int, ...]:
+    """Python312 > Python39 (a string sort says otherwise)."""
+    name = path.parent.name if path.name.lower() == "python.exe" else path.name
+    return tuple(int(part) for part in re.findall(r"\d+", name))
 
 
 def _resolved(path: Path) -> Path:
@@ -397,8 +403,7 @@ def _step(feedback: Feedback, percent: float, text: str) -> None:
     if feedback.isCanceled():
         raise SetupCancelled(f"set-up cancelled; nothing is broken, {RERUN} to finish it")
     feedback.setProgress(percent)
-    feedback.setProgressText(text)
-    feedback.pushInfo(text)
+    feedback.setProgressText(text)  # QGIS shows it above the bar and in the log
 
 
 def _check_folder(folder: Path) -> None:
