@@ -491,9 +491,9 @@ def stream(command: list[str], feedback: Feedback, span: tuple[float, float], wh
         tail.append(line)
         feedback.pushConsoleInfo(line)
         if _PIP_PROGRESS.match(line.strip()):
-            percent += (high - percent) * 0.08  # approaches the step's end, never passes it
+            # Approaches the step's end, never passes it. No progress text: QGIS would log each line twice.
+            percent += (high - percent) * 0.08
             feedback.setProgress(percent)
-            feedback.setProgressText(line.strip()[:120])
     reader.join(timeout=1.0)
     returncode = process.wait()
     if returncode != 0:

@@ -91,10 +91,20 @@ def look_at_prompt():
     setup = next(button for button in box.buttons() if "Set up" in button.text())
     setup.click()
 
-def fill_in_setup_dialog():
-    dialog = QApplication.activeModalWidget()
+def setup_dialog():
+    shown = [widget for widget in QApplication.topLevelWidgets()
+             if widget.isVisible() and hasattr(widget, "runAlgorithm")]
+    return shown[0] if shown else None
+
+def fill_in_setup_dialog(tries=0):
+    dialog = setup_dialog()
+    if dialog is None and tries < 20:
+        later(500, lambda: fill_in_setup_dialog(tries + 1))
+        return
     status["dialog"] = dialog.windowTitle() if dialog is not None else None
-    if dialog is None or not hasattr(dialog, "runAlgorithm"):
+    if dialog is None:
+        status["top_level"] = [(type(w).__name__, w.windowTitle(), w.isVisible())
+                               for w in QApplication.topLevelWidgets() if w.isVisible()]
         finish()
     dialog.setParameters({{"TORCH": TORCH}})  # the automatic choice would ask the PyTorch index (offline here)
     dialog.setGeometry(80, 60, 900, 640)
@@ -110,8 +120,9 @@ def look_at_progress():
     later(2000, wait_for_setup)
 
 def wait_for_setup():
-    log = DIALOG.findChild(__import__("qgis.PyQt.QtWidgets", fromlist=["QTextBrowser"]).QTextBrowser)
-    text = log.toPlainText() if log is not None else ""
+    from qgis.PyQt.QtWidgets import QTextBrowser, QTextEdit
+    # the log and the help panel: the log is the one that grows
+    text = "\n".join(view.toPlainText() for view in DIALOG.findChildren(QTextEdit) + DIALOG.findChildren(QTextBrowser))
     if "installed and verified" in text or "failed" in text.lower() or time.monotonic() - T0 > 540:
         status["setup_log_tail"] = text[-1500:]
         status["setting"] = QgsSettings().value("clay/python", "")
