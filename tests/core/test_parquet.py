@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from clay_core.errors import ClayInputError
+from clay_core.patches import patch_bounds
 from clay_core.parquet import (
     output_name,
-    patch_bounds,
     read_embeddings,
     read_metadata,
     wkb_polygon_rings,
