@@ -31,11 +31,8 @@ from clay_core.parquet.reader import (
     SATCLIP,
     V0_COLUMNS,
     EmbeddingTable,
-    geometry_crs,
-    json_key,
     read_embeddings,
     read_metadata,
-    row_shape_of,
 )
 from clay_core.parquet.writer import (
     ROW_GROUP_BYTES,
@@ -59,6 +56,7 @@ from clay_core.parquet.writer import (
     write_geoparquet,
     write_table_atomic,
 )
+from clay_core.parquet_meta import geometry_crs, json_key, row_shape_of
 
 __all__ = [
     "BBOX", "BBOX_FIELDS", "CLAY_KEY", "EMBEDDINGS", "GEO_KEY", "GEOMETRY", "GEOPARQUET_VERSION", "ROW_GROUP_BYTES",

@@ -6,8 +6,7 @@ The column layout and the two metadata keys are described in clay_core/parquet/_
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clay_core.errors import ClayInputError
+from clay_core.parquet_meta import CLAY_KEY, GEO_KEY, GEOMETRY, geometry_crs, json_key, row_shape_of
 
-GEO_KEY = b"geo"
-CLAY_KEY = b"clay"
 # 1.1.0 (a superset of the 1.0.0 Clay wrote) for the bbox covering column: with it, readers can skip
 # row groups by extent and the validator's distribution tests pass; 1.0.0 readers ignore it.
 GEOPARQUET_VERSION = "1.1.0"
 EMBEDDINGS = "embeddings"
-GEOMETRY = "geometry"
 BBOX = "bbox"
 BBOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
 # Opt-in SatCLIP column: float64, the precision SatCLIP computes in (its parity tolerance is 1e-9 and
@@ -98,33 +95,6 @@ def _vectors_from_column(column: pa.ChunkedArray) -> np.ndarray:
     if len(widths) != 1:
         raise ClayInputError("embeddings rows have different lengths; not a Clay embeddings file")
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
-
-
-def json_key(metadata: Mapping[bytes, bytes] | None, key: bytes) -> dict[str, Any]:
-    """One JSON value of a file's key-value metadata ({} when absent)."""
-    if not metadata or key not in metadata:
-        return {}
-    try:
-        return json.loads(metadata[key])
-    except ValueError as exc:
-        raise ClayInputError(f"the file's {key.decode()!r} metadata is not valid JSON: {exc}") from exc
-
-
-
-
-def row_shape_of(clay: Mapping[str, Any], width: int) -> tuple[int, ...]:
-    """Shape of one row's vector from the `clay` metadata; flat when the metadata is absent or does not fit."""
-    shape = tuple(int(v) for v in clay.get("row_shape", ())) or (width,)
-    return shape if int(np.prod(shape)) == width else (width,)
-
-
-def geometry_crs(geo: Mapping[str, Any]) -> Any:
-    """The primary geometry column's CRS from `geo` metadata: PROJJSON/string, "OGC:CRS84" when the column
-    omits it (the GeoParquet default), None when the file has no `geo` metadata at all."""
-    if not geo:
-        return None
-    primary = geo.get("primary_column", GEOMETRY)
-    return geo.get("columns", {}).get(primary, {}).get("crs", "OGC:CRS84")
 
 
 def read_embeddings(path: str | Path, columns: Sequence[str] | None = None) -> EmbeddingTable:

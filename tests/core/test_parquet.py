@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from clay_core.errors import ClayInputError
-from clay_core.patches import patch_bounds
 from clay_core.parquet import (
     output_name,
     read_embeddings,
@@ -19,6 +18,7 @@ from clay_core.parquet import (
     wkb_polygon_rings,
     write_geoparquet,
 )
+from clay_core.patches import patch_bounds
 
 
 @dataclass(frozen=True)
