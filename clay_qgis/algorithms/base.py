@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from clay_core.device_options import DEVICES
-from clay_qgis.worker import WorkerError, run_clay
+from clay_qgis.worker import RuntimeMissingError, WorkerError, notify_runtime_missing, run_clay
 
 DEVICE_OPTIONS = list(DEVICES)  # the worker's --device choices (auto, cpu, cuda, mps); no torch import
 # Kept here (not imported from clay_core.models, which needs torch): QGIS's Python may have no torch.
@@ -177,6 +177,9 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         QgsProcessingException with the worker's own last error line."""
         try:
             return run_clay(arguments, feedback)
+        except RuntimeMissingError as exc:
+            notify_runtime_missing(str(exc))  # QGIS desktop: offer to set the runtime up
+            raise QgsProcessingException(str(exc)) from exc
         except WorkerError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
