@@ -55,37 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def point_rings(collection: EmbeddingCollection) -> list[np.ndarray]:
-    """Chip polygons to look --point up in; a file of points (e.g. from embed-locations) has none."""
-    from clay_core.similarity import exterior_rings
-    from clay_core.wkb import geometry_type_name
-
-    wkb = collection.geometry_wkb
-    kinds = {geometry_type_name(value) for value in wkb[:1000] if value is not None}
-    if not wkb or not kinds <= {"Polygon", "MultiPolygon"}:
-        found = ", ".join(sorted(kinds)) or "no geometry"
-        raise ClayInputError(f"--point/--negative-point need chip polygons, but the embeddings hold {found}: "
-                             "pick the query rows with --chip ID (point files: the point id) instead")
-    return exterior_rings(wkb)
-
-
-def example_rows(collection: EmbeddingCollection, chip_ids: list[str], points: list[str], what: str,
-                 rings: list[np.ndarray] | None) -> list[int]:
-    """Rows for the given chip ids and points (patch files: every patch of a chip id)."""
-    from clay_core.similarity import parse_point, ring_bounds, row_at_point
-
-    rows = collection.rows_of_ids(chip_ids, what) if chip_ids else []
-    bounds = ring_bounds(rings) if rings is not None and points else None
-    for text in points:
-        lon, lat = parse_point(text)
-        rows.append(row_at_point(rings or [], lon, lat, bounds=bounds))
-    return rows
-
-
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
     import numpy as np
     import pyarrow as pa
 
+    from clay_core.cli._examples import ExampleFinder
     from clay_core.collection import read_collection, write_rows
     from clay_core.similarity import SimilarityIndex, select_matches
 
@@ -99,10 +73,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     collection = read_collection(args.embeddings)
     if len(collection) == 0:
         raise ClayInputError(f"{', '.join(map(str, collection.files))}: no rows to search")
-    rings = point_rings(collection) if (args.point or args.negative_point) else None
-    positives = example_rows(collection, args.chip, args.point, "positive", rings)
-    negatives = example_rows(collection, args.negative_chip, args.negative_point, "negative", rings)
-    del rings
+    finder = ExampleFinder(collection)
+    positives = finder.rows(args.chip, args.point, "positive")
+    negatives = finder.rows(args.negative_chip, args.negative_point, "negative")
     reporter.advance(1, "scoring")
     index = SimilarityIndex(collection.vectors)
     scored = index.search(positives, negatives, centred=not args.raw)
