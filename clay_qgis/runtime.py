@@ -309,6 +309,7 @@ def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
            if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "CONDA_PREFIX"}}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONNOUSERSITE"] = "1"  # ~/.local packages must not satisfy the runtime's requirements
+    env["PIP_NO_INPUT"] = "1"  # stdin is closed: a password prompt of a private index must fail, not hang
     env.update(extra or {})
     return env
 
