@@ -25,6 +25,7 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_qgis import compat
 from clay_qgis.algorithms.base import ClayAlgorithm, output_patterns
 
 BAND_MAP_PATTERN = re.compile(r"^\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*(,\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*)*$")
@@ -151,8 +152,7 @@ def raster_source(layer) -> str:
 
 def combined_extent(rasters: list, context) -> QgsRectangle:
     target = rasters[0].crs()
-    extent = QgsRectangle()
-    extent.setMinimal()
+    extent = compat.null_rectangle()
     for layer in rasters:
         extent.combineExtentWith(to_crs(layer.extent(), layer.crs(), target, context))
     return extent

@@ -30,8 +30,8 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsProcessingUtils,
 )
-from qgis.PyQt.QtCore import QVariant
 
+from clay_qgis import compat
 from clay_qgis.algorithms.base import ClayAlgorithm
 
 ID_FIELD_NAME = "clay_id"
@@ -58,7 +58,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.INPUT, "Point layer", [QgsProcessing.TypeVectorPoint]))
+            self.INPUT, "Point layer", [QgsProcessing.SourceType.TypeVectorPoint]))
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "SatCLIP checkpoint (.ckpt)", optional=True,
             fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors)"))
@@ -71,7 +71,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_EMBEDDINGS, "Embeddings (GeoParquet)", fileFilter="GeoParquet (*.gpq *.parquet)"))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Points with embedding ids", QgsProcessing.TypeVectorPoint))
+            self.OUTPUT, "Points with embedding ids", QgsProcessing.SourceType.TypeVectorPoint))
         self.addOutput(QgsProcessingOutputNumber(self.POINTS, "Number of points embedded"))
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         while source_fields.indexOf(name) >= 0:
             name += "_"
         fields = QgsFields(source_fields)
-        fields.append(QgsField(name, QVariant.String))
+        fields.append(QgsField(name, compat.STRING))
         return fields, name
 
     # -- run --------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
             copy = QgsFeature(fields)
             copy.setGeometry(feature.geometry())
             copy.setAttributes(list(feature.attributes()) + [point_id])
-            sink.addFeature(copy, QgsFeatureSink.FastInsert)
+            sink.addFeature(copy, QgsFeatureSink.Flag.FastInsert)
         feedback.pushInfo(f"{result.get('points')} points embedded with {result.get('model')} on "
                           f"{result.get('device')} ({result.get('points_per_second')} points/s)")
         return {self.OUTPUT: dest_id, self.OUTPUT_EMBEDDINGS: result.get("output", output_path),
