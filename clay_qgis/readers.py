@@ -31,8 +31,6 @@ PYARROW, GDAL, RUNTIME = "pyarrow", "GDAL Parquet driver", "Clay runtime (layer 
 # Cache folders kept (each about the size of the file's vectors); older ones go when a new one is made.
 CACHE_KEEP = 8
 CACHE_ENV = "CLAY_LAYER_CACHE"
-SETUP_HINT = ("run 'Set up Clay runtime...' (Plugins > Clay menu, or the Processing algorithm "
-              "clay:setupruntime) once, then try again")
 
 
 def read_layer_rows(path: str | Path, feedback=None) -> tuple[LayerRows, str]:
@@ -188,9 +186,13 @@ def convert_with_runtime(path: Path, folder: Path, feedback=None) -> None:
 
     try:
         worker.worker_python()
-    except worker.WorkerError as exc:
-        raise ClayInputError(f"this QGIS cannot read GeoParquet by itself (no pyarrow, no GDAL Parquet driver) and "
-                             f"the Clay runtime is not set up ({exc}): {SETUP_HINT}") from None
+    except worker.RuntimeMissingError:
+        message = (f"this QGIS cannot read GeoParquet by itself (no pyarrow, no GDAL Parquet driver) and no Clay "
+                   f"runtime is set up to convert it: {worker.SETUP_HINT}, then try again")
+        worker.notify_runtime_missing(message)  # QGIS desktop: offers to set the runtime up
+        raise ClayInputError(message) from None
+    except worker.WorkerError as exc:  # e.g. CLAY_PYTHON points at nothing: its own one-line message
+        raise ClayInputError(f"cannot read {path.name} without the Clay runtime: {exc}") from None
     if feedback is not None:
         feedback.pushInfo(f"converting {path.name} with the Clay runtime (once per file version) into {folder}")
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,12 @@
     python scripts/package_plugin.py          -> build/plugin/clay_qgis/ and dist/clay_qgis-<version>.zip
     python scripts/package_plugin.py --dev    -> build/qgis-plugins/clay_qgis/ (symlinks into the checkout)
 
-The plugin folder = clay_qgis/ + metadata.txt (top level, the single source of truth) + clay_core (bundled
-in the zip so the plugin and its worker import the same code; the dev folder relies on the venv/PYTHONPATH
-instead, so edits show up without rebuilding). Icons load by file path (clay_qgis/icons), so resources.qrc
-is never compiled: pyrcc5 is Qt5-only and its output imports PyQt5 directly.
+The plugin folder = clay_qgis/ + metadata.txt (top level, the single source of truth) + clay_core twice: its
+sources (imported in-process by the plugin) and a wheel in wheels/ built from pyproject.toml, which
+clay:setupruntime installs with its dependencies into the managed runtime, so the plugin and its worker
+always run the same code. The dev folder relies on the venv/PYTHONPATH instead, so edits show up without
+rebuilding. Icons load by file path (clay_qgis/icons), so resources.qrc is never compiled: pyrcc5 is Qt5-only
+and its output imports PyQt5 directly.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import argparse
 import configparser
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -27,6 +32,27 @@ def plugin_version() -> str:
     parser = configparser.ConfigParser()
     parser.read(REPO / "metadata.txt", encoding="utf-8")
     return parser["general"]["version"]
+
+
+def build_clay_core_wheel(target_dir: Path) -> Path:
+    """A pure-Python wheel of clay_core (pyproject.toml: its metadata and dependency ranges), built offline with
+    the setuptools of the Python running this script."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
+        source = Path(scratch) / "src"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            shutil.copy2(REPO / name, source / name)
+        shutil.copytree(REPO / "clay_core", source / "clay_core", ignore=IGNORE)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                        "--wheel-dir", str(Path(scratch) / "dist"), str(source)], check=True)
+        wheels = list((Path(scratch) / "dist").glob("*.whl"))
+        if len(wheels) != 1:
+            raise SystemExit(f"expected one clay_core wheel, got {wheels}")
+        wheel = target_dir / wheels[0].name
+        shutil.copy2(wheels[0], wheel)
+    return wheel
 
 
 def build_dev_folder(root: Path) -> Path:
@@ -55,6 +81,7 @@ def build_release(build_root: Path, dist: Path) -> Path:
     shutil.copytree(REPO / PLUGIN, folder, ignore=IGNORE)
     shutil.copy2(REPO / "metadata.txt", folder / "metadata.txt")
     shutil.copytree(REPO / "clay_core", folder / "clay_core", ignore=IGNORE)
+    build_clay_core_wheel(folder / "wheels")
     dist.mkdir(parents=True, exist_ok=True)
     archive = dist / f"{PLUGIN}-{plugin_version()}.zip"
     tmp = archive.with_suffix(".zip.tmp")
