@@ -5,7 +5,7 @@
 1. pyarrow: clay_core.parquet.reader.read_embeddings + the LayerRows conversion (QGIS with pyarrow).
 2. runtime cache, first read: `python -m clay_core layer-cache` in a subprocess (what the plugin's worker runs
    in the managed runtime when QGIS has neither pyarrow nor GDAL's Parquet driver), then reading the .npy files.
-3. runtime cache, later reads: the .npy files only (numpy, vectors memory-mapped; what every read of an
+3. runtime cache, later reads: the .npy files only (numpy only; what every read of an
    unchanged file costs after the first).
 Also the file size and the cache folder size. Median of --repeats after one warm-up; random vectors.
 """

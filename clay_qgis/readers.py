@@ -50,7 +50,7 @@ def read_layer_rows(path: str | Path, feedback=None) -> tuple[LayerRows, str]:
 def pyarrow_available() -> bool:
     try:
         import pyarrow.parquet  # noqa: F401
-    except ImportError:  # also a pyarrow built for another numpy ABI
+    except Exception:  # noqa: BLE001 - ImportError, or a pyarrow built for another numpy that fails otherwise
         return False
     return True
 
@@ -73,7 +73,10 @@ def read_with_gdal(path: Path) -> LayerRows:
     """Any single-layer OGR dataset with an `embeddings` list column (GeoParquet through the Parquet driver)."""
     from osgeo import ogr
 
-    dataset = ogr.Open(str(path))
+    try:
+        dataset = ogr.Open(str(path))
+    except RuntimeError:  # GDAL with exceptions enabled
+        dataset = None
     if dataset is None or dataset.GetLayerCount() == 0:
         raise ClayInputError(f"{path} could not be opened by GDAL")
     layer = dataset.GetLayer(0)
