@@ -10,6 +10,7 @@ from clay_qgis.algorithms.info import InfoAlgorithm
 from clay_qgis.algorithms.load_embeddings import LoadEmbeddingsAlgorithm
 from clay_qgis.algorithms.render_map import RenderMapAlgorithm
 from clay_qgis.algorithms.similarity import SimilarityAlgorithm
+from clay_qgis.algorithms.train import TrainAlgorithm
 
 ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     InfoAlgorithm,
@@ -19,6 +20,7 @@ ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     SimilarityAlgorithm,
     EmbedLocationsAlgorithm,
     RenderMapAlgorithm,
+    TrainAlgorithm,
 ]
 
 
