@@ -22,7 +22,7 @@ from qgis.core import (
 
 from clay_core.device_options import DEVICES
 from clay_core.models.preset_table import QGIS_MODEL_CHOICES
-from clay_qgis.worker import WorkerError, run_clay
+from clay_qgis.worker import RuntimeMissingError, WorkerError, notify_runtime_missing, run_clay
 
 DEVICE_OPTIONS = list(DEVICES)  # the worker's --device choices (auto, cpu, cuda, mps); no torch import
 MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # from clay_core's torch-free preset table, in the enum's fixed order
@@ -176,6 +176,9 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         QgsProcessingException with the worker's own last error line."""
         try:
             return run_clay(arguments, feedback)
+        except RuntimeMissingError as exc:
+            notify_runtime_missing(str(exc))  # QGIS desktop: offer to set the runtime up
+            raise QgsProcessingException(str(exc)) from exc
         except WorkerError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
