@@ -12,6 +12,7 @@ import torch
 from clay_core.models.preset_table import TRAINABLE_PRESETS
 from clay_core.parquet import read_embeddings
 from tests.helpers.chips import UTM_ORIGIN, write_band_raster, write_chip_folder
+from tests.helpers.qgis import run
 
 SMALL = {
     "PRESET": TRAINABLE_PRESETS.index("clay-v0-tiny"),
@@ -21,12 +22,6 @@ SMALL = {
     "LEARNING_RATE": 1e-3,
     "DEVICE": 1,
 }  # DEVICE 1 = cpu
-
-
-def run(algorithm: str, parameters: dict, feedback=None):
-    import processing
-
-    return processing.run(algorithm, parameters, feedback=feedback)
 
 
 def recording_feedback():
