@@ -25,7 +25,7 @@ from clay_core.models.preset_table import QGIS_MODEL_CHOICES
 from clay_qgis.worker import RuntimeMissingError, WorkerError, notify_runtime_missing, run_clay
 
 DEVICE_OPTIONS = list(DEVICES)  # the worker's --device choices (auto, cpu, cuda, mps); no torch import
-MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # from clay_core's torch-free preset table, in the enum's fixed order
+MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # clay_core's torch-free preset table, in the enum's fixed order
 LEVEL_OPTIONS = ["model default", "mean", "patch", "group", "cls"]
 LAYER_MODES = ["chips", "patches"]
 

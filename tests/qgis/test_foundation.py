@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import clay_core
-from tests.qgis.conftest import REPO, run_qgis_process
+from tests.helpers.qgis import REPO, run_qgis_process
 
 
 def read_metadata() -> configparser.SectionProxy:
