@@ -120,6 +120,7 @@ class Sizes:
     pipeline_tile_px: int  # the in-memory tile is this many pixels square ...
     pipeline_passes: int  # ... and its chips are listed this many times (distinct ids)
     pipeline_workers: tuple[int, ...]
+    pipeline_run_max_s: float  # an end-to-end run stops taking batches after this long
     speedup_presets: tuple[str, ...]  # models tried with CUDA graphs and torch.compile
     compile_backend: str
     compile_needs_s: float  # torch.compile is tried only with this much budget left
@@ -132,7 +133,7 @@ FULL = Sizes(
             ModelCase("clay-v1.5-large", 256, (1, 8, 32, 64, 128, 256), (8, 32))),
     accuracy_chips=8, matmul_size=8192, matmul_seconds=1.0, min_timed_s=0.5, min_timed_batches=3, warmup_batches=2,
     pipeline_preset="clay-v0-small", pipeline_chip_size=512, pipeline_batch=16, pipeline_tile_px=4096,
-    pipeline_passes=8, pipeline_workers=(2, 6, 10, 14), speedup_presets=("clay-v1.5-large", "clay-v0-small"),
+    pipeline_passes=8, pipeline_workers=(2, 6, 10, 14), pipeline_run_max_s=25.0, speedup_presets=("clay-v1.5-large", "clay-v0-small"),
     compile_backend="inductor", compile_needs_s=150.0,
     budget_s=420.0,
 )
@@ -141,7 +142,7 @@ DRY = Sizes(
     models=(ModelCase("clay-v0-tiny", 64, (1, 2), (1,)), ModelCase("clay-v1.5-tiny", 64, (1, 2), (1,))),
     accuracy_chips=2, matmul_size=256, matmul_seconds=0.05, min_timed_s=0.0, min_timed_batches=1, warmup_batches=1,
     pipeline_preset="clay-v0-tiny", pipeline_chip_size=64, pipeline_batch=2, pipeline_tile_px=128,
-    pipeline_passes=2, pipeline_workers=(0, 2), speedup_presets=("clay-v1.5-tiny",), compile_backend="eager", compile_needs_s=5.0, budget_s=120.0,
+    pipeline_passes=2, pipeline_workers=(0, 2), pipeline_run_max_s=60.0, speedup_presets=("clay-v1.5-tiny",), compile_backend="eager", compile_needs_s=5.0, budget_s=120.0,
 )
 
 
@@ -404,12 +405,16 @@ def _junit_results(path: Path) -> list[dict[str, Any]]:
         name = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
         outcome, reason = "passed", None
         for child in case:
-            if child.tag in ("skipped", "failure", "error"):
-                outcome = {"skipped": "skipped", "failure": "failed", "error": "error"}[child.tag]
-                reason = (child.get("message") or child.text or "").strip().splitlines()[0][:300] \
-                    if (child.get("message") or child.text) else None
-        if outcome in ("failed", "error") and reason and any(f"'{m}'" in reason for m in GEO_MODULES):
-            outcome, reason = "skipped", f"needs the geo stack: {reason}"
+            if child.tag not in ("skipped", "failure", "error"):
+                continue
+            outcome = {"skipped": "skipped", "failure": "failed", "error": "error"}[child.tag]
+            lines = [line.strip() for line in f"{child.get('message') or ''}\n{child.text or ''}".splitlines()
+                     if line.strip()]
+            reason = lines[0][:300] if lines else None
+            missing = next((line for line in lines if "No module named" in line
+                            and any(f"'{module}" in line for module in GEO_MODULES)), None)
+            if outcome in ("failed", "error") and missing:
+                outcome, reason = "skipped", f"needs the geo stack: {missing[:200]}"
         results.append({"test": name, "outcome": outcome, "reason": reason,
                         "seconds": _round(float(case.get("time", 0) or 0), 3)})
     return results
@@ -753,9 +758,10 @@ class InMemoryTile:
 
 
 def pipeline_run(model: Any, source: InMemoryTile, work: list[tuple[int, Any]], level: str, batch_size: int,
-                 workers: int, prefetch: int) -> dict[str, Any]:
+                 workers: int, prefetch: int, max_seconds: float = math.inf) -> dict[str, Any]:
     """The embed loop over `work` (as clay_core.embed's loop, without the GeoParquet writer, which needs
-    pyproj for the CRS84 geometry): where the main process spends its time."""
+    pyproj for the CRS84 geometry): where the main process spends its time. Stops taking batches after
+    `max_seconds` (the rate stays valid; `stopped_early` says so)."""
     from clay_core.embed import EmbedOptions, iterate_batches
 
     options = EmbedOptions(level=level, batch_size=batch_size, workers=workers, prefetch=prefetch)
@@ -764,7 +770,11 @@ def pipeline_run(model: Any, source: InMemoryTile, work: list[tuple[int, Any]], 
     chips = 0
     started = time.perf_counter()
     batches = iterate_batches([source], work, options, pin_memory=pin)
+    stopped_early = False
     while True:
+        if time.perf_counter() - started > max_seconds:
+            stopped_early = True
+            break
         waited = time.perf_counter()
         batch = next(batches, None)
         wait_s += time.perf_counter() - waited
@@ -787,7 +797,9 @@ def pipeline_run(model: Any, source: InMemoryTile, work: list[tuple[int, Any]], 
             raise RuntimeError("the pipeline produced non-finite embeddings")
         chips += len(records)
     seconds = time.perf_counter() - started
-    return {"workers": workers, "prefetch": prefetch, "chips": chips, "seconds": _round(seconds, 3),
+    del batches  # shuts the reader processes down
+    return {"workers": workers, "prefetch": prefetch, "chips": chips, "stopped_early": stopped_early,
+            "seconds": _round(seconds, 3),
             "chips_per_s": _round(chips / seconds, 2),
             "time_split_s": {"wait_for_readers": _round(wait_s, 3), "prepare_main_process": _round(prepare_s, 3),
                              "embed_transfer_and_model": _round(model_s, 3),
@@ -862,7 +874,8 @@ def section_pipeline(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
             prefetch = 1  # batches travel through /dev/shm: a small one (containers) cannot hold two per worker
         log(f"  end to end, {workers} readers, prefetch {prefetch}")
         try:
-            run = pipeline_run(model, source, work, level, sizes.pipeline_batch, workers, prefetch)
+            run = pipeline_run(model, source, work, level, sizes.pipeline_batch, workers, prefetch,
+                               max_seconds=sizes.pipeline_run_max_s)
         except Exception as error:  # noqa: BLE001 - e.g. a bus error in a reader when /dev/shm is full
             runs.append({"workers": workers, "error": f"{type(error).__name__}: {error}"})
             continue
