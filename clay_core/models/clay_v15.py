@@ -536,6 +536,4 @@ for _size, _args in MODEL_SIZES.items():
         f"clay-v1.5-{_size}",
         family="clay-v1.5",
         config=ClayV15Config(**_args),
-        description=f"Clay v1.5 encoder, {_size} ({_args['dim']}-d, depth {_args['depth']}); random weights"
-        + (" (the released model is clay-v1.5.ckpt)" if _size == "large" else ""),
     )
