@@ -585,20 +585,20 @@ PER_BATCH_KEYS = {"waves", "gsd"}  # batch entries shared by every chip (Clay v1
 
 
 def repeat_batch(batch: dict[str, Any], chips: int, size: int, device: Any) -> dict[str, Any]:
-    """A batch of `size` chips on `device` from a prepared batch of `chips` chips (repeated in turn)."""
+    """A batch of `size` chips on `device` from a prepared batch of `chips` chips (repeated in turn;
+    repeated on the device, so only the small batch crosses the bus)."""
     import torch
 
-    index = torch.arange(size) % chips
-    return {
-        key: (
-            value
-            if key in PER_BATCH_KEYS or not isinstance(value, torch.Tensor) or value.ndim == 0
-            else value[index]
-        ).to(device)
-        if isinstance(value, torch.Tensor)
-        else value
-        for key, value in batch.items()
-    }
+    index = torch.arange(size, device=device) % chips
+    repeated: dict[str, Any] = {}
+    for key, value in batch.items():
+        if not isinstance(value, torch.Tensor):
+            repeated[key] = value
+        elif key in PER_BATCH_KEYS or value.ndim == 0:
+            repeated[key] = value.to(device)
+        else:
+            repeated[key] = value.to(device)[index]
+    return repeated
 
 
 def low_precision_plan(model: Any, precision: str) -> Any:
