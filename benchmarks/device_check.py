@@ -30,12 +30,14 @@ a watchdog prints what there is and exits if a section hangs past the budget:
 
 Sizing for an H200 (about 790 TFLOP/s dense bf16): v0 small costs 353.7 GFLOP per 512 px chip and v1.5
 large 723.7 GFLOP per 256 px chip (clay_core.benchmark.flops_per_chip, attention included). At half the
-peak that is 0.9 ms and 1.8 ms per chip. A sweep point runs 2 warm-up batches and then batches for at
-least 0.5 s: the v1.5 sweep (1 ... 256 chips) costs about 5 x 0.46 s at batch 256 and under 10 s in all,
-v0 about as much; fp32 at two batch sizes (~60 TFLOP/s) about 10 s per model. Fixed costs dominate:
-CUDA start-up and imports (~15 s), building the models on the CPU (~10 s), the pytest subprocess (~30 s),
-the pipeline (4 reader counts x 512 chips, ~60 s, CPU-bound) and torch.compile of v1.5 large (~60-120 s,
-only when at least 150 s are left). Expected total: 4-6 minutes; the budget stops it at 7.
+peak that is 0.9 ms and 1.8 ms per chip. A sweep point runs 2 warm-up batches, then batches for at least
+0.5 s and at least 3 of them: the bf16 sweeps' kernels take about 3 s (v0, batch 1-128) and 6 s (v1.5,
+batch 1-256) at half the peak, 4 s and 10 s at a quarter (`planned_compute_s`, in the environment section);
+fp32 at batch 8 and 32 (~50 TFLOP/s) about 1.5 s and 3 s. Fixed costs dominate: CUDA start-up and
+imports (~15 s), building the models on the CPU (~10 s), the pytest subprocess (~30 s), the pipeline
+(4 reader counts x 512 chips of 13.6 MB, each run capped at 25 s; CPU-bound) and torch.compile of v1.5
+large (~60-120 s, tried only with at least 150 s left). Expected total: 4-6 minutes; the budget stops it
+at 7, the watchdog at 7.5.
 
 --dry-run runs the same code on the CPU with tiny presets, 64 px chips and batches of 1-2 (the test suite
 runs it, so it cannot rot): bf16 on CPU through autocast, compile with the "eager" backend, no CUDA graphs.
