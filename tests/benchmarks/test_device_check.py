@@ -53,12 +53,13 @@ def geo_free_environment(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
-    """One dry run without the geo stack. Returns (stdout JSON, $OUT JSON)."""
+    """One dry run without the geo stack, through the wrapper the lead calls on the GPU machine.
+    Returns (stdout JSON, $OUT JSON)."""
     scratch = tmp_path_factory.mktemp("device-check")
     out = scratch / "out"
-    env = {**geo_free_environment(scratch), "OUT": str(out)}
+    env = {**geo_free_environment(scratch), "OUT": str(out), "PYTHON": sys.executable}
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dry-run"],
+        ["bash", str(REPO / "scripts" / "device_check.sh"), "--dry-run"],
         cwd=REPO,
         env=env,
         capture_output=True,
