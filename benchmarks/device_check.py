@@ -359,11 +359,14 @@ def _importable(name: str) -> bool:
 
 
 def section_environment(sizes: Sizes) -> dict[str, Any]:
-    import pyarrow
-    import torch
-
-    from clay_core.device import plan_device
-
+    versions = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "pyarrow": _version("pyarrow"),
+        "torch": _version("torch"),
+        "pytest": _version("pytest"),
+    }
     core = {}
     for module in CORE_MODULES:
         try:
@@ -371,15 +374,14 @@ def section_environment(sizes: Sizes) -> dict[str, Any]:
             core[module] = "ok"
         except Exception as error:  # noqa: BLE001
             core[module] = f"{type(error).__name__}: {error}"
+    import torch  # after the versions: a machine without torch still says what it has
+
+    from clay_core.device import plan_device
+
     result: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
+        **versions,
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "numpy": np.__version__,
-        "pyarrow": pyarrow.__version__,
-        "pytest": _pytest_version(),
         "cpus": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "shm_free_bytes": _shm_free_bytes(),
@@ -408,11 +410,9 @@ def section_environment(sizes: Sizes) -> dict[str, Any]:
     return result
 
 
-def _pytest_version() -> str | None:
+def _version(module: str) -> str | None:
     try:
-        import pytest
-
-        return str(pytest.__version__)
+        return str(importlib.import_module(module).__version__)
     except ImportError:
         return None
 
@@ -1398,12 +1398,14 @@ def main(argv: list[str] | None = None) -> int:
     watchdog = start_watchdog(report, budget, grace_s=30.0 if not args.dry_run else 60.0)
     wanted = set(args.sections.split(","))
     shared: dict[str, Any] = {}
-    if not args.dry_run:
+    try:
         import torch
 
-        if not torch.cuda.is_available():
+        if not args.dry_run and not torch.cuda.is_available():
             report.data["error"] = "no CUDA device: run with --dry-run on a CPU machine"
-    cuda = args.dry_run or "error" not in report.data
+    except ImportError as error:
+        report.data["error"] = f"{sys.executable} cannot import torch ({error}); set PYTHON to one that can"
+    runnable = "error" not in report.data
     steps: list[tuple[str, float, Callable[[], dict[str, Any]]]] = [
         ("environment", 0.0, lambda: section_environment(sizes)),
         ("gpu_tests", 20.0, lambda: section_gpu_tests(budget)),
@@ -1414,8 +1416,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, needs_s, function in steps:
         if name not in wanted:
             continue
-        if not cuda and name != "environment":
-            report.sections[name] = {"status": "skipped", "reason": "no CUDA device"}
+        if not runnable and name != "environment":
+            report.sections[name] = {"status": "skipped", "reason": report.data["error"]}
             continue
         run_section(report, name, budget, needs_s, function)
     watchdog.cancel()
