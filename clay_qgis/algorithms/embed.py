@@ -24,6 +24,7 @@ from qgis.core import (
     QgsRectangle,
 )
 
+from clay_core import validate
 from clay_core.errors import ClayInputError
 from clay_qgis.algorithms.base import ClayAlgorithm, output_patterns
 
@@ -95,12 +96,13 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         sources = [raster_source(layer) for layer in rasters]
         bbox, bbox_crs = self.area(parameters, context, rasters)
         output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
-        if output.suffix.lower() not in (".gpq", ".parquet", ".geoparquet"):
+        if output.suffix.lower() not in validate.GEOPARQUET_SUFFIXES:
             output = output.with_suffix(".gpq")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        make_output_folder(output.parent)
+        validate.output_file(output, True, option="Embeddings file")
         arguments = ["embed", *sources, "-o", str(output), "--overwrite",
-                     "--bbox", ",".join(f"{v:.10g}" for v in bbox), "--bbox-crs", bbox_crs]
-        date = parse_date(self.parameterAsString(parameters, self.DATE, context))
+                     "--bbox=" + ",".join(f"{v:.10g}" for v in bbox), "--bbox-crs", bbox_crs]
+        date = parse_date(self.parameterAsString(parameters, self.DATE, context), "Acquisition date")
         if date:
             arguments += ["--date", date]
         band_map = self.parameterAsString(parameters, self.BAND_MAP, context).strip()
@@ -108,6 +110,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
             if not BAND_MAP_PATTERN.match(band_map):
                 raise ClayInputError(f"band mapping {band_map!r} must look like B04=1,B03=2,B02=3 "
                                      "(Clay band = band number or band name)")
+            validate.band_map(band_map, "band mapping")
             arguments += ["--band-map", band_map.replace(" ", "")]
         if self.parameterAsBoolean(parameters, self.EXPLODE_PATCHES, context):
             arguments.append("--explode-patches")
@@ -136,6 +139,16 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
             raise ClayInputError(f"the extent ({describe(extent, crs)}) does not overlap any of the raster layers: "
                                  "zoom to the imagery or choose the layer extent")
         return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()), crs_argument(crs)
+
+
+def make_output_folder(folder: Path) -> None:
+    """Create the output's folder (QGIS offers any path); a path through a file, or no permission, is an input
+    problem with one line, not a crash."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ClayInputError(f"cannot create the output folder {folder} ({error.strerror}): choose another "
+                             "file name") from None
 
 
 def raster_source(layer) -> str:
