@@ -163,5 +163,4 @@ def _check_files(args: argparse.Namespace) -> None:
         validate.output_file(args.output, True)
     elif command == "embed-mgrs":
         validate.output_folder(args.output_dir)
-    elif command == "train":
-        validate.output_file(args.output, True, option="-o/--output", suffixes=())
+    # `clay train` makes its output folder itself and has its own --resume/--overwrite rules.
