@@ -96,6 +96,8 @@ _INTEGERS: dict[str, tuple[str, dict[str, int]]] = {
     "restart_period": ("--restart-period", {"minimum": 1}),
     "restart_mult": ("--restart-mult", {"minimum": 1}),
     "chips": ("--chips", {"minimum": 1}),
+    "clusters": ("-k/--clusters", {"minimum": 1}),
+    "max_iterations": ("--max-iterations", {"minimum": 1}),
 }
 _REALS: dict[str, tuple[str, dict[str, float]]] = {
     "max_nodata": ("--max-nodata", {"minimum": 0.0, "maximum": 1.0}),
@@ -105,6 +107,11 @@ _REALS: dict[str, tuple[str, dict[str, float]]] = {
     "weight_decay": ("--weight-decay", {"minimum": 0.0}),
     "mask_ratio": ("--mask-ratio", {"above": 0.0, "maximum": 0.99}),
     "visible_loss_weight": ("--visible-loss-weight", {"minimum": 0.0}),
+    "l2": ("--l2", {"minimum": 0.0}),
+}
+# Where an option means something else in one command: (command, dest) -> bounds.
+_REALS_PER_COMMAND: dict[tuple[str, str], tuple[str, dict[str, float]]] = {
+    ("classify", "threshold"): ("--threshold", {"minimum": 0.0, "maximum": 1.0}),  # a probability
 }
 
 
@@ -115,6 +122,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             validate.integer(getattr(args, dest), option, **bounds)
     for dest, (option, bounds) in _REALS.items():
         if getattr(args, dest, None) is not None:
+            option, bounds = _REALS_PER_COMMAND.get((args.command, dest), (option, bounds))
             validate.real(getattr(args, dest), option, **bounds)
     _check_places_and_dates(args)
     _check_files(args)
@@ -125,7 +133,8 @@ def _check_places_and_dates(args: argparse.Namespace) -> None:
         validate.crs_text(args.bbox_crs)
     if getattr(args, "bbox", None) is not None:
         validate.bbox(args.bbox, "--bbox", getattr(args, "bbox_crs", None))
-    for dest, option in (("point", "--point"), ("negative_point", "--negative-point")):
+    for dest, option in (("point", "--point"), ("negative_point", "--negative-point"),
+                         ("positive_point", "--positive-point")):
         for text in getattr(args, dest, None) or ():
             validate.point(text, option)
     if getattr(args, "date", None) is not None:
@@ -152,12 +161,15 @@ def _check_files(args: argparse.Namespace) -> None:
         validate.input_paths(args.sources)
     if command == "embed-locations" and args.points:
         validate.input_paths([args.points], "points file")
-    if command == "similar":
-        embeddings = Path(args.embeddings)
-        validate.input_paths([embeddings], "embeddings file")
-        if embeddings.is_dir():
-            raise ClayInputError(f"embeddings file {embeddings} is a folder; give a .gpq file")
-    if command in ("embed", "embed-locations", "similar") and not getattr(args, "dry_run", False):
+    embeddings = getattr(args, "embeddings", None)
+    if embeddings is not None:  # files, folders or glob patterns (the patterns are expanded by the command)
+        listed = [str(e) for e in (embeddings if isinstance(embeddings, list) else [embeddings])]
+        validate.input_paths([e for e in listed if not any(c in e for c in "*?[")] or ["."], "embeddings file")
+    for dest in ("before", "after", "labels"):
+        if getattr(args, dest, None) is not None:
+            validate.input_paths([args.__dict__[dest]], f"{dest} file")
+    if command in ("embed", "embed-locations", "similar", "classify", "cluster", "change") \
+            and not getattr(args, "dry_run", False):
         validate.output_file(args.output, args.overwrite)
     elif command == "embed" and args.dry_run:
         validate.output_file(args.output, True)
