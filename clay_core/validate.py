@@ -226,10 +226,11 @@ def output_file(path: object, overwrite: bool, *, option: str = "-o/--output",
     """An output file that can be written: the right suffix, a folder that exists and is writable, not a
     folder itself, and (without overwrite) not there yet. The order of the checks is the order of the fixes."""
     output = Path(str(path)).expanduser().absolute()
+    if output.is_dir():
+        example = output / ("embeddings" + (suffixes[0] if suffixes else ".gpq"))
+        raise ClayInputError(f"{option} {output} is a folder; give a file name such as {example}")
     if suffixes and output.suffix.lower() not in suffixes:
         raise ClayInputError(f"{option} {output.name} should end in {' or '.join(suffixes)}")
-    if output.is_dir():
-        raise ClayInputError(f"{option} {output} is a folder; give a file name such as {output / ('out' + suffixes[0])}")
     folder = output.parent
     blocking = next((p for p in [folder, *folder.parents] if p.exists()), None)
     if blocking is not None and not blocking.is_dir():

@@ -164,6 +164,11 @@ CASES = [
     Case("embed output folder missing", embed(output="nowhere/new.gpq"), "does not exist; create it first"),
     Case("embed output folder read-only", embed(output="readonly/new.gpq"), "is not writable"),
     Case("embed output exists", embed(output="out/existing.gpq"), "already exists; choose another output"),
+    Case("embed output folder given with a slash", embed(output="out/"), "is a folder; give a file name"),
+    Case("embed output name too long", embed(output="out/" + "x" * 300 + ".gpq"), "File name too long"),
+    Case("embed empty source name", lambda w: ["embed", "", "-o", w / "out/new.gpq", *TINY],
+         "an empty source was given"),
+    Case("embed band map empty item", embed("--band-map", "B04=1,,B03=2"), "--band-map item '' must look like"),
     # ---- models and checkpoints -----------------------------------------------------------------------
     Case("embed satclip checkpoint", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq",
                                                 "--checkpoint", w / "satclip.ckpt", "--workers", "0"],
@@ -190,6 +195,9 @@ CASES = [
                                                   "clay-v0-tiny", "--checkpoint", str(DEMO)],
          "not allowed with argument --model"),
     Case("embed unknown level", embed("--level", "cls"), "level 'cls' is not available"),
+    Case("embed unknown satclip preset", embed("--satclip", "satclip-l99"), "'satclip-l99' is neither a checkpoint"),
+    Case("embed fp16 on the cpu", embed("--precision", "fp16"), "fp16 is only supported on CUDA"),
+    Case("embed unknown device", embed("--device", "tpu"), "device 'tpu': use one of"),
     Case("embed image model as satclip column", embed("--satclip", str(DEMO)), "not a SatCLIP location encoder"),
     # ---- runs that would embed nothing ----------------------------------------------------------------
     Case("embed raster smaller than one chip", embed(source="small.tif"), "20 x 20 px at 10 m, smaller than one chip"),
