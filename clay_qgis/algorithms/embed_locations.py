@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -31,8 +32,9 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
+from clay_core import validate
 from clay_qgis import compat
-from clay_qgis.algorithms.base import ClayAlgorithm
+from clay_qgis.algorithms.base import ClayAlgorithm, make_output_folder
 
 ID_FIELD_NAME = "clay_id"
 CSV_ID, CSV_LON, CSV_LAT = "point_id", "lon", "lat"
@@ -131,6 +133,8 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         id_field = self.parameterAsString(parameters, self.ID_FIELD, context)
         output_path = self.parameterAsFileOutput(parameters, self.OUTPUT_EMBEDDINGS, context)
+        make_output_folder(Path(output_path).parent)
+        validate.output_file(output_path, True, option="Embeddings file", suffixes=())  # the CLI's check, first
         model_arguments = self.satclip_model_arguments(parameters, context)
         csv_path, features = self._write_points_csv(source, id_field, context, feedback)
         try:

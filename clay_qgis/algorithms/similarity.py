@@ -91,6 +91,9 @@ class SimilarityAlgorithm(ClayAlgorithm):
             target = layers.load_embedding_set(self.parameterAsFile(parameters, self.INPUT, context),
                                                LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)],
                                                feedback)
+            if len(target) == 0:
+                raise ClayInputError(f"{target.path.name} has no rows (nothing was embedded): there is no chip "
+                                     "to compare with; embed an area first")
             feedback.pushInfo(f"embeddings: {target.describe()} (read with {target.reader})")
             positive_rows, positive_vectors = self.examples(parameters, context, target, positive=True)
             negative_rows, negative_vectors = self.examples(parameters, context, target, positive=False)
