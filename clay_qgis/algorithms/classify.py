@@ -84,7 +84,7 @@ class ClassifyAlgorithm(ClayAlgorithm):
                                                             QgsProcessing.SourceType.TypeVectorPolygon))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
-        from clay_core.classify import fit_classifier
+        from clay_core.classify import fit_classifier, joint_feature_scale
         from clay_core.similarity import ranks, select_matches
         from clay_qgis import layers
 
@@ -102,9 +102,10 @@ class ClassifyAlgorithm(ClayAlgorithm):
                 raise ClayInputError("no positive label: give positive chip ids or labelled features")
             negatives = [row for row in negatives if row not in set(positives)]
             l2 = self.parameterAsDouble(parameters, self.L2, context)
-            classifier = fit_classifier(search.targets[0].index, [], [], l2=l2,
-                                        positive_vectors=search.vectors(positives),
-                                        negative_vectors=search.vectors(negatives) if negatives else None)
+            indexes = [target.index for target in search.targets]
+            classifier = fit_classifier(indexes[0], [], [], l2=l2, positive_vectors=search.vectors(positives),
+                                        negative_vectors=search.vectors(negatives) if negatives else None,
+                                        scale=joint_feature_scale(indexes))
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         probability = np.concatenate([classifier.probabilities(target.index) for target in search.targets])
