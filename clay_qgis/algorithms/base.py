@@ -278,11 +278,13 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     # postProcessLayer (called once, when the layer is loaded) lets go, so the scores it holds are freed.
     instances: list[StyleOnLoad] = []
 
-    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None) -> None:
+    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None,
+                 styler=None) -> None:
         super().__init__()
         self.embeddings_path = embeddings_path
         self.mode = mode
         self.scored = scored
+        self.styler = styler  # optional callable(layer): its own renderer (clusters, change)
         StyleOnLoad.instances.append(self)
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
@@ -295,10 +297,13 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
 
         layer.setCustomProperty(layers.PATH_PROPERTY, self.embeddings_path)
         layer.setCustomProperty(layers.MODE_PROPERTY, self.mode)
-        if self.scored:
+        if self.styler is not None:
+            self.styler(layer)
+        elif self.scored:
             layers.style_similarity(layer, self.scored["scores"], threshold=self.scored.get("threshold"),
                                     top_k=self.scored.get("top_k", 10),
-                                    has_negatives=self.scored.get("has_negatives", False))
+                                    has_negatives=self.scored.get("has_negatives", False),
+                                    field=self.scored.get("field", layers.SIMILARITY))
         else:
             layers.style_chip_grid(layer)
 
