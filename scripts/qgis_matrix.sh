@@ -11,7 +11,7 @@
 # build/matrix/SUITE/. One summary line per suite; exit 1 when any suite fails, 2 on bad usage.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MATRIX_CHROOTS="$REPO/build/chroots"
+MATRIX_CHROOTS="${CLAY_MATRIX_CHROOTS:-$REPO/build/chroots}" # the cache; CI may keep it elsewhere
 MATRIX_LOGS="$REPO/build/matrix"
 . "$REPO/scripts/matrix/chroot.sh"
 . "$REPO/scripts/matrix/steps.sh"
