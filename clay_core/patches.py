@@ -71,7 +71,7 @@ _BETA = (_N / 2 - 2 * _N**2 / 3 + 37 * _N**3 / 96, _N**2 / 48 + _N**3 / 15, 17 *
 _DELTA = (2 * _N - 2 * _N**2 / 3 - 2 * _N**3, 7 * _N**2 / 3 - 8 * _N**3 / 5, 56 * _N**3 / 15)
 
 
-def utm_zone(epsg: int) -> tuple[int, bool] | None:
+def utm_zone_of_epsg(epsg: int) -> tuple[int, bool] | None:
     """(zone, south) of a WGS 84 UTM EPSG code (326zz north, 327zz south), else None."""
     epsg = int(epsg)
     if 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760:
@@ -79,9 +79,11 @@ def utm_zone(epsg: int) -> tuple[int, bool] | None:
     return None
 
 
-def utm_to_lonlat(easting: np.ndarray, northing: np.ndarray, epsg: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse transverse Mercator (Krueger series) for a WGS 84 UTM zone: degrees (lon, lat)."""
-    zone = utm_zone(epsg)
+def krueger_utm_to_lonlat(easting: np.ndarray, northing: np.ndarray,
+                          epsg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse transverse Mercator (Krueger series) for a WGS 84 UTM zone: degrees (lon, lat). The pyproj-free
+    twin of `clay_core.grid.utm.utm_to_lonlat`, for the QGIS process."""
+    zone = utm_zone_of_epsg(epsg)
     if zone is None:
         raise ClayInputError(f"EPSG:{epsg} is not a WGS 84 UTM zone (326zz/327zz)")
     number, south = zone
@@ -110,7 +112,7 @@ def patch_rings_crs84(utm_bboxes: np.ndarray, epsgs: Sequence[int], h: int, w: i
     rings = np.empty((*xs.shape, 2))
     for epsg in np.unique(epsgs):
         chosen = epsgs == epsg
-        rings[chosen, ..., 0], rings[chosen, ..., 1] = utm_to_lonlat(xs[chosen], ys[chosen], int(epsg))
+        rings[chosen, ..., 0], rings[chosen, ..., 1] = krueger_utm_to_lonlat(xs[chosen], ys[chosen], int(epsg))
     return rings.reshape(-1, 5, 2)
 
 

@@ -1,10 +1,19 @@
-"""Find similar places: cosine scores, ranks, top-k and positive/negative queries (numpy only).
+"""Find similar places: centred or plain cosine scores, ranks, top-k and positive/negative queries (numpy only).
 
 The QGIS plugin runs this in-process (no torch), so it needs nothing but numpy. Geometry helpers at the
 end resolve a query point to the chip that contains it by parsing the GeoParquet WKB polygons directly.
 
-Conventions: `vectors` is [N, D] float32 (one row per chip or patch, flattened); scores are cosine
-similarities in [-1, 1]; rank 1 is the most similar row.
+Scores. With unit vectors u_i and m the mean of the u_i over every row searched (all-zero rows, e.g. fully
+nodata chips, are left out of the mean and score 0):
+  centred (the default)  score_i = cos(u_i - m, d),  d = mean(pos u) - m, or mean(pos u) - mean(neg u)
+  raw                    score_i = cos(u_i, d),      d = mean(pos u),     or mean(pos u) - mean(neg u)
+Why centred: embeddings of one model share a large common direction, so raw cosines of all chips crowd near
+1 (0.888-1.000 on the demo) and barely separate anything; removing the mean spreads them over [-1, 1].
+Both cost one matrix-vector product per query: |u_i - m| = sqrt(1 - 2 u_i.m + |m|^2) is computed once per row.
+
+Conventions: `vectors` is [N, D] float32 (one row per chip or patch, flattened) and is kept as given (no unit
+copy: the output files get the input's vectors back bit for bit); scores are float32 in [-1, 1]; rank 1 is the
+most similar row.
 """
 
 from __future__ import annotations
@@ -27,30 +36,51 @@ from clay_core.patches import (  # noqa: F401
     patch_rings_crs84,
 )
 
-# Rows are normalised in blocks so a 1M x 768 matrix never needs a second full-size float64 copy.
-_NORMALISE_BLOCK_ROWS = 65_536
+# Rows are processed in blocks so a 1M x 768 matrix never needs a second full-size copy.
+BLOCK_ROWS = 65_536
+_NORMALISE_BLOCK_ROWS = BLOCK_ROWS
+# A row this close to the mean has no direction of its own after centring: it scores 0 (not NaN).
+_MIN_CENTRED_NORM = 1e-6
 
 
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise each row (float32). All-zero rows (e.g. fully nodata chips) stay zero and so score 0."""
+    """L2-normalised float32 copy of each row. All-zero rows (e.g. fully nodata chips) stay zero and so score 0."""
+    vectors = _matrix(vectors)
+    normalised = np.empty(vectors.shape, dtype=np.float32)
+    inverse = inverse_norms(vectors)
+    for start in range(0, len(vectors), BLOCK_ROWS):
+        block = np.asarray(vectors[start:start + BLOCK_ROWS], dtype=np.float32)
+        np.multiply(block, inverse[start:start + len(block), None], out=normalised[start:start + len(block)])
+    return normalised
+
+
+def _matrix(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors)
     if vectors.ndim != 2:
         raise ClayInputError(f"embedding vectors must be a 2-D array [rows, values], got shape {vectors.shape}")
-    normalised = np.empty(vectors.shape, dtype=np.float32)
-    for start in range(0, len(vectors), _NORMALISE_BLOCK_ROWS):
-        block = np.asarray(vectors[start:start + _NORMALISE_BLOCK_ROWS], dtype=np.float32)
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64)).astype(np.float32)
-        norms[~np.isfinite(norms) | (norms == 0)] = np.inf  # divide to 0 instead of NaN
-        np.divide(block, norms[:, None], out=normalised[start:start + len(block)])
-    return normalised
+    return vectors
+
+
+def inverse_norms(vectors: np.ndarray) -> np.ndarray:
+    """1 / |row| per row (float32), 0 for all-zero or non-finite rows, computed block by block in float64."""
+    vectors = _matrix(vectors)
+    inverse = np.empty(len(vectors), dtype=np.float32)
+    for start in range(0, len(vectors), BLOCK_ROWS):
+        block = np.asarray(vectors[start:start + BLOCK_ROWS], dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+        with np.errstate(divide="ignore"):
+            part = 1.0 / norms
+        part[~np.isfinite(part) | (norms == 0)] = 0.0
+        inverse[start:start + len(block)] = part
+    return inverse
 
 
 def _unit(query: np.ndarray) -> np.ndarray:
     query = np.asarray(query, dtype=np.float64).ravel()
     norm = float(np.linalg.norm(query))
     if not np.isfinite(norm) or norm == 0:
-        raise ClayInputError("the query vector is zero (positives equal negatives, or an all-nodata chip): "
-                             "choose other example chips")
+        raise ClayInputError("the query vector is zero (positives equal negatives, the query is the average of "
+                             "all chips, or an all-nodata chip): choose other example chips")
     return (query / norm).astype(np.float32)
 
 
@@ -62,46 +92,61 @@ def check_dimension(expected: int, got: int, what: str = "the query") -> None:
 
 
 def cosine_scores(vectors: np.ndarray, query: np.ndarray, *, normalised: bool = False) -> np.ndarray:
-    """Cosine similarity of every row of `vectors` with `query`, float32 in [-1, 1].
-
-    Pass `normalised=True` when the rows are already unit length (see `SimilarityIndex`): then scoring
-    is a single matrix-vector product, which is what makes re-scoring on every click instant.
-    """
-    matrix = vectors if normalised else normalise_rows(vectors)
-    matrix = np.asarray(matrix)
+    """Plain cosine similarity of every row of `vectors` with `query`, float32 in [-1, 1]."""
+    matrix = _matrix(vectors)
     check_dimension(matrix.shape[1], np.asarray(query).size)
     scores = matrix @ _unit(query)
+    if not normalised:
+        scores *= inverse_norms(matrix)
     # Rounding can push a self-match a hair above 1; the field is documented as [-1, 1].
     return np.clip(scores, -1.0, 1.0, out=scores)
 
 
-def combine_query(positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None) -> np.ndarray:
-    """mean(normalised positives) - mean(normalised negatives): a direction towards what the positives share
-    and away from the negatives. Normalising first stops one long vector from dominating the mean."""
-    positives = normalise_rows(np.atleast_2d(np.asarray(positive_vectors, dtype=np.float32)))
-    if len(positives) == 0:
+def _mean_unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    return (vectors.astype(np.float64) * inverse_norms(vectors)[:, None]).mean(axis=0)
+
+
+def search_direction(positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None,
+                     mean: np.ndarray | None = None) -> np.ndarray:
+    """The unit direction a query scores along (see the module doc): mean(pos u) - mean(neg u) with negatives;
+    otherwise mean(pos u) - `mean` for centred scores, or mean(pos u) for raw ones (`mean` None). Normalising
+    each example first stops one long vector from dominating the mean."""
+    positives = np.atleast_2d(np.asarray(positive_vectors, dtype=np.float32))
+    if positives.size == 0:
         raise ClayInputError("no positive example: give at least one chip id, point or selected feature")
-    query = positives.mean(axis=0, dtype=np.float64)
+    direction = _mean_unit(positives)
     if negative_vectors is not None and np.asarray(negative_vectors).size:
-        negatives = normalise_rows(np.atleast_2d(np.asarray(negative_vectors, dtype=np.float32)))
+        negatives = np.atleast_2d(np.asarray(negative_vectors, dtype=np.float32))
         check_dimension(positives.shape[1], negatives.shape[1], "the negative examples")
-        query = query - negatives.mean(axis=0, dtype=np.float64)
-    return _unit(query)
+        direction = direction - _mean_unit(negatives)
+    elif mean is not None:
+        check_dimension(positives.shape[1], np.asarray(mean).size, "the positive examples")
+        direction = direction - np.asarray(mean, dtype=np.float64)
+    return _unit(direction)
+
+
+def combine_query(positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None) -> np.ndarray:
+    """The raw (uncentred) query direction: mean(unit positives) - mean(unit negatives)."""
+    return search_direction(positive_vectors, negative_vectors, None)
 
 
 def query_vector(vectors: np.ndarray, positives: Sequence[int], negatives: Sequence[int] = ()) -> np.ndarray:
-    """The query for rows `positives` (and optional `negatives`) of `vectors`, unit length."""
-    positives, negatives = _valid_rows(positives, len(vectors)), _valid_rows(negatives, len(vectors))
+    """The raw query direction for rows `positives` (and optional `negatives`) of `vectors`, unit length."""
+    positives, negatives = valid_rows(positives, len(vectors)), valid_rows(negatives, len(vectors))
     negative_vectors = np.asarray(vectors)[negatives] if len(negatives) else None
     return combine_query(np.asarray(vectors)[positives], negative_vectors)
 
 
-def _valid_rows(rows: Sequence[int], count: int) -> np.ndarray:
+def valid_rows(rows: Sequence[int], count: int) -> np.ndarray:
     rows = np.asarray(list(rows), dtype=np.int64)
     bad = rows[(rows < 0) | (rows >= count)]
     if bad.size:
         raise ClayInputError(f"row {int(bad[0])} is not in the embeddings (they have {count} rows)")
     return rows
+
+
+_valid_rows = valid_rows  # the old private name
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -139,10 +184,18 @@ class Scored:
 
 
 class SimilarityIndex:
-    """Unit-length copies of the vectors, made once, so each query costs one matrix-vector product."""
+    """The vectors of one search (as given, no copy when float32) plus what makes a query one matrix-vector
+    product in either mode: 1/|v_i|, the mean unit vector m and 1/|u_i - m| (8 bytes per row in all).
+
+    `already_normalised=True` skips computing the norms (they are taken as 1) for callers that hold unit rows."""
 
     def __init__(self, vectors: np.ndarray, *, already_normalised: bool = False) -> None:
-        self.vectors = np.asarray(vectors, dtype=np.float32) if already_normalised else normalise_rows(vectors)
+        self.vectors = np.asarray(_matrix(vectors), dtype=np.float32)
+        rows = len(self.vectors)
+        self.inverse_norms = (np.ones(rows, dtype=np.float32) if already_normalised
+                              else inverse_norms(self.vectors))
+        self.mean = self._mean_of_unit_rows()
+        self.inverse_centred_norms = self._inverse_centred_norms()
         self._projected: ProjectedIndex | None = None
         self._building: threading.Thread | None = None
 
@@ -153,22 +206,76 @@ class SimilarityIndex:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    def unit_rows(self, rows: Sequence[int] | slice | np.ndarray) -> np.ndarray:
+        """Unit-length copies of some rows (float32)."""
+        return self.vectors[rows] * self.inverse_norms[rows][:, None]
+
+    def _mean_of_unit_rows(self) -> np.ndarray:
+        total = np.zeros(self.dim, dtype=np.float64)
+        for start in range(0, len(self), BLOCK_ROWS):
+            stop = start + BLOCK_ROWS
+            # the weighted sum of the rows is one float64 vector-matrix product per block
+            total += self.inverse_norms[start:stop].astype(np.float64) @ self.vectors[start:stop]
+        valid = int(np.count_nonzero(self.inverse_norms))
+        return (total / max(valid, 1)).astype(np.float32)
+
+    def _inverse_centred_norms(self) -> np.ndarray:
+        """1/|u_i - m| from |u_i - m|^2 = 1 - 2 u_i.m + |m|^2 (0 for zero rows and rows at the mean)."""
+        mean_sq = float(self.mean.astype(np.float64) @ self.mean)
+        along_mean = self.vectors @ self.mean
+        along_mean *= self.inverse_norms
+        squared = 1.0 - 2.0 * along_mean.astype(np.float64) + mean_sq
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inverse = 1.0 / np.sqrt(np.maximum(squared, 0.0))
+        inverse[(squared < _MIN_CENTRED_NORM ** 2) | (self.inverse_norms == 0)] = 0.0
+        return inverse.astype(np.float32)
+
+    # -- queries -----------------------------------------------------------------------------------
+    def direction(self, positives: Sequence[int], negatives: Sequence[int] = (), *, centred: bool = True
+                  ) -> np.ndarray:
+        """The unit query direction for rows `positives` / `negatives` of this index."""
+        positives, negatives = valid_rows(positives, len(self)), valid_rows(negatives, len(self))
+        return self.direction_of(self.vectors[positives], self.vectors[negatives] if len(negatives) else None,
+                                 centred=centred)
+
+    def direction_of(self, positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None, *,
+                     centred: bool = True) -> np.ndarray:
+        """The same for example vectors from anywhere (e.g. another file of the same model)."""
+        positive_vectors = np.atleast_2d(np.asarray(positive_vectors, dtype=np.float32))
+        if positive_vectors.size:
+            check_dimension(self.dim, positive_vectors.shape[1], "the positive examples")
+        return search_direction(positive_vectors, negative_vectors, self.mean if centred else None)
+
     def query(self, positives: Sequence[int], negatives: Sequence[int] = ()) -> np.ndarray:
-        # Rows are unit length already, so combine_query's normalisation is a no-op on them.
-        return query_vector(self.vectors, positives, negatives)
+        """The raw query direction (kept for callers of the uncentred API)."""
+        return self.direction(positives, negatives, centred=False)
 
-    def scores(self, query: np.ndarray) -> np.ndarray:
-        return cosine_scores(self.vectors, query, normalised=True)
+    def scores(self, direction: np.ndarray, *, centred: bool = False) -> np.ndarray:
+        """Exact float32 scores of every row along a unit `direction` (see the module doc for the two modes)."""
+        check_dimension(self.dim, np.asarray(direction).size)
+        direction = _unit(direction)
+        scores = self.vectors @ direction
+        scores *= self.inverse_norms
+        if centred:
+            scores -= np.float32(float(self.mean.astype(np.float64) @ direction))
+            scores *= self.inverse_centred_norms
+        return np.clip(scores, -1.0, 1.0, out=scores)
 
-    def score(self, query: np.ndarray) -> Scored:
-        scores = self.scores(query)
+    def score(self, direction: np.ndarray, *, centred: bool = False) -> Scored:
+        scores = self.scores(direction, centred=centred)
         return Scored(scores=scores, ranks=ranks(scores))
 
+    def search(self, positives: Sequence[int], negatives: Sequence[int] = (), *, centred: bool = True) -> Scored:
+        """Scores and ranks of every row for examples that are rows of this index: the one call behind
+        `clay similar`, clay:similarity and the map tool."""
+        return self.score(self.direction(positives, negatives, centred=centred), centred=centred)
+
+    # -- the two-stage path for large searches -----------------------------------------------------
     def projected(self, components: int = 64) -> ProjectedIndex:
-        """The low-dimensional sketch for fast approximate scoring, built on first use and then kept."""
+        """The low-dimensional sketch for fast scoring with an exact top, built on first use and then kept."""
         cached = self._projected
         if cached is None or cached.components != min(components, self.dim):
-            cached = ProjectedIndex.build(self.vectors, components)
+            cached = ProjectedIndex.build(self, components)
             self._projected = cached
         return cached
 
@@ -186,28 +293,29 @@ class SimilarityIndex:
         self._building.start()
         return self._building
 
-    def fast_scores(self, query: np.ndarray, exact_top: int = 100, components: int = 64) -> FastScores:
-        """Approximate scores for every row with the best `exact_top` rows scored exactly (see ProjectedIndex)."""
-        return self.projected(components).scores(self.vectors, query, exact_top)
+    def fast_scores(self, direction: np.ndarray, exact_top: int = 100, components: int = 64, *,
+                    centred: bool = False) -> FastScores:
+        """Scores for every row whose best `exact_top` rows are exactly `scores()`'s (see ProjectedIndex)."""
+        return self.projected(components).scores(self, direction, exact_top, centred=centred)
 
 
 # ----------------------------------------------------------------------------------------------
-# Two-stage scoring for large files: a PCA sketch for every row, exact scores for the best ones
+# Two-stage scoring for large searches: a PCA sketch for every row, exact scores for the best ones
 # ----------------------------------------------------------------------------------------------
 
-# Exact fp32 scoring of 1M x 768 reads 3 GB: memory-bandwidth bound at ~0.3 s or more on a laptop-class CPU.
+# Exact fp32 scoring of 1M x 768 reads 3 GB: memory-bandwidth bound at ~0.2 s or more on a laptop-class CPU.
 # The sketch reads N x 64 floats (12x less) and bounds its own error, so the top rows can be made exact.
 _SKETCH_SAMPLE_ROWS = 8_192  # plenty for the top 64 directions; the Gram matrix stays cheap
 _SKETCH_BLOCK_ROWS = 65_536
-# float32 rounding of the sketch's dot products (64 terms of |x| <= 1) stays far below this; it keeps the
-# candidate test conservative so the exact top rows are never pruned by rounding.
+# float32 rounding of the sketch's dot products (64 terms of |x| <= 1) and of the exact scores stays far below
+# this; it keeps the candidate test conservative so the exact top rows are never pruned by rounding.
 _ROUNDING_MARGIN = 1e-4
 
 
 @dataclass
 class FastScores:
-    """Scores from the sketch: `scores[exact_rows]` are exact cosines, every other score is within
-    `error_bound` of its exact value (usually far closer: the bound is Cauchy-Schwarz on the residuals)."""
+    """Scores from the sketch: `scores[exact_rows]` are exact, every other score is within `error_bound` of its
+    exact value (usually far closer: the bound is Cauchy-Schwarz on the residuals)."""
 
     scores: np.ndarray  # float32 [N] in [-1, 1]
     exact_rows: np.ndarray  # int64 rows re-scored exactly: a superset of the true top `exact_top`
@@ -217,35 +325,36 @@ class FastScores:
 
 @dataclass
 class ProjectedIndex:
-    """Unit rows x split as x = B B^T x + r with B the top principal directions (uncentred PCA of a sample of
-    rows): x.q = (B^T x).(B^T q) + r_x.r_q, and |r_x.r_q| <= |r_x| |r_q|. So `projected @ (B^T q)` scores every
-    row within a known per-row bound; rows whose upper bound reaches the k-th best lower bound are re-scored
-    exactly, which makes the top k exact whatever the data. Real embeddings put most of their energy in a
-    few directions (small residuals: few candidates); isotropic random vectors do not (the candidate set then
-    grows, and past a quarter of the rows everything is simply scored exactly)."""
+    """Unit rows u split as u = B B^T u + r with B the top principal directions (uncentred PCA of a sample of
+    rows): u.d = (B^T u).(B^T d) + r_u.r_d, and |r_u.r_d| <= |r_u| |r_d|. So `projected @ (B^T d)` gives every
+    row's u.d within a known bound, and so its score (raw: u.d; centred: (u.d - m.d) / |u - m|, monotone in u.d
+    per row); rows whose upper bound reaches the k-th best lower bound are re-scored exactly, which makes the
+    top k exact whatever the data. Real embeddings put most of their energy in a few directions (small
+    residuals: few candidates); isotropic random vectors do not (the candidate set then grows, and past a
+    quarter of the rows everything is simply scored exactly)."""
 
     basis: np.ndarray  # float32 [D, r], orthonormal columns
-    projected: np.ndarray  # float32 [N, r]
-    residual_norms: np.ndarray  # float32 [N]: |x - B B^T x|
+    projected: np.ndarray  # float32 [N, r]: B^T u_i
+    residual_norms: np.ndarray  # float32 [N]: |u_i - B B^T u_i|
 
     @property
     def components(self) -> int:
         return int(self.basis.shape[1])
 
     @classmethod
-    def build(cls, unit_vectors: np.ndarray, components: int = 64) -> ProjectedIndex:
-        rows, dim = unit_vectors.shape
+    def build(cls, index: SimilarityIndex, components: int = 64) -> ProjectedIndex:
+        rows, dim = index.vectors.shape
         components = max(1, min(components, dim))
         # A strided sample: deterministic, and spread over the whole file (files are written in grid order).
         # float32 Gram matrix: the basis need not be exact (the error bound holds for any orthonormal basis).
-        sample = np.asarray(unit_vectors[::max(1, rows // _SKETCH_SAMPLE_ROWS)][:_SKETCH_SAMPLE_ROWS],
-                            dtype=np.float32)
+        step = max(1, rows // _SKETCH_SAMPLE_ROWS)
+        sample = index.unit_rows(np.arange(0, rows, step)[:_SKETCH_SAMPLE_ROWS])
         _, eigenvectors = np.linalg.eigh((sample.T @ sample).astype(np.float64))  # ascending eigenvalues
         basis = np.ascontiguousarray(eigenvectors[:, ::-1][:, :components], dtype=np.float32)
         projected = np.empty((rows, components), dtype=np.float32)
         residual_norms = np.empty(rows, dtype=np.float32)
         for start in range(0, rows, _SKETCH_BLOCK_ROWS):
-            block = unit_vectors[start:start + _SKETCH_BLOCK_ROWS]
+            block = index.unit_rows(slice(start, start + _SKETCH_BLOCK_ROWS))
             part = np.dot(block, basis, out=projected[start:start + len(block)])
             # float64: residuals of well-sketched rows are tiny differences of numbers near 1
             energy = (np.einsum("ij,ij->i", block, block, dtype=np.float64)
@@ -253,28 +362,42 @@ class ProjectedIndex:
             residual_norms[start:start + len(block)] = np.sqrt(np.maximum(energy, 0.0))
         return cls(basis=basis, projected=projected, residual_norms=residual_norms)
 
-    def scores(self, unit_vectors: np.ndarray, query: np.ndarray, exact_top: int = 100) -> FastScores:
-        check_dimension(self.basis.shape[0], np.asarray(query).size)
-        query = _unit(query)
+    def scores(self, index: SimilarityIndex, direction: np.ndarray, exact_top: int = 100, *,
+               centred: bool = False) -> FastScores:
+        check_dimension(self.basis.shape[0], np.asarray(direction).size)
+        direction = _unit(direction)
         rows = len(self.projected)
         exact_top = max(1, min(int(exact_top), rows))
-        query_part64 = query.astype(np.float64) @ self.basis
-        query_residual = float(np.sqrt(max(0.0, 1.0 - float(query_part64 @ query_part64))))
-        query_part = query_part64.astype(np.float32)
-        approximate = self.projected @ query_part
-        bound = self.residual_norms * np.float32(query_residual)
+        direction_part64 = direction.astype(np.float64) @ self.basis
+        direction_residual = float(np.sqrt(max(0.0, 1.0 - float(direction_part64 @ direction_part64))))
+        approximate = self.projected @ direction_part64.astype(np.float32)
+        bound = self.residual_norms * np.float32(direction_residual)
         bound += np.float32(_ROUNDING_MARGIN)
+        if centred:  # the same affine map per row as SimilarityIndex.scores: bounds scale with 1/|u - m|
+            approximate -= np.float32(float(index.mean.astype(np.float64) @ direction))
+            approximate *= index.inverse_centred_norms
+            bound *= index.inverse_centred_norms
         lower = approximate - bound
         kth_lower = lower[np.argpartition(lower, rows - exact_top)[rows - exact_top]]
         upper = np.add(approximate, bound, out=lower)
         candidates = np.flatnonzero(upper >= kth_lower)
         if len(candidates) > rows // 4:  # the sketch prunes too little here: exact scoring is cheaper
-            exact = cosine_scores(unit_vectors, query, normalised=True)
+            exact = index.scores(direction, centred=centred)
             return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
-        approximate[candidates] = unit_vectors[candidates] @ query
+        approximate[candidates] = _exact_rows(index, candidates, direction, centred)
         rest_bound = float(np.max(np.delete(bound, candidates))) if len(candidates) < rows else 0.0
         return FastScores(scores=np.clip(approximate, -1.0, 1.0, out=approximate), exact_rows=candidates,
                           error_bound=rest_bound, exact_top=exact_top)
+
+
+def _exact_rows(index: SimilarityIndex, rows: np.ndarray, direction: np.ndarray, centred: bool) -> np.ndarray:
+    """SimilarityIndex.scores for some rows only (the same float32 operations, in the same order)."""
+    scores = index.vectors[rows] @ direction
+    scores *= index.inverse_norms[rows]
+    if centred:
+        scores -= np.float32(float(index.mean.astype(np.float64) @ direction))
+        scores *= index.inverse_centred_norms[rows]
+    return scores
 
 
 # ----------------------------------------------------------------------------------------------

@@ -108,3 +108,10 @@ def bounds(wkb_values: Iterable[bytes | None]) -> list[float] | None:
         return None
     array = np.array(boxes, dtype=np.float64)
     return [float(array[:, 0].min()), float(array[:, 1].min()), float(array[:, 2].max()), float(array[:, 3].max())]
+
+
+def polygons_from_rings(rings: np.ndarray) -> list[bytes]:
+    """WKB polygons (little endian, one ring each) from rings [N, K, 2]; no shapely needed."""
+    rings = np.ascontiguousarray(rings, dtype="<f8")
+    header = struct.pack("<BIII", 1, POLYGON, 1, rings.shape[1])
+    return [header + ring.tobytes() for ring in rings]

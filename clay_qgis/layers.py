@@ -1,7 +1,8 @@
 """Embeddings GeoParquet -> QGIS memory layers, the in-memory vector cache, and similarity styling.
 
-Why memory layers through pyarrow: Debian's GDAL (and several QGIS builds) has no Parquet driver, and
-pyarrow WKB -> memory layer was the fastest path measured (98 ms for 10k polygons). Only scalar
+Why memory layers: Debian's GDAL (and several QGIS builds) has no Parquet driver, and WKB -> memory layer was
+the fastest path measured (98 ms for 10k polygons with pyarrow). The file is read by clay_qgis.readers
+(pyarrow, GDAL's Parquet driver or the Clay runtime's layer cache, whichever this QGIS has). Only scalar
 attributes go into QGIS; the embedding vectors stay in a numpy cache keyed by the file (path, mtime,
 size), so scoring every chip on a click is one matrix-vector product and never touches QGIS attributes.
 """
@@ -46,7 +47,7 @@ from qgis.PyQt.QtGui import QColor, QIcon, QPainter, QPixmap
 
 from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
-from clay_core.parquet import read_embeddings, rings_to_wkb
+from clay_core.layer_cache import LayerRows
 from clay_core.similarity import (
     Scored,
     SimilarityIndex,
@@ -60,6 +61,8 @@ from clay_core.similarity import (
     select_matches,
 )
 from clay_core.similarity import ranks as ranks_of
+from clay_core.wkb import polygons_from_rings
+from clay_qgis.readers import read_layer_rows
 
 MODES = ("chips", "patches")
 PATH_PROPERTY = "clay/embeddings_path"
@@ -101,6 +104,7 @@ class EmbeddingSet:
     crs: QgsCoordinateReferenceSystem
     metadata: dict[str, Any]
     shape_per_row: tuple[int, ...]
+    reader: str = ""  # how the file was read (clay_qgis.readers: pyarrow, GDAL, the Clay runtime's cache)
     # The background thread building the similarity sketch (large files only; see score_query).
     sketch_build: threading.Thread | None = field(default=None, repr=False)
     _rows_by_key: dict[tuple, int] | None = field(default=None, repr=False)
@@ -158,15 +162,16 @@ def cache_key(path: str | Path, mode: str) -> tuple:
     return (str(path), stat.st_mtime_ns, stat.st_size, mode)
 
 
-def load_embedding_set(path: str | Path, mode: str = "chips") -> EmbeddingSet:
-    """The file's vectors and attributes, from the cache when the file has not changed since."""
+def load_embedding_set(path: str | Path, mode: str = "chips", feedback=None) -> EmbeddingSet:
+    """The file's vectors and attributes, from the cache when the file has not changed since. `feedback`
+    (a QgsProcessingFeedback) hears about a first conversion through the Clay runtime."""
     if mode not in MODES:
         raise ClayInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     key = cache_key(path, mode)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    embedding_set = _read_embedding_set(Path(key[0]), mode)
+    embedding_set = _read_embedding_set(Path(key[0]), mode, feedback)
     _CACHE[key] = embedding_set
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -177,42 +182,38 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _column(table, name: str, n: int, default: Any = None) -> list[Any]:
-    return table.column(name).to_pylist() if name in table.column_names else [default] * n
-
-
-def _patch_rings(table, chip_wkb, h: int, w: int) -> np.ndarray:
+def _patch_rings(data: LayerRows, h: int, w: int) -> np.ndarray:
     """Patch polygons by the writer's own rule (exact UTM patch corners to CRS84) when the file has the native
     footprint; files from other tools only have the chip polygon, so interpolate inside it."""
-    if {"utm_bbox", "epsg"} <= set(table.column_names) and table.column("utm_bbox").null_count == 0:
-        return patch_rings_crs84(np.asarray(table.column("utm_bbox").to_pylist(), dtype=np.float64),
-                                 table.column("epsg").to_numpy(), h, w)
-    return explode_patch_rings(exterior_rings(chip_wkb), h, w)
+    epsg = data.columns.get("epsg")
+    if data.utm_bbox is not None and epsg is not None and None not in epsg:
+        return patch_rings_crs84(data.utm_bbox, np.asarray(epsg), h, w)
+    return explode_patch_rings(exterior_rings(data.wkb), h, w)
 
 
-def _read_embedding_set(path: Path, mode: str) -> EmbeddingSet:
-    data = read_embeddings(path)
+def _read_embedding_set(path: Path, mode: str, feedback=None) -> EmbeddingSet:
+    data, reader = read_layer_rows(path, feedback)
     n = len(data)
-    table = data.table
-    columns = {name: _column(table, name, n) for name, _ in CHIP_FIELDS}
+    columns = {name: data.columns.get(name, [None] * n) for name, _ in CHIP_FIELDS}
     if not any(columns["chip_id"]):
         columns["chip_id"] = [str(row) for row in range(n)]  # files from other tools: the row is the id
-    wkb = data.geometry_wkb
+    wkb = data.wkb
     vectors = data.vectors
-    already_exploded = "patch_row" in table.column_names
+    already_exploded = "patch_row" in data.columns
     if already_exploded:
-        columns.update({name: _column(table, name, n) for name, _ in PATCH_FIELDS})
+        columns.update({name: data.columns.get(name, [None] * n) for name, _ in PATCH_FIELDS})
     if mode == "patches" and not already_exploded:
         h, w = patch_grid_shape(data.shape_per_row)
         vectors = explode_patch_vectors(vectors, data.shape_per_row)
-        wkb = rings_to_wkb(_patch_rings(table, wkb, h, w))
+        wkb = polygons_from_rings(_patch_rings(data, h, w))
         columns = {name: [value for value in values for _ in range(h * w)] for name, values in columns.items()}
         grid_rows, grid_cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         columns["patch_row"] = np.tile(grid_rows.ravel(), n).tolist()
         columns["patch_col"] = np.tile(grid_cols.ravel(), n).tolist()
     effective_mode = "patches" if (mode == "patches" or already_exploded) else "chips"
     return EmbeddingSet(path=path, mode=effective_mode, index=SimilarityIndex(vectors), columns=columns, wkb=wkb,
-                        crs=crs_from_geo(data.crs), metadata=data.metadata, shape_per_row=data.shape_per_row)
+                        crs=crs_from_geo(data.crs), metadata=data.metadata, shape_per_row=data.shape_per_row,
+                        reader=reader)
 
 
 def crs_from_geo(crs: Any) -> QgsCoordinateReferenceSystem:

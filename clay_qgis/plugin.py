@@ -26,7 +26,10 @@ class ClayPlugin:
 
     def initGui(self) -> None:  # noqa: N802 - QGIS API
         self.initProcessing()
+        self._add_action("Set up Clay runtime…", self.open_setup_runtime,
+                         "Create or check the Python environment with PyTorch that embedding runs in")
         self._add_action("Clay diagnostics…", self.show_diagnostics, "Show versions, device and precision")
+        self._watch_missing_runtime()
         self._add_action("Embed raster layer…", self.open_embed_dialog,
                          "Embed the raster under the canvas with Clay", toolbar=True)
         self._add_action("Load embeddings…", lambda: self._open_algorithm("clay:loadembeddings"),
@@ -38,6 +41,22 @@ class ClayPlugin:
         self.map_tool = None
         self.dock = None
 
+    # -- the Clay runtime ---------------------------------------------------------------------------
+    def _watch_missing_runtime(self) -> None:
+        """First use: an algorithm that finds no runtime fails with one line; here QGIS also offers the set-up."""
+        from clay_qgis import worker
+        from clay_qgis.gui.setup_prompt import RuntimePrompter
+
+        self.prompter = RuntimePrompter(self.iface.mainWindow(), self.open_setup_runtime)
+        worker.runtime_missing_listeners.append(self.prompter.notify)
+
+    def open_setup_runtime(self, *_checked) -> None:
+        """The clay:setupruntime dialog (progress and log as for any algorithm); afterwards the dock shows the
+        device the new runtime sees."""
+        self._open_algorithm("clay:setupruntime")
+        if self.dock is not None:
+            self.check_device()
+
     # -- find similar: map tool + dock -------------------------------------------------------------
     def ensure_dock(self):
         from qgis.PyQt.QtCore import Qt
@@ -47,6 +66,7 @@ class ClayPlugin:
         if self.dock is None:
             self.dock = SimilarityDock(self.iface.mainWindow())
             self.dock.activate_tool.connect(self.activate_find_similar)
+            self.dock.setup_runtime.connect(self.open_setup_runtime)
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.check_device()
         self.dock.show()
@@ -126,6 +146,11 @@ class ClayPlugin:
         execAlgorithmDialog("clay:info", {})
 
     def unload(self) -> None:
+        from clay_qgis import worker
+
+        prompter = getattr(self, "prompter", None)
+        if prompter is not None and prompter.notify in worker.runtime_missing_listeners:
+            worker.runtime_missing_listeners.remove(prompter.notify)
         if getattr(self, "map_tool", None) is not None:
             self.iface.mapCanvas().unsetMapTool(self.map_tool)
             self.map_tool = None

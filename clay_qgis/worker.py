@@ -46,16 +46,47 @@ def _clay_core_parent() -> Path | None:
     return Path(clay_core.__file__).resolve().parent.parent
 
 
+SETUP_HINT = 'run "Set up Clay runtime..." (Plugins > Clay embeddings) or the Processing algorithm clay:setupruntime'
+
+
+class RuntimeMissingError(WorkerError):
+    """No runtime is configured: the GUI offers to set one up (see gui/setup_prompt.py)."""
+
+
+# Called with the one-line message when an algorithm finds no runtime; the plugin registers its GUI prompt here
+# (qgis_process registers nothing: there the message is all). Listeners must be safe to call from any thread.
+runtime_missing_listeners: list = []
+
+
+def notify_runtime_missing(message: str) -> None:
+    for listener in list(runtime_missing_listeners):
+        with contextlib.suppress(Exception):  # a prompt must never turn the one-line error into a traceback
+            listener(message)
+
+
+def _checkout_venv_python() -> Path | None:
+    """Developer convenience only: running from a checkout (pyproject.toml next to clay_qgis/), its .venv."""
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "pyproject.toml").is_file():
+        return None
+    for relative in ("bin/python", "Scripts/python.exe"):
+        if (checkout / ".venv" / relative).is_file():
+            return checkout / ".venv" / relative
+    return None
+
+
 def python_candidates() -> list[tuple[str, str]]:
-    """(source, path) in priority order: CLAY_PYTHON, the plugin setting, then the plugin's own venv."""
+    """(source, path) in priority order: CLAY_PYTHON, the QGIS setting (what clay:setupruntime stores), then
+    a development checkout's .venv. The plugin installed from its zip never needs the last one."""
     candidates = []
     if os.environ.get("CLAY_PYTHON"):
         candidates.append(("CLAY_PYTHON", os.environ["CLAY_PYTHON"]))
     configured = _settings_python()
     if configured:
         candidates.append((f"setting {SETTINGS_KEY}", configured))
-    for base in filter(None, [_clay_core_parent(), Path(__file__).resolve().parent]):
-        candidates.append(("plugin venv", str(base / ".venv" / "bin" / "python")))
+    checkout_venv = _checkout_venv_python()
+    if checkout_venv is not None:
+        candidates.append(("checkout venv", str(checkout_venv)))
     return candidates
 
 
@@ -63,23 +94,28 @@ def worker_python() -> str:
     for source, path in python_candidates():
         if Path(path).is_file() and os.access(path, os.X_OK):
             return path
-        if source != "plugin venv":
-            raise WorkerError(f"the worker Python configured by {source} does not exist: {path}; "
-                              "point it at a Python that has torch installed")
-    raise WorkerError(
-        "no Python with torch is configured for Clay: set the CLAY_PYTHON environment variable or the "
-        f"QGIS setting '{SETTINGS_KEY}' to a Python where `pip install torch` worked (e.g. the venv "
-        "made by scripts/setup.sh)"
-    )
+        if source == "CLAY_PYTHON":
+            raise WorkerError(f"the worker Python set by CLAY_PYTHON does not exist: {path}; unset CLAY_PYTHON "
+                              f"or point it at a Python with torch, or {SETUP_HINT}")
+        if source.startswith("setting"):
+            raise RuntimeMissingError(f"the Clay runtime {path} is gone: {SETUP_HINT} to make it again")
+    raise RuntimeMissingError(f"no Clay runtime (Python with PyTorch) is set up yet: {SETUP_HINT}, then try again")
 
 
-def worker_environment() -> dict[str, str]:
+def worker_environment(python: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    from clay_qgis.runtime import is_managed
+
+    if python is not None and is_managed(python):
+        # The managed runtime has the plugin's own clay_core installed; QGIS's PYTHONPATH must not leak in.
+        env.pop("PYTHONPATH", None)
+        env.pop("PYTHONHOME", None)
+        return env
     parent = _clay_core_parent()
     if parent is not None:
         # The worker must import the same clay_core as the plugin (bundled in the zip, or the checkout).
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(parent), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
@@ -99,12 +135,9 @@ def _friendly_error(last_error: str | None, stderr_tail: list[str], returncode: 
         module = missing.group(1).split(".")[0]
         python = worker_python()
         if module == "torch":
-            return (f"torch is not installed in the worker Python ({python}): install it there "
-                    f"(`{python} -m pip install torch`) or point CLAY_PYTHON (or the QGIS setting "
-                    f"'{SETTINGS_KEY}') at a Python that has it, e.g. the venv made by scripts/setup.sh")
-        return (f"the worker Python ({python}) lacks the module '{module}' that clay_core needs: install "
-                f"clay_core's dependencies there (`{python} -m pip install -e .` in the clay-qgis checkout) or "
-                f"point CLAY_PYTHON (or the QGIS setting '{SETTINGS_KEY}') at the venv made by scripts/setup.sh")
+            return f"torch is not installed in the worker Python ({python}): {SETUP_HINT}"
+        return (f"the worker Python ({python}) lacks the module '{module}' that clay_core needs: {SETUP_HINT} "
+                "(it installs clay_core with its dependencies)")
     if not text:
         text = f"the Clay worker exited with code {returncode} without an error message"
     return text
@@ -113,10 +146,11 @@ def _friendly_error(last_error: str | None, stderr_tail: list[str], returncode: 
 def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None) -> dict[str, Any]:
     """Run `python -m clay_core --progress json ARGS`, relay progress/logs to a QgsProcessingFeedback,
     terminate on cancel, and return the worker's result dict."""
-    command = [worker_python(), "-m", "clay_core", "--progress", "json", *arguments]
+    python = worker_python()
+    command = [python, "-m", "clay_core", "--progress", "json", *arguments]
     # Own session (process group): cancel must also stop the DataLoader worker processes it forks.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               text=True, env=worker_environment(), bufsize=1, start_new_session=os.name == "posix")
+                               text=True, env=worker_environment(python), bufsize=1, start_new_session=os.name == "posix")
     if feedback is not None:
         feedback.pushDebugInfo(f"worker (pid {process.pid}): " + " ".join(command))
     lines: queue.Queue = queue.Queue()

@@ -4,8 +4,10 @@
     python scripts/package_plugin.py --dev    -> build/qgis-plugins/clay_qgis/ (symlinks into the checkout)
 
 The plugin folder = clay_qgis/ + metadata.txt (top level, the single source of truth) + compiled
-resources.qrc (resources_rc.py) + clay_core (bundled in the zip so the plugin and its worker import the
-same code; the dev folder relies on the venv/PYTHONPATH instead, so edits show up without rebuilding).
+resources.qrc (resources_rc.py) + clay_core twice: its sources (imported in-process by the plugin) and a
+wheel in wheels/ built from pyproject.toml, which clay:setupruntime installs with its dependencies into the
+managed runtime, so the plugin and its worker always run the same code. The dev folder relies on the
+venv/PYTHONPATH instead, so edits show up without rebuilding.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import configparser
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -37,6 +41,27 @@ def compile_resources(target: Path) -> None:
     tmp = target.with_suffix(".tmp")
     subprocess.run([pyrcc, "-o", str(tmp), str(REPO / "resources.qrc")], check=True, cwd=REPO)
     os.replace(tmp, target)
+
+
+def build_clay_core_wheel(target_dir: Path) -> Path:
+    """A pure-Python wheel of clay_core (pyproject.toml: its metadata and dependency ranges), built offline with
+    the setuptools of the Python running this script."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
+        source = Path(scratch) / "src"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            shutil.copy2(REPO / name, source / name)
+        shutil.copytree(REPO / "clay_core", source / "clay_core", ignore=IGNORE)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                        "--wheel-dir", str(Path(scratch) / "dist"), str(source)], check=True)
+        wheels = list((Path(scratch) / "dist").glob("*.whl"))
+        if len(wheels) != 1:
+            raise SystemExit(f"expected one clay_core wheel, got {wheels}")
+        wheel = target_dir / wheels[0].name
+        shutil.copy2(wheels[0], wheel)
+    return wheel
 
 
 def build_dev_folder(root: Path) -> Path:
@@ -65,6 +90,7 @@ def build_release(build_root: Path, dist: Path) -> Path:
     shutil.copytree(REPO / PLUGIN, folder, ignore=IGNORE)
     shutil.copy2(REPO / "metadata.txt", folder / "metadata.txt")
     shutil.copytree(REPO / "clay_core", folder / "clay_core", ignore=IGNORE)
+    build_clay_core_wheel(folder / "wheels")
     compile_resources(folder / "resources_rc.py")
     dist.mkdir(parents=True, exist_ok=True)
     archive = dist / f"{PLUGIN}-{plugin_version()}.zip"

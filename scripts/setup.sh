@@ -33,12 +33,16 @@ import pyproj
 major_minor = tuple(int(part) for part in pyproj.__version__.split(".")[:2])
 in_venv = pyproj.__file__.startswith(sys.argv[2])
 pyproj.CRS("EPSG:4326")  # pyproj 3.6 built with Cython >= 3.1 fails here
-sys.exit(0 if in_venv and (3, 5) <= major_minor < (3, 7) and pyproj.proj_version_str == sys.argv[1] else 1)
+sys.exit(0 if in_venv and (3, 6) <= major_minor < (3, 7) and pyproj.proj_version_str == sys.argv[1] else 1)
 PY
 }
 
-# The stamp records what the venv was built from; a change to either file rebuilds what is needed.
-stamp_value() { cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1; }
+# pyproject.toml holds the ranges users install; this file narrows them for Debian 12's system libraries.
+CONSTRAINTS=scripts/constraints-debian12.txt
+PYPROJ_BUILD_CONSTRAINTS=scripts/build-constraints-pyproj.txt
+
+# The stamp records what the venv was built from; a change to any of these files rebuilds what is needed.
+stamp_value() { cat pyproject.toml scripts/setup.sh "$CONSTRAINTS" "$PYPROJ_BUILD_CONSTRAINTS" | sha256sum | cut -d' ' -f1; }
 
 install_venv() {
   local stamp="$CLAY_VENV/.clay-setup-stamp"
@@ -52,13 +56,11 @@ install_venv() {
   # the main resolution so that pip keeps it (a plain install would take the manylinux wheel).
   if ! pyproj_built_against_system_proj; then
     log "building pyproj from source against PROJ $(system_proj_version)"
-    local constraint; constraint="$(mktemp)"; echo "cython<3.1" > "$constraint"
-    "${pip[@]}" install --force-reinstall --no-deps --no-binary pyproj --build-constraint "$constraint" \
-      "pyproj>=3.5,<3.7"
-    rm -f "$constraint"
+    "${pip[@]}" install --force-reinstall --no-deps --no-binary pyproj --build-constraint "$PYPROJ_BUILD_CONSTRAINTS" \
+      -c "$CONSTRAINTS" pyproj
   fi
   log "installing Python dependencies (rasterio/pyogrio/shapely built from source): first run ~6 min"
-  "${pip[@]}" install --no-binary rasterio,pyogrio,shapely -e ".[dev]"
+  "${pip[@]}" install --no-binary rasterio,pyogrio,shapely -c "$CONSTRAINTS" -e ".[dev]"
   pyproj_built_against_system_proj || { log "pyproj is not linked against the system PROJ; see above"; exit 1; }
   stamp_value > "$stamp"
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: sets up what is missing (seconds when already set up), then pytest.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/core -k parquet`.
+# The whole test suite, from a fresh clone: sets up what is missing (seconds when already set up), then pytest,
+# then the stock-install check (the release zip in an empty QGIS profile, runtime set up from scratch, no
+# PYTHONPATH/venv: scripts/stock_install_check.py). Extra arguments go to pytest and skip the stock-install
+# check, e.g. `bash scripts/test.sh tests/core -k parquet`; CLAY_SKIP_STOCK_CHECK=1 skips it too.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 bash "$here/setup.sh"
@@ -8,4 +10,10 @@ bash "$here/setup.sh"
 cd "$CLAY_REPO"
 mkdir -p test-artifacts
 "$CLAY_VENV/bin/ruff" check --quiet .   # style rules from pyproject.toml; under a second
-exec "$CLAY_VENV/bin/python" -m pytest "$@"
+"$CLAY_VENV/bin/python" -m pytest "$@"
+if [ "$#" -eq 0 ] && [ "${CLAY_SKIP_STOCK_CHECK:-0}" != 1 ]; then
+  zip="$("$CLAY_VENV/bin/python" scripts/package_plugin.py)"
+  # torch==2.13.0: the CPU wheel pip finds on this machine (the automatic choice would ask the PyTorch index).
+  env -u CLAY_PYTHON /usr/bin/python3 scripts/stock_install_check.py --zip "$zip" --torch "torch==2.13.0" \
+    --work "$CLAY_REPO/test-artifacts/stock-install-check"
+fi

@@ -648,6 +648,4 @@ for _size, _values in PRESET_SIZES.items():
         f"clay-v0-{_size}",
         family=FAMILY,
         config=ClayV0Config(**_values),
-        description=f"Clay v0 {_size}: 13 bands, 512 px chips, 32 px patches, dim {_values['dim']}, "
-        f"depth {_values['depth']}" + (" (the released architecture)" if _size == "small" else ""),
     )

@@ -258,7 +258,5 @@ register_preset(
     DEMO_PRESET,
     family="clay-v0",
     config=DEMO_CONFIG,
-    description="Clay v0 architecture, tiny (dim 128, depth 4, Sentinel-2 band groups only), 128 px chips / 16 px "
-    "patches, trained briefly on one Sentinel-2 L1C demo scene (models/MODEL_CARD.md); a working offline default, not the official Clay weights",
     checkpoint=str(DEMO_CHECKPOINT),
 )

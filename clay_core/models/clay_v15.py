@@ -62,6 +62,25 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+def encoder_flops(config: ClayV15Config, bands: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one chip of `bands` bands through the encoder: the patch
+    convolution, the linears and the attention matmuls (QK^T and AV, which torch's FLOP counter misses on
+    CPU, where SDPA runs as a fused kernel without a FLOP formula).
+
+    LayerNorm, GELU, softmax and additions are left out, as torch.utils.flop_counter does. The wavelength
+    weight generator runs once per batch, not per chip (about 0.3 GFLOP for the large model), and is not
+    counted either."""
+    patches = (config.image_size // config.patch_size) ** 2
+    tokens = patches + 1  # the CLS token
+    inner = config.heads * config.dim_head
+    hidden = int(round(config.dim * config.mlp_ratio))
+    conv = 2 * bands * config.patch_size**2 * config.dim * patches
+    projections = 2 * tokens * config.dim * 3 * inner + 2 * tokens * inner * config.dim
+    attention = 2 * 2 * tokens * tokens * inner
+    mlp = 2 * 2 * tokens * config.dim * hidden
+    return conv + config.depth * (projections + attention + mlp)
+
+
 # ------------------------------------------------------------------------------------------------
 # Fixed encodings
 # ------------------------------------------------------------------------------------------------
@@ -497,6 +516,4 @@ for _size, _args in MODEL_SIZES.items():
         f"clay-v1.5-{_size}",
         family="clay-v1.5",
         config=ClayV15Config(**_args),
-        description=f"Clay v1.5 encoder, {_size} ({_args['dim']}-d, depth {_args['depth']}); random weights"
-        + (" (the released model is clay-v1.5.ckpt)" if _size == "large" else ""),
     )

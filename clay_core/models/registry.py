@@ -14,7 +14,9 @@ itself here; nothing in this file names a family. To add one, write `clay_core/m
         def build(self, config) -> EmbeddingModel: ...                  # a fresh model, random weights
         def select_weights(self, state_dict) -> dict[str, Tensor]: ...  # keys for model.load_state_dict
 
-    register_preset("my-family-small", family="my-family", config=MyConfig(...), description="...")
+    register_preset("my-family-small", family="my-family", config=MyConfig(...))
+
+and add a row for "my-family-small" to the torch-free table in `preset_table.py` (the plugin's model list).
 
 Modules in this package are imported on first use of the registry (`discover_families`), so a new
 family file is picked up without editing `__init__.py` or this file.
@@ -214,7 +216,19 @@ def register_family(family: type[ModelFamily] | ModelFamily) -> Any:
 
 def register_preset(name: str, *, family: str, config: Any, description: str = "",
                     checkpoint: str | None = None) -> Preset:
-    preset = Preset(name=name, family=family, config=config, description=description, checkpoint=checkpoint)
+    """Give a row of the preset table (`clay_core.models.preset_table`) its config; the description defaults to
+    the table's. A name that is not in the table, or a config of another family or input size, is a bug."""
+    from clay_core.models.preset_table import PRESETS_BY_NAME
+
+    spec = PRESETS_BY_NAME.get(name)
+    if spec is None:
+        raise ValueError(f"preset {name!r} is not in clay_core.models.preset_table.PRESET_TABLE; add it there")
+    sizes = (getattr(config, "image_size", None), getattr(config, "patch_size", None))
+    if spec.family != family or sizes != (spec.image_size, spec.patch_size):
+        raise ValueError(f"preset {name!r}: family {family}, sizes {sizes} disagree with the preset table "
+                         f"({spec.family}, {(spec.image_size, spec.patch_size)})")
+    preset = Preset(name=name, family=family, config=config, description=description or spec.description,
+                    checkpoint=checkpoint)
     _PRESETS[name] = preset
     return preset
 
@@ -230,7 +244,7 @@ def discover_families() -> None:
     _DISCOVERED = True
     package = importlib.import_module("clay_core.models")
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "registry":
+        if info.name.startswith("_") or info.name in ("registry", "preset_table"):
             continue
         try:
             importlib.import_module(f"clay_core.models.{info.name}")

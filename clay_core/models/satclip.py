@@ -377,10 +377,8 @@ class SatCLIPFamily(ModelFamily):
         return {key: value.double() for key, value in location_weights(state_dict).items()}
 
 
-register_preset("satclip-l10", family="satclip", config=SatCLIPConfig(legendre_polys=10),
-                description="SatCLIP location encoder, L=10 (load satclip-*-l10.ckpt for trained weights)")
-register_preset("satclip-l40", family="satclip", config=SatCLIPConfig(legendre_polys=40),
-                description="SatCLIP location encoder, L=40 (load satclip-*-l40.ckpt for trained weights)")
+register_preset("satclip-l10", family="satclip", config=SatCLIPConfig(legendre_polys=10))
+register_preset("satclip-l40", family="satclip", config=SatCLIPConfig(legendre_polys=40))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from clay_qgis.algorithms.embed_mgrs import EmbedMgrsAlgorithm
 from clay_qgis.algorithms.info import InfoAlgorithm
 from clay_qgis.algorithms.load_embeddings import LoadEmbeddingsAlgorithm
 from clay_qgis.algorithms.render_map import RenderMapAlgorithm
+from clay_qgis.algorithms.setup_runtime import SetupRuntimeAlgorithm
 from clay_qgis.algorithms.similarity import SimilarityAlgorithm
 
 ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
@@ -19,6 +20,7 @@ ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     SimilarityAlgorithm,
     EmbedLocationsAlgorithm,
     RenderMapAlgorithm,
+    SetupRuntimeAlgorithm,
 ]
 
 

@@ -21,12 +21,11 @@ from qgis.core import (
 )
 
 from clay_core.device_options import DEVICES
-from clay_qgis.worker import WorkerError, run_clay
+from clay_core.models.preset_table import QGIS_MODEL_CHOICES
+from clay_qgis.worker import RuntimeMissingError, WorkerError, notify_runtime_missing, run_clay
 
 DEVICE_OPTIONS = list(DEVICES)  # the worker's --device choices (auto, cpu, cuda, mps); no torch import
-# Kept here (not imported from clay_core.models, which needs torch): QGIS's Python may have no torch.
-# tests/qgis/test_embed_algorithms.py checks this list against the model registry.
-MODEL_PRESETS = ["clay-v0-small", "clay-v0-tiny", "clay-v0-medium", "clay-v0-large", "clay-v1.5-large"]
+MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # from clay_core's torch-free preset table, in the enum's fixed order
 LEVEL_OPTIONS = ["model default", "mean", "patch", "group", "cls"]
 LAYER_MODES = ["chips", "patches"]
 
@@ -177,6 +176,9 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         QgsProcessingException with the worker's own last error line."""
         try:
             return run_clay(arguments, feedback)
+        except RuntimeMissingError as exc:
+            notify_runtime_missing(str(exc))  # QGIS desktop: offer to set the runtime up
+            raise QgsProcessingException(str(exc)) from exc
         except WorkerError as exc:
             raise QgsProcessingException(str(exc)) from exc
 

@@ -26,8 +26,9 @@ class LoadEmbeddingsAlgorithm(ClayAlgorithm):
         "Reads an embeddings GeoParquet file (written by Embed raster layer / Embed MGRS tile, `clay embed`, or "
         "Clay's published files) into a layer: one polygon per chip, or one per patch for patch- or group-level "
         "files ('patches'). Only scalar attributes (chip_id, date, source_url, row, col, nodata_fraction) go into "
-        "the layer; the vectors stay in memory for Find similar chips and the find-similar map tool. QGIS cannot "
-        "open GeoParquet itself here, so this is the way to see the file."
+        "the layer; the vectors stay in memory for Find similar chips and the find-similar map tool. The file is read "
+        "with pyarrow or GDAL's Parquet driver when this QGIS has one, otherwise converted once by the Clay "
+        "runtime (Set up Clay runtime...)."
     )
 
     INPUT = "INPUT"
@@ -48,10 +49,10 @@ class LoadEmbeddingsAlgorithm(ClayAlgorithm):
         path = self.parameterAsFile(parameters, self.INPUT, context)
         mode = LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)]
         try:
-            embedding_set = layers.load_embedding_set(path, mode)
+            embedding_set = layers.load_embedding_set(path, mode, feedback)
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        feedback.pushInfo(f"{path}: {embedding_set.describe()}")
+        feedback.pushInfo(f"{path}: {embedding_set.describe()} (read with {embedding_set.reader})")
         fields = layers.layer_fields(embedding_set.mode)
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields,
                                              layers.POLYGON_WKB_TYPE, embedding_set.crs)

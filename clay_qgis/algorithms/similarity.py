@@ -89,8 +89,9 @@ class SimilarityAlgorithm(ClayAlgorithm):
 
         try:
             target = layers.load_embedding_set(self.parameterAsFile(parameters, self.INPUT, context),
-                                               LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)])
-            feedback.pushInfo(f"embeddings: {target.describe()}")
+                                               LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)],
+                                               feedback)
+            feedback.pushInfo(f"embeddings: {target.describe()} (read with {target.reader})")
             positive_rows, positive_vectors = self.examples(parameters, context, target, positive=True)
             negative_rows, negative_vectors = self.examples(parameters, context, target, positive=False)
             # The same query and scoring functions as the find-similar map tool (exact scores: they are the output).

@@ -103,6 +103,7 @@ class SimilarityDock(QgsDockWidget):
     """Threshold slider, top-k, clear, export matches and the histogram for the session the map tool fills."""
 
     activate_tool = pyqtSignal()
+    setup_runtime = pyqtSignal()
 
     def __init__(self, parent=None) -> None:
         super().__init__("Clay: find similar", parent)
@@ -118,6 +119,9 @@ class SimilarityDock(QgsDockWidget):
         self.status_label.setWordWrap(True)
         self.tool_button = QPushButton("Find similar: click a chip")
         self.tool_button.clicked.connect(self.activate_tool.emit)
+        self.setup_button = QPushButton("Set up Clay runtime…")
+        self.setup_button.setToolTip("Create or check the Python environment with PyTorch that embedding runs in")
+        self.setup_button.clicked.connect(self.setup_runtime.emit)
         form = QFormLayout()
         self.use_threshold = QCheckBox("Hide below")
         self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
@@ -143,7 +147,7 @@ class SimilarityDock(QgsDockWidget):
         self.export_button = QPushButton("Export matches…")
         buttons.addWidget(self.clear_button)
         buttons.addWidget(self.export_button)
-        for widget in (self.layer_label, self.device_label, self.tool_button):
+        for widget in (self.layer_label, self.device_label, self.setup_button, self.tool_button):
             column.addWidget(widget)
         column.addLayout(form)
         column.addWidget(QLabel("Scores (shift-click: add positive, ctrl-click: add negative)"))

@@ -13,12 +13,12 @@ import pytest
 from clay_core.errors import ClayInputError
 from clay_core.parquet import (
     output_name,
-    patch_bounds,
     read_embeddings,
     read_metadata,
     wkb_polygon_rings,
     write_geoparquet,
 )
+from clay_core.patches import patch_bounds
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,9 @@ def test_cosine_scores_match_a_float64_reference(vectors):
 
 def test_index_scores_equal_plain_cosine(vectors):
     index = SimilarityIndex(vectors)
-    np.testing.assert_allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-6)
+    assert index.vectors is vectors  # kept as given: no unit copy
     np.testing.assert_allclose(index.scores(vectors[3]), cosine_scores(vectors, vectors[3]), atol=1e-6)
+    np.testing.assert_allclose(index.search([3], centred=False).scores, cosine_scores(vectors, vectors[3]), atol=1e-6)
 
 
 def test_zero_rows_score_zero_and_zero_query_is_refused(vectors):
@@ -167,7 +168,7 @@ def test_clay_similar_cli_writes_scores_equal_to_numpy_cosine(tmp_path, capsys):
     source = write_geoparquet(tmp_path / "e.gpq", records, embeddings, {"model": "m", "level": "mean"})
     out = tmp_path / "scored.gpq"
     assert main(["--progress", "none", "similar", str(source), "--chip", records[5].chip_id, "--top", "4",
-                 "-o", str(out)]) == 0
+                 "--raw", "-o", str(out)]) == 0
     table = pq.read_table(out)
     assert table.num_rows == 4
     ids = table.column("chip_id").to_pylist()
@@ -188,7 +189,7 @@ def test_clay_similar_point_threshold_and_negative(tmp_path):
     lon, lat = records[3].center_lonlat
     out = tmp_path / "scored.gpq"
     assert main(["--progress", "json", "similar", str(source), "--point", f"{lon},{lat}", "--negative-chip",
-                 records[0].chip_id, "--threshold", "-1", "-o", str(out)]) == 0
+                 records[0].chip_id, "--threshold", "-1", "--raw", "-o", str(out)]) == 0
     table = pq.read_table(out)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     expected = reference_cosine(embeddings, unit[3] - unit[0])
@@ -200,7 +201,7 @@ def test_clay_similar_point_threshold_and_negative(tmp_path):
 def test_clay_similar_bad_input_exits_2(tmp_path, capsys):
     source = write_geoparquet(tmp_path / "e.gpq", chips(1, 2), np.ones((2, 4), np.float32), {"model": "m"})
     assert main(["similar", str(source), "--chip", "nope", "-o", str(tmp_path / "o.gpq")]) == 2
-    assert "chip id 'nope' is not in the file" in capsys.readouterr().err
+    assert "chip id 'nope' is not in the embeddings" in capsys.readouterr().err
     assert main(["similar", str(source), "-o", str(tmp_path / "o.gpq")]) == 2
     assert main(["similar", str(source), "--point", "0,0", "-o", str(tmp_path / "o.gpq")]) == 2
     assert not (tmp_path / "o.gpq").exists()
@@ -320,3 +321,108 @@ def test_clay_similar_point_query_on_a_point_file_is_an_input_error(tmp_path, ca
     err = capsys.readouterr().err
     assert "need chip polygons" in err and "Point" in err and "--chip" in err
     assert not (tmp_path / "o.gpq").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Centred scores (the default) and many files as one search
+# ----------------------------------------------------------------------------------------------
+
+
+def reference_centred(matrix: np.ndarray, positives: list[int], negatives: list[int] = ()) -> np.ndarray:
+    """cos(u_i - m, d) in float64 straight from the formula (DESIGN.md, `clay similar`)."""
+    unit = matrix.astype(np.float64) / np.linalg.norm(matrix.astype(np.float64), axis=1, keepdims=True)
+    mean = unit.mean(axis=0)
+    direction = unit[positives].mean(axis=0) - (unit[list(negatives)].mean(axis=0) if negatives else mean)
+    centred = unit - mean
+    return centred @ direction / (np.linalg.norm(centred, axis=1) * np.linalg.norm(direction))
+
+
+def test_centred_scores_follow_the_formula(vectors):
+    vectors += 2.0  # a shared offset: raw cosines crowd near 1, centred ones do not
+    index = SimilarityIndex(vectors)
+    centred = index.search([3]).scores
+    np.testing.assert_allclose(centred, reference_centred(vectors, [3]), atol=1e-5)
+    assert centred[3] == pytest.approx(1.0, abs=1e-6)
+    raw = index.search([3], centred=False).scores
+    assert np.ptp(centred) > 2 * np.ptp(raw)
+    with_negatives = index.search([3, 4], [9]).scores
+    np.testing.assert_allclose(with_negatives, reference_centred(vectors, [3, 4], [9]), atol=1e-5)
+    assert with_negatives[9] < 0 < with_negatives[3]
+
+
+def test_centred_scores_leave_zero_rows_out_of_the_mean(vectors):
+    vectors[4] = 0.0
+    index = SimilarityIndex(vectors)
+    scores = index.search([0]).scores
+    assert scores[4] == 0.0 and np.isfinite(scores).all()
+    keep = [row for row in range(len(vectors)) if row != 4]
+    np.testing.assert_allclose(scores[keep], reference_centred(vectors[keep], [0]), atol=1e-5)
+
+
+def test_two_stage_centred_scores_keep_the_exact_top_k():
+    vectors = anisotropic_unit_rows(20_000, 96)
+    index = SimilarityIndex(vectors, already_normalised=True)
+    for row in (5, 12_345):
+        direction = index.direction([row])
+        fast = index.fast_scores(direction, exact_top=50, components=32, centred=True)
+        exact = index.scores(direction, centred=True)
+        np.testing.assert_array_equal(top_k(fast.scores, 50), top_k(exact, 50))
+        np.testing.assert_array_equal(fast.scores[fast.exact_rows], exact[fast.exact_rows])
+        assert np.abs(fast.scores - exact).max() <= fast.error_bound + 1e-6
+
+
+def _two_dates(tmp_path):
+    """The same 3 x 4 chips (same ids) at two dates, in two files."""
+    records = chips(3, 4)
+    rng = np.random.default_rng(9)
+    first = rng.standard_normal((12, 16)).astype(np.float32) + 1.0
+    second = first + 0.3 * rng.standard_normal((12, 16)).astype(np.float32)
+    meta = {"model": "m", "level": "mean"}
+    a = write_geoparquet(tmp_path / "a.gpq", records, first, meta)
+    b = write_geoparquet(tmp_path / "b.gpq", records, second, meta)
+    return records, first, second, a, b
+
+
+def test_clay_similar_searches_many_files_as_one(tmp_path, capsys):
+    records, first, second, a, b = _two_dates(tmp_path)
+    out = tmp_path / "scored.gpq"
+    query = f"a.gpq:{records[2].chip_id}"
+    assert main(["--progress", "none", "similar", str(a), str(b), "--chip", query, "-o", str(out)]) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 24  # every row of both files, nothing collapsed by id
+    keys = list(zip(table.column("source_file").to_pylist(), table.column("chip_id").to_pylist(), strict=True))
+    assert len(set(keys)) == 24 and keys[0] == ("a.gpq", records[2].chip_id)
+    both = np.concatenate([first, second])
+    expected = reference_centred(both, [2])
+    rows = [(0 if name == "a.gpq" else 12) + [r.chip_id for r in records].index(chip) for name, chip in keys]
+    np.testing.assert_allclose(table.column("similarity").to_numpy(), expected[rows], atol=1e-5)
+    np.testing.assert_array_equal(read_embeddings(out).vectors, both[rows])  # the input's vectors, bit for bit
+    # a folder and a glob are the same search
+    assert main(["--progress", "none", "similar", str(tmp_path / "?.gpq"), "--chip", query, "-o",
+                 str(tmp_path / "glob.gpq")]) == 0
+    assert pq.read_table(tmp_path / "glob.gpq").column("similarity").equals(table.column("similarity"))
+    capsys.readouterr()
+    # an id that is in both files must be qualified
+    assert main(["similar", str(a), str(b), "--chip", records[2].chip_id, "-o", str(tmp_path / "x.gpq")]) == 2
+    assert "in 2 files" in capsys.readouterr().err and not (tmp_path / "x.gpq").exists()
+
+
+def test_clay_similar_refuses_files_of_different_models(tmp_path, capsys):
+    records = chips(1, 2)
+    a = write_geoparquet(tmp_path / "a.gpq", records, np.ones((2, 4), np.float32), {"model": "m1"})
+    b = write_geoparquet(tmp_path / "b.gpq", records, np.ones((2, 4), np.float32), {"model": "m2"})
+    assert main(["similar", str(a), str(b), "--chip", f"a.gpq:{records[0].chip_id}", "-o",
+                 str(tmp_path / "o.gpq")]) == 2
+    assert "model" in capsys.readouterr().err
+
+
+def test_collection_reads_in_batches_into_one_array(tmp_path, monkeypatch):
+    from clay_core import collection
+
+    records = chips(4, 5)
+    vectors = np.random.default_rng(1).standard_normal((20, 6)).astype(np.float32)
+    path = write_geoparquet(tmp_path / "e.gpq", records, vectors, {"model": "m"})
+    monkeypatch.setattr(collection, "READ_BATCH_ROWS", 3)  # many batches, a ragged last one
+    read = collection.read_collection([tmp_path])
+    np.testing.assert_array_equal(read.vectors, vectors)
+    assert read.files == [path] and read.source_files == ["e.gpq"] * 20

@@ -192,18 +192,18 @@ def test_failing_loss_plot_warns_and_keeps_the_checkpoint(tmp_path: Path, monkey
 
 def test_checkpoint_writes_use_unique_temporaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failed save leaves the previous checkpoint intact and no temporary behind."""
-    from clay_core import train as train_module
+    from clay_core.train import atomic_save
 
     target = tmp_path / "model.ckpt"
-    train_module.atomic_save({"step": torch.tensor(1)}, target)
+    atomic_save({"step": torch.tensor(1)}, target)
 
     def failing_save(obj, path):  # type: ignore[no-untyped-def]
         Path(path).write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(train_module.torch, "save", failing_save)
+    monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(OSError, match="disk full"):
-        train_module.atomic_save({"step": torch.tensor(2)}, target)
+        atomic_save({"step": torch.tensor(2)}, target)
     monkeypatch.undo()
     assert int(torch.load(target, weights_only=True)["step"]) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]

@@ -1,27 +1,9 @@
-"""GeoParquet output: write, read and check embedding files.
-
-Layout (DESIGN.md "GeoParquet output", spec/clay.md section 4). The first four columns are exactly what
-Clay v0 wrote, so tools made for Clay's published embeddings read our files:
-
-    source_url  string          chip file / scene the pixels came from
-    date        date32          acquisition date
-    embeddings  fixed_size_list<float32>[D]   one row's embedding flattened in (g, h, w, d) / (h, w, d) order
-    geometry    binary (WKB)    5-point polygon of the 4 UTM corners transformed to OGC:CRS84 (lon, lat)
-
-and then ours: chip_id, mgrs, epsg, utm_bbox (native footprint, 4 x float64), row, col, nodata_fraction,
-filled_bands (and patch_row, patch_col when patch embeddings are written one row per patch; `satclip`,
-float64 fixed-size list, when the job adds the SatCLIP location embedding of each chip's centre).
-The `geo` key holds GeoParquet 1.0.0 metadata with the CRS84 PROJJSON; the `clay` key holds JSON about the
-model and the run. Files are ZSTD-compressed and written to a temporary file that is then renamed.
-
-Reading (`read_embeddings`) needs only numpy and pyarrow: the QGIS side calls it in-process.
-"""
+"""Writing embeddings GeoParquet files (pyarrow; pyproj for the CRS84 corners). See clay_core/parquet/__init__.py."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,21 +15,18 @@ import pyarrow.parquet as pq
 from clay_core import wkb
 from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
+from clay_core.parquet.reader import (
+    BBOX,
+    BBOX_FIELDS,
+    CLAY_KEY,
+    EMBEDDINGS,
+    GEO_KEY,
+    GEOMETRY,
+    GEOPARQUET_VERSION,
+    SATCLIP,
+)
 from clay_core.patches import exploded_row_shape, patch_bounds, per_patch
 
-GEO_KEY = b"geo"
-CLAY_KEY = b"clay"
-# 1.1.0 (a superset of the 1.0.0 Clay wrote) for the bbox covering column: with it, readers can skip
-# row groups by extent and the validator's distribution tests pass; 1.0.0 readers ignore it.
-GEOPARQUET_VERSION = "1.1.0"
-EMBEDDINGS = "embeddings"
-GEOMETRY = "geometry"
-BBOX = "bbox"
-BBOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
-# Opt-in SatCLIP column: float64, the precision SatCLIP computes in (its parity tolerance is 1e-9 and
-# its vectors are used as regression predictors); at 2 KiB per row it is small next to the embeddings.
-SATCLIP = "satclip"
-V0_COLUMNS = ("source_url", "date", EMBEDDINGS, GEOMETRY)
 # Keep a row group to about this many bytes of embeddings: group-level rows are 4.7 MB each and one
 # row group per file would make every reader hold the whole file in memory.
 ROW_GROUP_BYTES = 128 * 1024 * 1024
@@ -99,12 +78,8 @@ def utm_boxes_to_crs84(bounds: np.ndarray, epsgs: np.ndarray) -> np.ndarray:
 
 
 def rings_to_wkb(rings: np.ndarray) -> list[bytes]:
-    """WKB polygons (little endian, one ring) from rings [N, K, 2]; no shapely needed."""
-    rings = np.ascontiguousarray(rings, dtype="<f8")
-    n_points = rings.shape[1]
-    header = (np.uint8(1).tobytes() + np.uint32(3).astype("<u4").tobytes()
-              + np.uint32(1).astype("<u4").tobytes() + np.uint32(n_points).astype("<u4").tobytes())
-    return [header + ring.tobytes() for ring in rings]
+    """WKB polygons (little endian, one ring) from rings [N, K, 2] (clay_core.wkb.polygons_from_rings)."""
+    return wkb.polygons_from_rings(rings)
 
 
 def wkb_polygon_rings(geometry: bytes) -> np.ndarray:
@@ -397,116 +372,6 @@ def write_geoparquet(
     meta = file_metadata(table, metadata, bbox_of_table(table),
                          explode_patches=explode_patches, embedding_shape=chip_shape)
     return write_table_atomic(path, table.replace_schema_metadata(meta), overwrite=overwrite)
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading (numpy + pyarrow only)
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EmbeddingTable:
-    """An embeddings file in memory: attributes without the big column, and the vectors as one array."""
-
-    table: pa.Table  # every column except `embeddings`
-    vectors: np.ndarray  # [N, D] float32, each row flattened
-    shape_per_row: tuple[int, ...]
-    metadata: dict[str, Any]  # the `clay` key ({} for files written by other tools)
-    crs: Any  # PROJJSON dict (or string) of the geometry column; "OGC:CRS84" when `geo` omits it
-    geo: dict[str, Any]
-
-    @property
-    def geometry_wkb(self) -> list[bytes]:
-        column = self.geo.get("primary_column", GEOMETRY) if self.geo else GEOMETRY
-        return self.table.column(column).to_pylist() if column in self.table.column_names else []
-
-    @property
-    def chip_ids(self) -> list[str]:
-        return self.table.column("chip_id").to_pylist() if "chip_id" in self.table.column_names else []
-
-    def __len__(self) -> int:
-        return self.vectors.shape[0]
-
-    def list_column(self, name: str) -> np.ndarray | None:
-        """A fixed-size list column as [N, K] (e.g. `satclip`, float64), or None when the file lacks it."""
-        if name not in self.table.column_names:
-            return None
-        column = self.table.column(name)
-        width = getattr(column.type, "list_size", None)
-        if not width:
-            raise ClayInputError(f"column {name!r} is not a fixed-size list column ({column.type})")
-        values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        return values.reshape(column.length(), width)
-
-    @property
-    def satclip(self) -> np.ndarray | None:
-        """SatCLIP embeddings of the chip centres [N, 256] float64, when the job added them."""
-        return self.list_column(SATCLIP)
-
-    def reshaped(self) -> np.ndarray:
-        """The vectors as [N, *shape_per_row] (e.g. (N, 16, 16, 768) for patch level)."""
-        return self.vectors.reshape((len(self), *self.shape_per_row))
-
-
-def _vectors_from_column(column: pa.ChunkedArray) -> np.ndarray:
-    """[N, D] float32 from a fixed-size list, a list (e.g. Clay's own files) or a fixed-shape tensor column."""
-    chunks = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in column.chunks]
-    n = sum(len(c) for c in chunks)
-    if n == 0:
-        width = getattr(column.type, "list_size", 0) or 0
-        return np.zeros((0, width), dtype=np.float32)
-    parts = []
-    for chunk in chunks:
-        if len(chunk) == 0:
-            continue
-        if chunk.null_count:
-            raise ClayInputError("the embeddings column has empty (null) rows; the file is incomplete")
-        values = chunk.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        parts.append(values.reshape(len(chunk), -1) if len(values) % len(chunk) == 0 else None)
-        if parts[-1] is None:
-            raise ClayInputError("embeddings rows have different lengths; not a Clay embeddings file")
-    widths = {p.shape[1] for p in parts}
-    if len(widths) != 1:
-        raise ClayInputError("embeddings rows have different lengths; not a Clay embeddings file")
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
-
-
-def _json_key(metadata: Mapping[bytes, bytes] | None, key: bytes) -> dict[str, Any]:
-    if not metadata or key not in metadata:
-        return {}
-    try:
-        return json.loads(metadata[key])
-    except ValueError as exc:
-        raise ClayInputError(f"the file's {key.decode()!r} metadata is not valid JSON: {exc}") from exc
-
-
-def read_embeddings(path: str | Path, columns: Sequence[str] | None = None) -> EmbeddingTable:
-    """Read an embeddings GeoParquet file (ours or Clay v0's) into vectors + attributes."""
-    path = Path(path)
-    if not path.is_file():
-        raise ClayInputError(f"embeddings file {path} does not exist")
-    try:
-        table = pq.read_table(path, columns=list(columns) + [EMBEDDINGS] if columns else None)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ClayInputError(f"{path} is not a readable Parquet file: {exc}") from exc
-    if EMBEDDINGS not in table.column_names:
-        raise ClayInputError(f"{path} has no 'embeddings' column; columns: {', '.join(table.column_names)}")
-    schema_meta = table.schema.metadata or {}
-    clay = _json_key(schema_meta, CLAY_KEY)
-    geo = _json_key(schema_meta, GEO_KEY)
-    vectors = _vectors_from_column(table.column(EMBEDDINGS))
-    shape = tuple(int(v) for v in clay.get("row_shape", ())) or (vectors.shape[1],)
-    if int(np.prod(shape)) != vectors.shape[1]:
-        shape = (vectors.shape[1],)  # metadata from elsewhere that does not fit: fall back to flat
-    primary = geo.get("primary_column", GEOMETRY)
-    crs = geo.get("columns", {}).get(primary, {}).get("crs", "OGC:CRS84") if geo else None
-    rest = table.drop_columns([EMBEDDINGS])
-    return EmbeddingTable(table=rest, vectors=vectors, shape_per_row=shape, metadata=clay, crs=crs, geo=geo)
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The `clay` metadata of a file without reading its rows."""
-    return _json_key(pq.read_schema(path).metadata, CLAY_KEY)
 
 
 def output_name(mgrs: str, min_date: Any, max_date: Any, version: int = 1) -> str:

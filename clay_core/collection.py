@@ -1,0 +1,302 @@
+"""Many embedding files as one set of rows: what `clay similar`, `clay classify` and `clay cluster` search.
+
+Memory is the point of this module. A search over 300k x 768 vectors used to hold the Arrow column, a numpy
+copy of it and a unit-length copy (5x the vectors at peak). Here the files' row counts and widths are read
+from the Parquet footers first, one float32 array is allocated for every row of every file, and the
+`embeddings` column is decoded a batch at a time straight into it; the other (small) columns are read as an
+Arrow table. Output is written a slice at a time from that array (`write_rows`), so the embeddings go back
+bit for bit and no second full copy is ever made.
+
+Rows keep their file: `source_file` (the file's name, or its path when two files share a name) is added to
+the attributes, so chips with the same id in two files (two dates of one tile) stay apart in every output;
+`FILE:ID` picks one of them on the command line.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clay_core.atomic import atomic_output
+from clay_core.errors import ClayInputError
+from clay_core.parquet import CLAY_KEY, EMBEDDINGS, GEO_KEY, GEOMETRY, bbox_of_wkb, check_writable
+
+SOURCE_FILE = "source_file"
+SUFFIXES = (".gpq", ".parquet", ".geoparquet")
+# Rows decoded per batch: 16k x 768 float32 is 48 MB of Arrow buffers on top of the one big array.
+READ_BATCH_ROWS = 16_384
+WRITE_BATCH_ROWS = 16_384
+
+
+def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
+    """Files from arguments that are files, folders (their *.gpq/*.parquet/*.geoparquet) or glob patterns,
+    in the order given (folders and globs sorted), each file once."""
+    found: list[Path] = []
+    for item in items:
+        text = str(item)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+            if not matches:
+                raise ClayInputError(f"folder {path} holds no embeddings files (*.gpq, *.parquet, *.geoparquet)")
+        elif any(char in text for char in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            if not matches:
+                raise ClayInputError(f"no file matches {text!r}: check the pattern (quote it so the shell "
+                                     "does not expand it first)")
+        elif path.is_file():
+            matches = [path]
+        else:
+            raise ClayInputError(f"embeddings file {path} does not exist")
+        found.extend(matches)
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    if not unique:
+        raise ClayInputError("no embeddings files given")
+    return list(unique.values())
+
+
+@dataclass
+class FileInfo:
+    path: Path
+    rows: int
+    width: int | None  # None until the first batch tells (plain list columns)
+    clay: dict[str, Any]
+    geo: dict[str, Any]
+
+
+@dataclass
+class EmbeddingCollection:
+    """Every row of several embeddings files: vectors [N, D] float32 in one array, attributes in one table."""
+
+    files: list[Path]
+    vectors: np.ndarray  # [N, D] float32, each row as stored in its file
+    table: pa.Table  # every column but `embeddings`, plus `source_file`
+    offsets: np.ndarray  # [files + 1]: rows of file i are offsets[i]:offsets[i + 1]
+    shape_per_row: tuple[int, ...]
+    metadata: dict[str, Any]  # the first file's `clay` key
+    geo: dict[str, Any]  # the first file's `geo` key
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def column(self, name: str) -> list[Any] | None:
+        return self.table.column(name).to_pylist() if name in self.table.column_names else None
+
+    @property
+    def chip_ids(self) -> list[str]:
+        ids = self.column("chip_id")
+        return ids if ids is not None else [str(row - self.offsets[self.file_index(row)]) for row in range(len(self))]
+
+    @property
+    def source_files(self) -> list[str]:
+        return self.table.column(SOURCE_FILE).to_pylist()
+
+    @property
+    def geometry_wkb(self) -> list[bytes]:
+        column = self.geo.get("primary_column", GEOMETRY) if self.geo else GEOMETRY
+        return self.table.column(column).to_pylist() if column in self.table.column_names else []
+
+    def file_index(self, row: int) -> int:
+        return int(np.searchsorted(self.offsets, row, side="right") - 1)
+
+    def qualified_ids(self) -> list[str]:
+        """`FILE:ID` for every row: unique across files (chip ids alone are not, e.g. two dates of one tile)."""
+        return [f"{name}:{chip}" for name, chip in zip(self.source_files, self.chip_ids, strict=True)]
+
+    def rows_of_ids(self, ids: Sequence[str], what: str) -> list[int]:
+        """Rows for chip ids (every patch row of a chip in patch files). `FILE:ID` picks one file's chip; a
+        plain id that is in several files is refused with the qualified names to use instead."""
+        by_id: dict[str, list[int]] = {}
+        by_qualified: dict[str, list[int]] = {}
+        for row, (name, chip) in enumerate(zip(self.source_files, self.chip_ids, strict=True)):
+            by_id.setdefault(chip, []).append(row)
+            by_qualified.setdefault(f"{name}:{chip}", []).append(row)
+        rows: list[int] = []
+        for chip_id in ids:
+            if chip_id in by_qualified:
+                rows.extend(by_qualified[chip_id])
+                continue
+            found = by_id.get(chip_id)
+            if not found:
+                example = self.chip_ids[0] if len(self) else "none"
+                raise ClayInputError(f"{what} chip id {chip_id!r} is not in the embeddings (ids look like "
+                                     f"{example!r})")
+            files = sorted({self.source_files[row] for row in found})
+            if len(files) > 1:
+                raise ClayInputError(f"{what} chip id {chip_id!r} is in {len(files)} files: name one as FILE:ID, "
+                                     f"e.g. {files[0]}:{chip_id}")
+            rows.extend(found)
+        return rows
+
+
+def _file_info(path: Path) -> FileInfo:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ClayInputError(f"{path} is not a readable Parquet file: {exc}") from exc
+    schema = parquet.schema_arrow
+    if EMBEDDINGS not in schema.names:
+        raise ClayInputError(f"{path} has no 'embeddings' column; columns: {', '.join(schema.names)}")
+    kind = schema.field(EMBEDDINGS).type
+    if isinstance(kind, pa.ExtensionType):
+        kind = kind.storage_type
+    width = getattr(kind, "list_size", None)
+    metadata = schema.metadata or {}
+    return FileInfo(path=path, rows=parquet.metadata.num_rows, width=int(width) if width else None,
+                    clay=_json_key(metadata, CLAY_KEY, path), geo=_json_key(metadata, GEO_KEY, path))
+
+
+def _json_key(metadata: Mapping[bytes, bytes], key: bytes, path: Path) -> dict[str, Any]:
+    if key not in metadata:
+        return {}
+    try:
+        return json.loads(metadata[key])
+    except ValueError as exc:
+        raise ClayInputError(f"the {key.decode()!r} metadata of {path} is not valid JSON: {exc}") from exc
+
+
+def _first_width(path: Path) -> int:
+    """Width of a plain-list embeddings column, from its first non-empty batch."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=[EMBEDDINGS]):
+        if batch.num_rows:
+            return len(_batch_values(batch.column(0), path)) // batch.num_rows
+    return 0
+
+
+def _batch_values(column: pa.Array, path: Path) -> np.ndarray:
+    """The flat float32 values of one batch of the embeddings column (no copy when already float32)."""
+    if isinstance(column, pa.ExtensionArray):
+        column = column.storage
+    if column.null_count:
+        raise ClayInputError(f"the embeddings column of {path} has empty (null) rows; the file is incomplete")
+    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+
+
+def read_vectors_into(path: Path, out: np.ndarray) -> None:
+    """Decode a file's embeddings a batch at a time into `out` ([rows, D], preallocated)."""
+    start = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH_ROWS, columns=[EMBEDDINGS]):
+        if batch.num_rows == 0:
+            continue
+        values = _batch_values(batch.column(0), path)
+        if values.size != batch.num_rows * out.shape[1]:
+            raise ClayInputError(f"embeddings rows of {path} have different lengths ({out.shape[1]} expected); "
+                                 "not a Clay embeddings file")
+        out[start:start + batch.num_rows] = values.reshape(batch.num_rows, out.shape[1])
+        start += batch.num_rows
+    if start != len(out):
+        raise ClayInputError(f"{path} has {start} embeddings rows but its footer says {len(out)}: the file is damaged")
+
+
+def _source_names(paths: Sequence[Path]) -> list[str]:
+    names = [path.name for path in paths]
+    return names if len(set(names)) == len(names) else [str(path) for path in paths]
+
+
+def _check_same_model(infos: Sequence[FileInfo], widths: Sequence[int]) -> None:
+    first = infos[0]
+    for info, width in zip(infos[1:], widths[1:], strict=True):
+        if width != widths[0]:
+            raise ClayInputError(f"{info.path.name} has {width} values per row but {first.path.name} has "
+                                 f"{widths[0]}: embed every file with the same model and level")
+        for key in ("model", "level", "checkpoint_sha256"):
+            mine, theirs = info.clay.get(key), first.clay.get(key)
+            if mine and theirs and mine != theirs:
+                raise ClayInputError(f"{info.path.name} was made with {key} {mine!r} but {first.path.name} with "
+                                     f"{theirs!r}: scores across models mean nothing; search one model's files")
+
+
+def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
+    """Every row of the files (see `expand_inputs`) with their vectors in one preallocated float32 array."""
+    paths = expand_inputs(items)
+    infos = [_file_info(path) for path in paths]
+    widths = [info.width if info.width is not None else _first_width(info.path) for info in infos]
+    _check_same_model(infos, widths)
+    offsets = np.concatenate([[0], np.cumsum([info.rows for info in infos])]).astype(np.int64)
+    vectors = np.empty((int(offsets[-1]), widths[0]), dtype=np.float32)
+    tables = []
+    for index, (info, name) in enumerate(zip(infos, _source_names(paths), strict=True)):
+        read_vectors_into(info.path, vectors[offsets[index]:offsets[index + 1]])
+        columns = [column for column in pq.ParquetFile(info.path).schema_arrow.names if column != EMBEDDINGS]
+        table = pq.read_table(info.path, columns=columns).replace_schema_metadata(None)
+        table = table.drop_columns([SOURCE_FILE]) if SOURCE_FILE in table.column_names else table
+        tables.append(table.append_column(SOURCE_FILE, pa.array([name] * table.num_rows, pa.string())))
+    try:
+        table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ClayInputError(f"the files' columns do not fit together ({exc}); search files written by the "
+                             "same tool") from exc
+    clay = infos[0].clay
+    shape = tuple(int(v) for v in clay.get("row_shape", ())) or (widths[0],)
+    if int(np.prod(shape)) != widths[0]:
+        shape = (widths[0],)
+    return EmbeddingCollection(files=paths, vectors=vectors, table=table, offsets=offsets, shape_per_row=shape,
+                               metadata=clay, geo=infos[0].geo)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing chosen rows back, a slice at a time
+# ----------------------------------------------------------------------------------------------
+
+
+def output_geo(geo: Mapping[str, Any], wkb_values: Sequence[bytes]) -> dict[str, Any]:
+    """The input's `geo` metadata with the geometry column's bbox set to the rows written."""
+    geo = json.loads(json.dumps(geo))
+    column = geo.get("columns", {}).get(geo.get("primary_column", GEOMETRY))
+    if column is None:
+        return geo
+    bbox = bbox_of_wkb(wkb_values) if len(wkb_values) else None
+    if bbox:
+        column["bbox"] = bbox
+    else:
+        column.pop("bbox", None)
+    return geo
+
+
+def write_rows(path: str | Path, collection: EmbeddingCollection, rows: np.ndarray,
+               extra: Mapping[str, pa.Array | np.ndarray], *, overwrite: bool = False,
+               metadata_update: Mapping[str, Any] | None = None) -> Path:
+    """Write `rows` (in the order given) with their attributes, their embeddings (bit for bit) right after
+    `date` as in the input, and `extra` columns (one value per written row). Temp file + rename."""
+    path = Path(path)
+    check_writable(path, overwrite)
+    rows = np.asarray(rows, dtype=np.int64)
+    attributes = collection.table.take(pa.array(rows, pa.int64()))
+    for name, values in extra.items():
+        array = values if isinstance(values, pa.Array) else pa.array(np.asarray(values))
+        attributes = attributes.append_column(name, array)
+    position = attributes.column_names.index("date") + 1 if "date" in attributes.column_names else 0
+    embedding_type = pa.list_(pa.float32(), collection.dim)
+    schema = attributes.schema.insert(position, pa.field(EMBEDDINGS, embedding_type))
+    metadata: dict[bytes, bytes] = {}
+    if collection.geo:
+        primary = collection.geo.get("primary_column", GEOMETRY)
+        wkb = attributes.column(primary).to_pylist() if primary in attributes.column_names else []
+        metadata[GEO_KEY] = json.dumps(output_geo(collection.geo, wkb)).encode()
+    if collection.metadata or metadata_update:
+        clay = dict(collection.metadata)
+        clay.update(metadata_update or {})
+        metadata[CLAY_KEY] = json.dumps(clay, default=str).encode()
+    schema = schema.with_metadata(metadata)
+    with atomic_output(path) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+        for start in range(0, max(len(rows), 1), WRITE_BATCH_ROWS):
+            part = rows[start:start + WRITE_BATCH_ROWS]
+            flat = pa.array(collection.vectors[part].reshape(-1), pa.float32())
+            embeddings = pa.FixedSizeListArray.from_arrays(flat, collection.dim)
+            piece = attributes.slice(start, len(part)).add_column(position, EMBEDDINGS, embeddings)
+            writer.write_table(piece.replace_schema_metadata(metadata))
+    return path
