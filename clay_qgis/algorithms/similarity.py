@@ -25,6 +25,7 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
 
@@ -245,12 +246,11 @@ def add_more_inputs_parameter(algorithm) -> None:
 
 def search_fields(mode: str):
     from qgis.core import QgsField
-    from qgis.PyQt.QtCore import QVariant
 
     from clay_qgis import layers
 
     fields = layers.layer_fields(mode)
-    fields.append(QgsField(SOURCE_FILE, QVariant.String))
+    fields.append(QgsField(SOURCE_FILE, compat.STRING))
     return fields
 
 
