@@ -23,11 +23,12 @@ from qgis.core import (
 )
 
 from clay_core.device_options import DEVICES
+from clay_core.errors import ClayInputError
 from clay_core.models.preset_table import QGIS_MODEL_CHOICES
 from clay_qgis.worker import RuntimeMissingError, WorkerError, notify_runtime_missing, run_clay
 
 DEVICE_OPTIONS = list(DEVICES)  # the worker's --device choices (auto, cpu, cuda, mps); no torch import
-MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # from clay_core's torch-free preset table, in the enum's fixed order
+MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # clay_core's torch-free preset table, in the enum's fixed order
 LEVEL_OPTIONS = ["model default", "mean", "patch", "group", "cls"]
 LAYER_MODES = ["chips", "patches"]
 
@@ -277,11 +278,13 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     # postProcessLayer (called once, when the layer is loaded) lets go, so the scores it holds are freed.
     instances: list[StyleOnLoad] = []
 
-    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None) -> None:
+    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None,
+                 styler=None) -> None:
         super().__init__()
         self.embeddings_path = embeddings_path
         self.mode = mode
         self.scored = scored
+        self.styler = styler  # optional callable(layer): its own renderer (clusters, change)
         StyleOnLoad.instances.append(self)
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
@@ -294,10 +297,13 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
 
         layer.setCustomProperty(layers.PATH_PROPERTY, self.embeddings_path)
         layer.setCustomProperty(layers.MODE_PROPERTY, self.mode)
-        if self.scored:
+        if self.styler is not None:
+            self.styler(layer)
+        elif self.scored:
             layers.style_similarity(layer, self.scored["scores"], threshold=self.scored.get("threshold"),
                                     top_k=self.scored.get("top_k", 10),
-                                    has_negatives=self.scored.get("has_negatives", False))
+                                    has_negatives=self.scored.get("has_negatives", False),
+                                    field=self.scored.get("field", layers.SIMILARITY))
         else:
             layers.style_chip_grid(layer)
 
@@ -309,3 +315,13 @@ def load_on_completion(layer: QgsVectorLayer, context: QgsProcessingContext, nam
     details = QgsProcessingContext.LayerDetails(name, context.project(), name)
     context.addLayerToLoadOnCompletion(layer.id(), details)
     return layer.id()
+
+
+def make_output_folder(folder: Path) -> None:
+    """Create the output's folder (QGIS offers any path); a path through a file, or no permission, is an input
+    problem with one line, not a crash."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ClayInputError(f"cannot create the output folder {folder} ({error.strerror}): choose another "
+                             "file name") from None

@@ -31,11 +31,10 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsProcessingUtils,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from clay_core import validate
-from clay_qgis.algorithms.base import ClayAlgorithm
-from clay_qgis.algorithms.embed import make_output_folder
+from clay_qgis import compat
+from clay_qgis.algorithms.base import ClayAlgorithm, make_output_folder
 
 ID_FIELD_NAME = "clay_id"
 CSV_ID, CSV_LON, CSV_LAT = "point_id", "lon", "lat"
@@ -61,7 +60,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.INPUT, "Point layer", [QgsProcessing.TypeVectorPoint]))
+            self.INPUT, "Point layer", [QgsProcessing.SourceType.TypeVectorPoint]))
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "SatCLIP checkpoint (.ckpt)", optional=True,
             fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors)"))
@@ -74,7 +73,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_EMBEDDINGS, "Embeddings (GeoParquet)", fileFilter="GeoParquet (*.gpq *.parquet)"))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Points with embedding ids", QgsProcessing.TypeVectorPoint))
+            self.OUTPUT, "Points with embedding ids", QgsProcessing.SourceType.TypeVectorPoint))
         self.addOutput(QgsProcessingOutputNumber(self.POINTS, "Number of points embedded"))
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -124,7 +123,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         while source_fields.indexOf(name) >= 0:
             name += "_"
         fields = QgsFields(source_fields)
-        fields.append(QgsField(name, QVariant.String))
+        fields.append(QgsField(name, compat.STRING))
         return fields, name
 
     # -- run --------------------------------------------------------------------------------------
@@ -155,7 +154,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
             copy = QgsFeature(fields)
             copy.setGeometry(feature.geometry())
             copy.setAttributes(list(feature.attributes()) + [point_id])
-            sink.addFeature(copy, QgsFeatureSink.FastInsert)
+            sink.addFeature(copy, QgsFeatureSink.Flag.FastInsert)
         feedback.pushInfo(f"{result.get('points')} points embedded with {result.get('model')} on "
                           f"{result.get('device')} ({result.get('points_per_second')} points/s)")
         return {self.OUTPUT: dest_id, self.OUTPUT_EMBEDDINGS: result.get("output", output_path),

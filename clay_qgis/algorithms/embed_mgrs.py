@@ -19,8 +19,8 @@ from qgis.core import (
 
 from clay_core import validate
 from clay_core.errors import ClayInputError
-from clay_qgis.algorithms.base import ClayAlgorithm
-from clay_qgis.algorithms.embed import make_output_folder, parse_date
+from clay_qgis.algorithms.base import ClayAlgorithm, make_output_folder
+from clay_qgis.algorithms.embed import parse_date
 
 MGRS_TILE = re.compile(r"^(0?[1-9]|[1-5][0-9]|60)[C-HJ-NP-X][A-HJ-NP-Z][A-HJ-NP-V]$")
 

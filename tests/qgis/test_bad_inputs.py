@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers.bad_inputs import tree_digest, write_geotiff
-from tests.qgis.conftest import run_qgis_process, write_embeddings_file
+from tests.helpers.qgis import run_qgis_process, write_embeddings_file
 
 TINY_INDEX = 1  # clay-v0-tiny in clay_qgis.algorithms.base.MODEL_PRESETS (checked by test_embed_algorithms)
 EXTENT = "500000,501280,4998720,5000000 [EPSG:32633]"

@@ -20,7 +20,7 @@ from clay_core.cli import main
 from clay_core.embed_parts import parts_dir_for
 from clay_core.grid.mgrs import parse_tile
 from clay_core.parquet import read_embeddings, wkb_polygon_rings
-from tests.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
+from tests.helpers.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 CHIP = 64  # px; the tiny model is resized to it with --chip-size
 TINY = ["--model", "clay-v0-tiny", "--chip-size", str(CHIP), "--device", "cpu"]
@@ -187,7 +187,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_
 
 
 def _chip_tile(folder: Path, mgrs: str, dates: list[str]) -> None:
-    from tests.core.sources.conftest import write_chip
+    from tests.helpers.chips import write_chip
 
     for i, date in enumerate(dates):
         write_chip(folder / mgrs / date, mgrs=mgrs, date=date, row=1, col=i, counter=i, seed=i, size=CHIP)
