@@ -223,6 +223,15 @@ def read_vectors_into(path: Path, out: np.ndarray) -> None:
         raise ClayInputError(f"{path} has {start} embeddings rows but its footer says {len(out)}: the file is damaged")
 
 
+def read_file_vectors(path: str | Path) -> np.ndarray:
+    """One file's embeddings as [rows, D] float32, decoded a batch at a time into one array."""
+    info = _file_info(Path(path))
+    width = info.width if info.width is not None else _first_width(info.path)
+    vectors = np.empty((info.rows, width), dtype=np.float32)
+    read_vectors_into(info.path, vectors)
+    return vectors
+
+
 def _source_names(paths: Sequence[Path]) -> list[str]:
     names = [path.name for path in paths]
     return names if len(set(names)) == len(names) else [str(path) for path in paths]

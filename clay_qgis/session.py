@@ -173,14 +173,13 @@ class SearchSession:
 
     def _classify(self, positive: np.ndarray | None, negative: np.ndarray | None) -> list[np.ndarray] | None:
         """Probabilities per member, or None (with a message) while there are not both kinds of examples."""
-        from clay_core.classify import fit_classifier, joint_feature_scale
+        from clay_core.classify import fit_classifier
 
         if positive is None or negative is None:
             self.message = "classifier: add a negative example (ctrl-click) to fit it; showing similarity meanwhile"
             return None
         indexes = [member.embedding_set.index for member in self.members]
-        self.classifier = fit_classifier(indexes[0], [], [], positive_vectors=positive, negative_vectors=negative,
-                                         scale=joint_feature_scale(indexes))
+        self.classifier = fit_classifier(indexes[0], [], [], positive_vectors=positive, negative_vectors=negative)
         self.message = (f"classifier fitted on {self.classifier.positives} positive / {self.classifier.negatives} "
                         "negative example(s)")
         return [self.classifier.probabilities(member.embedding_set.index) for member in self.members]

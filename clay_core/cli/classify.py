@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="label value(s) that mean positive; every other value is negative (default: "
                              "1/true/yes/positive vs 0/false/no/negative)")
     parser.add_argument("--l2", type=float, default=None, metavar="LAMBDA",
-                        help="regularisation strength (default 0.1; larger = smoother probabilities)")
+                        help="regularisation strength (default 0.01; larger = smoother probabilities)")
     parser.add_argument("--top", type=int, default=0, metavar="K", help="keep the K most probable rows (0: all)")
     parser.add_argument("--threshold", type=float, default=None, metavar="P",
                         help="keep rows with probability >= P (in [0, 1])")
