@@ -121,6 +121,7 @@ def similar():
     grab_when_drawn("find_similar_centred.png", classify)
 
 def classify():
+    status["similarity"]["legend"] = legend_state(state["patches"])
     plugin, patches, labels = state["plugin"], state["patches"], state["labels"]
     patches.setName("demo patches: classifier probability (3 forest, 3 farm/meadow labels)")
     plugin.dock.classifier_box.setChecked(True)
@@ -136,7 +137,14 @@ def classify():
                             "dock_status": plugin.dock.status_label.text()}}
     grab_when_drawn("classifier_probability.png", cluster)
 
+def legend_state(layer):
+    view = qgis.utils.iface.layerTreeView()
+    node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
+    return {{"node": node.isExpanded(), "view": view.isExpanded(view.node2index(node)),
+            "legend_rows": len(view.layerTreeModel().layerLegendNodes(node))}}
+
 def cluster():
+    status["classifier"]["legend"] = legend_state(state["patches"])
     result = processing.runAndLoadResults("clay:cluster", {{"INPUT": BEFORE, "MODE": 1, "K": 6, "SEED": 0,
                                                           "OUTPUT": "TEMPORARY_OUTPUT"}})
     layer = QgsProject.instance().mapLayer(result["OUTPUT"])
@@ -226,6 +234,8 @@ def test_screenshots_of_similarity_classifier_clusters_and_change(tmp_path, qgis
     classifier = report["classifier"]
     assert classifier["labels"] == [3, 3] and classifier["field"] == "probability"
     assert 0 < classifier["above_half"] < similarity["rows"]
+    for step in (similarity, classifier):  # the classes stay visible in the Layers panel after every restyle
+        assert step["legend"]["node"] and step["legend"]["view"] and step["legend"]["legend_rows"] > 5, step
     assert report["cluster"]["renderer"] == "categorizedSymbol" and len(report["cluster"]["sizes"]) == 6
     change = report["change"]
     assert change["renderer"] == "graduatedSymbol" and change["matched"] > 50
