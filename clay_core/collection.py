@@ -117,10 +117,6 @@ class EmbeddingCollection:
     def file_index(self, row: int) -> int:
         return int(np.searchsorted(self.offsets, row, side="right") - 1)
 
-    def qualified_ids(self) -> list[str]:
-        """`FILE:ID` for every row: unique across files (chip ids alone are not, e.g. two dates of one tile)."""
-        return [f"{name}:{chip}" for name, chip in zip(self.source_files, self.chip_ids, strict=True)]
-
     def chip_id(self, row: int) -> str:
         if "chip_id" in self.table.column_names:
             return str(self.table.column("chip_id")[int(row)].as_py())
