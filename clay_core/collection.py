@@ -318,7 +318,8 @@ def write_rows(path: str | Path, collection: EmbeddingCollection, rows: np.ndarr
         clay.update(metadata_update or {})
         metadata[CLAY_KEY] = json.dumps(clay, default=str).encode()
     schema = schema.with_metadata(metadata)
-    with atomic_output(path) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+    with atomic_output(path, overwrite=overwrite) as temporary, \
+            pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
         for start in range(0, max(len(rows), 1), WRITE_BATCH_ROWS):
             part = rows[start:start + WRITE_BATCH_ROWS]
             flat = pa.array(collection.vectors[part].reshape(-1), pa.float32())

@@ -39,11 +39,10 @@ from qgis.core import (
     QgsSimpleLegendNode,
     QgsSymbolLayer,
     QgsVectorLayer,
-    QgsWkbTypes,
 )
 from qgis.PyQt import sip
-from qgis.PyQt.QtCore import QDate, QVariant
-from qgis.PyQt.QtGui import QColor, QIcon, QPainter, QPixmap
+from qgis.PyQt.QtCore import QDate, QRectF, Qt
+from qgis.PyQt.QtGui import QColor, QIcon, QPainter, QPixmap, QTextOption
 
 from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
@@ -61,13 +60,14 @@ from clay_core.similarity import (
 )
 from clay_core.similarity import ranks as ranks_of
 from clay_core.wkb import polygons_from_rings
+from clay_qgis import compat
 from clay_qgis.readers import read_layer_rows
 
 MODES = ("chips", "patches")
 PATH_PROPERTY = "clay/embeddings_path"
 MODE_PROPERTY = "clay/mode"
 SIMILARITY, RANK, EXAMPLE = "similarity", "rank", "example"
-POLYGON_WKB_TYPE = QgsWkbTypes.Type.Polygon
+POLYGON_WKB_TYPE = compat.WKB_POLYGON
 POSITIVE, NEGATIVE = "positive", "negative"
 CACHE_SIZE = 2  # a 1M x 768 file is 3 GB of vectors: keep few
 
@@ -79,11 +79,11 @@ POSITIVE_COLOR = "#ffffff"  # query/positive examples: white outline + star, rea
 NEGATIVE_COLOR = "#000000"
 FILL_ALPHA = 205  # the imagery stays faintly visible under the scores
 
-# Scalar attribute columns copied into QGIS (name -> QVariant type); vectors never are.
-CHIP_FIELDS = (("chip_id", QVariant.String), ("date", QVariant.Date), ("source_url", QVariant.String),
-               ("row", QVariant.Int), ("col", QVariant.Int), ("nodata_fraction", QVariant.Double))
-PATCH_FIELDS = (("patch_row", QVariant.Int), ("patch_col", QVariant.Int))
-SCORE_FIELDS = ((SIMILARITY, QVariant.Double), (RANK, QVariant.Int), (EXAMPLE, QVariant.String))
+# Scalar attribute columns copied into QGIS (name -> field type); vectors never are.
+CHIP_FIELDS = (("chip_id", compat.STRING), ("date", compat.DATE), ("source_url", compat.STRING),
+               ("row", compat.INT), ("col", compat.INT), ("nodata_fraction", compat.DOUBLE))
+PATCH_FIELDS = (("patch_row", compat.INT), ("patch_col", compat.INT))
+SCORE_FIELDS = ((SIMILARITY, compat.DOUBLE), (RANK, compat.INT), (EXAMPLE, compat.STRING))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,7 +385,7 @@ def write_scores(layer: QgsVectorLayer, fids: np.ndarray, scores: np.ndarray, ra
     sim_index, rank_index, example_index = ensure_score_fields(layer)
     if score_field != SIMILARITY:  # e.g. the classifier's probability: its own field, added on first use
         if layer.fields().indexOf(score_field) < 0:
-            layer.dataProvider().addAttributes([QgsField(score_field, QVariant.Double)])
+            layer.dataProvider().addAttributes([QgsField(score_field, compat.DOUBLE)])
             layer.updateFields()
         sim_index = layer.fields().indexOf(score_field)
     present = np.flatnonzero(fids >= 0)
@@ -529,7 +529,7 @@ def _swatch(outline: str, fill: str | None = None, marker: str | None = None) ->
     painter.drawRect(2, 2, 12, 12)
     if marker:
         painter.setPen(QColor("#000000"))
-        painter.drawText(pixmap.rect(), 0x84, marker)  # Qt.AlignCenter
+        painter.drawText(QRectF(pixmap.rect()), marker, QTextOption(Qt.AlignmentFlag.AlignCenter))
     painter.end()
     return QIcon(pixmap)
 

@@ -22,7 +22,7 @@ from qgis.core import QgsProject, QgsVectorLayer
 
 from clay_core.errors import ClayInputError
 from clay_core.similarity import Scored, joint_mean, ranks, select_matches
-from clay_qgis import layers
+from clay_qgis import compat, layers
 
 SIMILAR, CLASSIFIER = "similar", "classifier"
 PROBABILITY = "probability"
@@ -250,16 +250,15 @@ class SearchSession:
     def export_matches(self, path: str | Path) -> int:
         """The current matches of every layer to one GeoPackage (with `source_file`); returns the count."""
         from qgis.core import QgsCoordinateTransformContext, QgsField, QgsVectorFileWriter
-        from qgis.PyQt.QtCore import QVariant
 
         from clay_core.atomic import atomic_output
 
         if self.all_scores is None:
             raise ClayInputError("nothing to export yet: click a chip first")
         fields = layers.layer_fields(self.embedding_set.mode)
-        fields.append(QgsField("source_file", QVariant.String))
+        fields.append(QgsField("source_file", compat.STRING))
         if self.score_field == PROBABILITY:
-            fields.append(QgsField(PROBABILITY, QVariant.Double))
+            fields.append(QgsField(PROBABILITY, compat.DOUBLE))
         offsets = np.cumsum([0] + [len(member.embedding_set) for member in self.members])
         features = []
         for row in self.match_rows().tolist():

@@ -14,6 +14,7 @@ from clay_qgis.algorithms.load_embeddings import LoadEmbeddingsAlgorithm
 from clay_qgis.algorithms.render_map import RenderMapAlgorithm
 from clay_qgis.algorithms.setup_runtime import SetupRuntimeAlgorithm
 from clay_qgis.algorithms.similarity import SimilarityAlgorithm
+from clay_qgis.algorithms.train import TrainAlgorithm
 
 ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     InfoAlgorithm,
@@ -27,6 +28,7 @@ ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     EmbedLocationsAlgorithm,
     RenderMapAlgorithm,
     SetupRuntimeAlgorithm,
+    TrainAlgorithm,
 ]
 
 

@@ -15,6 +15,7 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
 
@@ -79,7 +80,7 @@ class ChangeAlgorithm(ClayAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from qgis.core import QgsField
-        from qgis.PyQt.QtCore import QDate, QVariant
+        from qgis.PyQt.QtCore import QDate
 
         from clay_core.change import cosine_distance, footprint_keys, match_footprints
         from clay_core.similarity import check_dimension, ring_bounds
@@ -100,7 +101,7 @@ class ChangeAlgorithm(ClayAlgorithm):
         distance = cosine_distance(before.index.vectors, after.index.vectors, matched.rows_a, matched.rows_b)
         order = np.argsort(-np.nan_to_num(distance, nan=-1.0), kind="stable")
         fields = layers.layer_fields(before.mode)
-        for name, kind_of in ((CHANGE, QVariant.Double), ("date_after", QVariant.Date)):
+        for name, kind_of in ((CHANGE, compat.DOUBLE), ("date_after", compat.DATE)):
             fields.append(QgsField(name, kind_of))
         rows_before = matched.rows_a[order]
         features = layers.features_for(before, fields, rows_before)

@@ -21,6 +21,7 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
 from clay_qgis.algorithms.similarity import Search, add_more_inputs_parameter, load_search, search_fields
@@ -114,9 +115,8 @@ class ClassifyAlgorithm(ClayAlgorithm):
         target = search.targets[0]
         fields = search_fields(target.mode)
         from qgis.core import QgsField
-        from qgis.PyQt.QtCore import QVariant
 
-        fields.append(QgsField(PROBABILITY, QVariant.Double))
+        fields.append(QgsField(PROBABILITY, compat.DOUBLE))
         examples = {**{row: layers.NEGATIVE for row in negatives}, **{row: layers.POSITIVE for row in positives}}
         features = search.features(fields, keep, probability, all_ranks, examples, score_field=PROBABILITY)
         feedback.pushInfo(f"fitted on {classifier.positives} positive / {classifier.negatives} negative chip(s); "

@@ -16,6 +16,7 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
 from clay_qgis.algorithms.similarity import add_more_inputs_parameter, load_search, search_fields
@@ -80,7 +81,6 @@ class ClusterAlgorithm(ClayAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from qgis.core import QgsField
-        from qgis.PyQt.QtCore import QVariant
 
         from clay_core.cluster import kmeans
         from clay_core.similarity import SimilarityIndex
@@ -97,8 +97,8 @@ class ClusterAlgorithm(ClayAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         target = search.targets[0]
         fields = search_fields(target.mode)
-        fields.append(QgsField(CLUSTER, QVariant.Int))
-        fields.append(QgsField(DISTANCE, QVariant.Double))
+        fields.append(QgsField(CLUSTER, compat.INT))
+        fields.append(QgsField(DISTANCE, compat.DOUBLE))
         rows = np.arange(len(search))
         features = search.features(fields, rows, np.zeros(len(search), np.float32),
                                    np.zeros(len(search), np.int32), {})

@@ -25,6 +25,7 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
 
@@ -234,12 +235,11 @@ def add_more_inputs_parameter(algorithm) -> None:
 
 def search_fields(mode: str):
     from qgis.core import QgsField
-    from qgis.PyQt.QtCore import QVariant
 
     from clay_qgis import layers
 
     fields = layers.layer_fields(mode)
-    fields.append(QgsField(SOURCE_FILE, QVariant.String))
+    fields.append(QgsField(SOURCE_FILE, compat.STRING))
     return fields
 
 
@@ -340,6 +340,10 @@ def load_search(algorithm, parameters, context, feedback) -> Search:
             check_dimension(targets[0].dim, target.dim, f"{target.path.name} ({target.model_name})")
         feedback.pushInfo(f"embeddings: {target.path.name}: {target.describe()} (read with {target.reader})")
         targets.append(target)
+    if sum(len(target) for target in targets) == 0:
+        names = ", ".join(target.path.name for target in targets)
+        raise ClayInputError(f"{names} has no rows (nothing was embedded): there is no chip to compare with; "
+                             "embed an area first")
     mean = joint_mean([target.index for target in targets]) if len(targets) > 1 else None
     for target in targets:
         target.index.use_mean(mean)

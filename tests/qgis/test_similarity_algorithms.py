@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
-from tests.qgis.conftest import run_qgis_process, write_embeddings_file
+from tests.helpers.qgis import run_qgis_process, write_embeddings_file
 
 
 def numpy_cosine(vectors: np.ndarray, positives: list[int], negatives: list[int] = ()) -> np.ndarray:
