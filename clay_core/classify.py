@@ -123,6 +123,15 @@ def feature_scale(index: SimilarityIndex) -> float:
     return float(np.sqrt(np.mean(1.0 / inverse[valid].astype(np.float64) ** 2)))
 
 
+def joint_feature_scale(indexes: Sequence[SimilarityIndex]) -> float:
+    """`feature_scale` over every row of several indexes (centred on the same mean, see `use_mean`)."""
+    weights = np.array([index.valid_rows for index in indexes], dtype=np.float64)
+    if weights.sum() == 0:
+        return 1.0
+    squares = np.array([feature_scale(index) ** 2 for index in indexes])
+    return float(np.sqrt(weights @ squares / weights.sum()))
+
+
 def centred_features(index: SimilarityIndex, rows: Sequence[int], scale: float | None = None) -> np.ndarray:
     """x = (u - m) / scale for some rows (float64)."""
     rows = valid_rows(rows, len(index))
@@ -132,11 +141,12 @@ def centred_features(index: SimilarityIndex, rows: Sequence[int], scale: float |
 
 def fit_classifier(index: SimilarityIndex, positives: Sequence[int], negatives: Sequence[int], *,
                    l2: float = DEFAULT_L2, positive_vectors: np.ndarray | None = None,
-                   negative_vectors: np.ndarray | None = None) -> Classifier:
+                   negative_vectors: np.ndarray | None = None, scale: float | None = None) -> Classifier:
     """Fit on rows of `index` (and/or example vectors from elsewhere, e.g. another file of the same model).
-    A row given as both positive and negative counts as positive (the later label wins in the dock)."""
+    A row given as both positive and negative counts as positive. `scale`: the feature scale of a search over
+    several indexes (`joint_feature_scale`); default: this index's."""
     negatives = [row for row in negatives if row not in set(positives)]
-    scale = feature_scale(index)
+    scale = feature_scale(index) if scale is None else float(scale)
     parts, labels = [], []
     for rows, extra, label in ((positives, positive_vectors, 1.0), (negatives, negative_vectors, 0.0)):
         if len(rows):

@@ -11,7 +11,7 @@
 # build/matrix/SUITE/. One summary line per suite; exit 1 when any suite fails, 2 on bad usage.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MATRIX_CHROOTS="$REPO/build/chroots"
+MATRIX_CHROOTS="${CLAY_MATRIX_CHROOTS:-$REPO/build/chroots}" # the cache; CI may keep it elsewhere
 MATRIX_LOGS="$REPO/build/matrix"
 . "$REPO/scripts/matrix/chroot.sh"
 . "$REPO/scripts/matrix/steps.sh"
@@ -48,9 +48,17 @@ if ! flock -n 9; then
     echo "qgis_matrix: another run holds $MATRIX_CHROOTS/.lock; wait for it to finish" >&2
     exit 2
 fi
+SUITE_PID=
+on_signal() {
+    # Bash runs traps only between foreground commands: the suite runs in the background and this stops it
+    # (its whole process tree, then anything left inside a chroot) before the EXIT trap unmounts.
+    echo "qgis_matrix: interrupted; stopping the run and unmounting" >&2
+    [[ -z "$SUITE_PID" ]] || matrix_kill_tree "$SUITE_PID"
+    exit "$1"
+}
 trap matrix_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 ZIP=$(matrix_build_zip)
 echo "release zip: $ZIP"
@@ -61,13 +69,14 @@ for suite in "${SUITES[@]}"; do
     log="$MATRIX_LOGS/$suite/matrix.log"
     echo "== $suite (log: $log)"
     # Each suite in a subshell: a failing step stops that suite only; its mounts go when it ends.
-    set +e
     (
         set -e
         matrix_suite "$suite" "$ZIP"
-    ) 2>&1 | tee "$log" | grep --line-buffered -E '^(step|matrix:)'
-    status=${PIPESTATUS[0]}
-    set -e
+    ) > >(tee "$log" | grep --line-buffered -E '^(step|matrix:)') 2>&1 &
+    SUITE_PID=$!
+    status=0
+    wait "$SUITE_PID" || status=$?
+    SUITE_PID=
     matrix_cleanup
     SUMMARY+=("$(tail -n1 "$MATRIX_LOGS/$suite/summary" 2>/dev/null || echo "$suite: no summary")")
     [[ $status -eq 0 ]] || FAILED=1

@@ -170,5 +170,5 @@ def _write(path: Path, table, geo: dict[str, Any], overwrite: bool) -> None:
         for column in geo.get("columns", {}).values():
             column.pop("covering", None)  # no bbox struct column in this output
         metadata[GEO_KEY] = json.dumps(geo).encode()
-    with atomic_output(path) as temporary:
+    with atomic_output(path, overwrite=overwrite) as temporary:
         pq.write_table(table.replace_schema_metadata(metadata), temporary, compression="zstd")

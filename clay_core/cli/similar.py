@@ -94,12 +94,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def row_names(collection: EmbeddingCollection, rows) -> list[str]:
-    """Chip ids for people: plain with one file, FILE:ID with several."""
-    ids = collection.chip_ids
+    """Chip ids for people: plain with one file, FILE:ID with several (looked up per row, not for every row)."""
     if len(collection.files) == 1:
-        return [ids[row] for row in rows]
-    files = collection.source_files
-    return [f"{files[row]}:{ids[row]}" for row in rows]
+        return [collection.chip_id(row) for row in rows]
+    return [f"{collection.source_file(row)}:{collection.chip_id(row)}" for row in rows]
 
 
 def summary(output: Path, collection: EmbeddingCollection, positives: list[int], negatives: list[int],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from clay_qgis.algorithms.base import ClayAlgorithm
+from clay_qgis.algorithms.change import ChangeAlgorithm
+from clay_qgis.algorithms.classify import ClassifyAlgorithm
+from clay_qgis.algorithms.cluster import ClusterAlgorithm
 from clay_qgis.algorithms.embed import EmbedRasterAlgorithm
 from clay_qgis.algorithms.embed_locations import EmbedLocationsAlgorithm
 from clay_qgis.algorithms.embed_mgrs import EmbedMgrsAlgorithm
@@ -19,6 +22,9 @@ ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     EmbedRasterAlgorithm,
     LoadEmbeddingsAlgorithm,
     SimilarityAlgorithm,
+    ClassifyAlgorithm,
+    ClusterAlgorithm,
+    ChangeAlgorithm,
     EmbedLocationsAlgorithm,
     RenderMapAlgorithm,
     SetupRuntimeAlgorithm,

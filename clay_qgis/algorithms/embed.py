@@ -19,8 +19,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from clay_core import validate
 from clay_core.errors import ClayInputError
-from clay_qgis.algorithms.base import ClayAlgorithm, output_patterns
+from clay_qgis.algorithms.base import ClayAlgorithm, make_output_folder, output_patterns
 from clay_qgis.algorithms.rasters import raster_area, raster_source
 
 BAND_MAP_PATTERN = re.compile(r"^\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*(,\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*)*$")
@@ -91,12 +92,13 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         sources = [raster_source(layer) for layer in rasters]
         bbox, bbox_crs = self.area(parameters, context, rasters)
         output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
-        if output.suffix.lower() not in (".gpq", ".parquet", ".geoparquet"):
+        if output.suffix.lower() not in validate.GEOPARQUET_SUFFIXES:
             output = output.with_suffix(".gpq")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        make_output_folder(output.parent)
+        validate.output_file(output, True, option="Embeddings file")
         arguments = ["embed", *sources, "-o", str(output), "--overwrite",
-                     "--bbox", ",".join(f"{v:.10g}" for v in bbox), "--bbox-crs", bbox_crs]
-        date = parse_date(self.parameterAsString(parameters, self.DATE, context))
+                     "--bbox=" + ",".join(f"{v:.10g}" for v in bbox), "--bbox-crs", bbox_crs]
+        date = parse_date(self.parameterAsString(parameters, self.DATE, context), "Acquisition date")
         if date:
             arguments += ["--date", date]
         band_map = self.parameterAsString(parameters, self.BAND_MAP, context).strip()
@@ -104,6 +106,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
             if not BAND_MAP_PATTERN.match(band_map):
                 raise ClayInputError(f"band mapping {band_map!r} must look like B04=1,B03=2,B02=3 "
                                      "(Clay band = band number or band name)")
+            validate.band_map(band_map, "band mapping")
             arguments += ["--band-map", band_map.replace(" ", "")]
         if self.parameterAsBoolean(parameters, self.EXPLODE_PATCHES, context):
             arguments.append("--explode-patches")

@@ -13,6 +13,7 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_qgis import compat
 
 
 def raster_area(
@@ -56,8 +57,7 @@ def raster_source(layer) -> str:
 
 def combined_extent(rasters: list, context) -> QgsRectangle:
     target = rasters[0].crs()
-    extent = QgsRectangle()
-    extent.setMinimal()
+    extent = compat.null_rectangle()
     for layer in rasters:
         extent.combineExtentWith(to_crs(layer.extent(), layer.crs(), target, context))
     return extent

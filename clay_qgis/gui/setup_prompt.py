@@ -15,8 +15,8 @@ PROMPT_TITLE = "Clay runtime needed"
 PROMPT_TEXT = (
     "<p>This needs the <b>Clay runtime</b>: a separate Python environment with PyTorch and the plugin's "
     "clay_core. It is not set up yet.</p>"
-    "<p><b>Set up Clay runtime</b> creates it in your QGIS profile folder (no admin rights needed; about 1 GB "
-    "with the CPU build of PyTorch, a few GB with the CUDA build for an NVIDIA GPU). It downloads packages from "
+    "<p><b>Set up Clay runtime</b> creates it in your QGIS profile folder (no admin rights needed; about 2 GB "
+    "with the CPU build of PyTorch, 5 GB or more with the CUDA build for an NVIDIA GPU). It downloads packages from "
     "the Python package index; behind a proxy or offline, give a mirror in its <i>Extra installer options</i>.</p>"
     "<p>Open the set-up now?</p>"
 )
@@ -50,8 +50,8 @@ class RuntimePrompter(QObject):
             box.setIcon(QMessageBox.Icon.Information)
             box.setTextFormat(Qt.TextFormat.RichText)
             box.setText(PROMPT_TEXT)
-            if message:
-                box.setInformativeText(message)
+            if message and "set up yet" not in message:
+                box.setInformativeText(message)  # e.g. the configured runtime was deleted
             setup = box.addButton("Set up Clay runtime…", QMessageBox.ButtonRole.AcceptRole)
             box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
             box.setDefaultButton(setup)

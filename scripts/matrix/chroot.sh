@@ -42,6 +42,16 @@ matrix_kill_chroot_processes() {
     return 0
 }
 
+matrix_kill_tree() {
+    # PID and all its descendants (children first collected, so none is re-parented away unseen).
+    local pid=$1 child
+    kill -STOP "$pid" 2>/dev/null || return 0
+    for child in $(ps -o pid= --ppid "$pid"); do matrix_kill_tree "$child"; done
+    kill -TERM "$pid" 2>/dev/null
+    kill -CONT "$pid" 2>/dev/null
+    return 0
+}
+
 matrix_cleanup() {
     matrix_kill_chroot_processes
     matrix_unmount_all

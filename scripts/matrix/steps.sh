@@ -49,9 +49,10 @@ matrix_stage() {
         [[ -e "$check" ]] && cp "$check" "$root$STAGE/"
     done
     if [[ $WITH_TESTS -eq 1 ]]; then
-        mkdir -p "$root$STAGE/repo"
-        cp -r "$REPO/tests" "$REPO/pyproject.toml" "$root$STAGE/repo/"
-        [[ -e "$REPO/pytest.ini" ]] && cp "$REPO/pytest.ini" "$root$STAGE/repo/"
+        # The checkout's tracked files as they are now (tests/qgis needs clay_core, clay_qgis, scripts, tests).
+        mkdir -p "$root$STAGE/repo/build"
+        (cd "$REPO" && git ls-files -z | tar --null -T - -c) | tar -x -C "$root$STAGE/repo"
+        cp -rL "$REPO/build/sample-data" "$root$STAGE/repo/build/sample-data"
     fi
     return 0
 }
@@ -102,6 +103,39 @@ matrix_torch() {
     else
         TORCH_ARGS=(--torch "torch>=2.4")
     fi
+}
+
+# tests/qgis in the chroot: Debian's own builds of torch (CPU, ~350 MB) and of the GDAL/PROJ/GEOS bindings
+# (linked to the libraries QGIS loads), pip only for what Debian lacks. Kept in the chroot between runs.
+MATRIX_TEST_PACKAGES="python3-torch python3-rasterio python3-pyproj python3-shapely python3-geopandas
+python3-pyogrio python3-dask python3-distributed python3-safetensors python3-tqdm python3-matplotlib
+python3-pil python3-pytest pyqt5-dev-tools"
+MATRIX_TEST_VENV=/opt/clay-matrix-testenv
+
+matrix_test_env() {
+    local root=$1 stamp="$1/.clay-matrix-tests-stamp" requirements
+    # shellcheck disable=SC2086  # the package list is words
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$(echo $MATRIX_TEST_PACKAGES)" ]]; then
+        matrix_run "$root" apt-get install -y -q $MATRIX_TEST_PACKAGES
+        matrix_run "$root" apt-get clean
+        echo $MATRIX_TEST_PACKAGES >"$stamp"
+    fi
+    [[ -x "$root$MATRIX_TEST_VENV/bin/python" ]] ||
+        matrix_run "$root" python3 -m venv --system-site-packages "$MATRIX_TEST_VENV"
+    # The project's dependencies and dev extras as pyproject.toml states them; what Debian has counts as there.
+    requirements=$(matrix_run "$root" python3 -c 'import tomllib, sys
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["dev"]))' "$STAGE/repo/pyproject.toml")
+    # torch: Debian's CPU build above (PyPI's is a ~5 GB CUDA build); ruff: lint only.
+    echo "$requirements" | grep -v -E '^(ruff|torch)\b' >"$root$STAGE/work/test-requirements.txt"
+    matrix_run "$root" "$MATRIX_TEST_VENV/bin/python" -m pip install -q -r "$STAGE/work/test-requirements.txt"
+}
+
+matrix_tests() {
+    local root=$1
+    matrix_test_env "$root"
+    matrix_run "$root" sh -c "cd $STAGE/repo && exec $MATRIX_TEST_VENV/bin/python -m pytest tests/qgis -q \
+        -p no:cacheprovider --junitxml=$STAGE/work/tests-qgis.xml"
 }
 
 matrix_versions() {

@@ -23,6 +23,23 @@ def qgis_processing_ready(qgis_app):
     return qgis_app
 
 
+@pytest.fixture(scope="session", autouse=True)
+def real_layer_tree_view(qgis_iface):
+    """pytest-qgis's iface answers every method it lacks with a MagicMock; QGIS 3.40+ passes layerTreeView() on
+    to C++ (Processing loading results, the dock re-expanding a legend) and fails there. Give it a real view
+    over the project's layer tree, as the desktop has."""
+    from qgis.core import QgsLayerTreeModel, QgsProject
+    from qgis.gui import QgsLayerTreeView
+
+    model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
+    view = QgsLayerTreeView()
+    view.setModel(model)
+    view.model_keepalive = model  # setModel does not take ownership
+    qgis_iface.layerTreeView = lambda: view  # an instance attribute comes before QgisInterface.__getattr__
+    yield view
+    del qgis_iface.layerTreeView
+
+
 _REGISTERED_PROVIDERS: list = []  # Python must keep the wrapper alive, or sip garbage-collects the provider
 
 
