@@ -310,7 +310,7 @@ def collect_records(sources: Sequence[Any]) -> list[tuple[int, Any]]:
 def check_chip_size(model: Any, work: Sequence[tuple[int, Any]]) -> None:
     """Chips must have the size the model was set up for: it fixes the position grid (v0) and the
     patch grid the output's embedding shape is declared with (v1.5 would run, then not fit its column)."""
-    expected = model_chip_size(model)
+    expected = model.image_size
     # A size of 0 means "not known before reading" (e.g. a chip file whose header is damaged).
     sizes = {int(record.size) for _, record in work if record.size and int(record.size) > 0}
     wrong = sorted(sizes - {expected}) if expected else []
@@ -604,7 +604,7 @@ def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set
                              f"{first.reason}")
     if not summary.chips_total:
         raise ClayInputError("the sources hold no chip to embed (check the bbox, the dates and the tile)")
-    chip = model_chip_size(model) if model is not None else None
+    chip = model.image_size if model is not None else None
     small = [size for size in (_coverage_px(source) for source in sources) if size and chip
              and (size[0] < chip or size[1] < chip)]
     if small and len(small) == len(sources):
@@ -793,7 +793,3 @@ def _refuse_other_kind(source: str) -> None:
     except Exception:  # noqa: BLE001 - the original error is the one to report
         return
     validate.model_family_for(family, "clay embed", validate.IMAGE_FAMILIES, source)
-
-
-def model_chip_size(model: Any) -> int | None:
-    return getattr(getattr(model, "config", None), "image_size", None)

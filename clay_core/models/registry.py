@@ -97,6 +97,11 @@ class EmbeddingModel(nn.Module):
         """Peak memory of one `embed` batch on the plan's device (see device.estimate_encoder_memory)."""
         raise NotImplementedError
 
+    @property
+    def image_size(self) -> int | None:
+        """Chip side in pixels the model is set up for (its position/patch grid); None for location models."""
+        return None
+
     # -- shared ----------------------------------------------------------------------------------
     def check_level(self, level: str | None) -> str:
         chosen = level or self.default_level
