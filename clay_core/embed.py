@@ -21,7 +21,6 @@ import datetime
 import errno
 import functools
 import inspect
-import io
 import math
 import multiprocessing
 import threading
@@ -35,9 +34,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from clay_core.embed_parts import PartStore, PartWriter, fingerprint, parts_dir_for
+from clay_core.embed_parts import PartStore, PartWriter, fingerprint
 from clay_core.errors import ClayInputError
-from clay_core.parquet import check_writable, chips_schema, chips_table
+from clay_core.parquet import check_writable, chips_schema
 from clay_core.progress import NullReporter, Reporter
 
 MAX_PROBLEMS_LISTED = 50
@@ -659,137 +658,3 @@ def partial_failure_message(summary: EmbedSummary) -> str | None:
     return (f"{summary.chips_failed} of {summary.chips_total} chips failed and are not in {summary.output} "
             f"({summary.chips_written} written); they are listed in {failures_path(Path(summary.output))}"
             + (f"; first: {first.chip_id}: {first.reason}" if first else ""))
-
-
-# ----------------------------------------------------------------------------------------------
-# Dry run
-# ----------------------------------------------------------------------------------------------
-
-
-def estimate_job(sources: Sequence[Any], model: Any, options: EmbedOptions = EmbedOptions(),
-                 sample_chips: int = 2) -> dict[str, Any]:
-    """Chips, time and output size of a job, from one tiny measured batch (nothing is written)."""
-    options.check()
-    level = model.check_level(options.level)
-    work = collect_records(sources)
-    check_chip_size(model, work)
-    result: dict[str, Any] = {"chips": len(work), "model": model.name, "level": level,
-                              "device": model.plan.device, "precision": model.plan.precision}
-    sample = _readable_sample(sources, work, sample_chips)
-    if not sample:
-        result.update(estimated_seconds=None, estimated_bytes=None,
-                      note="no chip could be read for a measurement")
-        return result
-    source_index = sample[0][0]
-    records = [chip.record for _, chip, _ in sample]
-    pixels = torch.from_numpy(np.stack([chip.pixels for _, chip, _ in sample]).astype(np.float32))
-    bands = sources[source_index].bands
-    run_model(model, pixels[:1], bands, records[:1], level)  # warm-up: first call pays one-off costs
-    computing = time.perf_counter()
-    vectors = run_model(model, pixels, bands, records, level)
-    model_per_chip = (time.perf_counter() - computing) / len(records)
-    read_per_chip = float(np.mean([seconds for _, _, seconds in sample]))
-    # Readers run in parallel with the model: the slower of the two sets the pace.
-    per_chip = max(model_per_chip, read_per_chip / max(1, options.workers))
-    locations = satclip_vectors(load_satclip(options.satclip), records) if options.satclip else None
-    bytes_per_row, rows_per_chip = _bytes_per_row(records, vectors, options, locations)
-    result.update(
-        measured_chips=len(records),
-        model_s_per_chip=model_per_chip,
-        read_s_per_chip=read_per_chip,
-        estimated_seconds=per_chip * len(work),
-        rows=len(work) * rows_per_chip,
-        estimated_bytes=int(bytes_per_row * rows_per_chip * len(work)),
-        note="upper bounds: chips skipped for nodata are not known before reading",
-    )
-    return result
-
-
-def _readable_sample(sources: Sequence[Any], work: Sequence[tuple[int, Any]], n: int,
-                     max_tries: int = 16) -> list[tuple[int, Any, float]]:
-    """Up to n readable chips of the first source that has any, with their read times."""
-    from clay_core.sources.base import ChipReadError
-
-    sample: list[tuple[int, Any, float]] = []
-    for source_index, record in work[:max_tries]:
-        if sample and source_index != sample[0][0]:
-            break
-        started = time.perf_counter()
-        try:
-            chip = sources[source_index].read(record)
-        except ChipReadError:
-            continue
-        sample.append((source_index, chip, time.perf_counter() - started))
-        if len(sample) == n:
-            break
-    return sample
-
-
-def _bytes_per_row(records: Sequence[Any], vectors: np.ndarray, options: EmbedOptions,
-                   satclip: np.ndarray | None = None) -> tuple[float, int]:
-    """Compressed bytes per output row, measured by writing the sample to memory (minus the fixed footer)."""
-    import pyarrow.parquet as pq
-
-    def size(table: Any) -> int:
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        return sink.tell()
-
-    table = chips_table(records, vectors, explode_patches=options.explode_patches, satclip=satclip)
-    rows_per_chip = table.num_rows // len(records)
-    # The marginal cost of rows after the first: per-column headers and statistics do not grow with rows.
-    first = table.slice(0, 1) if table.num_rows > 1 else table.schema.empty_table()
-    return max(1.0, (size(table) - size(first)) / (table.num_rows - first.num_rows)), rows_per_chip
-
-
-def output_exists_message(output: Path) -> str | None:
-    """Why `output` cannot be written now (for the CLI's dry run), or None."""
-    if output.exists():
-        return f"{output} already exists (pass --overwrite to replace it)"
-    if parts_dir_for(output).exists():
-        return f"{parts_dir_for(output)} holds an interrupted run: the next run resumes it"
-    return None
-
-# ----------------------------------------------------------------------------------------------
-# Model for a job
-# ----------------------------------------------------------------------------------------------
-
-
-def load_job_model(checkpoint: str | None, preset: str | None, *, chip_size: int | None = None,
-                   device: str = "auto", precision: str = "auto", threads: int | None = None) -> Any:
-    """The model of a job: a checkpoint, or a preset (random weights: for tests and benchmarks).
-
-    A chip size other than the model's own resizes the encoder's (fixed sin-cos) position grid."""
-    from clay_core import validate
-    from clay_core.models import load_model
-
-    validate.model_choice(checkpoint, preset)
-    overrides = {"image_size": int(chip_size)} if chip_size else {}
-    source = checkpoint or preset
-    try:
-        model = load_model(source, device=device, precision=precision, threads=threads, **overrides)
-    except ClayInputError:
-        # e.g. "unknown model option image_size" for a SatCLIP file: say what the file is instead.
-        _refuse_other_kind(checkpoint or preset)
-        raise
-    validate.model_family_for(model.family, "clay embed", validate.IMAGE_FAMILIES, str(source))
-    return model
-
-
-def _refuse_other_kind(source: str) -> None:
-    """Raise the "wrong kind of model" line when `source` is a checkpoint/preset of a family that does not
-    embed images; return quietly otherwise (or when the file cannot tell)."""
-    from clay_core import validate
-    from clay_core.models.registry import get_preset, presets, recognise_family
-
-    try:
-        if source in presets():
-            family = get_preset(source).family
-        else:
-            from clay_core.checkpoints import read_checkpoint
-
-            contents = read_checkpoint(source)
-            family = recognise_family(contents.state_dict.keys(), contents.hyper_parameters).name
-    except Exception:  # noqa: BLE001 - the original error is the one to report
-        return
-    validate.model_family_for(family, "clay embed", validate.IMAGE_FAMILIES, source)

@@ -74,10 +74,10 @@ class EmbedJob:
         return OpenedJob(self, model, self.open_sources(chip_size), chip_size)
 
     def load_model(self) -> EmbeddingModel:
-        from clay_core.embed import load_job_model
+        from clay_core.models.registry import load_image_model
 
-        return load_job_model(self.checkpoint, self.preset, chip_size=self.chip_size, device=self.device,
-                              precision=self.precision, threads=self.threads)
+        return load_image_model(self.checkpoint, self.preset, image_size=self.chip_size, device=self.device,
+                                precision=self.precision, threads=self.threads)
 
     def open_sources(self, chip_size: int | None) -> list[Any]:
         """The job's sources as one source (several files of a scene belong together), at `chip_size`."""
@@ -98,7 +98,7 @@ class EmbedJob:
         self.check()
         estimate = self.open(reporter).estimate()
         if self.output is not None:
-            from clay_core.embed import output_exists_message
+            from clay_core.embed_estimate import output_exists_message
 
             note = output_exists_message(self.output)
             if note:
@@ -130,7 +130,7 @@ class OpenedJob:
         return self.model.check_level(self.job.options.level)
 
     def estimate(self, sample_chips: int = 2) -> dict[str, Any]:
-        from clay_core.embed import estimate_job
+        from clay_core.embed_estimate import estimate_job
 
         return estimate_job(self.sources, self.model, self.job.options, sample_chips=sample_chips)
 

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from clay_core.embed import EmbedOptions, embed_sources, estimate_job, run_model
+from clay_core.embed import EmbedOptions, embed_sources, run_model
+from clay_core.embed_estimate import estimate_job
 from clay_core.embed_parts import parts_dir_for
 from clay_core.errors import ClayInputError
 from clay_core.parquet import read_embeddings
