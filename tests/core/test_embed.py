@@ -337,7 +337,7 @@ def test_a_merge_killed_half_way_leaves_no_temporary_after_the_next_run(tmp_path
 
 
 def test_contiguous_per_worker_gives_each_reader_one_run_of_batches():
-    from clay_core.embed import contiguous_per_worker
+    from clay_core.embed_readers import contiguous_per_worker
 
     for n in range(1, 12):
         for workers in (1, 2, 3, 4):
