@@ -254,7 +254,8 @@ def _relay(event: dict[str, Any], feedback) -> None:
     elif kind == "log":
         message = str(event.get("message", ""))
         if event.get("level") == "warning":
-            feedback.reportError(message, fatalError=False)
+            # A warning, not an error: reportError would print "ERROR:" under qgis_process for a skipped chip.
+            feedback.pushWarning(message)
         else:
             feedback.pushInfo(message)
 
