@@ -15,6 +15,7 @@ import io
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -145,7 +146,10 @@ def safe_torch_load(path: Path, data: bytes | None = None) -> Any:
     """torch.load restricted to tensors and plain data (weights_only), of `path` or of its bytes `data`
     when the caller has already read them; every failure becomes a one-line CheckpointError."""
     try:
-        with torch.serialization.safe_globals(_harmless_globals()):
+        with torch.serialization.safe_globals(_harmless_globals()), warnings.catch_warnings():
+            # A file pickled with another protocol makes torch warn before it fails (or loads): the outcome
+            # is what the user needs to hear, in our one line, not torch's advice to file an issue.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu",
                               weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -33,6 +33,10 @@ SOURCE_FILE = "source_file"
 SUFFIXES = (".gpq", ".parquet", ".geoparquet")
 # Rows decoded per batch: 16k x 768 float32 is 48 MB of Arrow buffers on top of the one big array.
 READ_BATCH_ROWS = 16_384
+# Without pre-buffering the reader fetches pages as it decodes them; with it (pyarrow's default) it holds a whole
+# row group's column chunk and the allocator keeps the freed buffers: 300k x 768 peaked at 2.2x the vectors
+# with it and 1.34x without (measured, benchmarks/similarity.py).
+_READ_OPTIONS = {"pre_buffer": False, "buffer_size": 1 << 20}
 WRITE_BATCH_ROWS = 16_384
 
 
@@ -113,39 +117,52 @@ class EmbeddingCollection:
     def file_index(self, row: int) -> int:
         return int(np.searchsorted(self.offsets, row, side="right") - 1)
 
-    def qualified_ids(self) -> list[str]:
-        """`FILE:ID` for every row: unique across files (chip ids alone are not, e.g. two dates of one tile)."""
-        return [f"{name}:{chip}" for name, chip in zip(self.source_files, self.chip_ids, strict=True)]
+    def chip_id(self, row: int) -> str:
+        if "chip_id" in self.table.column_names:
+            return str(self.table.column("chip_id")[int(row)].as_py())
+        return str(int(row) - int(self.offsets[self.file_index(int(row))]))
+
+    def source_file(self, row: int) -> str:
+        return str(self.table.column(SOURCE_FILE)[int(row)].as_py())
+
+    def _rows_where(self, chip_id: str, source_file: str | None = None) -> np.ndarray:
+        """Rows with this chip id (and file), found by Arrow compute: no Python string per row."""
+        import pyarrow.compute as pc
+
+        if "chip_id" in self.table.column_names:
+            mask = pc.equal(self.table.column("chip_id"), pa.scalar(chip_id, pa.string()))
+        else:  # files without ids: the row number within each file is the id
+            ids = np.arange(len(self)) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
+            mask = pa.array(ids == int(chip_id)) if chip_id.isdigit() else pa.array(np.zeros(len(self), bool))
+        if source_file is not None:
+            mask = pc.and_(mask, pc.equal(self.table.column(SOURCE_FILE), pa.scalar(source_file, pa.string())))
+        return np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
 
     def rows_of_ids(self, ids: Sequence[str], what: str) -> list[int]:
         """Rows for chip ids (every patch row of a chip in patch files). `FILE:ID` picks one file's chip; a
         plain id that is in several files is refused with the qualified names to use instead."""
-        by_id: dict[str, list[int]] = {}
-        by_qualified: dict[str, list[int]] = {}
-        for row, (name, chip) in enumerate(zip(self.source_files, self.chip_ids, strict=True)):
-            by_id.setdefault(chip, []).append(row)
-            by_qualified.setdefault(f"{name}:{chip}", []).append(row)
+        names = set(self.table.column(SOURCE_FILE).unique().to_pylist())
         rows: list[int] = []
         for chip_id in ids:
-            if chip_id in by_qualified:
-                rows.extend(by_qualified[chip_id])
-                continue
-            found = by_id.get(chip_id)
-            if not found:
-                example = self.chip_ids[0] if len(self) else "none"
-                raise ClayInputError(f"{what} chip id {chip_id!r} is not in the embeddings (ids look like "
-                                     f"{example!r})")
-            files = sorted({self.source_files[row] for row in found})
-            if len(files) > 1:
-                raise ClayInputError(f"{what} chip id {chip_id!r} is in {len(files)} files: name one as FILE:ID, "
-                                     f"e.g. {files[0]}:{chip_id}")
-            rows.extend(found)
+            prefix, _, rest = chip_id.rpartition(":")
+            found = self._rows_where(rest, prefix) if prefix in names else np.zeros(0, dtype=np.int64)
+            if not len(found):
+                found = self._rows_where(chip_id)
+                if not len(found):
+                    example = self.chip_id(0) if len(self) else "none"
+                    raise ClayInputError(f"{what} chip id {chip_id!r} is not in the embeddings (ids look like "
+                                         f"{example!r})")
+                files = sorted({self.source_file(row) for row in found})
+                if len(files) > 1:
+                    raise ClayInputError(f"{what} chip id {chip_id!r} is in {len(files)} files: name one as "
+                                         f"FILE:ID, e.g. {files[0]}:{chip_id}")
+            rows.extend(int(row) for row in found)
         return rows
 
 
 def _file_info(path: Path) -> FileInfo:
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, **_READ_OPTIONS)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ClayInputError(f"{path} is not a readable Parquet file: {exc}") from exc
     schema = parquet.schema_arrow
@@ -171,7 +188,7 @@ def _json_key(metadata: Mapping[bytes, bytes], key: bytes, path: Path) -> dict[s
 
 def _first_width(path: Path) -> int:
     """Width of a plain-list embeddings column, from its first non-empty batch."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=[EMBEDDINGS]):
+    for batch in pq.ParquetFile(path, **_READ_OPTIONS).iter_batches(batch_size=64, columns=[EMBEDDINGS]):
         if batch.num_rows:
             return len(_batch_values(batch.column(0), path)) // batch.num_rows
     return 0
@@ -189,7 +206,7 @@ def _batch_values(column: pa.Array, path: Path) -> np.ndarray:
 def read_vectors_into(path: Path, out: np.ndarray) -> None:
     """Decode a file's embeddings a batch at a time into `out` ([rows, D], preallocated)."""
     start = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH_ROWS, columns=[EMBEDDINGS]):
+    for batch in pq.ParquetFile(path, **_READ_OPTIONS).iter_batches(batch_size=READ_BATCH_ROWS, columns=[EMBEDDINGS]):
         if batch.num_rows == 0:
             continue
         values = _batch_values(batch.column(0), path)
@@ -200,6 +217,15 @@ def read_vectors_into(path: Path, out: np.ndarray) -> None:
         start += batch.num_rows
     if start != len(out):
         raise ClayInputError(f"{path} has {start} embeddings rows but its footer says {len(out)}: the file is damaged")
+
+
+def read_file_vectors(path: str | Path) -> np.ndarray:
+    """One file's embeddings as [rows, D] float32, decoded a batch at a time into one array."""
+    info = _file_info(Path(path))
+    width = info.width if info.width is not None else _first_width(info.path)
+    vectors = np.empty((info.rows, width), dtype=np.float32)
+    read_vectors_into(info.path, vectors)
+    return vectors
 
 
 def _source_names(paths: Sequence[Path]) -> list[str]:
@@ -232,7 +258,7 @@ def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
     for index, (info, name) in enumerate(zip(infos, _source_names(paths), strict=True)):
         read_vectors_into(info.path, vectors[offsets[index]:offsets[index + 1]])
         columns = [column for column in pq.ParquetFile(info.path).schema_arrow.names if column != EMBEDDINGS]
-        table = pq.read_table(info.path, columns=columns).replace_schema_metadata(None)
+        table = pq.read_table(info.path, columns=columns, pre_buffer=False).replace_schema_metadata(None)
         table = table.drop_columns([SOURCE_FILE]) if SOURCE_FILE in table.column_names else table
         tables.append(table.append_column(SOURCE_FILE, pa.array([name] * table.num_rows, pa.string())))
     try:
@@ -292,7 +318,8 @@ def write_rows(path: str | Path, collection: EmbeddingCollection, rows: np.ndarr
         clay.update(metadata_update or {})
         metadata[CLAY_KEY] = json.dumps(clay, default=str).encode()
     schema = schema.with_metadata(metadata)
-    with atomic_output(path) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+    with atomic_output(path, overwrite=overwrite) as temporary, \
+            pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
         for start in range(0, max(len(rows), 1), WRITE_BATCH_ROWS):
             part = rows[start:start + WRITE_BATCH_ROWS]
             flat = pa.array(collection.vectors[part].reshape(-1), pa.float32())

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import functools
 import inspect
 import io
 import math
 import multiprocessing
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -224,12 +226,38 @@ def contiguous_per_worker(batches: list[list[int]], workers: int) -> list[list[i
     return [run[k] for k in range(max(sizes)) for run in runs if k < len(run)]
 
 
-def _reader_init(_worker_id: int) -> None:
-    """Reader processes decode one chip each: GDAL's own decoder threads would only oversubscribe the CPUs."""
+def _reader_init(_worker_id: int, tied_to_parent: bool = True) -> None:
+    """Reader processes decode one chip each: GDAL's own decoder threads would only oversubscribe the CPUs.
+    They die with the main process (a kill -9 of it must not leave orphans reading on) and do not keep its
+    output lock (a re-run right after the kill must find the output free)."""
     import os
 
+    from clay_core.embed_parts import release_inherited_locks
+
+    if tied_to_parent:
+        die_with_parent()
+    release_inherited_locks()
     os.environ.setdefault("GDAL_NUM_THREADS", "1")
     limit_gdal_cache()
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG); without it
+    DataLoader readers notice a dead parent only by polling (about 5 s). Elsewhere a no-op."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the prctl took effect
+        os._exit(1)
 
 
 def _in_daemon_process() -> bool:
@@ -250,7 +278,10 @@ def iterate_batches(sources: Sequence[Any], work: Sequence[tuple[int, Any]], opt
         prefetch_factor=options.prefetch if workers else None,
         pin_memory=pin_memory,
         persistent_workers=False,
-        worker_init_fn=_reader_init if workers else None,
+        # PR_SET_PDEATHSIG fires when the creating *thread* ends: only tie readers made by the main thread
+        # (a Dask task runs in a pool thread; DataLoader's own parent check still ends those readers).
+        worker_init_fn=functools.partial(_reader_init, tied_to_parent=threading.current_thread()
+                                         is threading.main_thread()) if workers else None,
     )
     return iter(loader)
 
@@ -451,8 +482,13 @@ def embed_sources(
                            precision=model.plan.precision, chips_total=len(work))
     store = PartStore(output, _job_identity(model, level, sources, work, options, satclip))
     started = time.perf_counter()
+    claimed = False
     try:
         prior = store.open(discard_other_job=options.overwrite)
+        claimed = True
+        damage = prior.describe_damage(store.folder)
+        if damage:
+            reporter.log(damage, "warning")
         todo = [(s, r) for s, r in work if r.chip_id not in prior.settled]
         summary.chips_resumed = len(work) - len(todo)
         if summary.chips_resumed:
@@ -473,7 +509,7 @@ def embed_sources(
             raise
         writer.close()
         summary.write_s += writer.write_s
-        _check_outcome(summary, done_now, prior.written)
+        _check_outcome(summary, done_now, prior.written, sources, model, options)
         merge_started = time.perf_counter()
         summary.rows, summary.chips_written = store.merge(
             chips_schema(row_width, exploded=options.explode_patches, satclip_width=satclip_width(satclip)),
@@ -481,6 +517,18 @@ def embed_sources(
             model.embedding_shape(level), options.overwrite)
         summary.write_s += time.perf_counter() - merge_started
         summary.chips_skipped_nodata += len(prior.skipped)
+        write_failures(output, summary)
+    except BaseException as error:
+        # Keep a folder that holds embeddings (the next run resumes from it); one with nothing worth
+        # resuming (a run that failed at the start, read nothing or only nodata) is not left behind.
+        kept = claimed and store.holds_embeddings()
+        if claimed and not kept:
+            store.discard()
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ClayInputError(f"the disk is full (writing {error.filename or output}): free some space and run "
+                                 "the same command again"
+                                 + (f"; it resumes from the chips kept in {store.folder}" if kept else "")) from None
+        raise
     finally:
         store.close()
     summary.seconds = time.perf_counter() - started
@@ -534,19 +582,83 @@ def _embed_loop(sources: Sequence[Any], model: Any, level: str, todo: Sequence[t
             writer.add_failed(record.chip_id, reason)
             summary.chips_failed += 1
             summary.problems.append(ChipProblem(record.chip_id, record.source_url, reason))
-            reporter.log(f"skipped chip {record.chip_id}: {reason}", "warning")
+            if summary.chips_failed <= FAILURES_LOGGED:
+                reporter.log(f"skipped chip {record.chip_id}: {reason}", "warning")
+            elif summary.chips_failed == FAILURES_LOGGED + 1:
+                reporter.log("more chips failed: the summary counts them all", "warning")
         elapsed = time.perf_counter() - started
         reporter.advance(len(batch["records"]) + len(batch["skipped"]) + len(batch["failed"]),
                          f"{embedded / elapsed:.2f} chips/s" if elapsed > 0 else "")
     return embedded
 
 
-def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set[str]) -> None:
-    """A job where every chip failed is an input problem, not an empty result."""
-    if summary.chips_failed and not embedded_now and not written_before:
+def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set[str],
+                   sources: Sequence[Any] = (), model: Any = None, options: EmbedOptions = EmbedOptions()) -> None:
+    """A job that embedded nothing is an input problem, not an empty result: every chip failed, the raster
+    is smaller than one chip, or every chip is nodata."""
+    if embedded_now or written_before:
+        return
+    if summary.chips_failed:
         first = summary.problems[0]
         raise ClayInputError(f"no chip could be read ({summary.chips_failed} failed); first: {first.chip_id}: "
                              f"{first.reason}")
+    if not summary.chips_total:
+        raise ClayInputError("the sources hold no chip to embed (check the bbox, the dates and the tile)")
+    chip = model_chip_size(model) if model is not None else None
+    small = [size for size in (_coverage_px(source) for source in sources) if size and chip
+             and (size[0] < chip or size[1] < chip)]
+    if small and len(small) == len(sources):
+        width, height = small[0]
+        raise ClayInputError(f"the raster (or the part inside the bbox) is {width} x {height} px at 10 m, smaller "
+                             f"than one chip ({chip} px): give a larger area or a smaller --chip-size")
+    raise ClayInputError(f"all {summary.chips_total} chips are nodata (more than --max-nodata "
+                         f"{options.max_nodata:g} of their pixels): check the bbox, the rasters' nodata value, or "
+                         "raise --max-nodata")
+
+
+def _coverage_px(source: Any) -> tuple[int, int] | None:
+    """Width and height in chip pixels of what a raster source covers, when it can tell."""
+    coverage = getattr(source, "coverage", None)
+    resolution = getattr(source, "resolution_m", None)
+    if not coverage or not resolution:
+        return None
+    xmin, ymin, xmax, ymax = coverage
+    return round((xmax - xmin) / resolution), round((ymax - ymin) / resolution)
+
+
+FAILURES_LOGGED = 3  # chip failures logged as they happen; all of them go to the sidecar file
+
+
+def failures_path(output: Path) -> Path:
+    """The sidecar that lists the chips a run could not embed: OUT.gpq.failures.json."""
+    return output.with_name(output.name + ".failures.json")
+
+
+def write_failures(output: Path, summary: EmbedSummary) -> None:
+    """List every failed chip beside the output (or remove an old list when none failed)."""
+    import json
+
+    from clay_core.atomic import atomic_output
+
+    sidecar = failures_path(output)
+    if not summary.chips_failed:
+        sidecar.unlink(missing_ok=True)
+        return
+    listing = {"output": str(output), "chips_total": summary.chips_total, "chips_failed": summary.chips_failed,
+               "chips_written": summary.chips_written,
+               "failures": [dataclasses.asdict(problem) for problem in summary.problems]}
+    with atomic_output(sidecar) as temporary:
+        temporary.write_text(json.dumps(listing, indent=1), encoding="utf-8")
+
+
+def partial_failure_message(summary: EmbedSummary) -> str | None:
+    """The one line for a run that wrote the good chips but not all (exit code 2), or None."""
+    if not summary.chips_failed:
+        return None
+    first = summary.problems[0] if summary.problems else None
+    return (f"{summary.chips_failed} of {summary.chips_total} chips failed and are not in {summary.output} "
+            f"({summary.chips_written} written); they are listed in {failures_path(Path(summary.output))}"
+            + (f"; first: {first.chip_id}: {first.reason}" if first else ""))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -648,12 +760,39 @@ def load_job_model(checkpoint: str | None, preset: str | None, *, chip_size: int
     """The model of a job: a checkpoint, or a preset (random weights: for tests and benchmarks).
 
     A chip size other than the model's own resizes the encoder's (fixed sin-cos) position grid."""
+    from clay_core import validate
     from clay_core.models import load_model
 
-    if bool(checkpoint) == bool(preset):
-        raise ClayInputError("give exactly one of --checkpoint CKPT or --model NAME")
+    validate.model_choice(checkpoint, preset)
     overrides = {"image_size": int(chip_size)} if chip_size else {}
-    return load_model(checkpoint or preset, device=device, precision=precision, threads=threads, **overrides)
+    source = checkpoint or preset
+    try:
+        model = load_model(source, device=device, precision=precision, threads=threads, **overrides)
+    except ClayInputError:
+        # e.g. "unknown model option image_size" for a SatCLIP file: say what the file is instead.
+        _refuse_other_kind(checkpoint or preset)
+        raise
+    validate.model_family_for(model.family, "clay embed", validate.IMAGE_FAMILIES, str(source))
+    return model
+
+
+def _refuse_other_kind(source: str) -> None:
+    """Raise the "wrong kind of model" line when `source` is a checkpoint/preset of a family that does not
+    embed images; return quietly otherwise (or when the file cannot tell)."""
+    from clay_core import validate
+    from clay_core.models.registry import get_preset, presets, recognise_family
+
+    try:
+        if source in presets():
+            family = get_preset(source).family
+        else:
+            from clay_core.checkpoints import read_checkpoint
+
+            contents = read_checkpoint(source)
+            family = recognise_family(contents.state_dict.keys(), contents.hyper_parameters).name
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        return
+    validate.model_family_for(family, "clay embed", validate.IMAGE_FAMILIES, source)
 
 
 def model_chip_size(model: Any) -> int | None:

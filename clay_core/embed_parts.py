@@ -3,11 +3,13 @@
 A job writing `OUT.gpq` works in `OUT.gpq.parts/`:
   job.json            what the parts belong to (model, level, layout, fingerprint of the chip list)
   lock                held with flock while a process writes (a second run on the same output is refused;
-                      the kernel releases it when a process dies, even by SIGKILL)
+                      the kernel releases it when a process dies, even by SIGKILL; reader processes close
+                      their inherited copy, so a killed run's orphans never keep it) and naming its owner
   part-00000.parquet  a few batches of rows, each written to a temp file and renamed: a part either exists
                       whole or not at all. Its schema metadata `clay_part` lists the chips it settles
                       (written, skipped for nodata) and the chips that failed (retried on the next run).
-A re-run skips the chips the parts already settle; at the end the parts are streamed into one GeoParquet
+A re-run checks every part first (a truncated, empty or unreadable part, or a damaged job.json, is removed
+and its chips are redone; the run says which in one line), then skips the chips the parts already settle; at the end the parts are streamed into one GeoParquet
 file (temp + rename) and the folder is removed. Every write goes through clay_core.atomic; opening the
 store removes the temporaries a killed run left, inside the folder and beside the output (a kill during
 the final merge leaves `.OUT.gpq.*.tmp` there).
@@ -15,9 +17,11 @@ the final merge leaves `.OUT.gpq.*.tmp` there).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +48,18 @@ from clay_core.parquet import (
 
 PART_KEY = b"clay_part"
 JOB_FILE = "job.json"
+# File descriptors of the locks this process holds: forked reader processes close their copies
+# (release_inherited_locks), so that only this process keeps an output locked.
+_HELD_LOCKS: set[int] = set()
+
+
+def release_inherited_locks() -> None:
+    """In a forked child: close the inherited lock descriptors. The parent's lock stays (it has its own
+    descriptor), but it no longer outlives the parent when the child is orphaned."""
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
 
 
 def parts_dir_for(output: Path) -> Path:
@@ -65,6 +81,13 @@ class PriorWork:
     written: set[str] = field(default_factory=set)
     skipped: dict[str, float] = field(default_factory=dict)  # chip_id -> nodata fraction
     next_index: int = 0
+    damaged: list[str] = field(default_factory=list)  # "part-00003.parquet (truncated)": removed, to redo
+
+    def describe_damage(self, folder: Path) -> str | None:
+        if not self.damaged:
+            return None
+        return (f"redoing the chips of {len(self.damaged)} damaged file(s) in {folder}: "
+                + ", ".join(self.damaged[:5]) + (" ..." if len(self.damaged) > 5 else ""))
 
     @property
     def settled(self) -> set[str]:
@@ -83,36 +106,76 @@ class PartStore:
     # ---- claiming and resuming -----------------------------------------------------------------
     def open(self, discard_other_job: bool) -> PriorWork:
         """Create or reuse the folder; refuse parts of a different job unless told to discard them."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ClayInputError(f"{self.folder} is a file, not the parts folder of {self.output}: move it "
+                                 "away") from None
         self._lock()
-        job_path = self.folder / JOB_FILE
-        if job_path.exists():
-            previous = json.loads(job_path.read_text())
-            if previous != self.job:
-                if not discard_other_job:
-                    changed = sorted(k for k in set(previous) | set(self.job) if previous.get(k) != self.job.get(k))
-                    raise ClayInputError(
-                        f"{self.folder} holds parts of a different job (changed: {', '.join(changed)}); "
-                        "re-run with the same options to resume, or pass --overwrite to start again"
-                    )
-                self._clear_parts()
+        damaged = []
+        previous = self._previous_job()
+        if previous is None and (self.folder / JOB_FILE).exists():
+            damaged.append(f"{JOB_FILE} (unreadable: its parts cannot be trusted)")
+            self._clear_parts()
+        elif previous is not None and previous != self.job:
+            if not discard_other_job:
+                changed = sorted(k for k in set(previous) | set(self.job) if previous.get(k) != self.job.get(k))
+                raise ClayInputError(
+                    f"{self.folder} holds parts of a different job (changed: {', '.join(changed)}); "
+                    "re-run with the same options to resume, or pass --overwrite to start again"
+                )
+            self._clear_parts()
         self._write_job()
         self._remove_stale_temporaries()
-        return self._prior_work()
+        prior = self._prior_work()
+        prior.damaged[:0] = damaged
+        return prior
+
+    def _previous_job(self) -> dict[str, Any] | None:
+        """The job.json of an earlier run; None when there is none or it is damaged (empty, cut, not JSON)."""
+        try:
+            previous = json.loads((self.folder / JOB_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return previous if isinstance(previous, dict) else None
 
     def _lock(self) -> None:
         handle = open(self.folder / "lock", "a+")  # noqa: SIM115 - held open for the job's lifetime
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            handle.seek(0)
+            owner = handle.read().strip()
             handle.close()
-            raise ClayInputError(f"another process is writing {self.output} (lock in {self.folder})") from None
+            raise ClayInputError(f"another process{' (' + owner + ')' if owner else ''} is writing {self.output} "
+                                 f"(lock in {self.folder}): wait for it to finish") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
         self._lock_handle = handle
+        _HELD_LOCKS.add(handle.fileno())
 
     def close(self) -> None:
         if self._lock_handle is not None:
+            _HELD_LOCKS.discard(self._lock_handle.fileno())
             self._lock_handle.close()
             self._lock_handle = None
+
+    def holds_embeddings(self) -> bool:
+        """Whether any part holds embedded chips (work worth keeping for a resume)."""
+        for part in self.part_files():
+            try:
+                if read_part_info(part).get("written"):
+                    return True
+            except (OSError, ValueError, pa.ArrowException):
+                continue
+        return False
+
+    def discard(self) -> None:
+        """Remove the folder (nothing in it is worth resuming)."""
+        self.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _write_job(self) -> None:
         with atomic_output(self.folder / JOB_FILE) as temporary:
@@ -135,6 +198,11 @@ class PartStore:
     def _prior_work(self) -> PriorWork:
         prior = PriorWork()
         for part in self.part_files():
+            problem = part_problem(part)
+            if problem:
+                prior.damaged.append(f"{part.name} ({problem})")
+                part.unlink(missing_ok=True)
+                continue
             info = read_part_info(part)
             prior.written.update(info.get("written", []))
             prior.skipped.update({chip: float(fraction) for chip, fraction in info.get("skipped", [])})
@@ -163,10 +231,10 @@ class PartStore:
             raise ClayInputError(f"{self.output} already exists; choose another output or pass --overwrite")
         seen: set[str] = set()
         rows = 0
-        with atomic_output(self.output) as temporary, \
+        with atomic_output(self.output, overwrite=overwrite) as temporary, \
                 pq.ParquetWriter(temporary, schema.with_metadata(meta), compression="zstd") as writer:
             for part in parts:
-                table = _without_chips(pq.read_table(part).replace_schema_metadata(None), seen)
+                table = _without_chips(self._read_part(part).replace_schema_metadata(None), seen)
                 seen.update(table.column("chip_id").to_pylist())
                 if table.num_rows:
                     writer.write_table(table.cast(schema), row_group_size=rows_per_group(schema))
@@ -174,6 +242,35 @@ class PartStore:
         self.close()
         shutil.rmtree(self.folder, ignore_errors=True)
         return rows, len(seen)
+
+
+    def _read_part(self, part: Path) -> pa.Table:
+        """A part's rows; one damaged inside (it passed the footer check) is removed so the next run redoes it."""
+        try:
+            return pq.read_table(part)
+        except (OSError, pa.ArrowException) as error:
+            part.unlink(missing_ok=True)
+            raise ClayInputError(f"{part} was damaged ({type(error).__name__}) and is removed: run the same "
+                                 "command again to redo its chips") from None
+
+
+def part_problem(part: Path) -> str | None:
+    """Why a part file cannot be used (empty, truncated, not a part), or None when its footer, its chip list
+    and its row count agree."""
+    try:
+        size = part.stat().st_size
+        if size == 0:
+            return "empty"
+        metadata = pq.ParquetFile(part).metadata
+        info = json.loads((metadata.metadata or {}).get(PART_KEY, b"null"))
+    except (OSError, ValueError, pa.ArrowException):
+        return "truncated or unreadable"
+    if not isinstance(info, dict):
+        return "not a part file"
+    written = len(info.get("written", []))
+    if (metadata.num_rows == 0) != (written == 0) or metadata.num_rows < written:
+        return f"{metadata.num_rows} rows for {written} chips"
+    return None
 
 
 def _without_chips(table: pa.Table, chip_ids: set[str]) -> pa.Table:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clay_core.embed import EmbedOptions, embed_sources, load_job_model
+from clay_core.embed import EmbedOptions, embed_sources, load_job_model, partial_failure_message
 from clay_core.errors import ClayInputError
 from clay_core.parquet import output_name
 from clay_core.progress import NullReporter, Reporter
@@ -93,7 +93,11 @@ def embed_tile(tile: str, job: TileJob, reporter: Reporter | None = None) -> dic
         options = dataclasses.replace(job.options, metadata={**job.options.metadata, "mgrs": tile,
                                                              "start": str(job.start), "end": str(job.end)})
         summary = embed_sources([source], model, output, options, reporter)
-        return {"tile": tile, "output": summary.output, "summary": summary.as_dict()}
+        result = {"tile": tile, "output": summary.output, "summary": summary.as_dict()}
+        partial = partial_failure_message(summary)
+        if partial:  # the good chips are in the output; the tile still counts as not done (exit code 2)
+            result["partial"] = partial
+        return result
     except ClayInputError as error:
         return {"tile": tile, "error": str(error), "kind": "input"}
 
@@ -110,10 +114,10 @@ def _guarded(tile: str, outcome: Callable[[], dict[str, Any]]) -> dict[str, Any]
 def exit_code(results: Sequence[dict[str, Any]]) -> int:
     """0 when every tile succeeded; 2 when some failed and all failures were input problems (no chips in
     the date range, a bad tile id, ...); 1 when any tile crashed. Outputs of the tiles that succeeded are
-    kept and listed either way."""
+    kept and listed either way. A tile whose output lacks chips that failed to read counts as an input problem."""
     kinds = {r.get("kind", "internal") for r in results if "error" in r}
     if not kinds:
-        return 0
+        return 2 if any("partial" in r for r in results) else 0
     return 2 if kinds == {"input"} else 1
 
 

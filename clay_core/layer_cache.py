@@ -173,7 +173,8 @@ def write_layer_cache(rows: LayerRows, folder: str | Path, source: str | Path) -
 
 
 def read_layer_cache(folder: str | Path) -> LayerRows:
-    """LayerRows from a cache folder, with numpy only (the vectors are memory-mapped, not copied)."""
+    """LayerRows from a cache folder, with numpy only. The vectors are read, not memory-mapped: on Windows a
+    mapped file could not be replaced or pruned while QGIS holds the layer."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
@@ -191,6 +192,6 @@ def read_layer_cache(folder: str | Path) -> LayerRows:
     wkb = [blob[start:end] for start, end in zip(offsets[:-1], offsets[1:], strict=True)]
     bbox_path = folder / "utm_bbox.npy"
     return LayerRows(
-        vectors=np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False),
+        vectors=np.load(folder / "vectors.npy", allow_pickle=False),
         columns=columns, wkb=wkb, shape_per_row=tuple(manifest["shape_per_row"]), metadata=manifest["metadata"],
         crs=manifest["crs"], utm_bbox=np.load(bbox_path, allow_pickle=False) if bbox_path.exists() else None)

@@ -108,7 +108,8 @@ class BarReporter:
 
 
 class NullReporter:
-    """For library callers who want no output."""
+    """For library callers who want no output (the CLI's `--progress none` still prints errors:
+    ErrorsOnlyReporter)."""
 
     def start(self, total: int | None, message: str = "") -> None: ...
     def advance(self, n: int = 1, message: str = "") -> None: ...
@@ -118,10 +119,18 @@ class NullReporter:
     def close(self) -> None: ...
 
 
+class ErrorsOnlyReporter(NullReporter):
+    """`--progress none`: no progress and no chatter, but the one error line still reaches stderr (without
+    it a failed run would be silent: exit code 2 and nothing to say why)."""
+
+    def error(self, message: str, kind: str = "internal") -> None:
+        print(f"clay: error: {message}", file=sys.stderr)
+
+
 def make_reporter(mode: str) -> Reporter:
     """`mode` is the CLI's --progress value: bar, json or none."""
     if mode == "json":
         return JsonLinesReporter()
     if mode == "none":
-        return NullReporter()
+        return ErrorsOnlyReporter()
     return BarReporter()

@@ -36,8 +36,9 @@ from clay_core.patches import (  # noqa: F401
     patch_rings_crs84,
 )
 
-# Rows are processed in blocks so a 1M x 768 matrix never needs a second full-size copy.
-BLOCK_ROWS = 65_536
+# Rows are processed in blocks so a 1M x 768 matrix never needs a second full-size copy; a block's temporary
+# (16k x 768 float32 = 48 MB) stays small next to the vectors, which keeps a search within 1.5x of them.
+BLOCK_ROWS = 16_384
 _NORMALISE_BLOCK_ROWS = BLOCK_ROWS
 # A row this close to the mean has no direction of its own after centring: it scores 0 (not NaN).
 _MIN_CENTRED_NORM = 1e-6
@@ -194,7 +195,8 @@ class SimilarityIndex:
         rows = len(self.vectors)
         self.inverse_norms = (np.ones(rows, dtype=np.float32) if already_normalised
                               else inverse_norms(self.vectors))
-        self.mean = self._mean_of_unit_rows()
+        self.own_mean = self._mean_of_unit_rows()
+        self.mean = self.own_mean
         self.inverse_centred_norms = self._inverse_centred_norms()
         self._projected: ProjectedIndex | None = None
         self._building: threading.Thread | None = None
@@ -214,10 +216,26 @@ class SimilarityIndex:
         total = np.zeros(self.dim, dtype=np.float64)
         for start in range(0, len(self), BLOCK_ROWS):
             stop = start + BLOCK_ROWS
-            # the weighted sum of the rows is one float64 vector-matrix product per block
-            total += self.inverse_norms[start:stop].astype(np.float64) @ self.vectors[start:stop]
+            # the weighted sum of a block's rows is one float32 vector-matrix product (a float64 one would first
+            # copy the block to float64); the blocks are summed in float64
+            total += self.inverse_norms[start:stop] @ self.vectors[start:stop]
         valid = int(np.count_nonzero(self.inverse_norms))
         return (total / max(valid, 1)).astype(np.float32)
+
+    @property
+    def valid_rows(self) -> int:
+        """Rows with a direction (not all zero): the weight of this index in a joint mean."""
+        return int(np.count_nonzero(self.inverse_norms))
+
+    def use_mean(self, mean: np.ndarray | None) -> None:
+        """Centre on `mean` (the mean unit vector of a search over several indexes, see `joint_mean`), or on
+        this index's own mean (None). One matrix-vector product when the mean changes, nothing otherwise."""
+        mean = self.own_mean if mean is None else np.asarray(mean, dtype=np.float32).ravel()
+        check_dimension(self.dim, mean.size, "the search mean")
+        if mean is self.mean or np.array_equal(mean, self.mean):
+            return
+        self.mean = mean
+        self.inverse_centred_norms = self._inverse_centred_norms()
 
     def _inverse_centred_norms(self) -> np.ndarray:
         """1/|u_i - m| from |u_i - m|^2 = 1 - 2 u_i.m + |m|^2 (0 for zero rows and rows at the mean)."""
@@ -297,6 +315,17 @@ class SimilarityIndex:
                     centred: bool = False) -> FastScores:
         """Scores for every row whose best `exact_top` rows are exactly `scores()`'s (see ProjectedIndex)."""
         return self.projected(components).scores(self, direction, exact_top, centred=centred)
+
+
+def joint_mean(indexes: Sequence[SimilarityIndex]) -> np.ndarray:
+    """The mean unit vector over every row of several indexes (one search over several files or layers)."""
+    weights = np.array([index.valid_rows for index in indexes], dtype=np.float64)
+    if not len(indexes) or weights.sum() == 0:
+        return indexes[0].own_mean if indexes else np.zeros(0, dtype=np.float32)
+    for index in indexes[1:]:
+        check_dimension(indexes[0].dim, index.dim, "one of the embeddings")
+    means = np.stack([index.own_mean.astype(np.float64) for index in indexes])
+    return (weights @ means / weights.sum()).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------

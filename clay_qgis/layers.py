@@ -39,11 +39,10 @@ from qgis.core import (
     QgsSimpleLegendNode,
     QgsSymbolLayer,
     QgsVectorLayer,
-    QgsWkbTypes,
 )
 from qgis.PyQt import sip
-from qgis.PyQt.QtCore import QDate, QVariant
-from qgis.PyQt.QtGui import QColor, QIcon, QPainter, QPixmap
+from qgis.PyQt.QtCore import QDate, QRectF, Qt
+from qgis.PyQt.QtGui import QColor, QIcon, QPainter, QPixmap, QTextOption
 
 from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
@@ -52,7 +51,6 @@ from clay_core.similarity import (
     Scored,
     SimilarityIndex,
     check_dimension,
-    combine_query,
     explode_patch_rings,
     explode_patch_vectors,
     exterior_rings,
@@ -62,13 +60,14 @@ from clay_core.similarity import (
 )
 from clay_core.similarity import ranks as ranks_of
 from clay_core.wkb import polygons_from_rings
+from clay_qgis import compat
 from clay_qgis.readers import read_layer_rows
 
 MODES = ("chips", "patches")
 PATH_PROPERTY = "clay/embeddings_path"
 MODE_PROPERTY = "clay/mode"
 SIMILARITY, RANK, EXAMPLE = "similarity", "rank", "example"
-POLYGON_WKB_TYPE = QgsWkbTypes.Type.Polygon
+POLYGON_WKB_TYPE = compat.WKB_POLYGON
 POSITIVE, NEGATIVE = "positive", "negative"
 CACHE_SIZE = 2  # a 1M x 768 file is 3 GB of vectors: keep few
 
@@ -80,11 +79,11 @@ POSITIVE_COLOR = "#ffffff"  # query/positive examples: white outline + star, rea
 NEGATIVE_COLOR = "#000000"
 FILL_ALPHA = 205  # the imagery stays faintly visible under the scores
 
-# Scalar attribute columns copied into QGIS (name -> QVariant type); vectors never are.
-CHIP_FIELDS = (("chip_id", QVariant.String), ("date", QVariant.Date), ("source_url", QVariant.String),
-               ("row", QVariant.Int), ("col", QVariant.Int), ("nodata_fraction", QVariant.Double))
-PATCH_FIELDS = (("patch_row", QVariant.Int), ("patch_col", QVariant.Int))
-SCORE_FIELDS = ((SIMILARITY, QVariant.Double), (RANK, QVariant.Int), (EXAMPLE, QVariant.String))
+# Scalar attribute columns copied into QGIS (name -> field type); vectors never are.
+CHIP_FIELDS = (("chip_id", compat.STRING), ("date", compat.DATE), ("source_url", compat.STRING),
+               ("row", compat.INT), ("col", compat.INT), ("nodata_fraction", compat.DOUBLE))
+PATCH_FIELDS = (("patch_row", compat.INT), ("patch_col", compat.INT))
+SCORE_FIELDS = ((SIMILARITY, compat.DOUBLE), (RANK, compat.INT), (EXAMPLE, compat.STRING))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,13 +376,18 @@ def ensure_score_fields(layer: QgsVectorLayer) -> tuple[int, int, int]:
 
 
 def write_scores(layer: QgsVectorLayer, fids: np.ndarray, scores: np.ndarray, ranks: np.ndarray,
-                 examples: dict[int, str]) -> None:
+                 examples: dict[int, str], score_field: str = SIMILARITY) -> None:
     """Put similarity/rank/example into the layer in one provider call (fast on memory layers).
 
     Measured for 100k features: ~0.3 s CPU, of which ~2/3 is PyQt converting the {fid: {field: value}}
     dict to C++ and ~1/3 the memory provider; there is no bulk API that takes arrays, so the Python side
     only avoids extra work per feature (lists from numpy in one go, examples patched in afterwards)."""
     sim_index, rank_index, example_index = ensure_score_fields(layer)
+    if score_field != SIMILARITY:  # e.g. the classifier's probability: its own field, added on first use
+        if layer.fields().indexOf(score_field) < 0:
+            layer.dataProvider().addAttributes([QgsField(score_field, compat.DOUBLE)])
+            layer.updateFields()
+        sim_index = layer.fields().indexOf(score_field)
     present = np.flatnonzero(fids >= 0)
     changes = {
         fid: {sim_index: score, rank_index: rank, example_index: None}
@@ -488,7 +492,7 @@ def class_breaks(scores: np.ndarray, threshold: float | None, classes: int) -> n
 
 
 def similarity_renderer(scores: np.ndarray, *, threshold: float | None = None, top_k: int = 10,
-                        classes: int = 7) -> QgsGraduatedSymbolRenderer:
+                        classes: int = 7, field: str = SIMILARITY) -> QgsGraduatedSymbolRenderer:
     """Graduated renderer on `similarity`: viridis quantile classes from the threshold to the best score; chips
     below the threshold fall outside every class and are not drawn, so the imagery shows through."""
     breaks = class_breaks(np.asarray(scores, dtype=np.float64), threshold, classes)
@@ -502,12 +506,12 @@ def similarity_renderer(scores: np.ndarray, *, threshold: float | None = None, t
         ranges.append(QgsRendererRange(low_edge, high_edge, class_symbol(color, top_k), f"{low:.3f} – {high:.3f}"))
     if not ranges:
         ranges.append(QgsRendererRange(-1.0, 1.0, class_symbol(ramp.color(1.0), top_k), "-1.000 – 1.000"))
-    renderer = QgsGraduatedSymbolRenderer(SIMILARITY, ranges)
+    renderer = QgsGraduatedSymbolRenderer(field, ranges)
     renderer.setSourceColorRamp(ramp)
-    renderer.setClassAttribute(SIMILARITY)
+    renderer.setClassAttribute(field)
     # Best matches and the examples are drawn last, so their outlines are not hidden by neighbours.
     order = QgsFeatureRequest.OrderBy([QgsFeatureRequest.OrderByClause(
-        f'coalesce("{SIMILARITY}", -2) + CASE WHEN "{EXAMPLE}" IS NULL THEN 0 ELSE 4 END', True)])
+        f'coalesce("{field}", -2) + CASE WHEN "{EXAMPLE}" IS NULL THEN 0 ELSE 4 END', True)])
     renderer.setOrderBy(order)
     renderer.setOrderByEnabled(True)
     return renderer
@@ -525,7 +529,7 @@ def _swatch(outline: str, fill: str | None = None, marker: str | None = None) ->
     painter.drawRect(2, 2, 12, 12)
     if marker:
         painter.setPen(QColor("#000000"))
-        painter.drawText(pixmap.rect(), 0x84, marker)  # Qt.AlignCenter
+        painter.drawText(QRectF(pixmap.rect()), marker, QTextOption(Qt.AlignmentFlag.AlignCenter))
     painter.end()
     return QIcon(pixmap)
 
@@ -555,8 +559,8 @@ class SimilarityLegend(QgsMapLayerLegend):
 
 
 def style_similarity(layer: QgsVectorLayer, scores: np.ndarray, *, threshold: float | None = None,
-                     top_k: int = 10, has_negatives: bool = False) -> None:
-    layer.setRenderer(similarity_renderer(scores, threshold=threshold, top_k=top_k))
+                     top_k: int = 10, has_negatives: bool = False, field: str = SIMILARITY) -> None:
+    layer.setRenderer(similarity_renderer(scores, threshold=threshold, top_k=top_k, field=field))
     layer.setLegend(SimilarityLegend(layer, top_k, has_negatives))
     layer.triggerRepaint()
     layer.emitStyleChanged()
@@ -589,7 +593,8 @@ FAST_PATH_ROWS = 200_000
 EXACT_TOP_MIN = 100
 
 
-def score_query(embedding_set: EmbeddingSet, query: np.ndarray, *, top_k: int = 10, exact: bool = False) -> Scored:
+def score_query(embedding_set: EmbeddingSet, query: np.ndarray, *, top_k: int = 10, exact: bool = False,
+                centred: bool = True) -> Scored:
     """Scores and ranks of every row for a unit query: the one scoring step behind clay:similarity, the map
     tool and the dock. Interactive callers (exact=False) on large files use the sketch once it is built; it is
     built in a background thread on the first click (seconds for 1M rows) while that click is scored exactly.
@@ -597,14 +602,14 @@ def score_query(embedding_set: EmbeddingSet, query: np.ndarray, *, top_k: int = 
     index = embedding_set.index
     if not exact and len(index) > FAST_PATH_ROWS:
         if index.projection_ready():
-            scores = index.fast_scores(query, exact_top=max(top_k, EXACT_TOP_MIN)).scores
+            scores = index.fast_scores(query, exact_top=max(top_k, EXACT_TOP_MIN), centred=centred).scores
             return Scored(scores=scores, ranks=ranks_of(scores))
         embedding_set.sketch_build = index.build_projection_in_background() or embedding_set.sketch_build
-    return index.score(query)
+    return index.score(query, centred=centred)
 
 
 def query_of(embedding_set: EmbeddingSet, positive_vectors: np.ndarray,
-             negative_vectors: np.ndarray | None = None) -> np.ndarray:
+             negative_vectors: np.ndarray | None = None, *, centred: bool = True) -> np.ndarray:
     """mean(positives) - mean(negatives) on unit vectors, checked against the file's dimension. The vectors
     may come from another file of the same model (clay:similarity's example layers)."""
     positive_vectors = np.atleast_2d(np.asarray(positive_vectors, dtype=np.float32))
@@ -612,14 +617,17 @@ def query_of(embedding_set: EmbeddingSet, positive_vectors: np.ndarray,
         raise ClayInputError("no query: give query chip id(s), a query point or positive example features")
     check_dimension(embedding_set.dim, positive_vectors.shape[1], "the positive examples")
     has_negatives = negative_vectors is not None and np.asarray(negative_vectors).size
-    return combine_query(positive_vectors, negative_vectors if has_negatives else None)
+    # centred: the direction from the search mean (clay_core.similarity's module doc); raw: combine_query
+    return embedding_set.index.direction_of(positive_vectors, negative_vectors if has_negatives else None,
+                                            centred=centred)
 
 
-def score_rows(embedding_set: EmbeddingSet, positives: list[int], negatives: list[int], top_k: int = 10) -> Scored:
+def score_rows(embedding_set: EmbeddingSet, positives: list[int], negatives: list[int], top_k: int = 10,
+               centred: bool = True) -> Scored:
     """Scores of every row against rows `positives`/`negatives` of the same file (a click in the map tool)."""
     index = embedding_set.index
-    query = index.query(positives, negatives)  # checks the rows, then the same combine_query as query_of
-    return score_query(embedding_set, query, top_k=top_k)
+    query = index.direction(positives, negatives, centred=centred)  # the same direction rule as query_of
+    return score_query(embedding_set, query, top_k=top_k, centred=centred)
 
 
 def match_features(embedding_set: EmbeddingSet, fields: QgsFields, scored: Scored, *, top_k: int,
@@ -633,9 +641,9 @@ def match_features(embedding_set: EmbeddingSet, fields: QgsFields, scored: Score
 
 
 def score_layer(layer: QgsVectorLayer, embedding_set: EmbeddingSet, positives: list[int], negatives: list[int],
-                *, threshold: float | None = None, top_k: int = 10) -> Scored:
-    """Score every row against mean(positives) - mean(negatives), store the scores in the layer, restyle it."""
-    scored = score_rows(embedding_set, positives, negatives, top_k)
+                *, threshold: float | None = None, top_k: int = 10, centred: bool = True) -> Scored:
+    """Score every row against the examples (centred by default), store the scores in the layer, restyle it."""
+    scored = score_rows(embedding_set, positives, negatives, top_k, centred)
     write_scores(layer, row_fids(layer, embedding_set), scored.scores, scored.ranks,
                  examples_of(positives, negatives))
     style_similarity(layer, scored.scores, threshold=threshold, top_k=top_k, has_negatives=bool(negatives))
@@ -646,7 +654,8 @@ class SimilaritySession:
     """What the map tool and the dock share for one layer: the examples clicked so far, the threshold and
     top-k, and the last scores. Clicking re-scores; changing threshold/top-k only restyles."""
 
-    def __init__(self, layer: QgsVectorLayer, *, top_k: int = 10, threshold: float | None = None) -> None:
+    def __init__(self, layer: QgsVectorLayer, *, top_k: int = 10, threshold: float | None = None,
+                 centred: bool = True) -> None:
         embedding_set = embedding_set_of(layer)
         if embedding_set is None:
             raise ClayInputError(f"layer {layer.name()!r} was not loaded from an embeddings file: load one with "
@@ -657,6 +666,7 @@ class SimilaritySession:
         self.negatives: list[int] = []
         self.top_k = top_k
         self.threshold = threshold
+        self.centred = centred
         self.scored: Scored | None = None
 
     def add_example(self, row: int, role: str = "replace") -> Scored:
@@ -676,8 +686,9 @@ class SimilaritySession:
         return self.rescore()
 
     def rescore(self) -> Scored:
+        self.embedding_set.index.use_mean(None)  # this session searches one layer: its own mean
         self.scored = score_layer(self.layer, self.embedding_set, self.positives, self.negatives,
-                                  threshold=self.threshold, top_k=self.top_k)
+                                  threshold=self.threshold, top_k=self.top_k, centred=self.centred)
         return self.scored
 
     def set_view(self, *, threshold: float | None = None, top_k: int | None = None,

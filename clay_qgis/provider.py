@@ -13,9 +13,8 @@ ICON_PATH = Path(__file__).resolve().parent / "icons" / "clay.svg"
 
 
 def plugin_icon() -> QIcon:
-    # Compiled resources (resources_rc) exist in the packaged plugin; the file path works everywhere.
-    icon = QIcon(":/plugins/clay_qgis/clay.svg")
-    return icon if not icon.isNull() else QIcon(str(ICON_PATH))
+    # By file path: works in Qt5 and Qt6 alike and needs no compiled resources (pyrcc5 does not exist for Qt6).
+    return QIcon(str(ICON_PATH))
 
 
 class ClayProvider(QgsProcessingProvider):

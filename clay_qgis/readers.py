@@ -31,8 +31,6 @@ PYARROW, GDAL, RUNTIME = "pyarrow", "GDAL Parquet driver", "Clay runtime (layer 
 # Cache folders kept (each about the size of the file's vectors); older ones go when a new one is made.
 CACHE_KEEP = 8
 CACHE_ENV = "CLAY_LAYER_CACHE"
-SETUP_HINT = ("run 'Set up Clay runtime...' (Plugins > Clay menu, or the Processing algorithm "
-              "clay:setupruntime) once, then try again")
 
 
 def read_layer_rows(path: str | Path, feedback=None) -> tuple[LayerRows, str]:
@@ -52,7 +50,7 @@ def read_layer_rows(path: str | Path, feedback=None) -> tuple[LayerRows, str]:
 def pyarrow_available() -> bool:
     try:
         import pyarrow.parquet  # noqa: F401
-    except ImportError:  # also a pyarrow built for another numpy ABI
+    except Exception:  # noqa: BLE001 - ImportError, or a pyarrow built for another numpy that fails otherwise
         return False
     return True
 
@@ -75,7 +73,10 @@ def read_with_gdal(path: Path) -> LayerRows:
     """Any single-layer OGR dataset with an `embeddings` list column (GeoParquet through the Parquet driver)."""
     from osgeo import ogr
 
-    dataset = ogr.Open(str(path))
+    try:
+        dataset = ogr.Open(str(path))
+    except RuntimeError:  # GDAL with exceptions enabled
+        dataset = None
     if dataset is None or dataset.GetLayerCount() == 0:
         raise ClayInputError(f"{path} could not be opened by GDAL")
     layer = dataset.GetLayer(0)
@@ -188,9 +189,13 @@ def convert_with_runtime(path: Path, folder: Path, feedback=None) -> None:
 
     try:
         worker.worker_python()
-    except worker.WorkerError as exc:
-        raise ClayInputError(f"this QGIS cannot read GeoParquet by itself (no pyarrow, no GDAL Parquet driver) and "
-                             f"the Clay runtime is not set up ({exc}): {SETUP_HINT}") from None
+    except worker.RuntimeMissingError:
+        message = (f"this QGIS cannot read GeoParquet by itself (no pyarrow, no GDAL Parquet driver) and no Clay "
+                   f"runtime is set up to convert it: {worker.SETUP_HINT}, then try again")
+        worker.notify_runtime_missing(message)  # QGIS desktop: offers to set the runtime up
+        raise ClayInputError(message) from None
+    except worker.WorkerError as exc:  # e.g. CLAY_PYTHON points at nothing: its own one-line message
+        raise ClayInputError(f"cannot read {path.name} without the Clay runtime: {exc}") from None
     if feedback is not None:
         feedback.pushInfo(f"converting {path.name} with the Clay runtime (once per file version) into {folder}")
     folder.parent.mkdir(parents=True, exist_ok=True)

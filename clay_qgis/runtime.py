@@ -309,6 +309,7 @@ def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
            if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "CONDA_PREFIX"}}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONNOUSERSITE"] = "1"  # ~/.local packages must not satisfy the runtime's requirements
+    env["PIP_NO_INPUT"] = "1"  # stdin is closed: a password prompt of a private index must fail, not hang
     env.update(extra or {})
     return env
 
@@ -356,9 +357,11 @@ def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] =
     started = time.monotonic()
     feedback = feedback or Feedback()
     folder = Path(folder).expanduser().absolute()
-    args = shlex.split(pip_args, posix=os.name == "posix") if isinstance(pip_args, str) else list(pip_args)
+    args = split_pip_args(pip_args) if isinstance(pip_args, str) else list(pip_args)
     clay_core = clay_core or bundled_clay_core()
     previous = read_stamp(folder)
+    force_clay_core = bool(previous) and previous.get("clay_core_sha256") != clay_core.sha256
+    installed_torch = (previous.get("torch"), tuple(previous.get("torch_pip_args", ())))
     python = venv_python(folder)
     _step(feedback, 1, "Checking the runtime folder")
     _check_folder(folder)
@@ -367,11 +370,21 @@ def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] =
         if all(previous.get(key) == value for key, value in plan_stamp_keys.items()) and \
                 (not torch.strip() or previous.get("torch") == torch.strip()):
             _step(feedback, 50, f"Runtime in {folder} is up to date; verifying it")
-            report = verify(python, clay_core.version, feedback)
-            feedback.setProgress(100)
-            return SetupResult(str(python), report, False, time.monotonic() - started, ["verify"])
+            try:
+                report = verify(python, clay_core.version, feedback)
+            except RuntimeSetupError as exc:
+                # e.g. its base Python was removed by a QGIS upgrade: repair it instead of giving up.
+                feedback.pushInfo(f"The runtime needs repair ({exc}); installing again")
+                previous, force_clay_core = {}, True
+            else:
+                feedback.setProgress(100)
+                return SetupResult(str(python), report, False, time.monotonic() - started, ["verify"])
     base = base or find_base_python()
-    choice = choose_torch(torch, user_pip_args=args)
+    if not torch.strip() and installed_torch[0]:
+        # Automatic on a re-run keeps the build installed before (re-run with TORCH set to change it).
+        choice = TorchChoice(installed_torch[0], installed_torch[1], "as installed before")
+    else:
+        choice = choose_torch(torch, user_pip_args=args)
     plan = SetupPlan(folder, base, choice, clay_core, args, plugin_version)
     feedback.pushInfo(f"Base: {base.describe()}")
     feedback.pushInfo(f"torch: {choice.requirement} ({choice.reason})")
@@ -388,7 +401,7 @@ def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] =
         steps.append("torch")
     _step(feedback, 60, f"Installing clay_core {clay_core.version} and its dependencies")
     pip_install(plan, [*args, clay_core.target], feedback, (60, 88))
-    if previous and previous.get("clay_core_sha256") != clay_core.sha256:
+    if force_clay_core and "create" not in steps:
         # Same version number, other code (a rebuilt plugin): pip keeps an installed version, so force it.
         pip_install(plan, [*args, "--force-reinstall", "--no-deps", clay_core.target], feedback, (88, 90))
     steps.append("clay_core")
@@ -397,6 +410,15 @@ def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] =
     write_stamp(folder, plan.stamp())
     feedback.setProgress(100)
     return SetupResult(str(python), report, True, time.monotonic() - started, steps)
+
+
+def split_pip_args(text: str, posix: bool = os.name == "posix") -> list[str]:
+    """Shell-like words; on Windows backslashes stay (D:\\wheels) and quotes only group ("C:\\my wheels").
+    ValueError on an unbalanced quote."""
+    words = shlex.split(text, posix=posix)
+    if posix:
+        return words
+    return [word[1:-1] if len(word) > 1 and word[0] == word[-1] and word[0] in "\"'" else word for word in words]
 
 
 def _step(feedback: Feedback, percent: float, text: str) -> None:
@@ -491,9 +513,9 @@ def stream(command: list[str], feedback: Feedback, span: tuple[float, float], wh
         tail.append(line)
         feedback.pushConsoleInfo(line)
         if _PIP_PROGRESS.match(line.strip()):
-            percent += (high - percent) * 0.08  # approaches the step's end, never passes it
+            # Approaches the step's end, never passes it. No progress text: QGIS would log each line twice.
+            percent += (high - percent) * 0.08
             feedback.setProgress(percent)
-            feedback.setProgressText(line.strip()[:120])
     reader.join(timeout=1.0)
     returncode = process.wait()
     if returncode != 0:

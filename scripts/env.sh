@@ -13,8 +13,11 @@ export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 # qgis_process embeds Debian's python, not the venv: put the repo and the venv's packages first.
-# The venv's site-packages, whatever its Python version (3.11 on Debian 12, 3.13 on Debian 13, ...).
-CLAY_SITE="$(ls -d "$CLAY_VENV"/lib/python3.*/site-packages 2>/dev/null | head -1)"
-CLAY_SITE="${CLAY_SITE:-$CLAY_VENV/lib/python3/site-packages}"
+# The venv's site-packages, whatever its Python version (3.11 on Debian 12, 3.13 on Debian 13, ...). A plain
+# glob loop: callers run with `set -euo pipefail`, and the venv does not exist yet when setup.sh starts.
+CLAY_SITE="$CLAY_VENV/lib/python3/site-packages"
+for site in "$CLAY_VENV"/lib/python3.*/site-packages; do
+  if [ -d "$site" ]; then CLAY_SITE="$site"; break; fi
+done
 export CLAY_SITE
 export CLAY_QGIS_PYTHONPATH="$CLAY_REPO:$CLAY_SITE:/usr/share/qgis/python/plugins"

@@ -3,11 +3,12 @@
     python scripts/package_plugin.py          -> build/plugin/clay_qgis/ and dist/clay_qgis-<version>.zip
     python scripts/package_plugin.py --dev    -> build/qgis-plugins/clay_qgis/ (symlinks into the checkout)
 
-The plugin folder = clay_qgis/ + metadata.txt (top level, the single source of truth) + compiled
-resources.qrc (resources_rc.py) + clay_core twice: its sources (imported in-process by the plugin) and a
-wheel in wheels/ built from pyproject.toml, which clay:setupruntime installs with its dependencies into the
-managed runtime, so the plugin and its worker always run the same code. The dev folder relies on the
-venv/PYTHONPATH instead, so edits show up without rebuilding.
+The plugin folder = clay_qgis/ + metadata.txt (top level, the single source of truth) + clay_core twice: its
+sources (imported in-process by the plugin) and a wheel in wheels/ built from pyproject.toml, which
+clay:setupruntime installs with its dependencies into the managed runtime, so the plugin and its worker
+always run the same code. The dev folder relies on the venv/PYTHONPATH instead, so edits show up without
+rebuilding. Icons load by file path (clay_qgis/icons), so resources.qrc is never compiled: pyrcc5 is Qt5-only
+and its output imports PyQt5 directly.
 """
 
 from __future__ import annotations
@@ -31,16 +32,6 @@ def plugin_version() -> str:
     parser = configparser.ConfigParser()
     parser.read(REPO / "metadata.txt", encoding="utf-8")
     return parser["general"]["version"]
-
-
-def compile_resources(target: Path) -> None:
-    """pyrcc5 (Debian's pyqt5-dev-tools) turns resources.qrc into an importable module."""
-    pyrcc = shutil.which("pyrcc5")
-    if pyrcc is None:
-        raise SystemExit("pyrcc5 not found: install pyqt5-dev-tools (scripts/setup.sh does)")
-    tmp = target.with_suffix(".tmp")
-    subprocess.run([pyrcc, "-o", str(tmp), str(REPO / "resources.qrc")], check=True, cwd=REPO)
-    os.replace(tmp, target)
 
 
 def build_clay_core_wheel(target_dir: Path) -> Path:
@@ -79,7 +70,7 @@ def build_dev_folder(root: Path) -> Path:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(source)
-    compile_resources(folder / "resources_rc.py")
+    (folder / "resources_rc.py").unlink(missing_ok=True)  # compiled by older versions of this script
     return folder
 
 
@@ -91,7 +82,6 @@ def build_release(build_root: Path, dist: Path) -> Path:
     shutil.copy2(REPO / "metadata.txt", folder / "metadata.txt")
     shutil.copytree(REPO / "clay_core", folder / "clay_core", ignore=IGNORE)
     build_clay_core_wheel(folder / "wheels")
-    compile_resources(folder / "resources_rc.py")
     dist.mkdir(parents=True, exist_ok=True)
     archive = dist / f"{PLUGIN}-{plugin_version()}.zip"
     tmp = archive.with_suffix(".zip.tmp")

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) setup: Debian packages, the venv, source-built geo libraries,
-# the Python dependencies, the compiled Qt resources and a repo-local QGIS profile with the plugin on.
+# the Python dependencies, the dev plugin folder and a repo-local QGIS profile with the plugin on.
 # Fast when nothing changed: every step checks before it acts.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$CLAY_REPO"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# python3-pyqt6: the Qt6-readiness test resolves every Qt name the plugin uses against PyQt6 (in a subprocess).
 APT_PACKAGES=(qgis python3-qgis qgis-providers python3-venv python3-dev gcc g++ libgdal-dev libproj-dev
-  libgeos-dev proj-bin xvfb xauth imagemagick pyqt5-dev-tools)
+  libgeos-dev proj-bin xvfb xauth imagemagick python3-pyqt6)
 
 install_apt() {
   if dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then return; fi

@@ -8,21 +8,33 @@ where `run(args, reporter) -> int`. Modules are discovered, so adding a command 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
+import re
 import sys
 import traceback
+from collections.abc import Iterator, Sequence
 
 import clay_core
+from clay_core.cli._common import check_arguments
 from clay_core.errors import ClayInputError
 from clay_core.progress import make_reporter
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
 
+class ClayArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error: the problem and where the help is, not the whole usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clay", description="Clay foundation-model embeddings.")
+    parser = ClayArgumentParser(prog="clay", description="Clay foundation-model embeddings.")
     parser.add_argument("--version", action="version", version=f"clay {clay_core.__version__}")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
                         help="progress for people (bar, on stderr) or for programs (json lines on stdout)")
@@ -41,23 +53,92 @@ def main(argv: list[str] | None = None) -> int:
     # shared CPU the spinning starved the chip readers and made the tiny model ~10x slower (measured).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(join_negative_values(arguments, parser))
+    except SystemExit as exit_:  # --help, --version, or a one-line usage error (already printed)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     reporter = make_reporter(args.progress)
     try:
+        check_arguments(args)
         return int(args.func(args, reporter) or EXIT_OK)
     except ClayInputError as exc:
         reporter.error(str(exc), kind="input")
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        if exc.errno not in USER_FIXABLE_ERRNOS:
+            return _internal(exc, args, reporter)
+        reporter.error(describe_os_error(exc), kind="input")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         reporter.error("interrupted", kind="internal")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit code 1
-        if args.debug or os.environ.get("CLAY_DEBUG"):
-            traceback.print_exc()
-        reporter.error(f"{type(exc).__name__}: {exc} (re-run with --debug for the traceback)", kind="internal")
-        return EXIT_INTERNAL
+        return _internal(exc, args, reporter)
     finally:
         reporter.close()
+
+
+def _internal(exc: BaseException, args: argparse.Namespace, reporter) -> int:
+    if args.debug or os.environ.get("CLAY_DEBUG"):
+        traceback.print_exception(exc)
+    reporter.error(f"{type(exc).__name__}: {exc} (re-run with --debug for the traceback)", kind="internal")
+    return EXIT_INTERNAL
+
+
+# Failures of the machine the user can fix (space, permissions, a path that is not what it should be): one
+# line and exit 2, not a crash. Other OSErrors stay internal errors.
+USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                       errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.EEXIST}
+
+
+def describe_os_error(exc: OSError) -> str:
+    fixes = {
+        errno.ENOSPC: "the disk is full: free some space (or choose another output folder) and run again",
+        errno.EDQUOT: "the disk quota is used up: free some space and run again",
+        errno.EROFS: "the file system is read-only: choose an output folder you can write to",
+        errno.EACCES: "permission denied: choose a file or folder you can write to",
+        errno.EPERM: "operation not permitted: choose a file or folder you can write to",
+    }
+    fix = fixes.get(exc.errno, exc.strerror or str(exc))
+    return f"{fix} ({exc.filename})" if exc.filename else fix
+
+
+# A value that starts with "-" and a digit (a negative coordinate, "-21.3,64.1") would otherwise be taken
+# for an option by argparse ("expected one argument"); given right after an option that takes a value it is
+# that option's value, so it is joined as --option=VALUE.
+_NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d)")
+
+
+def _value_options(parser: argparse.ArgumentParser) -> Iterator[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _value_options(sub)
+        elif action.option_strings and action.nargs != 0:
+            yield from action.option_strings
+
+
+def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    takes_value = set(_value_options(parser))
+    joined: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            joined.append(token)
+            joined.extend(tokens)
+            break
+        if token in takes_value:
+            value = next(tokens, None)
+            if value is not None and _NEGATIVE_VALUE.match(value):
+                joined.append(f"{token}={value}")
+                continue
+            joined.append(token)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(token)
+    return joined

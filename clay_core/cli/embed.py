@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from clay_core import validate
 from clay_core.cli._common import (
     add_device_argument,
     add_precision_argument,
     model_spec,
-    parse_bbox,
     parse_date,
 )
 from clay_core.errors import ClayInputError
@@ -68,16 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_band_map(text: str | None) -> dict[str, int | str] | None:
-    if not text:
-        return None
-    mapping: dict[str, int | str] = {}
-    for item in text.split(","):
-        band, sep, where = item.partition("=")
-        if not sep or not band.strip() or not where.strip():
-            raise ClayInputError(f"--band-map item {item!r} must look like B04=1 or B04=red")
-        where = where.strip()
-        mapping[band.strip().upper()] = int(where) if where.isdigit() else where
-    return mapping
+    return validate.band_map(text)
 
 
 def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> Any:
@@ -134,7 +125,7 @@ def report_dry_run(estimate: dict[str, Any], output: Path, reporter: Reporter) -
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
-    from clay_core.embed import embed_sources, estimate_job
+    from clay_core.embed import embed_sources, estimate_job, partial_failure_message
     from clay_core.parquet import check_writable
     from clay_core.sources import open_source
 
@@ -150,7 +141,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     source = open_source(
         args.sources if len(args.sources) > 1 else args.sources[0],
         **source_options(args, model),
-        bbox=parse_bbox(args.bbox) if args.bbox else None, bbox_crs=args.bbox_crs,
+        bbox=validate.bbox(args.bbox, "--bbox", args.bbox_crs) if args.bbox else None, bbox_crs=args.bbox_crs,
         date=parse_date(args.date, "--date") if args.date else None, band_map=parse_band_map(args.band_map),
     )
     if args.dry_run:
@@ -159,4 +150,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     reporter.log(summary.describe())
     reporter.log(f"wrote {summary.output}")
     reporter.result({"output": summary.output, "summary": summary.as_dict()})
+    partial = partial_failure_message(summary)
+    if partial:  # the good chips are written; the run still did not do everything asked
+        reporter.error(partial, kind="input")
+        return 2
     return 0

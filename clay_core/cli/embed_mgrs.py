@@ -57,8 +57,14 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
                           reporter=reporter)
     failed = [r for r in results if "error" in r]
     outputs = [r["output"] for r in results if "output" in r]
-    if failed:
-        reporter.log(f"{len(failed)} of {len(results)} tile(s) failed: "
-                     + "; ".join(f"{r['tile']}: {r['error']}" for r in failed), "warning")
-    reporter.result({"outputs": outputs, "tiles": results, "failed_tiles": [r["tile"] for r in failed]})
-    return exit_code(results)
+    partial = [r for r in results if "partial" in r]
+    reporter.result({"outputs": outputs, "tiles": results, "failed_tiles": [r["tile"] for r in failed],
+                     "partial_tiles": [r["tile"] for r in partial]})
+    code = exit_code(results)
+    if failed or partial:  # one line that says what was not done (each tile was logged as it finished)
+        reporter.error(f"{len(failed)} of {len(results)} tile(s) failed"
+                       + (f", {len(partial)} written without some chips" if partial else "") + ": "
+                       + "; ".join([f"{r['tile']}: {r['error']}" for r in failed]
+                                   + [f"{r['tile']}: {r['partial']}" for r in partial]),
+                       kind="input" if code == 2 else "internal")
+    return code

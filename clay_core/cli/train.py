@@ -26,7 +26,7 @@ _MODEL_OPTIONS = {
     "mlp_ratio": float, "decoder_dim": int, "decoder_depth": int, "decoder_heads": int,
     "decoder_dim_head": int, "decoder_mlp_ratio": float,
 }
-_SOURCE_OPTIONS = {"chip_size": int, "stride": int, "align": str}
+_SOURCE_OPTIONS = {"chip_size": int, "stride": int, "align": str, "bbox": str, "bbox_crs": str, "date": str}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--stride", type=int, default=None, help="chip stride in pixels for scenes")
     source.add_argument("--align", choices=("tile", "scene"), default=None,
                         help="scene chip grid from the MGRS tile origin or from the data's corner (no edge nodata)")
+    source.add_argument("--bbox", metavar="W,S,E,N",
+                        help="train on this area of the given rasters (read together, reprojected to its UTM zone)")
+    source.add_argument("--bbox-crs", help="CRS of --bbox (EPSG code or CRS string; default EPSG:4326)")
+    source.add_argument("--date", help="acquisition date YYYY-MM-DD when the raster files do not tell it")
+    source.add_argument("--band-map", metavar="B04=1,...",
+                        help="Clay band -> band number or band description/file name, e.g. B04=1,B03=2,B02=3")
     parser.set_defaults(func=run)
 
 
@@ -103,13 +109,18 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     overrides = {k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None}
     if getattr(args, "band_groups", None):
         overrides["band_groups"] = band_groups_option(args.band_groups)
+    source_options = {k: getattr(args, k) for k in _SOURCE_OPTIONS if getattr(args, k, None) is not None}
+    if getattr(args, "band_map", None):
+        from clay_core.cli.embed import parse_band_map
+
+        source_options["band_map"] = parse_band_map(args.band_map)
     return TrainSettings(
         sources=list(args.sources),
         output=args.output,
         preset=args.preset,
         model_overrides=overrides,
         init_checkpoint=args.init_checkpoint,
-        source_options={k: getattr(args, k) for k in _SOURCE_OPTIONS if getattr(args, k) is not None},
+        source_options=source_options,
         steps=args.steps,
         batch_size=args.batch_size,
         accumulate=args.accumulate,

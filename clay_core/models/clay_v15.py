@@ -14,13 +14,14 @@ import datetime
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clay_core.device import MemoryEstimate, estimate_encoder_memory
 from clay_core.errors import CheckpointError, ClayInputError
 from clay_core.models.registry import (
     EmbeddingModel,
@@ -222,7 +223,8 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(config.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for attention, feedforward in self.layers:
+        for layer in self.layers:
+            attention, feedforward = cast(nn.ModuleList, layer)
             x = attention(x) + x
             x = feedforward(x) + x
         return self.norm(x)
@@ -319,6 +321,25 @@ class ClayV15Model(EmbeddingModel):
             return (self.config.dim,)
         side = self.config.image_size // self.config.patch_size
         return (side, side, self.config.dim)
+
+    def memory_estimate(self, batch_size: int) -> MemoryEstimate:
+        """Peak memory of one `embed` batch of chips with every band of the platform (an upper bound)."""
+        config = self.config
+        tokens = (config.image_size // config.patch_size) ** 2 + 1
+        bands = len(self.input_bands)
+        return estimate_encoder_memory(
+            parameters=sum(p.numel() for p in self.parameters()),
+            tokens=tokens,
+            dim=config.dim,
+            inner_dim=config.heads * config.dim_head,
+            mlp_hidden=int(round(config.dim * config.mlp_ratio)),
+            heads=config.heads,
+            batch_size=batch_size,
+            input_values=bands * config.image_size**2 + 8,
+            precision=self.plan.precision,
+            # the convolution's output, the position/time/place encoding and the tokens it is added to
+            staging_bytes=batch_size * 4 * 3 * tokens * config.dim,
+        )
 
     # -- inputs --------------------------------------------------------------------------------
     def resolve_bands(self, bands: Sequence[str]) -> tuple[str, ...]:

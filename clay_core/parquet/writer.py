@@ -327,12 +327,11 @@ def _order_name(row_shape: Sequence[int], exploded: bool) -> str:
 
 
 def check_writable(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise ClayInputError(f"{path} already exists; choose another output or pass --overwrite")
-    if path.exists() and path.is_dir():
-        raise ClayInputError(f"{path} is a folder; give a file name such as {path / 'embeddings.gpq'}")
-    if not path.parent.exists():
-        raise ClayInputError(f"output folder {path.parent} does not exist; create it first")
+    """The checks of clay_core.validate.output_file (a folder that exists and is writable, not a folder itself,
+    not there yet without overwrite), without its suffix rule: library callers choose their names."""
+    from clay_core.validate import output_file
+
+    output_file(path, overwrite, option="output", suffixes=())
 
 
 def rows_per_group(schema: pa.Schema) -> int:
@@ -344,7 +343,7 @@ def write_table_atomic(path: str | Path, table: pa.Table, *, overwrite: bool = F
     """Write a finished table (with its schema metadata) as ZSTD Parquet via temp file + rename."""
     path = Path(path)
     check_writable(path, overwrite)
-    with atomic_output(path) as temporary:
+    with atomic_output(path, overwrite=overwrite) as temporary:
         pq.write_table(table, temporary, compression="zstd", row_group_size=rows_per_group(table.schema))
     return path
 

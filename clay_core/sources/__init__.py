@@ -66,7 +66,7 @@ def _from_folder(url: str, options: dict) -> ChipSource:
 def _from_files(files: list[str], options: dict) -> ChipSource:
     from clay_core.sources.chip_folder import ChipFolder, parse_chip_name
     from clay_core.sources.files import url_exists
-    from clay_core.sources.sentinel2 import band_files_from, scene_from_files
+    from clay_core.sources.sentinel2 import band_files_from, band_from_filename, scene_from_files
 
     missing = [f for f in files if not url_exists(f, options.get("no_sign_request", False))]
     if missing:
@@ -74,7 +74,9 @@ def _from_files(files: list[str], options: dict) -> ChipSource:
     if all(parse_chip_name(f) for f in files):
         return ChipFolder(files, **_pick(options, FOLDER_OPTIONS))
     band_files = band_files_from(files)
-    if len(files) > 1 and band_files and _in_utm(next(iter(band_files.values())), options):
+    # A scene only when every file is a band file: a raster without a band in its name would be dropped.
+    every_file_a_band = all(band_from_filename(f)[0] for f in files)
+    if len(files) > 1 and band_files and every_file_a_band and _in_utm(next(iter(band_files.values())), options):
         return _check_scene_date(scene_from_files(files, **_pick(options, SCENE_OPTIONS)), options)
     return _raster(files, options)
 
@@ -99,7 +101,13 @@ def _expand(specs: list[str], options: dict) -> list[str]:
     no_sign = options.get("no_sign_request", False)
     files: list[str] = []
     for spec in specs:
-        files.extend(list_files(spec, no_sign_request=no_sign) if is_dir(spec, no_sign) else [spec])
+        if is_dir(spec, no_sign):
+            found = list_files(spec, no_sign_request=no_sign)
+            if not found:
+                raise ClayInputError(f"no rasters (.tif/.jp2) under {spec}")
+            files.extend(found)
+        else:
+            files.append(spec)
     return files
 
 

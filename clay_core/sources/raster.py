@@ -73,7 +73,7 @@ class RasterSource:
 
     def __post_init__(self) -> None:
         if not self.files:
-            raise ClayInputError("no raster files given")
+            raise ClayInputError("no raster files given: name .tif/.jp2 files or a folder that holds them")
         resampling_method(self.resampling)
         self._cache = DatasetCache(self.no_sign_request)
         headers = [self._header(url) for url in self.files]
@@ -105,13 +105,16 @@ class RasterSource:
         if not plan:
             raise ClayInputError(
                 f"cannot tell which bands {[h['url'] for h in headers][:3]} hold: name them (band descriptions "
-                "B02/B03/.. or red/nir/..) or pass band_map, e.g. --band-map B04=1,B03=2,B02=3"
+                "B02/B03/.. or red/nir/..) or map them with --band-map, e.g. B04=1,B03=2,B02=3"
             )
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for item in plan:
             if item.band in seen:
-                raise ClayInputError(f"band {item.band} appears twice in the rasters: pass band_map to choose")
-            seen.add(item.band)
+                files = sorted({stem(seen[item.band]), stem(item.url)})
+                where = f"in both {files[0]} and {files[1]}" if len(files) == 2 else f"twice in {files[0]}"
+                raise ClayInputError(f"band {item.band} is {where}: embed each raster into its own output (or "
+                                     "mosaic them first, e.g. gdalbuildvrt), or choose one with --band-map")
+            seen[item.band] = item.url
         return plan
 
     def _explicit_plan(self, headers: list[dict]) -> list[BandSource]:
@@ -177,17 +180,17 @@ class RasterSource:
 
     def _aoi(self, headers: list[dict]) -> tuple[CRS, Bounds]:
         if self.bbox is None:
+            zones = sorted({f"EPSG:{h['crs'].to_epsg()}" for h in headers if _utm_zone_of(h["crs"])})
+            if len(zones) > 1:
+                raise ClayInputError(f"the rasters lie in {len(zones)} UTM zones ({', '.join(zones)}): embed each "
+                                     "zone into its own output, or give --bbox to embed one area in its own zone")
             crs = headers[0]["crs"]
             bounds = [transform_bounds(h["crs"], crs, *h["bounds"]) for h in headers]
             return crs, _union(bounds)
         xmin, ymin, xmax, ymax = (float(v) for v in self.bbox)
         if not (xmax > xmin and ymax > ymin):
             raise ClayInputError(f"empty AOI {self.bbox}: give xmin,ymin,xmax,ymax with xmax > xmin and ymax > ymin")
-        try:
-            crs = CRS.from_user_input(f"EPSG:{self.bbox_crs}" if str(self.bbox_crs).isdigit() else self.bbox_crs)
-        except CRSError as error:
-            raise ClayInputError(f"bbox CRS {self.bbox_crs!r} is not a CRS ({error})") from None
-        return crs, (xmin, ymin, xmax, ymax)
+        return user_crs(self.bbox_crs), (xmin, ymin, xmax, ymax)
 
     # ---- ChipSource ------------------------------------------------------------------------------
     @property
@@ -197,6 +200,11 @@ class RasterSource:
     @property
     def grid(self) -> ChipGrid:
         return self._grid
+
+    @property
+    def coverage(self) -> Bounds | None:
+        """The part of the AOI the rasters cover, in the chips' UTM zone (metres)."""
+        return self._coverage
 
     def records(self) -> list[ChipRecord]:
         name = re.sub(r"[^0-9A-Za-z-]+", "-", stem(self.files[0])).strip("-") or "raster"
@@ -225,6 +233,28 @@ class RasterSource:
         return ChipData(record, pixels, nodata_fraction(pixels))
 
 
+def _utm_zone_of(crs: CRS) -> bool:
+    epsg = crs.to_epsg() if crs else None
+    return bool(epsg) and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760)
+
+
+def user_crs(text: str | int) -> CRS:
+    """A CRS typed by the user (EPSG code, authority:code, WKT, PROJ string). Checked with pyproj first: it
+    raises quietly, whereas GDAL's PROJ prints "ERROR 1: PROJ: proj_create..." lines on stderr before
+    rasterio raises."""
+    from pyproj import CRS as ProjCRS
+    from pyproj.exceptions import CRSError as ProjCRSError
+
+    value = f"EPSG:{text}" if str(text).strip().isdigit() else str(text).strip()
+    try:
+        ProjCRS.from_user_input(value)
+        return CRS.from_user_input(value)
+    except (ProjCRSError, CRSError) as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise ClayInputError(f"--bbox-crs {str(text)[:80]!r} is not a CRS PROJ knows ({reason[:120]}): give an EPSG "
+                             "code such as EPSG:4326 or EPSG:32633") from None
+
+
 def _date_from(headers: list[dict]) -> datetime.date:
     for header in headers:
         for key in DATE_TAGS:
@@ -240,7 +270,8 @@ def _date_from(headers: list[dict]) -> datetime.date:
             except ValueError:
                 continue
     raise ClayInputError(
-        "cannot tell the imagery's acquisition date (no date tag or YYYYMMDD in the file name): pass date=YYYY-MM-DD"
+        "cannot tell the imagery's acquisition date (no date tag or YYYYMMDD in the file name): give it with "
+        "--date YYYY-MM-DD (QGIS: Acquisition date)"
     )
 
 

@@ -133,7 +133,7 @@ class Sentinel2Scene:
         self.date = self.date or _common_date(list(self.band_files.values()))
         if self.date is None:
             raise ClayInputError(
-                "cannot tell the scene's acquisition date from its file names: pass date=YYYY-MM-DD (--date)"
+                "cannot tell the scene's acquisition date from its file names: give it with --date YYYY-MM-DD (QGIS: Acquisition date)"
             )
         if self.source_url is None:
             self.source_url = common_parent(list(self.band_files.values()))

@@ -68,12 +68,18 @@ def config_state(config: ClayV0Config) -> dict[str, Any]:
     return state
 
 
-def training_checkpoint(mae: ClayV0MAE, optimizer: torch.optim.Optimizer, scheduler: Any,
-                        settings: TrainSettings, loop: LoopState, order: TrainingOrder,
-                        items: int) -> dict[str, Any]:
+def training_checkpoint(
+    mae: ClayV0MAE,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    settings: TrainSettings,
+    loop: LoopState,
+    order: TrainingOrder,
+    items: int,
+) -> dict[str, Any]:
     """Everything a checkpoint holds (see the module docstring)."""
     consumed = loop.global_step * settings.batch_size * settings.accumulate
-    rng = {"torch": torch.get_rng_state()}
+    rng: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return {
@@ -89,8 +95,13 @@ def training_checkpoint(mae: ClayV0MAE, optimizer: torch.optim.Optimizer, schedu
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": rng,
-            "data": {"seed": settings.seed, "items": items, "world_size": order.world_size,
-                     "samples_per_rank": consumed, "epoch": order.epoch_of(consumed)},
+            "data": {
+                "seed": settings.seed,
+                "items": items,
+                "world_size": order.world_size,
+                "samples_per_rank": consumed,
+                "epoch": order.epoch_of(consumed),
+            },
             "losses": list(loop.losses),
             "wall_s": loop.wall_s,
         },
@@ -114,7 +125,8 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     state = loaded.get(TRAIN_STATE_KEY) if isinstance(loaded, Mapping) else None
     if not isinstance(state, Mapping) or state.get("format") != TRAIN_STATE_FORMAT:
         raise CheckpointError(
-            f"{path} holds no clay training state (weights only?); use --init {path} to start from its weights"
+            f"{path} holds no clay training state (weights only?); "
+            f"use --init {path} to start from its weights"
         )
     return dict(loaded)
 

@@ -44,8 +44,10 @@ class TrainingOrder(torch.utils.data.Sampler[tuple[int, int]]):
     def _shard(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch))
         order: list[int] = torch.randperm(self.items, generator=generator).tolist()
-        padded = (order * math.ceil(self.per_rank * self.world_size / self.items))[: self.per_rank * self.world_size]
-        return padded[self.rank:: self.world_size]
+        padded = (order * math.ceil(self.per_rank * self.world_size / self.items))[
+            : self.per_rank * self.world_size
+        ]
+        return padded[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         position = self.start
@@ -64,20 +66,30 @@ class TrainingOrder(torch.utils.data.Sampler[tuple[int, int]]):
 class ChipTrainingSet(torch.utils.data.Dataset[dict[str, Any]]):
     """Chips of several sources, mapped onto the model's band order (absent bands -> NaN, filled later)."""
 
-    def __init__(self, sources: Sequence[ChipSource], model_bands: Sequence[str], image_size: int, seed: int,
-                 augment: bool = True, cache_mb: int = 0) -> None:
+    def __init__(
+        self,
+        sources: Sequence[ChipSource],
+        model_bands: Sequence[str],
+        image_size: int,
+        seed: int,
+        augment: bool = True,
+        cache_mb: int = 0,
+    ) -> None:
         self.sources = list(sources)
         self.model_bands = tuple(model_bands)
         self.image_size, self.seed, self.augment = image_size, seed, augment
-        self.items = [(index, record) for index, source in enumerate(self.sources) for record in source.records()]
+        self.items = [
+            (index, record) for index, source in enumerate(self.sources) for record in source.records()
+        ]
         self._cache_budget = cache_mb * 1024 * 1024
         self._cache: dict[int, np.ndarray] = {}
         self._cache_bytes = 0
         small = [record for _, record in self.items if record.size < image_size]
         if small:
             raise ClayInputError(
-                f"{len(small)} chip(s) are smaller ({small[0].size} px) than the model's {image_size} px input; "
-                f"use chips of at least {image_size} px (e.g. --chip-size {image_size}) or a smaller --image-size"
+                f"{len(small)} chip(s) are smaller ({small[0].size} px) than the model's {image_size} px "
+                f"input; use chips of at least {image_size} px (e.g. --chip-size {image_size}) or a smaller "
+                "--image-size"
             )
 
     def __len__(self) -> int:
@@ -112,7 +124,7 @@ class ChipTrainingSet(torch.utils.data.Dataset[dict[str, Any]]):
             top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
         else:
             top, left = (height - size) // 2, (width - size) // 2
-        crop = pixels[:, top: top + size, left: left + size]
+        crop = pixels[:, top : top + size, left : left + size]
         if self.augment and rng.random() < 0.5:
             crop = crop[:, :, ::-1]
         if self.augment and rng.random() < 0.5:
@@ -146,13 +158,15 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def open_sources(specs: Sequence[str | Path | ChipSource], options: Mapping[str, Any]) -> list[ChipSource]:
-    """Open each spec with `open_source`; ChipSource objects (library callers, tests) pass through."""
-    opened: list[ChipSource] = []
-    for spec in specs:
-        if isinstance(spec, str | Path):
-            from clay_core.sources import open_source
+    """Open each spec with `open_source`; ChipSource objects (library callers, tests) pass through.
 
-            opened.append(open_source(str(spec), **dict(options)))
-        else:
-            opened.append(spec)
-    return opened
+    With a `bbox` the file specs are one raster source (e.g. one file per band) cut to that area."""
+    from clay_core.sources import open_source
+
+    files = [str(spec) for spec in specs if isinstance(spec, str | Path)]
+    given = [spec for spec in specs if not isinstance(spec, str | Path)]
+    if files and options.get("bbox") is not None:
+        return [open_source(files, **dict(options)), *given]
+    return [
+        open_source(str(spec), **dict(options)) if isinstance(spec, str | Path) else spec for spec in specs
+    ]

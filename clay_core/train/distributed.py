@@ -33,8 +33,11 @@ class Distributed:
     @classmethod
     def from_environment(cls) -> Distributed:
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        return cls(rank=int(os.environ.get("RANK", "0")), world_size=world,
-                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(
+            rank=int(os.environ.get("RANK", "0")),
+            world_size=world,
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        )
 
 
 def start_distributed(context: Distributed, requested_device: str) -> str:

@@ -67,7 +67,9 @@ def _resolve_run(settings: TrainSettings) -> tuple[TrainSettings, dict[str, Any]
         loaded = read_training_checkpoint(output)
         return settings.resumed_from(dict(loaded[TRAIN_STATE_KEY]["settings"])), loaded
     if output.exists() and not settings.overwrite:
-        raise ClayInputError(f"{output} exists; pass --resume to continue that run or --overwrite to replace it")
+        raise ClayInputError(
+            f"{output} exists; pass --resume to continue that run or --overwrite to replace it"
+        )
     return settings, None
 
 
@@ -83,14 +85,23 @@ class _Throughput:
 class _Run:
     """One rank's run: the models, optimiser, schedule and data, built once, then stepped."""
 
-    def __init__(self, settings: TrainSettings, resumed: Mapping[str, Any] | None, context: Distributed,
-                 plan: DevicePlan, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        settings: TrainSettings,
+        resumed: Mapping[str, Any] | None,
+        context: Distributed,
+        plan: DevicePlan,
+        reporter: Reporter,
+    ) -> None:
         self.settings, self.context, self.plan, self.reporter = settings, context, plan, reporter
         self.device = plan.torch_device
         saved = resumed[TRAIN_STATE_KEY] if resumed is not None else None
         self.embedding_model, self.mae = build_models(
-            settings, saved["model_config"] if saved is not None else None,
-            resumed["state_dict"] if resumed is not None else None, reporter)
+            settings,
+            saved["model_config"] if saved is not None else None,
+            resumed["state_dict"] if resumed is not None else None,
+            reporter,
+        )
         self.mae.to(self.device).train()
         self.optimizer = make_optimizer(self.mae, settings)
         self.scheduler = make_scheduler(self.optimizer, settings)
@@ -99,24 +110,44 @@ class _Run:
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
             torch.set_rng_state(saved["rng"]["torch"])
-            self.loop = LoopState(global_step=int(resumed["global_step"]), losses=list(saved["losses"]),
-                                  wall_s=float(saved["wall_s"]))
+            self.loop = LoopState(
+                global_step=int(resumed["global_step"]),
+                losses=list(saved["losses"]),
+                wall_s=float(saved["wall_s"]),
+            )
         config = self.mae.config
         sources = open_sources(settings.sources, settings.source_options)
-        self.dataset = ChipTrainingSet(sources, self.embedding_model.input_bands, config.image_size, settings.seed,
-                                       settings.augment, settings.cache_mb)
+        self.dataset = ChipTrainingSet(
+            sources,
+            self.embedding_model.input_bands,
+            config.image_size,
+            settings.seed,
+            settings.augment,
+            settings.cache_mb,
+        )
         _check_resumed_data(saved, len(self.dataset), context)
         self.per_step = settings.batch_size * settings.accumulate
-        self.order = TrainingOrder(len(self.dataset), settings.seed, context.rank, context.world_size,
-                                   start=self.loop.global_step * self.per_step)
-        loader = torch.utils.data.DataLoader(self.dataset, batch_size=settings.batch_size, sampler=self.order,
-                                             num_workers=settings.workers, collate_fn=collate,
-                                             persistent_workers=settings.workers > 0)
+        self.order = TrainingOrder(
+            len(self.dataset),
+            settings.seed,
+            context.rank,
+            context.world_size,
+            start=self.loop.global_step * self.per_step,
+        )
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=settings.batch_size,
+            sampler=self.order,
+            num_workers=settings.workers,
+            collate_fn=collate,
+            persistent_workers=settings.workers > 0,
+        )
         self.batches: Iterator[dict[str, Any]] = iter(loader)
-        self.model: nn.Module = self.mae
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
         if context.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = nn.parallel.DistributedDataParallel(self.mae, device_ids=device_ids)
+            self.ddp = nn.parallel.DistributedDataParallel(self.mae, device_ids=device_ids)
+        self.model: nn.Module = self.ddp if self.ddp is not None else self.mae
         self.output = Path(settings.output)
         plotting = context.is_main and loss_plotting_available(reporter)
         self.plot_path = loss_plot_path(self.output) if plotting else None
@@ -135,11 +166,16 @@ class _Run:
             loop.losses.append(loss)
             throughput.chips += self.per_step * self.context.world_size
             loop.wall_s += time.perf_counter() - step_started
-            self.reporter.advance(1, f"loss {loss:.4f} | {throughput.rate():.1f} chips/s | "
-                                     f"lr {self.scheduler.get_last_lr()[0]:.2e}")
+            self.reporter.advance(
+                1,
+                f"step {loop.global_step}/{settings.steps} | loss {loss:.4f} | "
+                f"{throughput.rate():.1f} chips/s | lr {self.scheduler.get_last_lr()[0]:.2e}",
+            )
             if loop.global_step % settings.checkpoint_every == 0 or loop.global_step == settings.steps:
                 plotted, last_saved = self._save(), loop.global_step
-        if last_saved != loop.global_step:  # nothing left to do (already at --steps): still leave a checkpoint
+        if (
+            last_saved != loop.global_step
+        ):  # nothing left to do (already at --steps): still leave a checkpoint
             plotted = self._save()
         return self._result(start_step, throughput, plotted)
 
@@ -150,7 +186,8 @@ class _Run:
             f"training {model_size_name(config)} Clay v0 ({parameters:,} parameters, {config.image_size} px "
             f"chips, {config.patch_size} px patches) on {len(self.dataset)} chips, {self.plan.device} "
             f"{self.plan.precision}, {self.context.world_size} process(es), steps {start_step} -> "
-            f"{self.settings.steps}")
+            f"{self.settings.steps}"
+        )
 
     def _optimizer_step(self, step: int) -> float:
         """One optimizer step over `accumulate` micro-batches; returns the loss averaged over ranks."""
@@ -161,14 +198,23 @@ class _Run:
         for micro in range(settings.accumulate):
             prepared = _prepare(self.embedding_model, next(self.batches), self.device)
             number = step * settings.accumulate + micro
-            generator = torch.Generator().manual_seed(sample_seed(settings.seed, self.context.rank, number, 11))
-            mask = random_mask(prepared["pixels"].shape[0], mae.groups, mae.patches, settings.mask_ratio, generator)
+            generator = torch.Generator().manual_seed(
+                sample_seed(settings.seed, self.context.rank, number, 11)
+            )
+            mask = random_mask(
+                prepared["pixels"].shape[0], mae.groups, mae.patches, settings.mask_ratio, generator
+            )
             last = micro == settings.accumulate - 1
-            sync = contextlib.nullcontext() if (last or not self.context.enabled) else self.model.no_sync()
+            sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
             with sync:  # the backward pass too: no_sync defers the gradient all-reduce until the last one
                 with autocast(self.plan):
-                    loss = self.model(prepared["pixels"], prepared["latlon"], prepared["timestep"],
-                                      mask.masked.to(self.device), mask.unmasked.to(self.device))
+                    loss = self.model(
+                        prepared["pixels"],
+                        prepared["latlon"],
+                        prepared["timestep"],
+                        mask.masked.to(self.device),
+                        mask.unmasked.to(self.device),
+                    )
                 (loss / settings.accumulate).backward()
             total += loss.detach().float() / settings.accumulate
         if not torch.isfinite(total):
@@ -179,11 +225,12 @@ class _Run:
         return float(all_mean(total, self.context).item())
 
     def _save(self) -> bool:
-        """Write the checkpoint (rank 0 only: every rank holds the same weights); True when the plot was too."""
+        """Write the checkpoint (rank 0 only: every rank holds the same weights); True if the plot was too."""
         if not self.context.is_main:
             return False
-        checkpoint = training_checkpoint(self.mae, self.optimizer, self.scheduler, self.settings, self.loop,
-                                         self.order, len(self.dataset))
+        checkpoint = training_checkpoint(
+            self.mae, self.optimizer, self.scheduler, self.settings, self.loop, self.order, len(self.dataset)
+        )
         atomic_save(checkpoint, self.output)
         if self.plot_path is None:
             return False

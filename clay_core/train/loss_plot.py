@@ -30,7 +30,7 @@ def write_loss_plot(losses: Sequence[float], path: Path, title: str) -> Path | N
     window = max(1, min(50, len(losses) // 10))
     if window > 1:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        axes.plot(steps[window - 1:], smooth, lw=1.8, label=f"moving mean ({window} steps)")
+        axes.plot(steps[window - 1 :], smooth, lw=1.8, label=f"moving mean ({window} steps)")
     axes.set(xlabel="optimizer step", ylabel="masked reconstruction MSE (v0 loss)", title=title)
     axes.set_yscale("log")
     axes.grid(True, alpha=0.3)
@@ -49,8 +49,11 @@ def loss_plotting_available(reporter: Reporter) -> bool:
     try:
         import matplotlib  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - a broken install raises more than ImportError
-        reporter.log(f"no loss plot: matplotlib cannot be imported ({type(exc).__name__}: {exc}); "
-                     "pip install matplotlib to get one", "warning")
+        reporter.log(
+            f"no loss plot: matplotlib cannot be imported ({type(exc).__name__}: {exc}); "
+            "pip install matplotlib to get one",
+            "warning",
+        )
         return False
     return True
 

@@ -21,8 +21,18 @@ from clay_core.progress import Reporter
 from clay_core.train.settings import TrainSettings
 
 # What tensor shapes cannot tell a loader (heads vs head width, decoder sizes).
-ARCHITECTURE_KEYS = ("dim", "depth", "heads", "dim_head", "mlp_ratio", "decoder_dim", "decoder_depth",
-                     "decoder_heads", "decoder_dim_head", "decoder_mlp_ratio")
+ARCHITECTURE_KEYS = (
+    "dim",
+    "depth",
+    "heads",
+    "dim_head",
+    "mlp_ratio",
+    "decoder_dim",
+    "decoder_depth",
+    "decoder_heads",
+    "decoder_dim_head",
+    "decoder_mlp_ratio",
+)
 
 
 def model_size_name(config: ClayV0Config) -> str:
@@ -38,8 +48,12 @@ def architecture_args(config: ClayV0Config) -> dict[str, Any]:
     return {key: getattr(config, key) for key in ARCHITECTURE_KEYS}
 
 
-def build_models(settings: TrainSettings, model_config: Mapping[str, Any] | None,
-                 weights: Mapping[str, torch.Tensor] | None, reporter: Reporter) -> tuple[ClayV0Model, ClayV0MAE]:
+def build_models(
+    settings: TrainSettings,
+    model_config: Mapping[str, Any] | None,
+    weights: Mapping[str, torch.Tensor] | None,
+    reporter: Reporter,
+) -> tuple[ClayV0Model, ClayV0MAE]:
     """The embedding model (for its input preparation) and the MAE sharing its encoder.
 
     Resuming passes the saved `model_config` and the checkpoint's `model.*` weights; otherwise the
@@ -53,7 +67,7 @@ def build_models(settings: TrainSettings, model_config: Mapping[str, Any] | None
     embedding_model = ClayV0Model(config)
     mae = ClayV0MAE(config, encoder=embedding_model.encoder, visible_weight=settings.visible_loss_weight)
     if model_config is not None and weights is not None:
-        mae.load_state_dict({key[len("model."):]: value for key, value in weights.items()})
+        mae.load_state_dict({key[len("model.") :]: value for key, value in weights.items()})
     elif initial is not None:
         _load_initial_weights(mae, initial, reporter)
     return embedding_model, mae
@@ -69,12 +83,15 @@ def _config_for_run(settings: TrainSettings) -> tuple[ClayV0Config, dict[str, to
         family = ClayV0Family()
         if not family.recognise(contents.state_dict.keys(), contents.hyper_parameters):
             raise CheckpointError(f"{settings.init_checkpoint} is not a Clay v0 checkpoint; --init needs one")
-        config = family.config_from_checkpoint(contents.state_dict, contents.hyper_parameters,
-                                               settings.model_overrides)
+        config = family.config_from_checkpoint(
+            contents.state_dict, contents.hyper_parameters, settings.model_overrides
+        )
         return config, contents.state_dict
     preset = get_preset(settings.preset)
     if not isinstance(preset.config, ClayV0Config):
-        raise ClayInputError(f"preset {settings.preset!r} is not a Clay v0 model; training supports clay-v0-* only")
+        raise ClayInputError(
+            f"preset {settings.preset!r} is not a Clay v0 model; training supports clay-v0-* only"
+        )
     return apply_overrides(preset.config, settings.model_overrides), None
 
 
@@ -86,21 +103,33 @@ def _load_initial_weights(mae: ClayV0MAE, state: Mapping[str, torch.Tensor], rep
     load_weights(mae.encoder, strip_prefix(state, prefix), source="--init checkpoint")
     decoder = strip_prefix(state, prefix.replace("encoder.", "decoder."))
     expected = mae.decoder.state_dict()
-    if decoder and set(decoder) == set(expected) and all(decoder[k].shape == expected[k].shape for k in expected):
+    if (
+        decoder
+        and set(decoder) == set(expected)
+        and all(decoder[k].shape == expected[k].shape for k in expected)
+    ):
         mae.decoder.load_state_dict(decoder)
     else:
-        reporter.log("the --init checkpoint has no matching decoder; the decoder starts from random weights",
-                     "warning")
+        reporter.log(
+            "the --init checkpoint has no matching decoder; the decoder starts from random weights", "warning"
+        )
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
-                             betas=(settings.betas[0], settings.betas[1]))
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        betas=(settings.betas[0], settings.betas[1]),
+    )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer,
-                   settings: TrainSettings) -> torch.optim.lr_scheduler.CosineAnnealingWarmRestarts:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainSettings
+) -> torch.optim.lr_scheduler.CosineAnnealingWarmRestarts:
     return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=settings.restart_period, T_mult=settings.restart_mult,
+        optimizer,
+        T_0=settings.restart_period,
+        T_mult=settings.restart_mult,
         eta_min=settings.lr * settings.eta_min_factor,
     )

@@ -14,8 +14,18 @@ from clay_core.errors import ClayInputError
 
 # Options that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_DEFINING = (
-    "batch_size", "accumulate", "lr", "weight_decay", "betas", "restart_period", "restart_mult",
-    "eta_min_factor", "mask_ratio", "seed", "augment", "visible_loss_weight",
+    "batch_size",
+    "accumulate",
+    "lr",
+    "weight_decay",
+    "betas",
+    "restart_period",
+    "restart_mult",
+    "eta_min_factor",
+    "mask_ratio",
+    "seed",
+    "augment",
+    "visible_loss_weight",
 )
 
 
@@ -24,7 +34,9 @@ class TrainSettings:
     sources: list[Any]  # source specs for `open_source` (paths, s3:// URLs, ...) or ChipSource objects
     output: Path
     preset: str = "clay-v0-tiny"
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # ClayV0Config fields (image_size, dim, ...)
+    model_overrides: dict[str, Any] = field(
+        default_factory=dict
+    )  # ClayV0Config fields (image_size, dim, ...)
     init_checkpoint: str | None = None  # start from these weights (continued pre-training)
     source_options: dict[str, Any] = field(default_factory=dict)  # passed to open_source (chip_size, ...)
     steps: int = 1000
@@ -51,7 +63,9 @@ class TrainSettings:
 
     def validate(self) -> None:
         if not self.sources:
-            raise ClayInputError("no training source given; pass one or more chip folders, scenes or s3:// URLs")
+            raise ClayInputError(
+                "no training source given; pass one or more chip folders, scenes or s3:// URLs"
+            )
         checks = [
             (self.steps > 0, f"--steps must be positive, got {self.steps}"),
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
@@ -59,7 +73,10 @@ class TrainSettings:
             (self.checkpoint_every > 0, f"--checkpoint-every must be positive, got {self.checkpoint_every}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0.0 < self.mask_ratio < 1.0, f"--mask-ratio must be in (0, 1), got {self.mask_ratio}"),
-            (self.visible_loss_weight >= 0.0, f"--visible-loss-weight must be >= 0, got {self.visible_loss_weight}"),
+            (
+                self.visible_loss_weight >= 0.0,
+                f"--visible-loss-weight must be >= 0, got {self.visible_loss_weight}",
+            ),
             (self.restart_period > 0 and self.restart_mult >= 1, "restart period must be > 0 and mult >= 1"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
         ]

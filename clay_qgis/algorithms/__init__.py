@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from clay_qgis.algorithms.base import ClayAlgorithm
+from clay_qgis.algorithms.change import ChangeAlgorithm
+from clay_qgis.algorithms.classify import ClassifyAlgorithm
+from clay_qgis.algorithms.cluster import ClusterAlgorithm
 from clay_qgis.algorithms.embed import EmbedRasterAlgorithm
 from clay_qgis.algorithms.embed_locations import EmbedLocationsAlgorithm
 from clay_qgis.algorithms.embed_mgrs import EmbedMgrsAlgorithm
@@ -11,6 +14,7 @@ from clay_qgis.algorithms.load_embeddings import LoadEmbeddingsAlgorithm
 from clay_qgis.algorithms.render_map import RenderMapAlgorithm
 from clay_qgis.algorithms.setup_runtime import SetupRuntimeAlgorithm
 from clay_qgis.algorithms.similarity import SimilarityAlgorithm
+from clay_qgis.algorithms.train import TrainAlgorithm
 
 ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     InfoAlgorithm,
@@ -18,9 +22,13 @@ ALGORITHM_CLASSES: list[type[ClayAlgorithm]] = [
     EmbedRasterAlgorithm,
     LoadEmbeddingsAlgorithm,
     SimilarityAlgorithm,
+    ClassifyAlgorithm,
+    ClusterAlgorithm,
+    ChangeAlgorithm,
     EmbedLocationsAlgorithm,
     RenderMapAlgorithm,
     SetupRuntimeAlgorithm,
+    TrainAlgorithm,
 ]
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    QgsApplication,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -21,17 +23,52 @@ from qgis.core import (
 )
 
 from clay_core.device_options import DEVICES
+from clay_core.errors import ClayInputError
 from clay_core.models.preset_table import QGIS_MODEL_CHOICES
 from clay_qgis.worker import RuntimeMissingError, WorkerError, notify_runtime_missing, run_clay
 
 DEVICE_OPTIONS = list(DEVICES)  # the worker's --device choices (auto, cpu, cuda, mps); no torch import
-MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # from clay_core's torch-free preset table, in the enum's fixed order
+MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # clay_core's torch-free preset table, in the enum's fixed order
 LEVEL_OPTIONS = ["model default", "mean", "patch", "group", "cls"]
 LAYER_MODES = ["chips", "patches"]
 
 
+def reported_once(process: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The one error mapping of every clay algorithm: an input problem (ClayInputError, raised by the shared
+    validators in clay_core.validate or by the compute code) or a QgsProcessingException leaves as one
+    QgsProcessingException with the same one-line message.
+
+    Why the message log is muted under qgis_process: QGIS reports a failed algorithm three times there (its
+    run() logs the exception as a Critical message, feedback.reportError prints "ERROR:" and logs it as
+    Critical once more, and qgis_process echoes Critical messages to stderr). The process ends with this
+    error, so muting the log for the rest of it leaves exactly the "ERROR:" line. In the QGIS desktop the
+    log panel is left alone."""
+
+    @functools.wraps(process)
+    def run(self, parameters, context, feedback):
+        try:
+            return process(self, parameters, context, feedback)
+        except Exception as exc:
+            from clay_core.errors import ClayInputError
+
+            if not isinstance(exc, ClayInputError | QgsProcessingException):
+                raise
+            if QgsApplication.platform() == "qgis_process":
+                QgsApplication.messageLog().blockSignals(True)
+            message = exc.args[0] if isinstance(exc, QgsProcessingException) and exc.args else str(exc)
+            raise QgsProcessingException(str(message)) from None
+
+    return run
+
+
 class ClayAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set the class attributes and implement initAlgorithm/processAlgorithm."""
+    """Subclasses set the class attributes and implement initAlgorithm/processAlgorithm (their errors go
+    through `reported_once`)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "processAlgorithm" in cls.__dict__:
+            cls.processAlgorithm = reported_once(cls.__dict__["processAlgorithm"])
 
     algorithm_id = ""  # without the provider prefix, e.g. "embed"
     display_name = ""
@@ -241,11 +278,13 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     # postProcessLayer (called once, when the layer is loaded) lets go, so the scores it holds are freed.
     instances: list[StyleOnLoad] = []
 
-    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None) -> None:
+    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None,
+                 styler=None) -> None:
         super().__init__()
         self.embeddings_path = embeddings_path
         self.mode = mode
         self.scored = scored
+        self.styler = styler  # optional callable(layer): its own renderer (clusters, change)
         StyleOnLoad.instances.append(self)
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
@@ -258,12 +297,18 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
 
         layer.setCustomProperty(layers.PATH_PROPERTY, self.embeddings_path)
         layer.setCustomProperty(layers.MODE_PROPERTY, self.mode)
-        if self.scored:
+        if self.styler is not None:
+            self.styler(layer)
+        elif self.scored:
             layers.style_similarity(layer, self.scored["scores"], threshold=self.scored.get("threshold"),
                                     top_k=self.scored.get("top_k", 10),
-                                    has_negatives=self.scored.get("has_negatives", False))
+                                    has_negatives=self.scored.get("has_negatives", False),
+                                    field=self.scored.get("field", layers.SIMILARITY))
         else:
             layers.style_chip_grid(layer)
+        from clay_qgis.gui.dock import keep_legend_expanded  # a no-op without the desktop's Layers panel
+
+        keep_legend_expanded(layer)
 
 
 def load_on_completion(layer: QgsVectorLayer, context: QgsProcessingContext, name: str) -> str:
@@ -273,3 +318,13 @@ def load_on_completion(layer: QgsVectorLayer, context: QgsProcessingContext, nam
     details = QgsProcessingContext.LayerDetails(name, context.project(), name)
     context.addLayerToLoadOnCompletion(layer.id(), details)
     return layer.id()
+
+
+def make_output_folder(folder: Path) -> None:
+    """Create the output's folder (QGIS offers any path); a path through a file, or no permission, is an input
+    problem with one line, not a crash."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ClayInputError(f"cannot create the output folder {folder} ({error.strerror}): choose another "
+                             "file name") from None

@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    QgsCoordinateReferenceSystem,
-    QgsCoordinateTransform,
-    QgsCsException,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -20,12 +17,12 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterString,
-    QgsRasterLayer,
-    QgsRectangle,
 )
 
+from clay_core import validate
 from clay_core.errors import ClayInputError
-from clay_qgis.algorithms.base import ClayAlgorithm, output_patterns
+from clay_qgis.algorithms.base import ClayAlgorithm, make_output_folder, output_patterns
+from clay_qgis.algorithms.rasters import raster_area, raster_source
 
 BAND_MAP_PATTERN = re.compile(r"^\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*(,\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*)*$")
 GEOPARQUET_OUTPUT_FILTER = "GeoParquet (*.gpq *.parquet)"
@@ -95,12 +92,13 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         sources = [raster_source(layer) for layer in rasters]
         bbox, bbox_crs = self.area(parameters, context, rasters)
         output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
-        if output.suffix.lower() not in (".gpq", ".parquet", ".geoparquet"):
+        if output.suffix.lower() not in validate.GEOPARQUET_SUFFIXES:
             output = output.with_suffix(".gpq")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        make_output_folder(output.parent)
+        validate.output_file(output, True, option="Embeddings file")
         arguments = ["embed", *sources, "-o", str(output), "--overwrite",
-                     "--bbox", ",".join(f"{v:.10g}" for v in bbox), "--bbox-crs", bbox_crs]
-        date = parse_date(self.parameterAsString(parameters, self.DATE, context))
+                     "--bbox=" + ",".join(f"{v:.10g}" for v in bbox), "--bbox-crs", bbox_crs]
+        date = parse_date(self.parameterAsString(parameters, self.DATE, context), "Acquisition date")
         if date:
             arguments += ["--date", date]
         band_map = self.parameterAsString(parameters, self.BAND_MAP, context).strip()
@@ -108,6 +106,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
             if not BAND_MAP_PATTERN.match(band_map):
                 raise ClayInputError(f"band mapping {band_map!r} must look like B04=1,B03=2,B02=3 "
                                      "(Clay band = band number or band name)")
+            validate.band_map(band_map, "band mapping")
             arguments += ["--band-map", band_map.replace(" ", "")]
         if self.parameterAsBoolean(parameters, self.EXPLODE_PATCHES, context):
             arguments.append("--explode-patches")
@@ -117,73 +116,9 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         return arguments, output
 
     def area(self, parameters, context, rasters: list) -> tuple[tuple[float, float, float, float], str]:
-        """The bbox to embed and its CRS: the extent parameter as given (any CRS), after checking it is not
-        empty and overlaps a raster; without one, the rasters' combined extent."""
-        for layer in rasters:
-            if not layer.crs().isValid():
-                raise ClayInputError(f"raster layer {layer.name()!r} has no CRS, so it cannot be placed on the "
-                                     "UTM grid: set its CRS (Layer Properties > Source) and run again")
+        """The bbox to embed and its CRS (see rasters.raster_area): the extent parameter, else the rasters'."""
+        extent = crs = None
         if parameters.get(self.EXTENT):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context)
             crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
-            if not crs.isValid():
-                crs = context.project().crs() if context.project() else rasters[0].crs()
-        else:
-            extent, crs = combined_extent(rasters, context), rasters[0].crs()
-        if extent.isNull() or extent.isEmpty() or extent.width() <= 0 or extent.height() <= 0:
-            raise ClayInputError("the extent is empty: draw an area on the map or choose the layer's extent")
-        if not any(overlaps(layer, extent, crs, context) for layer in rasters):
-            raise ClayInputError(f"the extent ({describe(extent, crs)}) does not overlap any of the raster layers: "
-                                 "zoom to the imagery or choose the layer extent")
-        return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()), crs_argument(crs)
-
-
-def raster_source(layer) -> str:
-    """The file (or /vsi*, s3:// URL) behind a GDAL raster layer; the worker opens it with rasterio."""
-    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
-        raise ClayInputError(f"layer {layer.name()!r} is not a file-based raster (provider "
-                             f"{layer.providerType()}): save it as GeoTIFF first")
-    source = layer.source().split("|")[0]
-    if source.startswith("/vsis3/"):
-        return "s3://" + source[len("/vsis3/"):]
-    return source
-
-
-def combined_extent(rasters: list, context) -> QgsRectangle:
-    target = rasters[0].crs()
-    extent = QgsRectangle()
-    extent.setMinimal()
-    for layer in rasters:
-        extent.combineExtentWith(to_crs(layer.extent(), layer.crs(), target, context))
-    return extent
-
-
-def to_crs(extent: QgsRectangle, source: QgsCoordinateReferenceSystem, target: QgsCoordinateReferenceSystem,
-           context) -> QgsRectangle:
-    if source == target:
-        return QgsRectangle(extent)
-    transform = QgsCoordinateTransform(source, target, context.transformContext())
-    if not transform.isValid():
-        raise ClayInputError(f"no coordinate transform from {source.authid() or source.description()} to "
-                             f"{target.authid() or target.description()}: check the layer and project CRS")
-    try:
-        return transform.transformBoundingBox(extent)
-    except QgsCsException as exc:
-        raise ClayInputError(f"the extent cannot be transformed from {source.authid()} to {target.authid()}: "
-                             f"{exc}") from exc
-
-
-def overlaps(layer, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem, context) -> bool:
-    try:
-        return to_crs(extent, crs, layer.crs(), context).intersects(layer.extent())
-    except ClayInputError:
-        return False
-
-
-def crs_argument(crs: QgsCoordinateReferenceSystem) -> str:
-    """What --bbox-crs gets: the authority id when there is one, else the CRS as WKT (PROJ reads both)."""
-    return crs.authid() if crs.authid() else crs.toWkt()
-
-
-def describe(extent: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> str:
-    return f"{extent.toString(3)} in {crs.authid() or crs.description()}"
+        return raster_area(rasters, extent, crs, context)

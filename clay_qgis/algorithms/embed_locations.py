@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -30,9 +31,10 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsProcessingUtils,
 )
-from qgis.PyQt.QtCore import QVariant
 
-from clay_qgis.algorithms.base import ClayAlgorithm
+from clay_core import validate
+from clay_qgis import compat
+from clay_qgis.algorithms.base import ClayAlgorithm, make_output_folder
 
 ID_FIELD_NAME = "clay_id"
 CSV_ID, CSV_LON, CSV_LAT = "point_id", "lon", "lat"
@@ -58,7 +60,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.INPUT, "Point layer", [QgsProcessing.TypeVectorPoint]))
+            self.INPUT, "Point layer", [QgsProcessing.SourceType.TypeVectorPoint]))
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "SatCLIP checkpoint (.ckpt)", optional=True,
             fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors)"))
@@ -71,7 +73,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_EMBEDDINGS, "Embeddings (GeoParquet)", fileFilter="GeoParquet (*.gpq *.parquet)"))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Points with embedding ids", QgsProcessing.TypeVectorPoint))
+            self.OUTPUT, "Points with embedding ids", QgsProcessing.SourceType.TypeVectorPoint))
         self.addOutput(QgsProcessingOutputNumber(self.POINTS, "Number of points embedded"))
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -121,7 +123,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         while source_fields.indexOf(name) >= 0:
             name += "_"
         fields = QgsFields(source_fields)
-        fields.append(QgsField(name, QVariant.String))
+        fields.append(QgsField(name, compat.STRING))
         return fields, name
 
     # -- run --------------------------------------------------------------------------------------
@@ -131,6 +133,8 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         id_field = self.parameterAsString(parameters, self.ID_FIELD, context)
         output_path = self.parameterAsFileOutput(parameters, self.OUTPUT_EMBEDDINGS, context)
+        make_output_folder(Path(output_path).parent)
+        validate.output_file(output_path, True, option="Embeddings file", suffixes=())  # the CLI's check, first
         model_arguments = self.satclip_model_arguments(parameters, context)
         csv_path, features = self._write_points_csv(source, id_field, context, feedback)
         try:
@@ -150,7 +154,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
             copy = QgsFeature(fields)
             copy.setGeometry(feature.geometry())
             copy.setAttributes(list(feature.attributes()) + [point_id])
-            sink.addFeature(copy, QgsFeatureSink.FastInsert)
+            sink.addFeature(copy, QgsFeatureSink.Flag.FastInsert)
         feedback.pushInfo(f"{result.get('points')} points embedded with {result.get('model')} on "
                           f"{result.get('device')} ({result.get('points_per_second')} points/s)")
         return {self.OUTPUT: dest_id, self.OUTPUT_EMBEDDINGS: result.get("output", output_path),

@@ -17,18 +17,21 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from clay_core import validate
 from clay_core.errors import ClayInputError
-from clay_qgis.algorithms.base import ClayAlgorithm
+from clay_qgis.algorithms.base import ClayAlgorithm, make_output_folder
 from clay_qgis.algorithms.embed import parse_date
 
 MGRS_TILE = re.compile(r"^(0?[1-9]|[1-5][0-9]|60)[C-HJ-NP-X][A-HJ-NP-Z][A-HJ-NP-V]$")
 
 
 def check_tile(text: str) -> str:
-    tile = (text or "").strip().upper().removeprefix("T")
-    if not MGRS_TILE.match(tile):
+    """The tile id as the CLI checks it (clay_core.validate): one wording of the error everywhere."""
+    tile = (text or "").strip().upper()
+    if not MGRS_TILE.match(tile.removeprefix("T")):
+        validate.tile_id(text or "")  # raises with the reason (zone, column letter, ...)
         raise ClayInputError(f"{text!r} is not an MGRS tile id: use zone + band + square, e.g. 33UUU")
-    return tile
+    return validate.tile_id(tile)
 
 
 class EmbedMgrsAlgorithm(ClayAlgorithm):
@@ -84,10 +87,10 @@ class EmbedMgrsAlgorithm(ClayAlgorithm):
         end = parse_date(self.parameterAsString(parameters, self.END, context), "end date")
         if not start or not end:
             raise ClayInputError("give both a start and an end date (YYYY-MM-DD)")
-        if start > end:
-            raise ClayInputError(f"the start date {start} is after the end date {end}")
+        validate.date_range(start, end, "the start date", "the end date")
         folder = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
-        folder.mkdir(parents=True, exist_ok=True)
+        make_output_folder(folder)
+        validate.output_folder(folder, "output folder")
         arguments = ["embed-mgrs", tile, "--source", source, "--start", start, "--end", end, "-o", str(folder),
                      "--overwrite"]
         arguments += self.model_arguments(parameters, context) + self.chip_arguments(parameters, context)

@@ -35,6 +35,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QFont
 
 from clay_core.grid.utm import utm_epsg
+from clay_qgis import compat
 from clay_qgis.algorithms.base import ClayAlgorithm
 
 PAGE_WIDTH_MM = 297.0
@@ -151,7 +152,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
 
         label = QgsLayoutItemLabel(layout)
         label.setText(title)
-        label.setFont(QFont("DejaVu Sans", 16))
+        compat.set_text_font(label, QFont("DejaVu Sans", 16))
         label.attemptMove(QgsLayoutPoint(MARGIN_MM, MARGIN_MM / 2))
         label.attemptResize(QgsLayoutSize(PAGE_WIDTH_MM - 2 * MARGIN_MM, TITLE_HEIGHT_MM))
         layout.addLayoutItem(label)
@@ -174,7 +175,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
         root.clear()
         QgsLegendRenderer.setNodeLegendStyle(root.addLayer(layer), QgsLegendStyle.Style.Hidden)  # no file name
         for style, size in ((QgsLegendStyle.Style.Title, 12), (QgsLegendStyle.Style.SymbolLabel, 9)):
-            legend.rstyle(style).setFont(QFont("DejaVu Sans", size))
+            compat.set_text_font(legend.rstyle(style), QFont("DejaVu Sans", size))
         legend.attemptMove(QgsLayoutPoint(PAGE_WIDTH_MM - MARGIN_MM - LEGEND_WIDTH_MM, MARGIN_MM + TITLE_HEIGHT_MM))
         layout.addLayoutItem(legend)
 

@@ -3,8 +3,10 @@ features as positive and negative examples) and output the matches with `similar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from qgis.core import (
     QgsCoordinateTransform,
     QgsCsException,
@@ -16,17 +18,16 @@ from qgis.core import (
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
     QgsProcessingParameterString,
 )
 
 from clay_core.errors import ClayInputError
+from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
-
-if TYPE_CHECKING:
-    import numpy as np
 
 DEFAULT_OUTLINED = 10
 
@@ -37,15 +38,20 @@ class SimilarityAlgorithm(ClayAlgorithm):
     group_id = "similarity"
     group_name = "Similarity search"
     help_text = (
-        "Scores every chip (or patch) of an embeddings file by cosine similarity with a query and outputs a layer "
-        "with a 'similarity' field in [-1, 1] and a 'rank' (1 = most similar). The query is the mean of the "
-        "positive examples minus the mean of the negative ones, on unit-length vectors. Examples can be chip ids, "
+        "Scores every chip (or patch) of one or more embeddings files (one search) by centred cosine similarity "
+        "with a query and outputs a layer with a 'similarity' field in [-1, 1], a 'rank' (1 = most similar) and "
+        "the 'source_file'. Centred: with unit vectors u and m their mean over every row searched, "
+        "cos(u - m, q - m) for q the mean of the positive examples, or cos(u - m, mean(pos) - mean(neg)) with "
+        "negatives; it spreads the scores that plain cosine crowds near 1. Tick 'Plain cosine' for cos(u, q). "
+        "Examples can be chip ids (FILE:ID when an id is in several files), "
         "a point (in any CRS: the chip that contains it), or features of a layer (tick 'Selected features only' "
         "to use a selection): features with a chip_id are matched by id (even from another embeddings file of "
         "the same model), others by the chip under their centre. Keep the top k and/or matches above a threshold."
     )
 
     INPUT = "INPUT"
+    MORE_INPUTS = "MORE_INPUTS"
+    RAW = "RAW"
     MODE = "MODE"
     CHIP_IDS = "CHIP_IDS"
     POINT = "POINT"
@@ -60,7 +66,10 @@ class SimilarityAlgorithm(ClayAlgorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)",
                                                      fileFilter=GEOPARQUET_FILTER))
+        add_more_inputs_parameter(self)
         self.addParameter(QgsProcessingParameterEnum(self.MODE, "Score each", options=LAYER_MODES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.RAW, "Plain cosine (no centring; scores of one model crowd near 1)", defaultValue=False))
         self.addParameter(QgsProcessingParameterString(self.CHIP_IDS, "Query chip id(s), comma separated",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterPoint(self.POINT, "Query point (the chip containing it)",
@@ -85,29 +94,33 @@ class SimilarityAlgorithm(ClayAlgorithm):
                                                             QgsProcessing.SourceType.TypeVectorPolygon))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+        from clay_core.similarity import ranks, select_matches
         from clay_qgis import layers
 
+        centred = not self.parameterAsBoolean(parameters, self.RAW, context)
         try:
-            target = layers.load_embedding_set(self.parameterAsFile(parameters, self.INPUT, context),
-                                               LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)],
-                                               feedback)
-            feedback.pushInfo(f"embeddings: {target.describe()} (read with {target.reader})")
-            positive_rows, positive_vectors = self.examples(parameters, context, target, positive=True)
-            negative_rows, negative_vectors = self.examples(parameters, context, target, positive=False)
-            # The same query and scoring functions as the find-similar map tool (exact scores: they are the output).
-            query = layers.query_of(target, positive_vectors, negative_vectors)
-            scored = layers.score_query(target, query, exact=True)
+            search = load_search(self, parameters, context, feedback)
+            target = search.targets[0]
+            positive_rows, positive_vectors = self.examples(parameters, context, search, positive=True)
+            negative_rows, negative_vectors = self.examples(parameters, context, search, positive=False)
+            # The same direction and scoring functions as the find-similar map tool (exact: they are the output).
+            query = layers.query_of(target, positive_vectors, negative_vectors, centred=centred)
+            per_file = [layers.score_query(each, query, exact=True, centred=centred) for each in search.targets]
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
+        scores = np.concatenate([scored.scores for scored in per_file])
+        all_ranks = ranks(scores)
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
         threshold = (self.parameterAsDouble(parameters, self.THRESHOLD, context)
                      if self.parameterAsBoolean(parameters, self.USE_THRESHOLD, context) else None)
-        fields = layers.layer_fields(target.mode)
-        keep, matches = layers.match_features(target, fields, scored, top_k=top_k, threshold=threshold,
-                                              positives=positive_rows, negatives=negative_rows)
-        feedback.pushInfo(f"{len(positive_vectors)} positive / {len(negative_vectors)} negative example(s); "
-                          f"keeping {len(keep)} of {len(target)} rows; best: "
-                          + ", ".join(f"{target.columns['chip_id'][r]} {scored.scores[r]:+.3f}" for r in keep[:5]))
+        keep = select_matches(scores, top_k, threshold)
+        fields = search_fields(target.mode)
+        examples = {**{row: layers.NEGATIVE for row in negative_rows}, **{row: layers.POSITIVE for row in positive_rows}}
+        matches = search.features(fields, keep, scores, all_ranks, examples)
+        feedback.pushInfo(f"{'plain' if not centred else 'centred'} cosine; {len(positive_vectors)} positive / "
+                          f"{len(negative_vectors)} negative example(s); keeping {len(keep)} of {len(scores)} rows in "
+                          f"{len(search.targets)} file(s); best: "
+                          + ", ".join(f"{search.name_of(r)} {scores[r]:+.3f}" for r in keep[:5]))
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE,
                                              target.crs)
         if sink is None:
@@ -116,39 +129,36 @@ class SimilarityAlgorithm(ClayAlgorithm):
         if context.willLoadLayerOnCompletion(dest_id):
             outlined = top_k if 0 < top_k <= 100 else DEFAULT_OUTLINED
             context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(StyleOnLoad(
-                str(target.path), target.mode, {"scores": scored.scores[keep], "threshold": threshold,
+                str(target.path), target.mode, {"scores": scores[keep], "threshold": threshold,
                                                  "top_k": outlined, "has_negatives": bool(negative_rows)}))
         return {self.OUTPUT: dest_id}
 
     # -- resolving the examples --------------------------------------------------------------------
-    def examples(self, parameters, context, target, *, positive: bool) -> tuple[list[int], np.ndarray]:
-        """(rows of `target` that are examples, unit vectors of all examples) for one side of the query.
+    def examples(self, parameters, context, search: Search, *, positive: bool) -> tuple[list[int], np.ndarray]:
+        """(rows of the search that are examples, vectors of all examples) for one side of the query.
         Vectors may come from another embeddings file (features of a layer loaded from it)."""
-        import numpy as np
-
         ids_name, layer_name = ((self.CHIP_IDS, self.POSITIVES) if positive
                                 else (self.NEGATIVE_CHIP_IDS, self.NEGATIVES))
         what = "query" if positive else "negative"
-        rows = rows_of_chip_ids(target, self.parameterAsString(parameters, ids_name, context), what)
+        target = search.targets[0]
+        rows = search.rows_of_chip_ids(self.parameterAsString(parameters, ids_name, context), what)
         if positive and parameters.get(self.POINT):
-            rows.append(self.row_of_point(parameters, context, target))
-        vectors = [target.index.vectors[rows]] if rows else []
+            rows.append(search.row_of_point(self.point_in(parameters, context, target)))
+        vectors = [search.vectors(rows)] if rows else []
         if parameters.get(layer_name):
             layer_rows, other_vectors = self.rows_of_features(parameters, layer_name, context, target)
-            rows += layer_rows
+            rows += layer_rows  # rows of the first file are rows of the search (it comes first)
             vectors += other_vectors
         stacked = np.concatenate(vectors) if vectors else np.zeros((0, target.dim), dtype=np.float32)
         return sorted(set(rows)), stacked
 
-    def row_of_point(self, parameters, context, target) -> int:
-        from clay_core.similarity import row_at_point
-
+    def point_in(self, parameters, context, target):
+        """The POINT parameter in the embeddings' CRS."""
         crs = self.parameterAsPointCrs(parameters, self.POINT, context)
         if crs.isValid() and not QgsCoordinateTransform(crs, target.crs, context.transformContext()).isValid():
             raise ClayInputError(f"the query point's CRS {crs.authid() or crs.description()} cannot be transformed "
                                  f"to the embeddings' CRS {target.crs.authid()}")
-        point = self.parameterAsPoint(parameters, self.POINT, context, target.crs)
-        return row_at_point(target.rings, point.x(), point.y())
+        return self.parameterAsPoint(parameters, self.POINT, context, target.crs)
 
     def rows_of_features(self, parameters, name, context, target) -> tuple[list[int], list[np.ndarray]]:
         from clay_core.similarity import check_dimension
@@ -188,17 +198,6 @@ class SimilarityAlgorithm(ClayAlgorithm):
         return target_rows, [vectors]
 
 
-def rows_of_chip_ids(target, text: str, what: str) -> list[int]:
-    rows: list[int] = []
-    for chip_id in filter(None, (part.strip() for part in (text or "").split(","))):
-        found = target.rows_of_chip(chip_id)
-        if not found:
-            example = target.columns["chip_id"][0] if len(target) else "none"
-            raise ClayInputError(f"{what} chip id {chip_id!r} is not in {target.path.name} (ids look like {example!r})")
-        rows += found
-    return rows
-
-
 def rows_of_feature_key(owner, feature, field_names: list[str]) -> list[int]:
     chip_id = feature["chip_id"]
     if owner.mode == "patches" and "patch_row" in field_names and "patch_col" in field_names:
@@ -218,3 +217,135 @@ def row_of_geometry(target, geometry, transform) -> int:
     except QgsCsException as exc:
         raise ClayInputError(f"an example feature could not be transformed to the embeddings' CRS: {exc}") from exc
     return row_at_point(target.rings, point.x(), point.y())
+
+
+# ----------------------------------------------------------------------------------------------
+# Several files as one search (shared by clay:similarity, clay:classify and clay:cluster)
+# ----------------------------------------------------------------------------------------------
+
+MORE_INPUTS_NAME = "MORE_INPUTS"
+SOURCE_FILE = "source_file"
+
+
+def add_more_inputs_parameter(algorithm) -> None:
+    algorithm.addParameter(QgsProcessingParameterMultipleLayers(
+        MORE_INPUTS_NAME, "More embeddings files (searched together with the first)",
+        QgsProcessing.SourceType.TypeFile, optional=True))
+
+
+def search_fields(mode: str):
+    from qgis.core import QgsField
+
+    from clay_qgis import layers
+
+    fields = layers.layer_fields(mode)
+    fields.append(QgsField(SOURCE_FILE, compat.STRING))
+    return fields
+
+
+@dataclass
+class Search:
+    """The embedding sets of one search (the first file, then the others), centred on their joint mean:
+    rows are numbered across the files in that order."""
+
+    targets: list  # layers.EmbeddingSet
+    offsets: np.ndarray  # [files + 1]
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, row: int) -> tuple[int, int]:
+        index = int(np.searchsorted(self.offsets, row, side="right") - 1)
+        return index, int(row - self.offsets[index])
+
+    def name_of(self, row: int) -> str:
+        index, local = self.locate(row)
+        chip = self.targets[index].columns["chip_id"][local]
+        return chip if len(self.targets) == 1 else f"{self.targets[index].path.name}:{chip}"
+
+    def vectors(self, rows: list[int]) -> np.ndarray:
+        return np.stack([self.targets[i].index.vectors[local] for i, local in map(self.locate, rows)])
+
+    def rows_of_chip_ids(self, text: str, what: str) -> list[int]:
+        """Rows for comma-separated chip ids; FILE:ID names one file's chip; an id in several files is refused."""
+        rows: list[int] = []
+        names = {target.path.name: i for i, target in enumerate(self.targets)}
+        for chip_id in filter(None, (part.strip() for part in (text or "").split(","))):
+            prefix, _, rest = chip_id.rpartition(":")
+            if prefix in names:
+                found = [(names[prefix], row) for row in self.targets[names[prefix]].rows_of_chip(rest)]
+            else:
+                found = [(i, row) for i, target in enumerate(self.targets) for row in target.rows_of_chip(chip_id)]
+            if not found:
+                first = self.targets[0]
+                example = first.columns["chip_id"][0] if len(first) else "none"
+                raise ClayInputError(f"{what} chip id {chip_id!r} is not in {first.path.name if len(self.targets) == 1 else 'the files'} "
+                                     f"(ids look like {example!r})")
+            files = sorted({self.targets[i].path.name for i, _ in found})
+            if len(files) > 1:
+                raise ClayInputError(f"{what} chip id {chip_id!r} is in {len(files)} files: name one as FILE:ID, "
+                                     f"e.g. {files[0]}:{chip_id}")
+            rows += [int(self.offsets[i]) + row for i, row in found]
+        return rows
+
+    def row_of_point(self, point) -> int:
+        from clay_core.similarity import row_at_point, rows_at_point
+
+        for i, target in enumerate(self.targets[1:], 1):
+            hits = rows_at_point(target.rings, point.x(), point.y())
+            if hits and not rows_at_point(self.targets[0].rings, point.x(), point.y()):
+                return int(self.offsets[i]) + hits[0]
+        return row_at_point(self.targets[0].rings, point.x(), point.y())
+
+    def features(self, fields, rows: np.ndarray, scores: np.ndarray, ranks: np.ndarray, examples: dict[int, str],
+                 score_field: str = "similarity") -> list:
+        """Output features for search rows (in the order given) with score, rank, example and source_file."""
+        from clay_qgis import layers
+
+        out = []
+        for row in np.asarray(rows).tolist():
+            index, local = self.locate(row)
+            target = self.targets[index]
+            start = int(self.offsets[index])
+            part = slice(start, int(self.offsets[index + 1]))
+            local_examples = {local: examples[row]} if row in examples else {}
+            feature = layers.features_for(target, fields, np.array([local]), scores[part], ranks[part],
+                                          local_examples)[0]
+            if score_field != "similarity":
+                feature[score_field] = float(scores[row])
+                feature["similarity"] = None
+            feature[SOURCE_FILE] = target.path.name
+            out.append(feature)
+        return out
+
+
+def load_search(algorithm, parameters, context, feedback) -> Search:
+    """INPUT and MORE_INPUTS as one search: every file read once (cached), same dimension, one joint mean."""
+    from clay_core.similarity import check_dimension, joint_mean
+    from clay_qgis import layers
+
+    has_mode = algorithm.parameterDefinition("MODE") is not None
+    mode = LAYER_MODES[algorithm.parameterAsEnum(parameters, "MODE", context)] if has_mode else "chips"
+    paths = [algorithm.parameterAsFile(parameters, algorithm.INPUT, context)]
+    more = parameters.get(MORE_INPUTS_NAME) or []
+    paths += [str(value) for value in (more if isinstance(more, (list, tuple)) else [more]) if value]
+    targets = []
+    seen = set()
+    for path in paths:
+        target = layers.load_embedding_set(path, mode, feedback)
+        if target.path in seen:
+            continue
+        seen.add(target.path)
+        if targets:
+            check_dimension(targets[0].dim, target.dim, f"{target.path.name} ({target.model_name})")
+        feedback.pushInfo(f"embeddings: {target.path.name}: {target.describe()} (read with {target.reader})")
+        targets.append(target)
+    if sum(len(target) for target in targets) == 0:
+        names = ", ".join(target.path.name for target in targets)
+        raise ClayInputError(f"{names} has no rows (nothing was embedded): there is no chip to compare with; "
+                             "embed an area first")
+    mean = joint_mean([target.index for target in targets]) if len(targets) > 1 else None
+    for target in targets:
+        target.index.use_mean(mean)
+    offsets = np.concatenate([[0], np.cumsum([len(target) for target in targets])]).astype(np.int64)
+    return Search(targets=targets, offsets=offsets)

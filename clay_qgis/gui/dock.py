@@ -25,6 +25,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from clay_qgis import layers
+from clay_qgis.session import CLASSIFIER, SIMILAR, SearchSession
 
 HISTOGRAM_BINS = 40
 SLIDER_STEPS = 1000
@@ -96,7 +97,10 @@ def keep_legend_expanded(layer) -> None:
         if index.isValid():
             view.setExpanded(index, True)
 
+    # Twice: the first pass runs once the model rebuilt the legend nodes; QGIS 3.22 sometimes rebuilds them again
+    # a moment later (a layer whose fields just changed, several restyles in one turn), collapsing the view anew.
     QTimer.singleShot(0, expand)
+    QTimer.singleShot(300, expand)
 
 
 class SimilarityDock(QgsDockWidget):
@@ -108,7 +112,7 @@ class SimilarityDock(QgsDockWidget):
     def __init__(self, parent=None) -> None:
         super().__init__("Clay: find similar", parent)
         self.setObjectName("ClaySimilarityDock")
-        self.session: layers.SimilaritySession | None = None
+        self.session: SearchSession | None = None
         body = QWidget(self)
         column = QVBoxLayout(body)
         self.layer_label = QLabel("No embeddings layer yet: load one, then click a chip with the find-similar tool.")
@@ -141,6 +145,11 @@ class SimilarityDock(QgsDockWidget):
         self.top_k.setValue(10)
         self.top_k.setSpecialValueText("none")
         form.addRow("Outline top k", self.top_k)
+        # Labels -> classifier: shift/ctrl-clicks become positive/negative labels, and every new label refits
+        # the logistic regression (milliseconds) and recolours every chip by its probability.
+        self.classifier_box = QCheckBox("Classifier: probability from the labels (refits on every click)")
+        self.classifier_box.setToolTip("Shift-click chips like the ones you want, ctrl-click chips unlike them: a "
+                                       "logistic regression on their embeddings gives every chip a probability")
         self.histogram = ScoreHistogram()
         buttons = QHBoxLayout()
         self.clear_button = QPushButton("Clear")
@@ -150,7 +159,9 @@ class SimilarityDock(QgsDockWidget):
         for widget in (self.layer_label, self.device_label, self.setup_button, self.tool_button):
             column.addWidget(widget)
         column.addLayout(form)
-        column.addWidget(QLabel("Scores (shift-click: add positive, ctrl-click: add negative)"))
+        column.addWidget(self.classifier_box)
+        self.histogram_label = QLabel("Scores (shift-click: add positive, ctrl-click: add negative)")
+        column.addWidget(self.histogram_label)
         column.addWidget(self.histogram)
         column.addLayout(buttons)
         column.addWidget(self.status_label)
@@ -159,6 +170,7 @@ class SimilarityDock(QgsDockWidget):
         self.threshold_slider.valueChanged.connect(self._threshold_changed)
         self.use_threshold.toggled.connect(self._threshold_changed)
         self.top_k.valueChanged.connect(self._top_k_changed)
+        self.classifier_box.toggled.connect(self._mode_changed)
         self.clear_button.clicked.connect(self.clear)
         self.export_button.clicked.connect(self.ask_export)
 
@@ -170,19 +182,34 @@ class SimilarityDock(QgsDockWidget):
     def threshold(self) -> float | None:
         return self.slider_value() if self.use_threshold.isChecked() else None
 
-    def show_session(self, session: layers.SimilaritySession) -> None:
-        """Called after every click: adopt the dock's threshold/top-k and show the new scores."""
+    def mode(self) -> str:
+        return CLASSIFIER if self.classifier_box.isChecked() else SIMILAR
+
+    def show_session(self, session: SearchSession) -> None:
+        """Called after every click: adopt the dock's mode, threshold and top-k and show the new scores."""
         first = self.session is not session
         self.session = session
-        if session.scored is not None and len(session.scored.scores):
-            scores = session.scored.scores
+        if getattr(session, "mode", self.mode()) != self.mode():
+            session.set_mode(self.mode())
+        scores = self._scores()
+        if scores is not None and len(scores):
             self.score_range = (float(scores.min()), float(scores.max()))
             self.threshold_value.setText(f"{self.slider_value():.3f}")
         if first or session.threshold != self.threshold() or session.top_k != self.top_k.value():
             session.set_view(threshold=self.threshold(), top_k=self.top_k.value(), clear_threshold=True)
         embedding_set = session.embedding_set
-        self.layer_label.setText(f"<b>{session.layer.name()}</b><br>{embedding_set.describe()}")
+        others = len(getattr(session, "members", [])) - 1
+        more = f"<br>searched together with {others} more layer(s) of this model" if others > 0 else ""
+        self.layer_label.setText(f"<b>{session.layer.name()}</b><br>{embedding_set.describe()}{more}")
         self._refresh()
+
+    def _scores(self):
+        """Every searched layer's scores (or probabilities) when the session has several layers."""
+        session = self.session
+        if session is None or session.scored is None:
+            return None
+        all_scores = getattr(session, "all_scores", None)
+        return all_scores if all_scores is not None else session.scored.scores
 
     def show_layer(self, embedding_set: layers.EmbeddingSet | None) -> None:
         if embedding_set is not None:
@@ -198,13 +225,20 @@ class SimilarityDock(QgsDockWidget):
     def _refresh(self) -> None:
         session = self.session
         if session is not None:
-            keep_legend_expanded(session.layer)
-        scores = session.scored.scores if session and session.scored is not None else None
+            for member in getattr(session, "members", None) or [session]:
+                keep_legend_expanded(member.layer)
+        scores = self._scores()
         self.histogram.set_scores(scores, self.threshold())
+        field = getattr(session, "score_field", layers.SIMILARITY) if session else layers.SIMILARITY
+        self.histogram_label.setText(f"{'Probabilities' if field != layers.SIMILARITY else 'Scores'} "
+                                     "(shift-click: add positive, ctrl-click: add negative)")
         if session and session.scored is not None:
             matches = len(session.match_rows())
-            self.status_label.setText(f"{len(session.positives)} positive, {len(session.negatives)} negative "
-                                      f"example(s); {matches} match(es) shown as top k / above the threshold")
+            positives, negatives = (session.counts() if hasattr(session, "counts")
+                                    else (len(session.positives), len(session.negatives)))
+            message = getattr(session, "message", "")
+            self.status_label.setText(f"{positives} positive, {negatives} negative example(s); {matches} match(es) "
+                                      "shown as top k / above the threshold" + (f"; {message}" if message else ""))
         else:
             self.status_label.setText("")
 
@@ -213,6 +247,15 @@ class SimilarityDock(QgsDockWidget):
         self.threshold_value.setText(f"{self.slider_value():.3f}")
         if self.session is not None:
             self.session.set_view(threshold=self.threshold(), clear_threshold=True)
+        self._refresh()
+
+    def _mode_changed(self, *_args) -> None:
+        if self.session is not None and hasattr(self.session, "set_mode"):
+            self.session.set_mode(self.mode())
+            scores = self._scores()
+            if scores is not None and len(scores):
+                self.score_range = (float(scores.min()), float(scores.max()))
+                self.session.set_view(threshold=self.threshold(), clear_threshold=True)
         self._refresh()
 
     def _top_k_changed(self, value: int) -> None:

@@ -1,16 +1,17 @@
-"""The find-similar map tool: click a chip -> every chip of the layer is scored and styled.
+"""The find-similar map tool: click a chip -> every chip of every embeddings layer is scored and styled.
 
-Plain click: a new query. Shift-click: add a positive example. Ctrl-click: add a negative example.
-Works on any layer made from an embeddings file (chips or exploded patches).
+Plain click: a new query. Shift-click: add a positive example. Ctrl-click: add a negative example. The click
+may land on any embeddings layer of the project (several tiles of one model are one search, see
+clay_qgis.session); works on chips and on exploded patches.
 
-Why this calls `layers.SimilaritySession` and not the `clay:similarity` algorithm (DESIGN says GUI parts call
-the Processing algorithms): a click must restyle the layer the user is looking at, in place, in well under a
+Why this calls `session.SearchSession` and not the `clay:similarity` algorithm (DESIGN says GUI parts call
+the Processing algorithms): a click must restyle the layers the user is looking at, in place, in well under a
 second. `clay:similarity` writes a new output layer per run (a new layer per click, loaded through Processing's
 post-processing), and going through Processing adds parameter parsing and layer-store round trips on every
 click. So both sides share the in-process functions instead, and nothing is duplicated: the algorithm and the
-session build the query with `clay_core.similarity.combine_query` (via `layers.query_of` /
-`SimilarityIndex.query`), score with `layers.score_query`, and select and write matches with
-`layers.match_features`; only how the examples are picked (a click vs. parameters) differs.
+session build the direction with `clay_core.similarity` (`SimilarityIndex.direction_of`, centred on the joint
+mean of the files searched), score with `layers.score_query` and classify with `clay_core.classify`; only how
+the examples are picked (a click vs. parameters) differs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 
 from clay_core.errors import ClayInputError
 from clay_qgis import layers
+from clay_qgis.session import SearchSession, embedding_layers
 
 
 def role_for(modifiers) -> str:
@@ -32,48 +34,72 @@ def role_for(modifiers) -> str:
 
 
 class FindSimilarMapTool(QgsMapTool):
-    scored = pyqtSignal(object)  # the SimilaritySession after each click
+    scored = pyqtSignal(object)  # the SearchSession after each click
     failed = pyqtSignal(str)  # a message for the user (no chip here, wrong layer ...)
 
     def __init__(self, canvas, layer_provider=None) -> None:
         super().__init__(canvas)
         self.setCursor(Qt.CursorShape.CrossCursor)
-        # Which layer to score: the dock/plugin gives the active layer; tests pass a fixed one.
+        # Which layer to try first: the dock/plugin gives the active layer; tests pass a fixed one.
         self._layer_provider = layer_provider
-        self.sessions: dict[str, layers.SimilaritySession] = {}
+        self.session: SearchSession | None = None
+        self.mode = "similar"  # or "classifier" (the dock's switch), kept for new sessions
+
+    @property
+    def sessions(self) -> dict[str, SearchSession]:
+        return {self.session.layer.id(): self.session} if self.session is not None else {}
 
     def target_layer(self) -> QgsVectorLayer | None:
         layer = self._layer_provider() if self._layer_provider else None
         return layer if isinstance(layer, QgsVectorLayer) and layer.customProperty(layers.PATH_PROPERTY) else None
 
-    def session_for(self, layer: QgsVectorLayer) -> layers.SimilaritySession:
-        session = self.sessions.get(layer.id())
-        if session is None or session.layer is not layer:
-            session = layers.SimilaritySession(layer)
-            self.sessions[layer.id()] = session
+    def candidate_layers(self) -> list[QgsVectorLayer]:
+        """The active embeddings layer first, then every other embeddings layer of the project."""
+        first = self.target_layer()
+        others = [layer for layer in embedding_layers() if layer is not first]
+        return ([first] if first is not None else []) + others
+
+    def session_for(self, layer: QgsVectorLayer) -> SearchSession:
+        """The one search: kept while the clicked layer has the same model dimension, else a new one."""
+        embedding_set = layers.embedding_set_of(layer)
+        session = self.session
+        if session is None or embedding_set is None or session.embedding_set.dim != embedding_set.dim:
+            session = SearchSession(layer)
+            session.mode = self.mode
+            self.session = session
         return session
 
     def canvasReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API
         if event.button() != Qt.MouseButton.LeftButton:
             return
-        layer = self.target_layer()
-        if layer is None:
-            self.failed.emit("select a layer of embeddings (Load embeddings / Embed raster layer) in the Layers panel")
+        candidates = self.candidate_layers()
+        if not candidates:
+            self.failed.emit("load a layer of embeddings first (Load embeddings / Embed raster layer)")
             return
         try:
-            self.click(layer, event.mapPoint(), role_for(event.modifiers()))
+            self.click_any(candidates, event.mapPoint(), role_for(event.modifiers()))
         except ClayInputError as exc:
             self.failed.emit(str(exc))
 
-    def click(self, layer: QgsVectorLayer, map_point: QgsPointXY, role: str) -> layers.SimilaritySession:
+    def click_any(self, candidates: list[QgsVectorLayer], map_point: QgsPointXY, role: str) -> SearchSession:
+        """The click on the first candidate layer that has a chip under the point."""
+        for layer in candidates:
+            if self.feature_at(layer, self.toLayerCoordinates(layer, map_point)) is not None:
+                return self.click(layer, map_point, role)
+        raise ClayInputError("no chip under the cursor: click inside a chip of an embeddings layer")
+
+    def click(self, layer: QgsVectorLayer, map_point: QgsPointXY, role: str) -> SearchSession:
         session = self.session_for(layer)
         fid = self.feature_at(layer, self.toLayerCoordinates(layer, map_point))
         if fid is None:
             raise ClayInputError("no chip under the cursor: click inside a chip of the layer")
-        row = layers.row_of_feature(layer, session.embedding_set, fid)
+        embedding_set = layers.embedding_set_of(layer)
+        row = layers.row_of_feature(layer, embedding_set, fid)
         if row is None:
             raise ClayInputError("this feature has no embedding in the file (was the layer edited?)")
-        session.add_example(row, role)
+        if role == "replace":
+            session.layer, session.embedding_set = layer, embedding_set  # the dock follows the clicked tile
+        session.add_example(row, role, layer)
         self.scored.emit(session)
         return session
 

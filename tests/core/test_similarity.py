@@ -426,3 +426,19 @@ def test_collection_reads_in_batches_into_one_array(tmp_path, monkeypatch):
     read = collection.read_collection([tmp_path])
     np.testing.assert_array_equal(read.vectors, vectors)
     assert read.files == [path] and read.source_files == ["e.gpq"] * 20
+
+
+def test_several_indexes_score_as_one_search(vectors):
+    """Centring on the joint mean of two indexes gives the scores of one index over both row sets."""
+    from clay_core.similarity import joint_mean
+
+    vectors += 1.0
+    first, second = SimilarityIndex(vectors[:20]), SimilarityIndex(vectors[20:])
+    mean = joint_mean([first, second])
+    for index in (first, second):
+        index.use_mean(mean)
+    direction = first.direction([3])
+    joint = np.concatenate([first.scores(direction, centred=True), second.scores(direction, centred=True)])
+    np.testing.assert_allclose(joint, SimilarityIndex(vectors).search([3]).scores, atol=1e-5)
+    first.use_mean(None)
+    np.testing.assert_allclose(first.search([3]).scores, reference_centred(vectors[:20], [3]), atol=1e-5)

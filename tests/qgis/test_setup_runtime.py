@@ -162,15 +162,35 @@ def test_bad_installer_options_are_one_line_and_leave_the_runtime_working(instal
 
 
 @pytest.mark.slow
+def test_a_broken_runtime_is_repaired_by_running_again(installed_runtime):
+    """clay_core deleted from the runtime (a half-removed folder, a botched manual pip call): the check fails, so
+    the set-up installs again (torch is already there: pip only confirms it) instead of stopping."""
+    import shutil
+
+    folder, result, _, _ = installed_runtime
+    site = next((folder / "lib").glob("python3*/site-packages"))
+    shutil.rmtree(site / "clay_core")
+    feedback = Log()
+    repaired = runtime.setup_runtime(folder, TORCH, "", feedback)
+    assert repaired.installed and repaired.steps == ["torch", "clay_core"]
+    assert any("needs repair" in line for line in feedback.lines)
+    assert (site / "clay_core" / "__init__.py").is_file()
+    runtime.verify(Path(result["PYTHON"]), "", runtime.Feedback())
+
+
+@pytest.mark.slow
 def test_a_plugin_upgrade_reinstalls_clay_core_only(installed_runtime):
-    """Same torch, other clay_core (the stamp's hash differs): clay_core is installed again, torch is not."""
+    """Same torch, other clay_core (the stamp's hash differs): clay_core is installed again, torch is not. TORCH
+    left automatic keeps the torch installed before (offline here: the PyTorch index is never asked)."""
     folder, _, _, _ = installed_runtime
     current = runtime.bundled_clay_core()
     upgraded = runtime.ClayCorePackage(current.target, "0" * 64, current.version)
     feedback = Log()
-    result = runtime.setup_runtime(folder, TORCH, "", feedback, clay_core=upgraded)
+    result = runtime.setup_runtime(folder, "", "", feedback, clay_core=upgraded)
     assert result.installed and result.steps == ["clay_core"]
     assert any("--force-reinstall" in line for line in feedback.lines)
+    assert any("torch==2.13.0 (as installed before)" in line for line in feedback.lines)
+    assert not any("download.pytorch.org" in line for line in feedback.lines)
     assert json.loads((folder / runtime.STAMP_NAME).read_text())["clay_core_sha256"] == "0" * 64
 
 

@@ -8,13 +8,22 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
-from tests.qgis.conftest import run_qgis_process, write_embeddings_file
+from tests.helpers.qgis import run_qgis_process, write_embeddings_file
 
 
 def numpy_cosine(vectors: np.ndarray, positives: list[int], negatives: list[int] = ()) -> np.ndarray:
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     query = unit[positives].mean(axis=0) - (unit[list(negatives)].mean(axis=0) if len(negatives) else 0)
     return unit @ (query / np.linalg.norm(query))
+
+
+def numpy_centred(vectors: np.ndarray, positives: list[int], negatives: list[int] = ()) -> np.ndarray:
+    """cos(u - m, q - m) (or cos(u - m, mean(pos) - mean(neg))) straight from the formula, in float64."""
+    unit = vectors.astype(np.float64) / np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+    mean = unit.mean(axis=0)
+    direction = unit[positives].mean(axis=0) - (unit[list(negatives)].mean(axis=0) if len(negatives) else mean)
+    centred = unit - mean
+    return centred @ direction / (np.linalg.norm(centred, axis=1) * np.linalg.norm(direction))
 
 
 def run(algorithm: str, parameters: dict):
@@ -53,14 +62,14 @@ def test_similarity_by_chip_id_top_k(clay_provider, embeddings_file):
     data = read_embeddings(embeddings_file)
     result = run("clay:similarity", {"INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[4], "TOP_K": 5,
                                      "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
-    expected = numpy_cosine(data.vectors, [4])
+    expected = numpy_centred(data.vectors, [4])  # centred is the default
     got = scores_by_chip(result)
     assert len(got) == 5
     best5 = [data.chip_ids[i] for i in np.argsort(-expected)[:5]]
     assert set(got) == set(best5)
     for chip_id, (score, rank, _example) in got.items():
         row = data.chip_ids.index(chip_id)
-        assert score == pytest.approx(expected[row], abs=1e-6)
+        assert score == pytest.approx(expected[row], abs=1e-5)
         assert rank == best5.index(chip_id) + 1
     assert got[data.chip_ids[4]][2] == "positive"
 
@@ -100,11 +109,11 @@ def test_algorithm_and_map_tool_share_one_scoring_path(clay_provider, embeddings
     data = read_embeddings(embeddings_file)
     output = run("clay:similarity", {"INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[5],
                                      "NEGATIVE_CHIP_IDS": data.chip_ids[0], "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
-    assert calls == ["score_query", "match_features"]
+    assert calls == ["score_query"]
     session = layers.SimilaritySession(layers.load_layer(embeddings_file))
     session.add_example(5)
     session.add_example(0, layers.NEGATIVE)
-    assert calls[2:] == ["score_query", "score_query"]
+    assert calls[1:] == ["score_query", "score_query"]
     by_algorithm = scores_by_chip(output)
     for row, chip_id in enumerate(data.chip_ids):
         assert by_algorithm[chip_id][0] == pytest.approx(float(session.scored.scores[row]), abs=1e-6)
@@ -119,7 +128,7 @@ def test_similarity_by_point_in_another_crs(clay_provider, embeddings_file):
     result = run("clay:similarity", {"INPUT": str(embeddings_file), "POINT": f"{x},{y} [EPSG:32633]",
                                      "USE_THRESHOLD": True, "THRESHOLD": 0.0, "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
     row = data.chip_ids.index("33UUU_20170216_001_002")
-    expected = numpy_cosine(data.vectors, [row])
+    expected = numpy_centred(data.vectors, [row])
     got = scores_by_chip(result)
     assert set(got) == {data.chip_ids[i] for i in np.flatnonzero(expected >= 0.0)}
     assert got["33UUU_20170216_001_002"][1] == 1
@@ -139,7 +148,7 @@ def test_similarity_from_selected_features_with_negatives(clay_provider, embeddi
         result = run("clay:similarity", {
             "INPUT": str(embeddings_file),
             "POSITIVES": QgsProcessingFeatureSourceDefinition(layer.id(), selectedFeaturesOnly=True),
-            "NEGATIVES": negatives, "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+            "NEGATIVES": negatives, "RAW": True, "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
     expected = numpy_cosine(data.vectors, [1, 6], [9])
@@ -219,7 +228,7 @@ def test_similarity_through_real_qgis_process(qgis_process_env, tmp_path):
     out = tmp_path / "similar.gpkg"
     done = run_qgis_process(qgis_process_env, "--json", "run", "clay:similarity", "--",
                             f"INPUT={path}", f"CHIP_IDS={data.chip_ids[2]}", f"NEGATIVE_CHIP_IDS={data.chip_ids[7]}",
-                            f"OUTPUT={out}")
+                            "RAW=true", f"OUTPUT={out}")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads(done.stdout[done.stdout.index("{"):])
     assert report["results"]["OUTPUT"] == str(out)
@@ -232,3 +241,25 @@ def test_similarity_through_real_qgis_process(qgis_process_env, tmp_path):
     for row, chip_id in enumerate(data.chip_ids):
         assert got[chip_id][0] == pytest.approx(expected[row], abs=1e-6)
         assert got[chip_id][1] == int(np.flatnonzero(np.argsort(-expected, kind="stable") == row)[0]) + 1
+
+
+def test_similarity_searches_several_files_as_one(clay_provider, tmp_path):
+    """Two files with the same chip ids (two dates): one search, centred on the mean of both, ids kept apart."""
+    first = write_embeddings_file(tmp_path / "a.gpq", seed=1)
+    second = write_embeddings_file(tmp_path / "b.gpq", seed=2)
+    a, b = read_embeddings(first), read_embeddings(second)
+    result = run("clay:similarity", {"INPUT": str(first), "MORE_INPUTS": [str(second)],
+                                     "CHIP_IDS": f"b.gpq:{b.chip_ids[3]}", "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    got = {(f["source_file"], f["chip_id"]): (f["similarity"], f["rank"], f["example"]) for f in result.getFeatures()}
+    assert len(got) == 24
+    expected = numpy_centred(np.concatenate([a.vectors, b.vectors]), [12 + 3])
+    order = np.argsort(-expected, kind="stable")
+    for row, key in enumerate([("a.gpq", c) for c in a.chip_ids] + [("b.gpq", c) for c in b.chip_ids]):
+        assert got[key][0] == pytest.approx(expected[row], abs=1e-5)
+        assert got[key][1] == int(np.flatnonzero(order == row)[0]) + 1
+    assert got[("b.gpq", b.chip_ids[3])][2] == "positive" and not got[("a.gpq", a.chip_ids[3])][2]
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="in 2 files"):
+        run("clay:similarity", {"INPUT": str(first), "MORE_INPUTS": [str(second)], "CHIP_IDS": a.chip_ids[3],
+                                "OUTPUT": "TEMPORARY_OUTPUT"})

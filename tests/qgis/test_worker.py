@@ -65,3 +65,41 @@ def test_the_plugin_device_check_runs_clay_info_with_a_timeout(qgis_app, monkeyp
         qgis_app.processEvents()
         time.sleep(0.01)
     assert calls == [(["info"], plugin.DEVICE_CHECK_TIMEOUT_S)]
+
+
+def test_worker_python_order_env_then_setting_then_checkout_venv(qgis_app, tmp_path: Path, monkeypatch):
+    from qgis.core import QgsSettings
+
+    from clay_qgis import worker
+
+    settings = QgsSettings()
+    before = settings.value(worker.SETTINGS_KEY, None)
+    configured = tmp_path / "runtime" / "bin" / "python"
+    configured.parent.mkdir(parents=True)
+    configured.write_text("#!/bin/sh\n")
+    configured.chmod(0o755)
+    try:
+        settings.setValue(worker.SETTINGS_KEY, str(configured))
+        monkeypatch.setenv("CLAY_PYTHON", "/usr/bin/python3")
+        assert worker.worker_python() == "/usr/bin/python3"
+        monkeypatch.delenv("CLAY_PYTHON")
+        assert worker.worker_python() == str(configured)
+        settings.remove(worker.SETTINGS_KEY)
+        checkout_venv = worker._checkout_venv_python()
+        assert checkout_venv is not None  # this checkout's .venv: a developer convenience only
+        assert worker.worker_python() == str(checkout_venv)
+    finally:
+        settings.remove(worker.SETTINGS_KEY) if before is None else settings.setValue(worker.SETTINGS_KEY, before)
+
+
+def test_a_managed_runtime_gets_no_pythonpath_from_qgis(tmp_path: Path, monkeypatch):
+    """The runtime has the plugin's clay_core installed; QGIS's PYTHONPATH (its own packages) must not leak in."""
+    from clay_qgis import runtime, worker
+
+    python = runtime.venv_python(tmp_path)
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    monkeypatch.setenv("PYTHONPATH", "/usr/share/qgis/python")
+    assert "PYTHONPATH" in worker.worker_environment(str(python))  # not (yet) a managed runtime
+    runtime.write_stamp(tmp_path, {"torch": "torch"})
+    assert "PYTHONPATH" not in worker.worker_environment(str(python))

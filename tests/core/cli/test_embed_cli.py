@@ -20,7 +20,7 @@ from clay_core.cli import main
 from clay_core.embed_parts import parts_dir_for
 from clay_core.grid.mgrs import parse_tile
 from clay_core.parquet import read_embeddings, wkb_polygon_rings
-from tests.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
+from tests.helpers.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 CHIP = 64  # px; the tiny model is resized to it with --chip-size
 TINY = ["--model", "clay-v0-tiny", "--chip-size", str(CHIP), "--device", "cpu"]
@@ -187,7 +187,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_
 
 
 def _chip_tile(folder: Path, mgrs: str, dates: list[str]) -> None:
-    from tests.core.sources.conftest import write_chip
+    from tests.helpers.chips import write_chip
 
     for i, date in enumerate(dates):
         write_chip(folder / mgrs / date, mgrs=mgrs, date=date, row=1, col=i, counter=i, seed=i, size=CHIP)
@@ -235,7 +235,8 @@ def test_embed_mgrs_on_a_local_dask_cluster(tmp_path, capsys):
 
 def test_embed_mgrs_from_s3_like_the_seed_layout_with_a_corrupt_chip(tmp_path, s3_bucket, capsys):  # noqa: F811
     """`s3://clay-tiles-02/02/{MGRS}/{date}/claytile_*.tif` through the S3 protocol (moto on 127.0.0.1):
-    a truncated chip is reported with its reason and the others are embedded."""
+    a truncated chip is reported with its reason and the others are embedded; the run exits 2 (not everything
+    asked was done) and lists the failure beside the output."""
     chips = tmp_path / "tiles"
     _chip_tile(chips, "33UUU", ["2021-06-01", "2021-06-02", "2021-06-03"])
     broken = sorted((chips / "33UUU" / "2021-06-03").glob("*.tif"))[0]
@@ -246,10 +247,13 @@ def test_embed_mgrs_from_s3_like_the_seed_layout_with_a_corrupt_chip(tmp_path, s
     code = main(["--progress", "json", "embed-mgrs", "33UUU", "--source", prefix + "/{mgrs}", "--start",
                  "2021-06-01", "--end", "2021-06-30", "-o", str(out), *TINY, "--workers", "1"])
     events = json_events(capsys.readouterr().out)
-    assert code == 0, events
+    assert code == 2, events
     tile = [e for e in events if e["event"] == "result"][0]["result"]["tiles"][0]
     summary = tile["summary"]
     assert summary["chips_written"] == 2 and summary["chips_failed"] == 1
+    sidecar = json.loads(Path(tile["output"] + ".failures.json").read_text())
+    assert [f["chip_id"] for f in sidecar["failures"]] == [summary["problems"][0]["chip_id"]]
+    assert [e for e in events if e["event"] == "error"][-1]["kind"] == "input"
     assert broken.name in summary["problems"][0]["source_url"] or broken.name in summary["problems"][0]["reason"]
     assert Path(tile["output"]).name == "33UUU_20210601_20210603_v001.gpq"
     urls = read_embeddings(tile["output"]).table.column("source_url").to_pylist()

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from clay_core.cli import main
 from clay_core.models import load_model
+from tests.helpers.chips import write_chip_folder
 
 TINY = ["--preset", "clay-v0-tiny", "--image-size", "32", "--patch-size", "8", "--dim", "32", "--depth", "1",
         "--heads", "2", "--dim-head", "16", "--mlp-ratio", "2", "--decoder-dim", "16", "--decoder-depth", "1",
@@ -21,31 +21,8 @@ TINY = ["--preset", "clay-v0-tiny", "--image-size", "32", "--patch-size", "8", "
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _write_chip_folder(folder: Path, count: int = 4, size: int = 40) -> Path:
-    """Clay-style chip GeoTIFFs: 13 float32 bands in v0 order, a `date` tag, EPSG:32633, 10 m."""
-    import rasterio
-    from rasterio.transform import from_origin
-
-    from clay_core.sensors import CLAY_V0
-
-    folder.mkdir(parents=True, exist_ok=True)
-    means = CLAY_V0.means()[:, None, None]
-    stds = CLAY_V0.stds()[:, None, None]
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    for index in range(count):
-        pattern = np.sin(2 * np.pi * (xx + 0.25 * index)) * np.cos(2 * np.pi * yy)
-        pixels = (means + 0.5 * stds * pattern[None]).astype(np.float32)
-        origin = (330000.0 + index * size * 10.0, 5820000.0)
-        path = folder / f"claytile_33UUU_20200601_v02_{index:04d}.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=13, dtype="float32",
-                           crs="EPSG:32633", transform=from_origin(*origin, 10.0, 10.0)) as dataset:
-            dataset.write(pixels)
-            dataset.update_tags(date="2020-06-01")
-    return folder
-
-
 def test_clay_train_single_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    chips = _write_chip_folder(tmp_path / "chips")
+    chips = write_chip_folder(tmp_path / "chips")
     checkpoint = tmp_path / "out" / "tiny.ckpt"
     args = ["--progress", "json", "train", str(chips), "-o", str(checkpoint), *TINY, "--steps", "30",
             "--batch-size", "4", "--lr", "1e-3", "--checkpoint-every", "10",
@@ -66,7 +43,7 @@ def test_clay_train_single_process(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_clay_train_bad_input_exits_2(tmp_path: Path) -> None:
-    chips = _write_chip_folder(tmp_path / "chips", count=1, size=16)
+    chips = write_chip_folder(tmp_path / "chips", count=1, size=16)
     assert main(["--progress", "none", "train", str(chips), "-o", str(tmp_path / "x.ckpt"), *TINY,
                  "--steps", "1"]) == 2  # chips (16 px) smaller than the model's 32 px input
     assert not (tmp_path / "x.ckpt").exists()
@@ -76,7 +53,7 @@ def test_band_groups_option_selects_v0_groups(tmp_path: Path) -> None:
     from clay_core.cli.train import band_groups_option
 
     assert band_groups_option("swir, rgb") == (("rgb", (2, 1, 0)), ("swir", (8, 9)))  # v0 order kept
-    chips = _write_chip_folder(tmp_path / "chips", count=1, size=32)
+    chips = write_chip_folder(tmp_path / "chips", count=1, size=32)
     assert main(["--progress", "none", "train", str(chips), "-o", str(tmp_path / "x.ckpt"), *TINY,
                  "--steps", "1", "--band-groups", "rgb,lidar"]) == 2  # unknown group: a clear error
     assert not (tmp_path / "x.ckpt").exists()
@@ -84,7 +61,7 @@ def test_band_groups_option_selects_v0_groups(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_clay_train_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
-    chips = _write_chip_folder(tmp_path / "chips", count=5)
+    chips = write_chip_folder(tmp_path / "chips", count=5)
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "clay_core", "--progress", "json", "train", str(chips), "-o", str(out / "ddp.ckpt"), *TINY,

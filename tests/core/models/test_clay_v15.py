@@ -182,3 +182,18 @@ def test_only_encoder_keys_are_selected_and_a_decoder_alone_is_refused() -> None
     assert not family.recognise(decoder_only.keys(), {})
     with pytest.raises(CheckpointError, match="no Clay v1/v1.5 encoder"):
         family.select_weights(decoder_only)
+
+
+def test_memory_estimate_grows_with_batch_and_counts_half_precision_copies(model: ClayV15Model) -> None:
+    import dataclasses
+
+    parameters = sum(p.numel() for p in model.parameters())
+    one, four = model.memory_estimate(1), model.memory_estimate(4)
+    assert one.weights_bytes == 4 * parameters
+    assert four.activations_bytes == 4 * one.activations_bytes and four.total_bytes > one.total_bytes
+    model_plan = model.plan
+    try:
+        model.plan = dataclasses.replace(model_plan, precision="bf16")  # as on a CUDA GPU with native bf16
+        assert model.memory_estimate(1).weights_bytes == 6 * parameters  # fp32 weights + their bf16 copies
+    finally:
+        model.plan = model_plan

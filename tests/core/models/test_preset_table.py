@@ -48,6 +48,7 @@ def test_registering_a_preset_the_table_does_not_know_fails() -> None:
 
 def test_the_table_imports_without_torch() -> None:
     code = "import sys, clay_core.models.preset_table; print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO, check=True
+    )
     assert done.stdout.strip() == "False"

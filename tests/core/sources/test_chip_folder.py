@@ -14,7 +14,7 @@ from pyproj import Transformer
 from clay_core.errors import ClayInputError
 from clay_core.sources import ChipReadError, open_source
 from clay_core.sources.chip_folder import ChipFolder
-from tests.core.sources.conftest import CHIP_PX, write_chip
+from tests.helpers.chips import CHIP_PX, write_chip
 
 
 def test_records_come_from_headers(chip_dir: Path) -> None:

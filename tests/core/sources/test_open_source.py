@@ -14,7 +14,7 @@ from clay_core.sources.chip_folder import ChipFolder
 from clay_core.sources.multi import MultiSource
 from clay_core.sources.raster import RasterSource
 from clay_core.sources.sentinel2 import Sentinel2Scene
-from tests.core.sources.conftest import write_chip
+from tests.helpers.chips import write_chip
 
 
 def test_dispatch(chip_dir: Path, tmp_path: Path, sample_data: Path) -> None:

@@ -117,7 +117,7 @@ def test_clear_errors(mercator_raster: Path, tmp_path: Path) -> None:
     with rasterio.open(unnamed, "w", driver="GTiff", width=8, height=8, count=2, dtype="uint16",
                        crs="EPSG:32633", transform=Affine(10, 0, 330000, 0, -10, 5822040)) as dst:
         dst.write(np.ones((2, 8, 8), np.uint16))
-    with pytest.raises(ClayInputError, match="band_map"):
+    with pytest.raises(ClayInputError, match="--band-map"):
         open_source(unnamed, date="2021-01-01")
     no_crs = tmp_path / "nocrs.tif"
     with rasterio.open(no_crs, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint16") as dst:

@@ -2,7 +2,7 @@
 
 Import the fixtures into a conftest.py (no pytest_plugins needed):
 
-    from tests.s3 import s3_bucket, s3_server  # noqa: F401
+    from tests.helpers.s3 import s3_bucket, s3_server  # noqa: F401
 
 `s3_server` (session) starts the server and sets the AWS_* environment that boto3, s3fs and GDAL
 (`rasterio.open("s3://...")`) all honour, restoring the previous values afterwards; `s3_bucket`
