@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.qgis.conftest import REPO
+from tests.helpers.qgis import REPO
 
 pytestmark = [
     pytest.mark.gui,
