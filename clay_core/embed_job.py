@@ -90,7 +90,7 @@ class EmbedJob:
                              band_map=dict(self.band_map) if self.band_map else None,
                              mgrs=self.mgrs, start=self.start, end=self.end)
         if self.mgrs or self.start or self.end:
-            source = TileDatesSource(source, self.mgrs, self.start, self.end)
+            return [TileDatesSource(source, self.mgrs, self.start, self.end)]
         return [source]
 
     def estimate(self, reporter: Reporter | None = None) -> dict[str, Any]:

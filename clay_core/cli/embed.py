@@ -103,7 +103,7 @@ def embed_job(args: argparse.Namespace) -> EmbedJob:
     )
 
 
-def report_dry_run(estimate: dict[str, Any], output: Path, reporter: Reporter) -> int:
+def report_dry_run(estimate: dict[str, Any], output: Path | None, reporter: Reporter) -> int:
     seconds = estimate.get("estimated_seconds")
     size = estimate.get("estimated_bytes")
     reporter.log(f"{estimate['chips']} chips; estimated "
