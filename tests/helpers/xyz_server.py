@@ -11,6 +11,7 @@ import http.server
 import math
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,12 +55,13 @@ class TrueColourScene:
     def png(self, z: int, x: int, y: int) -> bytes | None:
         """The tile as PNG bytes (RGBA, transparent outside the scene), or None when it misses the scene."""
         import numpy as np
+        from affine import Affine
+        from rasterio.errors import NotGeoreferencedWarning
         from rasterio.io import MemoryFile
-        from rasterio.transform import from_bounds
         from rasterio.warp import Resampling, reproject
 
-        bounds = tile_bounds(z, x, y)
-        target = from_bounds(*bounds, TILE, TILE)
+        left, _, right, top = tile_bounds(z, x, y)
+        target = Affine((right - left) / TILE, 0.0, left, 0.0, -(right - left) / TILE, top)
         warped = np.full((3, TILE, TILE), np.nan, dtype=np.float32)
         reproject(self._cube, warped, src_transform=self._transform, src_crs=self._crs, dst_transform=target,
                   dst_crs="EPSG:3857", resampling=Resampling.bilinear, src_nodata=0, dst_nodata=np.nan)
@@ -68,7 +70,8 @@ class TrueColourScene:
             return None
         rgb = np.clip(np.nan_to_num(warped) * 255.0 / TCI_SATURATION_DN, 1, 255).astype(np.uint8)
         rgba = np.concatenate([rgb, (valid * 255).astype(np.uint8)[None]])
-        with MemoryFile() as memory:
+        with warnings.catch_warnings(), MemoryFile() as memory:  # a PNG tile has no georeferencing, by design
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with memory.open(driver="PNG", width=TILE, height=TILE, count=4, dtype="uint8") as png:
                 png.write(rgba)
             return memory.read()
