@@ -144,14 +144,14 @@ def _write(plan: FetchPlan, path: Path, feedback) -> None:
     try:
         windows = list(_windows(plan))
         for done, (col, row, width, height) in enumerate(windows):
-            if block_feedback.isCanceled():
-                raise ClayInputError("cancelled while fetching the layer's pixels")
+            _stop_if_cancelled(feedback, block_feedback)
             extent = QgsRectangle(plan.extent.xMinimum() + col * plan.resolution_m,
                                   plan.extent.yMaximum() - (row + height) * plan.resolution_m,
                                   plan.extent.xMinimum() + (col + width) * plan.resolution_m,
                                   plan.extent.yMaximum() - row * plan.resolution_m)
             planes = (_rgb_planes(pipe, extent, width, height, block_feedback) if image
                       else _band_planes(pipe, extent, width, height, len(names), block_feedback))
+            _stop_if_cancelled(feedback, block_feedback)  # a cancelled request returns an empty block
             for index, plane in enumerate(planes, start=1):
                 dataset.GetRasterBand(index).WriteArray(plane, col, row)
             valid += int(np.isfinite(planes[0]).sum())
@@ -211,10 +211,15 @@ def _windows(plan: FetchPlan):
             yield col, row, min(BLOCK_PIXELS, plan.cols - col), min(BLOCK_PIXELS, plan.rows - row)
 
 
+def _stop_if_cancelled(*feedbacks) -> None:
+    # Both: Cancel reaches the block feedback through a signal, which may be queued across threads.
+    if any(feedback is not None and feedback.isCanceled() for feedback in feedbacks):
+        raise ClayInputError("cancelled while fetching the layer's pixels")
+
+
 def _block(pipe: QgsRasterPipe, band: int, extent: QgsRectangle, width: int, height: int, feedback):
     block = pipe.last().block(band, extent, width, height, feedback)
-    if feedback.isCanceled():
-        raise ClayInputError("cancelled while fetching the layer's pixels")
+    _stop_if_cancelled(feedback)
     if block is None or not block.isValid():
         raise ClayInputError(f"the layer's provider returned no data for {extent.toString(1)}: check that the "
                              "layer draws on the map and run again")

@@ -97,7 +97,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.DATE, "Acquisition date YYYY-MM-DD (empty = from the files)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.RESOLUTION, "Resolution in metres per pixel (0 = 10 m; a fetched WMS/XYZ layer: its own, else 10 m)",
+            self.RESOLUTION, "Resolution in metres per pixel (0 = automatic: a WCS-like layer's own, else 10 m)",
             type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.0, minValue=0.0))
         self.add_model_parameters()
         self.add_satclip_parameter()

@@ -82,6 +82,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         self.server.requests.append(self.path)
+        if self.server.on_request is not None:
+            self.server.on_request()
         match = TILE_PATH.match(self.path)
         if self.server.fail_with or not match:
             self.send_error(self.server.fail_with or 404)
@@ -106,6 +108,7 @@ class _TileServer(http.server.ThreadingHTTPServer):
         self.scene = scene
         self.fail_with = fail_with
         self.requests: list[str] = []
+        self.on_request = None  # called (from the server thread) on every request, e.g. to press Cancel
 
 
 @contextmanager

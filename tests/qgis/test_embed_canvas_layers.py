@@ -178,3 +178,18 @@ def test_fetched_pixels_match_the_scene_they_were_cut_from(qgis_processing_ready
     difference = np.abs(red - truth)[unsaturated]
     # Measured: median 16 DN, r = 0.986 aligned; one pixel off: 23 DN, r = 0.963.
     assert np.median(difference) < 20 and np.corrcoef(red[unsaturated], truth[unsaturated])[0, 1] > 0.975
+
+
+def test_cancel_while_fetching_leaves_no_file(clay_provider, true_colour, tmp_path):
+    """Cancel pressed while the tiles are being requested: the run stops and the temporary GeoTIFF is gone."""
+    from qgis.core import QgsProcessingException
+
+    out = tmp_path / "xyz.gpq"
+    log = Log()
+    with xyz_server(true_colour) as server:
+        server.on_request = log.cancel  # the first tile request presses Cancel
+        with pytest.raises(QgsProcessingException, match="cancelled while fetching"):
+            run("clay:embed", parameters(xyz_layer(server), out), feedback=log)
+    files = fetched_files(log)
+    assert len(files) == 1 and not files[0].parent.exists()
+    assert not out.exists()
