@@ -85,12 +85,18 @@ class FetchPlan:
                 f"EPSG:{self.epsg}")
 
 
-def native_resolution_m(layer, context) -> float | None:
-    """Metres per pixel of a layer with a fixed pixel grid (a WCS or database raster); None for tiled web
-    imagery, which has a resolution per zoom level only."""
+def has_pixel_grid(layer) -> bool:
+    """A fixed grid of pixels (files, WCS, database rasters), unlike tiled web imagery (WMS, XYZ), which has
+    a resolution per zoom level and, for XYZ, the whole world as its extent."""
     provider = layer.dataProvider()
-    if provider is None or provider.xSize() <= 0 or layer.extent().isEmpty():
+    return provider is not None and provider.xSize() > 0 and not layer.extent().isEmpty()
+
+
+def native_resolution_m(layer, context) -> float | None:
+    """Metres per pixel of a layer with a fixed pixel grid; None for tiled web imagery."""
+    if not has_pixel_grid(layer):
         return None
+    provider = layer.dataProvider()
     centre = to_crs(layer.extent(), layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), context).center()
     utm = QgsCoordinateReferenceSystem(f"EPSG:{utm_epsg(centre.x(), centre.y())}")
     try:

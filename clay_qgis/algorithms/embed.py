@@ -130,6 +130,11 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         for layer in rasters:
             if layer not in fetched:
                 raster_source(layer)  # refuses anything that is neither a file nor fetchable, before any work
+        if not parameters.get(self.EXTENT):
+            for layer in fetched:
+                if not fetch.has_pixel_grid(layer):
+                    raise ClayInputError(f"layer {layer.name()!r} is tiled imagery that covers the world: give "
+                                         "the Extent to embed (e.g. the map canvas extent)")
         bbox, bbox_crs = self.area(parameters, context, rasters)
         output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
         if output.suffix.lower() not in validate.GEOPARQUET_SUFFIXES:

@@ -135,6 +135,7 @@ def test_rgb_web_imagery_with_a_clay_v0_model_names_the_fix(clay_provider, true_
 @pytest.mark.parametrize(("extra", "message"), [
     ({"DATE": ""}, "does not tell its acquisition date: give the Acquisition date"),
     ({"RESOLUTION": 0.1}, "more than the 36 M allowed: draw a smaller extent or raise the fetch resolution"),
+    ({"EXTENT": None}, "is tiled imagery that covers the world: give the Extent to embed"),
 ])
 def test_fetch_input_problems_are_one_line(clay_provider, true_colour, tmp_path, extra, message):
     from qgis.core import QgsProcessingException
@@ -144,6 +145,7 @@ def test_fetch_input_problems_are_one_line(clay_provider, true_colour, tmp_path,
         layer = xyz_layer(server)
         params = parameters(layer, tmp_path / "x.gpq", **extra)
         params["EXTENT"] = f"{x0},{x0 + 10000},{y0 - 7000},{y0} [EPSG:32633]"
+        params.update(extra)
         with pytest.raises(QgsProcessingException, match=re.escape(message)) as error:
             run("clay:embed", params)
         assert not server.requests
