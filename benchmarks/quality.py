@@ -13,9 +13,22 @@ Classifiers: kNN (k=5, cosine on standardised features) and a linear probe (L2-r
 regression), both scored by spatially blocked cross-validation (folds = blocks of chip columns, so
 neighbouring patches do not leak between train and test). Every feature set goes through the same
 protocol: z-score per dimension fitted on the training folds only, same folds, same classifiers.
+
+Search quality (`search` in the JSON; what `clay similar` / `clay classify` and the dock do), for the demo and
+the random-weights models, at patch level (every 160 m patch) and chip level (the mean of a chip's patch
+vectors; a chip is labelled with the class of most of its labelled patches when they cover a quarter of it):
+  precision@10 - share of the 10 best-scored test rows that have the query's class. Spatially blocked: the
+                 examples come from the training blocks, the ranked rows from the held-out block only, so a
+                 patch's own neighbours (spatially autocorrelated) cannot make a search look good;
+  1 example    - the query is one labelled row (every labelled row of the training blocks in turn, up to 200
+                 per block), ranking the held-out block: raw cosine vs centred cosine (the mean over every row);
+  n = 5/20/50  - n positives and n negatives drawn (seeded, 5 draws) from the training blocks per class:
+                 raw cosine to mean(pos), centred cosine to mean(pos) - m, centred mean(pos) - mean(neg), and the
+                 logistic-regression classifier (clay_core.classify), whose balanced accuracy (probability >= 0.5
+                 vs the class) on the held-out block is reported too.
 Prints one JSON document.
 
-    .venv/bin/python benchmarks/quality.py [--model clay-v0-demo] [--output quality.json]
+    .venv/bin/python benchmarks/quality.py [--model clay-v0-demo] [--output quality.json] [--no-probes]
 """
 
 from __future__ import annotations
@@ -160,6 +173,134 @@ def blocked_cv(features: np.ndarray, labels: np.ndarray, blocks: np.ndarray, cla
             "scored_patches": int(scored.sum())}
 
 
+# ----------------------------------------------------------------------------------------------
+# Search quality: raw vs centred similarity vs the classifier, spatially blocked
+# ----------------------------------------------------------------------------------------------
+
+SEARCH_LABELS = (5, 20, 50)
+SEARCH_DRAWS = 5
+TOP = 10
+
+
+def _precision_at(scores: np.ndarray, truth: np.ndarray, top: int = TOP) -> float:
+    best = np.argsort(-scores, kind="stable")[:top]
+    return float(truth[best].mean())
+
+
+def search_quality(vectors: np.ndarray, labels: np.ndarray, blocks: np.ndarray, seed: int = 0) -> dict:
+    """precision@10 (and the classifier's balanced accuracy) of every way to search; see the module doc.
+    `vectors`: every row (the mean is over all of them); `labels`: class per row, -1 = unlabelled."""
+    from clay_core.classify import fit_classifier
+    from clay_core.similarity import SimilarityIndex
+
+    index = SimilarityIndex(np.ascontiguousarray(vectors, dtype=np.float32))
+    labelled = labels >= 0
+    classes = np.unique(labels[labelled])
+    rng = np.random.default_rng(seed)
+    single: dict[str, list[float]] = {"raw": [], "centred": []}
+    many = {n: {"raw": [], "centred": [], "centred_pos_minus_neg": [], "classifier": [],
+                "classifier_balanced_accuracy": []} for n in SEARCH_LABELS}
+    for block in np.unique(blocks):
+        test = np.flatnonzero(labelled & (blocks == block))
+        train = np.flatnonzero(labelled & (blocks != block))
+        if len(test) < TOP or len(train) == 0:
+            continue
+        test_labels = labels[test]
+        queries = train if len(train) <= 200 else rng.choice(train, 200, replace=False)
+        for query in queries:
+            truth = test_labels == labels[query]
+            if not truth.any():
+                continue
+            for name, centred in (("raw", False), ("centred", True)):
+                scores = index.search([int(query)], centred=centred).scores[test]
+                single[name].append(_precision_at(scores, truth))
+        for c in classes:
+            truth = test_labels == c
+            positives_pool = train[labels[train] == c]
+            negatives_pool = train[labels[train] != c]
+            if not truth.any() or truth.all():
+                continue
+            for n in SEARCH_LABELS:
+                if len(positives_pool) < n or len(negatives_pool) < n:
+                    continue
+                for _ in range(SEARCH_DRAWS):
+                    pos = rng.choice(positives_pool, n, replace=False).tolist()
+                    neg = rng.choice(negatives_pool, n, replace=False).tolist()
+                    entry = many[n]
+                    entry["raw"].append(_precision_at(index.search(pos, centred=False).scores[test], truth))
+                    entry["centred"].append(_precision_at(index.search(pos).scores[test], truth))
+                    entry["centred_pos_minus_neg"].append(
+                        _precision_at(index.search(pos, neg).scores[test], truth))
+                    probability = fit_classifier(index, pos, neg).probabilities(index)[test]
+                    entry["classifier"].append(_precision_at(probability, truth))
+                    predicted = probability >= 0.5
+                    entry["classifier_balanced_accuracy"].append(
+                        0.5 * (float(predicted[truth].mean()) + float((~predicted[~truth]).mean())))
+    def summary(values: list[float]) -> float | None:
+        return round(float(np.mean(values)), 4) if values else None
+
+    out: dict = {"rows": int(len(vectors)), "labelled": int(labelled.sum()), "classes": int(len(classes)),
+                 "chance_precision": round(float(np.mean([np.mean(labels[labelled] == c) for c in
+                                                          labels[labelled]])), 4),
+                 "one_example_precision_at_10": {name: summary(values) for name, values in single.items()},
+                 "one_example_queries": len(single["raw"])}
+    for n, entry in many.items():
+        out[f"{n}_labels_precision_at_10"] = {name: summary(values) for name, values in entry.items()
+                                              if name != "classifier_balanced_accuracy"}
+        out[f"{n}_labels_classifier_balanced_accuracy"] = summary(entry["classifier_balanced_accuracy"])
+        out[f"{n}_labels_runs"] = len(entry["raw"])
+    return out
+
+
+CHIP_MIN_LABELLED = 0.25
+
+
+def chip_level(values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Chip vectors (mean of the patch vectors) and chip labels (the class of most labelled patches, when
+    labelled patches cover at least CHIP_MIN_LABELLED of the chip)."""
+    chips = values.reshape(values.shape[0], -1, values.shape[-1]).mean(axis=1)
+    per_chip = labels.reshape(labels.shape[0], -1)
+    chip_labels = np.full(len(per_chip), -1, dtype=np.int64)
+    for row, patch_labels in enumerate(per_chip):
+        known = patch_labels[patch_labels >= 0]
+        if len(known) >= CHIP_MIN_LABELLED * len(patch_labels):
+            chip_labels[row] = int(np.bincount(known).argmax())
+    return chips, chip_labels
+
+
+def search_report(features: dict, labels: np.ndarray, chip_blocks: np.ndarray, grid: int, seeds: list[int]) -> dict:
+    """Patch- and chip-level search quality for demo and random weights (mean over the random seeds)."""
+    report: dict = {}
+    for level in ("patch", "chip"):
+        entry: dict = {}
+        for kind in ["demo"] + [f"random_seed{seed}" for seed in seeds]:
+            values = features[kind]
+            if level == "patch":
+                vectors, rows, blocks = values.reshape(-1, values.shape[-1]), labels.reshape(-1), \
+                    np.repeat(chip_blocks, grid * grid)
+            else:
+                vectors, rows = chip_level(values, labels)
+                blocks = chip_blocks
+            entry[kind] = search_quality(vectors, rows, blocks)
+        per_seed = [entry.pop(f"random_seed{seed}") for seed in seeds]
+        entry["random"] = _mean_nested(per_seed)
+        report[level] = entry
+    return report
+
+
+def _mean_nested(runs: list[dict]) -> dict:
+    out: dict = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = _mean_nested([run[key] for run in runs])
+        elif isinstance(value, float) or value is None:
+            present = [run[key] for run in runs if run[key] is not None]
+            out[key] = round(float(np.mean(present)), 4) if present else None
+        else:
+            out[key] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="clay-v0-demo", help="preset or checkpoint to evaluate")
@@ -167,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=4, help="spatial blocks (groups of chip columns)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the random-weights models (comma list)")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
+    parser.add_argument("--features-cache", type=Path, metavar="NPZ",
+                        help="keep the computed vectors here and reuse them on the next run (same model and seeds)")
+    parser.add_argument("--no-probes", action="store_true",
+                        help="skip the kNN / linear-probe part (search quality only)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -175,11 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     data = scene_patches(trained, args.scene)
     grid = trained.config.image_size // trained.config.patch_size
-    features = {"demo": patch_embeddings(trained, data), "bands": band_means(trained, data)}
-    for seed in seeds:
-        torch.manual_seed(seed)
-        random_model = build_preset("clay-v0-tiny", **_architecture(trained.config)).apply_plan(trained.plan)
-        features[f"random_seed{seed}"] = patch_embeddings(random_model.eval(), data)
+    if args.features_cache and args.features_cache.is_file():  # the same vectors again: only the evaluation reruns
+        features = dict(np.load(args.features_cache))
+    else:
+        features = {"demo": patch_embeddings(trained, data), "bands": band_means(trained, data)}
+        for seed in seeds:
+            torch.manual_seed(seed)
+            random_model = build_preset("clay-v0-tiny", **_architecture(trained.config)).apply_plan(trained.plan)
+            features[f"random_seed{seed}"] = patch_embeddings(random_model.eval(), data)
+        if args.features_cache:
+            np.savez(args.features_cache, **features)
     columns = np.array([record.col for record in data["records"]])
     chip_blocks = np.floor(columns * args.folds / (columns.max() + 1)).astype(int)
     blocks = np.repeat(chip_blocks, grid * grid)
@@ -199,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         keep = flat >= 0
         entry: dict = {"file": path.name, "min_cover": min_cover, "classes": classes,
                        "patches_per_class": np.bincount(flat[keep], minlength=len(classes)).tolist()}
+        entry["search"] = search_report(features, labels, chip_blocks, grid, seeds)
+        if args.no_probes:
+            report["label_sets"][name] = entry
+            continue
         for kind, values in features.items():
             vectors = values.reshape(len(flat), -1)[keep].astype(np.float64)
             entry[kind] = {

@@ -1,10 +1,13 @@
 """Labels -> classifier: an L2-regularised logistic regression on the embeddings (numpy only: it runs in QGIS's
 own Python too), fitted on a few positive and negative chips and applied to every row as a `probability`.
 
-Features are the centred unit vectors of the search, scaled to unit mean length: x_i = (u_i - m) / s with
-m the mean unit vector and s the root-mean-square |u_i - m| over every row. Centring removes the direction
-all chips share (as in the centred similarity score); scaling makes one regularisation strength suit any
-model. Applying the model to every row is then one matrix-vector product on the stored vectors.
+Features are the centred unit vectors of the search: x_i = (u_i - m) / |u_i - m|, with u_i the unit vectors and
+m their mean over every row searched: the same geometry as the centred similarity score, so the decision value
+w.x_i + b is |w| times a centred cosine with the learned direction, plus b. Why unit length after centring: a
+linear model on unnormalised vectors ranks outliers (nodata edges, clouds: far from every class) first, which
+made its best matches worse than chance in benchmarks/quality.py (precision@10 0.27 from 50 labels per side,
+chance 0.25); on unit features |w.x + b| <= |w| + |b| whatever a row's distance from the mean (0.46).
+Applying the model to every row is one pass over the stored vectors (two matrix-vector products fused).
 
 Fitting is Newton's method on the (few) labelled rows. With fewer labels than dimensions the solution lies in
 the span of the labelled rows (representer theorem), so the problem is solved in that span: an r x r system
@@ -23,7 +26,10 @@ import numpy as np
 from clay_core.errors import ClayInputError
 from clay_core.similarity import BLOCK_ROWS, SimilarityIndex, valid_rows
 
-DEFAULT_L2 = 0.1
+# Chosen with benchmarks/quality.py (OSM land-use, demo-model patches, 4 blocked folds; the same data it is
+# evaluated on, so read the table there with that in mind): precision@10 from 20 / 50 labels per side was
+# 0.406 / 0.460 at 0.01 against 0.404 / 0.395 at 0.1 and 0.387 / 0.391 at 1; with 5 labels all lie within 0.02.
+DEFAULT_L2 = 0.01
 _MAX_NEWTON_STEPS = 100
 _TOLERANCE = 1e-9
 
@@ -85,28 +91,32 @@ def _newton(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, l2: f
 
 @dataclass
 class Classifier:
-    """A fitted model on the centred, scaled unit vectors of one SimilarityIndex (see the module doc)."""
+    """A fitted model on centred unit vectors, centred on `mean` (see the module doc)."""
 
-    weights: np.ndarray  # [D] float64, on x = (u - m) / scale
+    weights: np.ndarray  # [D] float64, on x = (u - m) / |u - m|
     bias: float
-    mean: np.ndarray  # [D] float32: m of the index it was fitted on
-    scale: float
+    mean: np.ndarray  # [D] float32: m of the search it was fitted on
     positives: int
     negatives: int
 
     def decision(self, index: SimilarityIndex) -> np.ndarray:
-        """w.x_i + b for every row of `index`, float64, a block at a time."""
-        direction = (self.weights / self.scale).astype(np.float32)
-        offset = float(self.mean.astype(np.float64) @ direction.astype(np.float64))
+        """w.x_i + b for every row of `index` (float64), a block at a time: one pass computes v.w and v.m."""
+        mean = self.mean.astype(np.float64)
+        both = np.stack([self.weights, mean], axis=1).astype(np.float32)  # [D, 2]
+        mean_sq = float(mean @ mean)
+        offset = float(mean @ self.weights)
         out = np.empty(len(index), dtype=np.float64)
         for start in range(0, len(index), BLOCK_ROWS):
             stop = start + BLOCK_ROWS
-            along = index.vectors[start:stop] @ direction
-            along *= index.inverse_norms[start:stop]
-            out[start:stop] = along
-        out -= offset
+            products = (index.vectors[start:stop] @ both).astype(np.float64)
+            products *= index.inverse_norms[start:stop, None]
+            along_w, along_m = products[:, 0], products[:, 1]
+            centred_sq = np.maximum(1.0 - 2.0 * along_m + mean_sq, 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[start:stop] = (along_w - offset) / np.sqrt(centred_sq)
+        bad = (index.inverse_norms == 0) | ~np.isfinite(out)
         out += self.bias
-        out[index.inverse_norms == 0] = -np.inf  # all-nodata rows: never a match
+        out[bad] = -np.inf  # all-nodata rows and rows at the mean: never a match
         return out
 
     def probabilities(self, index: SimilarityIndex) -> np.ndarray:
@@ -114,59 +124,45 @@ class Classifier:
         return sigmoid(self.decision(index)).astype(np.float32)
 
 
-def feature_scale(index: SimilarityIndex) -> float:
-    """Root-mean-square |u_i - m| over the rows with a direction (1 when they all sit on the mean)."""
-    inverse = index.inverse_centred_norms
-    valid = inverse > 0
-    if not valid.any():
-        return 1.0
-    return float(np.sqrt(np.mean(1.0 / inverse[valid].astype(np.float64) ** 2)))
-
-
-def joint_feature_scale(indexes: Sequence[SimilarityIndex]) -> float:
-    """`feature_scale` over every row of several indexes (centred on the same mean, see `use_mean`)."""
-    weights = np.array([index.valid_rows for index in indexes], dtype=np.float64)
-    if weights.sum() == 0:
-        return 1.0
-    squares = np.array([feature_scale(index) ** 2 for index in indexes])
-    return float(np.sqrt(weights @ squares / weights.sum()))
-
-
-def centred_features(index: SimilarityIndex, rows: Sequence[int], scale: float | None = None) -> np.ndarray:
-    """x = (u - m) / scale for some rows (float64)."""
-    rows = valid_rows(rows, len(index))
-    scale = feature_scale(index) if scale is None else scale
-    return (index.unit_rows(rows).astype(np.float64) - index.mean.astype(np.float64)) / scale
+def centred_unit(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(u - m) / |u - m| for some vectors (float64; zero rows stay zero)."""
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    centred = unit - np.asarray(mean, dtype=np.float64)
+    lengths = np.linalg.norm(centred, axis=1, keepdims=True)
+    centred = np.divide(centred, lengths, out=np.zeros_like(centred), where=lengths > 1e-6)
+    centred[norms[:, 0] == 0] = 0.0
+    return centred
 
 
 def fit_classifier(index: SimilarityIndex, positives: Sequence[int], negatives: Sequence[int], *,
                    l2: float = DEFAULT_L2, positive_vectors: np.ndarray | None = None,
-                   negative_vectors: np.ndarray | None = None, scale: float | None = None) -> Classifier:
-    """Fit on rows of `index` (and/or example vectors from elsewhere, e.g. another file of the same model).
-    A row given as both positive and negative counts as positive. `scale`: the feature scale of a search over
-    several indexes (`joint_feature_scale`); default: this index's."""
-    negatives = [row for row in negatives if row not in set(positives)]
-    scale = feature_scale(index) if scale is None else float(scale)
+                   negative_vectors: np.ndarray | None = None) -> Classifier:
+    """Fit on rows of `index` and/or example vectors from elsewhere (e.g. another file of the same model),
+    centred on the index's current search mean (`SimilarityIndex.use_mean`). A row given as both positive and
+    negative counts as positive."""
+    positives = list(valid_rows(positives, len(index)))
+    negatives = [row for row in valid_rows(negatives, len(index)) if row not in set(positives)]
     parts, labels = [], []
     for rows, extra, label in ((positives, positive_vectors, 1.0), (negatives, negative_vectors, 0.0)):
-        if len(rows):
-            parts.append(centred_features(index, rows, scale))
-            labels.append(np.full(len(rows), label))
+        vectors = [index.vectors[rows]] if len(rows) else []
         if extra is not None and np.asarray(extra).size:
-            extra = np.atleast_2d(np.asarray(extra, dtype=np.float64))
+            extra = np.atleast_2d(np.asarray(extra, dtype=np.float32))
             if extra.shape[1] != index.dim:
                 raise ClayInputError(f"the example vectors have {extra.shape[1]} values but the embeddings have "
                                      f"{index.dim}: they come from different models or levels")
-            norms = np.linalg.norm(extra, axis=1, keepdims=True)
-            unit = np.divide(extra, norms, out=np.zeros_like(extra), where=norms > 0)
-            parts.append((unit - index.mean.astype(np.float64)) / scale)
-            labels.append(np.full(len(extra), label))
+            vectors.append(extra)
+        if vectors:
+            stacked = np.concatenate(vectors)
+            parts.append(centred_unit(stacked, index.mean))
+            labels.append(np.full(len(stacked), label))
     if not parts:
         raise ClayInputError("no labelled examples: give positive and negative chips")
     label_vector = np.concatenate(labels)
     weights, bias = fit_logistic(np.concatenate(parts), label_vector, l2=l2)
-    return Classifier(weights=weights, bias=bias, mean=index.mean.copy(), scale=scale,
-                      positives=int(label_vector.sum()), negatives=int(len(label_vector) - label_vector.sum()))
+    return Classifier(weights=weights, bias=bias, mean=index.mean.copy(), positives=int(label_vector.sum()),
+                      negatives=int(len(label_vector) - label_vector.sum()))
 
 
 def parse_label(value: object, positive_values: Sequence[str] = ()) -> bool | None:

@@ -117,10 +117,6 @@ class EmbeddingCollection:
     def file_index(self, row: int) -> int:
         return int(np.searchsorted(self.offsets, row, side="right") - 1)
 
-    def qualified_ids(self) -> list[str]:
-        """`FILE:ID` for every row: unique across files (chip ids alone are not, e.g. two dates of one tile)."""
-        return [f"{name}:{chip}" for name, chip in zip(self.source_files, self.chip_ids, strict=True)]
-
     def chip_id(self, row: int) -> str:
         if "chip_id" in self.table.column_names:
             return str(self.table.column("chip_id")[int(row)].as_py())
@@ -221,6 +217,15 @@ def read_vectors_into(path: Path, out: np.ndarray) -> None:
         start += batch.num_rows
     if start != len(out):
         raise ClayInputError(f"{path} has {start} embeddings rows but its footer says {len(out)}: the file is damaged")
+
+
+def read_file_vectors(path: str | Path) -> np.ndarray:
+    """One file's embeddings as [rows, D] float32, decoded a batch at a time into one array."""
+    info = _file_info(Path(path))
+    width = info.width if info.width is not None else _first_width(info.path)
+    vectors = np.empty((info.rows, width), dtype=np.float32)
+    read_vectors_into(info.path, vectors)
+    return vectors
 
 
 def _source_names(paths: Sequence[Path]) -> list[str]:

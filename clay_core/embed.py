@@ -24,6 +24,7 @@ import inspect
 import io
 import math
 import multiprocessing
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,7 +226,7 @@ def contiguous_per_worker(batches: list[list[int]], workers: int) -> list[list[i
     return [run[k] for k in range(max(sizes)) for run in runs if k < len(run)]
 
 
-def _reader_init(_worker_id: int) -> None:
+def _reader_init(_worker_id: int, tied_to_parent: bool = True) -> None:
     """Reader processes decode one chip each: GDAL's own decoder threads would only oversubscribe the CPUs.
     They die with the main process (a kill -9 of it must not leave orphans reading on) and do not keep its
     output lock (a re-run right after the kill must find the output free)."""
@@ -233,7 +234,8 @@ def _reader_init(_worker_id: int) -> None:
 
     from clay_core.embed_parts import release_inherited_locks
 
-    die_with_parent()
+    if tied_to_parent:
+        die_with_parent()
     release_inherited_locks()
     os.environ.setdefault("GDAL_NUM_THREADS", "1")
     limit_gdal_cache()
@@ -276,7 +278,10 @@ def iterate_batches(sources: Sequence[Any], work: Sequence[tuple[int, Any]], opt
         prefetch_factor=options.prefetch if workers else None,
         pin_memory=pin_memory,
         persistent_workers=False,
-        worker_init_fn=_reader_init if workers else None,
+        # PR_SET_PDEATHSIG fires when the creating *thread* ends: only tie readers made by the main thread
+        # (a Dask task runs in a pool thread; DataLoader's own parent check still ends those readers).
+        worker_init_fn=functools.partial(_reader_init, tied_to_parent=threading.current_thread()
+                                         is threading.main_thread()) if workers else None,
     )
     return iter(loader)
 

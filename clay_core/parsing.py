@@ -26,4 +26,4 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
         values = ()
     if len(values) != 4:
         raise ClayInputError(f"bbox {text!r} must be four numbers W,S,E,N (xmin,ymin,xmax,ymax)")
-    return values  # type: ignore[return-value]
+    return values

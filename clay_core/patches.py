@@ -103,15 +103,15 @@ def patch_rings_crs84(utm_bboxes: np.ndarray, epsgs: Sequence[int], h: int, w: i
     """[N * h * w, 5, 2] CRS84 rings of each chip's patches from its `utm_bbox` and `epsg` columns: the writer's
     rule (exact corners, counter-clockwise from south-west) without pyproj. Non-UTM EPSG codes: ClayInputError."""
     utm_bboxes = np.asarray(utm_bboxes, dtype=np.float64).reshape(-1, 4)
-    epsgs = np.asarray(epsgs).reshape(-1)
+    codes = np.asarray(epsgs).reshape(-1)
     boxes = np.stack([patch_bounds(box, h, w).reshape(-1, 4) for box in utm_bboxes]) if len(utm_bboxes) \
         else np.zeros((0, h * w, 4))
     xmin, ymin, xmax, ymax = np.moveaxis(boxes, -1, 0)
     xs = np.stack([xmin, xmax, xmax, xmin, xmin], axis=-1)
     ys = np.stack([ymin, ymin, ymax, ymax, ymin], axis=-1)
     rings = np.empty((*xs.shape, 2))
-    for epsg in np.unique(epsgs):
-        chosen = epsgs == epsg
+    for epsg in np.unique(codes):
+        chosen = codes == epsg
         rings[chosen, ..., 0], rings[chosen, ..., 1] = krueger_utm_to_lonlat(xs[chosen], ys[chosen], int(epsg))
     return rings.reshape(-1, 5, 2)
 

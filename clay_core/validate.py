@@ -134,10 +134,23 @@ def crs_text(text: object | None, option: str = "--bbox-crs") -> str | None:
 
 
 def tile_id(text: object) -> str:
-    """An MGRS tile id such as 33UUU (T33UUU and lower case accepted)."""
-    from clay_core.grid.mgrs import parse_tile
+    """An MGRS tile id such as 33UUU (T33UUU and lower case accepted): its letters and zone, with the messages
+    of clay_core.grid.mgrs.parse_tile, but without placing the tile (that needs pyproj, which QGIS's own
+    Python may lack)."""
+    from clay_core.grid.mgrs import _TILE_RE, COLUMN_SETS
 
-    return parse_tile(str(text)).id
+    match = _TILE_RE.match(str(text).strip().upper())
+    if not match:
+        raise ClayInputError(
+            f"{text!r} is not an MGRS tile id: expected zone, latitude band and two 100 km letters, e.g. 33UUU")
+    zone, band, column, row = int(match[1]), match[2], match[3], match[4]
+    if not 1 <= zone <= 60:
+        raise ClayInputError(f"MGRS tile {text!r}: UTM zone {zone} is not in 1..60")
+    columns = COLUMN_SETS[(zone - 1) % 3]
+    if column not in columns:
+        raise ClayInputError(
+            f"MGRS tile {text!r}: column letter {column} does not exist in zone {zone} (use one of {columns})")
+    return f"{zone:02d}{band}{column}{row}"
 
 
 # ---- dates ------------------------------------------------------------------------------------------

@@ -357,7 +357,7 @@ def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] =
     started = time.monotonic()
     feedback = feedback or Feedback()
     folder = Path(folder).expanduser().absolute()
-    args = shlex.split(pip_args, posix=os.name == "posix") if isinstance(pip_args, str) else list(pip_args)
+    args = split_pip_args(pip_args) if isinstance(pip_args, str) else list(pip_args)
     clay_core = clay_core or bundled_clay_core()
     previous = read_stamp(folder)
     force_clay_core = bool(previous) and previous.get("clay_core_sha256") != clay_core.sha256
@@ -410,6 +410,15 @@ def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] =
     write_stamp(folder, plan.stamp())
     feedback.setProgress(100)
     return SetupResult(str(python), report, True, time.monotonic() - started, steps)
+
+
+def split_pip_args(text: str, posix: bool = os.name == "posix") -> list[str]:
+    """Shell-like words; on Windows backslashes stay (D:\\wheels) and quotes only group ("C:\\my wheels").
+    ValueError on an unbalanced quote."""
+    words = shlex.split(text, posix=posix)
+    if posix:
+        return words
+    return [word[1:-1] if len(word) > 1 and word[0] == word[-1] and word[0] in "\"'" else word for word in words]
 
 
 def _step(feedback: Feedback, percent: float, text: str) -> None:

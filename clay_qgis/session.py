@@ -35,6 +35,32 @@ class Member:
     scored: Scored | None = None
 
 
+def expanded_layers(layer_list: list[QgsVectorLayer]) -> list[str]:
+    """Ids of the layers whose Layers-panel node is open now."""
+    root = QgsProject.instance().layerTreeRoot()
+    nodes = [(layer.id(), root.findLayer(layer.id())) for layer in layer_list]
+    return [layer_id for layer_id, node in nodes if node is not None and node.isExpanded()]
+
+
+def restore_expanded(layer_ids: list[str]) -> None:
+    """Re-open those nodes after a restyle. QGIS 3.22 rebuilds a layer's legend rows on every restyle, and after
+    a new field or several restyles in one turn its Layers view collapses the layer and marks the node closed;
+    re-opening now and once the event loop has run (the view may collapse it again then) keeps the classes
+    visible. Layers the user closed stay closed (they are not in the list)."""
+    from qgis.PyQt.QtCore import QTimer
+
+    def reopen() -> None:
+        root = QgsProject.instance().layerTreeRoot()
+        for layer_id in layer_ids:
+            node = root.findLayer(layer_id)
+            if node is not None:
+                node.setExpanded(True)
+
+    reopen()
+    QTimer.singleShot(0, reopen)
+    QTimer.singleShot(250, reopen)
+
+
 def embedding_layers(like: layers.EmbeddingSet | None = None) -> list[QgsVectorLayer]:
     """The project's layers made from embeddings files (of the same dimension as `like`), in layer order."""
     found = []
@@ -173,14 +199,13 @@ class SearchSession:
 
     def _classify(self, positive: np.ndarray | None, negative: np.ndarray | None) -> list[np.ndarray] | None:
         """Probabilities per member, or None (with a message) while there are not both kinds of examples."""
-        from clay_core.classify import fit_classifier, joint_feature_scale
+        from clay_core.classify import fit_classifier
 
         if positive is None or negative is None:
             self.message = "classifier: add a negative example (ctrl-click) to fit it; showing similarity meanwhile"
             return None
         indexes = [member.embedding_set.index for member in self.members]
-        self.classifier = fit_classifier(indexes[0], [], [], positive_vectors=positive, negative_vectors=negative,
-                                         scale=joint_feature_scale(indexes))
+        self.classifier = fit_classifier(indexes[0], [], [], positive_vectors=positive, negative_vectors=negative)
         self.message = (f"classifier fitted on {self.classifier.positives} positive / {self.classifier.negatives} "
                         "negative example(s)")
         return [self.classifier.probabilities(member.embedding_set.index) for member in self.members]
@@ -189,9 +214,11 @@ class SearchSession:
         if self.all_scores is None:
             return
         has_negatives = any(kind == layers.NEGATIVE for *_, kind in self.examples)
+        expanded = expanded_layers([member.layer for member in self.members])
         for member in self.members:
             layers.style_similarity(member.layer, self.all_scores, threshold=self.threshold, top_k=self.top_k,
                                     has_negatives=has_negatives, field=self.score_field)
+        restore_expanded(expanded)
 
     def set_view(self, *, threshold: float | None = None, top_k: int | None = None,
                  clear_threshold: bool = False) -> None:

@@ -72,7 +72,7 @@ for suite in "${SUITES[@]}"; do
     (
         set -e
         matrix_suite "$suite" "$ZIP"
-    ) > >(tee "$log" | grep --line-buffered -E '^(step|matrix:)') 2>&1 &
+    ) > >(tee "$log" | grep --line-buffered -E '^(step|matrix:|stock-install check|  [a-z-]+: rc )') 2>&1 &
     SUITE_PID=$!
     status=0
     wait "$SUITE_PID" || status=$?

@@ -247,6 +247,9 @@ def main() -> int:
     except CheckFailed as failure:
         print(f"stock-install check on {version}: FAIL at {failure.step}: {failure.reason} (log: {log})", flush=True)
         return 1
+    finally:
+        if not args.runtime_folder:  # a kept --work folder keeps the log and outputs, not 1.5 GB of runtime
+            shutil.rmtree(runtime_folder, ignore_errors=True)
     print(f"stock-install check on {version}: PASS in {time.monotonic() - started:.0f} s "
           f"(setupruntime, info, embedmgrs, loadembeddings, similarity, rendermap; {'; '.join(notes)})", flush=True)
     if not args.work:

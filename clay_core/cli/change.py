@@ -52,10 +52,11 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     import numpy as np
     import pyarrow as pa
 
+    from clay_core import validate
     from clay_core.change import cosine_distance, match_footprints, per_patch_distance
-    from clay_core.collection import check_writable, read_collection
+    from clay_core.collection import read_collection
 
-    check_writable(args.output, args.overwrite)
+    args.output = validate.output_file(args.output, args.overwrite)
     reporter.start(3, "reading embeddings")
     before, after = read_collection([args.before]), read_collection([args.after])
     exploded = "patch_row" in before.table.column_names

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="label value(s) that mean positive; every other value is negative (default: "
                              "1/true/yes/positive vs 0/false/no/negative)")
     parser.add_argument("--l2", type=float, default=None, metavar="LAMBDA",
-                        help="regularisation strength (default 0.1; larger = smoother probabilities)")
+                        help="regularisation strength (default 0.01; larger = smoother probabilities)")
     parser.add_argument("--top", type=int, default=0, metavar="K", help="keep the K most probable rows (0: all)")
     parser.add_argument("--threshold", type=float, default=None, metavar="P",
                         help="keep rows with probability >= P (in [0, 1])")
@@ -46,21 +46,24 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     import numpy as np
     import pyarrow as pa
 
+    from clay_core import validate
     from clay_core.classify import DEFAULT_L2, fit_classifier
     from clay_core.cli._examples import ExampleFinder
     from clay_core.collection import read_collection, write_rows
     from clay_core.similarity import SimilarityIndex, ranks, select_matches
 
-    l2 = DEFAULT_L2 if args.l2 is None else args.l2
-    if not l2 > 0:
-        raise ClayInputError(f"--l2 must be > 0, got {args.l2}")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ClayInputError(f"--threshold must be in [0, 1], got {args.threshold}")
-    if args.top < 0:
-        raise ClayInputError(f"--top must be 0 (all) or a positive number of rows, got {args.top}")
     if not (args.positive or args.positive_point or args.labels):
         raise ClayInputError("give labelled examples: --positive ID / --positive-point LON,LAT and --negative ... "
                              "or --labels FILE --label-field FIELD")
+    args.output = validate.output_file(args.output, args.overwrite)
+    l2 = DEFAULT_L2 if args.l2 is None else validate.real(args.l2, "--l2", above=0.0)
+    args.top = validate.integer(args.top, "--top", minimum=0, hint="0 keeps every row")
+    if args.threshold is not None:
+        args.threshold = validate.fraction(args.threshold, "--threshold")
+    for text in args.positive_point + args.negative_point:
+        validate.point(text)
+    if args.labels is not None and not args.labels.is_file():
+        raise ClayInputError(f"label file {args.labels} does not exist")
     reporter.start(3, "reading embeddings")
     collection = read_collection(args.embeddings)
     finder = ExampleFinder(collection)

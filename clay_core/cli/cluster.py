@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from clay_core.cli.similar import add_inputs_argument
-from clay_core.errors import ClayInputError
 from clay_core.progress import JsonLinesReporter, Reporter
 
 
@@ -28,14 +27,15 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     import numpy as np
     import pyarrow as pa
 
+    from clay_core import validate
     from clay_core.cluster import kmeans
     from clay_core.collection import read_collection, write_rows
     from clay_core.similarity import SimilarityIndex
 
-    if args.clusters < 1:
-        raise ClayInputError(f"-k/--clusters must be at least 1, got {args.clusters}")
-    if args.max_iterations < 1:
-        raise ClayInputError(f"--max-iterations must be at least 1, got {args.max_iterations}")
+    args.output = validate.output_file(args.output, args.overwrite)
+    args.clusters = validate.integer(args.clusters, "-k/--clusters", minimum=1)
+    args.seed = validate.integer(args.seed, "--seed", minimum=0)
+    args.max_iterations = validate.integer(args.max_iterations, "--max-iterations", minimum=1)
     reporter.start(3, "reading embeddings")
     collection = read_collection(args.embeddings)
     reporter.advance(1, "clustering")

@@ -59,16 +59,20 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     import numpy as np
     import pyarrow as pa
 
+    from clay_core import validate
     from clay_core.cli._examples import ExampleFinder
     from clay_core.collection import read_collection, write_rows
     from clay_core.similarity import SimilarityIndex, select_matches
 
     if not (args.chip or args.point):
         raise ClayInputError("give a query: --chip ID or --point LON,LAT (repeat for several positives)")
-    if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
-        raise ClayInputError(f"--threshold must be in [-1, 1], got {args.threshold}")
-    if args.top < 0:
-        raise ClayInputError(f"--top must be 0 (all) or a positive number of matches, got {args.top}")
+    # every value before the (possibly large) read: one shared rule set with the other commands and QGIS
+    args.output = validate.output_file(args.output, args.overwrite)
+    args.top = validate.integer(args.top, "--top", minimum=0, hint="0 keeps every match")
+    if args.threshold is not None:
+        args.threshold = validate.real(args.threshold, "--threshold", minimum=-1.0, maximum=1.0)
+    for text in args.point + args.negative_point:
+        validate.point(text)
     reporter.start(3, "reading embeddings")
     collection = read_collection(args.embeddings)
     if len(collection) == 0:

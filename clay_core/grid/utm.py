@@ -7,7 +7,10 @@ in-process (QGIS's Python may lack rasterio). pyproj is imported only when a tra
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pyproj is imported only when a transform is asked for
+    from pyproj import Transformer
 
 # Svalbard (band X, 72..84 N): zones 32, 34 and 36 are not used; 31, 33, 35 and 37 are widened to cover
 # 0-9, 9-21, 21-33 and 33-42 E (west edges listed; each zone runs to the next edge).
@@ -41,7 +44,7 @@ def lonlat_to_utm(epsg: int, lon: Any, lat: Any) -> tuple[Any, Any]:
 
 
 @lru_cache(maxsize=128)
-def _transformer(source: int, target: int):
+def _transformer(source: int, target: int) -> Transformer:
     # Building a Transformer costs ~1 ms (a PROJ database look-up): build each pair once per process.
     from pyproj import Transformer
 

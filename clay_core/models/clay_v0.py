@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -208,7 +208,8 @@ class Transformer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for attention, feed_forward in self.layers:
+        for layer in self.layers:
+            attention, feed_forward = cast(nn.ModuleList, layer)
             x = _add_residual(attention(x), x)
             x = _add_residual(feed_forward(x), x)
         return self.norm(x)
@@ -234,6 +235,9 @@ class Patchify(nn.Module):
 class ClayV0Encoder(nn.Module):
     """The reference `Encoder`; its state_dict keys equal the official `model.encoder.*` keys stripped."""
 
+    encoding: torch.Tensor  # buffers (register_buffer), typed for the checker
+    _group_channel_order: torch.Tensor
+
     def __init__(self, config: ClayV0Config) -> None:
         super().__init__()
         self.config = config
@@ -251,6 +255,10 @@ class ClayV0Encoder(nn.Module):
         #: Inference without autograd/autocast builds the transformer input with fewer, larger ops
         #: (`_fused_transformer_input`); False forces the module-by-module reference path.
         self.fused_input = True
+
+    def patchifies(self) -> list[Patchify]:
+        """The per-group patch embeddings, in band-group order."""
+        return [cast(Patchify, module) for module in self.patch_embedding.values()]
 
     def _check_size(self, pixels: torch.Tensor) -> None:
         expected = (self.config.image_size, self.config.image_size)
@@ -290,14 +298,15 @@ class ClayV0Encoder(nn.Module):
         )
         projected = pixels.new_empty(groups, batch * patches_per_group, dim)
         first = 0
-        for index, patchify in enumerate(self.patch_embedding.values()):
+        for index, patchify in enumerate(self.patchifies()):
             width = patchify.proj.in_channels
             group_patches = patches[:, first:first + width].reshape(batch * patches_per_group, width * size * size)
             weight = patchify.proj.weight.reshape(dim, width * size * size)
-            torch.addmm(patchify.proj.bias, group_patches, weight.t(), out=projected[index])
+            bias = cast(torch.Tensor, patchify.proj.bias)  # Conv2d built with a bias (Patchify)
+            torch.addmm(bias, group_patches, weight.t(), out=projected[index])
             first += width
         normalised = F.layer_norm(projected, (dim,), eps=LAYER_NORM_EPS).view(groups, batch, patches_per_group, dim)
-        norms = [patchify.norm for patchify in self.patch_embedding.values()]
+        norms = [patchify.norm for patchify in self.patchifies()]
         scale = torch.stack([norm.weight for norm in norms])[:, None, None, :]
         shift = torch.stack([norm.bias for norm in norms])[:, None, None, :] + self.encoding[:, None]
         tokens = pixels.new_empty(batch, groups * patches_per_group + 2, dim)

@@ -100,6 +100,8 @@ def decoder_config_of(config: ClayV0Config) -> DecoderConfig:
 class ClayV0Decoder(nn.Module):
     """The v0 MAE decoder (spec 2.6); parameter names follow the official `model.decoder.*` keys."""
 
+    encoding: torch.Tensor  # a buffer (register_buffer), typed for the checker
+
     def __init__(
         self,
         encoder_dim: int,

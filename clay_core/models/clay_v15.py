@@ -14,7 +14,7 @@ import datetime
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -223,7 +223,8 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(config.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for attention, feedforward in self.layers:
+        for layer in self.layers:
+            attention, feedforward = cast(nn.ModuleList, layer)
             x = attention(x) + x
             x = feedforward(x) + x
         return self.norm(x)

@@ -138,7 +138,8 @@ class EmbeddingModel(nn.Module):
 
         chosen = self.check_level(level)
         bands = [self.sensor.band(name) for name in self.input_bands]
-        config = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config)
+        is_instance = dataclasses.is_dataclass(self.config) and not isinstance(self.config, type)
+        config = dataclasses.asdict(self.config) if is_instance else dict(self.config)
         return {
             "model": self.name,
             "family": self.family,
@@ -305,7 +306,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     """`config` (a dataclass) with the given fields replaced; a clear error naming unknown fields."""
     if not overrides:
         return config
-    if not dataclasses.is_dataclass(config):
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise ClayInputError(f"model overrides {sorted(overrides)} are not supported for this config")
     fields = {field.name for field in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - fields)

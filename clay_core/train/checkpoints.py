@@ -79,7 +79,7 @@ def training_checkpoint(
 ) -> dict[str, Any]:
     """Everything a checkpoint holds (see the module docstring)."""
     consumed = loop.global_step * settings.batch_size * settings.accumulate
-    rng = {"torch": torch.get_rng_state()}
+    rng: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return {

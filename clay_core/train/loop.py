@@ -143,10 +143,11 @@ class _Run:
             persistent_workers=settings.workers > 0,
         )
         self.batches: Iterator[dict[str, Any]] = iter(loader)
-        self.model: nn.Module = self.mae
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
         if context.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = nn.parallel.DistributedDataParallel(self.mae, device_ids=device_ids)
+            self.ddp = nn.parallel.DistributedDataParallel(self.mae, device_ids=device_ids)
+        self.model: nn.Module = self.ddp if self.ddp is not None else self.mae
         self.output = Path(settings.output)
         plotting = context.is_main and loss_plotting_available(reporter)
         self.plot_path = loss_plot_path(self.output) if plotting else None
@@ -204,7 +205,7 @@ class _Run:
                 prepared["pixels"].shape[0], mae.groups, mae.patches, settings.mask_ratio, generator
             )
             last = micro == settings.accumulate - 1
-            sync = contextlib.nullcontext() if (last or not self.context.enabled) else self.model.no_sync()
+            sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
             with sync:  # the backward pass too: no_sync defers the gradient all-reduce until the last one
                 with autocast(self.plan):
                     loss = self.model(

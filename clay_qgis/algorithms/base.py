@@ -306,6 +306,9 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
                                     field=self.scored.get("field", layers.SIMILARITY))
         else:
             layers.style_chip_grid(layer)
+        from clay_qgis.gui.dock import keep_legend_expanded  # a no-op without the desktop's Layers panel
+
+        keep_legend_expanded(layer)
 
 
 def load_on_completion(layer: QgsVectorLayer, context: QgsProcessingContext, name: str) -> str:

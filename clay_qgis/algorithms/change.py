@@ -25,24 +25,25 @@ CHANGE_COLORS = ("#ffffb2", "#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026
 
 
 def change_renderer(values: np.ndarray):
-    """Graduated renderer on `change`: quantile classes (changes of one scene pair crowd near 0)."""
+    """Graduated renderer on `change`: equal intervals from the least to the most changed chip, so unchanged
+    chips stay pale and only real change turns red (quantile classes would paint a sixth of any pair red)."""
     from qgis.core import QgsFillSymbol, QgsGraduatedSymbolRenderer, QgsRendererRange
     from qgis.PyQt.QtGui import QColor
 
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
-    breaks = np.unique(np.quantile(finite, np.linspace(0, 1, len(CHANGE_COLORS) + 1))) if finite.size \
-        else np.array([0.0, 2.0])
-    if len(breaks) < 2:
-        breaks = np.array([breaks[0], breaks[0] + 1e-6])
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 2.0)
+    high = max(high, low + 1e-6)
+    breaks = np.linspace(low, high, len(CHANGE_COLORS) + 1)
     ranges = []
-    for index, (low, high) in enumerate(zip(breaks[:-1], breaks[1:], strict=True)):
-        color = QColor(CHANGE_COLORS[min(index * len(CHANGE_COLORS) // (len(breaks) - 1), len(CHANGE_COLORS) - 1)])
+    for index, (start, stop) in enumerate(zip(breaks[:-1], breaks[1:], strict=True)):
+        color = QColor(CHANGE_COLORS[index])
         color.setAlpha(215)
-        symbol = QgsFillSymbol.createSimple({"color": color.name(QColor.NameFormat.HexArgb), "outline_style": "no"})
-        low_edge = low - 1e-9 if index == 0 else low
-        high_edge = high + 1e-9 if index == len(breaks) - 2 else high
-        ranges.append(QgsRendererRange(low_edge, high_edge, symbol, f"{low:.4f} – {high:.4f}"))
+        symbol = QgsFillSymbol.createSimple({"color": color.name(QColor.NameFormat.HexArgb), "outline_color": "#80808080",
+                                             "outline_width": "0.1"})
+        low_edge = start - 1e-9 if index == 0 else start
+        high_edge = stop + 1e-9 if index == len(breaks) - 2 else stop
+        ranges.append(QgsRendererRange(low_edge, high_edge, symbol, f"{start:.4f} – {stop:.4f}"))
     return QgsGraduatedSymbolRenderer(CHANGE, ranges)
 
 
@@ -61,7 +62,7 @@ class ChangeAlgorithm(ClayAlgorithm):
         "Compares two embeddings files of the same area at two dates (same model and chip grid): every chip, or "
         "every patch of patch-level files, gets 'change' = 1 - cos(before, after) in [0, 2] (0 = unchanged). "
         "Chips are matched by their footprint, not by row order; chips found at one date only are counted and "
-        "left out. Most changed first, styled from pale (little) to dark red (much).")
+        "left out. Most changed first, styled in equal steps from pale (least) to dark red (most changed).")
 
     BEFORE = "BEFORE"
     AFTER = "AFTER"

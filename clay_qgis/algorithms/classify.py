@@ -85,7 +85,7 @@ class ClassifyAlgorithm(ClayAlgorithm):
                                                             QgsProcessing.SourceType.TypeVectorPolygon))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
-        from clay_core.classify import fit_classifier, joint_feature_scale
+        from clay_core.classify import fit_classifier
         from clay_core.similarity import ranks, select_matches
         from clay_qgis import layers
 
@@ -105,8 +105,7 @@ class ClassifyAlgorithm(ClayAlgorithm):
             l2 = self.parameterAsDouble(parameters, self.L2, context)
             indexes = [target.index for target in search.targets]
             classifier = fit_classifier(indexes[0], [], [], l2=l2, positive_vectors=search.vectors(positives),
-                                        negative_vectors=search.vectors(negatives) if negatives else None,
-                                        scale=joint_feature_scale(indexes))
+                                        negative_vectors=search.vectors(negatives) if negatives else None)
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         probability = np.concatenate([classifier.probabilities(target.index) for target in search.targets])

@@ -87,7 +87,7 @@ class EmbedMgrsAlgorithm(ClayAlgorithm):
         end = parse_date(self.parameterAsString(parameters, self.END, context), "end date")
         if not start or not end:
             raise ClayInputError("give both a start and an end date (YYYY-MM-DD)")
-        validate.date_range(start, end, "start date", "end date")
+        validate.date_range(start, end, "the start date", "the end date")
         folder = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
         make_output_folder(folder)
         validate.output_folder(folder, "output folder")

@@ -198,17 +198,6 @@ class SimilarityAlgorithm(ClayAlgorithm):
         return target_rows, [vectors]
 
 
-def rows_of_chip_ids(target, text: str, what: str) -> list[int]:
-    rows: list[int] = []
-    for chip_id in filter(None, (part.strip() for part in (text or "").split(","))):
-        found = target.rows_of_chip(chip_id)
-        if not found:
-            example = target.columns["chip_id"][0] if len(target) else "none"
-            raise ClayInputError(f"{what} chip id {chip_id!r} is not in {target.path.name} (ids look like {example!r})")
-        rows += found
-    return rows
-
-
 def rows_of_feature_key(owner, feature, field_names: list[str]) -> list[int]:
     chip_id = feature["chip_id"]
     if owner.mode == "patches" and "patch_row" in field_names and "patch_col" in field_names:

@@ -97,7 +97,10 @@ def keep_legend_expanded(layer) -> None:
         if index.isValid():
             view.setExpanded(index, True)
 
+    # Twice: the first pass runs once the model rebuilt the legend nodes; QGIS 3.22 sometimes rebuilds them again
+    # a moment later (a layer whose fields just changed, several restyles in one turn), collapsing the view anew.
     QTimer.singleShot(0, expand)
+    QTimer.singleShot(300, expand)
 
 
 class SimilarityDock(QgsDockWidget):
@@ -222,7 +225,8 @@ class SimilarityDock(QgsDockWidget):
     def _refresh(self) -> None:
         session = self.session
         if session is not None:
-            keep_legend_expanded(session.layer)
+            for member in getattr(session, "members", None) or [session]:
+                keep_legend_expanded(member.layer)
         scores = self._scores()
         self.histogram.set_scores(scores, self.threshold())
         field = getattr(session, "score_field", layers.SIMILARITY) if session else layers.SIMILARITY

@@ -8,6 +8,8 @@ report there, where the dialog may be shown.
 
 from __future__ import annotations
 
+import time
+
 from qgis.PyQt.QtCore import QObject, Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import QMessageBox
 
@@ -20,6 +22,8 @@ PROMPT_TEXT = (
     "the Python package index; behind a proxy or offline, give a mirror in its <i>Extra installer options</i>.</p>"
     "<p>Open the set-up now?</p>"
 )
+# After "Not now", a batch of runs that all fail the same way must not ask again for each of them.
+QUIET_AFTER_DECLINE_S = 120.0
 
 
 class RuntimePrompter(QObject):
@@ -31,6 +35,7 @@ class RuntimePrompter(QObject):
         super().__init__(parent)
         self.open_setup = open_setup
         self.showing = False
+        self.declined_at: float | None = None
         self.last_box: QMessageBox | None = None
         # Queued: emitted from a Processing task thread, handled in the GUI thread.
         self.requested.connect(self.prompt, Qt.ConnectionType.QueuedConnection)
@@ -40,7 +45,8 @@ class RuntimePrompter(QObject):
         self.requested.emit(message)
 
     def prompt(self, message: str = "") -> bool:
-        if self.showing:
+        recently_declined = self.declined_at is not None and time.monotonic() - self.declined_at < QUIET_AFTER_DECLINE_S
+        if self.showing or recently_declined:
             return False
         self.showing = True
         try:
@@ -62,4 +68,6 @@ class RuntimePrompter(QObject):
             self.last_box = None
         if chosen:
             self.open_setup()
+        else:
+            self.declined_at = time.monotonic()
         return chosen

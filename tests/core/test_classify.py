@@ -42,7 +42,7 @@ def two_kinds(rows: int = 2_000, dim: int = 64, seed: int = 2) -> tuple[np.ndarr
     kind = rng.random(rows) < 0.2
     signal = np.zeros(dim)
     signal[:4] = 1.0
-    vectors = 10.0 + rng.standard_normal((rows, dim)) + np.outer(kind, signal) * 1.5
+    vectors = 10.0 + rng.standard_normal((rows, dim)) + np.outer(kind, signal) * 2.5
     vectors[7] = 0.0  # an all-nodata chip
     return vectors.astype(np.float32), kind
 
@@ -59,9 +59,11 @@ def test_classifier_separates_the_kinds_from_few_labels():
     others = np.setdiff1d(np.arange(len(vectors)), positives + negatives + [7])
     predicted = probability[others] >= 0.5
     assert (predicted == kind[others]).mean() > 0.85
-    # the same model applied by hand: sigmoid(w.(u - m)/s + b)
+    # the same model applied by hand: sigmoid(w.(u - m)/|u - m| + b)
     unit = vectors[others[:5]] / np.linalg.norm(vectors[others[:5]], axis=1, keepdims=True)
-    by_hand = sigmoid((unit - classifier.mean) / classifier.scale @ classifier.weights + classifier.bias)
+    centred = unit - classifier.mean
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    by_hand = sigmoid(centred @ classifier.weights + classifier.bias)
     np.testing.assert_allclose(probability[others[:5]], by_hand, atol=1e-5)
     assert isinstance(classifier, Classifier) and classifier.positives == 10 and classifier.negatives == 10
 
@@ -81,3 +83,14 @@ def test_parse_label_values():
     assert parse_label("forest", ["forest"]) is True and parse_label("water", ["forest"]) is False
     with pytest.raises(ClayInputError, match="--positive-value"):
         parse_label("forest")
+
+
+
+def test_decision_is_bounded_whatever_the_distance_from_the_mean():
+    """On unit features |w.x + b| <= |w| + |b|: a row far from the mean cannot outrank the rest by its length."""
+    vectors, kind = two_kinds()
+    index = SimilarityIndex(vectors)
+    classifier = fit_classifier(index, np.flatnonzero(kind)[:5].tolist(), np.flatnonzero(~kind)[:5].tolist())
+    decision = classifier.decision(index)
+    finite = decision[np.isfinite(decision)]
+    assert np.abs(finite).max() <= np.linalg.norm(classifier.weights) + abs(classifier.bias) + 1e-9

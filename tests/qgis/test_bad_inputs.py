@@ -84,7 +84,7 @@ CASES = [
     Case("mgrs not a tile", "clay:embedmgrs", mgrs(TILE="hello"), "'hello' is not an MGRS tile id"),
     Case("mgrs zone 61", "clay:embedmgrs", mgrs(TILE="61UUU"), "UTM zone 61 is not in 1..60"),
     Case("mgrs start after end", "clay:embedmgrs", mgrs(START="2021-01-01", END="2020-01-01"),
-         "start date 2021-01-01 is after end date 2020-01-01"),
+         "the start date 2021-01-01 is after the end date 2020-01-01"),
     Case("mgrs impossible date", "clay:embedmgrs", mgrs(START="2020-02-30"), "'2020-02-30' is not a date"),
     Case("similarity file with no rows", "clay:similarity",
          similarity("no_rows.gpq", POINT="15.0,45.1 [EPSG:4326]"), "has no rows (nothing was embedded)"),

