@@ -134,10 +134,11 @@ def _friendly_error(last_error: str | None, stderr_tail: list[str], returncode: 
     if missing:
         module = missing.group(1).split(".")[0]
         python = worker_python()
-        if module == "torch":
-            return f"torch is not installed in the worker Python ({python}): {SETUP_HINT}"
-        return (f"the worker Python ({python}) lacks the module '{module}' that clay_core needs: {SETUP_HINT} "
-                "(it installs clay_core with its dependencies)")
+        what = "torch is not installed in" if module == "torch" else f"the module '{module}' is missing from"
+        if os.environ.get("CLAY_PYTHON") == python:
+            return (f"{what} the worker Python {python} (set by CLAY_PYTHON): install clay_core's dependencies "
+                    f"there, or unset CLAY_PYTHON and {SETUP_HINT}")
+        return f"{what} the worker Python {python}: {SETUP_HINT} (it installs torch and clay_core's dependencies)"
     if not text:
         text = f"the Clay worker exited with code {returncode} without an error message"
     return text
@@ -253,7 +254,8 @@ def _relay(event: dict[str, Any], feedback) -> None:
     elif kind == "log":
         message = str(event.get("message", ""))
         if event.get("level") == "warning":
-            feedback.reportError(message, fatalError=False)
+            # A warning, not an error: reportError would print "ERROR:" under qgis_process for a skipped chip.
+            feedback.pushWarning(message)
         else:
             feedback.pushInfo(message)
 

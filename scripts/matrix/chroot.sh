@@ -3,7 +3,7 @@
 # EXIT trap calls matrix_cleanup), so an interrupted run never leaves a mount behind.
 
 # What qgis_process needs headless, plus python3-venv for the plugin's runtime set-up.
-MATRIX_PACKAGES="qgis python3-qgis qgis-providers python3-venv ca-certificates"
+MATRIX_PACKAGES=(qgis python3-qgis qgis-providers python3-venv ca-certificates)
 MATRIX_HOST_WHEELS=${CLAY_MATRIX_WHEELS:-/opt/wheels}
 
 matrix_mirror() {
@@ -108,7 +108,7 @@ matrix_run() {
     # matrix_run ROOT CMD...: run CMD inside the chroot with the clean environment.
     local root=$1
     shift
-    mkdir -p -m 700 "$root/tmp/runtime-root"
+    mkdir -p "$root/tmp/runtime-root" && chmod 700 "$root/tmp/runtime-root"
     # shellcheck disable=SC2046  # one word per variable
     chroot "$root" /usr/bin/env -i $(matrix_env) "$@"
 }
@@ -142,7 +142,7 @@ EOF
 matrix_install_qgis() {
     local root=$1
     matrix_run "$root" apt-get update -q
-    matrix_run "$root" apt-get install -y -q $MATRIX_PACKAGES
+    matrix_run "$root" apt-get install -y -q "${MATRIX_PACKAGES[@]}"
     matrix_run "$root" apt-get clean
     if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
         cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
@@ -154,7 +154,7 @@ matrix_ensure_chroot() {
     # Reuse build/chroots/SUITE when its stamp names the same packages and mirror; else (re)build.
     local suite=$1 root=$2 stamp want
     stamp="$root/.clay-matrix-stamp"
-    want="$(matrix_mirror) $MATRIX_PACKAGES"
+    want="$(matrix_mirror) ${MATRIX_PACKAGES[*]}"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         echo "matrix: chroot $root reused"
         matrix_mount "$root"

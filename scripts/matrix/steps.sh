@@ -7,8 +7,7 @@ matrix_build_zip() {
     # The release zip, built on the host exactly as a release is (prints its path).
     local python="$REPO/.venv/bin/python"
     [[ -x "$python" ]] || python=python3
-    "$python" "$REPO/scripts/package_plugin.py" >&2
-    ls -t "$REPO"/dist/clay_qgis-*.zip | head -n1
+    "$python" "$REPO/scripts/package_plugin.py" | tail -n1
 }
 
 matrix_step() {
@@ -74,7 +73,7 @@ matrix_torch() {
     # Python (bookworm), else PyPI's torch (a CUDA build, ~5 GB). CLAY_MATRIX_TORCH overrides.
     local root=$1 tag wheel
     tag=$(chroot "$root" python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-    wheel=$(ls "$MATRIX_HOST_WHEELS"/torch-*-"$tag"-"$tag"-*.whl 2>/dev/null | head -n1) || true
+    wheel=$(compgen -G "$MATRIX_HOST_WHEELS/torch-*-$tag-$tag-*.whl" | head -n1) || true
     if [[ -n "${CLAY_MATRIX_TORCH:-}" ]]; then
         TORCH_ARGS=(--torch "$CLAY_MATRIX_TORCH")
     elif [[ -n "$wheel" ]]; then
@@ -87,18 +86,17 @@ matrix_torch() {
 
 # tests/qgis in the chroot: Debian's own builds of torch (CPU, ~350 MB) and of the GDAL/PROJ/GEOS bindings
 # (linked to the libraries QGIS loads), pip only for what Debian lacks. Kept in the chroot between runs.
-MATRIX_TEST_PACKAGES="python3-torch python3-rasterio python3-pyproj python3-shapely python3-geopandas
-python3-pyogrio python3-dask python3-distributed python3-safetensors python3-tqdm python3-matplotlib
-python3-pil python3-pytest pyqt5-dev-tools proj-bin"
+MATRIX_TEST_PACKAGES=(python3-torch python3-rasterio python3-pyproj python3-shapely python3-geopandas
+    python3-pyogrio python3-dask python3-distributed python3-safetensors python3-tqdm python3-matplotlib
+    python3-pil python3-pytest pyqt5-dev-tools proj-bin)
 MATRIX_TEST_VENV=/opt/clay-matrix-testenv
 
 matrix_test_env() {
-    local root=$1 stamp="$1/.clay-matrix-tests-stamp" requirements
-    # shellcheck disable=SC2086  # the package list is words
-    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$(echo $MATRIX_TEST_PACKAGES)" ]]; then
-        matrix_run "$root" apt-get install -y -q $MATRIX_TEST_PACKAGES
+    local root=$1 stamp="$1/.clay-matrix-tests-stamp" requirements packages="${MATRIX_TEST_PACKAGES[*]}"
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$packages" ]]; then
+        matrix_run "$root" apt-get install -y -q "${MATRIX_TEST_PACKAGES[@]}"
         matrix_run "$root" apt-get clean
-        echo $MATRIX_TEST_PACKAGES >"$stamp"
+        echo "$packages" >"$stamp"
     fi
     [[ -x "$root$MATRIX_TEST_VENV/bin/python" ]] ||
         matrix_run "$root" python3 -m venv --system-site-packages "$MATRIX_TEST_VENV"
@@ -124,6 +122,7 @@ matrix_tests() {
 
 matrix_versions() {
     local root=$1
+    # shellcheck disable=SC2016  # dpkg's own ${Version} field
     QGIS_VERSION=$(chroot "$root" dpkg-query -W -f '${Version}' qgis)
     PYTHON_VERSION=$(chroot "$root" python3 -c 'import platform; print(platform.python_version())')
     echo "matrix: QGIS $QGIS_VERSION, Python $PYTHON_VERSION"
