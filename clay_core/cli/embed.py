@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     area.add_argument("--bbox", metavar="W,S,E,N", help="area of interest (rasters are reprojected to its UTM zone)")
     area.add_argument("--bbox-crs", help="CRS of --bbox (EPSG code or CRS string; default EPSG:4326)")
     area.add_argument("--date", help="acquisition date YYYY-MM-DD when the files do not tell it")
+    area.add_argument("--resolution", type=float, metavar="M",
+                      help="metres per pixel of the chips (rasters are resampled to it; default 10)")
     area.add_argument("--band-map", metavar="B04=1,...",
                       help="Clay band -> band number or band description/file name, e.g. B04=1,B03=2,B02=3")
     parser.set_defaults(func=run)
@@ -134,6 +136,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         raise ClayInputError(f"output {output.name} should end in .gpq or .parquet")
     options = embed_options(args, {"sources": list(args.sources)})
     options.check()
+    if args.resolution is not None and not 0 < args.resolution < float("inf"):
+        raise ClayInputError(f"--resolution {args.resolution} must be a positive number of metres per pixel")
     if not args.dry_run:
         check_writable(output, args.overwrite)  # fail before the model loads
     check_satclip(args, reporter)
@@ -143,6 +147,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         **source_options(args, model),
         bbox=validate.bbox(args.bbox, "--bbox", args.bbox_crs) if args.bbox else None, bbox_crs=args.bbox_crs,
         date=parse_date(args.date, "--date") if args.date else None, band_map=parse_band_map(args.band_map),
+        resolution_m=args.resolution,
     )
     if args.dry_run:
         return report_dry_run(estimate_job([source], model, options), output, reporter)
