@@ -9,6 +9,7 @@ import numpy as np
 from qgis.core import QgsProcessing, QgsProcessingParameterMultipleLayers
 
 from clay_core.errors import ClayInputError
+from clay_core.parsing import comma_list, split_chip_ref
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES
 
@@ -59,10 +60,10 @@ class Search:
         """Rows for comma-separated chip ids; FILE:ID names one file's chip; an id in several files is refused."""
         rows: list[int] = []
         names = {target.path.name: i for i, target in enumerate(self.targets)}
-        for chip_id in filter(None, (part.strip() for part in (text or "").split(","))):
-            prefix, _, rest = chip_id.rpartition(":")
-            if prefix in names:
-                found = [(names[prefix], row) for row in self.targets[names[prefix]].rows_of_chip(rest)]
+        for chip_id in comma_list(text):
+            file_name, plain_id = split_chip_ref(chip_id, names)
+            if file_name is not None:
+                found = [(names[file_name], row) for row in self.targets[names[file_name]].rows_of_chip(plain_id)]
             else:
                 found = [(i, row) for i, target in enumerate(self.targets) for row in target.rows_of_chip(chip_id)]
             if not found:
