@@ -77,6 +77,7 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         if "processAlgorithm" in cls.__dict__:
             cls.processAlgorithm = reported_once(cls.__dict__["processAlgorithm"])
 
+    temporaries: contextlib.ExitStack  # during a worker run: what `command` made that goes when the run ends
     algorithm_id = ""  # without the provider prefix, e.g. "embed"
     display_name = ""
     group_id = "embeddings"
