@@ -12,7 +12,6 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
@@ -29,8 +28,8 @@ from clay_core.models.preset_table import preset_spec
 from clay_qgis import fetch
 from clay_qgis.algorithms.base import MODEL_PRESETS, ClayAlgorithm, make_output_folder, output_patterns
 from clay_qgis.algorithms.rasters import raster_area, raster_source
+from clay_qgis.algorithms.utils import date_argument
 
-BAND_MAP_PATTERN = re.compile(r"^\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*(,\s*[A-Za-z0-9]+\s*=\s*[^,=]+\s*)*$")
 GEOPARQUET_OUTPUT_FILTER = "GeoParquet (*.gpq *.parquet)"
 # A tensor name only Clay v1/v1.5 checkpoints hold (clay_core.models.clay_v15.SIGNATURE_KEY, which needs torch
 # to import): found in the checkpoint's pickle, safetensors header or legacy pickle head without unpickling.
@@ -54,14 +53,6 @@ def checkpoint_family(path: Path) -> str | None:
     except (OSError, zipfile.BadZipFile):
         return None
     return "clay-v1.5" if V15_SIGNATURE in head else "other"
-
-
-def parse_date(text: str, what: str = "date") -> str | None:
-    """'' -> None; 'YYYY-MM-DD' -> the same text (the CLI argument); anything else -> a message naming the format."""
-    from clay_core.parsing import parse_date as parse_iso_date
-
-    text = (text or "").strip()
-    return parse_iso_date(text, what).isoformat() if text else None
 
 
 class EmbedRasterAlgorithm(ClayAlgorithm):
@@ -111,14 +102,16 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
                                                       QgsProcessing.SourceType.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputNumber(self.CHIPS, "Number of rows written"))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
-        with fetch.FetchFolder() as folder:  # fetched layers live here until the worker is done with them
-            try:
-                arguments, output = self.worker_arguments(parameters, context, feedback, folder)
-            except ClayInputError as exc:
-                raise QgsProcessingException(str(exc)) from exc
-            result = self.run_worker_writing(arguments, feedback, output.parent, output_patterns(output.name))
-        written = Path(result.get("output") or output)
+    def command(self, parameters, context, feedback) -> list[str]:
+        folder = self.temporaries.enter_context(fetch.FetchFolder())  # fetched layers, until the worker is done
+        arguments, self.output_path = self.worker_arguments(parameters, context, feedback, folder)
+        return arguments
+
+    def partial_outputs(self, parameters, context) -> tuple[Path, list[str]]:
+        return self.output_path.parent, output_patterns(self.output_path.name)
+
+    def load_results(self, result, parameters, context, feedback) -> dict[str, Any]:
+        written = Path(result.get("output") or self.output_path)
         return self.load_embeddings_result(written, context, feedback)
 
     def worker_arguments(self, parameters, context, feedback, fetch_folder: Path | None = None
@@ -141,7 +134,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
             output = output.with_suffix(".gpq")
         make_output_folder(output.parent)
         validate.output_file(output, True, option="Embeddings file")
-        date = parse_date(self.parameterAsString(parameters, self.DATE, context), "Acquisition date")
+        date = date_argument(self.parameterAsString(parameters, self.DATE, context), "Acquisition date")
         band_map = self.band_map(parameters, context)
         resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context) or None
         fetched_paths: dict[str, str] = {}
@@ -167,11 +160,7 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
 
     def band_map(self, parameters, context) -> str:
         band_map = self.parameterAsString(parameters, self.BAND_MAP, context).strip()
-        if band_map:
-            if not BAND_MAP_PATTERN.match(band_map):
-                raise ClayInputError(f"band mapping {band_map!r} must look like B04=1,B03=2,B02=3 "
-                                     "(Clay band = band number or band name)")
-            validate.band_map(band_map, "band mapping")
+        validate.band_map(band_map, "band mapping")  # clay_core's parser: the CLI's wording of each problem
         return band_map.replace(" ", "")
 
     def check_fetchable(self, parameters, context, rasters: list, fetched: list, date: str | None) -> None:
