@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
 from clay_core.parquet import CLAY_KEY, EMBEDDINGS, GEO_KEY, GEOMETRY, bbox_of_wkb, check_writable
+from clay_core.parsing import split_chip_ref
 
 SOURCE_FILE = "source_file"
 SUFFIXES = (".gpq", ".parquet", ".geoparquet")
@@ -144,8 +145,8 @@ class EmbeddingCollection:
         names = set(self.table.column(SOURCE_FILE).unique().to_pylist())
         rows: list[int] = []
         for chip_id in ids:
-            prefix, _, rest = chip_id.rpartition(":")
-            found = self._rows_where(rest, prefix) if prefix in names else np.zeros(0, dtype=np.int64)
+            file_name, plain_id = split_chip_ref(chip_id, names)
+            found = np.zeros(0, dtype=np.int64) if file_name is None else self._rows_where(plain_id, file_name)
             if not len(found):
                 found = self._rows_where(chip_id)
                 if not len(found):

@@ -47,6 +47,7 @@ class EmbedJob:
     bbox_crs: str | None = None
     date: datetime.date | None = None  # when the files do not tell it
     band_map: Mapping[str, int | str] | None = None
+    resolution_m: float | None = None  # metres per pixel of the chips (rasters are resampled; None: 10)
     mgrs: str | None = None  # only chips of this MGRS tile ...
     start: datetime.date | None = None  # ... acquired between start and end
     end: datetime.date | None = None
@@ -61,6 +62,8 @@ class EmbedJob:
         if self.output is not None and self.output.suffix.lower() not in OUTPUT_SUFFIXES:
             raise ClayInputError(f"output {self.output.name} should end in .gpq or .parquet")
         self.options.check()
+        if self.resolution_m is not None and not 0 < self.resolution_m < float("inf"):
+            raise ClayInputError(f"--resolution {self.resolution_m} must be a positive number of metres per pixel")
 
     def open(self, reporter: Reporter | None = None) -> OpenedJob:
         """Load the model (and the SatCLIP model, so a wrong file fails first), then open the sources.
@@ -87,7 +90,7 @@ class EmbedJob:
         # Options that are None count as not given: rasters take the bbox, folders and STAC the tile and dates.
         source = open_source(spec, chip_size=chip_size, stride=self.stride, no_sign_request=self.no_sign_request or None,
                              bbox=self.bbox, bbox_crs=self.bbox_crs, date=self.date,
-                             band_map=dict(self.band_map) if self.band_map else None,
+                             band_map=dict(self.band_map) if self.band_map else None, resolution_m=self.resolution_m,
                              mgrs=self.mgrs, start=self.start, end=self.end)
         if self.mgrs or self.start or self.end:
             return [TileDatesSource(source, self.mgrs, self.start, self.end)]

@@ -180,7 +180,7 @@ def band_map(text: str | None, option: str = "--band-map") -> dict[str, int | st
     for item in str(text).split(","):
         band, sep, where = item.partition("=")
         band, where = band.strip(), where.strip()
-        if not sep or not band or not where:
+        if not sep or not _BAND_NAME.fullmatch(band) or not where or "=" in where:
             raise ClayInputError(f"{option} item {item.strip()!r} must look like B04=1 (band number) or B04=red "
                                  "(band description)")
         key = _canonical_band(band)
@@ -196,6 +196,7 @@ def band_map(text: str | None, option: str = "--band-map") -> dict[str, int | st
     return mapping
 
 
+_BAND_NAME = re.compile(r"[A-Za-z0-9]+")  # a Clay band: B04, B8A, red, nir08, VV ...
 _S2_BAND = re.compile(r"^b0?(\d{1,2}|8a)$")
 _BAND_ALIASES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "nir08": "B8A", "swir16": "B11",
                  "swir22": "B12", "rededge1": "B05", "rededge2": "B06", "rededge3": "B07", "vv": "VV",

@@ -65,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     area.add_argument("--bbox", metavar="W,S,E,N", help="area of interest (rasters are reprojected to its UTM zone)")
     area.add_argument("--bbox-crs", help="CRS of --bbox (EPSG code or CRS string; default EPSG:4326)")
     area.add_argument("--date", help="acquisition date YYYY-MM-DD when the files do not tell it")
+    area.add_argument("--resolution", type=float, metavar="M",
+                      help="metres per pixel of the chips (rasters are resampled to it; default 10)")
     area.add_argument("--band-map", metavar="B04=1,...",
                       help="Clay band -> band number or band description/file name, e.g. B04=1,B03=2,B02=3")
     parser.set_defaults(func=run)
@@ -98,7 +100,7 @@ def embed_job(args: argparse.Namespace) -> EmbedJob:
         checkpoint=args.checkpoint, preset=args.model, chip_size=args.chip_size, stride=args.stride,
         bbox=validate.bbox(args.bbox, "--bbox", args.bbox_crs) if args.bbox else None, bbox_crs=args.bbox_crs,
         date=parse_date(args.date, "--date") if args.date else None, band_map=parse_band_map(args.band_map),
-        no_sign_request=args.no_sign_request, device=args.device, precision=args.precision,
+        resolution_m=args.resolution, no_sign_request=args.no_sign_request, device=args.device, precision=args.precision,
         threads=args.threads, options=embed_options(args, {"sources": list(args.sources)}),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 from collections.abc import Callable, Iterable
@@ -62,14 +63,21 @@ def reported_once(process: Callable[..., dict[str, Any]]) -> Callable[..., dict[
 
 
 class ClayAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set the class attributes and implement initAlgorithm/processAlgorithm (their errors go
-    through `reported_once`)."""
+    """Subclasses set the class attributes and implement initAlgorithm, then either
+
+    - `command` (and, as needed, `partial_outputs`, `load_results`, `worker_feedback`, `cancelled`): the
+      algorithm runs `clay COMMAND ...` in the worker through the template `processAlgorithm` below, as
+      QGIS's GdalAlgorithm runs `gdal_*` from `getConsoleCommands`; or
+    - their own `processAlgorithm`, for work done in QGIS's process (loading, searching, rendering).
+
+    Either way their errors go through `reported_once`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "processAlgorithm" in cls.__dict__:
             cls.processAlgorithm = reported_once(cls.__dict__["processAlgorithm"])
 
+    temporaries: contextlib.ExitStack  # during a worker run: what `command` made that goes when the run ends
     algorithm_id = ""  # without the provider prefix, e.g. "embed"
     display_name = ""
     group_id = "embeddings"
@@ -207,6 +215,46 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         arguments += ["--workers", str(self.parameterAsInt(parameters, self.WORKERS, context))]
         return arguments
 
+    # -- the template of the worker-backed algorithms ----------------------------------------------
+    @reported_once
+    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+        """Parameters -> `command` -> the worker -> `load_results`. Temporaries the command made (through
+        `self.temporaries`) go when the worker is done, however it ends; a cancelled run also removes what
+        it wrote (`partial_outputs`); an input problem or a worker error leaves as one exception."""
+        with contextlib.ExitStack() as temporaries:
+            self.temporaries = temporaries
+            arguments = self.command(parameters, context, feedback)
+            folder, patterns = self.partial_outputs(parameters, context) or (None, [])
+            try:
+                result = self.run_worker_writing(arguments, self.worker_feedback(feedback), folder, patterns)
+            except QgsProcessingException:
+                if feedback is not None and feedback.isCanceled():
+                    self.cancelled(feedback)
+                raise
+        return self.load_results(result, parameters, context, feedback)
+
+    def command(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                feedback: QgsProcessingFeedback) -> list[str]:
+        """The `clay` CLI arguments of this run (ClayInputError for bad input, before any work)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither command nor processAlgorithm")
+
+    def partial_outputs(self, parameters: dict[str, Any],
+                        context: QgsProcessingContext) -> tuple[Path, list[str]] | None:
+        """(folder, name patterns) of what a cancelled run must not leave behind; None: nothing to remove."""
+        return None
+
+    def worker_feedback(self, feedback: QgsProcessingFeedback) -> QgsProcessingFeedback:
+        """The feedback the worker reports to (a wrapper may log more of the progress)."""
+        return feedback
+
+    def cancelled(self, feedback: QgsProcessingFeedback) -> None:
+        """Called after a cancelled run's partial outputs are removed (e.g. to say what was kept)."""
+
+    def load_results(self, result: dict[str, Any], parameters: dict[str, Any], context: QgsProcessingContext,
+                     feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """The algorithm's outputs from the worker's result (the default: the result as it is)."""
+        return result
+
     # -- running clay_core out of process ----------------------------------------------------------
     def run_worker(self, arguments: list[str], feedback: QgsProcessingFeedback) -> dict[str, Any]:
         """Run `python -m clay_core ARGS --progress json` and return its result; errors become
@@ -219,10 +267,12 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         except WorkerError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
-    def run_worker_writing(self, arguments: list[str], feedback: QgsProcessingFeedback, folder: Path,
+    def run_worker_writing(self, arguments: list[str], feedback: QgsProcessingFeedback, folder: Path | None,
                            patterns: Iterable[str]) -> dict[str, Any]:
         """Run a worker that writes into `folder`; on cancel remove what it created there matching `patterns`
         (the output, its resumable `.parts` folder, temporary files), so a cancelled run leaves nothing."""
+        if folder is None:
+            return self.run_worker(arguments, feedback)
         before = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
         try:
             return self.run_worker(arguments, feedback)

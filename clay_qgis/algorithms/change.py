@@ -17,7 +17,7 @@ from qgis.core import (
 from clay_core.errors import ClayInputError
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 CHANGE = "change"
 # Light yellow -> dark red (ColorBrewer YlOrRd): little change stays pale, strong change stands out.

@@ -21,10 +21,11 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_core.parsing import comma_list
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
-from clay_qgis.algorithms.similarity import Search, add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.search import Search, add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 PROBABILITY = "probability"
 
@@ -144,8 +145,7 @@ class ClassifyAlgorithm(ClayAlgorithm):
         names = source.fields().names()
         if not field or field not in names:
             raise ClayInputError(f"choose the label field of the labelled features (fields: {', '.join(names)})")
-        positive_values = [v.strip() for v in self.parameterAsString(parameters, self.POSITIVE_VALUES, context)
-                           .split(",") if v.strip()]
+        positive_values = comma_list(self.parameterAsString(parameters, self.POSITIVE_VALUES, context))
         target = search.targets[0]
         transform = QgsCoordinateTransform(source.sourceCrs(), target.crs, context.transformContext())
         positives: list[int] = []

@@ -18,8 +18,8 @@ from qgis.core import (
 from clay_core.errors import ClayInputError
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
-from clay_qgis.algorithms.similarity import add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.search import add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 CLUSTER, DISTANCE = "cluster", "cluster_distance"
 # Okabe-Ito and Tableau-like qualitative colours: distinct for neighbours, readable over imagery.

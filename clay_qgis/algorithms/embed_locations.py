@@ -127,35 +127,34 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         return fields, name
 
     # -- run --------------------------------------------------------------------------------------
-    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+    def command(self, parameters, context, feedback) -> list[str]:
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         id_field = self.parameterAsString(parameters, self.ID_FIELD, context)
-        output_path = self.parameterAsFileOutput(parameters, self.OUTPUT_EMBEDDINGS, context)
-        make_output_folder(Path(output_path).parent)
-        validate.output_file(output_path, True, option="Embeddings file", suffixes=())  # the CLI's check, first
+        self.output_path = self.parameterAsFileOutput(parameters, self.OUTPUT_EMBEDDINGS, context)
+        make_output_folder(Path(self.output_path).parent)
+        validate.output_file(self.output_path, True, option="Embeddings file", suffixes=())  # the CLI's check, first
         model_arguments = self.satclip_model_arguments(parameters, context)
-        csv_path, features = self._write_points_csv(source, id_field, context, feedback)
-        try:
-            result = self.run_worker(
-                ["embed-locations", csv_path, "-o", output_path, *model_arguments, "--id-field", CSV_ID,
-                 "--device", self.device_value(parameters, context), "--overwrite"],
-                feedback,
-            )
-        finally:
-            os.remove(csv_path)
+        csv_path, self.features = self._write_points_csv(source, id_field, context, feedback)
+        self.temporaries.callback(os.remove, csv_path)  # once the worker has read it
+        self.source = source
+        return ["embed-locations", csv_path, "-o", self.output_path, *model_arguments, "--id-field", CSV_ID,
+                "--device", self.device_value(parameters, context), "--overwrite"]
+
+    def load_results(self, result, parameters, context, feedback) -> dict[str, Any]:
+        source = self.source
         fields, id_name = self._output_fields(source.fields())
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, source.wkbType(),
                                              source.sourceCrs())
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for feature, point_id in features:
+        for feature, point_id in self.features:
             copy = QgsFeature(fields)
             copy.setGeometry(feature.geometry())
             copy.setAttributes(list(feature.attributes()) + [point_id])
             sink.addFeature(copy, QgsFeatureSink.Flag.FastInsert)
         feedback.pushInfo(f"{result.get('points')} points embedded with {result.get('model')} on "
                           f"{result.get('device')} ({result.get('points_per_second')} points/s)")
-        return {self.OUTPUT: dest_id, self.OUTPUT_EMBEDDINGS: result.get("output", output_path),
+        return {self.OUTPUT: dest_id, self.OUTPUT_EMBEDDINGS: result.get("output", self.output_path),
                 self.POINTS: result.get("points")}

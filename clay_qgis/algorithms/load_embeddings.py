@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
-    QgsFeatureSink,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,
@@ -15,8 +14,7 @@ from qgis.core import (
 
 from clay_core.errors import ClayInputError
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-
-GEOPARQUET_FILTER = "GeoParquet (*.gpq *.parquet *.geoparquet);;All files (*)"
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 
 class LoadEmbeddingsAlgorithm(ClayAlgorithm):
@@ -64,13 +62,3 @@ class LoadEmbeddingsAlgorithm(ClayAlgorithm):
                 StyleOnLoad(str(embedding_set.path), embedding_set.mode))
         return {self.OUTPUT: dest_id}
 
-
-def write_features(sink, features: list, feedback, chunk: int = 5000) -> None:
-    """Add features in chunks so progress moves and cancel is honoured on big files."""
-    total = max(1, len(features))
-    for start in range(0, len(features), chunk):
-        if feedback.isCanceled():
-            return
-        if not sink.addFeatures(features[start:start + chunk], QgsFeatureSink.Flag.FastInsert):
-            raise QgsProcessingException("could not write the features to the output layer")
-        feedback.setProgress(100.0 * min(len(features), start + chunk) / total)

@@ -63,3 +63,11 @@ def test_output_file_order_of_checks(tmp_path):
     with pytest.raises(ClayInputError, match="already exists"):
         validate.output_file(tmp_path / "old.gpq", overwrite=False)
     assert validate.output_file(tmp_path / "old.gpq", overwrite=True) == tmp_path / "old.gpq"
+
+
+@pytest.mark.parametrize("text", ["B 04=1", "B-4=1", "B04=1=2", "B04=1,", "=1"])
+def test_band_map_refuses_what_is_not_band_equals_where(text: str) -> None:
+    """One parser for the CLI and the plugin (which used its own regex): a band name is letters and digits,
+    and each item has exactly one '='."""
+    with pytest.raises(ClayInputError, match="must look like B04=1"):
+        validate.band_map(text, "band mapping")

@@ -404,3 +404,24 @@ def test_embed_mgrs_dates_are_input_errors(tmp_path, capsys):
     assert main(["embed-mgrs", "33UUU", "--source", "d", "--start", "June", "--end", "2021-06-30", "-o", str(out),
                  *TINY]) == 2
     assert "--start 'June' is not a date" in capsys.readouterr().err
+
+
+def test_embed_raster_at_another_resolution(scene, tmp_path, capsys):
+    """--resolution sets the chips' metres per pixel (a layer fetched from QGIS at 20 m is chipped at 20 m)."""
+    out = tmp_path / "coarse.gpq"
+    x0, y0 = parse_tile("33UUU").origin
+    code = main(["--progress", "json", "embed", str(scene / "T33UUU_20200101T101010_B04.tif"), "-o", str(out),
+                 *TINY, "--workers", "0", "--bbox", f"{x0},{y0 - 1280},{x0 + 2560},{y0}", "--bbox-crs", "32633",
+                 "--resolution", "20"])
+    assert code == 0, capsys.readouterr()
+    data = read_embeddings(out)
+    assert len(data) == 2
+    for xmin, ymin, xmax, ymax in data.table.column("utm_bbox").to_pylist():
+        assert (xmax - xmin, ymax - ymin) == (CHIP * 20.0, CHIP * 20.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-10", "nan"])
+def test_embed_refuses_a_resolution_that_is_not_positive(scene, tmp_path, capsys, value):
+    code = main(["embed", str(scene), "-o", str(tmp_path / "x.gpq"), *TINY, "--resolution", value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "must be a positive number of metres per pixel" in err and len(err.splitlines()) == 1
