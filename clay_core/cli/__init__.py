@@ -96,7 +96,7 @@ USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
 
 
 def describe_os_error(exc: OSError) -> str:
-    fixes = {
+    fixes: dict[int | None, str] = {  # an OSError raised by hand may have no errno
         errno.ENOSPC: "the disk is full: free some space (or choose another output folder) and run again",
         errno.EDQUOT: "the disk quota is used up: free some space and run again",
         errno.EROFS: "the file system is read-only: choose an output folder you can write to",

@@ -112,9 +112,9 @@ def _filled_per_row(filled_bands: Sequence[str] | Sequence[Sequence[str]] | None
     if not filled_bands:
         return [[] for _ in range(n)]
     if all(isinstance(item, str) for item in filled_bands):
-        shared = list(filled_bands)  # one list of band names for every row
+        shared = [str(item) for item in filled_bands]  # one list of band names for every row
         return [list(shared) for _ in range(n)]
-    rows = [list(item) for item in filled_bands]  # type: ignore[arg-type]
+    rows = [list(item) for item in filled_bands]
     if len(rows) != n:
         raise ValueError(f"filled_bands: {len(rows)} lists for {n} rows")
     return rows
