@@ -26,7 +26,7 @@ a watchdog prints what there is and exits if a section hangs past the budget:
                already on the GPU, as a fraction of the bf16 matmul peak measured in the same run; peak
                GPU memory against the model's memory_estimate (device.py); the attention kernels that ran
   pipeline     the embed loop fed from an in-memory synthetic 13-band tile through the real batching code
-               (clay_core.embed.iterate_batches: DataLoader reader processes, batch order, pinned memory)
+               (clay_core.embed_readers.iterate_batches: DataLoader reader processes, batch order, pinned memory)
                for several reader counts: end-to-end chips/s against model-only chips/s, and where the
                time goes (waiting for readers, prepare in the main process, model)
   speedups     CUDA graphs and torch.compile at the best batch size of each model: speed-up and
@@ -1016,7 +1016,8 @@ def pipeline_run(
     """The embed loop over `work` (as clay_core.embed's loop, without the GeoParquet writer, which needs
     pyproj for the CRS84 geometry): where the main process spends its time. Stops taking batches after
     `max_seconds` (the rate stays valid; `stopped_early` says so)."""
-    from clay_core.embed import EmbedOptions, iterate_batches
+    from clay_core.embed import EmbedOptions
+    from clay_core.embed_readers import iterate_batches
 
     options = EmbedOptions(level=level, batch_size=batch_size, workers=workers, prefetch=prefetch)
     pin = model.plan.torch_device.type == "cuda"

@@ -30,8 +30,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clay_core.embed import EmbedOptions, embed_sources, load_job_model, run_model  # noqa: E402
-from clay_core.sources import open_source  # noqa: E402
+from clay_core.embed import EmbedOptions, run_model  # noqa: E402
+from clay_core.embed_job import EmbedJob  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -168,30 +168,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-model-only", action="store_true")
     args = parser.parse_args(argv)
 
-    model = load_job_model(args.checkpoint, None if args.checkpoint else args.model, chip_size=args.chip_size,
-                           device=args.device, precision=args.precision, threads=args.threads)
     with tempfile.TemporaryDirectory(prefix="clay-bench-") as scratch:
         scene = Path(args.scene)
         if args.synthetic_tile:
             log(f"writing a synthetic {args.synthetic_tile} px tile of the 10 Sentinel-2 bands (S1/DEM filled) ...")
             scene = write_synthetic_tile(Path(scratch) / "tile", args.synthetic_tile)
-        source = open_source(str(scene), chip_size=args.chip_size)
+        job = EmbedJob(sources=(str(scene),), output=Path(scratch) / "bench.gpq", checkpoint=args.checkpoint,
+                       preset=None if args.checkpoint else args.model, chip_size=args.chip_size,
+                       device=args.device, precision=args.precision, threads=args.threads,
+                       options=EmbedOptions(level=args.level, batch_size=args.batch_size, workers=args.workers))
+        opened = job.open()
+        model, source, level = opened.model, opened.sources[0], opened.level
         records = source.records()
-        level = model.check_level(args.level)
         # Warm-up: first calls pay one-off costs (allocator, kernels) that belong to neither side.
         warm = records[: min(len(records), args.batch_size)]
         run_model(model, np.stack([source.read(r).pixels for r in warm]), source.bands, warm, level)
         rss_before = peak_rss_mb()
 
-        options = EmbedOptions(level=level, batch_size=args.batch_size, workers=args.workers)
         model_only = []
         if not args.skip_model_only:
-            batches, kept, prepare_s = prepared_batches(model, source, records, args.batch_size, options.max_nodata)
+            batches, kept, prepare_s = prepared_batches(model, source, records, args.batch_size,
+                                                         job.options.max_nodata)
             log(f"model only: {kept} chips")
             model_only.append(model_only_chips_per_s(model, batches, kept, level))
         log(f"end to end: {len(records)} chips of {args.chip_size} px, {model.name} on {model.plan.device}")
         with TreeMemorySampler() as memory:
-            summary = embed_sources([source], model, Path(scratch) / "bench.gpq", options)
+            summary = opened.run()
         e2e = summary.chips_written / summary.seconds
         report = {
             "benchmark": "pipeline",

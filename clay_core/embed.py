@@ -11,7 +11,8 @@
 
 Reading overlaps compute because the DataLoader prefetches batches in worker processes while the main
 process runs the model, and writing overlaps because parts are written on a thread. Killed at any
-point, a re-run resumes from the parts by chip_id (embed_parts.py).
+point, a re-run resumes from the parts by chip_id (embed_parts.py). The readers are in embed_readers.py,
+the dry run in embed_estimate.py, and the job spec the front ends build (EmbedJob) in embed_job.py.
 """
 
 from __future__ import annotations
@@ -21,23 +22,19 @@ import datetime
 import errno
 import functools
 import inspect
-import io
-import math
-import multiprocessing
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from clay_core.embed_parts import PartStore, PartWriter, fingerprint, parts_dir_for
+from clay_core.embed_parts import PartStore, PartWriter, fingerprint
+from clay_core.embed_readers import iterate_batches
 from clay_core.errors import ClayInputError
-from clay_core.parquet import check_writable, chips_schema, chips_table
+from clay_core.parquet import check_writable, chips_schema
 from clay_core.progress import NullReporter, Reporter
 
 MAX_PROBLEMS_LISTED = 50
@@ -111,182 +108,6 @@ class EmbedSummary:
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading chips in DataLoader workers
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Loaded:
-    """One chip as a worker hands it over: pixels, or why there are none."""
-
-    source_index: int
-    record: Any
-    pixels: np.ndarray | None
-    nodata_fraction: float
-    failure: str | None
-    read_s: float
-
-
-class _ChipDataset(Dataset):
-    def __init__(self, sources: Sequence[Any], work: Sequence[tuple[int, Any]], max_nodata: float) -> None:
-        self.sources = list(sources)
-        self.work = list(work)
-        self.max_nodata = max_nodata
-
-    def __len__(self) -> int:
-        return len(self.work)
-
-    def __getitem__(self, index: int) -> _Loaded:
-        from clay_core.sources.base import ChipReadError
-
-        source_index, record = self.work[index]
-        started = time.perf_counter()
-        try:
-            chip = self.sources[source_index].read(record)
-        except ChipReadError as error:
-            return _Loaded(source_index, record, None, math.nan, str(error), time.perf_counter() - started)
-        except Exception as error:  # noqa: BLE001 - an unexpected reader error must not stop the job
-            return _Loaded(source_index, record, None, math.nan, f"{type(error).__name__}: {error}",
-                           time.perf_counter() - started)
-        fraction = float(chip.nodata_fraction)
-        pixels = None if fraction > self.max_nodata else np.ascontiguousarray(chip.pixels, dtype=np.float32)
-        return _Loaded(source_index, record, pixels, fraction, None, time.perf_counter() - started)
-
-
-def _collate(items: list[_Loaded]) -> dict[str, Any]:
-    """A batch: stacked pixels of the good chips (a tensor, so pin_memory applies) and the rest as lists."""
-    good = [item for item in items if item.pixels is not None]
-    shapes = {item.pixels.shape for item in good}
-    if len(shapes) > 1:
-        raise ClayInputError(f"chips of one source have different shapes {sorted(shapes)}")
-    pixels = torch.from_numpy(np.stack([item.pixels for item in good])) if good else None
-    return {
-        "source_index": items[0].source_index,
-        "pixels": pixels,
-        "records": [item.record for item in good],
-        "nodata": [item.nodata_fraction for item in good],
-        "skipped": [(item.record, item.nodata_fraction) for item in items if item.failure is None and item.pixels is None],
-        "failed": [(item.record, item.failure) for item in items if item.failure is not None],
-        "read_s": sum(item.read_s for item in items),
-    }
-
-
-def _batches_per_source(work: Sequence[tuple[int, Any]], batch_size: int) -> list[list[int]]:
-    """Index batches that never mix sources (a batch is prepared with one band list)."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index, (source_index, _) in enumerate(work):
-        if current and (len(current) == batch_size or work[current[0]][0] != source_index):
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
-
-
-READER_GDAL_CACHE_MB = 256
-
-
-def limit_gdal_cache(megabytes: int = READER_GDAL_CACHE_MB) -> None:
-    """Cap GDAL's block cache in this process unless the user set GDAL_CACHEMAX.
-
-    GDAL's default is 5% of RAM per process (1.2 GB on a 24 GB machine) and every reader process fills
-    it with decoded blocks it never needs again: chips are streamed, each block is read about once.
-    GDAL reads GDAL_CACHEMAX only once, and a forked reader inherits the parent's setting, so the
-    limit is applied through GDALSetCacheMax64 on the libgdal this process has loaded."""
-    import ctypes
-    import os
-
-    if "GDAL_CACHEMAX" in os.environ:
-        return
-    os.environ["GDAL_CACHEMAX"] = str(megabytes)  # for a GDAL that has not started its cache yet
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            library = next(line.split()[-1] for line in maps if "/libgdal.so" in line)
-        ctypes.CDLL(library).GDALSetCacheMax64(ctypes.c_int64(megabytes * 1024 * 1024))
-    except (OSError, StopIteration, AttributeError):
-        pass  # not Linux or GDAL not loaded yet: the environment variable applies
-
-
-def contiguous_per_worker(batches: list[list[int]], workers: int) -> list[list[int]]:
-    """Order batches so that each reader process gets one contiguous run of them.
-
-    DataLoader hands batch i to worker i mod n; dealt round-robin, neighbouring chips land in different
-    processes and both decode the image blocks on their shared border (measured: 30% more reader CPU on
-    1024 px-tiled JP2s). Results are matched by chip id, so the arrival order does not matter."""
-    if workers <= 1:
-        return batches
-    # Runs differ in length by at most one, longer runs first: then the round-robin never shifts a run's tail
-    # onto another worker.
-    base, longer = divmod(len(batches), workers)
-    sizes = [base + 1] * longer + [base] * (workers - longer)
-    starts = [sum(sizes[:w]) for w in range(workers)]
-    runs = [batches[start:start + size] for start, size in zip(starts, sizes, strict=True)]
-    return [run[k] for k in range(max(sizes)) for run in runs if k < len(run)]
-
-
-def _reader_init(_worker_id: int, tied_to_parent: bool = True) -> None:
-    """Reader processes decode one chip each: GDAL's own decoder threads would only oversubscribe the CPUs.
-    They die with the main process (a kill -9 of it must not leave orphans reading on) and do not keep its
-    output lock (a re-run right after the kill must find the output free)."""
-    import os
-
-    from clay_core.embed_parts import release_inherited_locks
-
-    if tied_to_parent:
-        die_with_parent()
-    release_inherited_locks()
-    os.environ.setdefault("GDAL_NUM_THREADS", "1")
-    limit_gdal_cache()
-
-
-def die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG); without it
-    DataLoader readers notice a dead parent only by polling (about 5 s). Elsewhere a no-op."""
-    import ctypes
-    import os
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent died before the prctl took effect
-        os._exit(1)
-
-
-def _in_daemon_process() -> bool:
-    """Daemonic processes (e.g. Dask workers by default) cannot start DataLoader workers."""
-    return bool(multiprocessing.current_process().daemon)
-
-
-def iterate_batches(sources: Sequence[Any], work: Sequence[tuple[int, Any]], options: EmbedOptions,
-                    pin_memory: bool) -> Iterator[dict[str, Any]]:
-    workers = 0 if _in_daemon_process() else min(options.workers, max(1, len(work)))
-    if not workers:
-        limit_gdal_cache()  # reading happens here
-    loader = DataLoader(
-        _ChipDataset(sources, work, options.max_nodata),
-        batch_sampler=contiguous_per_worker(_batches_per_source(work, options.batch_size), workers),
-        collate_fn=_collate,
-        num_workers=workers,
-        prefetch_factor=options.prefetch if workers else None,
-        pin_memory=pin_memory,
-        persistent_workers=False,
-        # PR_SET_PDEATHSIG fires when the creating *thread* ends: only tie readers made by the main thread
-        # (a Dask task runs in a pool thread; DataLoader's own parent check still ends those readers).
-        worker_init_fn=functools.partial(_reader_init, tied_to_parent=threading.current_thread()
-                                         is threading.main_thread()) if workers else None,
-    )
-    return iter(loader)
-
-
-# ----------------------------------------------------------------------------------------------
 # The job
 # ----------------------------------------------------------------------------------------------
 
@@ -310,7 +131,7 @@ def collect_records(sources: Sequence[Any]) -> list[tuple[int, Any]]:
 def check_chip_size(model: Any, work: Sequence[tuple[int, Any]]) -> None:
     """Chips must have the size the model was set up for: it fixes the position grid (v0) and the
     patch grid the output's embedding shape is declared with (v1.5 would run, then not fit its column)."""
-    expected = model_chip_size(model)
+    expected = model.image_size
     # A size of 0 means "not known before reading" (e.g. a chip file whose header is damaged).
     sizes = {int(record.size) for _, record in work if record.size and int(record.size) > 0}
     wrong = sorted(sizes - {expected}) if expected else []
@@ -604,7 +425,7 @@ def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set
                              f"{first.reason}")
     if not summary.chips_total:
         raise ClayInputError("the sources hold no chip to embed (check the bbox, the dates and the tile)")
-    chip = model_chip_size(model) if model is not None else None
+    chip = model.image_size if model is not None else None
     small = [size for size in (_coverage_px(source) for source in sources) if size and chip
              and (size[0] < chip or size[1] < chip)]
     if small and len(small) == len(sources):
@@ -659,141 +480,3 @@ def partial_failure_message(summary: EmbedSummary) -> str | None:
     return (f"{summary.chips_failed} of {summary.chips_total} chips failed and are not in {summary.output} "
             f"({summary.chips_written} written); they are listed in {failures_path(Path(summary.output))}"
             + (f"; first: {first.chip_id}: {first.reason}" if first else ""))
-
-
-# ----------------------------------------------------------------------------------------------
-# Dry run
-# ----------------------------------------------------------------------------------------------
-
-
-def estimate_job(sources: Sequence[Any], model: Any, options: EmbedOptions = EmbedOptions(),
-                 sample_chips: int = 2) -> dict[str, Any]:
-    """Chips, time and output size of a job, from one tiny measured batch (nothing is written)."""
-    options.check()
-    level = model.check_level(options.level)
-    work = collect_records(sources)
-    check_chip_size(model, work)
-    result: dict[str, Any] = {"chips": len(work), "model": model.name, "level": level,
-                              "device": model.plan.device, "precision": model.plan.precision}
-    sample = _readable_sample(sources, work, sample_chips)
-    if not sample:
-        result.update(estimated_seconds=None, estimated_bytes=None,
-                      note="no chip could be read for a measurement")
-        return result
-    source_index = sample[0][0]
-    records = [chip.record for _, chip, _ in sample]
-    pixels = torch.from_numpy(np.stack([chip.pixels for _, chip, _ in sample]).astype(np.float32))
-    bands = sources[source_index].bands
-    run_model(model, pixels[:1], bands, records[:1], level)  # warm-up: first call pays one-off costs
-    computing = time.perf_counter()
-    vectors = run_model(model, pixels, bands, records, level)
-    model_per_chip = (time.perf_counter() - computing) / len(records)
-    read_per_chip = float(np.mean([seconds for _, _, seconds in sample]))
-    # Readers run in parallel with the model: the slower of the two sets the pace.
-    per_chip = max(model_per_chip, read_per_chip / max(1, options.workers))
-    locations = satclip_vectors(load_satclip(options.satclip), records) if options.satclip else None
-    bytes_per_row, rows_per_chip = _bytes_per_row(records, vectors, options, locations)
-    result.update(
-        measured_chips=len(records),
-        model_s_per_chip=model_per_chip,
-        read_s_per_chip=read_per_chip,
-        estimated_seconds=per_chip * len(work),
-        rows=len(work) * rows_per_chip,
-        estimated_bytes=int(bytes_per_row * rows_per_chip * len(work)),
-        note="upper bounds: chips skipped for nodata are not known before reading",
-    )
-    return result
-
-
-def _readable_sample(sources: Sequence[Any], work: Sequence[tuple[int, Any]], n: int,
-                     max_tries: int = 16) -> list[tuple[int, Any, float]]:
-    """Up to n readable chips of the first source that has any, with their read times."""
-    from clay_core.sources.base import ChipReadError
-
-    sample: list[tuple[int, Any, float]] = []
-    for source_index, record in work[:max_tries]:
-        if sample and source_index != sample[0][0]:
-            break
-        started = time.perf_counter()
-        try:
-            chip = sources[source_index].read(record)
-        except ChipReadError:
-            continue
-        sample.append((source_index, chip, time.perf_counter() - started))
-        if len(sample) == n:
-            break
-    return sample
-
-
-def _bytes_per_row(records: Sequence[Any], vectors: np.ndarray, options: EmbedOptions,
-                   satclip: np.ndarray | None = None) -> tuple[float, int]:
-    """Compressed bytes per output row, measured by writing the sample to memory (minus the fixed footer)."""
-    import pyarrow.parquet as pq
-
-    def size(table: Any) -> int:
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        return sink.tell()
-
-    table = chips_table(records, vectors, explode_patches=options.explode_patches, satclip=satclip)
-    rows_per_chip = table.num_rows // len(records)
-    # The marginal cost of rows after the first: per-column headers and statistics do not grow with rows.
-    first = table.slice(0, 1) if table.num_rows > 1 else table.schema.empty_table()
-    return max(1.0, (size(table) - size(first)) / (table.num_rows - first.num_rows)), rows_per_chip
-
-
-def output_exists_message(output: Path) -> str | None:
-    """Why `output` cannot be written now (for the CLI's dry run), or None."""
-    if output.exists():
-        return f"{output} already exists (pass --overwrite to replace it)"
-    if parts_dir_for(output).exists():
-        return f"{parts_dir_for(output)} holds an interrupted run: the next run resumes it"
-    return None
-
-# ----------------------------------------------------------------------------------------------
-# Model for a job
-# ----------------------------------------------------------------------------------------------
-
-
-def load_job_model(checkpoint: str | None, preset: str | None, *, chip_size: int | None = None,
-                   device: str = "auto", precision: str = "auto", threads: int | None = None) -> Any:
-    """The model of a job: a checkpoint, or a preset (random weights: for tests and benchmarks).
-
-    A chip size other than the model's own resizes the encoder's (fixed sin-cos) position grid."""
-    from clay_core import validate
-    from clay_core.models import load_model
-
-    validate.model_choice(checkpoint, preset)
-    overrides = {"image_size": int(chip_size)} if chip_size else {}
-    source = checkpoint or preset
-    try:
-        model = load_model(source, device=device, precision=precision, threads=threads, **overrides)
-    except ClayInputError:
-        # e.g. "unknown model option image_size" for a SatCLIP file: say what the file is instead.
-        _refuse_other_kind(checkpoint or preset)
-        raise
-    validate.model_family_for(model.family, "clay embed", validate.IMAGE_FAMILIES, str(source))
-    return model
-
-
-def _refuse_other_kind(source: str) -> None:
-    """Raise the "wrong kind of model" line when `source` is a checkpoint/preset of a family that does not
-    embed images; return quietly otherwise (or when the file cannot tell)."""
-    from clay_core import validate
-    from clay_core.models.registry import get_preset, presets, recognise_family
-
-    try:
-        if source in presets():
-            family = get_preset(source).family
-        else:
-            from clay_core.checkpoints import read_checkpoint
-
-            contents = read_checkpoint(source)
-            family = recognise_family(contents.state_dict.keys(), contents.hyper_parameters).name
-    except Exception:  # noqa: BLE001 - the original error is the one to report
-        return
-    validate.model_family_for(family, "clay embed", validate.IMAGE_FAMILIES, source)
-
-
-def model_chip_size(model: Any) -> int | None:
-    return getattr(getattr(model, "config", None), "image_size", None)

@@ -1,7 +1,7 @@
 """Embedding whole MGRS tiles, one output file per tile, in this process or fanned out on Dask.
 
-Each tile is one task (`embed_tile`): it opens its source, loads the model and runs the resumable
-pipeline into `{MGRS}_{MINDATE}_{MAXDATE}_v{VERSION}.gpq`. Dask distributed does the scheduling
+Each tile is one task (`embed_tile`): it builds the tile's `EmbedJob` (embed_job.py), opens it and runs the
+resumable pipeline into `{MGRS}_{MINDATE}_{MAXDATE}_v{VERSION}.gpq`. Dask distributed does the scheduling
 (`--dask-scheduler ADDRESS` for an existing cluster, `--dask-workers N` for a LocalCluster); without
 either, tiles run one after the other here. Both paths treat a failed tile alike (`_guarded`): whatever it
 raised (an input problem or a crash), the tile is reported as {"tile", "error", "kind"} and the other tiles
@@ -16,12 +16,15 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clay_core.embed import EmbedOptions, embed_sources, load_job_model, partial_failure_message
+from clay_core.embed import EmbedOptions, partial_failure_message
 from clay_core.errors import ClayInputError
 from clay_core.parquet import output_name
 from clay_core.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from clay_core.embed_job import EmbedJob
 
 
 @dataclass(frozen=True)
@@ -44,55 +47,34 @@ class TileJob:
     options: EmbedOptions = field(default_factory=EmbedOptions)
 
 
-@dataclass
-class _TileSource:
-    """A source narrowed to one tile and the date range (scenes do not filter by date themselves)."""
+def tile_embed_job(job: TileJob, tile: str) -> EmbedJob:
+    """The embed job of one tile: its source, narrowed to the tile and the date range."""
+    from clay_core.embed_job import EmbedJob
 
-    inner: Any
-    tile: str
-    start: datetime.date
-    end: datetime.date
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return self.inner.bands
-
-    def records(self) -> list[Any]:
-        return [r for r in self.inner.records()
-                if (r.mgrs is None or r.mgrs == self.tile) and self.start <= r.date <= self.end]
-
-    def read(self, record: Any) -> Any:
-        return self.inner.read(record)
-
-
-def open_tile_source(job: TileJob, tile: str, chip_size: int | None) -> _TileSource:
-    from clay_core.sources import open_source
-
-    spec = job.source.replace("{mgrs}", tile).replace("{MGRS}", tile)
-    inner = open_source(spec, mgrs=tile, start=job.start, end=job.end, chip_size=chip_size, stride=job.stride,
-                        no_sign_request=job.no_sign_request or None)
-    return _TileSource(inner, tile, job.start, job.end)
+    return EmbedJob(
+        sources=(job.source.replace("{mgrs}", tile).replace("{MGRS}", tile),),
+        checkpoint=job.checkpoint, preset=job.preset, chip_size=job.chip_size, stride=job.stride,
+        mgrs=tile, start=job.start, end=job.end, no_sign_request=job.no_sign_request,
+        device=job.device, precision=job.precision, threads=job.threads,
+        options=dataclasses.replace(job.options, metadata={**job.options.metadata, "mgrs": tile,
+                                                           "start": str(job.start), "end": str(job.end)}),
+    )
 
 
 def embed_tile(tile: str, job: TileJob, reporter: Reporter | None = None) -> dict[str, Any]:
     """One task: returns {"tile", "output", "summary"}, or {"tile", "error", "kind": "input"} for an input
     problem (other exceptions propagate: the caller's `_guarded` reports them)."""
-    from clay_core.embed import model_chip_size
     from clay_core.grid.mgrs import parse_tile
 
     try:
         tile = parse_tile(tile).id
-        model = load_job_model(job.checkpoint, job.preset, chip_size=job.chip_size, device=job.device,
-                               precision=job.precision, threads=job.threads)
-        source = open_tile_source(job, tile, job.chip_size or model_chip_size(model))
-        records = source.records()
+        opened = tile_embed_job(job, tile).open()
+        records = opened.sources[0].records()
         if not records:
             raise ClayInputError(f"no chips of tile {tile} between {job.start} and {job.end} in {job.source}")
         dates = [r.date for r in records]
-        output = Path(job.out_dir) / output_name(tile, min(dates), max(dates), job.version)
-        options = dataclasses.replace(job.options, metadata={**job.options.metadata, "mgrs": tile,
-                                                             "start": str(job.start), "end": str(job.end)})
-        summary = embed_sources([source], model, output, options, reporter)
+        summary = opened.run(Path(job.out_dir) / output_name(tile, min(dates), max(dates), job.version),
+                             reporter=reporter)
         result = {"tile": tile, "output": summary.output, "summary": summary.as_dict()}
         partial = partial_failure_message(summary)
         if partial:  # the good chips are in the output; the tile still counts as not done (exit code 2)

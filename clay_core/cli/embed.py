@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clay_core import validate
 from clay_core.cli._common import (
@@ -13,8 +13,11 @@ from clay_core.cli._common import (
     model_spec,
     parse_date,
 )
-from clay_core.errors import ClayInputError
 from clay_core.progress import Reporter
+
+if TYPE_CHECKING:
+    from clay_core.embed import EmbedOptions
+    from clay_core.embed_job import EmbedJob
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +74,7 @@ def parse_band_map(text: str | None) -> dict[str, int | str] | None:
     return validate.band_map(text)
 
 
-def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> Any:
+def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> EmbedOptions:
     from clay_core.embed import EmbedOptions
 
     return EmbedOptions(level=args.level, batch_size=args.batch_size, workers=args.workers,
@@ -80,41 +83,27 @@ def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = No
                         satclip=model_spec(args.satclip))
 
 
-def job_model(args: argparse.Namespace, reporter: Reporter) -> Any:
-    from clay_core.embed import load_job_model
-
-    model = load_job_model(args.checkpoint, args.model, chip_size=args.chip_size, device=args.device,
-                           precision=args.precision, threads=args.threads)
-    plan = model.plan
-    reporter.log(f"model {model.name} on {plan.device} ({plan.name}), {plan.precision}: {plan.reason}")
-    return model
-
-
 def check_satclip(args: argparse.Namespace, reporter: Reporter) -> None:
     """Load --satclip now, so a wrong file fails before the image model and the sources are opened."""
-    from clay_core.embed import load_satclip
+    from clay_core.embed_job import satclip_check
 
-    if args.satclip:
-        satclip = load_satclip(args.satclip)
-        reporter.log(f"SatCLIP column from {satclip.name} (L={satclip.config.legendre_polys})")
+    satclip_check(model_spec(args.satclip), reporter)
 
 
-def source_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
-    from clay_core.embed import model_chip_size
+def embed_job(args: argparse.Namespace) -> EmbedJob:
+    from clay_core.embed_job import EmbedJob
 
-    return {
-        "chip_size": args.chip_size or model_chip_size(model),
-        "stride": args.stride,
-        "no_sign_request": args.no_sign_request or None,
-    }
+    return EmbedJob(
+        sources=tuple(args.sources), output=Path(args.output).expanduser().absolute(),
+        checkpoint=args.checkpoint, preset=args.model, chip_size=args.chip_size, stride=args.stride,
+        bbox=validate.bbox(args.bbox, "--bbox", args.bbox_crs) if args.bbox else None, bbox_crs=args.bbox_crs,
+        date=parse_date(args.date, "--date") if args.date else None, band_map=parse_band_map(args.band_map),
+        no_sign_request=args.no_sign_request, device=args.device, precision=args.precision,
+        threads=args.threads, options=embed_options(args, {"sources": list(args.sources)}),
+    )
 
 
 def report_dry_run(estimate: dict[str, Any], output: Path, reporter: Reporter) -> int:
-    from clay_core.embed import output_exists_message
-
-    note = output_exists_message(output)
-    if note:
-        estimate["output_note"] = note
     seconds = estimate.get("estimated_seconds")
     size = estimate.get("estimated_bytes")
     reporter.log(f"{estimate['chips']} chips; estimated "
@@ -125,28 +114,12 @@ def report_dry_run(estimate: dict[str, Any], output: Path, reporter: Reporter) -
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
-    from clay_core.embed import embed_sources, estimate_job, partial_failure_message
-    from clay_core.parquet import check_writable
-    from clay_core.sources import open_source
+    from clay_core.embed import partial_failure_message
 
-    output = Path(args.output).expanduser().absolute()
-    if output.suffix.lower() not in (".gpq", ".parquet", ".geoparquet"):
-        raise ClayInputError(f"output {output.name} should end in .gpq or .parquet")
-    options = embed_options(args, {"sources": list(args.sources)})
-    options.check()
-    if not args.dry_run:
-        check_writable(output, args.overwrite)  # fail before the model loads
-    check_satclip(args, reporter)
-    model = job_model(args, reporter)
-    source = open_source(
-        args.sources if len(args.sources) > 1 else args.sources[0],
-        **source_options(args, model),
-        bbox=validate.bbox(args.bbox, "--bbox", args.bbox_crs) if args.bbox else None, bbox_crs=args.bbox_crs,
-        date=parse_date(args.date, "--date") if args.date else None, band_map=parse_band_map(args.band_map),
-    )
+    job = embed_job(args)
     if args.dry_run:
-        return report_dry_run(estimate_job([source], model, options), output, reporter)
-    summary = embed_sources([source], model, output, options, reporter)
+        return report_dry_run(job.estimate(reporter), job.output, reporter)
+    summary = job.run(reporter)
     reporter.log(summary.describe())
     reporter.log(f"wrote {summary.output}")
     reporter.result({"output": summary.output, "summary": summary.as_dict()})

@@ -406,6 +406,10 @@ class ClayV0Model(EmbeddingModel):
         super().__init__(config, CLAY_V0, CLAY_V0.band_names)
         self.encoder = ClayV0Encoder(config)
 
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
     def encode(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         missing = [key for key in ("pixels", "latlon", "timestep") if key not in batch]
         if missing:

@@ -282,6 +282,10 @@ class ClayV15Model(EmbeddingModel):
         self.patch_embedding = WavelengthPatchEmbedding(config)
         self.transformer = Transformer(config)
 
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
     # -- encoder -------------------------------------------------------------------------------
     def encode(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Reference layout [B, 1 + L, D]: CLS, then patch tokens in row-major order."""

@@ -97,6 +97,11 @@ class EmbeddingModel(nn.Module):
         """Peak memory of one `embed` batch on the plan's device (see device.estimate_encoder_memory)."""
         raise NotImplementedError
 
+    @property
+    def image_size(self) -> int | None:
+        """Chip side in pixels the model is set up for (its position/patch grid); None for location models."""
+        return None
+
     # -- shared ----------------------------------------------------------------------------------
     def check_level(self, level: str | None) -> str:
         chosen = level or self.default_level
@@ -395,3 +400,41 @@ def load_model(
     model.eval()
     model.apply_plan(plan)
     return quantize_dynamic_int8(model) if quantize == "int8" else model
+
+
+def load_image_model(checkpoint: str | None, preset: str | None, *, image_size: int | None = None,
+                     device: str = "auto", precision: str = "auto", threads: int | None = None) -> EmbeddingModel:
+    """The image model of an embed job: a checkpoint, or a preset (random weights: for tests and benchmarks).
+
+    An `image_size` other than the model's own resizes the encoder's (fixed sin-cos) position grid."""
+    from clay_core import validate
+
+    validate.model_choice(checkpoint, preset)
+    overrides = {"image_size": int(image_size)} if image_size else {}
+    source = str(checkpoint or preset)
+    try:
+        model = load_model(source, device=device, precision=precision, threads=threads, **overrides)
+    except ClayInputError:
+        # e.g. "unknown model option image_size" for a SatCLIP file: say what the file is instead.
+        _refuse_other_kind(source)
+        raise
+    validate.model_family_for(model.family, "clay embed", validate.IMAGE_FAMILIES, source)
+    return model
+
+
+def _refuse_other_kind(source: str) -> None:
+    """Raise the "wrong kind of model" line when `source` is a checkpoint/preset of a family that does not
+    embed images; return quietly otherwise (or when the file cannot tell)."""
+    from clay_core import validate
+
+    try:
+        if source in presets():
+            family = get_preset(source).family
+        else:
+            from clay_core.checkpoints import read_checkpoint
+
+            contents = read_checkpoint(source)
+            family = recognise_family(contents.state_dict.keys(), contents.hyper_parameters).name
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        return
+    validate.model_family_for(family, "clay embed", validate.IMAGE_FAMILIES, source)

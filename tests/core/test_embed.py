@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from clay_core.embed import EmbedOptions, embed_sources, estimate_job, run_model
+from clay_core.embed import EmbedOptions, embed_sources, run_model
+from clay_core.embed_estimate import estimate_job
 from clay_core.embed_parts import parts_dir_for
 from clay_core.errors import ClayInputError
 from clay_core.parquet import read_embeddings
@@ -336,7 +337,7 @@ def test_a_merge_killed_half_way_leaves_no_temporary_after_the_next_run(tmp_path
 
 
 def test_contiguous_per_worker_gives_each_reader_one_run_of_batches():
-    from clay_core.embed import contiguous_per_worker
+    from clay_core.embed_readers import contiguous_per_worker
 
     for n in range(1, 12):
         for workers in (1, 2, 3, 4):

@@ -366,14 +366,14 @@ def test_embed_mgrs_goes_on_after_a_crashed_tile_and_exits_1(tmp_path, capsys, m
     _chip_tile(chips, "32UPU", ["2021-06-03"])
     out = tmp_path / "out"
     out.mkdir()
-    real_open = embed_tiles.open_tile_source
+    real_job = embed_tiles.tile_embed_job
 
-    def crash_on_33uuu(job, tile, chip_size):
+    def crash_on_33uuu(job, tile):
         if tile == "33UUU":
             raise RuntimeError("disk on fire")
-        return real_open(job, tile, chip_size)
+        return real_job(job, tile)
 
-    monkeypatch.setattr(embed_tiles, "open_tile_source", crash_on_33uuu)
+    monkeypatch.setattr(embed_tiles, "tile_embed_job", crash_on_33uuu)
     code = main(["--progress", "json", "embed-mgrs", "33UUU", "32UPU", "--source", str(chips / "{mgrs}"),
                  "--start", "2021-06-01", "--end", "2021-06-30", "-o", str(out), *TINY, "--workers", "0"])
     result = [e for e in json_events(capsys.readouterr().out) if e["event"] == "result"][0]["result"]
