@@ -137,8 +137,12 @@ class EmbeddingModel(nn.Module):
             self.train(was_training)
         return pooled.float().cpu()
 
-    def metadata(self, level: str | None = None) -> dict[str, Any]:
-        """What a GeoParquet file needs to say about the model (the `clay` metadata key)."""
+    def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
+        """What a GeoParquet file needs to say about the model (the `clay` metadata key).
+
+        `bands`: the bands the sources give (None when they differ). A model that embeds exactly the bands
+        it is given (Clay v1.5) lists those; one with a fixed input (Clay v0 fills the bands it lacks, the
+        base here) lists its own input bands whatever `bands` says."""
         import clay_core
 
         chosen = self.check_level(level)
@@ -410,7 +414,7 @@ def load_image_model(checkpoint: str | None, preset: str | None, *, image_size: 
     from clay_core import validate
 
     validate.model_choice(checkpoint, preset)
-    overrides = {"image_size": int(image_size)} if image_size else {}
+    overrides: dict[str, Any] = {"image_size": int(image_size)} if image_size else {}
     source = str(checkpoint or preset)
     try:
         model = load_model(source, device=device, precision=precision, threads=threads, **overrides)
