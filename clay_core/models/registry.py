@@ -146,7 +146,7 @@ class EmbeddingModel(nn.Module):
         import clay_core
 
         chosen = self.check_level(level)
-        bands = [self.sensor.band(name) for name in self.input_bands]
+        inputs = [self.sensor.band(name) for name in self.input_bands]
         is_instance = dataclasses.is_dataclass(self.config) and not isinstance(self.config, type)
         config = dataclasses.asdict(self.config) if is_instance else dict(self.config)
         return {
@@ -157,8 +157,8 @@ class EmbeddingModel(nn.Module):
             "checkpoint": Path(self.checkpoint_path).name if self.checkpoint_path else None,
             "sensor": self.sensor.name,
             "bands": list(self.input_bands),
-            "wavelengths_um": [band.wavelength_um for band in bands],
-            "normalization": {"mean": [band.mean for band in bands], "std": [band.std for band in bands]},
+            "wavelengths_um": [band.wavelength_um for band in inputs],
+            "normalization": {"mean": [band.mean for band in inputs], "std": [band.std for band in inputs]},
             "level": chosen,
             "dtype": "float32",
             "precision": self.plan.precision + (f"+{self.quantization}" if self.quantization else ""),
