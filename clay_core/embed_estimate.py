@@ -15,11 +15,10 @@ from clay_core.embed import (
     EmbedOptions,
     check_chip_size,
     collect_records,
-    load_satclip,
     run_model,
-    satclip_vectors,
 )
 from clay_core.embed_parts import parts_dir_for
+from clay_core.locations import load_satclip, satclip_vectors
 from clay_core.parquet import chips_table
 
 

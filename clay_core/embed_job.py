@@ -149,7 +149,7 @@ class OpenedJob:
 def satclip_check(satclip: str | None, reporter: Reporter | None = None) -> None:
     """Load the SatCLIP model of the `satclip` column now, so a wrong file fails before the image model
     and the sources are opened (it is cached: the run reuses it)."""
-    from clay_core.embed import load_satclip
+    from clay_core.locations import load_satclip
 
     if satclip:
         model = load_satclip(satclip)

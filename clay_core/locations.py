@@ -7,10 +7,14 @@ Differences: the geometry is a Point (declared as such, with no polygon orientat
 column holds the point itself, so readers can still skip row groups by extent) and there is no
 `source_url`/`date`. `chip_id` holds the
 point id, so tools that pick a row by chip id (`clay similar --chip`) work on points too.
+
+Also here: the SatCLIP model check and the `satclip` column of chip files (SatCLIP of each chip's centre),
+which the embedding pipeline adds when asked (`clay embed --satclip`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -204,3 +208,72 @@ def write_point_embeddings(path: str | Path, points: PointSet, embeddings: np.nd
     meta = file_metadata(table, {**metadata, "geometry": "point"}, bbox, geometry_type="Point",
                          embedding_shape=(table.schema.field(EMBEDDINGS).type.list_size,))
     return write_table_atomic(path, table.replace_schema_metadata(meta), overwrite=overwrite)
+
+
+# ------------------------------------------------------------------------------------------------
+# The SatCLIP column of chip files (`clay embed --satclip`) and its model
+# ------------------------------------------------------------------------------------------------
+
+
+def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> Any:
+    """A SatCLIP location encoder, or a ClayInputError when the checkpoint is another model: the one
+    "is this SatCLIP?" check (the --satclip column and `clay embed-locations` both use it). The column runs
+    on the CPU by default: one batch of chip centres costs little next to the image model, and float64 is
+    what its parity is defined in. Loaded once per process, device and file version (the CLI checks it
+    before the image model loads; the job reuses it)."""
+    path = Path(checkpoint_or_preset).expanduser()
+    version = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    return _load_satclip(str(checkpoint_or_preset), device, version)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_satclip(checkpoint_or_preset: str, device: str, _file_version: tuple[int, int] | None) -> Any:
+    from clay_core.models import load_model
+    from clay_core.models.satclip import SatCLIPLocationModel
+
+    model = load_model(checkpoint_or_preset, device=device, precision="fp32")
+    if not isinstance(model, SatCLIPLocationModel):
+        raise ClayInputError(f"{checkpoint_or_preset} is a {model.family} model, not a SatCLIP location encoder: "
+                             "give a satclip-*.ckpt (or the preset satclip-l10/satclip-l40)")
+    return model
+
+
+def satclip_vectors(satclip: Any, records: Sequence[Any]) -> np.ndarray:
+    """float64 [B, 256]: SatCLIP of each chip's centre (lon, lat degrees); NaN for a chip without a location."""
+    from clay_core.models.satclip import satclip_embed_lonlat
+
+    lonlat = np.array([r.center_lonlat for r in records], dtype=np.float64).reshape(-1, 2)
+    located = np.isfinite(lonlat).all(axis=1)
+    if located.all():
+        return satclip_embed_lonlat(lonlat, satclip)
+    vectors = np.full((len(lonlat), satclip_width(satclip)), np.nan)
+    vectors[located] = satclip_embed_lonlat(lonlat[located], satclip)
+    return vectors
+
+
+def satclip_width(satclip: Any) -> int | None:
+    return int(satclip.embedding_shape(satclip.default_level)[0]) if satclip is not None else None
+
+
+def satclip_metadata(satclip: Any) -> dict[str, Any]:
+    meta = satclip.metadata(satclip.default_level)
+    return {
+        "column": "satclip",
+        "input": "chip centre (lon, lat) in degrees, WGS84; patch rows repeat their chip's",
+        "dtype": "float64",
+        "model": satclip.name,
+        "family": satclip.family,
+        "checkpoint": meta.get("checkpoint"),
+        "checkpoint_sha256": satclip.checkpoint_sha256,
+        "weights_sha256": _weights_fingerprint(satclip),
+        "legendre_polys": satclip.config.legendre_polys,
+        "harmonics": satclip.config.harmonics,
+        "embedding_shape": list(satclip.embedding_shape(satclip.default_level)),
+        "normalised": False,
+    }
+
+
+def _weights_fingerprint(model: Any) -> str:
+    from clay_core.embed import weights_fingerprint  # the pipeline imports this module
+
+    return weights_fingerprint(model)

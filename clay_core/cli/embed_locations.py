@@ -53,8 +53,7 @@ def _load_points(args: argparse.Namespace) -> Any:  # PointSet
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
     import numpy as np
 
-    from clay_core.embed import load_satclip
-    from clay_core.locations import write_point_embeddings
+    from clay_core.locations import load_satclip, write_point_embeddings
     from clay_core.models.satclip import check_lonlat
     from clay_core.parquet import check_writable
 

@@ -312,7 +312,7 @@ def test_chips_of_another_size_than_the_model_are_refused_before_any_work(tmp_pa
 
 
 def test_satclip_of_a_chip_without_location_is_nan(satclip_checkpoint):
-    from clay_core.embed import load_satclip, satclip_vectors
+    from clay_core.locations import load_satclip, satclip_vectors
     from clay_core.sources.chip_folder import NO_LOCATION
 
     located = ArraySource(n=1).records()[0]
