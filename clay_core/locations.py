@@ -78,10 +78,11 @@ def _ids(table: pa.Table, id_field: str | None, n: int) -> list[str]:
         return [str(i) for i in range(n)]
     if id_field not in table.column_names:
         raise ClayInputError(f"no id field {id_field!r}; fields are: {', '.join(table.column_names)}")
-    ids = [None if v is None else str(v) for v in table.column(id_field).to_pylist()]
-    if any(v is None for v in ids) or len(set(ids)) != len(ids):
+    values = table.column(id_field).to_pylist()
+    ids = [str(v) for v in values]
+    if any(v is None for v in values) or len(set(ids)) != len(ids):
         raise ClayInputError(f"id field {id_field!r} has empty or repeated values; ids must be unique")
-    return ids  # type: ignore[return-value]
+    return ids
 
 
 def read_csv_points(path: Path, lon_column: str | None = None, lat_column: str | None = None,
