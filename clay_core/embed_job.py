@@ -5,8 +5,8 @@
     job.run(reporter)        # -> EmbedSummary (resumable; see embed.py)
 
 `open()` loads the model and opens the sources once, with the chip size decided once (the job's, else
-the model's own `image_size`). The CLI (`clay embed`), the per-tile task of `clay embed-mgrs` (and so
-Dask and the QGIS worker, which call the CLI) and the benchmarks all build an `EmbedJob`.
+the model's own `image_size`). `clay embed` (and so the QGIS worker, which runs it), the per-tile task of
+`clay embed-mgrs` (in this process or on Dask) and benchmarks/pipeline.py all build an `EmbedJob`.
 """
 
 from __future__ import annotations
