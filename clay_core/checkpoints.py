@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import io
 import json
 import pickle
@@ -20,7 +21,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ def _is_safetensors(path: Path, data: bytes | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def _pickle_stream(file: Path | BinaryIO) -> Iterator[BinaryIO]:
+def _pickle_stream(file: Path | BinaryIO) -> Iterator[IO[bytes]]:
     """A handle on the pickle torch would unpickle: `*/data.pkl` inside a zip checkpoint, else the file
     itself; streamed, so a large broken file is never read into memory whole."""
     with contextlib.ExitStack() as stack:
@@ -133,10 +134,9 @@ def _harmless_globals() -> list[Any]:
         "lightning_fabric.utilities.data.AttributeDict",
         "pytorch_lightning.utilities.parsing.AttributeDict",
     )]
-    if int(numpy.__version__.split(".")[0]) >= 2:
-        from numpy._core import multiarray
-    else:
-        from numpy.core import multiarray
+    # numpy 2 renamed numpy.core to numpy._core; by name, as only one of them exists in each version's stubs.
+    core = "numpy._core" if int(numpy.__version__.split(".")[0]) >= 2 else "numpy.core"
+    multiarray = importlib.import_module(f"{core}.multiarray")
     allowed += [multiarray.scalar, numpy.dtype]
     allowed += [type(numpy.dtype(kind)) for kind in ("float64", "float32", "int64", "int32", "bool")]
     return allowed

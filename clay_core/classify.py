@@ -56,7 +56,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = DEFAUL
                              f"{len(labels) - positives} negative: label some chips of each kind")
     if l2 <= 0:
         raise ClayInputError(f"the regularisation strength must be > 0, got {l2}")
-    weights = np.ones(len(labels))
+    weights: np.ndarray = np.ones(len(labels))
     if balanced:
         weights = np.where(labels > 0, 0.5 / positives, 0.5 / (len(labels) - positives)) * len(labels)
     weights /= weights.sum()
@@ -129,7 +129,7 @@ def centred_unit(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    centred = unit - np.asarray(mean, dtype=np.float64)
+    centred: np.ndarray = unit - np.asarray(mean, dtype=np.float64)
     lengths = np.linalg.norm(centred, axis=1, keepdims=True)
     centred = np.divide(centred, lengths, out=np.zeros_like(centred), where=lengths > 1e-6)
     centred[norms[:, 0] == 0] = 0.0

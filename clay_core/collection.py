@@ -282,16 +282,16 @@ def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
 
 def output_geo(geo: Mapping[str, Any], wkb_values: Sequence[bytes]) -> dict[str, Any]:
     """The input's `geo` metadata with the geometry column's bbox set to the rows written."""
-    geo = json.loads(json.dumps(geo))
-    column = geo.get("columns", {}).get(geo.get("primary_column", GEOMETRY))
+    written: dict[str, Any] = json.loads(json.dumps(geo))  # a deep copy: the input's stays as it is
+    column = written.get("columns", {}).get(written.get("primary_column", GEOMETRY))
     if column is None:
-        return geo
+        return written
     bbox = bbox_of_wkb(wkb_values) if len(wkb_values) else None
     if bbox:
         column["bbox"] = bbox
     else:
         column.pop("bbox", None)
-    return geo
+    return written
 
 
 def write_rows(path: str | Path, collection: EmbeddingCollection, rows: np.ndarray,

@@ -102,10 +102,9 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> tuple[st
     if requested not in PRECISIONS:
         raise ClayInputError(f"unknown precision {requested!r}; use one of {', '.join(PRECISIONS)}")
     capability = cuda_capability(device)
-    native_bf16 = capability is not None and capability >= (8, 0)
     if requested == "auto":
-        if native_bf16:
-            return "bf16", f"CUDA compute capability {capability[0]}.{capability[1]} has native bf16"  # type: ignore[index]
+        if capability is not None and capability >= (8, 0):  # native bf16
+            return "bf16", f"CUDA compute capability {capability[0]}.{capability[1]} has native bf16"
         if device.type == "cuda":
             return "fp32", "this GPU has no native bf16 (compute capability < 8.0); fp16 only when verified"
         if device.type == "mps":

@@ -20,22 +20,26 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import errno
-import inspect
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from clay_core.embed_parts import PartStore, PartWriter, fingerprint
-from clay_core.embed_readers import iterate_batches
+from clay_core.embed_readers import WorkItem, iterate_batches
 from clay_core.errors import ClayInputError
 from clay_core.locations import load_satclip, satclip_metadata, satclip_vectors, satclip_width
 from clay_core.parquet import check_writable, chips_schema
 from clay_core.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from clay_core.models.registry import EmbeddingModel
+    from clay_core.models.satclip import SatCLIPLocationModel
+    from clay_core.sources.base import ChipRecord, ChipSource
 
 MAX_PROBLEMS_LISTED = 50
 
@@ -112,9 +116,9 @@ class EmbedSummary:
 # ----------------------------------------------------------------------------------------------
 
 
-def collect_records(sources: Sequence[Any]) -> list[tuple[int, Any]]:
+def collect_records(sources: Sequence[ChipSource]) -> list[WorkItem]:
     """(source index, record) for every chip of every source; chip ids must be unique across sources."""
-    work: list[tuple[int, Any]] = []
+    work: list[WorkItem] = []
     seen: dict[str, int] = {}
     for source_index, source in enumerate(sources):
         for record in source.records():
@@ -128,7 +132,7 @@ def collect_records(sources: Sequence[Any]) -> list[tuple[int, Any]]:
     return work
 
 
-def check_chip_size(model: Any, work: Sequence[tuple[int, Any]]) -> None:
+def check_chip_size(model: EmbeddingModel, work: Sequence[WorkItem]) -> None:
     """Chips must have the size the model was set up for: it fixes the position grid (v0) and the
     patch grid the output's embedding shape is declared with (v1.5 would run, then not fit its column)."""
     expected = model.image_size
@@ -140,7 +144,7 @@ def check_chip_size(model: Any, work: Sequence[tuple[int, Any]]) -> None:
                              f"with image_size={wrong[0]} (CLI: --chip-size {wrong[0]})")
 
 
-def weights_fingerprint(model: Any) -> str:
+def weights_fingerprint(model: EmbeddingModel) -> str:
     """sha256 of the checkpoint, or of the weights themselves for a preset (random weights differ per
     process: parts embedded by another random model must never be mixed in)."""
     if model.checkpoint_sha256:
@@ -154,8 +158,8 @@ def weights_fingerprint(model: Any) -> str:
     return "weights:" + digest.hexdigest()
 
 
-def _job_identity(model: Any, level: str, sources: Sequence[Any], work: Sequence[tuple[int, Any]],
-                  options: EmbedOptions, satclip: Any = None) -> dict[str, Any]:
+def _job_identity(model: EmbeddingModel, level: str, sources: Sequence[ChipSource], work: Sequence[WorkItem],
+                  options: EmbedOptions, satclip: SatCLIPLocationModel | None = None) -> dict[str, Any]:
     """What must match for parts of an earlier run to be reused."""
     identity = {
         "model": model.name,
@@ -172,26 +176,25 @@ def _job_identity(model: Any, level: str, sources: Sequence[Any], work: Sequence
     return identity
 
 
-def embedded_bands(sources: Sequence[Any]) -> tuple[str, ...] | None:
+def embedded_bands(sources: Sequence[ChipSource]) -> tuple[str, ...] | None:
     """The band list every source gives the model, or None when the sources differ."""
     band_sets = {tuple(source.bands) for source in sources}
     return band_sets.pop() if len(band_sets) == 1 else None
 
 
-def model_metadata(model: Any, level: str, sources: Sequence[Any]) -> dict[str, Any]:
-    """`model.metadata(level)`; for models that embed exactly the bands they are given (v1.5), the
-    bands, wavelengths and normalisation listed are those of the sources, not every band the model knows."""
+def model_metadata(model: EmbeddingModel, level: str, sources: Sequence[ChipSource]) -> dict[str, Any]:
+    """`model.metadata(level, bands)`: for models that embed exactly the bands they are given (v1.5), the
+    bands, wavelengths and normalisation listed are those of the sources, not every band the model knows;
+    when the sources give different bands, each source's list is added."""
     bands = embedded_bands(sources)
-    if bands is not None and "bands" in inspect.signature(model.metadata).parameters:
-        return dict(model.metadata(level, bands=bands))
-    meta = dict(model.metadata(level))
+    meta = dict(model.metadata(level, bands=bands))
     if bands is None:
         meta["bands_per_source"] = [list(source.bands) for source in sources]
     return meta
 
 
-def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: EmbedOptions,
-                   satclip: Any = None) -> dict[str, Any]:
+def _clay_metadata(model: EmbeddingModel, level: str, sources: Sequence[ChipSource], options: EmbedOptions,
+                   satclip: SatCLIPLocationModel | None = None) -> dict[str, Any]:
     meta = model_metadata(model, level, sources)
     source_bands = sorted({band for source in sources for band in source.bands})
     meta.update(
@@ -207,11 +210,11 @@ def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: Embe
     return meta
 
 
-def _lonlat_and_dates(records: Sequence[Any]) -> tuple[np.ndarray, list[datetime.date]]:
+def _lonlat_and_dates(records: Sequence[ChipRecord]) -> tuple[np.ndarray, list[datetime.date]]:
     return np.array([r.center_lonlat for r in records], dtype=np.float64), [r.date for r in records]
 
 
-def run_model(model: Any, pixels: torch.Tensor, bands: Sequence[str], records: Sequence[Any],
+def run_model(model: EmbeddingModel, pixels: torch.Tensor, bands: Sequence[str], records: Sequence[ChipRecord],
               level: str) -> np.ndarray:
     """prepare + embed one batch; float32 numpy [B, *embedding_shape]."""
     lonlat, dates = _lonlat_and_dates(records)
@@ -220,8 +223,8 @@ def run_model(model: Any, pixels: torch.Tensor, bands: Sequence[str], records: S
 
 
 def embed_sources(
-    sources: Sequence[Any],
-    model: Any,
+    sources: Sequence[ChipSource],
+    model: EmbeddingModel,
     output: str | Path,
     options: EmbedOptions = EmbedOptions(),
     reporter: Reporter | None = None,
@@ -295,7 +298,7 @@ def embed_sources(
     return summary
 
 
-def _row_width(model: Any, level: str, options: EmbedOptions) -> int:
+def _row_width(model: EmbeddingModel, level: str, options: EmbedOptions) -> int:
     shape = model.embedding_shape(level)
     if not options.explode_patches:
         return int(np.prod(shape))
@@ -306,9 +309,9 @@ def _row_width(model: Any, level: str, options: EmbedOptions) -> int:
     raise ClayInputError(f"--explode-patches needs --level patch (or group); level {level!r} has one vector per chip")
 
 
-def _embed_loop(sources: Sequence[Any], model: Any, level: str, todo: Sequence[tuple[int, Any]],
+def _embed_loop(sources: Sequence[ChipSource], model: EmbeddingModel, level: str, todo: Sequence[WorkItem],
                 options: EmbedOptions, writer: PartWriter, summary: EmbedSummary, reporter: Reporter,
-                started: float, satclip: Any = None) -> int:
+                started: float, satclip: SatCLIPLocationModel | None = None) -> int:
     """Run every batch; returns the number of chips embedded by this run."""
     pin = model.plan.torch_device.type == "cuda"
     filled = [list(model.filled_bands(source.bands)) for source in sources]
@@ -351,7 +354,7 @@ def _embed_loop(sources: Sequence[Any], model: Any, level: str, todo: Sequence[t
 
 
 def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set[str],
-                   sources: Sequence[Any] = (), model: Any = None, options: EmbedOptions = EmbedOptions()) -> None:
+                   sources: Sequence[ChipSource] = (), model: EmbeddingModel | None = None, options: EmbedOptions = EmbedOptions()) -> None:
     """A job that embedded nothing is an input problem, not an empty result: every chip failed, the raster
     is smaller than one chip, or every chip is nodata."""
     if embedded_now or written_before:
@@ -374,7 +377,7 @@ def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set
                          "raise --max-nodata")
 
 
-def _coverage_px(source: Any) -> tuple[int, int] | None:
+def _coverage_px(source: ChipSource) -> tuple[int, int] | None:
     """Width and height in chip pixels of what a raster source covers, when it can tell."""
     coverage = getattr(source, "coverage", None)
     resolution = getattr(source, "resolution_m", None)

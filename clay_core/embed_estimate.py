@@ -6,7 +6,7 @@ import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,8 +21,15 @@ from clay_core.embed_parts import parts_dir_for
 from clay_core.locations import load_satclip, satclip_vectors
 from clay_core.parquet import chips_table
 
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-def estimate_job(sources: Sequence[Any], model: Any, options: EmbedOptions | None = None,
+    from clay_core.embed_readers import WorkItem
+    from clay_core.models.registry import EmbeddingModel
+    from clay_core.sources.base import ChipData, ChipRecord, ChipSource
+
+
+def estimate_job(sources: Sequence[ChipSource], model: EmbeddingModel, options: EmbedOptions | None = None,
                  sample_chips: int = 2) -> dict[str, Any]:
     """Chips, time and output size of a job, from one tiny measured batch (nothing is written)."""
     options = options or EmbedOptions()
@@ -62,12 +69,12 @@ def estimate_job(sources: Sequence[Any], model: Any, options: EmbedOptions | Non
     return result
 
 
-def _readable_sample(sources: Sequence[Any], work: Sequence[tuple[int, Any]], n: int,
-                     max_tries: int = 16) -> list[tuple[int, Any, float]]:
+def _readable_sample(sources: Sequence[ChipSource], work: Sequence[WorkItem], n: int,
+                     max_tries: int = 16) -> list[tuple[int, ChipData, float]]:
     """Up to n readable chips of the first source that has any, with their read times."""
     from clay_core.sources.base import ChipReadError
 
-    sample: list[tuple[int, Any, float]] = []
+    sample: list[tuple[int, ChipData, float]] = []
     for source_index, record in work[:max_tries]:
         if sample and source_index != sample[0][0]:
             break
@@ -82,12 +89,12 @@ def _readable_sample(sources: Sequence[Any], work: Sequence[tuple[int, Any]], n:
     return sample
 
 
-def _bytes_per_row(records: Sequence[Any], vectors: np.ndarray, options: EmbedOptions,
+def _bytes_per_row(records: Sequence[ChipRecord], vectors: np.ndarray, options: EmbedOptions,
                    satclip: np.ndarray | None = None) -> tuple[float, int]:
     """Compressed bytes per output row, measured by writing the sample to memory (minus the fixed footer)."""
     import pyarrow.parquet as pq
 
-    def size(table: Any) -> int:
+    def size(table: pa.Table) -> int:
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
         return sink.tell()

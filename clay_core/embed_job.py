@@ -23,6 +23,7 @@ from clay_core.progress import NullReporter, Reporter
 if TYPE_CHECKING:
     from clay_core.embed import EmbedOptions, EmbedSummary
     from clay_core.models.registry import EmbeddingModel
+    from clay_core.sources.base import ChipData, ChipRecord, ChipSource
 
 OUTPUT_SUFFIXES = (".gpq", ".parquet", ".geoparquet")
 
@@ -82,7 +83,7 @@ class EmbedJob:
         return load_image_model(self.checkpoint, self.preset, image_size=self.chip_size, device=self.device,
                                 precision=self.precision, threads=self.threads)
 
-    def open_sources(self, chip_size: int | None) -> list[Any]:
+    def open_sources(self, chip_size: int | None) -> list[ChipSource]:
         """The job's sources as one source (several files of a scene belong together), at `chip_size`."""
         from clay_core.sources import open_source
 
@@ -125,7 +126,7 @@ class OpenedJob:
 
     job: EmbedJob
     model: EmbeddingModel
-    sources: list[Any]
+    sources: list[ChipSource]
     chip_size: int | None  # the job's, else the model's image size
 
     @property
@@ -164,7 +165,7 @@ def satclip_check(satclip: str | None, reporter: Reporter | None = None) -> None
 class TileDatesSource:
     """A source narrowed to one MGRS tile and a date range (scenes do not filter by date themselves)."""
 
-    inner: Any
+    inner: ChipSource
     tile: str | None
     start: datetime.date | None
     end: datetime.date | None
@@ -173,14 +174,14 @@ class TileDatesSource:
     def bands(self) -> tuple[str, ...]:
         return self.inner.bands
 
-    def records(self) -> list[Any]:
+    def records(self) -> list[ChipRecord]:
         return [r for r in self.inner.records() if self._wanted(r)]
 
-    def _wanted(self, record: Any) -> bool:
+    def _wanted(self, record: ChipRecord) -> bool:
         if self.tile is not None and record.mgrs is not None and record.mgrs != self.tile:
             return False
         return (self.start is None or record.date >= self.start) and (self.end is None or record.date <= self.end)
 
-    def read(self, record: Any) -> Any:
+    def read(self, record: ChipRecord) -> ChipData:
         return self.inner.read(record)
 

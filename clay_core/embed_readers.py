@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import torch
@@ -24,6 +24,22 @@ from clay_core.errors import ClayInputError
 
 if TYPE_CHECKING:
     from clay_core.embed import EmbedOptions
+    from clay_core.sources.base import ChipRecord, ChipSource
+
+# One chip to embed: (index of its source in the job's list, its record).
+WorkItem = tuple[int, "ChipRecord"]
+
+
+class ChipBatch(TypedDict):
+    """What the readers hand the model loop: the good chips of one source, and the chips left out."""
+
+    source_index: int
+    pixels: torch.Tensor | None  # float32 [B, C, H, W] of `records`; None when no chip of the batch is good
+    records: list[ChipRecord]
+    nodata: list[float]  # nodata fraction per record
+    skipped: list[tuple[ChipRecord, float]]  # over max_nodata: (record, nodata fraction)
+    failed: list[tuple[ChipRecord, str]]  # unreadable: (record, why)
+    read_s: float  # reading time summed over the batch's chips
 
 
 @dataclass
@@ -31,7 +47,7 @@ class _Loaded:
     """One chip as a worker hands it over: pixels, or why there are none."""
 
     source_index: int
-    record: Any
+    record: ChipRecord
     pixels: np.ndarray | None
     nodata_fraction: float
     failure: str | None
@@ -39,7 +55,7 @@ class _Loaded:
 
 
 class _ChipDataset(Dataset):
-    def __init__(self, sources: Sequence[Any], work: Sequence[tuple[int, Any]], max_nodata: float) -> None:
+    def __init__(self, sources: Sequence[ChipSource], work: Sequence[WorkItem], max_nodata: float) -> None:
         self.sources = list(sources)
         self.work = list(work)
         self.max_nodata = max_nodata
@@ -64,25 +80,25 @@ class _ChipDataset(Dataset):
         return _Loaded(source_index, record, pixels, fraction, None, time.perf_counter() - started)
 
 
-def _collate(items: list[_Loaded]) -> dict[str, Any]:
+def _collate(items: list[_Loaded]) -> ChipBatch:
     """A batch: stacked pixels of the good chips (a tensor, so pin_memory applies) and the rest as lists."""
-    good = [item for item in items if item.pixels is not None]
-    shapes = {item.pixels.shape for item in good}
+    good = [(item, item.pixels) for item in items if item.pixels is not None]
+    shapes = {pixels.shape for _, pixels in good}
     if len(shapes) > 1:
         raise ClayInputError(f"chips of one source have different shapes {sorted(shapes)}")
-    pixels = torch.from_numpy(np.stack([item.pixels for item in good])) if good else None
+    stacked = torch.from_numpy(np.stack([pixels for _, pixels in good])) if good else None
     return {
         "source_index": items[0].source_index,
-        "pixels": pixels,
-        "records": [item.record for item in good],
-        "nodata": [item.nodata_fraction for item in good],
+        "pixels": stacked,
+        "records": [item.record for item, _ in good],
+        "nodata": [item.nodata_fraction for item, _ in good],
         "skipped": [(item.record, item.nodata_fraction) for item in items if item.failure is None and item.pixels is None],
         "failed": [(item.record, item.failure) for item in items if item.failure is not None],
         "read_s": sum(item.read_s for item in items),
     }
 
 
-def _batches_per_source(work: Sequence[tuple[int, Any]], batch_size: int) -> list[list[int]]:
+def _batches_per_source(work: Sequence[WorkItem], batch_size: int) -> list[list[int]]:
     """Index batches that never mix sources (a batch is prepared with one band list)."""
     batches: list[list[int]] = []
     current: list[int] = []
@@ -176,8 +192,8 @@ def _in_daemon_process() -> bool:
     return bool(multiprocessing.current_process().daemon)
 
 
-def iterate_batches(sources: Sequence[Any], work: Sequence[tuple[int, Any]], options: EmbedOptions,
-                    pin_memory: bool) -> Iterator[dict[str, Any]]:
+def iterate_batches(sources: Sequence[ChipSource], work: Sequence[WorkItem], options: EmbedOptions,
+                    pin_memory: bool) -> Iterator[ChipBatch]:
     workers = 0 if _in_daemon_process() else min(options.workers, max(1, len(work)))
     if not workers:
         limit_gdal_cache()  # reading happens here

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ def embed_tiles(tiles: Sequence[str], job: TileJob, *, scheduler: str | None = N
             result = _guarded(tiles[0], lambda: embed_tile(tiles[0], job, reporter))
             return [_reported(result, reporter, tiles_progress=False)]
         reporter.start(len(tiles), "tiles")
-        return [_reported(_guarded(tile, lambda tile=tile: embed_tile(tile, job, _LogOnly(reporter))), reporter)
+        return [_reported(_guarded(tile, functools.partial(embed_tile, tile, job, _LogOnly(reporter))), reporter)
                 for tile in tiles]
     reporter.start(len(tiles), "tiles")
     return _on_dask(tiles, job, scheduler, workers, lambda r: _reported(r, reporter, problems=True))

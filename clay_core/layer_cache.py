@@ -110,7 +110,7 @@ def _kind(values: list[Any]) -> str:
 
 
 _FILL = {"int": 0, "float": np.nan, "date": None, "str": ""}
-_DTYPE = {"int": np.int64, "float": np.float64, "date": "datetime64[D]", "str": str}
+_NUMBER_DTYPE: dict[str, type[np.number]] = {"int": np.int64, "float": np.float64}
 
 
 def _encode(values: list[Any]) -> tuple[str, np.ndarray, np.ndarray | None]:
@@ -122,7 +122,7 @@ def _encode(values: list[Any]) -> tuple[str, np.ndarray, np.ndarray | None]:
     elif kind == "str":
         array = np.array([str(value) for value in filled], dtype=str) if filled else np.zeros(0, dtype="U1")
     else:
-        array = np.array(filled, dtype=_DTYPE[kind])
+        array = np.array(filled, dtype=_NUMBER_DTYPE[kind])
     return kind, array, nulls if nulls.any() else None
 
 

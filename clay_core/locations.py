@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,10 @@ from clay_core.parquet import (
     file_metadata,
     write_table_atomic,
 )
+
+if TYPE_CHECKING:
+    from clay_core.models.satclip import SatCLIPLocationModel
+    from clay_core.sources.base import ChipRecord
 
 MAX_GRID_POINTS = 10_000_000
 LON_NAMES = ("lon", "longitude", "lng", "long", "x")
@@ -74,10 +78,11 @@ def _ids(table: pa.Table, id_field: str | None, n: int) -> list[str]:
         return [str(i) for i in range(n)]
     if id_field not in table.column_names:
         raise ClayInputError(f"no id field {id_field!r}; fields are: {', '.join(table.column_names)}")
-    ids = [None if v is None else str(v) for v in table.column(id_field).to_pylist()]
-    if any(v is None for v in ids) or len(set(ids)) != len(ids):
+    values = table.column(id_field).to_pylist()
+    ids = [str(v) for v in values]
+    if any(v is None for v in values) or len(set(ids)) != len(ids):
         raise ClayInputError(f"id field {id_field!r} has empty or repeated values; ids must be unique")
-    return ids  # type: ignore[return-value]
+    return ids
 
 
 def read_csv_points(path: Path, lon_column: str | None = None, lat_column: str | None = None,
@@ -215,7 +220,7 @@ def write_point_embeddings(path: str | Path, points: PointSet, embeddings: np.nd
 # ------------------------------------------------------------------------------------------------
 
 
-def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> Any:
+def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> SatCLIPLocationModel:
     """A SatCLIP location encoder, or a ClayInputError when the checkpoint is another model: the one
     "is this SatCLIP?" check (the --satclip column and `clay embed-locations` both use it). The column runs
     on the CPU by default: one batch of chip centres costs little next to the image model, and float64 is
@@ -227,7 +232,8 @@ def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> Any:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_satclip(checkpoint_or_preset: str, device: str, _file_version: tuple[int, int] | None) -> Any:
+def _load_satclip(checkpoint_or_preset: str, device: str,
+                  _file_version: tuple[int, int] | None) -> SatCLIPLocationModel:
     from clay_core.models import load_model
     from clay_core.models.satclip import SatCLIPLocationModel
 
@@ -238,7 +244,7 @@ def _load_satclip(checkpoint_or_preset: str, device: str, _file_version: tuple[i
     return model
 
 
-def satclip_vectors(satclip: Any, records: Sequence[Any]) -> np.ndarray:
+def satclip_vectors(satclip: SatCLIPLocationModel, records: Sequence[ChipRecord]) -> np.ndarray:
     """float64 [B, 256]: SatCLIP of each chip's centre (lon, lat degrees); NaN for a chip without a location."""
     from clay_core.models.satclip import satclip_embed_lonlat
 
@@ -246,16 +252,20 @@ def satclip_vectors(satclip: Any, records: Sequence[Any]) -> np.ndarray:
     located = np.isfinite(lonlat).all(axis=1)
     if located.all():
         return satclip_embed_lonlat(lonlat, satclip)
-    vectors = np.full((len(lonlat), satclip_width(satclip)), np.nan)
+    vectors = np.full((len(lonlat), _width(satclip)), np.nan)
     vectors[located] = satclip_embed_lonlat(lonlat[located], satclip)
     return vectors
 
 
-def satclip_width(satclip: Any) -> int | None:
-    return int(satclip.embedding_shape(satclip.default_level)[0]) if satclip is not None else None
+def satclip_width(satclip: SatCLIPLocationModel | None) -> int | None:
+    return _width(satclip) if satclip is not None else None
 
 
-def satclip_metadata(satclip: Any) -> dict[str, Any]:
+def _width(satclip: SatCLIPLocationModel) -> int:
+    return int(satclip.embedding_shape(satclip.default_level)[0])
+
+
+def satclip_metadata(satclip: SatCLIPLocationModel) -> dict[str, Any]:
     meta = satclip.metadata(satclip.default_level)
     return {
         "column": "satclip",
@@ -273,7 +283,7 @@ def satclip_metadata(satclip: Any) -> dict[str, Any]:
     }
 
 
-def _weights_fingerprint(model: Any) -> str:
+def _weights_fingerprint(model: SatCLIPLocationModel) -> str:
     from clay_core.embed import weights_fingerprint  # the pipeline imports this module
 
     return weights_fingerprint(model)

@@ -134,17 +134,17 @@ def combine_query(positive_vectors: np.ndarray, negative_vectors: np.ndarray | N
 
 def query_vector(vectors: np.ndarray, positives: Sequence[int], negatives: Sequence[int] = ()) -> np.ndarray:
     """The raw query direction for rows `positives` (and optional `negatives`) of `vectors`, unit length."""
-    positives, negatives = valid_rows(positives, len(vectors)), valid_rows(negatives, len(vectors))
-    negative_vectors = np.asarray(vectors)[negatives] if len(negatives) else None
-    return combine_query(np.asarray(vectors)[positives], negative_vectors)
+    positive_rows, negative_rows = valid_rows(positives, len(vectors)), valid_rows(negatives, len(vectors))
+    negative_vectors = np.asarray(vectors)[negative_rows] if len(negative_rows) else None
+    return combine_query(np.asarray(vectors)[positive_rows], negative_vectors)
 
 
 def valid_rows(rows: Sequence[int], count: int) -> np.ndarray:
-    rows = np.asarray(list(rows), dtype=np.int64)
-    bad = rows[(rows < 0) | (rows >= count)]
+    array = np.asarray(list(rows), dtype=np.int64)
+    bad = array[(array < 0) | (array >= count)]
     if bad.size:
         raise ClayInputError(f"row {int(bad[0])} is not in the embeddings (they have {count} rows)")
-    return rows
+    return array
 
 
 _valid_rows = valid_rows  # the old private name
@@ -252,9 +252,9 @@ class SimilarityIndex:
     def direction(self, positives: Sequence[int], negatives: Sequence[int] = (), *, centred: bool = True
                   ) -> np.ndarray:
         """The unit query direction for rows `positives` / `negatives` of this index."""
-        positives, negatives = valid_rows(positives, len(self)), valid_rows(negatives, len(self))
-        return self.direction_of(self.vectors[positives], self.vectors[negatives] if len(negatives) else None,
-                                 centred=centred)
+        positive_rows, negative_rows = valid_rows(positives, len(self)), valid_rows(negatives, len(self))
+        negative_vectors = self.vectors[negative_rows] if len(negative_rows) else None
+        return self.direction_of(self.vectors[positive_rows], negative_vectors, centred=centred)
 
     def direction_of(self, positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None, *,
                      centred: bool = True) -> np.ndarray:

@@ -16,6 +16,7 @@ import re
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 import clay_core
 from clay_core.cli._common import check_arguments
@@ -28,7 +29,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 class ClayArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error: the problem and where the help is, not the whole usage block."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
@@ -96,7 +97,7 @@ USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
 
 
 def describe_os_error(exc: OSError) -> str:
-    fixes = {
+    fixes: dict[int | None, str] = {  # an OSError raised by hand may have no errno
         errno.ENOSPC: "the disk is full: free some space (or choose another output folder) and run again",
         errno.EDQUOT: "the disk quota is used up: free some space and run again",
         errno.EROFS: "the file system is read-only: choose an output folder you can write to",

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from clay_core import validate
 from clay_core.device_options import DEVICES, PRECISIONS
@@ -79,7 +79,18 @@ def emit_result(reporter: Reporter, result: dict[str, Any], as_json: bool, text:
 # ---- checking every command's arguments before it runs ------------------------------------------------
 # One table for all commands (argparse `dest` -> option and bounds): an option means the same everywhere, so
 # `--threads 0` or `--batch-size 0` is refused alike by `embed`, `train`, `similar`... before any work.
-_INTEGERS: dict[str, tuple[str, dict[str, int]]] = {
+class IntegerBounds(TypedDict, total=False):
+    minimum: int
+    maximum: int
+
+
+class RealBounds(TypedDict, total=False):
+    minimum: float
+    maximum: float
+    above: float
+
+
+_INTEGERS: dict[str, tuple[str, IntegerBounds]] = {
     "chip_size": ("--chip-size", {"minimum": 1}),
     "stride": ("--stride", {"minimum": 1}),
     "batch_size": ("--batch-size", {"minimum": 1}),
@@ -99,7 +110,7 @@ _INTEGERS: dict[str, tuple[str, dict[str, int]]] = {
     "clusters": ("-k/--clusters", {"minimum": 1}),
     "max_iterations": ("--max-iterations", {"minimum": 1}),
 }
-_REALS: dict[str, tuple[str, dict[str, float]]] = {
+_REALS: dict[str, tuple[str, RealBounds]] = {
     "max_nodata": ("--max-nodata", {"minimum": 0.0, "maximum": 1.0}),
     "threshold": ("--threshold", {"minimum": -1.0, "maximum": 1.0}),
     "spacing": ("--spacing", {"above": 0.0}),
@@ -110,20 +121,20 @@ _REALS: dict[str, tuple[str, dict[str, float]]] = {
     "l2": ("--l2", {"minimum": 0.0}),
 }
 # Where an option means something else in one command: (command, dest) -> bounds.
-_REALS_PER_COMMAND: dict[tuple[str, str], tuple[str, dict[str, float]]] = {
+_REALS_PER_COMMAND: dict[tuple[str, str], tuple[str, RealBounds]] = {
     ("classify", "threshold"): ("--threshold", {"minimum": 0.0, "maximum": 1.0}),  # a probability
 }
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse bad values of any command with one line (ClayInputError) before the command starts."""
-    for dest, (option, bounds) in _INTEGERS.items():
+    for dest, (option, integer_bounds) in _INTEGERS.items():
         if getattr(args, dest, None) is not None:
-            validate.integer(getattr(args, dest), option, **bounds)
-    for dest, (option, bounds) in _REALS.items():
+            validate.integer(getattr(args, dest), option, **integer_bounds)
+    for dest, (option, real_bounds) in _REALS.items():
         if getattr(args, dest, None) is not None:
-            option, bounds = _REALS_PER_COMMAND.get((args.command, dest), (option, bounds))
-            validate.real(getattr(args, dest), option, **bounds)
+            option, real_bounds = _REALS_PER_COMMAND.get((args.command, dest), (option, real_bounds))
+            validate.real(getattr(args, dest), option, **real_bounds)
     _check_places_and_dates(args)
     _check_files(args)
 

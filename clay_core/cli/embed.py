@@ -108,10 +108,9 @@ def embed_job(args: argparse.Namespace) -> EmbedJob:
 def report_dry_run(estimate: dict[str, Any], output: Path | None, reporter: Reporter) -> int:
     seconds = estimate.get("estimated_seconds")
     size = estimate.get("estimated_bytes")
-    reporter.log(f"{estimate['chips']} chips; estimated "
-                 + (f"{seconds:.0f} s and {size / 1e6:.1f} MB" if seconds is not None else "time unknown")
-                 + f" ({estimate.get('note', '')})")
-    reporter.result({"dry_run": True, "output": str(output), **estimate})
+    guess = [f"{seconds:.0f} s" if seconds is not None else "time unknown"] + ([f"{size / 1e6:.1f} MB"] if size else [])
+    reporter.log(f"{estimate['chips']} chips; estimated {' and '.join(guess)} ({estimate.get('note', '')})")
+    reporter.result({"dry_run": True, "output": str(output) if output is not None else None, **estimate})
     return 0
 
 

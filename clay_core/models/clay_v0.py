@@ -496,8 +496,8 @@ class ClayV0Model(EmbeddingModel):
             "timestep": torch.from_numpy(encode_dates(dates)),
         }
 
-    def metadata(self, level: str | None = None) -> dict[str, Any]:
-        meta = super().metadata(level)
+    def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
+        meta = super().metadata(level, bands)  # v0 embeds its 13 input bands always (missing ones filled)
         meta.update(
             chip_size=self.config.image_size,
             patch_size=self.config.patch_size,

@@ -411,7 +411,7 @@ class ClayV15Model(EmbeddingModel):
 
     def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
         """As the base, plus the platform; `bands` = the bands actually embedded (default: all)."""
-        meta = super().metadata(level)
+        meta = super().metadata(level, bands)
         if bands is not None:
             names = self.resolve_bands(bands)
             chosen = [self.sensor.band(name) for name in names]

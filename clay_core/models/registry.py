@@ -137,12 +137,16 @@ class EmbeddingModel(nn.Module):
             self.train(was_training)
         return pooled.float().cpu()
 
-    def metadata(self, level: str | None = None) -> dict[str, Any]:
-        """What a GeoParquet file needs to say about the model (the `clay` metadata key)."""
+    def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
+        """What a GeoParquet file needs to say about the model (the `clay` metadata key).
+
+        `bands`: the bands the sources give (None when they differ). A model that embeds exactly the bands
+        it is given (Clay v1.5) lists those; one with a fixed input (Clay v0 fills the bands it lacks, the
+        base here) lists its own input bands whatever `bands` says."""
         import clay_core
 
         chosen = self.check_level(level)
-        bands = [self.sensor.band(name) for name in self.input_bands]
+        inputs = [self.sensor.band(name) for name in self.input_bands]
         is_instance = dataclasses.is_dataclass(self.config) and not isinstance(self.config, type)
         config = dataclasses.asdict(self.config) if is_instance else dict(self.config)
         return {
@@ -153,8 +157,8 @@ class EmbeddingModel(nn.Module):
             "checkpoint": Path(self.checkpoint_path).name if self.checkpoint_path else None,
             "sensor": self.sensor.name,
             "bands": list(self.input_bands),
-            "wavelengths_um": [band.wavelength_um for band in bands],
-            "normalization": {"mean": [band.mean for band in bands], "std": [band.std for band in bands]},
+            "wavelengths_um": [band.wavelength_um for band in inputs],
+            "normalization": {"mean": [band.mean for band in inputs], "std": [band.std for band in inputs]},
             "level": chosen,
             "dtype": "float32",
             "precision": self.plan.precision + (f"+{self.quantization}" if self.quantization else ""),
@@ -410,7 +414,7 @@ def load_image_model(checkpoint: str | None, preset: str | None, *, image_size: 
     from clay_core import validate
 
     validate.model_choice(checkpoint, preset)
-    overrides = {"image_size": int(image_size)} if image_size else {}
+    overrides: dict[str, Any] = {"image_size": int(image_size)} if image_size else {}
     source = str(checkpoint or preset)
     try:
         model = load_model(source, device=device, precision=precision, threads=threads, **overrides)

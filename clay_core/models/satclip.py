@@ -282,8 +282,8 @@ class SatCLIPLocationModel(EmbeddingModel):
         finally:
             self.train(was_training)
 
-    def metadata(self, level: str | None = None) -> dict[str, Any]:
-        meta = super().metadata(level)
+    def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
+        meta = super().metadata(level, bands)  # a location model: no bands at all
         meta.update({
             "coordinates": "lon,lat degrees (WGS84)",
             "legendre_polys": self.config.legendre_polys,

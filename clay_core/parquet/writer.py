@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,16 +34,32 @@ ROW_GROUP_BYTES = 128 * 1024 * 1024
 
 
 class ChipLike(Protocol):
-    """What the writer needs from a chip (clay_core.sources.base.ChipRecord has all of it)."""
+    """What the writer needs from a chip (clay_core.sources.base.ChipRecord has all of it). Read-only
+    properties, so a frozen dataclass such as ChipRecord matches."""
 
-    chip_id: str
-    source_url: str
-    date: Any  # datetime.date
-    epsg: int
-    utm_bounds: tuple[float, float, float, float]
-    row: int
-    col: int
-    mgrs: str | None
+    @property
+    def chip_id(self) -> str: ...
+
+    @property
+    def source_url(self) -> str: ...
+
+    @property
+    def date(self) -> datetime.date: ...
+
+    @property
+    def epsg(self) -> int: ...
+
+    @property
+    def utm_bounds(self) -> tuple[float, float, float, float]: ...
+
+    @property
+    def row(self) -> int: ...
+
+    @property
+    def col(self) -> int: ...
+
+    @property
+    def mgrs(self) -> str | None: ...
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,9 +129,9 @@ def _filled_per_row(filled_bands: Sequence[str] | Sequence[Sequence[str]] | None
     if not filled_bands:
         return [[] for _ in range(n)]
     if all(isinstance(item, str) for item in filled_bands):
-        shared = list(filled_bands)  # one list of band names for every row
+        shared = [str(item) for item in filled_bands]  # one list of band names for every row
         return [list(shared) for _ in range(n)]
-    rows = [list(item) for item in filled_bands]  # type: ignore[arg-type]
+    rows = [list(item) for item in filled_bands]
     if len(rows) != n:
         raise ValueError(f"filled_bands: {len(rows)} lists for {n} rows")
     return rows

@@ -119,7 +119,9 @@ def _in_utm(url: str, options: dict) -> bool:
             epsg = dataset.crs.to_epsg() if dataset.crs else None
     except Exception as error:  # noqa: BLE001
         raise ClayInputError(f"{url}: cannot open ({error})") from None
-    return bool(epsg) and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760)
+    if epsg is None:
+        return False
+    return 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760
 
 
 def _clean(options: dict) -> dict:

@@ -19,7 +19,7 @@ from clay_core.errors import ClayInputError
 from clay_core.grid.mgrs import parse_tile
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
-from clay_core.sources.files import basename, gdal_env, list_files, open_raster, stem
+from clay_core.sources.files import basename, dataset_bounds, gdal_env, list_files, open_raster, stem
 from clay_core.sources.windows import nodata_to_nan
 
 CHIP_NAME = re.compile(
@@ -126,7 +126,7 @@ class ChipFolder:
             self._problems[chip_id] = f"{url}: no CRS (a chip must be georeferenced in its UTM zone)"
             return ChipRecord(chip_id, url, date or datetime.date(1970, 1, 1), 0, NO_LOCATION, -1, -1,
                               parsed.get("mgrs") or self.mgrs, 0, 0.0)
-        bounds = tuple(float(v) for v in dataset.bounds)
+        bounds = dataset_bounds(dataset)
         resolution = float(dataset.transform.a)
         mgrs = parsed.get("mgrs") or self.mgrs
         row, col = _row_col(mgrs, epsg, bounds, dataset.width * resolution, parsed.get("counter", 0))

@@ -129,9 +129,6 @@ class DecodedBands:
         self._arrays[url] = array
         self._bytes += array.nbytes
 
-    def __getstate__(self) -> dict:
-        return {"max_band_bytes": self.max_band_bytes, "max_total_bytes": self.max_total_bytes,
-                "max_tile_px": self.max_tile_px}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+    def __reduce__(self) -> tuple[type[DecodedBands], tuple[int, int, int]]:
+        # A copy (another process) starts empty: decoded arrays are per process.
+        return (type(self), (self.max_band_bytes, self.max_total_bytes, self.max_tile_px))

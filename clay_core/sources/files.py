@@ -14,12 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import rasterio
 from rasterio.errors import RasterioIOError
 
 from clay_core.errors import ClayInputError
+from clay_core.grid.chips import Bounds
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +86,19 @@ def with_retries(action: Callable[[], T], url: str, attempts: int = 3, delay_s: 
     raise AssertionError("unreachable")
 
 
-def open_raster(url: str, no_sign_request: bool = False):
+def open_raster(url: str, no_sign_request: bool = False) -> DatasetReader:
     """Open a raster for reading (rasterio dataset), retrying transient remote errors."""
     def _open():
         with gdal_env(url, no_sign_request):
             return rasterio.open(url)
 
     return with_retries(_open, url)
+
+
+def dataset_bounds(dataset: DatasetReader) -> Bounds:
+    """A rasterio dataset's (left, bottom, right, top) as plain floats, in its own CRS."""
+    left, bottom, right, top = (float(v) for v in dataset.bounds)
+    return (left, bottom, right, top)
 
 
 def s3_filesystem(no_sign_request: bool = False):
@@ -157,13 +167,13 @@ class DatasetCache:
         self.max_open = max_open
         self._local = threading.local()
 
-    def _handles(self) -> dict[str, object]:
+    def _handles(self) -> dict[str, DatasetReader]:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or forked: the parent's are not ours
             local.pid, local.open = os.getpid(), {}
         return local.open
 
-    def get(self, url: str):
+    def get(self, url: str) -> DatasetReader:
         handles = self._handles()
         dataset = handles.get(url)
         if dataset is None:
@@ -182,8 +192,5 @@ class DatasetCache:
                 dataset.close()
         handles.clear()
 
-    def __getstate__(self) -> dict:
-        return {"no_sign_request": self.no_sign_request, "max_open": self.max_open}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+    def __reduce__(self) -> tuple[type[DatasetCache], tuple[bool, int]]:
+        return (type(self), (self.no_sign_request, self.max_open))  # a copy starts with no open datasets

@@ -66,10 +66,11 @@ class RasterSource:
     no_sign_request: bool = False
     bands: tuple[str, ...] = field(init=False, default=())
     _plan: list[BandSource] = field(init=False, default_factory=list, repr=False)
+    # Set by __post_init__ (it raises when it cannot), so never missing on a constructed source.
     _epsg: int = field(init=False, default=0, repr=False)
-    _grid: ChipGrid | None = field(init=False, default=None, repr=False)
-    _coverage: Bounds | None = field(init=False, default=None, repr=False)
-    _cache: DatasetCache | None = field(init=False, default=None, repr=False)
+    _grid: ChipGrid = field(init=False, repr=False)
+    _coverage: Bounds = field(init=False, repr=False)
+    _cache: DatasetCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -119,7 +120,7 @@ class RasterSource:
 
     def _explicit_plan(self, headers: list[dict]) -> list[BandSource]:
         plan = []
-        for band, where in self.band_map.items():
+        for band, where in (self.band_map or {}).items():
             name = clay_band_name(band)
             if name is None:
                 raise ClayInputError(f"band_map key {band!r} is not a Clay band ({', '.join(CLAY_V0.band_names)})")
@@ -151,8 +152,8 @@ class RasterSource:
                 if band in CLAY_V0.band_names:
                     plan.append(BandSource(band, header["url"], 1))
                 continue
-            named = [(clay_band_name(d), i) for i, d in enumerate(header["descriptions"], start=1)]
-            named = [(b, i) for b, i in named if b]
+            described = [(clay_band_name(d), i) for i, d in enumerate(header["descriptions"], start=1)]
+            named = [(b, i) for b, i in described if b]
             if not named:  # RGB images: colour interpretation is all there is
                 named = [(COLOR_BANDS[c], i) for i, c in enumerate(header["colorinterp"], start=1) if c in COLOR_BANDS]
             if not named and header["count"] == 1:
@@ -202,16 +203,24 @@ class RasterSource:
         return self._grid
 
     @property
-    def coverage(self) -> Bounds | None:
+    def coverage(self) -> Bounds:
         """The part of the AOI the rasters cover, in the chips' UTM zone (metres)."""
         return self._coverage
 
+    @property
+    def acquired(self) -> datetime.date:
+        """The acquisition date: given, or read from the rasters' tags or names by __post_init__."""
+        if self.date is None:
+            raise AssertionError("RasterSource.__post_init__ resolves the date")
+        return self.date
+
     def records(self) -> list[ChipRecord]:
         name = re.sub(r"[^0-9A-Za-z-]+", "-", stem(self.files[0])).strip("-") or "raster"
-        day = self.date.strftime("%Y%m%d")
+        date = self.acquired
+        day = date.strftime("%Y%m%d")
         url = self.files[0] if len(self.files) == 1 else common_parent(self.files)
         return [
-            ChipRecord(f"{name}_{day}_{row:03d}_{col:03d}", url, self.date, self._epsg,
+            ChipRecord(f"{name}_{day}_{row:03d}_{col:03d}", url, date, self._epsg,
                        self._grid.chip_bounds(row, col), row, col, None, self.chip_size, self.resolution_m)
             for row, col in self._grid.cells_intersecting(self._coverage)
         ]
@@ -233,9 +242,11 @@ class RasterSource:
         return ChipData(record, pixels, nodata_fraction(pixels))
 
 
-def _utm_zone_of(crs: CRS) -> bool:
+def _utm_zone_of(crs: CRS | None) -> bool:
     epsg = crs.to_epsg() if crs else None
-    return bool(epsg) and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760)
+    if epsg is None:
+        return False
+    return 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760
 
 
 def user_crs(text: str | int) -> CRS:

@@ -82,7 +82,7 @@ def search_items(root: str, tile: MgrsTile, start: datetime.date | None, end: da
     }
     if max_cloud is not None:
         query["eo:cloud_cover"] = {"lte": max_cloud}
-    body: dict = {
+    body: dict | None = {  # None: the next page is a GET
         "collections": [collection],
         "datetime": f"{_iso(start, 'T00:00:00Z')}/{_iso(end, 'T23:59:59Z')}",
         "intersects": {"type": "Point", "coordinates": list(centre)},
@@ -99,7 +99,7 @@ def search_items(root: str, tile: MgrsTile, start: datetime.date | None, end: da
             break
         url = link["href"]
         if link.get("method", "GET").upper() == "POST":
-            body = {**body, **link.get("body", {})} if link.get("merge") else link.get("body", body)
+            body = {**(body or {}), **link.get("body", {})} if link.get("merge") else link.get("body", body)
         else:
             body = None
     return items

@@ -185,6 +185,13 @@ def test_metadata_describes_the_embedding(micro_model: ClayV0Model) -> None:
         micro_model.metadata("cls")
 
 
+def test_metadata_lists_all_input_bands_whatever_the_sources_give(micro_model: ClayV0Model) -> None:
+    # v0 embeds its 13 bands always (missing ones are filled), so the sources' bands do not change the listing.
+    given = micro_model.metadata("group", bands=("B04", "B03", "B02"))
+    assert given["bands"] == list(micro_model.input_bands) and len(given["bands"]) == 13
+    assert given == micro_model.metadata("group")
+
+
 def test_memory_estimate_grows_with_batch(micro_model: ClayV0Model) -> None:
     one, four = micro_model.memory_estimate(1), micro_model.memory_estimate(4)
     assert one.weights_bytes == 4 * sum(p.numel() for p in micro_model.parameters())
