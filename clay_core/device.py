@@ -200,8 +200,12 @@ class MemoryEstimate:
 
     @property
     def total_bytes(self) -> int:
-        return (self.weights_bytes + self.inputs_bytes + max(self.activations_bytes, self.staging_bytes)
-                + self.workspace_bytes)
+        return (
+            self.weights_bytes
+            + self.inputs_bytes
+            + max(self.activations_bytes, self.staging_bytes)
+            + self.workspace_bytes
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total_bytes": self.total_bytes}
@@ -267,9 +271,7 @@ def available_memory_bytes(plan: DevicePlan) -> int | None:
     return None
 
 
-def largest_batch_within(
-    estimate: Callable[[int], MemoryEstimate], budget_bytes: int, limit: int = 1024
-) -> int:
+def largest_batch_within(estimate: Callable[[int], MemoryEstimate], budget_bytes: int, limit: int = 1024) -> int:
     """The largest batch size (<= limit) whose estimate fits in `budget_bytes`; 0 when even 1 does not."""
     if estimate(1).total_bytes > budget_bytes:
         return 0

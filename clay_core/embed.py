@@ -103,12 +103,14 @@ class EmbedSummary:
         return result
 
     def describe(self) -> str:
-        return (f"{self.chips_written} chips written ({self.chips_resumed} from an earlier run), "
-                f"{self.chips_skipped_nodata} skipped for nodata, {self.chips_failed} failed; "
-                f"{self.chips_per_s:.2f} chips/s; time: read wait {self.read_wait_s:.1f} s "
-                f"(reading {self.read_s:.1f} s in workers), model {self.model_s:.1f} s, "
-                + (f"SatCLIP {self.satclip_s:.1f} s, " if self.satclip_s else "")
-                + f"write {self.write_s:.1f} s")
+        return (
+            f"{self.chips_written} chips written ({self.chips_resumed} from an earlier run), "
+            f"{self.chips_skipped_nodata} skipped for nodata, {self.chips_failed} failed; "
+            f"{self.chips_per_s:.2f} chips/s; time: read wait {self.read_wait_s:.1f} s "
+            f"(reading {self.read_s:.1f} s in workers), model {self.model_s:.1f} s, "
+            + (f"SatCLIP {self.satclip_s:.1f} s, " if self.satclip_s else "")
+            + f"write {self.write_s:.1f} s"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,8 +142,10 @@ def check_chip_size(model: EmbeddingModel, work: Sequence[WorkItem]) -> None:
     sizes = {int(record.size) for _, record in work if record.size and int(record.size) > 0}
     wrong = sorted(sizes - {expected}) if expected else []
     if wrong:
-        raise ClayInputError(f"chips are {wrong[0]} px but {model.name} is set up for {expected} px chips; load it "
-                             f"with image_size={wrong[0]} (CLI: --chip-size {wrong[0]})")
+        raise ClayInputError(
+            f"chips are {wrong[0]} px but {model.name} is set up for {expected} px chips; load it "
+            f"with image_size={wrong[0]} (CLI: --chip-size {wrong[0]})"
+        )
 
 
 def weights_fingerprint(model: EmbeddingModel) -> str:
@@ -158,8 +162,14 @@ def weights_fingerprint(model: EmbeddingModel) -> str:
     return "weights:" + digest.hexdigest()
 
 
-def _job_identity(model: EmbeddingModel, level: str, sources: Sequence[ChipSource], work: Sequence[WorkItem],
-                  options: EmbedOptions, satclip: SatCLIPLocationModel | None = None) -> dict[str, Any]:
+def _job_identity(
+    model: EmbeddingModel,
+    level: str,
+    sources: Sequence[ChipSource],
+    work: Sequence[WorkItem],
+    options: EmbedOptions,
+    satclip: SatCLIPLocationModel | None = None,
+) -> dict[str, Any]:
     """What must match for parts of an earlier run to be reused."""
     identity = {
         "model": model.name,
@@ -193,8 +203,13 @@ def model_metadata(model: EmbeddingModel, level: str, sources: Sequence[ChipSour
     return meta
 
 
-def _clay_metadata(model: EmbeddingModel, level: str, sources: Sequence[ChipSource], options: EmbedOptions,
-                   satclip: SatCLIPLocationModel | None = None) -> dict[str, Any]:
+def _clay_metadata(
+    model: EmbeddingModel,
+    level: str,
+    sources: Sequence[ChipSource],
+    options: EmbedOptions,
+    satclip: SatCLIPLocationModel | None = None,
+) -> dict[str, Any]:
     meta = model_metadata(model, level, sources)
     source_bands = sorted({band for source in sources for band in source.bands})
     meta.update(
@@ -214,8 +229,9 @@ def _lonlat_and_dates(records: Sequence[ChipRecord]) -> tuple[np.ndarray, list[d
     return np.array([r.center_lonlat for r in records], dtype=np.float64), [r.date for r in records]
 
 
-def run_model(model: EmbeddingModel, pixels: torch.Tensor, bands: Sequence[str], records: Sequence[ChipRecord],
-              level: str) -> np.ndarray:
+def run_model(
+    model: EmbeddingModel, pixels: torch.Tensor, bands: Sequence[str], records: Sequence[ChipRecord], level: str
+) -> np.ndarray:
     """prepare + embed one batch; float32 numpy [B, *embedding_shape]."""
     lonlat, dates = _lonlat_and_dates(records)
     batch = model.prepare(pixels, bands, lonlat, dates, gsd_m=float(records[0].resolution_m))
@@ -239,8 +255,14 @@ def embed_sources(
     satclip = load_satclip(options.satclip) if options.satclip else None
     work = collect_records(sources)
     check_chip_size(model, work)
-    summary = EmbedSummary(output=str(output), model=model.name, level=level, device=model.plan.device,
-                           precision=model.plan.precision, chips_total=len(work))
+    summary = EmbedSummary(
+        output=str(output),
+        model=model.name,
+        level=level,
+        device=model.plan.device,
+        precision=model.plan.precision,
+        chips_total=len(work),
+    )
     store = PartStore(output, _job_identity(model, level, sources, work, options, satclip))
     started = time.perf_counter()
     claimed = False
@@ -254,17 +276,23 @@ def embed_sources(
         summary.chips_resumed = len(work) - len(todo)
         if summary.chips_resumed:
             reporter.log(f"resuming: {summary.chips_resumed} of {len(work)} chips done by an earlier run")
-        reporter.log(f"embedding {len(todo)} chips with {model.name} ({level}) on {model.plan.device} "
-                     f"{model.plan.precision}")
-        writer = PartWriter(store, prior.next_index, row_width, options.explode_patches,
-                            part_chips=max(options.part_chips, options.batch_size),
-                            part_seconds=options.part_seconds, satclip_width=satclip_width(satclip))
+        reporter.log(
+            f"embedding {len(todo)} chips with {model.name} ({level}) on {model.plan.device} {model.plan.precision}"
+        )
+        writer = PartWriter(
+            store,
+            prior.next_index,
+            row_width,
+            options.explode_patches,
+            part_chips=max(options.part_chips, options.batch_size),
+            part_seconds=options.part_seconds,
+            satclip_width=satclip_width(satclip),
+        )
         reporter.start(len(work), "embedding")
         if summary.chips_resumed:
             reporter.advance(summary.chips_resumed, "resumed")
         try:
-            done_now = _embed_loop(sources, model, level, todo, options, writer, summary, reporter, started,
-                                   satclip)
+            done_now = _embed_loop(sources, model, level, todo, options, writer, summary, reporter, started, satclip)
         except BaseException:
             writer.close(quietly=True)  # keep what was computed: an interrupted run resumes from it
             raise
@@ -274,8 +302,11 @@ def embed_sources(
         merge_started = time.perf_counter()
         summary.rows, summary.chips_written = store.merge(
             chips_schema(row_width, exploded=options.explode_patches, satclip_width=satclip_width(satclip)),
-            _clay_metadata(model, level, sources, options, satclip), options.explode_patches,
-            model.embedding_shape(level), options.overwrite)
+            _clay_metadata(model, level, sources, options, satclip),
+            options.explode_patches,
+            model.embedding_shape(level),
+            options.overwrite,
+        )
         summary.write_s += time.perf_counter() - merge_started
         summary.chips_skipped_nodata += len(prior.skipped)
         write_failures(output, summary)
@@ -286,9 +317,10 @@ def embed_sources(
         if claimed and not kept:
             store.discard()
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ClayInputError(f"the disk is full (writing {error.filename or output}): free some space and run "
-                                 "the same command again"
-                                 + (f"; it resumes from the chips kept in {store.folder}" if kept else "")) from None
+            raise ClayInputError(
+                f"the disk is full (writing {error.filename or output}): free some space and run "
+                "the same command again" + (f"; it resumes from the chips kept in {store.folder}" if kept else "")
+            ) from None
         raise
     finally:
         store.close()
@@ -309,9 +341,18 @@ def _row_width(model: EmbeddingModel, level: str, options: EmbedOptions) -> int:
     raise ClayInputError(f"--explode-patches needs --level patch (or group); level {level!r} has one vector per chip")
 
 
-def _embed_loop(sources: Sequence[ChipSource], model: EmbeddingModel, level: str, todo: Sequence[WorkItem],
-                options: EmbedOptions, writer: PartWriter, summary: EmbedSummary, reporter: Reporter,
-                started: float, satclip: SatCLIPLocationModel | None = None) -> int:
+def _embed_loop(
+    sources: Sequence[ChipSource],
+    model: EmbeddingModel,
+    level: str,
+    todo: Sequence[WorkItem],
+    options: EmbedOptions,
+    writer: PartWriter,
+    summary: EmbedSummary,
+    reporter: Reporter,
+    started: float,
+    satclip: SatCLIPLocationModel | None = None,
+) -> int:
     """Run every batch; returns the number of chips embedded by this run."""
     pin = model.plan.torch_device.type == "cuda"
     filled = [list(model.filled_bands(source.bands)) for source in sources]
@@ -348,33 +389,49 @@ def _embed_loop(sources: Sequence[ChipSource], model: EmbeddingModel, level: str
             elif summary.chips_failed == FAILURES_LOGGED + 1:
                 reporter.log("more chips failed: the summary counts them all", "warning")
         elapsed = time.perf_counter() - started
-        reporter.advance(len(batch["records"]) + len(batch["skipped"]) + len(batch["failed"]),
-                         f"{embedded / elapsed:.2f} chips/s" if elapsed > 0 else "")
+        reporter.advance(
+            len(batch["records"]) + len(batch["skipped"]) + len(batch["failed"]),
+            f"{embedded / elapsed:.2f} chips/s" if elapsed > 0 else "",
+        )
     return embedded
 
 
-def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set[str],
-                   sources: Sequence[ChipSource] = (), model: EmbeddingModel | None = None, options: EmbedOptions = EmbedOptions()) -> None:
+def _check_outcome(
+    summary: EmbedSummary,
+    embedded_now: int,
+    written_before: set[str],
+    sources: Sequence[ChipSource] = (),
+    model: EmbeddingModel | None = None,
+    options: EmbedOptions = EmbedOptions(),
+) -> None:
     """A job that embedded nothing is an input problem, not an empty result: every chip failed, the raster
     is smaller than one chip, or every chip is nodata."""
     if embedded_now or written_before:
         return
     if summary.chips_failed:
         first = summary.problems[0]
-        raise ClayInputError(f"no chip could be read ({summary.chips_failed} failed); first: {first.chip_id}: "
-                             f"{first.reason}")
+        raise ClayInputError(
+            f"no chip could be read ({summary.chips_failed} failed); first: {first.chip_id}: {first.reason}"
+        )
     if not summary.chips_total:
         raise ClayInputError("the sources hold no chip to embed (check the bbox, the dates and the tile)")
     chip = model.image_size if model is not None else None
-    small = [size for size in (_coverage_px(source) for source in sources) if size and chip
-             and (size[0] < chip or size[1] < chip)]
+    small = [
+        size
+        for size in (_coverage_px(source) for source in sources)
+        if size and chip and (size[0] < chip or size[1] < chip)
+    ]
     if small and len(small) == len(sources):
         width, height = small[0]
-        raise ClayInputError(f"the raster (or the part inside the bbox) is {width} x {height} px at 10 m, smaller "
-                             f"than one chip ({chip} px): give a larger area or a smaller --chip-size")
-    raise ClayInputError(f"all {summary.chips_total} chips are nodata (more than --max-nodata "
-                         f"{options.max_nodata:g} of their pixels): check the bbox, the rasters' nodata value, or "
-                         "raise --max-nodata")
+        raise ClayInputError(
+            f"the raster (or the part inside the bbox) is {width} x {height} px at 10 m, smaller "
+            f"than one chip ({chip} px): give a larger area or a smaller --chip-size"
+        )
+    raise ClayInputError(
+        f"all {summary.chips_total} chips are nodata (more than --max-nodata "
+        f"{options.max_nodata:g} of their pixels): check the bbox, the rasters' nodata value, or "
+        "raise --max-nodata"
+    )
 
 
 def _coverage_px(source: ChipSource) -> tuple[int, int] | None:
@@ -405,9 +462,13 @@ def write_failures(output: Path, summary: EmbedSummary) -> None:
     if not summary.chips_failed:
         sidecar.unlink(missing_ok=True)
         return
-    listing = {"output": str(output), "chips_total": summary.chips_total, "chips_failed": summary.chips_failed,
-               "chips_written": summary.chips_written,
-               "failures": [dataclasses.asdict(problem) for problem in summary.problems]}
+    listing = {
+        "output": str(output),
+        "chips_total": summary.chips_total,
+        "chips_failed": summary.chips_failed,
+        "chips_written": summary.chips_written,
+        "failures": [dataclasses.asdict(problem) for problem in summary.problems],
+    }
     with atomic_output(sidecar) as temporary:
         temporary.write_text(json.dumps(listing, indent=1), encoding="utf-8")
 
@@ -417,6 +478,8 @@ def partial_failure_message(summary: EmbedSummary) -> str | None:
     if not summary.chips_failed:
         return None
     first = summary.problems[0] if summary.problems else None
-    return (f"{summary.chips_failed} of {summary.chips_total} chips failed and are not in {summary.output} "
-            f"({summary.chips_written} written); they are listed in {failures_path(Path(summary.output))}"
-            + (f"; first: {first.chip_id}: {first.reason}" if first else ""))
+    return (
+        f"{summary.chips_failed} of {summary.chips_total} chips failed and are not in {summary.output} "
+        f"({summary.chips_written} written); they are listed in {failures_path(Path(summary.output))}"
+        + (f"; first: {first.chip_id}: {first.reason}" if first else "")
+    )

@@ -29,20 +29,25 @@ if TYPE_CHECKING:
     from clay_core.sources.base import ChipData, ChipRecord, ChipSource
 
 
-def estimate_job(sources: Sequence[ChipSource], model: EmbeddingModel, options: EmbedOptions | None = None,
-                 sample_chips: int = 2) -> dict[str, Any]:
+def estimate_job(
+    sources: Sequence[ChipSource], model: EmbeddingModel, options: EmbedOptions | None = None, sample_chips: int = 2
+) -> dict[str, Any]:
     """Chips, time and output size of a job, from one tiny measured batch (nothing is written)."""
     options = options or EmbedOptions()
     options.check()
     level = model.check_level(options.level)
     work = collect_records(sources)
     check_chip_size(model, work)
-    result: dict[str, Any] = {"chips": len(work), "model": model.name, "level": level,
-                              "device": model.plan.device, "precision": model.plan.precision}
+    result: dict[str, Any] = {
+        "chips": len(work),
+        "model": model.name,
+        "level": level,
+        "device": model.plan.device,
+        "precision": model.plan.precision,
+    }
     sample = _readable_sample(sources, work, sample_chips)
     if not sample:
-        result.update(estimated_seconds=None, estimated_bytes=None,
-                      note="no chip could be read for a measurement")
+        result.update(estimated_seconds=None, estimated_bytes=None, note="no chip could be read for a measurement")
         return result
     source_index = sample[0][0]
     records = [chip.record for _, chip, _ in sample]
@@ -69,8 +74,9 @@ def estimate_job(sources: Sequence[ChipSource], model: EmbeddingModel, options: 
     return result
 
 
-def _readable_sample(sources: Sequence[ChipSource], work: Sequence[WorkItem], n: int,
-                     max_tries: int = 16) -> list[tuple[int, ChipData, float]]:
+def _readable_sample(
+    sources: Sequence[ChipSource], work: Sequence[WorkItem], n: int, max_tries: int = 16
+) -> list[tuple[int, ChipData, float]]:
     """Up to n readable chips of the first source that has any, with their read times."""
     from clay_core.sources.base import ChipReadError
 
@@ -89,8 +95,9 @@ def _readable_sample(sources: Sequence[ChipSource], work: Sequence[WorkItem], n:
     return sample
 
 
-def _bytes_per_row(records: Sequence[ChipRecord], vectors: np.ndarray, options: EmbedOptions,
-                   satclip: np.ndarray | None = None) -> tuple[float, int]:
+def _bytes_per_row(
+    records: Sequence[ChipRecord], vectors: np.ndarray, options: EmbedOptions, satclip: np.ndarray | None = None
+) -> tuple[float, int]:
     """Compressed bytes per output row, measured by writing the sample to memory (minus the fixed footer)."""
     import pyarrow.parquet as pq
 

@@ -80,8 +80,14 @@ class EmbedJob:
     def load_model(self) -> EmbeddingModel:
         from clay_core.models.registry import load_image_model
 
-        return load_image_model(self.checkpoint, self.preset, image_size=self.chip_size, device=self.device,
-                                precision=self.precision, threads=self.threads)
+        return load_image_model(
+            self.checkpoint,
+            self.preset,
+            image_size=self.chip_size,
+            device=self.device,
+            precision=self.precision,
+            threads=self.threads,
+        )
 
     def open_sources(self, chip_size: int | None) -> list[ChipSource]:
         """The job's sources as one source (several files of a scene belong together), at `chip_size`."""
@@ -89,10 +95,20 @@ class EmbedJob:
 
         spec: str | list[str] = list(self.sources) if len(self.sources) > 1 else self.sources[0]
         # Options that are None count as not given: rasters take the bbox, folders and STAC the tile and dates.
-        source = open_source(spec, chip_size=chip_size, stride=self.stride, no_sign_request=self.no_sign_request or None,
-                             bbox=self.bbox, bbox_crs=self.bbox_crs, date=self.date,
-                             band_map=dict(self.band_map) if self.band_map else None, resolution_m=self.resolution_m,
-                             mgrs=self.mgrs, start=self.start, end=self.end)
+        source = open_source(
+            spec,
+            chip_size=chip_size,
+            stride=self.stride,
+            no_sign_request=self.no_sign_request or None,
+            bbox=self.bbox,
+            bbox_crs=self.bbox_crs,
+            date=self.date,
+            band_map=dict(self.band_map) if self.band_map else None,
+            resolution_m=self.resolution_m,
+            mgrs=self.mgrs,
+            start=self.start,
+            end=self.end,
+        )
         if self.mgrs or self.start or self.end:
             return [TileDatesSource(source, self.mgrs, self.start, self.end)]
         return [source]
@@ -138,16 +154,18 @@ class OpenedJob:
 
         return estimate_job(self.sources, self.model, self.job.options, sample_chips=sample_chips)
 
-    def run(self, output: Path | None = None, options: EmbedOptions | None = None,
-            reporter: Reporter | None = None) -> EmbedSummary:
+    def run(
+        self, output: Path | None = None, options: EmbedOptions | None = None, reporter: Reporter | None = None
+    ) -> EmbedSummary:
         """Embed into `output` (default: the job's) with `options` (default: the job's)."""
         from clay_core import embed  # looked up at call time: tests replace embed_sources
 
         target = output or self.job.output
         if target is None:
             raise ValueError("no output: give EmbedJob.output or OpenedJob.run(output)")
-        return embed.embed_sources(self.sources, self.model, target, options or self.job.options,
-                                   reporter or NullReporter())
+        return embed.embed_sources(
+            self.sources, self.model, target, options or self.job.options, reporter or NullReporter()
+        )
 
 
 def satclip_check(satclip: str | None, reporter: Reporter | None = None) -> None:
@@ -184,4 +202,3 @@ class TileDatesSource:
 
     def read(self, record: ChipRecord) -> ChipData:
         return self.inner.read(record)
-

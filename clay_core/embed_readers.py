@@ -73,8 +73,9 @@ class _ChipDataset(Dataset):
         except ChipReadError as error:
             return _Loaded(source_index, record, None, math.nan, str(error), time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - an unexpected reader error must not stop the job
-            return _Loaded(source_index, record, None, math.nan, f"{type(error).__name__}: {error}",
-                           time.perf_counter() - started)
+            return _Loaded(
+                source_index, record, None, math.nan, f"{type(error).__name__}: {error}", time.perf_counter() - started
+            )
         fraction = float(chip.nodata_fraction)
         pixels = None if fraction > self.max_nodata else np.ascontiguousarray(chip.pixels, dtype=np.float32)
         return _Loaded(source_index, record, pixels, fraction, None, time.perf_counter() - started)
@@ -92,7 +93,9 @@ def _collate(items: list[_Loaded]) -> ChipBatch:
         "pixels": stacked,
         "records": [item.record for item, _ in good],
         "nodata": [item.nodata_fraction for item, _ in good],
-        "skipped": [(item.record, item.nodata_fraction) for item in items if item.failure is None and item.pixels is None],
+        "skipped": [
+            (item.record, item.nodata_fraction) for item in items if item.failure is None and item.pixels is None
+        ],
         "failed": [(item.record, item.failure) for item in items if item.failure is not None],
         "read_s": sum(item.read_s for item in items),
     }
@@ -149,7 +152,7 @@ def contiguous_per_worker(batches: list[list[int]], workers: int) -> list[list[i
     base, longer = divmod(len(batches), workers)
     sizes = [base + 1] * longer + [base] * (workers - longer)
     starts = [sum(sizes[:w]) for w in range(workers)]
-    runs = [batches[start:start + size] for start, size in zip(starts, sizes, strict=True)]
+    runs = [batches[start : start + size] for start, size in zip(starts, sizes, strict=True)]
     return [run[k] for k in range(max(sizes)) for run in runs if k < len(run)]
 
 
@@ -192,8 +195,9 @@ def _in_daemon_process() -> bool:
     return bool(multiprocessing.current_process().daemon)
 
 
-def iterate_batches(sources: Sequence[ChipSource], work: Sequence[WorkItem], options: EmbedOptions,
-                    pin_memory: bool) -> Iterator[ChipBatch]:
+def iterate_batches(
+    sources: Sequence[ChipSource], work: Sequence[WorkItem], options: EmbedOptions, pin_memory: bool
+) -> Iterator[ChipBatch]:
     workers = 0 if _in_daemon_process() else min(options.workers, max(1, len(work)))
     if not workers:
         limit_gdal_cache()  # reading happens here
@@ -207,7 +211,10 @@ def iterate_batches(sources: Sequence[ChipSource], work: Sequence[WorkItem], opt
         persistent_workers=False,
         # PR_SET_PDEATHSIG fires when the creating *thread* ends: only tie readers made by the main thread
         # (a Dask task runs in a pool thread; DataLoader's own parent check still ends those readers).
-        worker_init_fn=functools.partial(_reader_init, tied_to_parent=threading.current_thread()
-                                         is threading.main_thread()) if workers else None,
+        worker_init_fn=functools.partial(
+            _reader_init, tied_to_parent=threading.current_thread() is threading.main_thread()
+        )
+        if workers
+        else None,
     )
     return iter(loader)

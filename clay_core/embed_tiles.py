@@ -54,11 +54,20 @@ def tile_embed_job(job: TileJob, tile: str) -> EmbedJob:
 
     return EmbedJob(
         sources=(job.source.replace("{mgrs}", tile).replace("{MGRS}", tile),),
-        checkpoint=job.checkpoint, preset=job.preset, chip_size=job.chip_size, stride=job.stride,
-        mgrs=tile, start=job.start, end=job.end, no_sign_request=job.no_sign_request,
-        device=job.device, precision=job.precision, threads=job.threads,
-        options=dataclasses.replace(job.options, metadata={**job.options.metadata, "mgrs": tile,
-                                                           "start": str(job.start), "end": str(job.end)}),
+        checkpoint=job.checkpoint,
+        preset=job.preset,
+        chip_size=job.chip_size,
+        stride=job.stride,
+        mgrs=tile,
+        start=job.start,
+        end=job.end,
+        no_sign_request=job.no_sign_request,
+        device=job.device,
+        precision=job.precision,
+        threads=job.threads,
+        options=dataclasses.replace(
+            job.options, metadata={**job.options.metadata, "mgrs": tile, "start": str(job.start), "end": str(job.end)}
+        ),
     )
 
 
@@ -74,8 +83,9 @@ def embed_tile(tile: str, job: TileJob, reporter: Reporter | None = None) -> dic
         if not records:
             raise ClayInputError(f"no chips of tile {tile} between {job.start} and {job.end} in {job.source}")
         dates = [r.date for r in records]
-        summary = opened.run(Path(job.out_dir) / output_name(tile, min(dates), max(dates), job.version),
-                             reporter=reporter)
+        summary = opened.run(
+            Path(job.out_dir) / output_name(tile, min(dates), max(dates), job.version), reporter=reporter
+        )
         result = {"tile": tile, "output": summary.output, "summary": summary.as_dict()}
         partial = partial_failure_message(summary)
         if partial:  # the good chips are in the output; the tile still counts as not done (exit code 2)
@@ -104,8 +114,14 @@ def exit_code(results: Sequence[dict[str, Any]]) -> int:
     return 2 if kinds == {"input"} else 1
 
 
-def embed_tiles(tiles: Sequence[str], job: TileJob, *, scheduler: str | None = None, workers: int | None = None,
-                reporter: Reporter | None = None) -> list[dict[str, Any]]:
+def embed_tiles(
+    tiles: Sequence[str],
+    job: TileJob,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    reporter: Reporter | None = None,
+) -> list[dict[str, Any]]:
     """Embed every tile; results in the order tiles finish."""
     reporter = reporter or NullReporter()
     out_dir = Path(job.out_dir)
@@ -118,8 +134,10 @@ def embed_tiles(tiles: Sequence[str], job: TileJob, *, scheduler: str | None = N
             result = _guarded(tiles[0], lambda: embed_tile(tiles[0], job, reporter))
             return [_reported(result, reporter, tiles_progress=False)]
         reporter.start(len(tiles), "tiles")
-        return [_reported(_guarded(tile, functools.partial(embed_tile, tile, job, _LogOnly(reporter))), reporter)
-                for tile in tiles]
+        return [
+            _reported(_guarded(tile, functools.partial(embed_tile, tile, job, _LogOnly(reporter))), reporter)
+            for tile in tiles
+        ]
     reporter.start(len(tiles), "tiles")
     return _on_dask(tiles, job, scheduler, workers, lambda r: _reported(r, reporter, problems=True))
 
@@ -141,8 +159,9 @@ class _LogOnly:
             self._reporter.log(message, level)
 
 
-def _reported(result: dict[str, Any], reporter: Reporter, tiles_progress: bool = True,
-              problems: bool = False) -> dict[str, Any]:
+def _reported(
+    result: dict[str, Any], reporter: Reporter, tiles_progress: bool = True, problems: bool = False
+) -> dict[str, Any]:
     """Log a finished tile (and, for remote tasks, its skipped chips) and count it."""
     tile = result["tile"]
     if "error" in result:
@@ -157,8 +176,13 @@ def _reported(result: dict[str, Any], reporter: Reporter, tiles_progress: bool =
     return result
 
 
-def _on_dask(tiles: Sequence[str], job: TileJob, scheduler: str | None, workers: int | None,
-             on_result: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+def _on_dask(
+    tiles: Sequence[str],
+    job: TileJob,
+    scheduler: str | None,
+    workers: int | None,
+    on_result: Callable[[dict[str, Any]], dict[str, Any]],
+) -> list[dict[str, Any]]:
     import dask
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -168,8 +192,9 @@ def _on_dask(tiles: Sequence[str], job: TileJob, scheduler: str | None, workers:
         if scheduler:
             client = Client(scheduler)
         else:
-            cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            cluster = LocalCluster(
+                n_workers=int(workers or 1), threads_per_worker=1, processes=True, dashboard_address=None
+            )
             client = Client(cluster)
             if job.threads is None:
                 job = dataclasses.replace(job, threads=max(1, (os.cpu_count() or 1) // int(workers or 1)))

@@ -69,8 +69,10 @@ def _pick_column(names: Sequence[str], wanted: str | None, candidates: Sequence[
     for candidate in candidates:
         if candidate in lowered:
             return lowered[candidate]
-    raise ClayInputError(f"cannot find a {role} column (tried {', '.join(candidates)}); columns are: "
-                         f"{', '.join(names)}; pass --{role}-column NAME")
+    raise ClayInputError(
+        f"cannot find a {role} column (tried {', '.join(candidates)}); columns are: "
+        f"{', '.join(names)}; pass --{role}-column NAME"
+    )
 
 
 def _ids(table: pa.Table, id_field: str | None, n: int) -> list[str]:
@@ -85,8 +87,9 @@ def _ids(table: pa.Table, id_field: str | None, n: int) -> list[str]:
     return ids
 
 
-def read_csv_points(path: Path, lon_column: str | None = None, lat_column: str | None = None,
-                    id_field: str | None = None) -> PointSet:
+def read_csv_points(
+    path: Path, lon_column: str | None = None, lat_column: str | None = None, id_field: str | None = None
+) -> PointSet:
     import pyarrow.csv as pacsv
 
     try:
@@ -126,8 +129,10 @@ def read_vector_points(path: Path, layer: str | None = None, id_field: str | Non
         raise ClayInputError(f"{path} has features without geometry; remove them first")
     kinds = set(frame.geometry.geom_type)
     if not kinds <= {"Point"}:
-        raise ClayInputError(f"{path} has {', '.join(sorted(kinds))} geometries; embed-locations needs points "
-                             "(convert polygons to centroids first)")
+        raise ClayInputError(
+            f"{path} has {', '.join(sorted(kinds))} geometries; embed-locations needs points "
+            "(convert polygons to centroids first)"
+        )
     if frame.crs is None:
         raise ClayInputError(f"{path} has no CRS; set one (e.g. EPSG:4326) before embedding its points")
     frame = frame.to_crs("OGC:CRS84") if not frame.crs.equals("OGC:CRS84") else frame
@@ -136,8 +141,14 @@ def read_vector_points(path: Path, layer: str | None = None, id_field: str | Non
     return PointSet(lonlat, _ids(attributes, id_field, len(frame)), attributes)
 
 
-def read_points(path: str | Path, *, lon_column: str | None = None, lat_column: str | None = None,
-                layer: str | None = None, id_field: str | None = None) -> PointSet:
+def read_points(
+    path: str | Path,
+    *,
+    lon_column: str | None = None,
+    lat_column: str | None = None,
+    layer: str | None = None,
+    id_field: str | None = None,
+) -> PointSet:
     """Points from a CSV (lon/lat columns, degrees) or any OGR vector file (reprojected to lon/lat)."""
     path = Path(path)
     if not path.exists():
@@ -161,16 +172,19 @@ def grid_points(bbox: Sequence[float], spacing_deg: float) -> PointSet:
     cols = max(1, math.floor((east - west) / spacing_deg + 1e-9))
     rows = max(1, math.floor((north - south) / spacing_deg + 1e-9))
     if rows * cols > MAX_GRID_POINTS:
-        raise ClayInputError(f"a {spacing_deg} degree grid over that bbox has {rows * cols:,} points "
-                             f"(limit {MAX_GRID_POINTS:,}); use a larger spacing or a smaller bbox")
+        raise ClayInputError(
+            f"a {spacing_deg} degree grid over that bbox has {rows * cols:,} points "
+            f"(limit {MAX_GRID_POINTS:,}); use a larger spacing or a smaller bbox"
+        )
     # Centre the grid in the bbox when the extent is not a multiple of the spacing.
     lon = west + (east - west - cols * spacing_deg) / 2 + (np.arange(cols) + 0.5) * spacing_deg
     lat = north - (north - south - rows * spacing_deg) / 2 - (np.arange(rows) + 0.5) * spacing_deg
     grid_lat, grid_lon = np.meshgrid(lat, lon, indexing="ij")
     row_index, col_index = np.meshgrid(np.arange(len(lat)), np.arange(len(lon)), indexing="ij")
     ids = [f"r{r}_c{c}" for r, c in zip(row_index.ravel(), col_index.ravel(), strict=True)]
-    attributes = pa.table({"row": pa.array(row_index.ravel(), pa.int32()),
-                           "col": pa.array(col_index.ravel(), pa.int32())})
+    attributes = pa.table(
+        {"row": pa.array(row_index.ravel(), pa.int32()), "col": pa.array(col_index.ravel(), pa.int32())}
+    )
     return PointSet(np.stack([grid_lon.ravel(), grid_lat.ravel()], axis=1), ids, attributes)
 
 
@@ -204,14 +218,24 @@ def points_table(points: PointSet, embeddings: np.ndarray) -> pa.Table:
     return pa.table(columns)
 
 
-def write_point_embeddings(path: str | Path, points: PointSet, embeddings: np.ndarray,
-                           metadata: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+def write_point_embeddings(
+    path: str | Path, points: PointSet, embeddings: np.ndarray, metadata: Mapping[str, Any], *, overwrite: bool = False
+) -> Path:
     """One row per point: chip_id (point id), lon, lat, the input's fields, embeddings, geometry (Point)."""
     table = points_table(points, embeddings)
-    bbox = [float(points.lonlat[:, 0].min()), float(points.lonlat[:, 1].min()),
-            float(points.lonlat[:, 0].max()), float(points.lonlat[:, 1].max())]
-    meta = file_metadata(table, {**metadata, "geometry": "point"}, bbox, geometry_type="Point",
-                         embedding_shape=(table.schema.field(EMBEDDINGS).type.list_size,))
+    bbox = [
+        float(points.lonlat[:, 0].min()),
+        float(points.lonlat[:, 1].min()),
+        float(points.lonlat[:, 0].max()),
+        float(points.lonlat[:, 1].max()),
+    ]
+    meta = file_metadata(
+        table,
+        {**metadata, "geometry": "point"},
+        bbox,
+        geometry_type="Point",
+        embedding_shape=(table.schema.field(EMBEDDINGS).type.list_size,),
+    )
     return write_table_atomic(path, table.replace_schema_metadata(meta), overwrite=overwrite)
 
 
@@ -232,15 +256,18 @@ def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> SatCLIPLocat
 
 
 @functools.lru_cache(maxsize=2)
-def _load_satclip(checkpoint_or_preset: str, device: str,
-                  _file_version: tuple[int, int] | None) -> SatCLIPLocationModel:
+def _load_satclip(
+    checkpoint_or_preset: str, device: str, _file_version: tuple[int, int] | None
+) -> SatCLIPLocationModel:
     from clay_core.models import load_model
     from clay_core.models.satclip import SatCLIPLocationModel
 
     model = load_model(checkpoint_or_preset, device=device, precision="fp32")
     if not isinstance(model, SatCLIPLocationModel):
-        raise ClayInputError(f"{checkpoint_or_preset} is a {model.family} model, not a SatCLIP location encoder: "
-                             "give a satclip-*.ckpt (or the preset satclip-l10/satclip-l40)")
+        raise ClayInputError(
+            f"{checkpoint_or_preset} is a {model.family} model, not a SatCLIP location encoder: "
+            "give a satclip-*.ckpt (or the preset satclip-l10/satclip-l40)"
+        )
     return model
 
 

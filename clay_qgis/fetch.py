@@ -43,8 +43,12 @@ TCI_SATURATION_DN = 2000.0  # Sentinel-2 L2A TCI: 8-bit 255 <-> DN 2000 (reflect
 RGB_BANDS = ("red", "green", "blue")
 IMAGE_TYPES = (Qgis.DataType.ARGB32, Qgis.DataType.ARGB32_Premultiplied)
 NUMPY_TYPES = {
-    Qgis.DataType.Byte: np.uint8, Qgis.DataType.UInt16: np.uint16, Qgis.DataType.Int16: np.int16,
-    Qgis.DataType.UInt32: np.uint32, Qgis.DataType.Int32: np.int32, Qgis.DataType.Float32: np.float32,
+    Qgis.DataType.Byte: np.uint8,
+    Qgis.DataType.UInt16: np.uint16,
+    Qgis.DataType.Int16: np.int16,
+    Qgis.DataType.UInt32: np.uint32,
+    Qgis.DataType.Int32: np.int32,
+    Qgis.DataType.Float32: np.float32,
     Qgis.DataType.Float64: np.float64,
 }
 
@@ -81,8 +85,7 @@ class FetchPlan:
         return e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()
 
     def describe(self) -> str:
-        return (f"{self.layer.name()!r} at {self.resolution_m:g} m: {self.cols} x {self.rows} pixels in "
-                f"EPSG:{self.epsg}")
+        return f"{self.layer.name()!r} at {self.resolution_m:g} m: {self.cols} x {self.rows} pixels in EPSG:{self.epsg}"
 
 
 def has_pixel_grid(layer) -> bool:
@@ -113,8 +116,7 @@ def choose_resolution(layers: list, requested: float | None, context) -> float:
     return next((value for value in native if value), DEFAULT_RESOLUTION_M)
 
 
-def plan_fetch(layer, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem, resolution: float,
-               context) -> FetchPlan:
+def plan_fetch(layer, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem, resolution: float, context) -> FetchPlan:
     """The north-up grid of `resolution` metres over `extent` (in `crs`) in the UTM zone of its centre."""
     centre = to_crs(extent, crs, QgsCoordinateReferenceSystem("EPSG:4326"), context).center()
     epsg = utm_epsg(centre.x(), centre.y())
@@ -157,12 +159,17 @@ def _write(plan: FetchPlan, path: Path, feedback) -> None:
         windows = list(_windows(plan))
         for done, (col, row, width, height) in enumerate(windows):
             _stop_if_cancelled(feedback, block_feedback)
-            extent = QgsRectangle(plan.extent.xMinimum() + col * plan.resolution_m,
-                                  plan.extent.yMaximum() - (row + height) * plan.resolution_m,
-                                  plan.extent.xMinimum() + (col + width) * plan.resolution_m,
-                                  plan.extent.yMaximum() - row * plan.resolution_m)
-            planes = (_rgb_planes(pipe, extent, width, height, block_feedback) if image
-                      else _band_planes(pipe, extent, width, height, len(names), block_feedback))
+            extent = QgsRectangle(
+                plan.extent.xMinimum() + col * plan.resolution_m,
+                plan.extent.yMaximum() - (row + height) * plan.resolution_m,
+                plan.extent.xMinimum() + (col + width) * plan.resolution_m,
+                plan.extent.yMaximum() - row * plan.resolution_m,
+            )
+            planes = (
+                _rgb_planes(pipe, extent, width, height, block_feedback)
+                if image
+                else _band_planes(pipe, extent, width, height, len(names), block_feedback)
+            )
             _stop_if_cancelled(feedback, block_feedback)  # a cancelled request returns an empty block
             for index, plane in enumerate(planes, start=1):
                 dataset.GetRasterBand(index).WriteArray(plane, col, row)
@@ -187,12 +194,19 @@ def _create(plan: FetchPlan, path: Path, names: tuple[str, ...], image: bool):
     from osgeo import gdal, osr
 
     driver = gdal.GetDriverByName("GTiff")
-    dataset = driver.Create(str(path), plan.cols, plan.rows, len(names), gdal.GDT_Float32,
-                            ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"])
+    dataset = driver.Create(
+        str(path),
+        plan.cols,
+        plan.rows,
+        len(names),
+        gdal.GDT_Float32,
+        ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"],
+    )
     if dataset is None:
         raise ClayInputError(f"cannot write a temporary raster in {path.parent}: check the free disk space")
-    dataset.SetGeoTransform((plan.extent.xMinimum(), plan.resolution_m, 0.0, plan.extent.yMaximum(), 0.0,
-                             -plan.resolution_m))
+    dataset.SetGeoTransform(
+        (plan.extent.xMinimum(), plan.resolution_m, 0.0, plan.extent.yMaximum(), 0.0, -plan.resolution_m)
+    )
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(plan.epsg)
     dataset.SetProjection(srs.ExportToWkt())
@@ -233,8 +247,10 @@ def _block(pipe: QgsRasterPipe, band: int, extent: QgsRectangle, width: int, hei
     block = pipe.last().block(band, extent, width, height, feedback)
     _stop_if_cancelled(feedback)
     if block is None or not block.isValid():
-        raise ClayInputError(f"the layer's provider returned no data for {extent.toString(1)}: check that the "
-                             "layer draws on the map and run again")
+        raise ClayInputError(
+            f"the layer's provider returned no data for {extent.toString(1)}: check that the "
+            "layer draws on the map and run again"
+        )
     return block
 
 
@@ -259,8 +275,10 @@ def _band_planes(pipe, extent, width: int, height: int, count: int, feedback) ->
         block = _block(pipe, band, extent, width, height, feedback)
         dtype = NUMPY_TYPES.get(block.dataType())
         if dtype is None:
-            raise ClayInputError(f"band {band} of the layer has data type {block.dataType()}, which cannot be "
-                                 "embedded: save the layer as GeoTIFF (Export > Save As, raw data) first")
+            raise ClayInputError(
+                f"band {band} of the layer has data type {block.dataType()}, which cannot be "
+                "embedded: save the layer as GeoTIFF (Export > Save As, raw data) first"
+            )
         values = np.frombuffer(bytes(block.data()), dtype=dtype).reshape(height, width).astype(np.float32)
         if block.hasNoDataValue():
             values[values == np.float32(block.noDataValue())] = np.nan

@@ -95,8 +95,10 @@ def worker_python() -> str:
         if Path(path).is_file() and os.access(path, os.X_OK):
             return path
         if source == "CLAY_PYTHON":
-            raise WorkerError(f"the worker Python set by CLAY_PYTHON does not exist: {path}; unset CLAY_PYTHON "
-                              f"or point it at a Python with torch, or {SETUP_HINT}")
+            raise WorkerError(
+                f"the worker Python set by CLAY_PYTHON does not exist: {path}; unset CLAY_PYTHON "
+                f"or point it at a Python with torch, or {SETUP_HINT}"
+            )
         if source.startswith("setting"):
             raise RuntimeMissingError(f"the Clay runtime {path} is gone: {SETUP_HINT} to make it again")
     raise RuntimeMissingError(f"no Clay runtime (Python with PyTorch) is set up yet: {SETUP_HINT}, then try again")
@@ -136,8 +138,10 @@ def _friendly_error(last_error: str | None, stderr_tail: list[str], returncode: 
         python = worker_python()
         what = "torch is not installed in" if module == "torch" else f"the module '{module}' is missing from"
         if os.environ.get("CLAY_PYTHON") == python:
-            return (f"{what} the worker Python {python} (set by CLAY_PYTHON): install clay_core's dependencies "
-                    f"there, or unset CLAY_PYTHON and {SETUP_HINT}")
+            return (
+                f"{what} the worker Python {python} (set by CLAY_PYTHON): install clay_core's dependencies "
+                f"there, or unset CLAY_PYTHON and {SETUP_HINT}"
+            )
         return f"{what} the worker Python {python}: {SETUP_HINT} (it installs torch and clay_core's dependencies)"
     if not text:
         text = f"the Clay worker exited with code {returncode} without an error message"
@@ -150,13 +154,23 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
     python = worker_python()
     command = [python, "-m", "clay_core", "--progress", "json", *arguments]
     # Own session (process group): cancel must also stop the DataLoader worker processes it forks.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               text=True, env=worker_environment(python), bufsize=1, start_new_session=os.name == "posix")
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=worker_environment(python),
+        bufsize=1,
+        start_new_session=os.name == "posix",
+    )
     if feedback is not None:
         feedback.pushDebugInfo(f"worker (pid {process.pid}): " + " ".join(command))
     lines: queue.Queue = queue.Queue()
-    threads = [threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
-               threading.Thread(target=_pump, args=(process.stderr, lines, "err"), daemon=True)]
+    threads = [
+        threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, lines, "err"), daemon=True),
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -173,8 +187,9 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
     return result
 
 
-def _follow(process: subprocess.Popen, lines: queue.Queue, feedback,
-            timeout_s: float | None) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+def _follow(
+    process: subprocess.Popen, lines: queue.Queue, feedback, timeout_s: float | None
+) -> tuple[dict[str, Any] | None, str | None, list[str]]:
     """Relay the worker's events until both of its streams end; cancel/timeout terminate it.
     Returns (result, last error message, last stderr lines)."""
     stderr_tail: collections.deque[str] = collections.deque(maxlen=40)

@@ -37,8 +37,12 @@ class ClayArgumentParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = ClayArgumentParser(prog="clay", description="Clay foundation-model embeddings.")
     parser.add_argument("--version", action="version", version=f"clay {clay_core.__version__}")
-    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
-                        help="progress for people (bar, on stderr) or for programs (json lines on stdout)")
+    parser.add_argument(
+        "--progress",
+        choices=("bar", "json", "none"),
+        default="bar",
+        help="progress for people (bar, on stderr) or for programs (json lines on stdout)",
+    )
     parser.add_argument("--debug", action="store_true", help="print the traceback of internal errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
@@ -92,8 +96,18 @@ def _internal(exc: BaseException, args: argparse.Namespace, reporter) -> int:
 
 # Failures of the machine the user can fix (space, permissions, a path that is not what it should be): one
 # line and exit 2, not a crash. Other OSErrors stay internal errors.
-USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
-                       errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.EEXIST}
+USER_FIXABLE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ENOENT,
+    errno.EEXIST,
+}
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -32,13 +32,22 @@ def device_name(text: str) -> str:
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--device", type=device_name, default="auto", metavar="{" + ",".join(DEVICES) + ",cuda:N}",
-                        help="where the model runs (default auto: a GPU when there is one)")
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        metavar="{" + ",".join(DEVICES) + ",cuda:N}",
+        help="where the model runs (default auto: a GPU when there is one)",
+    )
 
 
 def add_precision_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto|fp32|bf16|fp16 (default auto: bf16 on GPUs that have it, else fp32)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto|fp32|bf16|fp16 (default auto: bf16 on GPUs that have it, else fp32)",
+    )
 
 
 def date_type(text: str) -> datetime.date:
@@ -66,7 +75,9 @@ def model_spec(value: str | None) -> str | None:
     return str(path.absolute()) if path.is_file() else value
 
 
-def emit_result(reporter: Reporter, result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
+def emit_result(
+    reporter: Reporter, result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]
+) -> None:
     """A command's final result: the JSON event for the plugin worker, pretty JSON with --json, else `text(result)`."""
     if isinstance(reporter, JsonLinesReporter):
         reporter.result(result)
@@ -144,8 +155,11 @@ def _check_places_and_dates(args: argparse.Namespace) -> None:
         validate.crs_text(args.bbox_crs)
     if getattr(args, "bbox", None) is not None:
         validate.bbox(args.bbox, "--bbox", getattr(args, "bbox_crs", None))
-    for dest, option in (("point", "--point"), ("negative_point", "--negative-point"),
-                         ("positive_point", "--positive-point")):
+    for dest, option in (
+        ("point", "--point"),
+        ("negative_point", "--negative-point"),
+        ("positive_point", "--positive-point"),
+    ):
         for text in getattr(args, dest, None) or ():
             validate.point(text, option)
     if getattr(args, "date", None) is not None:
@@ -179,8 +193,9 @@ def _check_files(args: argparse.Namespace) -> None:
     for dest in ("before", "after", "labels"):
         if getattr(args, dest, None) is not None:
             validate.input_paths([args.__dict__[dest]], f"{dest} file")
-    if command in ("embed", "embed-locations", "similar", "classify", "cluster", "change") \
-            and not getattr(args, "dry_run", False):
+    if command in ("embed", "embed-locations", "similar", "classify", "cluster", "change") and not getattr(
+        args, "dry_run", False
+    ):
         validate.output_file(args.output, args.overwrite)
     elif command == "embed" and args.dry_run:
         validate.output_file(args.output, True)

@@ -84,8 +84,9 @@ def _from_files(files: list[str], options: dict) -> ChipSource:
 def _check_scene_date(scene, options: dict):
     start, end = options.get("start"), options.get("end")
     if (start and scene.date < start) or (end and scene.date > end):
-        raise ClayInputError(f"the scene was taken on {scene.date}, outside the requested range "
-                             f"{start or '..'} to {end or '..'}")
+        raise ClayInputError(
+            f"the scene was taken on {scene.date}, outside the requested range {start or '..'} to {end or '..'}"
+        )
     return scene
 
 

@@ -106,8 +106,18 @@ class ChipFolder:
             with open_raster(url, self.no_sign_request) as dataset:
                 return self._record(url, dataset, parsed)
         except (RasterioError, OSError, ValueError) as error:
-            record = ChipRecord(stem(url), url, name_date or datetime.date(1970, 1, 1), 0, NO_LOCATION, -1, -1,
-                                parsed.get("mgrs"), 0, 0.0)
+            record = ChipRecord(
+                stem(url),
+                url,
+                name_date or datetime.date(1970, 1, 1),
+                0,
+                NO_LOCATION,
+                -1,
+                -1,
+                parsed.get("mgrs"),
+                0,
+                0.0,
+            )
             self._problems[record.chip_id] = f"{url}: cannot open ({_short(error)}): corrupt or truncated file?"
             return record
 
@@ -124,14 +134,34 @@ class ChipFolder:
             )
         if not epsg:
             self._problems[chip_id] = f"{url}: no CRS (a chip must be georeferenced in its UTM zone)"
-            return ChipRecord(chip_id, url, date or datetime.date(1970, 1, 1), 0, NO_LOCATION, -1, -1,
-                              parsed.get("mgrs") or self.mgrs, 0, 0.0)
+            return ChipRecord(
+                chip_id,
+                url,
+                date or datetime.date(1970, 1, 1),
+                0,
+                NO_LOCATION,
+                -1,
+                -1,
+                parsed.get("mgrs") or self.mgrs,
+                0,
+                0.0,
+            )
         bounds = dataset_bounds(dataset)
         resolution = float(dataset.transform.a)
         mgrs = parsed.get("mgrs") or self.mgrs
         row, col = _row_col(mgrs, epsg, bounds, dataset.width * resolution, parsed.get("counter", 0))
-        return ChipRecord(chip_id, url, date or datetime.date(1970, 1, 1), epsg, bounds, row, col, mgrs,
-                          int(dataset.width), resolution)
+        return ChipRecord(
+            chip_id,
+            url,
+            date or datetime.date(1970, 1, 1),
+            epsg,
+            bounds,
+            row,
+            col,
+            mgrs,
+            int(dataset.width),
+            resolution,
+        )
 
     # ---- reading ---------------------------------------------------------------------------------
     def read(self, record: ChipRecord) -> ChipData:

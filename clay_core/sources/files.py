@@ -43,8 +43,21 @@ GDAL_CLOUD_OPTIONS = {
 }
 
 # Messages of errors worth retrying: network trouble, throttling, server errors.
-TRANSIENT_MARKERS = ("timed out", "timeout", "connection", "temporar", "throttl", "slow down", "503", "500",
-                     "502", "504", "429", "reset by peer", "curl error")
+TRANSIENT_MARKERS = (
+    "timed out",
+    "timeout",
+    "connection",
+    "temporar",
+    "throttl",
+    "slow down",
+    "503",
+    "500",
+    "502",
+    "504",
+    "429",
+    "reset by peer",
+    "curl error",
+)
 
 
 def is_remote(url: str) -> bool:
@@ -88,6 +101,7 @@ def with_retries(action: Callable[[], T], url: str, attempts: int = 3, delay_s: 
 
 def open_raster(url: str, no_sign_request: bool = False) -> DatasetReader:
     """Open a raster for reading (rasterio dataset), retrying transient remote errors."""
+
     def _open():
         with gdal_env(url, no_sign_request):
             return rasterio.open(url)
@@ -123,7 +137,7 @@ def list_files(url: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES, no_sign_re
 
 def _list_s3(url: str, no_sign_request: bool) -> list[str]:
     fs = s3_filesystem(no_sign_request)
-    prefix = url[len("s3://"):].rstrip("/")
+    prefix = url[len("s3://") :].rstrip("/")
     try:
         keys = with_retries(lambda: fs.find(prefix), url)
     except FileNotFoundError as error:
@@ -136,7 +150,7 @@ def _list_s3(url: str, no_sign_request: bool) -> list[str]:
 
 def url_exists(url: str, no_sign_request: bool = False) -> bool:
     if is_s3(url):
-        return bool(s3_filesystem(no_sign_request).exists(url[len("s3://"):]))
+        return bool(s3_filesystem(no_sign_request).exists(url[len("s3://") :]))
     if is_remote(url):
         return True  # checked when opened
     return Path(url).exists()
@@ -145,7 +159,7 @@ def url_exists(url: str, no_sign_request: bool = False) -> bool:
 def is_dir(url: str, no_sign_request: bool = False) -> bool:
     if is_s3(url):
         fs = s3_filesystem(no_sign_request)
-        key = url[len("s3://"):].rstrip("/")
+        key = url[len("s3://") :].rstrip("/")
         return "/" not in key or bool(fs.isdir(key))
     return Path(url).is_dir()
 

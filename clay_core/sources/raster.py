@@ -92,8 +92,12 @@ class RasterSource:
                 if dataset.crs is None:
                     raise ClayInputError(f"{url} has no CRS: georeference it (e.g. gdal_edit.py -a_srs EPSG:...)")
                 return {
-                    "url": url, "crs": dataset.crs, "bounds": tuple(dataset.bounds), "count": dataset.count,
-                    "descriptions": dataset.descriptions, "colorinterp": dataset.colorinterp,
+                    "url": url,
+                    "crs": dataset.crs,
+                    "bounds": tuple(dataset.bounds),
+                    "count": dataset.count,
+                    "descriptions": dataset.descriptions,
+                    "colorinterp": dataset.colorinterp,
                     "tags": dataset.tags(),
                 }
         except ClayInputError:
@@ -113,8 +117,10 @@ class RasterSource:
             if item.band in seen:
                 files = sorted({stem(seen[item.band]), stem(item.url)})
                 where = f"in both {files[0]} and {files[1]}" if len(files) == 2 else f"twice in {files[0]}"
-                raise ClayInputError(f"band {item.band} is {where}: embed each raster into its own output (or "
-                                     "mosaic them first, e.g. gdalbuildvrt), or choose one with --band-map")
+                raise ClayInputError(
+                    f"band {item.band} is {where}: embed each raster into its own output (or "
+                    "mosaic them first, e.g. gdalbuildvrt), or choose one with --band-map"
+                )
             seen[item.band] = item.url
         return plan
 
@@ -183,8 +189,10 @@ class RasterSource:
         if self.bbox is None:
             zones = sorted({f"EPSG:{h['crs'].to_epsg()}" for h in headers if _utm_zone_of(h["crs"])})
             if len(zones) > 1:
-                raise ClayInputError(f"the rasters lie in {len(zones)} UTM zones ({', '.join(zones)}): embed each "
-                                     "zone into its own output, or give --bbox to embed one area in its own zone")
+                raise ClayInputError(
+                    f"the rasters lie in {len(zones)} UTM zones ({', '.join(zones)}): embed each "
+                    "zone into its own output, or give --bbox to embed one area in its own zone"
+                )
             crs = headers[0]["crs"]
             bounds = [transform_bounds(h["crs"], crs, *h["bounds"]) for h in headers]
             return crs, _union(bounds)
@@ -220,8 +228,18 @@ class RasterSource:
         day = date.strftime("%Y%m%d")
         url = self.files[0] if len(self.files) == 1 else common_parent(self.files)
         return [
-            ChipRecord(f"{name}_{day}_{row:03d}_{col:03d}", url, date, self._epsg,
-                       self._grid.chip_bounds(row, col), row, col, None, self.chip_size, self.resolution_m)
+            ChipRecord(
+                f"{name}_{day}_{row:03d}_{col:03d}",
+                url,
+                date,
+                self._epsg,
+                self._grid.chip_bounds(row, col),
+                row,
+                col,
+                None,
+                self.chip_size,
+                self.resolution_m,
+            )
             for row, col in self._grid.cells_intersecting(self._coverage)
         ]
 
@@ -233,8 +251,9 @@ class RasterSource:
             try:
                 with gdal_env(url, self.no_sign_request):
                     dataset = self._cache.get(url)
-                    data = read_chip(dataset, [index for _, index in slots], record.utm_bounds, record.epsg,
-                                     record.size, method)
+                    data = read_chip(
+                        dataset, [index for _, index in slots], record.utm_bounds, record.epsg, record.size, method
+                    )
             except Exception as error:  # noqa: BLE001 - reported per chip; the job goes on
                 raise ChipReadError(f"{url}: cannot read chip {record.chip_id} ({error})") from None
             for (slot, _), plane in zip(slots, data, strict=True):
@@ -262,8 +281,10 @@ def user_crs(text: str | int) -> CRS:
         return CRS.from_user_input(value)
     except (ProjCRSError, CRSError) as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise ClayInputError(f"--bbox-crs {str(text)[:80]!r} is not a CRS PROJ knows ({reason[:120]}): give an EPSG "
-                             "code such as EPSG:4326 or EPSG:32633") from None
+        raise ClayInputError(
+            f"--bbox-crs {str(text)[:80]!r} is not a CRS PROJ knows ({reason[:120]}): give an EPSG "
+            "code such as EPSG:4326 or EPSG:32633"
+        ) from None
 
 
 def _date_from(headers: list[dict]) -> datetime.date:

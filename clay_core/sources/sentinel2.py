@@ -32,8 +32,18 @@ CLAY_S2_BANDS = tuple(b for b in CLAY_V0.band_names if b in S2_BANDS)  # the 10 
 
 # Earth Search (element84) asset keys -> band names.
 ASSET_NAMES = {
-    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "rededge2": "B06",
-    "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09", "cirrus": "B10", "swir16": "B11",
+    "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "nir": "B08",
+    "nir08": "B8A",
+    "nir09": "B09",
+    "cirrus": "B10",
+    "swir16": "B11",
     "swir22": "B12",
 }
 _BAND_TOKEN = re.compile(r"^b(0?[1-9]|1[0-2]|8a)$", re.IGNORECASE)
@@ -136,7 +146,8 @@ class Sentinel2Scene:
         self.date = self.date or _common_date(list(self.band_files.values()))
         if self.date is None:
             raise ClayInputError(
-                "cannot tell the scene's acquisition date from its file names: give it with --date YYYY-MM-DD (QGIS: Acquisition date)"
+                "cannot tell the scene's acquisition date from its file names: "
+                "give it with --date YYYY-MM-DD (QGIS: Acquisition date)"
             )
         if not self.source_url:
             self.source_url = common_parent(list(self.band_files.values()))
@@ -171,8 +182,7 @@ class Sentinel2Scene:
             if self.align == "tile":
                 grid = ChipGrid(tile.bounds, self.resolution_m, self.chip_size, self.stride)
             else:
-                grid = ChipGrid(snap_bounds(bounds, self.resolution_m), self.resolution_m, self.chip_size,
-                                self.stride)
+                grid = ChipGrid(snap_bounds(bounds, self.resolution_m), self.resolution_m, self.chip_size, self.stride)
             self._layout = (tile, epsg, grid, bounds)
         return self._layout
 
@@ -189,8 +199,18 @@ class Sentinel2Scene:
         day = date.strftime("%Y%m%d")
         cells = grid.cells_intersecting(data_bounds) if self.align == "tile" else grid.cells()
         return [
-            ChipRecord(f"{tile.id}_{day}_{row:03d}_{col:03d}", self.source_url, date, epsg,
-                       grid.chip_bounds(row, col), row, col, tile.id, self.chip_size, self.resolution_m)
+            ChipRecord(
+                f"{tile.id}_{day}_{row:03d}_{col:03d}",
+                self.source_url,
+                date,
+                epsg,
+                grid.chip_bounds(row, col),
+                row,
+                col,
+                tile.id,
+                self.chip_size,
+                self.resolution_m,
+            )
             for row, col in cells
         ]
 
@@ -213,8 +233,9 @@ class Sentinel2Scene:
         dataset = self._cache.get(url)
         decoded = self._decoded.get(url, dataset)
         if decoded is not None:
-            plane = read_chip_from_band(decoded, dataset, record.utm_bounds, record.epsg, record.size, method,
-                                        zero_is_nodata=True)
+            plane = read_chip_from_band(
+                decoded, dataset, record.utm_bounds, record.epsg, record.size, method, zero_is_nodata=True
+            )
             if plane is not None:
                 return plane[0]
         return read_chip(dataset, [1], record.utm_bounds, record.epsg, record.size, method, zero_is_nodata=True)[0]

@@ -118,27 +118,40 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
     CHIPS = "CHIPS"
 
     def add_device_parameter(self) -> None:
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
 
     def device_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         return DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
     def add_model_parameters(self) -> None:
         """A preset name, or a checkpoint file that overrides it (.ckpt / .pt / .safetensors)."""
-        self.addParameter(QgsProcessingParameterEnum(self.MODEL, "Model (used when no checkpoint is given)",
-                                                     options=MODEL_PRESETS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterFile(
-            self.CHECKPOINT, "Checkpoint file (optional, overrides the model)", optional=True,
-            fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors);;All files (*)"))
-        self.addParameter(QgsProcessingParameterEnum(self.LEVEL, "Embedding level", options=LEVEL_OPTIONS,
-                                                     defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.MODEL, "Model (used when no checkpoint is given)", options=MODEL_PRESETS, defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHECKPOINT,
+                "Checkpoint file (optional, overrides the model)",
+                optional=True,
+                fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors);;All files (*)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(self.LEVEL, "Embedding level", options=LEVEL_OPTIONS, defaultValue=0)
+        )
 
     def add_satclip_parameter(self) -> None:
         """Optional SatCLIP checkpoint: the output gains a `satclip` column (location embedding of each chip centre)."""
-        self.addParameter(QgsProcessingParameterFile(
-            self.SATCLIP, "SatCLIP checkpoint (optional: adds each chip centre's location embedding)", optional=True,
-            fileFilter="SatCLIP checkpoints (*.ckpt);;All files (*)"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.SATCLIP,
+                "SatCLIP checkpoint (optional: adds each chip centre's location embedding)",
+                optional=True,
+                fileFilter="SatCLIP checkpoints (*.ckpt);;All files (*)",
+            )
+        )
 
     def satclip_model_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         """The SatCLIP variant of model_arguments: a checkpoint file (CHECKPOINT) or a preset name typed into
@@ -162,22 +175,43 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         return ["--satclip", checkpoint]
 
     def add_chip_parameters(self) -> None:
-        self.addParameter(QgsProcessingParameterNumber(
-            self.CHIP_SIZE, "Chip size in pixels (0 = the model's own)", type=QgsProcessingParameterNumber.Type.Integer,
-            defaultValue=0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.STRIDE, "Stride in pixels (0 = chip size, no overlap)",
-            type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.CHIP_SIZE,
+                "Chip size in pixels (0 = the model's own)",
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.STRIDE,
+                "Stride in pixels (0 = chip size, no overlap)",
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
 
     def add_run_parameters(self) -> None:
         """Device, batch size and data-loading workers: advanced, the defaults suit most machines."""
         self.add_device_parameter()
-        batch = QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0 = automatic)",
-                                             type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0,
-                                             minValue=0)
-        workers = QgsProcessingParameterNumber(self.WORKERS, "Data-loading worker processes (0 = read inline)",
-                                               type=QgsProcessingParameterNumber.Type.Integer, defaultValue=2,
-                                               minValue=0, maxValue=64)
+        batch = QgsProcessingParameterNumber(
+            self.BATCH_SIZE,
+            "Batch size (0 = automatic)",
+            type=QgsProcessingParameterNumber.Type.Integer,
+            defaultValue=0,
+            minValue=0,
+        )
+        workers = QgsProcessingParameterNumber(
+            self.WORKERS,
+            "Data-loading worker processes (0 = read inline)",
+            type=QgsProcessingParameterNumber.Type.Integer,
+            defaultValue=2,
+            minValue=0,
+            maxValue=64,
+        )
         for parameter in (batch, workers):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(parameter)
@@ -192,8 +226,10 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         return ["--checkpoint", checkpoint]
 
     def model_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
-        arguments = (self.checkpoint_arguments(parameters, context)
-                     or ["--model", MODEL_PRESETS[self.parameterAsEnum(parameters, self.MODEL, context)]])
+        arguments = self.checkpoint_arguments(parameters, context) or [
+            "--model",
+            MODEL_PRESETS[self.parameterAsEnum(parameters, self.MODEL, context)],
+        ]
         level = LEVEL_OPTIONS[self.parameterAsEnum(parameters, self.LEVEL, context)]
         if level != LEVEL_OPTIONS[0]:
             arguments += ["--level", level]
@@ -233,13 +269,15 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
                 raise
         return self.load_results(result, parameters, context, feedback)
 
-    def command(self, parameters: dict[str, Any], context: QgsProcessingContext,
-                feedback: QgsProcessingFeedback) -> list[str]:
+    def command(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> list[str]:
         """The `clay` CLI arguments of this run (ClayInputError for bad input, before any work)."""
         raise NotImplementedError(f"{type(self).__name__} implements neither command nor processAlgorithm")
 
-    def partial_outputs(self, parameters: dict[str, Any],
-                        context: QgsProcessingContext) -> tuple[Path, list[str]] | None:
+    def partial_outputs(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[Path, list[str]] | None:
         """(folder, name patterns) of what a cancelled run must not leave behind; None: nothing to remove."""
         return None
 
@@ -250,8 +288,13 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
     def cancelled(self, feedback: QgsProcessingFeedback) -> None:
         """Called after a cancelled run's partial outputs are removed (e.g. to say what was kept)."""
 
-    def load_results(self, result: dict[str, Any], parameters: dict[str, Any], context: QgsProcessingContext,
-                     feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    def load_results(
+        self,
+        result: dict[str, Any],
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
         """The algorithm's outputs from the worker's result (the default: the result as it is)."""
         return result
 
@@ -267,8 +310,9 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         except WorkerError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
-    def run_worker_writing(self, arguments: list[str], feedback: QgsProcessingFeedback, folder: Path | None,
-                           patterns: Iterable[str]) -> dict[str, Any]:
+    def run_worker_writing(
+        self, arguments: list[str], feedback: QgsProcessingFeedback, folder: Path | None, patterns: Iterable[str]
+    ) -> dict[str, Any]:
         """Run a worker that writes into `folder`; on cancel remove what it created there matching `patterns`
         (the output, its resumable `.parts` folder, temporary files), so a cancelled run leaves nothing."""
         if folder is None:
@@ -281,8 +325,9 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
                 remove_new_entries(folder, before, patterns)
             raise
 
-    def load_embeddings_result(self, path: Path, context: QgsProcessingContext,
-                               feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    def load_embeddings_result(
+        self, path: Path, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
         """Load the file a worker wrote as a chips layer (added to the project when run from the GUI)."""
         from clay_core.errors import ClayInputError
         from clay_qgis import layers
@@ -328,8 +373,7 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     # postProcessLayer (called once, when the layer is loaded) lets go, so the scores it holds are freed.
     instances: list[StyleOnLoad] = []
 
-    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None,
-                 styler=None) -> None:
+    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None, styler=None) -> None:
         super().__init__()
         self.embeddings_path = embeddings_path
         self.mode = mode
@@ -350,10 +394,14 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
         if self.styler is not None:
             self.styler(layer)
         elif self.scored:
-            layers.style_similarity(layer, self.scored["scores"], threshold=self.scored.get("threshold"),
-                                    top_k=self.scored.get("top_k", 10),
-                                    has_negatives=self.scored.get("has_negatives", False),
-                                    field=self.scored.get("field", layers.SIMILARITY))
+            layers.style_similarity(
+                layer,
+                self.scored["scores"],
+                threshold=self.scored.get("threshold"),
+                top_k=self.scored.get("top_k", 10),
+                has_negatives=self.scored.get("has_negatives", False),
+                field=self.scored.get("field", layers.SIMILARITY),
+            )
         else:
             layers.style_chip_grid(layer)
         from clay_qgis.gui.dock import keep_legend_expanded  # a no-op without the desktop's Layers panel
@@ -376,5 +424,6 @@ def make_output_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ClayInputError(f"cannot create the output folder {folder} ({error.strerror}): choose another "
-                             "file name") from None
+        raise ClayInputError(
+            f"cannot create the output folder {folder} ({error.strerror}): choose another file name"
+        ) from None

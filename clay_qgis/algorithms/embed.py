@@ -38,7 +38,7 @@ SNIFF_BYTES = 16 << 20
 
 
 def checkpoint_family(path: Path) -> str | None:
-    """"clay-v1.5" when the checkpoint holds the v1.5 encoder, "other" when it is readable and does not, None
+    """ "clay-v1.5" when the checkpoint holds the v1.5 encoder, "other" when it is readable and does not, None
     when it cannot be told here (the worker decides)."""
     try:
         if zipfile.is_zipfile(path):
@@ -79,27 +79,46 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
     RESOLUTION = "RESOLUTION"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Raster layer(s)",
-                                                               QgsProcessing.SourceType.TypeRaster))
-        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty = the whole raster)",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterString(
-            self.BAND_MAP, "Band mapping, e.g. B04=1,B03=2,B02=3 (empty = from band names)", optional=True))
-        self.addParameter(QgsProcessingParameterString(
-            self.DATE, "Acquisition date YYYY-MM-DD (empty = from the files)", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.RESOLUTION, "Resolution in metres per pixel (0 = automatic: a WCS-like layer's own, else 10 m)",
-            type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.0, minValue=0.0))
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(self.INPUT, "Raster layer(s)", QgsProcessing.SourceType.TypeRaster)
+        )
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty = the whole raster)", optional=True))
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.BAND_MAP, "Band mapping, e.g. B04=1,B03=2,B02=3 (empty = from band names)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.DATE, "Acquisition date YYYY-MM-DD (empty = from the files)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.RESOLUTION,
+                "Resolution in metres per pixel (0 = automatic: a WCS-like layer's own, else 10 m)",
+                type=QgsProcessingParameterNumber.Type.Double,
+                defaultValue=0.0,
+                minValue=0.0,
+            )
+        )
         self.add_model_parameters()
         self.add_satclip_parameter()
         self.add_chip_parameters()
-        self.addParameter(QgsProcessingParameterBoolean(
-            self.EXPLODE_PATCHES, "Write one row per patch (patch/group level)", defaultValue=False))
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.EXPLODE_PATCHES, "Write one row per patch (patch/group level)", defaultValue=False
+            )
+        )
         self.add_run_parameters()
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Embeddings file",
-                                                                fileFilter=GEOPARQUET_OUTPUT_FILTER))
-        self.addOutput(QgsProcessingOutputVectorLayer(self.OUTPUT_LAYER, "Embedded chips",
-                                                      QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.OUTPUT, "Embeddings file", fileFilter=GEOPARQUET_OUTPUT_FILTER)
+        )
+        self.addOutput(
+            QgsProcessingOutputVectorLayer(
+                self.OUTPUT_LAYER, "Embedded chips", QgsProcessing.SourceType.TypeVectorPolygon
+            )
+        )
         self.addOutput(QgsProcessingOutputNumber(self.CHIPS, "Number of rows written"))
 
     def command(self, parameters, context, feedback) -> list[str]:
@@ -114,8 +133,9 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         written = Path(result.get("output") or self.output_path)
         return self.load_embeddings_result(written, context, feedback)
 
-    def worker_arguments(self, parameters, context, feedback, fetch_folder: Path | None = None
-                         ) -> tuple[list[str], Path]:
+    def worker_arguments(
+        self, parameters, context, feedback, fetch_folder: Path | None = None
+    ) -> tuple[list[str], Path]:
         rasters = self.parameterAsLayerList(parameters, self.INPUT, context)
         if not rasters:
             raise ClayInputError("choose at least one raster layer")
@@ -126,8 +146,10 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         if not parameters.get(self.EXTENT):
             for layer in fetched:
                 if not fetch.has_pixel_grid(layer):
-                    raise ClayInputError(f"layer {layer.name()!r} is tiled imagery that covers the world: give "
-                                         "the Extent to embed (e.g. the map canvas extent)")
+                    raise ClayInputError(
+                        f"layer {layer.name()!r} is tiled imagery that covers the world: give "
+                        "the Extent to embed (e.g. the map canvas extent)"
+                    )
         bbox, bbox_crs = self.area(parameters, context, rasters)
         output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
         if output.suffix.lower() not in validate.GEOPARQUET_SUFFIXES:
@@ -141,10 +163,19 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         if fetched:
             self.check_fetchable(parameters, context, rasters, fetched, date)
             bbox, bbox_crs, resolution, fetched_paths = self.fetch_layers(
-                fetched, bbox, bbox_crs, resolution, context, feedback, fetch_folder)
+                fetched, bbox, bbox_crs, resolution, context, feedback, fetch_folder
+            )
         sources = [fetched_paths.get(layer.id()) or raster_source(layer) for layer in rasters]
-        arguments = ["embed", *sources, "-o", str(output), "--overwrite",
-                     "--bbox=" + ",".join(f"{v:.10g}" for v in bbox), "--bbox-crs", bbox_crs]
+        arguments = [
+            "embed",
+            *sources,
+            "-o",
+            str(output),
+            "--overwrite",
+            "--bbox=" + ",".join(f"{v:.10g}" for v in bbox),
+            "--bbox-crs",
+            bbox_crs,
+        ]
         if resolution:
             arguments += ["--resolution", f"{resolution:.10g}"]
         if date:
@@ -167,9 +198,14 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
         """What a fetched layer needs, checked before any pixel is requested: a date (web imagery has none)
         and, for RGB-only input, a model that embeds bands by wavelength (Clay v1.5)."""
         if not date:
-            raise ClayInputError(f"layer {fetched[0].name()!r} does not tell its acquisition date: give the "
-                                 "Acquisition date (YYYY-MM-DD) of the imagery")
-        if all(fetch.is_rgb_image(layer) for layer in rasters) and self.model_family(parameters, context) not in (None, "clay-v1.5"):
+            raise ClayInputError(
+                f"layer {fetched[0].name()!r} does not tell its acquisition date: give the "
+                "Acquisition date (YYYY-MM-DD) of the imagery"
+            )
+        if all(fetch.is_rgb_image(layer) for layer in rasters) and self.model_family(parameters, context) not in (
+            None,
+            "clay-v1.5",
+        ):
             raise ClayInputError(
                 f"layer {fetched[0].name()!r} is RGB imagery (red, green, blue only) and Clay v0 needs "
                 "Sentinel-2 bands: choose a Clay v1.5 checkpoint (Checkpoint file, e.g. clay-v1.5.ckpt)"
@@ -181,8 +217,9 @@ class EmbedRasterAlgorithm(ClayAlgorithm):
             return checkpoint_family(Path(checkpoint))
         return preset_spec(MODEL_PRESETS[self.parameterAsEnum(parameters, self.MODEL, context)]).family
 
-    def fetch_layers(self, fetched: list, bbox, bbox_crs: str, resolution: float | None, context, feedback,
-                     folder: Path | None) -> tuple[tuple[float, float, float, float], str, float, dict[str, str]]:
+    def fetch_layers(
+        self, fetched: list, bbox, bbox_crs: str, resolution: float | None, context, feedback, folder: Path | None
+    ) -> tuple[tuple[float, float, float, float], str, float, dict[str, str]]:
         """Fetch every non-file layer over the area into `folder`. Returns the area as the fetched UTM grid
         (the worker chips the files on exactly that grid), its CRS, the resolution and layer id -> file."""
         from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle

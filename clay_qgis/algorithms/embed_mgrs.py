@@ -41,8 +41,9 @@ class EmbedMgrsAlgorithm(ClayAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterString(self.TILE, "MGRS tile id (e.g. 33UUU)"))
-        self.addParameter(QgsProcessingParameterString(
-            self.SOURCE, "Source: folder, s3://bucket/prefix or stac+https://… STAC API"))
+        self.addParameter(
+            QgsProcessingParameterString(self.SOURCE, "Source: folder, s3://bucket/prefix or stac+https://… STAC API")
+        )
         self.addParameter(QgsProcessingParameterString(self.START, "Start date (YYYY-MM-DD)"))
         self.addParameter(QgsProcessingParameterString(self.END, "End date (YYYY-MM-DD)"))
         self.add_model_parameters()
@@ -51,8 +52,11 @@ class EmbedMgrsAlgorithm(ClayAlgorithm):
         self.add_run_parameters()
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputFile(self.OUTPUT, "Embeddings file"))
-        self.addOutput(QgsProcessingOutputVectorLayer(self.OUTPUT_LAYER, "Embedded chips",
-                                                      QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addOutput(
+            QgsProcessingOutputVectorLayer(
+                self.OUTPUT_LAYER, "Embedded chips", QgsProcessing.SourceType.TypeVectorPolygon
+            )
+        )
         self.addOutput(QgsProcessingOutputNumber(self.CHIPS, "Number of rows written"))
 
     def command(self, parameters, context, feedback) -> list[str]:
@@ -81,8 +85,19 @@ class EmbedMgrsAlgorithm(ClayAlgorithm):
         folder = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
         make_output_folder(folder)
         validate.output_folder(folder, "output folder")
-        arguments = ["embed-mgrs", tile, "--source", source, "--start", start, "--end", end, "-o", str(folder),
-                     "--overwrite"]
+        arguments = [
+            "embed-mgrs",
+            tile,
+            "--source",
+            source,
+            "--start",
+            start,
+            "--end",
+            end,
+            "-o",
+            str(folder),
+            "--overwrite",
+        ]
         arguments += self.model_arguments(parameters, context) + self.chip_arguments(parameters, context)
         arguments += self.satclip_arguments(parameters, context)
         arguments += self.run_arguments(parameters, context)

@@ -10,8 +10,18 @@ from qgis.core import Qgis, QgsProcessingOutputString
 
 from clay_qgis.algorithms.base import ClayAlgorithm
 
-REPORTED_FIELDS = ("clay_core", "torch", "qgis", "gdal", "proj", "device", "device_name", "precision", "threads",
-                   "python")
+REPORTED_FIELDS = (
+    "clay_core",
+    "torch",
+    "qgis",
+    "gdal",
+    "proj",
+    "device",
+    "device_name",
+    "precision",
+    "threads",
+    "python",
+)
 
 
 class InfoAlgorithm(ClayAlgorithm):

@@ -18,9 +18,14 @@ SOURCE_FILE = "source_file"
 
 
 def add_more_inputs_parameter(algorithm) -> None:
-    algorithm.addParameter(QgsProcessingParameterMultipleLayers(
-        MORE_INPUTS_NAME, "More embeddings files (searched together with the first)",
-        QgsProcessing.SourceType.TypeFile, optional=True))
+    algorithm.addParameter(
+        QgsProcessingParameterMultipleLayers(
+            MORE_INPUTS_NAME,
+            "More embeddings files (searched together with the first)",
+            QgsProcessing.SourceType.TypeFile,
+            optional=True,
+        )
+    )
 
 
 def search_fields(mode: str):
@@ -69,12 +74,14 @@ class Search:
             if not found:
                 first = self.targets[0]
                 example = first.columns["chip_id"][0] if len(first) else "none"
-                raise ClayInputError(f"{what} chip id {chip_id!r} is not in {first.path.name if len(self.targets) == 1 else 'the files'} "
-                                     f"(ids look like {example!r})")
+                where = first.path.name if len(self.targets) == 1 else "the files"
+                raise ClayInputError(f"{what} chip id {chip_id!r} is not in {where} (ids look like {example!r})")
             files = sorted({self.targets[i].path.name for i, _ in found})
             if len(files) > 1:
-                raise ClayInputError(f"{what} chip id {chip_id!r} is in {len(files)} files: name one as FILE:ID, "
-                                     f"e.g. {files[0]}:{chip_id}")
+                raise ClayInputError(
+                    f"{what} chip id {chip_id!r} is in {len(files)} files: name one as FILE:ID, "
+                    f"e.g. {files[0]}:{chip_id}"
+                )
             rows += [int(self.offsets[i]) + row for i, row in found]
         return rows
 
@@ -87,8 +94,15 @@ class Search:
                 return int(self.offsets[i]) + hits[0]
         return row_at_point(self.targets[0].rings, point.x(), point.y())
 
-    def features(self, fields, rows: np.ndarray, scores: np.ndarray, ranks: np.ndarray, examples: dict[int, str],
-                 score_field: str = "similarity") -> list:
+    def features(
+        self,
+        fields,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        ranks: np.ndarray,
+        examples: dict[int, str],
+        score_field: str = "similarity",
+    ) -> list:
         """Output features for search rows (in the order given) with score, rank, example and source_file."""
         from clay_qgis import layers
 
@@ -99,8 +113,9 @@ class Search:
             start = int(self.offsets[index])
             part = slice(start, int(self.offsets[index + 1]))
             local_examples = {local: examples[row]} if row in examples else {}
-            feature = layers.features_for(target, fields, np.array([local]), scores[part], ranks[part],
-                                          local_examples)[0]
+            feature = layers.features_for(target, fields, np.array([local]), scores[part], ranks[part], local_examples)[
+                0
+            ]
             if score_field != "similarity":
                 feature[score_field] = float(scores[row])
                 feature["similarity"] = None
@@ -132,8 +147,9 @@ def load_search(algorithm, parameters, context, feedback) -> Search:
         targets.append(target)
     if sum(len(target) for target in targets) == 0:
         names = ", ".join(target.path.name for target in targets)
-        raise ClayInputError(f"{names} has no rows (nothing was embedded): there is no chip to compare with; "
-                             "embed an area first")
+        raise ClayInputError(
+            f"{names} has no rows (nothing was embedded): there is no chip to compare with; embed an area first"
+        )
     mean = joint_mean([target.index for target in targets]) if len(targets) > 1 else None
     for target in targets:
         target.index.use_mean(mean)

