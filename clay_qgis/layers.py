@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import datetime
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,6 @@ from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QDate, QRectF, Qt
 from qgis.PyQt.QtGui import QColor, QIcon, QPainter, QPixmap, QTextOption
 
-from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
 from clay_core.layer_cache import LayerRows
 from clay_core.similarity import (
@@ -741,128 +739,3 @@ def score_layer(
     write_scores(layer, row_fids(layer, embedding_set), scored.scores, scored.ranks, examples_of(positives, negatives))
     style_similarity(layer, scored.scores, threshold=threshold, top_k=top_k, has_negatives=bool(negatives))
     return scored
-
-
-class SimilaritySession:
-    """What the map tool and the dock share for one layer: the examples clicked so far, the threshold and
-    top-k, and the last scores. Clicking re-scores; changing threshold/top-k only restyles."""
-
-    def __init__(
-        self, layer: QgsVectorLayer, *, top_k: int = 10, threshold: float | None = None, centred: bool = True
-    ) -> None:
-        embedding_set = embedding_set_of(layer)
-        if embedding_set is None:
-            raise ClayInputError(
-                f"layer {layer.name()!r} was not loaded from an embeddings file: load one with "
-                "'Load embeddings' (or embed imagery) first"
-            )
-        self.layer = layer
-        self.embedding_set = embedding_set
-        self.positives: list[int] = []
-        self.negatives: list[int] = []
-        self.top_k = top_k
-        self.threshold = threshold
-        self.centred = centred
-        self.scored: Scored | None = None
-
-    def add_example(self, row: int, role: str = "replace") -> Scored:
-        """role: "replace" (a plain click: a new query), "positive" (shift) or "negative" (ctrl)."""
-        if role == "replace":
-            self.positives, self.negatives = [row], []
-        elif role == POSITIVE:
-            self.negatives = [r for r in self.negatives if r != row]
-            self.positives = self.positives + [row] if row not in self.positives else self.positives
-        elif role == NEGATIVE:
-            if not self.positives:
-                raise ClayInputError("click a chip first (the query), then ctrl-click chips it should not match")
-            self.positives = [r for r in self.positives if r != row] or self.positives
-            self.negatives = self.negatives + [row] if row not in self.negatives else self.negatives
-        else:
-            raise ValueError(role)
-        return self.rescore()
-
-    def rescore(self) -> Scored:
-        self.embedding_set.index.use_mean(None)  # this session searches one layer: its own mean
-        self.scored = score_layer(
-            self.layer,
-            self.embedding_set,
-            self.positives,
-            self.negatives,
-            threshold=self.threshold,
-            top_k=self.top_k,
-            centred=self.centred,
-        )
-        return self.scored
-
-    def set_view(
-        self, *, threshold: float | None = None, top_k: int | None = None, clear_threshold: bool = False
-    ) -> None:
-        if threshold is not None or clear_threshold:
-            self.threshold = threshold
-        if top_k is not None:
-            self.top_k = top_k
-        if self.scored is not None:
-            style_similarity(
-                self.layer,
-                self.scored.scores,
-                threshold=self.threshold,
-                top_k=self.top_k,
-                has_negatives=bool(self.negatives),
-            )
-
-    def clear(self) -> None:
-        self.positives, self.negatives, self.scored = [], [], None
-        fids = row_fids(self.layer, self.embedding_set)
-        sim_index, rank_index, example_index = ensure_score_fields(self.layer)
-        present = fids[fids >= 0].tolist()
-        self.layer.dataProvider().changeAttributeValues(
-            {fid: {sim_index: None, rank_index: None, example_index: None} for fid in present}
-        )
-        style_chip_grid(self.layer)
-
-    def match_rows(self) -> np.ndarray:
-        if self.scored is None:
-            return np.zeros(0, dtype=np.int64)
-        return select_matches(self.scored.scores, self.top_k, self.threshold)
-
-    def export_matches(self, path: str | Path) -> int:
-        """Write the current matches (top k above the threshold, best first) to a GeoPackage; returns the count."""
-        from qgis.core import QgsCoordinateTransformContext, QgsVectorFileWriter
-
-        if self.scored is None:
-            raise ClayInputError("nothing to export yet: click a chip first")
-        fields = layer_fields(self.embedding_set.mode)
-        _, features = match_features(
-            self.embedding_set,
-            fields,
-            self.scored,
-            top_k=self.top_k,
-            threshold=self.threshold,
-            positives=self.positives,
-            negatives=self.negatives,
-        )
-        options = QgsVectorFileWriter.SaveVectorOptions()
-        options.driverName = "GPKG"
-        options.layerName = "matches"
-        # Written beside the target and renamed: a failed export never leaves a broken file under its name.
-        with atomic_output(path) as temporary:
-            staged = temporary.with_name(temporary.name + ".gpkg")  # QGIS appends the driver's extension
-            try:
-                writer = QgsVectorFileWriter.create(
-                    str(staged),
-                    fields,
-                    POLYGON_WKB_TYPE,
-                    self.embedding_set.crs,
-                    QgsCoordinateTransformContext(),
-                    options,
-                )
-                if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
-                    raise ClayInputError(f"cannot write {path}: {writer.errorMessage()}")
-                written = writer.addFeatures(features)
-                del writer  # flushes and closes the GeoPackage
-                if not written:
-                    raise ClayInputError(f"cannot write the matches to {path}")
-                os.replace(staged, temporary)
-            finally:
-                staged.unlink(missing_ok=True)
-        return len(features)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
+from clay_qgis.session import SearchSession
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def _layer_node(layer):
 
 def test_threshold_hides_low_scores_and_top_k_outline_expression(layers, embeddings_file):
     layer = layers.load_layer(embeddings_file)
-    session = layers.SimilaritySession(layer, top_k=2)
+    session = SearchSession(layer, top_k=2)
     session.add_example(1)
     session.set_view(threshold=0.2)
     renderer = layer.renderer()
@@ -149,7 +150,7 @@ def test_session_positive_negative_clear_and_export(layers, embeddings_file, tmp
     from qgis.core import QgsVectorLayer
 
     layer = layers.load_layer(embeddings_file)
-    session = layers.SimilaritySession(layer, top_k=4)
+    session = SearchSession(layer, top_k=4)
     session.add_example(2)
     session.add_example(7, layers.POSITIVE)
     session.add_example(11, layers.NEGATIVE)
@@ -179,7 +180,7 @@ def test_scores_reach_a_layer_saved_elsewhere_through_its_chip_ids(layers, embed
     )
     copy = QgsVectorLayer(str(tmp_path / "copy.gpkg"), "copy", "ogr")
     layers.tag_layer(copy, layers.embedding_set_of(memory))
-    session = layers.SimilaritySession(copy)
+    session = SearchSession(copy)
     session.add_example(3)
     best = max(copy.getFeatures(), key=lambda f: f["similarity"])
     assert best["chip_id"] == layers.embedding_set_of(memory).columns["chip_id"][3]

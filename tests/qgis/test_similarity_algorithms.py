@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
+from clay_qgis.session import SearchSession
 from tests.helpers.qgis import run_qgis_process, write_embeddings_file
 
 
@@ -102,7 +103,7 @@ def test_gui_run_styles_the_loaded_output_and_releases_the_post_processor(clay_p
 
 
 def test_algorithm_and_map_tool_share_one_scoring_path(clay_provider, embeddings_file, monkeypatch):
-    """clay:similarity and a click (SimilaritySession) go through the same query and scoring functions and
+    """clay:similarity and a click (SearchSession) go through the same query and scoring functions and
     give the same scores."""
     from clay_qgis import layers
 
@@ -121,7 +122,7 @@ def test_algorithm_and_map_tool_share_one_scoring_path(clay_provider, embeddings
         },
     )["OUTPUT"]
     assert calls == ["score_query"]
-    session = layers.SimilaritySession(layers.load_layer(embeddings_file))
+    session = SearchSession(layers.load_layer(embeddings_file))
     session.add_example(5)
     session.add_example(0, layers.NEGATIVE)
     assert calls[1:] == ["score_query", "score_query"]
