@@ -264,13 +264,15 @@ class Report:
             self.data["elapsed_s"] = round(time.monotonic() - self.started, 1)
             return json.dumps(self.data, indent=1, default=str)
 
-    def save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(self.text())
-        temporary.replace(self.path)
+    def save(self) -> str:
+        """Write the document (when $OUT is set) and return it: the final print shows the same text."""
+        text = self.text()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_name(f".{self.path.name}.tmp")
+            temporary.write_text(text)
+            temporary.replace(self.path)
+        return text
 
 
 def run_section(
@@ -314,8 +316,7 @@ def start_watchdog(report: Report, budget: Budget, grace_s: float) -> threading.
                     section.update(status="error", error=f"killed by the watchdog {grace_s:.0f} s after the budget")
         report.data["watchdog"] = True
         report.data["summary"] = summarise(report)
-        report.save()
-        print(report.text(), flush=True)
+        print(report.save(), flush=True)
         os._exit(3)
 
     timer = threading.Timer(budget.seconds + grace_s, fire)
@@ -1394,8 +1395,7 @@ def main(argv: list[str] | None = None) -> int:
         run_section(report, name, budget, needs_s, function)
     watchdog.cancel()
     report.data["summary"] = summarise(report)
-    report.save()
-    print(report.text(), flush=True)
+    print(report.save(), flush=True)  # stdout and $OUT/device_check.json: the same document
     return 0
 
 

@@ -336,14 +336,18 @@ def write_stamp(folder: Path, stamp: dict[str, Any]) -> None:
     os.replace(tmp, folder / STAMP_NAME)
 
 
+# Set by QGIS (OSGeo4W, the macOS bundle) or a shell for QGIS's own GDAL/PROJ. The runtime's rasterio and pyproj
+# wheels carry their own GDAL/PROJ and data; pointed at an older proj.db they fail ("proj.db contains
+# DATABASE.LAYOUT.VERSION.MINOR = 2 whereas a number >= 6 is expected"), seen with Debian 12's PROJ_DATA.
+QGIS_DATA_VARIABLES = {"PROJ_DATA", "PROJ_LIB", "GDAL_DATA", "GDAL_DRIVER_PATH"}
+
+
 def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for pip and the runtime: without QGIS's PYTHONPATH/PYTHONHOME (they would mix QGIS's
-    packages into the new environment) and without a user's active virtual environment."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "CONDA_PREFIX"}
-    }
+    packages into the new environment), without a user's active virtual environment, and without the data
+    paths of QGIS's own GDAL/PROJ (the runtime's wheels bring theirs)."""
+    dropped = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "CONDA_PREFIX"} | QGIS_DATA_VARIABLES
+    env = {key: value for key, value in os.environ.items() if key not in dropped}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONNOUSERSITE"] = "1"  # ~/.local packages must not satisfy the runtime's requirements
     env["PIP_NO_INPUT"] = "1"  # stdin is closed: a password prompt of a private index must fail, not hang

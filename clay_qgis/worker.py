@@ -105,15 +105,14 @@ def worker_python() -> str:
 
 
 def worker_environment(python: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    from clay_qgis.runtime import is_managed
+    from clay_qgis.runtime import clean_environment, is_managed
 
     if python is not None and is_managed(python):
-        # The managed runtime has the plugin's own clay_core installed; QGIS's PYTHONPATH must not leak in.
-        env.pop("PYTHONPATH", None)
-        env.pop("PYTHONHOME", None)
-        return env
+        # The managed runtime has the plugin's own clay_core installed; QGIS's PYTHONPATH and the data paths of
+        # QGIS's own GDAL/PROJ must not leak in.
+        return clean_environment()
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
     parent = _clay_core_parent()
     if parent is not None:
         # The worker must import the same clay_core as the plugin (bundled in the zip, or the checkout).

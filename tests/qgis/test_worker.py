@@ -100,6 +100,9 @@ def test_a_managed_runtime_gets_no_pythonpath_from_qgis(tmp_path: Path, monkeypa
     python.parent.mkdir(parents=True)
     python.write_text("")
     monkeypatch.setenv("PYTHONPATH", "/usr/share/qgis/python")
+    monkeypatch.setenv("PROJ_DATA", "/usr/share/proj")  # QGIS's PROJ: an older proj.db than the runtime's pyproj
+    monkeypatch.setenv("GDAL_DATA", "/usr/share/gdal")
     assert "PYTHONPATH" in worker.worker_environment(str(python))  # not (yet) a managed runtime
     runtime.write_stamp(tmp_path, {"torch": "torch"})
-    assert "PYTHONPATH" not in worker.worker_environment(str(python))
+    env = worker.worker_environment(str(python))
+    assert not {"PYTHONPATH", "PROJ_DATA", "GDAL_DATA"} & set(env) and env["PYTHONUNBUFFERED"] == "1"
