@@ -88,7 +88,7 @@ matrix_torch() {
 # (linked to the libraries QGIS loads), pip only for what Debian lacks. Kept in the chroot between runs.
 MATRIX_TEST_PACKAGES=(python3-torch python3-rasterio python3-pyproj python3-shapely python3-geopandas
     python3-pyogrio python3-dask python3-distributed python3-safetensors python3-tqdm python3-matplotlib
-    python3-pil python3-pytest pyqt5-dev-tools proj-bin)
+    python3-pil python3-pytest python3-pyqt6 proj-bin)
 MATRIX_TEST_VENV=/opt/clay-matrix-testenv
 
 matrix_test_env() {
