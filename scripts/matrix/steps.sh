@@ -85,10 +85,11 @@ matrix_torch() {
 }
 
 # tests/qgis in the chroot: Debian's own builds of torch (CPU, ~350 MB) and of the GDAL/PROJ/GEOS bindings
-# (linked to the libraries QGIS loads), pip only for what Debian lacks. Kept in the chroot between runs.
+# (linked to the libraries QGIS loads), pip only for what Debian lacks; Xvfb for the tests that open a real
+# QGIS window. Kept in the chroot between runs.
 MATRIX_TEST_PACKAGES=(python3-torch python3-rasterio python3-pyproj python3-shapely python3-geopandas
     python3-pyogrio python3-dask python3-distributed python3-safetensors python3-tqdm python3-matplotlib
-    python3-pil python3-pytest python3-pyqt6 proj-bin)
+    python3-pil python3-pytest python3-pyqt6 proj-bin xvfb xauth imagemagick)
 MATRIX_TEST_VENV=/opt/clay-matrix-testenv
 
 matrix_test_env() {
