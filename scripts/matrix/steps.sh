@@ -114,11 +114,15 @@ print("\n".join(config["build-system"]["requires"] + project["dependencies"]
 
 matrix_tests() {
     # As `bash scripts/test.sh tests/qgis` would: the venv as the checkout's .venv, scripts/env.sh, pytest.
-    local root=$1
+    local root=$1 status=0
     matrix_test_env "$root"
     ln -sfn "$MATRIX_TEST_VENV" "$root$STAGE/repo/.venv"
     matrix_run "$root" bash -c "cd $STAGE/repo && . scripts/env.sh && exec .venv/bin/python -m pytest tests/qgis \
-        -q -p no:cacheprovider --junitxml=$STAGE/work/tests-qgis.xml"
+        -q -p no:cacheprovider --basetemp=$STAGE/work/pytest-tmp --junitxml=$STAGE/work/tests-qgis.xml" ||
+        status=$?
+    # The tests' temporary folders hold whole runtimes (the set-up tests: GBs); the JUnit XML and log stay.
+    rm -rf --one-file-system "$root$STAGE/work/pytest-tmp"
+    return "$status"
 }
 
 matrix_versions() {
