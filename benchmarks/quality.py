@@ -102,15 +102,20 @@ def patch_labels(records: list, patch: int, path: Path, column: str, min_cover: 
     height = int(round((ymax - min(r.utm_bounds[1] for r in records)) / resolution))
     frame = frame.to_crs(epsg=records[0].epsg)
     shapes = [(geom, codes[str(value)]) for geom, value in zip(frame.geometry, frame[column], strict=True)]
-    raster = rasterize(shapes, out_shape=(height, width), transform=from_origin(xmin, ymax, resolution, resolution),
-                       fill=0, dtype="int32")
+    raster = rasterize(
+        shapes,
+        out_shape=(height, width),
+        transform=from_origin(xmin, ymax, resolution, resolution),
+        fill=0,
+        dtype="int32",
+    )
     size = records[0].size
     grid = size // patch
     labels = np.full((len(records), grid, grid), -1, dtype=np.int64)
     for n, record in enumerate(records):
         top = int(round((ymax - record.utm_bounds[3]) / resolution))
         left = int(round((record.utm_bounds[0] - xmin) / resolution))
-        window = raster[top: top + size, left: left + size].reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3)
+        window = raster[top : top + size, left : left + size].reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3)
         window = window.reshape(grid, grid, -1)
         for i in range(grid):
             for j in range(grid):
@@ -169,8 +174,11 @@ def blocked_cv(features: np.ndarray, labels: np.ndarray, blocks: np.ndarray, cla
     scored = predicted >= 0
     truth, guess = labels[scored], predicted[scored]
     recalls = [float((guess[truth == c] == c).mean()) for c in np.unique(truth)]
-    return {"accuracy": round(float((truth == guess).mean()), 4), "balanced_accuracy": round(float(np.mean(recalls)), 4),
-            "scored_patches": int(scored.sum())}
+    return {
+        "accuracy": round(float((truth == guess).mean()), 4),
+        "balanced_accuracy": round(float(np.mean(recalls)), 4),
+        "scored_patches": int(scored.sum()),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,8 +206,10 @@ def search_quality(vectors: np.ndarray, labels: np.ndarray, blocks: np.ndarray, 
     classes = np.unique(labels[labelled])
     rng = np.random.default_rng(seed)
     single: dict[str, list[float]] = {"raw": [], "centred": []}
-    many = {n: {"raw": [], "centred": [], "centred_pos_minus_neg": [], "classifier": [],
-                "classifier_balanced_accuracy": []} for n in SEARCH_LABELS}
+    many = {
+        n: {"raw": [], "centred": [], "centred_pos_minus_neg": [], "classifier": [], "classifier_balanced_accuracy": []}
+        for n in SEARCH_LABELS
+    }
     for block in np.unique(blocks):
         test = np.flatnonzero(labelled & (blocks == block))
         train = np.flatnonzero(labelled & (blocks != block))
@@ -229,24 +239,29 @@ def search_quality(vectors: np.ndarray, labels: np.ndarray, blocks: np.ndarray, 
                     entry = many[n]
                     entry["raw"].append(_precision_at(index.search(pos, centred=False).scores[test], truth))
                     entry["centred"].append(_precision_at(index.search(pos).scores[test], truth))
-                    entry["centred_pos_minus_neg"].append(
-                        _precision_at(index.search(pos, neg).scores[test], truth))
+                    entry["centred_pos_minus_neg"].append(_precision_at(index.search(pos, neg).scores[test], truth))
                     probability = fit_classifier(index, pos, neg).probabilities(index)[test]
                     entry["classifier"].append(_precision_at(probability, truth))
                     predicted = probability >= 0.5
                     entry["classifier_balanced_accuracy"].append(
-                        0.5 * (float(predicted[truth].mean()) + float((~predicted[~truth]).mean())))
+                        0.5 * (float(predicted[truth].mean()) + float((~predicted[~truth]).mean()))
+                    )
+
     def summary(values: list[float]) -> float | None:
         return round(float(np.mean(values)), 4) if values else None
 
-    out: dict = {"rows": int(len(vectors)), "labelled": int(labelled.sum()), "classes": int(len(classes)),
-                 "chance_precision": round(float(np.mean([np.mean(labels[labelled] == c) for c in
-                                                          labels[labelled]])), 4),
-                 "one_example_precision_at_10": {name: summary(values) for name, values in single.items()},
-                 "one_example_queries": len(single["raw"])}
+    out: dict = {
+        "rows": int(len(vectors)),
+        "labelled": int(labelled.sum()),
+        "classes": int(len(classes)),
+        "chance_precision": round(float(np.mean([np.mean(labels[labelled] == c) for c in labels[labelled]])), 4),
+        "one_example_precision_at_10": {name: summary(values) for name, values in single.items()},
+        "one_example_queries": len(single["raw"]),
+    }
     for n, entry in many.items():
-        out[f"{n}_labels_precision_at_10"] = {name: summary(values) for name, values in entry.items()
-                                              if name != "classifier_balanced_accuracy"}
+        out[f"{n}_labels_precision_at_10"] = {
+            name: summary(values) for name, values in entry.items() if name != "classifier_balanced_accuracy"
+        }
         out[f"{n}_labels_classifier_balanced_accuracy"] = summary(entry["classifier_balanced_accuracy"])
         out[f"{n}_labels_runs"] = len(entry["raw"])
     return out
@@ -276,8 +291,11 @@ def search_report(features: dict, labels: np.ndarray, chip_blocks: np.ndarray, g
         for kind in ["demo"] + [f"random_seed{seed}" for seed in seeds]:
             values = features[kind]
             if level == "patch":
-                vectors, rows, blocks = values.reshape(-1, values.shape[-1]), labels.reshape(-1), \
-                    np.repeat(chip_blocks, grid * grid)
+                vectors, rows, blocks = (
+                    values.reshape(-1, values.shape[-1]),
+                    labels.reshape(-1),
+                    np.repeat(chip_blocks, grid * grid),
+                )
             else:
                 vectors, rows = chip_level(values, labels)
                 blocks = chip_blocks
@@ -308,10 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=4, help="spatial blocks (groups of chip columns)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the random-weights models (comma list)")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
-    parser.add_argument("--features-cache", type=Path, metavar="NPZ",
-                        help="keep the computed vectors here and reuse them on the next run (same model and seeds)")
-    parser.add_argument("--no-probes", action="store_true",
-                        help="skip the kNN / linear-probe part (search quality only)")
+    parser.add_argument(
+        "--features-cache",
+        type=Path,
+        metavar="NPZ",
+        help="keep the computed vectors here and reuse them on the next run (same model and seeds)",
+    )
+    parser.add_argument(
+        "--no-probes", action="store_true", help="skip the kNN / linear-probe part (search quality only)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -334,21 +357,29 @@ def main(argv: list[str] | None = None) -> int:
     chip_blocks = np.floor(columns * args.folds / (columns.max() + 1)).astype(int)
     blocks = np.repeat(chip_blocks, grid * grid)
     report: dict = {
-        "model": trained.name, "checkpoint_sha256": trained.checkpoint_sha256,
+        "model": trained.name,
+        "checkpoint_sha256": trained.checkpoint_sha256,
         "scene": str(args.scene.relative_to(REPO) if args.scene.is_relative_to(REPO) else args.scene),
-        "chips": len(data["records"]), "patch_px": trained.config.patch_size,
+        "chips": len(data["records"]),
+        "patch_px": trained.config.patch_size,
         "patch_m": trained.config.patch_size * data["records"][0].resolution_m,
         "folds": f"{args.folds} spatial blocks of chip columns, leave-one-block-out",
         "protocol": "per-dimension z-score fitted on the training folds, then kNN (k=5, cosine) and an L2 softmax "
-                    "probe (LBFGS, l2 1e-2); identical for demo, random and bands",
-        "random_seeds": seeds, "band_groups": [name for name, _ in trained.config.band_groups], "label_sets": {},
+        "probe (LBFGS, l2 1e-2); identical for demo, random and bands",
+        "random_seeds": seeds,
+        "band_groups": [name for name, _ in trained.config.band_groups],
+        "label_sets": {},
     }
     for name, (path, column, min_cover) in LABEL_SETS.items():
         labels, classes = patch_labels(data["records"], trained.config.patch_size, path, column, min_cover)
         flat = labels.reshape(-1)
         keep = flat >= 0
-        entry: dict = {"file": path.name, "min_cover": min_cover, "classes": classes,
-                       "patches_per_class": np.bincount(flat[keep], minlength=len(classes)).tolist()}
+        entry: dict = {
+            "file": path.name,
+            "min_cover": min_cover,
+            "classes": classes,
+            "patches_per_class": np.bincount(flat[keep], minlength=len(classes)).tolist(),
+        }
         entry["search"] = search_report(features, labels, chip_blocks, grid, seeds)
         if args.no_probes:
             report["label_sets"][name] = entry
@@ -364,8 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         entry["random"] = _mean_scores(per_seed)
         entry["random"]["per_seed"] = dict(zip(map(str, seeds), per_seed, strict=True))
         entry["demo_minus_random"] = {
-            probe: {metric: round(entry["demo"][probe][metric] - entry["random"][probe][metric], 4)
-                    for metric in ("accuracy", "balanced_accuracy")}
+            probe: {
+                metric: round(entry["demo"][probe][metric] - entry["random"][probe][metric], 4)
+                for metric in ("accuracy", "balanced_accuracy")
+            }
             for probe in ("knn5", "linear")
         }
         report["label_sets"][name] = entry
@@ -391,8 +424,21 @@ def _mean_scores(runs: list[dict]) -> dict:
 
 
 def _architecture(config) -> dict:
-    keys = ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_ratio", "decoder_dim",
-            "decoder_depth", "decoder_heads", "decoder_dim_head", "decoder_mlp_ratio", "band_groups")
+    keys = (
+        "image_size",
+        "patch_size",
+        "dim",
+        "depth",
+        "heads",
+        "dim_head",
+        "mlp_ratio",
+        "decoder_dim",
+        "decoder_depth",
+        "decoder_heads",
+        "decoder_dim_head",
+        "decoder_mlp_ratio",
+        "band_groups",
+    )
     return {key: getattr(config, key) for key in keys}
 
 

@@ -49,7 +49,7 @@ def unit_vectors(rows: int, dim: int, seed: int = 0, block: int = 65_536) -> np.
     vectors = np.empty((rows, dim), dtype=np.float32)
     for start in range(0, rows, block):
         chunk = rng.standard_normal((min(block, rows - start), dim), dtype=np.float32)
-        vectors[start:start + len(chunk)] = normalise_rows(chunk)
+        vectors[start : start + len(chunk)] = normalise_rows(chunk)
     return vectors
 
 
@@ -73,8 +73,11 @@ def memory_bandwidth(vectors: np.ndarray) -> dict:
     target = np.empty_like(part)
     copy_ms, _ = timed(lambda: np.copyto(target, part), 3)
     read_gbs = vectors.nbytes / read_ms / 1e6
-    return {"read_gb_per_s": round(read_gbs, 2), "copy_gb_per_s": round(2 * part.nbytes / copy_ms / 1e6, 2),
-            "exact_fp32_floor_ms": round(vectors.nbytes / max(read_gbs, 2 * part.nbytes / copy_ms / 1e6) / 1e6, 1)}
+    return {
+        "read_gb_per_s": round(read_gbs, 2),
+        "copy_gb_per_s": round(2 * part.nbytes / copy_ms / 1e6, 2),
+        "exact_fp32_floor_ms": round(vectors.nbytes / max(read_gbs, 2 * part.nbytes / copy_ms / 1e6) / 1e6, 1),
+    }
 
 
 def make_realish(vectors: np.ndarray, alpha: float, mean_weight: float, block: int = 65_536) -> None:
@@ -86,26 +89,38 @@ def make_realish(vectors: np.ndarray, alpha: float, mean_weight: float, block: i
     scale = (np.arange(1, vectors.shape[1] + 1, dtype=np.float64) ** (-alpha / 2)).astype(np.float32)
     scale *= np.float32(np.sqrt(vectors.shape[1]) / np.linalg.norm(scale))  # keep the spread comparable
     for start in range(0, len(vectors), block):
-        chunk = vectors[start:start + block]
+        chunk = vectors[start : start + block]
         chunk *= scale
         chunk[:, 0] += np.float32(mean_weight)
-        vectors[start:start + block] = normalise_rows(chunk)
+        vectors[start : start + block] = normalise_rows(chunk)
 
 
-def fast_path_quality(index: SimilarityIndex, queries: list[int], exact_top: int, repeats: int,
-                      components: int, centred: bool) -> dict:
+def fast_path_quality(
+    index: SimilarityIndex, queries: list[int], exact_top: int, repeats: int, components: int, centred: bool
+) -> dict:
     """Two-stage scoring vs exact, in one run on the same data: time of each against numpy's plain float32
     matrix-vector product (the floor of any exact pass), candidates re-scored, top-k agreement, score error."""
     started = time.perf_counter()
     index.projected(components)
     build_ms = (time.perf_counter() - started) * 1000.0
-    ratios, same_top, max_error, bounds, candidates, fast_times, exact_times, matvec_times = [], 0, 0.0, [], [], [], [], []
+    ratios, same_top, max_error, bounds, candidates, fast_times, exact_times, matvec_times = (
+        [],
+        0,
+        0.0,
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
     for row in queries:
         direction = index.direction([row], centred=centred)
         matvec_ms, _ = timed(lambda: index.vectors @ direction, repeats)  # noqa: B023 - timed now
         exact_ms, exact = timed(lambda: index.scores(direction, centred=centred), repeats)  # noqa: B023
-        fast_ms, fast = timed(lambda: index.fast_scores(direction, exact_top, components, centred=centred),  # noqa: B023
-                              repeats)
+        fast_ms, fast = timed(
+            lambda: index.fast_scores(direction, exact_top, components, centred=centred),  # noqa: B023
+            repeats,
+        )
         same_top += bool(np.array_equal(top_k(fast.scores, exact_top), top_k(exact, exact_top)))
         max_error = max(max_error, float(np.abs(fast.scores - exact).max()))
         bounds.append(fast.error_bound)
@@ -114,19 +129,26 @@ def fast_path_quality(index: SimilarityIndex, queries: list[int], exact_top: int
         fast_times.append(fast_ms)
         exact_times.append(exact_ms)
         matvec_times.append(matvec_ms)
-    return {"scores": "centred" if centred else "raw", "components": index.projected(components).components,
-            "sketch_build_ms": round(build_ms, 1), "queries": len(queries), "exact_top": exact_top,
-            "numpy_matvec_ms": [round(t, 1) for t in matvec_times],
-            "exact_scores_ms": [round(t, 1) for t in exact_times],
-            "fast_scores_ms": [round(t, 1) for t in fast_times],
-            "fast_over_matvec": [round(r, 3) for r in ratios], "median_fast_over_matvec": round(float(np.median(ratios)), 3),
-            "top_k_identical_to_exact": f"{same_top}/{len(queries)}", "max_abs_score_error": round(max_error, 6),
-            "max_error_bound": round(max(bounds), 6), "rows_rescored": candidates,
-            "meets_target": bool(same_top == len(queries) and max(ratios) < 0.5)}
+    return {
+        "scores": "centred" if centred else "raw",
+        "components": index.projected(components).components,
+        "sketch_build_ms": round(build_ms, 1),
+        "queries": len(queries),
+        "exact_top": exact_top,
+        "numpy_matvec_ms": [round(t, 1) for t in matvec_times],
+        "exact_scores_ms": [round(t, 1) for t in exact_times],
+        "fast_scores_ms": [round(t, 1) for t in fast_times],
+        "fast_over_matvec": [round(r, 3) for r in ratios],
+        "median_fast_over_matvec": round(float(np.median(ratios)), 3),
+        "top_k_identical_to_exact": f"{same_top}/{len(queries)}",
+        "max_abs_score_error": round(max_error, 6),
+        "max_error_bound": round(max(bounds), 6),
+        "rows_rescored": candidates,
+        "meets_target": bool(same_top == len(queries) and max(ratios) < 0.5),
+    }
 
 
-def scoring_benchmark(rows: int, dim: int, repeats: int, alpha: float, mean_weight: float,
-                      components: int) -> dict:
+def scoring_benchmark(rows: int, dim: int, repeats: int, alpha: float, mean_weight: float, components: int) -> dict:
     vectors = unit_vectors(rows, dim)
     index = SimilarityIndex(vectors, already_normalised=True)
     direction = index.direction([rows // 2], centred=True)
@@ -135,11 +157,17 @@ def scoring_benchmark(rows: int, dim: int, repeats: int, alpha: float, mean_weig
     top_ms, best = timed(lambda: top_k(scores, 100), repeats)
     assert int(best[0]) == rows // 2
     queries = np.random.default_rng(3).integers(0, rows, size=3).tolist()
-    report = {"rows": rows, "dim": dim, "bytes": int(vectors.nbytes), "memory": memory_bandwidth(vectors),
-              "exact_centred_score_ms": round(score_ms, 2), "rank_all_ms": round(rank_ms, 2),
-              "top_100_ms": round(top_ms, 2),
-              "target": "top-100 identical to exact float32 scoring in < 0.5x numpy's float32 matvec",
-              "fast_random_isotropic_centred": fast_path_quality(index, queries[:1], 100, repeats, components, True)}
+    report = {
+        "rows": rows,
+        "dim": dim,
+        "bytes": int(vectors.nbytes),
+        "memory": memory_bandwidth(vectors),
+        "exact_centred_score_ms": round(score_ms, 2),
+        "rank_all_ms": round(rank_ms, 2),
+        "top_100_ms": round(top_ms, 2),
+        "target": "top-100 identical to exact float32 scoring in < 0.5x numpy's float32 matvec",
+        "fast_random_isotropic_centred": fast_path_quality(index, queries[:1], 100, repeats, components, True),
+    }
     make_realish(vectors, alpha, mean_weight)
     index = SimilarityIndex(vectors, already_normalised=True)
     data = f"mean direction weight {mean_weight}, power-law variances alpha {alpha}"
@@ -172,8 +200,9 @@ def peak_rss(code: str) -> int:
     import subprocess
 
     repo = str(Path(__file__).resolve().parent.parent)
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS.format(repo=repo, code=code)], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS.format(repo=repo, code=code)], capture_output=True, text=True, check=False
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("PEAK ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"measuring process failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -188,9 +217,15 @@ def write_embeddings_file(path: Path, rows: int, dim: int, block: int = 50_000) 
 
     from clay_core.parquet import EMBEDDINGS, GEO_KEY, ROW_GROUP_BYTES, geo_metadata
 
-    schema = pa.schema([pa.field("source_url", pa.string()), pa.field("date", pa.date32()),
-                        pa.field(EMBEDDINGS, pa.list_(pa.float32(), dim)), pa.field("geometry", pa.binary()),
-                        pa.field("chip_id", pa.string())])
+    schema = pa.schema(
+        [
+            pa.field("source_url", pa.string()),
+            pa.field("date", pa.date32()),
+            pa.field(EMBEDDINGS, pa.list_(pa.float32(), dim)),
+            pa.field("geometry", pa.binary()),
+            pa.field("chip_id", pa.string()),
+        ]
+    )
     schema = schema.with_metadata({GEO_KEY: json.dumps(geo_metadata(None, covering=False)).encode()})
     rng = np.random.default_rng(0)
     wkb = grid_wkb(rows)
@@ -198,12 +233,16 @@ def write_embeddings_file(path: Path, rows: int, dim: int, block: int = 50_000) 
         for start in range(0, rows, block):
             count = min(block, rows - start)
             values = rng.standard_normal(count * dim, dtype=np.float32)
-            table = pa.table({"source_url": pa.array(["bench"] * count),
-                              "date": pa.array(np.zeros(count, dtype="datetime64[D]")),
-                              EMBEDDINGS: pa.FixedSizeListArray.from_arrays(pa.array(values), dim),
-                              "geometry": pa.array(wkb[start:start + count], pa.binary()),
-                              "chip_id": pa.array([f"chip_{i:07d}" for i in range(start, start + count)])},
-                             schema=schema)
+            table = pa.table(
+                {
+                    "source_url": pa.array(["bench"] * count),
+                    "date": pa.array(np.zeros(count, dtype="datetime64[D]")),
+                    EMBEDDINGS: pa.FixedSizeListArray.from_arrays(pa.array(values), dim),
+                    "geometry": pa.array(wkb[start : start + count], pa.binary()),
+                    "chip_id": pa.array([f"chip_{i:07d}" for i in range(start, start + count)]),
+                },
+                schema=schema,
+            )
             writer.write_table(table, row_group_size=max(1, ROW_GROUP_BYTES // (4 * dim)))
     return rows * dim * 4
 
@@ -213,20 +252,31 @@ def similar_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
     source = folder / f"similar_{rows}.gpq"
     vector_bytes = write_embeddings_file(source, rows, dim)
     output = folder / "similar_out.gpq"
-    code = "\n".join([
-        "from clay_core.cli import main",
-        f"rc = main(['--progress', 'none', 'similar', {str(source)!r}, '--chip', 'chip_0000007', '--top', '100', "
-        f"'--overwrite', '-o', {str(output)!r}])",
-        "assert rc == 0, rc"])
+    code = "\n".join(
+        [
+            "from clay_core.cli import main",
+            f"rc = main(['--progress', 'none', 'similar', {str(source)!r}, '--chip', 'chip_0000007', '--top', '100', "
+            f"'--overwrite', '-o', {str(output)!r}])",
+            "assert rc == 0, rc",
+        ]
+    )
     started = time.perf_counter()
     peak = peak_rss(code)
     wall = time.perf_counter() - started
     baseline = peak_rss("import numpy, pyarrow.parquet\nfrom clay_core.cli import main")
     source.unlink()
     output.unlink(missing_ok=True)
-    return {"rows": rows, "dim": dim, "vector_bytes": vector_bytes, "peak_rss_bytes": peak,
-            "peak_over_vectors": round(peak / vector_bytes, 3), "interpreter_and_imports_rss_bytes": baseline,
-            "wall_s": round(wall, 1), "target_peak_over_vectors": 1.5, "meets_target": peak <= 1.5 * vector_bytes}
+    return {
+        "rows": rows,
+        "dim": dim,
+        "vector_bytes": vector_bytes,
+        "peak_rss_bytes": peak,
+        "peak_over_vectors": round(peak / vector_bytes, 3),
+        "interpreter_and_imports_rss_bytes": baseline,
+        "wall_s": round(wall, 1),
+        "target_peak_over_vectors": 1.5,
+        "meets_target": peak <= 1.5 * vector_bytes,
+    }
 
 
 def map_load_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
@@ -234,19 +284,32 @@ def map_load_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
     similarity index, without drawing) against the vectors' bytes."""
     source = folder / f"map_{rows}.gpq"
     vector_bytes = write_embeddings_file(source, rows, dim)
-    code = "\n".join([
-        "import os", "os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')",
-        "from qgis.core import QgsApplication", "app = QgsApplication([], False)", "app.initQgis()",
-        "from clay_qgis import layers",
-        f"embedding_set = layers.load_embedding_set({str(source)!r}, 'chips')",
-        "embedding_set.index.search([0])"])
+    code = "\n".join(
+        [
+            "import os",
+            "os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')",
+            "from qgis.core import QgsApplication",
+            "app = QgsApplication([], False)",
+            "app.initQgis()",
+            "from clay_qgis import layers",
+            f"embedding_set = layers.load_embedding_set({str(source)!r}, 'chips')",
+            "embedding_set.index.search([0])",
+        ]
+    )
     started = time.perf_counter()
     peak = peak_rss(code)
     wall = time.perf_counter() - started
     source.unlink()
-    return {"rows": rows, "dim": dim, "vector_bytes": vector_bytes, "peak_rss_bytes": peak,
-            "peak_over_vectors": round(peak / vector_bytes, 3), "wall_s": round(wall, 1),
-            "target_peak_over_vectors": 1.5, "meets_target": peak <= 1.5 * vector_bytes}
+    return {
+        "rows": rows,
+        "dim": dim,
+        "vector_bytes": vector_bytes,
+        "peak_rss_bytes": peak,
+        "peak_over_vectors": round(peak / vector_bytes, 3),
+        "wall_s": round(wall, 1),
+        "target_peak_over_vectors": 1.5,
+        "meets_target": peak <= 1.5 * vector_bytes,
+    }
 
 
 def classifier_benchmark(rows: int, dim: int, labels: int, repeats: int) -> dict:
@@ -258,12 +321,19 @@ def classifier_benchmark(rows: int, dim: int, labels: int, repeats: int) -> dict
     index = SimilarityIndex(vectors)
     rng = np.random.default_rng(6)
     chosen = rng.choice(rows, size=labels, replace=False)
-    positives, negatives = chosen[: labels // 2].tolist(), chosen[labels // 2:].tolist()
+    positives, negatives = chosen[: labels // 2].tolist(), chosen[labels // 2 :].tolist()
     refit_ms, probability = timed(lambda: fit_classifier(index, positives, negatives).probabilities(index), repeats)
     fit_ms, _ = timed(lambda: fit_classifier(index, positives, negatives), repeats)
-    return {"rows": rows, "dim": dim, "labels": labels, "fit_ms": round(fit_ms, 1),
-            "fit_and_probability_of_every_row_ms": round(refit_ms, 1), "target_ms": 1000,
-            "meets_target": refit_ms < 1000, "probability_range": [float(probability.min()), float(probability.max())]}
+    return {
+        "rows": rows,
+        "dim": dim,
+        "labels": labels,
+        "fit_ms": round(fit_ms, 1),
+        "fit_and_probability_of_every_row_ms": round(refit_ms, 1),
+        "target_ms": 1000,
+        "meets_target": refit_ms < 1000,
+        "probability_range": [float(probability.min()), float(probability.max())],
+    }
 
 
 def grid_wkb(features: int) -> list[bytes]:
@@ -275,8 +345,16 @@ def grid_wkb(features: int) -> list[bytes]:
     index = np.arange(features)
     x0 = 10.0 + (index % side) * step
     y0 = 50.0 + (index // side) * step
-    rings = np.stack([np.stack([x0, y0], 1), np.stack([x0 + step, y0], 1), np.stack([x0 + step, y0 + step], 1),
-                      np.stack([x0, y0 + step], 1), np.stack([x0, y0], 1)], axis=1)
+    rings = np.stack(
+        [
+            np.stack([x0, y0], 1),
+            np.stack([x0 + step, y0], 1),
+            np.stack([x0 + step, y0 + step], 1),
+            np.stack([x0, y0 + step], 1),
+            np.stack([x0, y0], 1),
+        ],
+        axis=1,
+    )
     return rings_to_wkb(rings)
 
 
@@ -325,12 +403,18 @@ def restyle_benchmark(features: int, dim: int, repeats: int, folder: Path) -> di
     draw_ms, image = timed(draw, max(1, repeats // 2))
     QgsProject.instance().removeAllMapLayers()
     source.unlink()
-    return {"features": features, "dim": dim, "load_layer_ms": round(load_ms, 1),
-            "score_and_restyle_ms": round(restyle_ms, 1),
-            "add_label_refit_classifier_and_restyle_ms": round(refit_ms, 1),
-            "score_and_restyle_cpu_ms": round(restyle_cpu_ms, 1), "draw_800x600_ms": round(draw_ms, 1),
-            "target_score_and_restyle_ms": 1000, "meets_target": restyle_ms < 1000 and refit_ms < 1000,
-            "image_not_blank": not image.isNull()}
+    return {
+        "features": features,
+        "dim": dim,
+        "load_layer_ms": round(load_ms, 1),
+        "score_and_restyle_ms": round(restyle_ms, 1),
+        "add_label_refit_classifier_and_restyle_ms": round(refit_ms, 1),
+        "score_and_restyle_cpu_ms": round(restyle_cpu_ms, 1),
+        "draw_800x600_ms": round(draw_ms, 1),
+        "target_score_and_restyle_ms": 1000,
+        "meets_target": restyle_ms < 1000 and refit_ms < 1000,
+        "image_not_blank": not image.isNull(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,8 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-rows", type=int, default=300_000, help="rows of the `clay similar` memory run")
     parser.add_argument("--map-rows", type=int, default=1_000_000, help="rows of the map-tool load memory run")
     parser.add_argument("--classifier-rows", type=int, default=100_000)
-    parser.add_argument("--parts", default="scoring,similar_memory,classifier,restyle,map_memory",
-                        help="comma list of the parts to run")
+    parser.add_argument(
+        "--parts", default="scoring,similar_memory,classifier,restyle,map_memory", help="comma list of the parts to run"
+    )
     parser.add_argument("--no-qgis", action="store_true", help="skip the QGIS parts (restyle, map_memory)")
     parser.add_argument("--components", type=int, default=64, help="dimensions of the two-stage sketch")
     parser.add_argument("--alpha", type=float, default=1.5, help="power-law decay of the real-ish spectrum")
@@ -354,8 +439,14 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.parts.split(","))
     if args.no_qgis:
         parts -= {"restyle", "map_memory"}
-    report: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                                "load_average_1m": round(os.getloadavg()[0], 2), "numpy": np.__version__}}
+    report: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "numpy": np.__version__,
+        }
+    }
     with tempfile.TemporaryDirectory(prefix="clay-bench-") as folder:
         if "similar_memory" in parts:
             report["clay_similar_memory"] = similar_memory_benchmark(args.memory_rows, args.dim, Path(folder))
@@ -364,8 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         if "classifier" in parts:
             report["classifier_refit"] = classifier_benchmark(args.classifier_rows, args.dim, 50, args.repeats)
         if "scoring" in parts:
-            report["scoring"] = scoring_benchmark(args.rows, args.dim, args.repeats, args.alpha, args.mean_weight,
-                                                  args.components)
+            report["scoring"] = scoring_benchmark(
+                args.rows, args.dim, args.repeats, args.alpha, args.mean_weight, args.components
+            )
         if "restyle" in parts:
             report["score_and_restyle"] = restyle_benchmark(args.features, args.dim, args.repeats, Path(folder))
     report["load_average_1m_after"] = round(os.getloadavg()[0], 2)

@@ -46,7 +46,9 @@ def _random_s2_chips(count: int, bands: tuple[str, ...], size: int, seed: int = 
     return (rng.standard_normal((count, len(bands), size, size), dtype=np.float32) * stds + means).astype(np.float32)
 
 
-def bench_clay_v15(preset: str, device: str, chips: int, batch_size: int, chip_size: int, n_bands: int) -> dict[str, Any]:
+def bench_clay_v15(
+    preset: str, device: str, chips: int, batch_size: int, chip_size: int, n_bands: int
+) -> dict[str, Any]:
     model = build_preset(preset, image_size=chip_size)
     model.eval().apply_plan(plan_device(device, "auto"))
     bands = SENTINEL2_L2A.band_names[:n_bands]
@@ -68,9 +70,16 @@ def bench_clay_v15(preset: str, device: str, chips: int, batch_size: int, chip_s
     seconds = time.perf_counter() - started
     done = batches * batch_size
     result = {
-        "preset": preset, "device": model.plan.device, "device_name": model.plan.name,
-        "precision": model.plan.precision, "chip_size": chip_size, "bands": n_bands, "batch_size": batch_size,
-        "chips": done, "seconds": round(seconds, 3), "chips_per_s": round(done / seconds, 3),
+        "preset": preset,
+        "device": model.plan.device,
+        "device_name": model.plan.name,
+        "precision": model.plan.precision,
+        "chip_size": chip_size,
+        "bands": n_bands,
+        "batch_size": batch_size,
+        "chips": done,
+        "seconds": round(seconds, 3),
+        "chips_per_s": round(done / seconds, 3),
         "encoder_parameters": sum(p.numel() for p in model.parameters()),
     }
     if torch_device.type == "cuda":
@@ -88,11 +97,18 @@ def bench_satclip(preset: str, device: str, points: int, batch_size: int) -> dic
     _synchronise(model.plan.torch_device)
     started = time.perf_counter()
     for start in range(0, points, batch_size):
-        model.embed_float64(lonlat[start:start + batch_size])
+        model.embed_float64(lonlat[start : start + batch_size])
     _synchronise(model.plan.torch_device)
     seconds = time.perf_counter() - started
-    return {"preset": preset, "device": model.plan.device, "dtype": "float64", "points": points,
-            "batch_size": batch_size, "seconds": round(seconds, 3), "points_per_s": round(points / seconds, 1)}
+    return {
+        "preset": preset,
+        "device": model.plan.device,
+        "dtype": "float64",
+        "points": points,
+        "batch_size": batch_size,
+        "seconds": round(seconds, 3),
+        "points_per_s": round(points / seconds, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,13 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available() and not args.no_gpu:
         devices.append("cuda")
     report: dict[str, Any] = {
-        "benchmark": "zoo", "torch": torch.__version__, "python": platform.python_version(),
-        "cpu_threads": threads, "cuda": torch.cuda.is_available(), "clay_v15": [], "satclip": [],
+        "benchmark": "zoo",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu_threads": threads,
+        "cuda": torch.cuda.is_available(),
+        "clay_v15": [],
+        "satclip": [],
     }
     for name in args.presets.split(","):
         preset = f"clay-v1.5-{name.strip()}"
         for device in devices:
-            chips, batch = (args.gpu_chips, args.gpu_batch_size) if device == "cuda" else (args.chips, args.cpu_batch_size)
+            chips, batch = (
+                (args.gpu_chips, args.gpu_batch_size) if device == "cuda" else (args.chips, args.cpu_batch_size)
+            )
             _log(f"{preset} on {device}: {chips} chips of {args.chip_size} px ...")
             entry = bench_clay_v15(preset, device, chips, batch, args.chip_size, args.bands)
             _log(f"  {entry['chips_per_s']} chips/s")

@@ -68,8 +68,9 @@ def publish_new(temporary: Path, path: Path) -> None:
     try:
         os.link(temporary, path)
     except FileExistsError:
-        raise ClayInputError(f"{path} already exists (written by another run meanwhile?); choose another output "
-                             "or pass --overwrite") from None
+        raise ClayInputError(
+            f"{path} already exists (written by another run meanwhile?); choose another output or pass --overwrite"
+        ) from None
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise

@@ -37,8 +37,9 @@ class Throughput:
     gflops_per_cpu_second: float
 
 
-def measure_matmul_peak(device: torch.device, precision: str = "fp32", size: int = 2048,
-                        min_seconds: float = 1.0) -> Throughput:
+def measure_matmul_peak(
+    device: torch.device, precision: str = "fp32", size: int = 2048, min_seconds: float = 1.0
+) -> Throughput:
     """Best sustained rate of `size`^3 matmuls (2*size^3 FLOPs each) over at least `min_seconds`."""
     dtype = _DTYPES[precision]
     a = torch.randn(size, size, device=device, dtype=dtype)
@@ -76,14 +77,16 @@ def random_batch(model: EmbeddingModel, batch_size: int, seed: int = 0) -> dict[
     means = torch.tensor(model.sensor.means(bands))[None, :, None, None]
     stds = torch.tensor(model.sensor.stds(bands))[None, :, None, None]
     raw = means + stds * torch.randn(batch_size, len(bands), size, size, generator=generator)
-    lonlat = torch.rand(batch_size, 2, generator=generator, dtype=torch.float64) * torch.tensor([360.0, 180.0]) \
-        - torch.tensor([180.0, 90.0])
+    lonlat = torch.rand(batch_size, 2, generator=generator, dtype=torch.float64) * torch.tensor(
+        [360.0, 180.0]
+    ) - torch.tensor([180.0, 90.0])
     dates = [datetime.date(2020, 1 + i % 12, 1 + i % 28) for i in range(batch_size)]
     return model.prepare(raw, bands, lonlat, dates)
 
 
-def time_embedding(model: EmbeddingModel, batch_size: int, chips: int, flops_per_chip: int,
-                   peak: Throughput, warmup_batches: int = 1) -> dict[str, Any]:
+def time_embedding(
+    model: EmbeddingModel, batch_size: int, chips: int, flops_per_chip: int, peak: Throughput, warmup_batches: int = 1
+) -> dict[str, Any]:
     """chips/s of `model.embed` (mean level) over >= `chips` chips after `warmup_batches`."""
     batch = random_batch(model, batch_size)
     device = model.plan.torch_device
@@ -145,8 +148,7 @@ def counted_flops(model: EmbeddingModel, batch: dict[str, torch.Tensor]) -> int:
     """FLOPs of `model.encode(batch)` by torch's FlopCounterMode, fused CPU attention included."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    def cpu_flash_attention(query: torch.Size, key: torch.Size, value: torch.Size, *args: Any,
-                            **kwargs: Any) -> int:
+    def cpu_flash_attention(query: torch.Size, key: torch.Size, value: torch.Size, *args: Any, **kwargs: Any) -> int:
         return sdpa_flop_count(query, key, value)
 
     fused = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention}
@@ -166,8 +168,12 @@ def measure_kernel_bound(model: EmbeddingModel, batch_size: int, repeats: int = 
     inner, hidden, dim = config.heads * config.dim_head, config.mlp_hidden, config.dim
     x, h = torch.randn(tokens, dim), torch.randn(tokens, hidden)
     o = torch.randn(tokens, inner)
-    w_qkv, w_out, w_in, w_back = (torch.randn(3 * inner, dim), torch.randn(dim, inner), torch.randn(hidden, dim),
-                                  torch.randn(dim, hidden))
+    w_qkv, w_out, w_in, w_back = (
+        torch.randn(3 * inner, dim),
+        torch.randn(dim, inner),
+        torch.randn(hidden, dim),
+        torch.randn(dim, hidden),
+    )
     b_dim, b_hidden = torch.randn(dim), torch.randn(hidden)
     shapes = {
         "qkv": (lambda: F.linear(x, w_qkv), 2 * tokens * dim * 3 * inner),
@@ -176,8 +182,10 @@ def measure_kernel_bound(model: EmbeddingModel, batch_size: int, repeats: int = 
         "mlp_out": (lambda: F.linear(h, w_back, b_dim), 2 * tokens * hidden * dim),
     }
     q = torch.randn(batch_size, config.heads, config.num_tokens, config.dim_head)
-    shapes["attention"] = (lambda: F.scaled_dot_product_attention(q, q, q),
-                           4 * batch_size * config.num_tokens**2 * inner)
+    shapes["attention"] = (
+        lambda: F.scaled_dot_product_attention(q, q, q),
+        4 * batch_size * config.num_tokens**2 * inner,
+    )
     rates: dict[str, float] = {}
     with torch.inference_mode():
         for name, (run, flops) in shapes.items():
@@ -190,8 +198,10 @@ def measure_kernel_bound(model: EmbeddingModel, batch_size: int, repeats: int = 
             rates[name] = best
     total_flops = sum(flops for _, flops in shapes.values())
     cpu_seconds = sum(flops / 1e9 / rates[name] for name, (_, flops) in shapes.items())
-    return {"gflops_per_cpu_second": {k: round(v, 1) for k, v in rates.items()},
-            "combined_gflops_per_cpu_second": round(total_flops / 1e9 / cpu_seconds, 2)}
+    return {
+        "gflops_per_cpu_second": {k: round(v, 1) for k, v in rates.items()},
+        "combined_gflops_per_cpu_second": round(total_flops / 1e9 / cpu_seconds, 2),
+    }
 
 
 def _memory_estimate(model: EmbeddingModel, batch_size: int) -> int | None:
@@ -247,8 +257,9 @@ def run_encoder_benchmark(
         report["cpu"]["runs"].append(run)
     # The bound is the best peak seen before or after the runs: a conservative denominator.
     after = measure_matmul_peak(torch.device("cpu"), "fp32")
-    peak = Throughput(max(cpu_peak.gflops, after.gflops), max(cpu_peak.gflops_per_cpu_second,
-                                                             after.gflops_per_cpu_second))
+    peak = Throughput(
+        max(cpu_peak.gflops, after.gflops), max(cpu_peak.gflops_per_cpu_second, after.gflops_per_cpu_second)
+    )
     for run in report["cpu"]["runs"]:
         run["fraction_of_flop_bound"] = round(run["achieved_gflops"] / peak.gflops, 3)
         run["fraction_of_flop_bound_cpu_time"] = round(run["gflops_per_cpu_second"] / peak.gflops_per_cpu_second, 3)
@@ -258,8 +269,7 @@ def run_encoder_benchmark(
         matmul_fp32_peak_gflops_per_cpu_second=round(peak.gflops_per_cpu_second, 2),
         load_average_before_after=[load_before, _load_average()],
         best_fraction_of_flop_bound=max(r["fraction_of_flop_bound"] for r in report["cpu"]["runs"]),
-        best_fraction_of_flop_bound_cpu_time=max(r["fraction_of_flop_bound_cpu_time"]
-                                                 for r in report["cpu"]["runs"]),
+        best_fraction_of_flop_bound_cpu_time=max(r["fraction_of_flop_bound_cpu_time"] for r in report["cpu"]["runs"]),
     )
     if gpu and torch.cuda.is_available():
         report["gpu"] = _gpu_section(model_name, image_size, flops, gpu_chips, log)
@@ -267,8 +277,9 @@ def run_encoder_benchmark(
         largest = max(run["batch_size"] for run in report["cpu"]["runs"])
         log(f"timing the encoder's own matmul shapes alone (batch {largest})")
         bound = measure_kernel_bound(model, largest)
-        bound["fraction_of_peak"] = round(bound["combined_gflops_per_cpu_second"]
-                                          / report["cpu"]["matmul_fp32_peak_gflops_per_cpu_second"], 3)
+        bound["fraction_of_peak"] = round(
+            bound["combined_gflops_per_cpu_second"] / report["cpu"]["matmul_fp32_peak_gflops_per_cpu_second"], 3
+        )
         report["cpu"][f"kernel_bound_batch_{largest}"] = bound
     report["peak_rss_bytes"] = peak_rss_bytes()
     return report
@@ -284,8 +295,9 @@ def _load_average() -> float | None:
         return None
 
 
-def _gpu_section(model_name: str, image_size: int, flops: int, chips: int,
-                 log: Callable[[str], None]) -> dict[str, Any]:
+def _gpu_section(
+    model_name: str, image_size: int, flops: int, chips: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     device = torch.device("cuda")
     section: dict[str, Any] = {"device": torch.cuda.get_device_name(device), "runs": []}
     for precision in ("bf16", "fp32"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import io
 import json
 import pickle
@@ -20,7 +21,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ def _is_safetensors(path: Path, data: bytes | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def _pickle_stream(file: Path | BinaryIO) -> Iterator[BinaryIO]:
+def _pickle_stream(file: Path | BinaryIO) -> Iterator[IO[bytes]]:
     """A handle on the pickle torch would unpickle: `*/data.pkl` inside a zip checkpoint, else the file
     itself; streamed, so a large broken file is never read into memory whole."""
     with contextlib.ExitStack() as stack:
@@ -128,15 +129,17 @@ def _harmless_globals() -> list[Any]:
     documentation lists as safe to allow. Everything else stays refused."""
     import numpy
 
-    allowed: list[Any] = [(dict, name) for name in (
-        "lightning.fabric.utilities.data.AttributeDict",
-        "lightning_fabric.utilities.data.AttributeDict",
-        "pytorch_lightning.utilities.parsing.AttributeDict",
-    )]
-    if int(numpy.__version__.split(".")[0]) >= 2:
-        from numpy._core import multiarray
-    else:
-        from numpy.core import multiarray
+    allowed: list[Any] = [
+        (dict, name)
+        for name in (
+            "lightning.fabric.utilities.data.AttributeDict",
+            "lightning_fabric.utilities.data.AttributeDict",
+            "pytorch_lightning.utilities.parsing.AttributeDict",
+        )
+    ]
+    # numpy 2 renamed numpy.core to numpy._core; by name, as only one of them exists in each version's stubs.
+    core = "numpy._core" if int(numpy.__version__.split(".")[0]) >= 2 else "numpy.core"
+    multiarray = importlib.import_module(f"{core}.multiarray")
     allowed += [multiarray.scalar, numpy.dtype]
     allowed += [type(numpy.dtype(kind)) for kind in ("float64", "float32", "int64", "int32", "bool")]
     return allowed
@@ -150,8 +153,7 @@ def safe_torch_load(path: Path, data: bytes | None = None) -> Any:
             # A file pickled with another protocol makes torch warn before it fails (or loads): the outcome
             # is what the user needs to hear, in our one line, not torch's advice to file an issue.
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu",
-                              weights_only=True)
+            return torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only wraps every unpickling failure alike: tell a refused object from a broken file.
         named = re.search(r"GLOBAL ([\w.]+)", str(exc))
@@ -184,7 +186,7 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     length = int.from_bytes(data[:8], "little")
     if len(data) < 8 + length:
         raise ValueError(f"header of {length} bytes runs past the end of the file")
-    header = json.loads(data[8: 8 + length])
+    header = json.loads(data[8 : 8 + length])
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     return metadata if isinstance(metadata, dict) else {}
 
@@ -218,8 +220,10 @@ def _read_safetensors(path: Path, data: bytes | None = None) -> tuple[dict[str, 
 
 
 def _tensor_dict(candidate: Any) -> dict[str, torch.Tensor] | None:
-    if isinstance(candidate, Mapping) and candidate and all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in candidate.items()
+    if (
+        isinstance(candidate, Mapping)
+        and candidate
+        and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in candidate.items())
     ):
         return dict(candidate)
     return None
@@ -275,7 +279,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under `prefix` with the prefix removed (e.g. "model.encoder.")."""
-    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
 
 def _listed(keys: list[str]) -> str:

@@ -45,18 +45,21 @@ def sigmoid(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = DEFAULT_L2,
-                 balanced: bool = True) -> tuple[np.ndarray, float]:
+def fit_logistic(
+    features: np.ndarray, labels: np.ndarray, *, l2: float = DEFAULT_L2, balanced: bool = True
+) -> tuple[np.ndarray, float]:
     """(weights [D], bias) minimising the weighted mean log-loss + l2/2 |w|^2 (the bias is not penalised)."""
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64).ravel()
     positives = int(labels.sum())
     if positives == 0 or positives == len(labels):
-        raise ClayInputError(f"a classifier needs positive and negative examples; got {positives} positive and "
-                             f"{len(labels) - positives} negative: label some chips of each kind")
+        raise ClayInputError(
+            f"a classifier needs positive and negative examples; got {positives} positive and "
+            f"{len(labels) - positives} negative: label some chips of each kind"
+        )
     if l2 <= 0:
         raise ClayInputError(f"the regularisation strength must be > 0, got {l2}")
-    weights = np.ones(len(labels))
+    weights: np.ndarray = np.ones(len(labels))
     if balanced:
         weights = np.where(labels > 0, 0.5 / positives, 0.5 / (len(labels) - positives)) * len(labels)
     weights /= weights.sum()
@@ -129,16 +132,22 @@ def centred_unit(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    centred = unit - np.asarray(mean, dtype=np.float64)
+    centred: np.ndarray = unit - np.asarray(mean, dtype=np.float64)
     lengths = np.linalg.norm(centred, axis=1, keepdims=True)
     centred = np.divide(centred, lengths, out=np.zeros_like(centred), where=lengths > 1e-6)
     centred[norms[:, 0] == 0] = 0.0
     return centred
 
 
-def fit_classifier(index: SimilarityIndex, positives: Sequence[int], negatives: Sequence[int], *,
-                   l2: float = DEFAULT_L2, positive_vectors: np.ndarray | None = None,
-                   negative_vectors: np.ndarray | None = None) -> Classifier:
+def fit_classifier(
+    index: SimilarityIndex,
+    positives: Sequence[int],
+    negatives: Sequence[int],
+    *,
+    l2: float = DEFAULT_L2,
+    positive_vectors: np.ndarray | None = None,
+    negative_vectors: np.ndarray | None = None,
+) -> Classifier:
     """Fit on rows of `index` and/or example vectors from elsewhere (e.g. another file of the same model),
     centred on the index's current search mean (`SimilarityIndex.use_mean`). A row given as both positive and
     negative counts as positive."""
@@ -150,8 +159,10 @@ def fit_classifier(index: SimilarityIndex, positives: Sequence[int], negatives: 
         if extra is not None and np.asarray(extra).size:
             extra = np.atleast_2d(np.asarray(extra, dtype=np.float32))
             if extra.shape[1] != index.dim:
-                raise ClayInputError(f"the example vectors have {extra.shape[1]} values but the embeddings have "
-                                     f"{index.dim}: they come from different models or levels")
+                raise ClayInputError(
+                    f"the example vectors have {extra.shape[1]} values but the embeddings have "
+                    f"{index.dim}: they come from different models or levels"
+                )
             vectors.append(extra)
         if vectors:
             stacked = np.concatenate(vectors)
@@ -161,8 +172,13 @@ def fit_classifier(index: SimilarityIndex, positives: Sequence[int], negatives: 
         raise ClayInputError("no labelled examples: give positive and negative chips")
     label_vector = np.concatenate(labels)
     weights, bias = fit_logistic(np.concatenate(parts), label_vector, l2=l2)
-    return Classifier(weights=weights, bias=bias, mean=index.mean.copy(), positives=int(label_vector.sum()),
-                      negatives=int(len(label_vector) - label_vector.sum()))
+    return Classifier(
+        weights=weights,
+        bias=bias,
+        mean=index.mean.copy(),
+        positives=int(label_vector.sum()),
+        negatives=int(len(label_vector) - label_vector.sum()),
+    )
 
 
 def parse_label(value: object, positive_values: Sequence[str] = ()) -> bool | None:
@@ -177,5 +193,7 @@ def parse_label(value: object, positive_values: Sequence[str] = ()) -> bool | No
         return True
     if text in {"0", "false", "no", "n", "negative", "neg", "-", "0.0", "-1", "-1.0"}:
         return False
-    raise ClayInputError(f"label value {value!r} is neither positive (1/true/yes/positive) nor negative "
-                         "(0/false/no/negative): name the positive class with --positive-value")
+    raise ClayInputError(
+        f"label value {value!r} is neither positive (1/true/yes/positive) nor negative "
+        "(0/false/no/negative): name the positive class with --positive-value"
+    )

@@ -39,9 +39,9 @@ def _nearest(index: SimilarityIndex, centres: np.ndarray) -> tuple[np.ndarray, n
         # |u - c|^2 = |u|^2 - 2 u.c + |c|^2 ; |u|^2 is 1 (0 for zero rows)
         distance = centre_sq[None, :] - 2.0 * (unit @ centres.T).astype(np.float64)
         best = np.argmin(distance, axis=1)
-        labels[start:start + len(unit)] = best
+        labels[start : start + len(unit)] = best
         own = np.einsum("ij,ij->i", unit, unit, dtype=np.float64)
-        squared[start:start + len(unit)] = np.maximum(distance[np.arange(len(unit)), best] + own, 0.0)
+        squared[start : start + len(unit)] = np.maximum(distance[np.arange(len(unit)), best] + own, 0.0)
     return labels, squared
 
 
@@ -57,30 +57,41 @@ def _kmeans_plus_plus(sample: np.ndarray, k: int, rng: np.random.Generator) -> n
             picks = rng.integers(len(sample), size=tries)
         else:
             picks = rng.choice(len(sample), size=tries, p=closest / total)
-        options = [np.minimum(closest, np.sum((sample - sample[pick]) ** 2, axis=1, dtype=np.float64))
-                   for pick in picks]
+        options = [
+            np.minimum(closest, np.sum((sample - sample[pick]) ** 2, axis=1, dtype=np.float64)) for pick in picks
+        ]
         best = int(np.argmin([option.sum() for option in options]))
         centres.append(sample[int(picks[best])])
         closest = options[best]
     return np.array(centres, dtype=np.float32)
 
 
-def kmeans(index: SimilarityIndex, k: int, *, seed: int = 0, max_iterations: int = 100,
-           tolerance: float = 1e-6, restarts: int = 3) -> Clusters:
+def kmeans(
+    index: SimilarityIndex,
+    k: int,
+    *,
+    seed: int = 0,
+    max_iterations: int = 100,
+    tolerance: float = 1e-6,
+    restarts: int = 3,
+) -> Clusters:
     """The best (lowest inertia) of `restarts` seeded runs; restart i uses seed (seed, i)."""
-    runs = [_kmeans_once(index, k, np.random.default_rng([seed, run]), max_iterations, tolerance)
-            for run in range(max(1, restarts))]
+    runs = [
+        _kmeans_once(index, k, np.random.default_rng([seed, run]), max_iterations, tolerance)
+        for run in range(max(1, restarts))
+    ]
     return min(runs, key=lambda result: result.inertia)
 
 
-def _kmeans_once(index: SimilarityIndex, k: int, rng: np.random.Generator, max_iterations: int,
-                 tolerance: float) -> Clusters:
+def _kmeans_once(
+    index: SimilarityIndex, k: int, rng: np.random.Generator, max_iterations: int, tolerance: float
+) -> Clusters:
     valid = np.flatnonzero(index.inverse_norms > 0)
     if k < 1:
         raise ClayInputError(f"the number of clusters must be at least 1, got {k}")
     if k > len(valid):
         raise ClayInputError(f"{k} clusters need at least {k} chips with data; the embeddings have {len(valid)}")
-    sample_rows = valid[::max(1, len(valid) // _SEED_SAMPLE_ROWS)]
+    sample_rows = valid[:: max(1, len(valid) // _SEED_SAMPLE_ROWS)]
     centres = _kmeans_plus_plus(index.unit_rows(sample_rows), k, rng)
     previous = None
     iterations = 0
@@ -97,8 +108,9 @@ def _kmeans_once(index: SimilarityIndex, k: int, rng: np.random.Generator, max_i
     labels, centres = _number_by_size(labels, centres)
     distances = np.sqrt(squared).astype(np.float32)
     distances[zero] = -1.0
-    return Clusters(labels=labels, distances=distances, centres=centres, iterations=iterations,
-                    inertia=float(squared[~zero].sum()))
+    return Clusters(
+        labels=labels, distances=distances, centres=centres, iterations=iterations, inertia=float(squared[~zero].sum())
+    )
 
 
 def _update_centres(index: SimilarityIndex, labels: np.ndarray, squared: np.ndarray, centres: np.ndarray) -> float:
@@ -108,7 +120,7 @@ def _update_centres(index: SimilarityIndex, labels: np.ndarray, squared: np.ndar
     sums = np.zeros((k, dim), dtype=np.float64)
     counts = np.bincount(labels[labels >= 0], minlength=k)
     for start in range(0, len(index), BLOCK_ROWS):
-        block = labels[start:start + BLOCK_ROWS]
+        block = labels[start : start + BLOCK_ROWS]
         unit = index.unit_rows(slice(start, start + BLOCK_ROWS))
         # one-hot [k, rows] @ unit rows: the per-cluster sums as one BLAS product (np.add.at is ~50x slower)
         one_hot = (block[None, :] == np.arange(k, dtype=block.dtype)[:, None]).astype(np.float32)

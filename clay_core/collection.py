@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
 from clay_core.parquet import CLAY_KEY, EMBEDDINGS, GEO_KEY, GEOMETRY, bbox_of_wkb, check_writable
+from clay_core.parsing import split_chip_ref
 
 SOURCE_FILE = "source_file"
 SUFFIXES = (".gpq", ".parquet", ".geoparquet")
@@ -54,8 +55,9 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
         elif any(char in text for char in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
             if not matches:
-                raise ClayInputError(f"no file matches {text!r}: check the pattern (quote it so the shell "
-                                     "does not expand it first)")
+                raise ClayInputError(
+                    f"no file matches {text!r}: check the pattern (quote it so the shell does not expand it first)"
+                )
         elif path.is_file():
             matches = [path]
         else:
@@ -144,18 +146,21 @@ class EmbeddingCollection:
         names = set(self.table.column(SOURCE_FILE).unique().to_pylist())
         rows: list[int] = []
         for chip_id in ids:
-            prefix, _, rest = chip_id.rpartition(":")
-            found = self._rows_where(rest, prefix) if prefix in names else np.zeros(0, dtype=np.int64)
+            file_name, plain_id = split_chip_ref(chip_id, names)
+            found = np.zeros(0, dtype=np.int64) if file_name is None else self._rows_where(plain_id, file_name)
             if not len(found):
                 found = self._rows_where(chip_id)
                 if not len(found):
                     example = self.chip_id(0) if len(self) else "none"
-                    raise ClayInputError(f"{what} chip id {chip_id!r} is not in the embeddings (ids look like "
-                                         f"{example!r})")
+                    raise ClayInputError(
+                        f"{what} chip id {chip_id!r} is not in the embeddings (ids look like {example!r})"
+                    )
                 files = sorted({self.source_file(row) for row in found})
                 if len(files) > 1:
-                    raise ClayInputError(f"{what} chip id {chip_id!r} is in {len(files)} files: name one as "
-                                         f"FILE:ID, e.g. {files[0]}:{chip_id}")
+                    raise ClayInputError(
+                        f"{what} chip id {chip_id!r} is in {len(files)} files: name one as "
+                        f"FILE:ID, e.g. {files[0]}:{chip_id}"
+                    )
             rows.extend(int(row) for row in found)
         return rows
 
@@ -173,8 +178,13 @@ def _file_info(path: Path) -> FileInfo:
         kind = kind.storage_type
     width = getattr(kind, "list_size", None)
     metadata = schema.metadata or {}
-    return FileInfo(path=path, rows=parquet.metadata.num_rows, width=int(width) if width else None,
-                    clay=_json_key(metadata, CLAY_KEY, path), geo=_json_key(metadata, GEO_KEY, path))
+    return FileInfo(
+        path=path,
+        rows=parquet.metadata.num_rows,
+        width=int(width) if width else None,
+        clay=_json_key(metadata, CLAY_KEY, path),
+        geo=_json_key(metadata, GEO_KEY, path),
+    )
 
 
 def _json_key(metadata: Mapping[bytes, bytes], key: bytes, path: Path) -> dict[str, Any]:
@@ -211,9 +221,11 @@ def read_vectors_into(path: Path, out: np.ndarray) -> None:
             continue
         values = _batch_values(batch.column(0), path)
         if values.size != batch.num_rows * out.shape[1]:
-            raise ClayInputError(f"embeddings rows of {path} have different lengths ({out.shape[1]} expected); "
-                                 "not a Clay embeddings file")
-        out[start:start + batch.num_rows] = values.reshape(batch.num_rows, out.shape[1])
+            raise ClayInputError(
+                f"embeddings rows of {path} have different lengths ({out.shape[1]} expected); "
+                "not a Clay embeddings file"
+            )
+        out[start : start + batch.num_rows] = values.reshape(batch.num_rows, out.shape[1])
         start += batch.num_rows
     if start != len(out):
         raise ClayInputError(f"{path} has {start} embeddings rows but its footer says {len(out)}: the file is damaged")
@@ -237,13 +249,17 @@ def _check_same_model(infos: Sequence[FileInfo], widths: Sequence[int]) -> None:
     first = infos[0]
     for info, width in zip(infos[1:], widths[1:], strict=True):
         if width != widths[0]:
-            raise ClayInputError(f"{info.path.name} has {width} values per row but {first.path.name} has "
-                                 f"{widths[0]}: embed every file with the same model and level")
+            raise ClayInputError(
+                f"{info.path.name} has {width} values per row but {first.path.name} has "
+                f"{widths[0]}: embed every file with the same model and level"
+            )
         for key in ("model", "level", "checkpoint_sha256"):
             mine, theirs = info.clay.get(key), first.clay.get(key)
             if mine and theirs and mine != theirs:
-                raise ClayInputError(f"{info.path.name} was made with {key} {mine!r} but {first.path.name} with "
-                                     f"{theirs!r}: scores across models mean nothing; search one model's files")
+                raise ClayInputError(
+                    f"{info.path.name} was made with {key} {mine!r} but {first.path.name} with "
+                    f"{theirs!r}: scores across models mean nothing; search one model's files"
+                )
 
 
 def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
@@ -256,7 +272,7 @@ def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
     vectors = np.empty((int(offsets[-1]), widths[0]), dtype=np.float32)
     tables = []
     for index, (info, name) in enumerate(zip(infos, _source_names(paths), strict=True)):
-        read_vectors_into(info.path, vectors[offsets[index]:offsets[index + 1]])
+        read_vectors_into(info.path, vectors[offsets[index] : offsets[index + 1]])
         columns = [column for column in pq.ParquetFile(info.path).schema_arrow.names if column != EMBEDDINGS]
         table = pq.read_table(info.path, columns=columns, pre_buffer=False).replace_schema_metadata(None)
         table = table.drop_columns([SOURCE_FILE]) if SOURCE_FILE in table.column_names else table
@@ -264,14 +280,16 @@ def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
     try:
         table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ClayInputError(f"the files' columns do not fit together ({exc}); search files written by the "
-                             "same tool") from exc
+        raise ClayInputError(
+            f"the files' columns do not fit together ({exc}); search files written by the same tool"
+        ) from exc
     clay = infos[0].clay
     shape = tuple(int(v) for v in clay.get("row_shape", ())) or (widths[0],)
     if int(np.prod(shape)) != widths[0]:
         shape = (widths[0],)
-    return EmbeddingCollection(files=paths, vectors=vectors, table=table, offsets=offsets, shape_per_row=shape,
-                               metadata=clay, geo=infos[0].geo)
+    return EmbeddingCollection(
+        files=paths, vectors=vectors, table=table, offsets=offsets, shape_per_row=shape, metadata=clay, geo=infos[0].geo
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,21 +299,27 @@ def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
 
 def output_geo(geo: Mapping[str, Any], wkb_values: Sequence[bytes]) -> dict[str, Any]:
     """The input's `geo` metadata with the geometry column's bbox set to the rows written."""
-    geo = json.loads(json.dumps(geo))
-    column = geo.get("columns", {}).get(geo.get("primary_column", GEOMETRY))
+    written: dict[str, Any] = json.loads(json.dumps(geo))  # a deep copy: the input's stays as it is
+    column = written.get("columns", {}).get(written.get("primary_column", GEOMETRY))
     if column is None:
-        return geo
+        return written
     bbox = bbox_of_wkb(wkb_values) if len(wkb_values) else None
     if bbox:
         column["bbox"] = bbox
     else:
         column.pop("bbox", None)
-    return geo
+    return written
 
 
-def write_rows(path: str | Path, collection: EmbeddingCollection, rows: np.ndarray,
-               extra: Mapping[str, pa.Array | np.ndarray], *, overwrite: bool = False,
-               metadata_update: Mapping[str, Any] | None = None) -> Path:
+def write_rows(
+    path: str | Path,
+    collection: EmbeddingCollection,
+    rows: np.ndarray,
+    extra: Mapping[str, pa.Array | np.ndarray],
+    *,
+    overwrite: bool = False,
+    metadata_update: Mapping[str, Any] | None = None,
+) -> Path:
     """Write `rows` (in the order given) with their attributes, their embeddings (bit for bit) right after
     `date` as in the input, and `extra` columns (one value per written row). Temp file + rename."""
     path = Path(path)
@@ -318,10 +342,12 @@ def write_rows(path: str | Path, collection: EmbeddingCollection, rows: np.ndarr
         clay.update(metadata_update or {})
         metadata[CLAY_KEY] = json.dumps(clay, default=str).encode()
     schema = schema.with_metadata(metadata)
-    with atomic_output(path, overwrite=overwrite) as temporary, \
-            pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+    with (
+        atomic_output(path, overwrite=overwrite) as temporary,
+        pq.ParquetWriter(temporary, schema, compression="zstd") as writer,
+    ):
         for start in range(0, max(len(rows), 1), WRITE_BATCH_ROWS):
-            part = rows[start:start + WRITE_BATCH_ROWS]
+            part = rows[start : start + WRITE_BATCH_ROWS]
             flat = pa.array(collection.vectors[part].reshape(-1), pa.float32())
             embeddings = pa.FixedSizeListArray.from_arrays(flat, collection.dim)
             piece = attributes.slice(start, len(part)).add_column(position, EMBEDDINGS, embeddings)

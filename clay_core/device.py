@@ -102,10 +102,9 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> tuple[st
     if requested not in PRECISIONS:
         raise ClayInputError(f"unknown precision {requested!r}; use one of {', '.join(PRECISIONS)}")
     capability = cuda_capability(device)
-    native_bf16 = capability is not None and capability >= (8, 0)
     if requested == "auto":
-        if native_bf16:
-            return "bf16", f"CUDA compute capability {capability[0]}.{capability[1]} has native bf16"  # type: ignore[index]
+        if capability is not None and capability >= (8, 0):  # native bf16
+            return "bf16", f"CUDA compute capability {capability[0]}.{capability[1]} has native bf16"
         if device.type == "cuda":
             return "fp32", "this GPU has no native bf16 (compute capability < 8.0); fp16 only when verified"
         if device.type == "mps":
@@ -201,8 +200,12 @@ class MemoryEstimate:
 
     @property
     def total_bytes(self) -> int:
-        return (self.weights_bytes + self.inputs_bytes + max(self.activations_bytes, self.staging_bytes)
-                + self.workspace_bytes)
+        return (
+            self.weights_bytes
+            + self.inputs_bytes
+            + max(self.activations_bytes, self.staging_bytes)
+            + self.workspace_bytes
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total_bytes": self.total_bytes}
@@ -268,9 +271,7 @@ def available_memory_bytes(plan: DevicePlan) -> int | None:
     return None
 
 
-def largest_batch_within(
-    estimate: Callable[[int], MemoryEstimate], budget_bytes: int, limit: int = 1024
-) -> int:
+def largest_batch_within(estimate: Callable[[int], MemoryEstimate], budget_bytes: int, limit: int = 1024) -> int:
     """The largest batch size (<= limit) whose estimate fits in `budget_bytes`; 0 when even 1 does not."""
     if estimate(1).total_bytes > budget_bytes:
         return 0

@@ -11,7 +11,8 @@
 
 Reading overlaps compute because the DataLoader prefetches batches in worker processes while the main
 process runs the model, and writing overlaps because parts are written on a thread. Killed at any
-point, a re-run resumes from the parts by chip_id (embed_parts.py).
+point, a re-run resumes from the parts by chip_id (embed_parts.py). The readers are in embed_readers.py,
+the dry run in embed_estimate.py, and the job spec the front ends build (EmbedJob) in embed_job.py.
 """
 
 from __future__ import annotations
@@ -19,26 +20,26 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import errno
-import functools
-import inspect
-import io
-import math
-import multiprocessing
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from clay_core.embed_parts import PartStore, PartWriter, fingerprint, parts_dir_for
+from clay_core.embed_parts import PartStore, PartWriter, fingerprint
+from clay_core.embed_readers import WorkItem, iterate_batches
 from clay_core.errors import ClayInputError
-from clay_core.parquet import check_writable, chips_schema, chips_table
+from clay_core.locations import load_satclip, satclip_metadata, satclip_vectors, satclip_width
+from clay_core.parquet import check_writable, chips_schema
 from clay_core.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from clay_core.models.registry import EmbeddingModel
+    from clay_core.models.satclip import SatCLIPLocationModel
+    from clay_core.sources.base import ChipRecord, ChipSource
 
 MAX_PROBLEMS_LISTED = 50
 
@@ -102,188 +103,14 @@ class EmbedSummary:
         return result
 
     def describe(self) -> str:
-        return (f"{self.chips_written} chips written ({self.chips_resumed} from an earlier run), "
-                f"{self.chips_skipped_nodata} skipped for nodata, {self.chips_failed} failed; "
-                f"{self.chips_per_s:.2f} chips/s; time: read wait {self.read_wait_s:.1f} s "
-                f"(reading {self.read_s:.1f} s in workers), model {self.model_s:.1f} s, "
-                + (f"SatCLIP {self.satclip_s:.1f} s, " if self.satclip_s else "")
-                + f"write {self.write_s:.1f} s")
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading chips in DataLoader workers
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Loaded:
-    """One chip as a worker hands it over: pixels, or why there are none."""
-
-    source_index: int
-    record: Any
-    pixels: np.ndarray | None
-    nodata_fraction: float
-    failure: str | None
-    read_s: float
-
-
-class _ChipDataset(Dataset):
-    def __init__(self, sources: Sequence[Any], work: Sequence[tuple[int, Any]], max_nodata: float) -> None:
-        self.sources = list(sources)
-        self.work = list(work)
-        self.max_nodata = max_nodata
-
-    def __len__(self) -> int:
-        return len(self.work)
-
-    def __getitem__(self, index: int) -> _Loaded:
-        from clay_core.sources.base import ChipReadError
-
-        source_index, record = self.work[index]
-        started = time.perf_counter()
-        try:
-            chip = self.sources[source_index].read(record)
-        except ChipReadError as error:
-            return _Loaded(source_index, record, None, math.nan, str(error), time.perf_counter() - started)
-        except Exception as error:  # noqa: BLE001 - an unexpected reader error must not stop the job
-            return _Loaded(source_index, record, None, math.nan, f"{type(error).__name__}: {error}",
-                           time.perf_counter() - started)
-        fraction = float(chip.nodata_fraction)
-        pixels = None if fraction > self.max_nodata else np.ascontiguousarray(chip.pixels, dtype=np.float32)
-        return _Loaded(source_index, record, pixels, fraction, None, time.perf_counter() - started)
-
-
-def _collate(items: list[_Loaded]) -> dict[str, Any]:
-    """A batch: stacked pixels of the good chips (a tensor, so pin_memory applies) and the rest as lists."""
-    good = [item for item in items if item.pixels is not None]
-    shapes = {item.pixels.shape for item in good}
-    if len(shapes) > 1:
-        raise ClayInputError(f"chips of one source have different shapes {sorted(shapes)}")
-    pixels = torch.from_numpy(np.stack([item.pixels for item in good])) if good else None
-    return {
-        "source_index": items[0].source_index,
-        "pixels": pixels,
-        "records": [item.record for item in good],
-        "nodata": [item.nodata_fraction for item in good],
-        "skipped": [(item.record, item.nodata_fraction) for item in items if item.failure is None and item.pixels is None],
-        "failed": [(item.record, item.failure) for item in items if item.failure is not None],
-        "read_s": sum(item.read_s for item in items),
-    }
-
-
-def _batches_per_source(work: Sequence[tuple[int, Any]], batch_size: int) -> list[list[int]]:
-    """Index batches that never mix sources (a batch is prepared with one band list)."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index, (source_index, _) in enumerate(work):
-        if current and (len(current) == batch_size or work[current[0]][0] != source_index):
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
-
-
-READER_GDAL_CACHE_MB = 256
-
-
-def limit_gdal_cache(megabytes: int = READER_GDAL_CACHE_MB) -> None:
-    """Cap GDAL's block cache in this process unless the user set GDAL_CACHEMAX.
-
-    GDAL's default is 5% of RAM per process (1.2 GB on a 24 GB machine) and every reader process fills
-    it with decoded blocks it never needs again: chips are streamed, each block is read about once.
-    GDAL reads GDAL_CACHEMAX only once, and a forked reader inherits the parent's setting, so the
-    limit is applied through GDALSetCacheMax64 on the libgdal this process has loaded."""
-    import ctypes
-    import os
-
-    if "GDAL_CACHEMAX" in os.environ:
-        return
-    os.environ["GDAL_CACHEMAX"] = str(megabytes)  # for a GDAL that has not started its cache yet
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            library = next(line.split()[-1] for line in maps if "/libgdal.so" in line)
-        ctypes.CDLL(library).GDALSetCacheMax64(ctypes.c_int64(megabytes * 1024 * 1024))
-    except (OSError, StopIteration, AttributeError):
-        pass  # not Linux or GDAL not loaded yet: the environment variable applies
-
-
-def contiguous_per_worker(batches: list[list[int]], workers: int) -> list[list[int]]:
-    """Order batches so that each reader process gets one contiguous run of them.
-
-    DataLoader hands batch i to worker i mod n; dealt round-robin, neighbouring chips land in different
-    processes and both decode the image blocks on their shared border (measured: 30% more reader CPU on
-    1024 px-tiled JP2s). Results are matched by chip id, so the arrival order does not matter."""
-    if workers <= 1:
-        return batches
-    # Runs differ in length by at most one, longer runs first: then the round-robin never shifts a run's tail
-    # onto another worker.
-    base, longer = divmod(len(batches), workers)
-    sizes = [base + 1] * longer + [base] * (workers - longer)
-    starts = [sum(sizes[:w]) for w in range(workers)]
-    runs = [batches[start:start + size] for start, size in zip(starts, sizes, strict=True)]
-    return [run[k] for k in range(max(sizes)) for run in runs if k < len(run)]
-
-
-def _reader_init(_worker_id: int, tied_to_parent: bool = True) -> None:
-    """Reader processes decode one chip each: GDAL's own decoder threads would only oversubscribe the CPUs.
-    They die with the main process (a kill -9 of it must not leave orphans reading on) and do not keep its
-    output lock (a re-run right after the kill must find the output free)."""
-    import os
-
-    from clay_core.embed_parts import release_inherited_locks
-
-    if tied_to_parent:
-        die_with_parent()
-    release_inherited_locks()
-    os.environ.setdefault("GDAL_NUM_THREADS", "1")
-    limit_gdal_cache()
-
-
-def die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG); without it
-    DataLoader readers notice a dead parent only by polling (about 5 s). Elsewhere a no-op."""
-    import ctypes
-    import os
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent died before the prctl took effect
-        os._exit(1)
-
-
-def _in_daemon_process() -> bool:
-    """Daemonic processes (e.g. Dask workers by default) cannot start DataLoader workers."""
-    return bool(multiprocessing.current_process().daemon)
-
-
-def iterate_batches(sources: Sequence[Any], work: Sequence[tuple[int, Any]], options: EmbedOptions,
-                    pin_memory: bool) -> Iterator[dict[str, Any]]:
-    workers = 0 if _in_daemon_process() else min(options.workers, max(1, len(work)))
-    if not workers:
-        limit_gdal_cache()  # reading happens here
-    loader = DataLoader(
-        _ChipDataset(sources, work, options.max_nodata),
-        batch_sampler=contiguous_per_worker(_batches_per_source(work, options.batch_size), workers),
-        collate_fn=_collate,
-        num_workers=workers,
-        prefetch_factor=options.prefetch if workers else None,
-        pin_memory=pin_memory,
-        persistent_workers=False,
-        # PR_SET_PDEATHSIG fires when the creating *thread* ends: only tie readers made by the main thread
-        # (a Dask task runs in a pool thread; DataLoader's own parent check still ends those readers).
-        worker_init_fn=functools.partial(_reader_init, tied_to_parent=threading.current_thread()
-                                         is threading.main_thread()) if workers else None,
-    )
-    return iter(loader)
+        return (
+            f"{self.chips_written} chips written ({self.chips_resumed} from an earlier run), "
+            f"{self.chips_skipped_nodata} skipped for nodata, {self.chips_failed} failed; "
+            f"{self.chips_per_s:.2f} chips/s; time: read wait {self.read_wait_s:.1f} s "
+            f"(reading {self.read_s:.1f} s in workers), model {self.model_s:.1f} s, "
+            + (f"SatCLIP {self.satclip_s:.1f} s, " if self.satclip_s else "")
+            + f"write {self.write_s:.1f} s"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,9 +118,9 @@ def iterate_batches(sources: Sequence[Any], work: Sequence[tuple[int, Any]], opt
 # ----------------------------------------------------------------------------------------------
 
 
-def collect_records(sources: Sequence[Any]) -> list[tuple[int, Any]]:
+def collect_records(sources: Sequence[ChipSource]) -> list[WorkItem]:
     """(source index, record) for every chip of every source; chip ids must be unique across sources."""
-    work: list[tuple[int, Any]] = []
+    work: list[WorkItem] = []
     seen: dict[str, int] = {}
     for source_index, source in enumerate(sources):
         for record in source.records():
@@ -307,19 +134,21 @@ def collect_records(sources: Sequence[Any]) -> list[tuple[int, Any]]:
     return work
 
 
-def check_chip_size(model: Any, work: Sequence[tuple[int, Any]]) -> None:
+def check_chip_size(model: EmbeddingModel, work: Sequence[WorkItem]) -> None:
     """Chips must have the size the model was set up for: it fixes the position grid (v0) and the
     patch grid the output's embedding shape is declared with (v1.5 would run, then not fit its column)."""
-    expected = model_chip_size(model)
+    expected = model.image_size
     # A size of 0 means "not known before reading" (e.g. a chip file whose header is damaged).
     sizes = {int(record.size) for _, record in work if record.size and int(record.size) > 0}
     wrong = sorted(sizes - {expected}) if expected else []
     if wrong:
-        raise ClayInputError(f"chips are {wrong[0]} px but {model.name} is set up for {expected} px chips; load it "
-                             f"with image_size={wrong[0]} (CLI: --chip-size {wrong[0]})")
+        raise ClayInputError(
+            f"chips are {wrong[0]} px but {model.name} is set up for {expected} px chips; load it "
+            f"with image_size={wrong[0]} (CLI: --chip-size {wrong[0]})"
+        )
 
 
-def weights_fingerprint(model: Any) -> str:
+def weights_fingerprint(model: EmbeddingModel) -> str:
     """sha256 of the checkpoint, or of the weights themselves for a preset (random weights differ per
     process: parts embedded by another random model must never be mixed in)."""
     if model.checkpoint_sha256:
@@ -333,8 +162,14 @@ def weights_fingerprint(model: Any) -> str:
     return "weights:" + digest.hexdigest()
 
 
-def _job_identity(model: Any, level: str, sources: Sequence[Any], work: Sequence[tuple[int, Any]],
-                  options: EmbedOptions, satclip: Any = None) -> dict[str, Any]:
+def _job_identity(
+    model: EmbeddingModel,
+    level: str,
+    sources: Sequence[ChipSource],
+    work: Sequence[WorkItem],
+    options: EmbedOptions,
+    satclip: SatCLIPLocationModel | None = None,
+) -> dict[str, Any]:
     """What must match for parts of an earlier run to be reused."""
     identity = {
         "model": model.name,
@@ -351,26 +186,30 @@ def _job_identity(model: Any, level: str, sources: Sequence[Any], work: Sequence
     return identity
 
 
-def embedded_bands(sources: Sequence[Any]) -> tuple[str, ...] | None:
+def embedded_bands(sources: Sequence[ChipSource]) -> tuple[str, ...] | None:
     """The band list every source gives the model, or None when the sources differ."""
     band_sets = {tuple(source.bands) for source in sources}
     return band_sets.pop() if len(band_sets) == 1 else None
 
 
-def model_metadata(model: Any, level: str, sources: Sequence[Any]) -> dict[str, Any]:
-    """`model.metadata(level)`; for models that embed exactly the bands they are given (v1.5), the
-    bands, wavelengths and normalisation listed are those of the sources, not every band the model knows."""
+def model_metadata(model: EmbeddingModel, level: str, sources: Sequence[ChipSource]) -> dict[str, Any]:
+    """`model.metadata(level, bands)`: for models that embed exactly the bands they are given (v1.5), the
+    bands, wavelengths and normalisation listed are those of the sources, not every band the model knows;
+    when the sources give different bands, each source's list is added."""
     bands = embedded_bands(sources)
-    if bands is not None and "bands" in inspect.signature(model.metadata).parameters:
-        return dict(model.metadata(level, bands=bands))
-    meta = dict(model.metadata(level))
+    meta = dict(model.metadata(level, bands=bands))
     if bands is None:
         meta["bands_per_source"] = [list(source.bands) for source in sources]
     return meta
 
 
-def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: EmbedOptions,
-                   satclip: Any = None) -> dict[str, Any]:
+def _clay_metadata(
+    model: EmbeddingModel,
+    level: str,
+    sources: Sequence[ChipSource],
+    options: EmbedOptions,
+    satclip: SatCLIPLocationModel | None = None,
+) -> dict[str, Any]:
     meta = model_metadata(model, level, sources)
     source_bands = sorted({band for source in sources for band in source.bands})
     meta.update(
@@ -386,75 +225,13 @@ def _clay_metadata(model: Any, level: str, sources: Sequence[Any], options: Embe
     return meta
 
 
-# ----------------------------------------------------------------------------------------------
-# Opt-in SatCLIP column
-# ----------------------------------------------------------------------------------------------
-
-
-def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> Any:
-    """A SatCLIP location encoder, or a ClayInputError when the checkpoint is another model: the one
-    "is this SatCLIP?" check (the --satclip column and `clay embed-locations` both use it). The column runs
-    on the CPU by default: one batch of chip centres costs little next to the image model, and float64 is
-    what its parity is defined in. Loaded once per process, device and file version (the CLI checks it
-    before the image model loads; the job reuses it)."""
-    path = Path(checkpoint_or_preset).expanduser()
-    version = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
-    return _load_satclip(str(checkpoint_or_preset), device, version)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_satclip(checkpoint_or_preset: str, device: str, _file_version: tuple[int, int] | None) -> Any:
-    from clay_core.models import load_model
-    from clay_core.models.satclip import SatCLIPLocationModel
-
-    model = load_model(checkpoint_or_preset, device=device, precision="fp32")
-    if not isinstance(model, SatCLIPLocationModel):
-        raise ClayInputError(f"{checkpoint_or_preset} is a {model.family} model, not a SatCLIP location encoder: "
-                             "give a satclip-*.ckpt (or the preset satclip-l10/satclip-l40)")
-    return model
-
-
-def satclip_vectors(satclip: Any, records: Sequence[Any]) -> np.ndarray:
-    """float64 [B, 256]: SatCLIP of each chip's centre (lon, lat degrees); NaN for a chip without a location."""
-    from clay_core.models.satclip import satclip_embed_lonlat
-
-    lonlat = np.array([r.center_lonlat for r in records], dtype=np.float64).reshape(-1, 2)
-    located = np.isfinite(lonlat).all(axis=1)
-    if located.all():
-        return satclip_embed_lonlat(lonlat, satclip)
-    vectors = np.full((len(lonlat), satclip_width(satclip)), np.nan)
-    vectors[located] = satclip_embed_lonlat(lonlat[located], satclip)
-    return vectors
-
-
-def satclip_width(satclip: Any) -> int | None:
-    return int(satclip.embedding_shape(satclip.default_level)[0]) if satclip is not None else None
-
-
-def satclip_metadata(satclip: Any) -> dict[str, Any]:
-    meta = satclip.metadata(satclip.default_level)
-    return {
-        "column": "satclip",
-        "input": "chip centre (lon, lat) in degrees, WGS84; patch rows repeat their chip's",
-        "dtype": "float64",
-        "model": satclip.name,
-        "family": satclip.family,
-        "checkpoint": meta.get("checkpoint"),
-        "checkpoint_sha256": satclip.checkpoint_sha256,
-        "weights_sha256": weights_fingerprint(satclip),
-        "legendre_polys": satclip.config.legendre_polys,
-        "harmonics": satclip.config.harmonics,
-        "embedding_shape": list(satclip.embedding_shape(satclip.default_level)),
-        "normalised": False,
-    }
-
-
-def _lonlat_and_dates(records: Sequence[Any]) -> tuple[np.ndarray, list[datetime.date]]:
+def _lonlat_and_dates(records: Sequence[ChipRecord]) -> tuple[np.ndarray, list[datetime.date]]:
     return np.array([r.center_lonlat for r in records], dtype=np.float64), [r.date for r in records]
 
 
-def run_model(model: Any, pixels: torch.Tensor, bands: Sequence[str], records: Sequence[Any],
-              level: str) -> np.ndarray:
+def run_model(
+    model: EmbeddingModel, pixels: torch.Tensor, bands: Sequence[str], records: Sequence[ChipRecord], level: str
+) -> np.ndarray:
     """prepare + embed one batch; float32 numpy [B, *embedding_shape]."""
     lonlat, dates = _lonlat_and_dates(records)
     batch = model.prepare(pixels, bands, lonlat, dates, gsd_m=float(records[0].resolution_m))
@@ -462,8 +239,8 @@ def run_model(model: Any, pixels: torch.Tensor, bands: Sequence[str], records: S
 
 
 def embed_sources(
-    sources: Sequence[Any],
-    model: Any,
+    sources: Sequence[ChipSource],
+    model: EmbeddingModel,
     output: str | Path,
     options: EmbedOptions = EmbedOptions(),
     reporter: Reporter | None = None,
@@ -478,8 +255,14 @@ def embed_sources(
     satclip = load_satclip(options.satclip) if options.satclip else None
     work = collect_records(sources)
     check_chip_size(model, work)
-    summary = EmbedSummary(output=str(output), model=model.name, level=level, device=model.plan.device,
-                           precision=model.plan.precision, chips_total=len(work))
+    summary = EmbedSummary(
+        output=str(output),
+        model=model.name,
+        level=level,
+        device=model.plan.device,
+        precision=model.plan.precision,
+        chips_total=len(work),
+    )
     store = PartStore(output, _job_identity(model, level, sources, work, options, satclip))
     started = time.perf_counter()
     claimed = False
@@ -493,17 +276,23 @@ def embed_sources(
         summary.chips_resumed = len(work) - len(todo)
         if summary.chips_resumed:
             reporter.log(f"resuming: {summary.chips_resumed} of {len(work)} chips done by an earlier run")
-        reporter.log(f"embedding {len(todo)} chips with {model.name} ({level}) on {model.plan.device} "
-                     f"{model.plan.precision}")
-        writer = PartWriter(store, prior.next_index, row_width, options.explode_patches,
-                            part_chips=max(options.part_chips, options.batch_size),
-                            part_seconds=options.part_seconds, satclip_width=satclip_width(satclip))
+        reporter.log(
+            f"embedding {len(todo)} chips with {model.name} ({level}) on {model.plan.device} {model.plan.precision}"
+        )
+        writer = PartWriter(
+            store,
+            prior.next_index,
+            row_width,
+            options.explode_patches,
+            part_chips=max(options.part_chips, options.batch_size),
+            part_seconds=options.part_seconds,
+            satclip_width=satclip_width(satclip),
+        )
         reporter.start(len(work), "embedding")
         if summary.chips_resumed:
             reporter.advance(summary.chips_resumed, "resumed")
         try:
-            done_now = _embed_loop(sources, model, level, todo, options, writer, summary, reporter, started,
-                                   satclip)
+            done_now = _embed_loop(sources, model, level, todo, options, writer, summary, reporter, started, satclip)
         except BaseException:
             writer.close(quietly=True)  # keep what was computed: an interrupted run resumes from it
             raise
@@ -513,8 +302,11 @@ def embed_sources(
         merge_started = time.perf_counter()
         summary.rows, summary.chips_written = store.merge(
             chips_schema(row_width, exploded=options.explode_patches, satclip_width=satclip_width(satclip)),
-            _clay_metadata(model, level, sources, options, satclip), options.explode_patches,
-            model.embedding_shape(level), options.overwrite)
+            _clay_metadata(model, level, sources, options, satclip),
+            options.explode_patches,
+            model.embedding_shape(level),
+            options.overwrite,
+        )
         summary.write_s += time.perf_counter() - merge_started
         summary.chips_skipped_nodata += len(prior.skipped)
         write_failures(output, summary)
@@ -525,9 +317,10 @@ def embed_sources(
         if claimed and not kept:
             store.discard()
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ClayInputError(f"the disk is full (writing {error.filename or output}): free some space and run "
-                                 "the same command again"
-                                 + (f"; it resumes from the chips kept in {store.folder}" if kept else "")) from None
+            raise ClayInputError(
+                f"the disk is full (writing {error.filename or output}): free some space and run "
+                "the same command again" + (f"; it resumes from the chips kept in {store.folder}" if kept else "")
+            ) from None
         raise
     finally:
         store.close()
@@ -537,7 +330,7 @@ def embed_sources(
     return summary
 
 
-def _row_width(model: Any, level: str, options: EmbedOptions) -> int:
+def _row_width(model: EmbeddingModel, level: str, options: EmbedOptions) -> int:
     shape = model.embedding_shape(level)
     if not options.explode_patches:
         return int(np.prod(shape))
@@ -548,9 +341,18 @@ def _row_width(model: Any, level: str, options: EmbedOptions) -> int:
     raise ClayInputError(f"--explode-patches needs --level patch (or group); level {level!r} has one vector per chip")
 
 
-def _embed_loop(sources: Sequence[Any], model: Any, level: str, todo: Sequence[tuple[int, Any]],
-                options: EmbedOptions, writer: PartWriter, summary: EmbedSummary, reporter: Reporter,
-                started: float, satclip: Any = None) -> int:
+def _embed_loop(
+    sources: Sequence[ChipSource],
+    model: EmbeddingModel,
+    level: str,
+    todo: Sequence[WorkItem],
+    options: EmbedOptions,
+    writer: PartWriter,
+    summary: EmbedSummary,
+    reporter: Reporter,
+    started: float,
+    satclip: SatCLIPLocationModel | None = None,
+) -> int:
     """Run every batch; returns the number of chips embedded by this run."""
     pin = model.plan.torch_device.type == "cuda"
     filled = [list(model.filled_bands(source.bands)) for source in sources]
@@ -587,36 +389,52 @@ def _embed_loop(sources: Sequence[Any], model: Any, level: str, todo: Sequence[t
             elif summary.chips_failed == FAILURES_LOGGED + 1:
                 reporter.log("more chips failed: the summary counts them all", "warning")
         elapsed = time.perf_counter() - started
-        reporter.advance(len(batch["records"]) + len(batch["skipped"]) + len(batch["failed"]),
-                         f"{embedded / elapsed:.2f} chips/s" if elapsed > 0 else "")
+        reporter.advance(
+            len(batch["records"]) + len(batch["skipped"]) + len(batch["failed"]),
+            f"{embedded / elapsed:.2f} chips/s" if elapsed > 0 else "",
+        )
     return embedded
 
 
-def _check_outcome(summary: EmbedSummary, embedded_now: int, written_before: set[str],
-                   sources: Sequence[Any] = (), model: Any = None, options: EmbedOptions = EmbedOptions()) -> None:
+def _check_outcome(
+    summary: EmbedSummary,
+    embedded_now: int,
+    written_before: set[str],
+    sources: Sequence[ChipSource] = (),
+    model: EmbeddingModel | None = None,
+    options: EmbedOptions = EmbedOptions(),
+) -> None:
     """A job that embedded nothing is an input problem, not an empty result: every chip failed, the raster
     is smaller than one chip, or every chip is nodata."""
     if embedded_now or written_before:
         return
     if summary.chips_failed:
         first = summary.problems[0]
-        raise ClayInputError(f"no chip could be read ({summary.chips_failed} failed); first: {first.chip_id}: "
-                             f"{first.reason}")
+        raise ClayInputError(
+            f"no chip could be read ({summary.chips_failed} failed); first: {first.chip_id}: {first.reason}"
+        )
     if not summary.chips_total:
         raise ClayInputError("the sources hold no chip to embed (check the bbox, the dates and the tile)")
-    chip = model_chip_size(model) if model is not None else None
-    small = [size for size in (_coverage_px(source) for source in sources) if size and chip
-             and (size[0] < chip or size[1] < chip)]
+    chip = model.image_size if model is not None else None
+    small = [
+        size
+        for size in (_coverage_px(source) for source in sources)
+        if size and chip and (size[0] < chip or size[1] < chip)
+    ]
     if small and len(small) == len(sources):
         width, height = small[0]
-        raise ClayInputError(f"the raster (or the part inside the bbox) is {width} x {height} px at 10 m, smaller "
-                             f"than one chip ({chip} px): give a larger area or a smaller --chip-size")
-    raise ClayInputError(f"all {summary.chips_total} chips are nodata (more than --max-nodata "
-                         f"{options.max_nodata:g} of their pixels): check the bbox, the rasters' nodata value, or "
-                         "raise --max-nodata")
+        raise ClayInputError(
+            f"the raster (or the part inside the bbox) is {width} x {height} px at 10 m, smaller "
+            f"than one chip ({chip} px): give a larger area or a smaller --chip-size"
+        )
+    raise ClayInputError(
+        f"all {summary.chips_total} chips are nodata (more than --max-nodata "
+        f"{options.max_nodata:g} of their pixels): check the bbox, the rasters' nodata value, or "
+        "raise --max-nodata"
+    )
 
 
-def _coverage_px(source: Any) -> tuple[int, int] | None:
+def _coverage_px(source: ChipSource) -> tuple[int, int] | None:
     """Width and height in chip pixels of what a raster source covers, when it can tell."""
     coverage = getattr(source, "coverage", None)
     resolution = getattr(source, "resolution_m", None)
@@ -644,9 +462,13 @@ def write_failures(output: Path, summary: EmbedSummary) -> None:
     if not summary.chips_failed:
         sidecar.unlink(missing_ok=True)
         return
-    listing = {"output": str(output), "chips_total": summary.chips_total, "chips_failed": summary.chips_failed,
-               "chips_written": summary.chips_written,
-               "failures": [dataclasses.asdict(problem) for problem in summary.problems]}
+    listing = {
+        "output": str(output),
+        "chips_total": summary.chips_total,
+        "chips_failed": summary.chips_failed,
+        "chips_written": summary.chips_written,
+        "failures": [dataclasses.asdict(problem) for problem in summary.problems],
+    }
     with atomic_output(sidecar) as temporary:
         temporary.write_text(json.dumps(listing, indent=1), encoding="utf-8")
 
@@ -656,144 +478,8 @@ def partial_failure_message(summary: EmbedSummary) -> str | None:
     if not summary.chips_failed:
         return None
     first = summary.problems[0] if summary.problems else None
-    return (f"{summary.chips_failed} of {summary.chips_total} chips failed and are not in {summary.output} "
-            f"({summary.chips_written} written); they are listed in {failures_path(Path(summary.output))}"
-            + (f"; first: {first.chip_id}: {first.reason}" if first else ""))
-
-
-# ----------------------------------------------------------------------------------------------
-# Dry run
-# ----------------------------------------------------------------------------------------------
-
-
-def estimate_job(sources: Sequence[Any], model: Any, options: EmbedOptions = EmbedOptions(),
-                 sample_chips: int = 2) -> dict[str, Any]:
-    """Chips, time and output size of a job, from one tiny measured batch (nothing is written)."""
-    options.check()
-    level = model.check_level(options.level)
-    work = collect_records(sources)
-    check_chip_size(model, work)
-    result: dict[str, Any] = {"chips": len(work), "model": model.name, "level": level,
-                              "device": model.plan.device, "precision": model.plan.precision}
-    sample = _readable_sample(sources, work, sample_chips)
-    if not sample:
-        result.update(estimated_seconds=None, estimated_bytes=None,
-                      note="no chip could be read for a measurement")
-        return result
-    source_index = sample[0][0]
-    records = [chip.record for _, chip, _ in sample]
-    pixels = torch.from_numpy(np.stack([chip.pixels for _, chip, _ in sample]).astype(np.float32))
-    bands = sources[source_index].bands
-    run_model(model, pixels[:1], bands, records[:1], level)  # warm-up: first call pays one-off costs
-    computing = time.perf_counter()
-    vectors = run_model(model, pixels, bands, records, level)
-    model_per_chip = (time.perf_counter() - computing) / len(records)
-    read_per_chip = float(np.mean([seconds for _, _, seconds in sample]))
-    # Readers run in parallel with the model: the slower of the two sets the pace.
-    per_chip = max(model_per_chip, read_per_chip / max(1, options.workers))
-    locations = satclip_vectors(load_satclip(options.satclip), records) if options.satclip else None
-    bytes_per_row, rows_per_chip = _bytes_per_row(records, vectors, options, locations)
-    result.update(
-        measured_chips=len(records),
-        model_s_per_chip=model_per_chip,
-        read_s_per_chip=read_per_chip,
-        estimated_seconds=per_chip * len(work),
-        rows=len(work) * rows_per_chip,
-        estimated_bytes=int(bytes_per_row * rows_per_chip * len(work)),
-        note="upper bounds: chips skipped for nodata are not known before reading",
+    return (
+        f"{summary.chips_failed} of {summary.chips_total} chips failed and are not in {summary.output} "
+        f"({summary.chips_written} written); they are listed in {failures_path(Path(summary.output))}"
+        + (f"; first: {first.chip_id}: {first.reason}" if first else "")
     )
-    return result
-
-
-def _readable_sample(sources: Sequence[Any], work: Sequence[tuple[int, Any]], n: int,
-                     max_tries: int = 16) -> list[tuple[int, Any, float]]:
-    """Up to n readable chips of the first source that has any, with their read times."""
-    from clay_core.sources.base import ChipReadError
-
-    sample: list[tuple[int, Any, float]] = []
-    for source_index, record in work[:max_tries]:
-        if sample and source_index != sample[0][0]:
-            break
-        started = time.perf_counter()
-        try:
-            chip = sources[source_index].read(record)
-        except ChipReadError:
-            continue
-        sample.append((source_index, chip, time.perf_counter() - started))
-        if len(sample) == n:
-            break
-    return sample
-
-
-def _bytes_per_row(records: Sequence[Any], vectors: np.ndarray, options: EmbedOptions,
-                   satclip: np.ndarray | None = None) -> tuple[float, int]:
-    """Compressed bytes per output row, measured by writing the sample to memory (minus the fixed footer)."""
-    import pyarrow.parquet as pq
-
-    def size(table: Any) -> int:
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        return sink.tell()
-
-    table = chips_table(records, vectors, explode_patches=options.explode_patches, satclip=satclip)
-    rows_per_chip = table.num_rows // len(records)
-    # The marginal cost of rows after the first: per-column headers and statistics do not grow with rows.
-    first = table.slice(0, 1) if table.num_rows > 1 else table.schema.empty_table()
-    return max(1.0, (size(table) - size(first)) / (table.num_rows - first.num_rows)), rows_per_chip
-
-
-def output_exists_message(output: Path) -> str | None:
-    """Why `output` cannot be written now (for the CLI's dry run), or None."""
-    if output.exists():
-        return f"{output} already exists (pass --overwrite to replace it)"
-    if parts_dir_for(output).exists():
-        return f"{parts_dir_for(output)} holds an interrupted run: the next run resumes it"
-    return None
-
-# ----------------------------------------------------------------------------------------------
-# Model for a job
-# ----------------------------------------------------------------------------------------------
-
-
-def load_job_model(checkpoint: str | None, preset: str | None, *, chip_size: int | None = None,
-                   device: str = "auto", precision: str = "auto", threads: int | None = None) -> Any:
-    """The model of a job: a checkpoint, or a preset (random weights: for tests and benchmarks).
-
-    A chip size other than the model's own resizes the encoder's (fixed sin-cos) position grid."""
-    from clay_core import validate
-    from clay_core.models import load_model
-
-    validate.model_choice(checkpoint, preset)
-    overrides = {"image_size": int(chip_size)} if chip_size else {}
-    source = checkpoint or preset
-    try:
-        model = load_model(source, device=device, precision=precision, threads=threads, **overrides)
-    except ClayInputError:
-        # e.g. "unknown model option image_size" for a SatCLIP file: say what the file is instead.
-        _refuse_other_kind(checkpoint or preset)
-        raise
-    validate.model_family_for(model.family, "clay embed", validate.IMAGE_FAMILIES, str(source))
-    return model
-
-
-def _refuse_other_kind(source: str) -> None:
-    """Raise the "wrong kind of model" line when `source` is a checkpoint/preset of a family that does not
-    embed images; return quietly otherwise (or when the file cannot tell)."""
-    from clay_core import validate
-    from clay_core.models.registry import get_preset, presets, recognise_family
-
-    try:
-        if source in presets():
-            family = get_preset(source).family
-        else:
-            from clay_core.checkpoints import read_checkpoint
-
-            contents = read_checkpoint(source)
-            family = recognise_family(contents.state_dict.keys(), contents.hyper_parameters).name
-    except Exception:  # noqa: BLE001 - the original error is the one to report
-        return
-    validate.model_family_for(family, "clay embed", validate.IMAGE_FAMILIES, source)
-
-
-def model_chip_size(model: Any) -> int | None:
-    return getattr(getattr(model, "config", None), "image_size", None)

@@ -9,7 +9,8 @@ A job writing `OUT.gpq` works in `OUT.gpq.parts/`:
                       whole or not at all. Its schema metadata `clay_part` lists the chips it settles
                       (written, skipped for nodata) and the chips that failed (retried on the next run).
 A re-run checks every part first (a truncated, empty or unreadable part, or a damaged job.json, is removed
-and its chips are redone; the run says which in one line), then skips the chips the parts already settle; at the end the parts are streamed into one GeoParquet
+and its chips are redone; the run says which in one line), then skips the chips the parts already settle;
+at the end the parts are streamed into one GeoParquet
 file (temp + rename) and the folder is removed. Every write goes through clay_core.atomic; opening the
 store removes the temporaries a killed run left, inside the folder and beside the output (a kill during
 the final merge leaves `.OUT.gpq.*.tmp` there).
@@ -86,8 +87,11 @@ class PriorWork:
     def describe_damage(self, folder: Path) -> str | None:
         if not self.damaged:
             return None
-        return (f"redoing the chips of {len(self.damaged)} damaged file(s) in {folder}: "
-                + ", ".join(self.damaged[:5]) + (" ..." if len(self.damaged) > 5 else ""))
+        return (
+            f"redoing the chips of {len(self.damaged)} damaged file(s) in {folder}: "
+            + ", ".join(self.damaged[:5])
+            + (" ..." if len(self.damaged) > 5 else "")
+        )
 
     @property
     def settled(self) -> set[str]:
@@ -109,8 +113,9 @@ class PartStore:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise ClayInputError(f"{self.folder} is a file, not the parts folder of {self.output}: move it "
-                                 "away") from None
+            raise ClayInputError(
+                f"{self.folder} is a file, not the parts folder of {self.output}: move it away"
+            ) from None
         self._lock()
         damaged = []
         previous = self._previous_job()
@@ -147,8 +152,10 @@ class PartStore:
             handle.seek(0)
             owner = handle.read().strip()
             handle.close()
-            raise ClayInputError(f"another process{' (' + owner + ')' if owner else ''} is writing {self.output} "
-                                 f"(lock in {self.folder}): wait for it to finish") from None
+            raise ClayInputError(
+                f"another process{' (' + owner + ')' if owner else ''} is writing {self.output} "
+                f"(lock in {self.folder}): wait for it to finish"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -215,24 +222,36 @@ class PartStore:
         meta = {PART_KEY: json.dumps(info).encode()}
         with atomic_output(path) as temporary:
             # Parts are short-lived: fast zstd level; the final merge re-encodes at the default level.
-            pq.write_table(table.replace_schema_metadata(meta), temporary, compression="zstd",
-                           compression_level=1, row_group_size=rows_per_group(table.schema))
+            pq.write_table(
+                table.replace_schema_metadata(meta),
+                temporary,
+                compression="zstd",
+                compression_level=1,
+                row_group_size=rows_per_group(table.schema),
+            )
         return path
 
     # ---- finishing -----------------------------------------------------------------------------
-    def merge(self, schema: pa.Schema, clay_meta: Mapping[str, Any], explode_patches: bool,
-              embedding_shape: Sequence[int] | None, overwrite: bool) -> tuple[int, int]:
+    def merge(
+        self,
+        schema: pa.Schema,
+        clay_meta: Mapping[str, Any],
+        explode_patches: bool,
+        embedding_shape: Sequence[int] | None,
+        overwrite: bool,
+    ) -> tuple[int, int]:
         """Stream the parts into the output (temp + rename); returns (rows, chips). Removes the folder."""
         parts = self.part_files()
         bbox = union_bbox(read_part_info(p).get("bbox") for p in parts)
-        meta = file_metadata(schema, clay_meta, bbox, explode_patches=explode_patches,
-                             embedding_shape=embedding_shape)
+        meta = file_metadata(schema, clay_meta, bbox, explode_patches=explode_patches, embedding_shape=embedding_shape)
         if self.output.exists() and not overwrite:
             raise ClayInputError(f"{self.output} already exists; choose another output or pass --overwrite")
         seen: set[str] = set()
         rows = 0
-        with atomic_output(self.output, overwrite=overwrite) as temporary, \
-                pq.ParquetWriter(temporary, schema.with_metadata(meta), compression="zstd") as writer:
+        with (
+            atomic_output(self.output, overwrite=overwrite) as temporary,
+            pq.ParquetWriter(temporary, schema.with_metadata(meta), compression="zstd") as writer,
+        ):
             for part in parts:
                 table = _without_chips(self._read_part(part).replace_schema_metadata(None), seen)
                 seen.update(table.column("chip_id").to_pylist())
@@ -243,15 +262,16 @@ class PartStore:
         shutil.rmtree(self.folder, ignore_errors=True)
         return rows, len(seen)
 
-
     def _read_part(self, part: Path) -> pa.Table:
         """A part's rows; one damaged inside (it passed the footer check) is removed so the next run redoes it."""
         try:
             return pq.read_table(part)
         except (OSError, pa.ArrowException) as error:
             part.unlink(missing_ok=True)
-            raise ClayInputError(f"{part} was damaged ({type(error).__name__}) and is removed: run the same "
-                                 "command again to redo its chips") from None
+            raise ClayInputError(
+                f"{part} was damaged ({type(error).__name__}) and is removed: run the same "
+                "command again to redo its chips"
+            ) from None
 
 
 def part_problem(part: Path) -> str | None:
@@ -310,9 +330,17 @@ class PartWriter:
 
     At most one part is being written while the next fills; `write_s` is the time spent writing."""
 
-    def __init__(self, store: PartStore, first_index: int, embedding_width: int, explode_patches: bool,
-                 part_chips: int = 64, part_bytes: int = 256 * 1024 * 1024, part_seconds: float = 30.0,
-                 satclip_width: int | None = None) -> None:
+    def __init__(
+        self,
+        store: PartStore,
+        first_index: int,
+        embedding_width: int,
+        explode_patches: bool,
+        part_chips: int = 64,
+        part_bytes: int = 256 * 1024 * 1024,
+        part_seconds: float = 30.0,
+        satclip_width: int | None = None,
+    ) -> None:
         self.store = store
         self.index = first_index
         self.explode_patches = explode_patches
@@ -327,8 +355,14 @@ class PartWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clay-parts")
         self._future: Future | None = None
 
-    def add(self, records: Sequence[Any], embeddings: np.ndarray, nodata: Sequence[float],
-            filled: Sequence[str], satclip: np.ndarray | None = None) -> None:
+    def add(
+        self,
+        records: Sequence[Any],
+        embeddings: np.ndarray,
+        nodata: Sequence[float],
+        filled: Sequence[str],
+        satclip: np.ndarray | None = None,
+    ) -> None:
         if (satclip is None) != (self.satclip_width is None):
             raise ValueError("SatCLIP vectors must be given exactly when the job writes the satclip column")
         if satclip is not None:
@@ -348,8 +382,11 @@ class PartWriter:
 
     def _maybe_flush(self) -> None:
         pending = self._pending
-        if (len(pending.records) + len(pending.skipped) >= self.part_chips or pending.nbytes >= self.part_bytes
-                or time.monotonic() - self._since >= self.part_seconds):
+        if (
+            len(pending.records) + len(pending.skipped) >= self.part_chips
+            or pending.nbytes >= self.part_bytes
+            or time.monotonic() - self._since >= self.part_seconds
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -367,9 +404,14 @@ class PartWriter:
         if pending.records:
             embeddings = np.concatenate(pending.embeddings)
             satclip = np.concatenate(pending.satclip) if pending.satclip else None
-            table = chips_table(pending.records, embeddings, nodata_fractions=pending.nodata,
-                                filled_bands=pending.filled, explode_patches=self.explode_patches,
-                                satclip=satclip)
+            table = chips_table(
+                pending.records,
+                embeddings,
+                nodata_fractions=pending.nodata,
+                filled_bands=pending.filled,
+                explode_patches=self.explode_patches,
+                satclip=satclip,
+            )
         else:
             table = self.schema.empty_table()
         info = {

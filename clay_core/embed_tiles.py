@@ -1,7 +1,7 @@
 """Embedding whole MGRS tiles, one output file per tile, in this process or fanned out on Dask.
 
-Each tile is one task (`embed_tile`): it opens its source, loads the model and runs the resumable
-pipeline into `{MGRS}_{MINDATE}_{MAXDATE}_v{VERSION}.gpq`. Dask distributed does the scheduling
+Each tile is one task (`embed_tile`): it builds the tile's `EmbedJob` (embed_job.py), opens it and runs the
+resumable pipeline into `{MGRS}_{MINDATE}_{MAXDATE}_v{VERSION}.gpq`. Dask distributed does the scheduling
 (`--dask-scheduler ADDRESS` for an existing cluster, `--dask-workers N` for a LocalCluster); without
 either, tiles run one after the other here. Both paths treat a failed tile alike (`_guarded`): whatever it
 raised (an input problem or a crash), the tile is reported as {"tile", "error", "kind"} and the other tiles
@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clay_core.embed import EmbedOptions, embed_sources, load_job_model, partial_failure_message
+from clay_core.embed import EmbedOptions, partial_failure_message
 from clay_core.errors import ClayInputError
 from clay_core.parquet import output_name
 from clay_core.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from clay_core.embed_job import EmbedJob
 
 
 @dataclass(frozen=True)
@@ -44,55 +48,44 @@ class TileJob:
     options: EmbedOptions = field(default_factory=EmbedOptions)
 
 
-@dataclass
-class _TileSource:
-    """A source narrowed to one tile and the date range (scenes do not filter by date themselves)."""
+def tile_embed_job(job: TileJob, tile: str) -> EmbedJob:
+    """The embed job of one tile: its source, narrowed to the tile and the date range."""
+    from clay_core.embed_job import EmbedJob
 
-    inner: Any
-    tile: str
-    start: datetime.date
-    end: datetime.date
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return self.inner.bands
-
-    def records(self) -> list[Any]:
-        return [r for r in self.inner.records()
-                if (r.mgrs is None or r.mgrs == self.tile) and self.start <= r.date <= self.end]
-
-    def read(self, record: Any) -> Any:
-        return self.inner.read(record)
-
-
-def open_tile_source(job: TileJob, tile: str, chip_size: int | None) -> _TileSource:
-    from clay_core.sources import open_source
-
-    spec = job.source.replace("{mgrs}", tile).replace("{MGRS}", tile)
-    inner = open_source(spec, mgrs=tile, start=job.start, end=job.end, chip_size=chip_size, stride=job.stride,
-                        no_sign_request=job.no_sign_request or None)
-    return _TileSource(inner, tile, job.start, job.end)
+    return EmbedJob(
+        sources=(job.source.replace("{mgrs}", tile).replace("{MGRS}", tile),),
+        checkpoint=job.checkpoint,
+        preset=job.preset,
+        chip_size=job.chip_size,
+        stride=job.stride,
+        mgrs=tile,
+        start=job.start,
+        end=job.end,
+        no_sign_request=job.no_sign_request,
+        device=job.device,
+        precision=job.precision,
+        threads=job.threads,
+        options=dataclasses.replace(
+            job.options, metadata={**job.options.metadata, "mgrs": tile, "start": str(job.start), "end": str(job.end)}
+        ),
+    )
 
 
 def embed_tile(tile: str, job: TileJob, reporter: Reporter | None = None) -> dict[str, Any]:
     """One task: returns {"tile", "output", "summary"}, or {"tile", "error", "kind": "input"} for an input
     problem (other exceptions propagate: the caller's `_guarded` reports them)."""
-    from clay_core.embed import model_chip_size
     from clay_core.grid.mgrs import parse_tile
 
     try:
         tile = parse_tile(tile).id
-        model = load_job_model(job.checkpoint, job.preset, chip_size=job.chip_size, device=job.device,
-                               precision=job.precision, threads=job.threads)
-        source = open_tile_source(job, tile, job.chip_size or model_chip_size(model))
-        records = source.records()
+        opened = tile_embed_job(job, tile).open()
+        records = opened.sources[0].records()
         if not records:
             raise ClayInputError(f"no chips of tile {tile} between {job.start} and {job.end} in {job.source}")
         dates = [r.date for r in records]
-        output = Path(job.out_dir) / output_name(tile, min(dates), max(dates), job.version)
-        options = dataclasses.replace(job.options, metadata={**job.options.metadata, "mgrs": tile,
-                                                             "start": str(job.start), "end": str(job.end)})
-        summary = embed_sources([source], model, output, options, reporter)
+        summary = opened.run(
+            Path(job.out_dir) / output_name(tile, min(dates), max(dates), job.version), reporter=reporter
+        )
         result = {"tile": tile, "output": summary.output, "summary": summary.as_dict()}
         partial = partial_failure_message(summary)
         if partial:  # the good chips are in the output; the tile still counts as not done (exit code 2)
@@ -121,8 +114,14 @@ def exit_code(results: Sequence[dict[str, Any]]) -> int:
     return 2 if kinds == {"input"} else 1
 
 
-def embed_tiles(tiles: Sequence[str], job: TileJob, *, scheduler: str | None = None, workers: int | None = None,
-                reporter: Reporter | None = None) -> list[dict[str, Any]]:
+def embed_tiles(
+    tiles: Sequence[str],
+    job: TileJob,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    reporter: Reporter | None = None,
+) -> list[dict[str, Any]]:
     """Embed every tile; results in the order tiles finish."""
     reporter = reporter or NullReporter()
     out_dir = Path(job.out_dir)
@@ -135,8 +134,10 @@ def embed_tiles(tiles: Sequence[str], job: TileJob, *, scheduler: str | None = N
             result = _guarded(tiles[0], lambda: embed_tile(tiles[0], job, reporter))
             return [_reported(result, reporter, tiles_progress=False)]
         reporter.start(len(tiles), "tiles")
-        return [_reported(_guarded(tile, lambda tile=tile: embed_tile(tile, job, _LogOnly(reporter))), reporter)
-                for tile in tiles]
+        return [
+            _reported(_guarded(tile, functools.partial(embed_tile, tile, job, _LogOnly(reporter))), reporter)
+            for tile in tiles
+        ]
     reporter.start(len(tiles), "tiles")
     return _on_dask(tiles, job, scheduler, workers, lambda r: _reported(r, reporter, problems=True))
 
@@ -158,8 +159,9 @@ class _LogOnly:
             self._reporter.log(message, level)
 
 
-def _reported(result: dict[str, Any], reporter: Reporter, tiles_progress: bool = True,
-              problems: bool = False) -> dict[str, Any]:
+def _reported(
+    result: dict[str, Any], reporter: Reporter, tiles_progress: bool = True, problems: bool = False
+) -> dict[str, Any]:
     """Log a finished tile (and, for remote tasks, its skipped chips) and count it."""
     tile = result["tile"]
     if "error" in result:
@@ -174,8 +176,13 @@ def _reported(result: dict[str, Any], reporter: Reporter, tiles_progress: bool =
     return result
 
 
-def _on_dask(tiles: Sequence[str], job: TileJob, scheduler: str | None, workers: int | None,
-             on_result: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+def _on_dask(
+    tiles: Sequence[str],
+    job: TileJob,
+    scheduler: str | None,
+    workers: int | None,
+    on_result: Callable[[dict[str, Any]], dict[str, Any]],
+) -> list[dict[str, Any]]:
     import dask
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -185,8 +192,9 @@ def _on_dask(tiles: Sequence[str], job: TileJob, scheduler: str | None, workers:
         if scheduler:
             client = Client(scheduler)
         else:
-            cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            cluster = LocalCluster(
+                n_workers=int(workers or 1), threads_per_worker=1, processes=True, dashboard_address=None
+            )
             client = Client(cluster)
             if job.threads is None:
                 job = dataclasses.replace(job, threads=max(1, (os.cpu_count() or 1) // int(workers or 1)))

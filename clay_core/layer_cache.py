@@ -58,8 +58,15 @@ def from_embedding_table(data: EmbeddingTable) -> LayerRows:
     utm_bbox = None
     if "utm_bbox" in table.column_names and table.column("utm_bbox").null_count == 0:
         utm_bbox = np.asarray(table.column("utm_bbox").to_pylist(), dtype=np.float64).reshape(-1, 4)
-    return LayerRows(vectors=data.vectors, columns=columns, wkb=data.geometry_wkb, shape_per_row=data.shape_per_row,
-                     metadata=data.metadata, crs=data.crs, utm_bbox=utm_bbox)
+    return LayerRows(
+        vectors=data.vectors,
+        columns=columns,
+        wkb=data.geometry_wkb,
+        shape_per_row=data.shape_per_row,
+        metadata=data.metadata,
+        crs=data.crs,
+        utm_bbox=utm_bbox,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,7 +117,7 @@ def _kind(values: list[Any]) -> str:
 
 
 _FILL = {"int": 0, "float": np.nan, "date": None, "str": ""}
-_DTYPE = {"int": np.int64, "float": np.float64, "date": "datetime64[D]", "str": str}
+_NUMBER_DTYPE: dict[str, type[np.number]] = {"int": np.int64, "float": np.float64}
 
 
 def _encode(values: list[Any]) -> tuple[str, np.ndarray, np.ndarray | None]:
@@ -122,7 +129,7 @@ def _encode(values: list[Any]) -> tuple[str, np.ndarray, np.ndarray | None]:
     elif kind == "str":
         array = np.array([str(value) for value in filled], dtype=str) if filled else np.zeros(0, dtype="U1")
     else:
-        array = np.array(filled, dtype=_DTYPE[kind])
+        array = np.array(filled, dtype=_NUMBER_DTYPE[kind])
     return kind, array, nulls if nulls.any() else None
 
 
@@ -160,9 +167,15 @@ def write_layer_cache(rows: LayerRows, folder: str | Path, source: str | Path) -
         np.save(staging / "wkb_offsets.npy", offsets, allow_pickle=False)
         if rows.utm_bbox is not None:
             np.save(staging / "utm_bbox.npy", np.asarray(rows.utm_bbox, dtype=np.float64), allow_pickle=False)
-        manifest = {"format": FORMAT_VERSION, "source": source_identity(source), "rows": len(rows),
-                    "shape_per_row": list(rows.shape_per_row), "metadata": rows.metadata, "crs": rows.crs,
-                    "columns": columns}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "source": source_identity(source),
+            "rows": len(rows),
+            "shape_per_row": list(rows.shape_per_row),
+            "metadata": rows.metadata,
+            "crs": rows.crs,
+            "columns": columns,
+        }
         # The manifest goes last: a folder without one is never taken for a finished cache.
         (staging / MANIFEST).write_text(json.dumps(manifest, default=str))
         shutil.rmtree(folder, ignore_errors=True)
@@ -193,5 +206,10 @@ def read_layer_cache(folder: str | Path) -> LayerRows:
     bbox_path = folder / "utm_bbox.npy"
     return LayerRows(
         vectors=np.load(folder / "vectors.npy", allow_pickle=False),
-        columns=columns, wkb=wkb, shape_per_row=tuple(manifest["shape_per_row"]), metadata=manifest["metadata"],
-        crs=manifest["crs"], utm_bbox=np.load(bbox_path, allow_pickle=False) if bbox_path.exists() else None)
+        columns=columns,
+        wkb=wkb,
+        shape_per_row=tuple(manifest["shape_per_row"]),
+        metadata=manifest["metadata"],
+        crs=manifest["crs"],
+        utm_bbox=np.load(bbox_path, allow_pickle=False) if bbox_path.exists() else None,
+    )

@@ -7,15 +7,19 @@ Differences: the geometry is a Point (declared as such, with no polygon orientat
 column holds the point itself, so readers can still skip row groups by extent) and there is no
 `source_url`/`date`. `chip_id` holds the
 point id, so tools that pick a row by chip id (`clay similar --chip`) work on points too.
+
+Also here: the SatCLIP model check and the `satclip` column of chip files (SatCLIP of each chip's centre),
+which the embedding pipeline adds when asked (`clay embed --satclip`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +34,10 @@ from clay_core.parquet import (
     file_metadata,
     write_table_atomic,
 )
+
+if TYPE_CHECKING:
+    from clay_core.models.satclip import SatCLIPLocationModel
+    from clay_core.sources.base import ChipRecord
 
 MAX_GRID_POINTS = 10_000_000
 LON_NAMES = ("lon", "longitude", "lng", "long", "x")
@@ -61,8 +69,10 @@ def _pick_column(names: Sequence[str], wanted: str | None, candidates: Sequence[
     for candidate in candidates:
         if candidate in lowered:
             return lowered[candidate]
-    raise ClayInputError(f"cannot find a {role} column (tried {', '.join(candidates)}); columns are: "
-                         f"{', '.join(names)}; pass --{role}-column NAME")
+    raise ClayInputError(
+        f"cannot find a {role} column (tried {', '.join(candidates)}); columns are: "
+        f"{', '.join(names)}; pass --{role}-column NAME"
+    )
 
 
 def _ids(table: pa.Table, id_field: str | None, n: int) -> list[str]:
@@ -70,14 +80,16 @@ def _ids(table: pa.Table, id_field: str | None, n: int) -> list[str]:
         return [str(i) for i in range(n)]
     if id_field not in table.column_names:
         raise ClayInputError(f"no id field {id_field!r}; fields are: {', '.join(table.column_names)}")
-    ids = [None if v is None else str(v) for v in table.column(id_field).to_pylist()]
-    if any(v is None for v in ids) or len(set(ids)) != len(ids):
+    values = table.column(id_field).to_pylist()
+    ids = [str(v) for v in values]
+    if any(v is None for v in values) or len(set(ids)) != len(ids):
         raise ClayInputError(f"id field {id_field!r} has empty or repeated values; ids must be unique")
-    return ids  # type: ignore[return-value]
+    return ids
 
 
-def read_csv_points(path: Path, lon_column: str | None = None, lat_column: str | None = None,
-                    id_field: str | None = None) -> PointSet:
+def read_csv_points(
+    path: Path, lon_column: str | None = None, lat_column: str | None = None, id_field: str | None = None
+) -> PointSet:
     import pyarrow.csv as pacsv
 
     try:
@@ -117,8 +129,10 @@ def read_vector_points(path: Path, layer: str | None = None, id_field: str | Non
         raise ClayInputError(f"{path} has features without geometry; remove them first")
     kinds = set(frame.geometry.geom_type)
     if not kinds <= {"Point"}:
-        raise ClayInputError(f"{path} has {', '.join(sorted(kinds))} geometries; embed-locations needs points "
-                             "(convert polygons to centroids first)")
+        raise ClayInputError(
+            f"{path} has {', '.join(sorted(kinds))} geometries; embed-locations needs points "
+            "(convert polygons to centroids first)"
+        )
     if frame.crs is None:
         raise ClayInputError(f"{path} has no CRS; set one (e.g. EPSG:4326) before embedding its points")
     frame = frame.to_crs("OGC:CRS84") if not frame.crs.equals("OGC:CRS84") else frame
@@ -127,8 +141,14 @@ def read_vector_points(path: Path, layer: str | None = None, id_field: str | Non
     return PointSet(lonlat, _ids(attributes, id_field, len(frame)), attributes)
 
 
-def read_points(path: str | Path, *, lon_column: str | None = None, lat_column: str | None = None,
-                layer: str | None = None, id_field: str | None = None) -> PointSet:
+def read_points(
+    path: str | Path,
+    *,
+    lon_column: str | None = None,
+    lat_column: str | None = None,
+    layer: str | None = None,
+    id_field: str | None = None,
+) -> PointSet:
     """Points from a CSV (lon/lat columns, degrees) or any OGR vector file (reprojected to lon/lat)."""
     path = Path(path)
     if not path.exists():
@@ -152,16 +172,19 @@ def grid_points(bbox: Sequence[float], spacing_deg: float) -> PointSet:
     cols = max(1, math.floor((east - west) / spacing_deg + 1e-9))
     rows = max(1, math.floor((north - south) / spacing_deg + 1e-9))
     if rows * cols > MAX_GRID_POINTS:
-        raise ClayInputError(f"a {spacing_deg} degree grid over that bbox has {rows * cols:,} points "
-                             f"(limit {MAX_GRID_POINTS:,}); use a larger spacing or a smaller bbox")
+        raise ClayInputError(
+            f"a {spacing_deg} degree grid over that bbox has {rows * cols:,} points "
+            f"(limit {MAX_GRID_POINTS:,}); use a larger spacing or a smaller bbox"
+        )
     # Centre the grid in the bbox when the extent is not a multiple of the spacing.
     lon = west + (east - west - cols * spacing_deg) / 2 + (np.arange(cols) + 0.5) * spacing_deg
     lat = north - (north - south - rows * spacing_deg) / 2 - (np.arange(rows) + 0.5) * spacing_deg
     grid_lat, grid_lon = np.meshgrid(lat, lon, indexing="ij")
     row_index, col_index = np.meshgrid(np.arange(len(lat)), np.arange(len(lon)), indexing="ij")
     ids = [f"r{r}_c{c}" for r, c in zip(row_index.ravel(), col_index.ravel(), strict=True)]
-    attributes = pa.table({"row": pa.array(row_index.ravel(), pa.int32()),
-                           "col": pa.array(col_index.ravel(), pa.int32())})
+    attributes = pa.table(
+        {"row": pa.array(row_index.ravel(), pa.int32()), "col": pa.array(col_index.ravel(), pa.int32())}
+    )
     return PointSet(np.stack([grid_lon.ravel(), grid_lat.ravel()], axis=1), ids, attributes)
 
 
@@ -195,12 +218,99 @@ def points_table(points: PointSet, embeddings: np.ndarray) -> pa.Table:
     return pa.table(columns)
 
 
-def write_point_embeddings(path: str | Path, points: PointSet, embeddings: np.ndarray,
-                           metadata: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+def write_point_embeddings(
+    path: str | Path, points: PointSet, embeddings: np.ndarray, metadata: Mapping[str, Any], *, overwrite: bool = False
+) -> Path:
     """One row per point: chip_id (point id), lon, lat, the input's fields, embeddings, geometry (Point)."""
     table = points_table(points, embeddings)
-    bbox = [float(points.lonlat[:, 0].min()), float(points.lonlat[:, 1].min()),
-            float(points.lonlat[:, 0].max()), float(points.lonlat[:, 1].max())]
-    meta = file_metadata(table, {**metadata, "geometry": "point"}, bbox, geometry_type="Point",
-                         embedding_shape=(table.schema.field(EMBEDDINGS).type.list_size,))
+    bbox = [
+        float(points.lonlat[:, 0].min()),
+        float(points.lonlat[:, 1].min()),
+        float(points.lonlat[:, 0].max()),
+        float(points.lonlat[:, 1].max()),
+    ]
+    meta = file_metadata(
+        table,
+        {**metadata, "geometry": "point"},
+        bbox,
+        geometry_type="Point",
+        embedding_shape=(table.schema.field(EMBEDDINGS).type.list_size,),
+    )
     return write_table_atomic(path, table.replace_schema_metadata(meta), overwrite=overwrite)
+
+
+# ------------------------------------------------------------------------------------------------
+# The SatCLIP column of chip files (`clay embed --satclip`) and its model
+# ------------------------------------------------------------------------------------------------
+
+
+def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> SatCLIPLocationModel:
+    """A SatCLIP location encoder, or a ClayInputError when the checkpoint is another model: the one
+    "is this SatCLIP?" check (the --satclip column and `clay embed-locations` both use it). The column runs
+    on the CPU by default: one batch of chip centres costs little next to the image model, and float64 is
+    what its parity is defined in. Loaded once per process, device and file version (the CLI checks it
+    before the image model loads; the job reuses it)."""
+    path = Path(checkpoint_or_preset).expanduser()
+    version = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    return _load_satclip(str(checkpoint_or_preset), device, version)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_satclip(
+    checkpoint_or_preset: str, device: str, _file_version: tuple[int, int] | None
+) -> SatCLIPLocationModel:
+    from clay_core.models import load_model
+    from clay_core.models.satclip import SatCLIPLocationModel
+
+    model = load_model(checkpoint_or_preset, device=device, precision="fp32")
+    if not isinstance(model, SatCLIPLocationModel):
+        raise ClayInputError(
+            f"{checkpoint_or_preset} is a {model.family} model, not a SatCLIP location encoder: "
+            "give a satclip-*.ckpt (or the preset satclip-l10/satclip-l40)"
+        )
+    return model
+
+
+def satclip_vectors(satclip: SatCLIPLocationModel, records: Sequence[ChipRecord]) -> np.ndarray:
+    """float64 [B, 256]: SatCLIP of each chip's centre (lon, lat degrees); NaN for a chip without a location."""
+    from clay_core.models.satclip import satclip_embed_lonlat
+
+    lonlat = np.array([r.center_lonlat for r in records], dtype=np.float64).reshape(-1, 2)
+    located = np.isfinite(lonlat).all(axis=1)
+    if located.all():
+        return satclip_embed_lonlat(lonlat, satclip)
+    vectors = np.full((len(lonlat), _width(satclip)), np.nan)
+    vectors[located] = satclip_embed_lonlat(lonlat[located], satclip)
+    return vectors
+
+
+def satclip_width(satclip: SatCLIPLocationModel | None) -> int | None:
+    return _width(satclip) if satclip is not None else None
+
+
+def _width(satclip: SatCLIPLocationModel) -> int:
+    return int(satclip.embedding_shape(satclip.default_level)[0])
+
+
+def satclip_metadata(satclip: SatCLIPLocationModel) -> dict[str, Any]:
+    meta = satclip.metadata(satclip.default_level)
+    return {
+        "column": "satclip",
+        "input": "chip centre (lon, lat) in degrees, WGS84; patch rows repeat their chip's",
+        "dtype": "float64",
+        "model": satclip.name,
+        "family": satclip.family,
+        "checkpoint": meta.get("checkpoint"),
+        "checkpoint_sha256": satclip.checkpoint_sha256,
+        "weights_sha256": _weights_fingerprint(satclip),
+        "legendre_polys": satclip.config.legendre_polys,
+        "harmonics": satclip.config.harmonics,
+        "embedding_shape": list(satclip.embedding_shape(satclip.default_level)),
+        "normalised": False,
+    }
+
+
+def _weights_fingerprint(model: SatCLIPLocationModel) -> str:
+    from clay_core.embed import weights_fingerprint  # the pipeline imports this module
+
+    return weights_fingerprint(model)

@@ -56,7 +56,7 @@ class _Compact:
 
     def binary(self) -> bytes:
         size = self.varint()
-        value = self.data[self.pos:self.pos + size]
+        value = self.data[self.pos : self.pos + size]
         if len(value) != size:
             raise ValueError("truncated footer")
         self.pos += size

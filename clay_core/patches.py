@@ -28,8 +28,9 @@ def patch_grid_shape(shape_per_row: Sequence[int]) -> tuple[int, int]:
         return int(shape_per_row[0]), int(shape_per_row[1])
     if len(shape_per_row) == 4:
         return int(shape_per_row[1]), int(shape_per_row[2])
-    raise ClayInputError(f"rows shaped {tuple(shape_per_row)} have no patch grid: embed with --level patch "
-                         "(or group) to get patches")
+    raise ClayInputError(
+        f"rows shaped {tuple(shape_per_row)} have no patch grid: embed with --level patch (or group) to get patches"
+    )
 
 
 def exploded_row_shape(chip_shape: Sequence[int]) -> tuple[int, ...]:
@@ -79,8 +80,7 @@ def utm_zone_of_epsg(epsg: int) -> tuple[int, bool] | None:
     return None
 
 
-def krueger_utm_to_lonlat(easting: np.ndarray, northing: np.ndarray,
-                          epsg: int) -> tuple[np.ndarray, np.ndarray]:
+def krueger_utm_to_lonlat(easting: np.ndarray, northing: np.ndarray, epsg: int) -> tuple[np.ndarray, np.ndarray]:
     """Inverse transverse Mercator (Krueger series) for a WGS 84 UTM zone: degrees (lon, lat). The pyproj-free
     twin of `clay_core.grid.utm.utm_to_lonlat`, for the QGIS process."""
     zone = utm_zone_of_epsg(epsg)
@@ -104,8 +104,11 @@ def patch_rings_crs84(utm_bboxes: np.ndarray, epsgs: Sequence[int], h: int, w: i
     rule (exact corners, counter-clockwise from south-west) without pyproj. Non-UTM EPSG codes: ClayInputError."""
     utm_bboxes = np.asarray(utm_bboxes, dtype=np.float64).reshape(-1, 4)
     codes = np.asarray(epsgs).reshape(-1)
-    boxes = np.stack([patch_bounds(box, h, w).reshape(-1, 4) for box in utm_bboxes]) if len(utm_bboxes) \
+    boxes = (
+        np.stack([patch_bounds(box, h, w).reshape(-1, 4) for box in utm_bboxes])
+        if len(utm_bboxes)
         else np.zeros((0, h * w, 4))
+    )
     xmin, ymin, xmax, ymax = np.moveaxis(boxes, -1, 0)
     xs = np.stack([xmin, xmax, xmax, xmin, xmin], axis=-1)
     ys = np.stack([ymin, ymin, ymax, ymax, ymin], axis=-1)

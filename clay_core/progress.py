@@ -51,8 +51,9 @@ class JsonLinesReporter:
             return
         self._last_emit = now
         percent = 100.0 * self._done / self._total if self._total else None
-        self._emit({"event": "progress", "done": self._done, "total": self._total, "percent": percent,
-                    "message": message})
+        self._emit(
+            {"event": "progress", "done": self._done, "total": self._total, "percent": percent, "message": message}
+        )
 
     def log(self, message: str, level: str = "info") -> None:
         self._emit({"event": "log", "level": level, "message": message})
@@ -78,8 +79,7 @@ class BarReporter:
         from tqdm import tqdm
 
         self.close()
-        self._bar = tqdm(total=total, desc=message or None, file=sys.stderr, disable=self._disable,
-                         dynamic_ncols=True)
+        self._bar = tqdm(total=total, desc=message or None, file=sys.stderr, disable=self._disable, dynamic_ncols=True)
 
     def advance(self, n: int = 1, message: str = "") -> None:
         if self._bar is not None:

@@ -104,18 +104,20 @@ SENTINEL2_L2A = Sensor(
     name="sentinel-2-l2a",
     gsd_m=10.0,
     description="Sentinel-2 L2A surface reflectance (DN, scale 1e-4)",
-    bands=_bands([
-        ("B02", 0.493, 1105.0, 1809.0, ("blue",)),
-        ("B03", 0.560, 1355.0, 1757.0, ("green",)),
-        ("B04", 0.665, 1552.0, 1888.0, ("red",)),
-        ("B05", 0.704, 1887.0, 1870.0, ("rededge1",)),
-        ("B06", 0.740, 2422.0, 1732.0, ("rededge2",)),
-        ("B07", 0.783, 2630.0, 1697.0, ("rededge3",)),
-        ("B08", 0.842, 2743.0, 1742.0, ("nir",)),
-        ("B8A", 0.865, 2785.0, 1648.0, ("nir08",)),
-        ("B11", 1.610, 2388.0, 1470.0, ("swir16",)),
-        ("B12", 2.190, 1835.0, 1379.0, ("swir22",)),
-    ]),
+    bands=_bands(
+        [
+            ("B02", 0.493, 1105.0, 1809.0, ("blue",)),
+            ("B03", 0.560, 1355.0, 1757.0, ("green",)),
+            ("B04", 0.665, 1552.0, 1888.0, ("red",)),
+            ("B05", 0.704, 1887.0, 1870.0, ("rededge1",)),
+            ("B06", 0.740, 2422.0, 1732.0, ("rededge2",)),
+            ("B07", 0.783, 2630.0, 1697.0, ("rededge3",)),
+            ("B08", 0.842, 2743.0, 1742.0, ("nir",)),
+            ("B8A", 0.865, 2785.0, 1648.0, ("nir08",)),
+            ("B11", 1.610, 2388.0, 1470.0, ("swir16",)),
+            ("B12", 2.190, 1835.0, 1379.0, ("swir22",)),
+        ]
+    ),
 )
 
 # Landsat Collection 2: band names are the STAC common names (the numbering differs between TM/ETM+/OLI).
@@ -125,51 +127,59 @@ LANDSAT_C2_L1 = Sensor(
     name="landsat-c2l1",
     gsd_m=30.0,
     description="Landsat Collection 2 Level-1 (DN)",
-    bands=_bands([
-        ("red", _LANDSAT_WAVELENGTHS["red"], 10678.0, 6025.0, ()),
-        ("green", _LANDSAT_WAVELENGTHS["green"], 10563.0, 5411.0, ()),
-        ("blue", _LANDSAT_WAVELENGTHS["blue"], 11083.0, 5468.0, ()),
-        ("nir08", _LANDSAT_WAVELENGTHS["nir08"], 14792.0, 6746.0, ("nir",)),
-        ("swir16", _LANDSAT_WAVELENGTHS["swir16"], 12276.0, 5897.0, ()),
-        ("swir22", _LANDSAT_WAVELENGTHS["swir22"], 10114.0, 4850.0, ()),
-    ]),
+    bands=_bands(
+        [
+            ("red", _LANDSAT_WAVELENGTHS["red"], 10678.0, 6025.0, ()),
+            ("green", _LANDSAT_WAVELENGTHS["green"], 10563.0, 5411.0, ()),
+            ("blue", _LANDSAT_WAVELENGTHS["blue"], 11083.0, 5468.0, ()),
+            ("nir08", _LANDSAT_WAVELENGTHS["nir08"], 14792.0, 6746.0, ("nir",)),
+            ("swir16", _LANDSAT_WAVELENGTHS["swir16"], 12276.0, 5897.0, ()),
+            ("swir22", _LANDSAT_WAVELENGTHS["swir22"], 10114.0, 4850.0, ()),
+        ]
+    ),
 )
 
 LANDSAT_C2_L2 = Sensor(
     name="landsat-c2l2-sr",
     gsd_m=30.0,
     description="Landsat Collection 2 Level-2 surface reflectance (DN)",
-    bands=_bands([
-        ("red", _LANDSAT_WAVELENGTHS["red"], 13705.0, 9578.0, ()),
-        ("green", _LANDSAT_WAVELENGTHS["green"], 13310.0, 9408.0, ()),
-        ("blue", _LANDSAT_WAVELENGTHS["blue"], 12474.0, 10144.0, ()),
-        ("nir08", _LANDSAT_WAVELENGTHS["nir08"], 17801.0, 8277.0, ("nir",)),
-        ("swir16", _LANDSAT_WAVELENGTHS["swir16"], 14615.0, 5300.0, ()),
-        ("swir22", _LANDSAT_WAVELENGTHS["swir22"], 12701.0, 4522.0, ()),
-    ]),
+    bands=_bands(
+        [
+            ("red", _LANDSAT_WAVELENGTHS["red"], 13705.0, 9578.0, ()),
+            ("green", _LANDSAT_WAVELENGTHS["green"], 13310.0, 9408.0, ()),
+            ("blue", _LANDSAT_WAVELENGTHS["blue"], 12474.0, 10144.0, ()),
+            ("nir08", _LANDSAT_WAVELENGTHS["nir08"], 17801.0, 8277.0, ("nir",)),
+            ("swir16", _LANDSAT_WAVELENGTHS["swir16"], 14615.0, 5300.0, ()),
+            ("swir22", _LANDSAT_WAVELENGTHS["swir22"], 12701.0, 4522.0, ()),
+        ]
+    ),
 )
 
 NAIP = Sensor(
     name="naip",
     gsd_m=1.0,
     description="USDA NAIP aerial imagery (8-bit)",
-    bands=_bands([
-        ("red", 0.65, 110.16, 47.23, ()),
-        ("green", 0.56, 115.41, 39.82, ()),
-        ("blue", 0.48, 98.15, 35.43, ()),
-        ("nir", 0.842, 139.04, 49.86, ()),
-    ]),
+    bands=_bands(
+        [
+            ("red", 0.65, 110.16, 47.23, ()),
+            ("green", 0.56, 115.41, 39.82, ()),
+            ("blue", 0.48, 98.15, 35.43, ()),
+            ("nir", 0.842, 139.04, 49.86, ()),
+        ]
+    ),
 )
 
 LINZ = Sensor(
     name="linz",
     gsd_m=0.5,
     description="LINZ New Zealand aerial imagery (8-bit RGB)",
-    bands=_bands([
-        ("red", 0.635, 89.96, 41.83, ()),
-        ("green", 0.555, 99.46, 36.96, ()),
-        ("blue", 0.465, 89.51, 31.45, ()),
-    ]),
+    bands=_bands(
+        [
+            ("red", 0.635, 89.96, 41.83, ()),
+            ("green", 0.555, 99.46, 36.96, ()),
+            ("blue", 0.465, 89.51, 31.45, ()),
+        ]
+    ),
 )
 
 # The wavelengths are the synthetic tokens Clay v1.5 was trained with (both polarisations share C-band);
@@ -179,25 +189,29 @@ SENTINEL1_RTC = Sensor(
     gsd_m=10.0,
     linear_to_db=True,
     description="Sentinel-1 RTC backscatter (linear gamma0 in, converted to dB)",
-    bands=_bands([
-        ("VV", 3.5, -12.113, 8.314, ("vv",)),
-        ("VH", 4.0, -18.673, 8.017, ("vh",)),
-    ]),
+    bands=_bands(
+        [
+            ("VV", 3.5, -12.113, 8.314, ("vv",)),
+            ("VH", 4.0, -18.673, 8.017, ("vh",)),
+        ]
+    ),
 )
 
 MODIS = Sensor(
     name="modis",
     gsd_m=500.0,
     description="MODIS surface reflectance (MOD09/MYD09, DN scale 1e-4)",
-    bands=_bands([
-        ("sur_refl_b01", 0.645, 1072.0, 1643.0, ("B01", "red")),
-        ("sur_refl_b02", 0.858, 1624.0, 1878.0, ("B02", "nir")),
-        ("sur_refl_b03", 0.469, 931.0, 1449.0, ("B03", "blue")),
-        ("sur_refl_b04", 0.555, 1023.0, 1538.0, ("B04", "green")),
-        ("sur_refl_b05", 1.240, 1599.0, 1763.0, ("B05",)),
-        ("sur_refl_b06", 1.640, 1404.0, 1618.0, ("B06",)),
-        ("sur_refl_b07", 2.130, 1051.0, 1396.0, ("B07",)),
-    ]),
+    bands=_bands(
+        [
+            ("sur_refl_b01", 0.645, 1072.0, 1643.0, ("B01", "red")),
+            ("sur_refl_b02", 0.858, 1624.0, 1878.0, ("B02", "nir")),
+            ("sur_refl_b03", 0.469, 931.0, 1449.0, ("B03", "blue")),
+            ("sur_refl_b04", 0.555, 1023.0, 1538.0, ("B04", "green")),
+            ("sur_refl_b05", 1.240, 1599.0, 1763.0, ("B05",)),
+            ("sur_refl_b06", 1.640, 1404.0, 1618.0, ("B06",)),
+            ("sur_refl_b07", 2.130, 1051.0, 1396.0, ("B07",)),
+        ]
+    ),
 )
 
 SENSORS: dict[str, Sensor] = {

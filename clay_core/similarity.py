@@ -50,8 +50,8 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     normalised = np.empty(vectors.shape, dtype=np.float32)
     inverse = inverse_norms(vectors)
     for start in range(0, len(vectors), BLOCK_ROWS):
-        block = np.asarray(vectors[start:start + BLOCK_ROWS], dtype=np.float32)
-        np.multiply(block, inverse[start:start + len(block), None], out=normalised[start:start + len(block)])
+        block = np.asarray(vectors[start : start + BLOCK_ROWS], dtype=np.float32)
+        np.multiply(block, inverse[start : start + len(block), None], out=normalised[start : start + len(block)])
     return normalised
 
 
@@ -67,12 +67,12 @@ def inverse_norms(vectors: np.ndarray) -> np.ndarray:
     vectors = _matrix(vectors)
     inverse = np.empty(len(vectors), dtype=np.float32)
     for start in range(0, len(vectors), BLOCK_ROWS):
-        block = np.asarray(vectors[start:start + BLOCK_ROWS], dtype=np.float32)
+        block = np.asarray(vectors[start : start + BLOCK_ROWS], dtype=np.float32)
         norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
         with np.errstate(divide="ignore"):
             part = 1.0 / norms
         part[~np.isfinite(part) | (norms == 0)] = 0.0
-        inverse[start:start + len(block)] = part
+        inverse[start : start + len(block)] = part
     return inverse
 
 
@@ -80,8 +80,10 @@ def _unit(query: np.ndarray) -> np.ndarray:
     query = np.asarray(query, dtype=np.float64).ravel()
     norm = float(np.linalg.norm(query))
     if not np.isfinite(norm) or norm == 0:
-        raise ClayInputError("the query vector is zero (positives equal negatives, the query is the average of "
-                             "all chips, or an all-nodata chip): choose other example chips")
+        raise ClayInputError(
+            "the query vector is zero (positives equal negatives, the query is the average of "
+            "all chips, or an all-nodata chip): choose other example chips"
+        )
     return (query / norm).astype(np.float32)
 
 
@@ -89,7 +91,8 @@ def check_dimension(expected: int, got: int, what: str = "the query") -> None:
     if expected != got:
         raise ClayInputError(
             f"{what} has {got} values per vector but the embeddings have {expected}: they come from different "
-            "models or levels; embed both with the same model and level")
+            "models or levels; embed both with the same model and level"
+        )
 
 
 def cosine_scores(vectors: np.ndarray, query: np.ndarray, *, normalised: bool = False) -> np.ndarray:
@@ -108,8 +111,9 @@ def _mean_unit(vectors: np.ndarray) -> np.ndarray:
     return (vectors.astype(np.float64) * inverse_norms(vectors)[:, None]).mean(axis=0)
 
 
-def search_direction(positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None,
-                     mean: np.ndarray | None = None) -> np.ndarray:
+def search_direction(
+    positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None, mean: np.ndarray | None = None
+) -> np.ndarray:
     """The unit direction a query scores along (see the module doc): mean(pos u) - mean(neg u) with negatives;
     otherwise mean(pos u) - `mean` for centred scores, or mean(pos u) for raw ones (`mean` None). Normalising
     each example first stops one long vector from dominating the mean."""
@@ -134,17 +138,17 @@ def combine_query(positive_vectors: np.ndarray, negative_vectors: np.ndarray | N
 
 def query_vector(vectors: np.ndarray, positives: Sequence[int], negatives: Sequence[int] = ()) -> np.ndarray:
     """The raw query direction for rows `positives` (and optional `negatives`) of `vectors`, unit length."""
-    positives, negatives = valid_rows(positives, len(vectors)), valid_rows(negatives, len(vectors))
-    negative_vectors = np.asarray(vectors)[negatives] if len(negatives) else None
-    return combine_query(np.asarray(vectors)[positives], negative_vectors)
+    positive_rows, negative_rows = valid_rows(positives, len(vectors)), valid_rows(negatives, len(vectors))
+    negative_vectors = np.asarray(vectors)[negative_rows] if len(negative_rows) else None
+    return combine_query(np.asarray(vectors)[positive_rows], negative_vectors)
 
 
 def valid_rows(rows: Sequence[int], count: int) -> np.ndarray:
-    rows = np.asarray(list(rows), dtype=np.int64)
-    bad = rows[(rows < 0) | (rows >= count)]
+    array = np.asarray(list(rows), dtype=np.int64)
+    bad = array[(array < 0) | (array >= count)]
     if bad.size:
         raise ClayInputError(f"row {int(bad[0])} is not in the embeddings (they have {count} rows)")
-    return rows
+    return array
 
 
 _valid_rows = valid_rows  # the old private name
@@ -193,8 +197,7 @@ class SimilarityIndex:
     def __init__(self, vectors: np.ndarray, *, already_normalised: bool = False) -> None:
         self.vectors = np.asarray(_matrix(vectors), dtype=np.float32)
         rows = len(self.vectors)
-        self.inverse_norms = (np.ones(rows, dtype=np.float32) if already_normalised
-                              else inverse_norms(self.vectors))
+        self.inverse_norms = np.ones(rows, dtype=np.float32) if already_normalised else inverse_norms(self.vectors)
         self.own_mean = self._mean_of_unit_rows()
         self.mean = self.own_mean
         self.inverse_centred_norms = self._inverse_centred_norms()
@@ -245,19 +248,19 @@ class SimilarityIndex:
         squared = 1.0 - 2.0 * along_mean.astype(np.float64) + mean_sq
         with np.errstate(divide="ignore", invalid="ignore"):
             inverse = 1.0 / np.sqrt(np.maximum(squared, 0.0))
-        inverse[(squared < _MIN_CENTRED_NORM ** 2) | (self.inverse_norms == 0)] = 0.0
+        inverse[(squared < _MIN_CENTRED_NORM**2) | (self.inverse_norms == 0)] = 0.0
         return inverse.astype(np.float32)
 
     # -- queries -----------------------------------------------------------------------------------
-    def direction(self, positives: Sequence[int], negatives: Sequence[int] = (), *, centred: bool = True
-                  ) -> np.ndarray:
+    def direction(self, positives: Sequence[int], negatives: Sequence[int] = (), *, centred: bool = True) -> np.ndarray:
         """The unit query direction for rows `positives` / `negatives` of this index."""
-        positives, negatives = valid_rows(positives, len(self)), valid_rows(negatives, len(self))
-        return self.direction_of(self.vectors[positives], self.vectors[negatives] if len(negatives) else None,
-                                 centred=centred)
+        positive_rows, negative_rows = valid_rows(positives, len(self)), valid_rows(negatives, len(self))
+        negative_vectors = self.vectors[negative_rows] if len(negative_rows) else None
+        return self.direction_of(self.vectors[positive_rows], negative_vectors, centred=centred)
 
-    def direction_of(self, positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None, *,
-                     centred: bool = True) -> np.ndarray:
+    def direction_of(
+        self, positive_vectors: np.ndarray, negative_vectors: np.ndarray | None = None, *, centred: bool = True
+    ) -> np.ndarray:
         """The same for example vectors from anywhere (e.g. another file of the same model)."""
         positive_vectors = np.atleast_2d(np.asarray(positive_vectors, dtype=np.float32))
         if positive_vectors.size:
@@ -306,13 +309,15 @@ class SimilarityIndex:
         caller stays responsive); None when it is built or already being built."""
         if self.projection_ready(components) or (self._building is not None and self._building.is_alive()):
             return None
-        self._building = threading.Thread(target=self.projected, args=(components,), daemon=True,
-                                          name="clay-similarity-sketch")
+        self._building = threading.Thread(
+            target=self.projected, args=(components,), daemon=True, name="clay-similarity-sketch"
+        )
         self._building.start()
         return self._building
 
-    def fast_scores(self, direction: np.ndarray, exact_top: int = 100, components: int = 64, *,
-                    centred: bool = False) -> FastScores:
+    def fast_scores(
+        self, direction: np.ndarray, exact_top: int = 100, components: int = 64, *, centred: bool = False
+    ) -> FastScores:
         """Scores for every row whose best `exact_top` rows are exactly `scores()`'s (see ProjectedIndex)."""
         return self.projected(components).scores(self, direction, exact_top, centred=centred)
 
@@ -384,15 +389,17 @@ class ProjectedIndex:
         residual_norms = np.empty(rows, dtype=np.float32)
         for start in range(0, rows, _SKETCH_BLOCK_ROWS):
             block = index.unit_rows(slice(start, start + _SKETCH_BLOCK_ROWS))
-            part = np.dot(block, basis, out=projected[start:start + len(block)])
+            part = np.dot(block, basis, out=projected[start : start + len(block)])
             # float64: residuals of well-sketched rows are tiny differences of numbers near 1
-            energy = (np.einsum("ij,ij->i", block, block, dtype=np.float64)
-                      - np.einsum("ij,ij->i", part, part, dtype=np.float64))
-            residual_norms[start:start + len(block)] = np.sqrt(np.maximum(energy, 0.0))
+            energy = np.einsum("ij,ij->i", block, block, dtype=np.float64) - np.einsum(
+                "ij,ij->i", part, part, dtype=np.float64
+            )
+            residual_norms[start : start + len(block)] = np.sqrt(np.maximum(energy, 0.0))
         return cls(basis=basis, projected=projected, residual_norms=residual_norms)
 
-    def scores(self, index: SimilarityIndex, direction: np.ndarray, exact_top: int = 100, *,
-               centred: bool = False) -> FastScores:
+    def scores(
+        self, index: SimilarityIndex, direction: np.ndarray, exact_top: int = 100, *, centred: bool = False
+    ) -> FastScores:
         check_dimension(self.basis.shape[0], np.asarray(direction).size)
         direction = _unit(direction)
         rows = len(self.projected)
@@ -415,8 +422,12 @@ class ProjectedIndex:
             return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
         approximate[candidates] = _exact_rows(index, candidates, direction, centred)
         rest_bound = float(np.max(np.delete(bound, candidates))) if len(candidates) < rows else 0.0
-        return FastScores(scores=np.clip(approximate, -1.0, 1.0, out=approximate), exact_rows=candidates,
-                          error_bound=rest_bound, exact_top=exact_top)
+        return FastScores(
+            scores=np.clip(approximate, -1.0, 1.0, out=approximate),
+            exact_rows=candidates,
+            error_bound=rest_bound,
+            exact_top=exact_top,
+        )
 
 
 def _exact_rows(index: SimilarityIndex, rows: np.ndarray, direction: np.ndarray, centred: bool) -> np.ndarray:
@@ -433,6 +444,7 @@ def _exact_rows(index: SimilarityIndex, rows: np.ndarray, direction: np.ndarray,
 # Geometry: which chip contains a point (WKB polygons in CRS84, parsed without shapely/GDAL)
 # ----------------------------------------------------------------------------------------------
 
+
 def exterior_rings(geometry_wkb: Sequence[bytes]) -> list[np.ndarray]:
     """Exterior rings [K, 2] of WKB polygons (clay_core.wkb: 2-D or Z/M, Polygon or MultiPolygon)."""
     return [wkb.exterior_ring(value) for value in geometry_wkb]
@@ -447,8 +459,11 @@ def ring_bounds(rings: Sequence[np.ndarray]) -> np.ndarray:
     usable = np.flatnonzero(lengths >= 4)
     if not len(usable):
         return bounds
-    points = np.concatenate([np.asarray(rings[i], dtype=np.float64)[:, :2] for i in usable]) \
-        if len(usable) < len(rings) else np.concatenate(rings).astype(np.float64, copy=False)[:, :2]
+    points = (
+        np.concatenate([np.asarray(rings[i], dtype=np.float64)[:, :2] for i in usable])
+        if len(usable) < len(rings)
+        else np.concatenate(rings).astype(np.float64, copy=False)[:, :2]
+    )
     starts = np.concatenate([[0], np.cumsum(lengths[usable])[:-1]])
     bounds[usable, :2] = np.minimum.reduceat(points, starts, axis=0)
     bounds[usable, 2:] = np.maximum.reduceat(points, starts, axis=0)
@@ -465,8 +480,9 @@ def _contains(ring: np.ndarray, x: float, y: float) -> bool:
     return bool(np.count_nonzero(crosses & (x < x_at_y)) % 2)
 
 
-def rows_at_point(rings: Sequence[np.ndarray], lon: float, lat: float, *,
-                  bounds: np.ndarray | None = None) -> list[int]:
+def rows_at_point(
+    rings: Sequence[np.ndarray], lon: float, lat: float, *, bounds: np.ndarray | None = None
+) -> list[int]:
     """Rows whose polygon contains (lon, lat), nearest centre first (overlapping chips with stride < size).
 
     A vectorised bounding-box test picks the candidates; only those get the exact point-in-polygon test.
@@ -474,8 +490,7 @@ def rows_at_point(rings: Sequence[np.ndarray], lon: float, lat: float, *,
     if bounds is None:
         bounds = ring_bounds(rings)
     with np.errstate(invalid="ignore"):  # NaN bounds (empty rings) compare False
-        inside_box = ((bounds[:, 0] <= lon) & (lon <= bounds[:, 2])
-                      & (bounds[:, 1] <= lat) & (lat <= bounds[:, 3]))
+        inside_box = (bounds[:, 0] <= lon) & (lon <= bounds[:, 2]) & (bounds[:, 1] <= lat) & (lat <= bounds[:, 3])
     hits = []
     for row in np.flatnonzero(inside_box):
         ring = np.asarray(rings[row], dtype=np.float64)[:, :2]
@@ -488,13 +503,15 @@ def rows_at_point(rings: Sequence[np.ndarray], lon: float, lat: float, *,
 def row_at_point(rings: Sequence[np.ndarray], lon: float, lat: float, *, bounds: np.ndarray | None = None) -> int:
     rows = rows_at_point(rings, lon, lat, bounds=bounds)
     if not rows:
-        raise ClayInputError(f"the point {lon:.6f},{lat:.6f} (lon,lat) is not inside any chip of the embeddings "
-                             "file: click or give a point on a chip")
+        raise ClayInputError(
+            f"the point {lon:.6f},{lat:.6f} (lon,lat) is not inside any chip of the embeddings "
+            "file: click or give a point on a chip"
+        )
     return rows[0]
 
 
 def parse_point(text: str) -> tuple[float, float]:
-    """"LON,LAT" -> (lon, lat) with a message that says what is wrong."""
+    """ "LON,LAT" -> (lon, lat) with a message that says what is wrong."""
     try:
         lon, lat = (float(part) for part in text.split(","))
     except ValueError:

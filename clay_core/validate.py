@@ -28,16 +28,22 @@ _REMOTE = ("s3://", "/vsi", "http://", "https://", "stac+", "gs://", "az://")
 # ---- numbers ----------------------------------------------------------------------------------------
 
 
-def integer(value: object, option: str, *, minimum: int | None = None, maximum: int | None = None,
-            hint: str = "") -> int:
+def integer(
+    value: object, option: str, *, minimum: int | None = None, maximum: int | None = None, hint: str = ""
+) -> int:
     """An integer within [minimum, maximum] (either bound optional)."""
     try:
         number = int(str(value).strip()) if not isinstance(value, int) or isinstance(value, bool) else value
     except ValueError:
         raise ClayInputError(f"{option} {value!r} is not a whole number") from None
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        bounds = (f"between {minimum} and {maximum}" if minimum is not None and maximum is not None
-                  else f">= {minimum}" if minimum is not None else f"<= {maximum}")
+        bounds = (
+            f"between {minimum} and {maximum}"
+            if minimum is not None and maximum is not None
+            else f">= {minimum}"
+            if minimum is not None
+            else f"<= {maximum}"
+        )
         raise ClayInputError(f"{option} must be {bounds}, got {number}{'; ' + hint if hint else ''}")
     return number
 
@@ -47,8 +53,14 @@ def optional_integer(value: object | None, option: str, **bounds) -> int | None:
     return None if value is None else integer(value, option, **bounds)
 
 
-def real(value: object, option: str, *, minimum: float | None = None, maximum: float | None = None,
-         above: float | None = None) -> float:
+def real(
+    value: object,
+    option: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> float:
     """A finite number within [minimum, maximum] (and > above)."""
     try:
         number = float(str(value).strip()) if not isinstance(value, int | float) else float(value)
@@ -59,8 +71,13 @@ def real(value: object, option: str, *, minimum: float | None = None, maximum: f
     if above is not None and not number > above:
         raise ClayInputError(f"{option} must be > {above}, got {number:g}")
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        bounds = (f"between {minimum:g} and {maximum:g}" if minimum is not None and maximum is not None
-                  else f">= {minimum:g}" if minimum is not None else f"<= {maximum:g}")
+        bounds = (
+            f"between {minimum:g} and {maximum:g}"
+            if minimum is not None and maximum is not None
+            else f">= {minimum:g}"
+            if minimum is not None
+            else f"<= {maximum:g}"
+        )
         raise ClayInputError(f"{option} must be {bounds}, got {number:g}")
     return number
 
@@ -90,8 +107,9 @@ def is_lonlat_crs(crs: object | None) -> bool:
 def bbox(text: object, option: str = "--bbox", crs: object | None = None) -> tuple[float, float, float, float]:
     """W,S,E,N as four finite numbers with W < E and S < N; in lon/lat (no CRS or EPSG:4326) also on the globe."""
     try:
-        west, south, east, north = text if isinstance(text, Sequence) and not isinstance(text, str) \
-            else parse_bbox(str(text))
+        west, south, east, north = (
+            text if isinstance(text, Sequence) and not isinstance(text, str) else parse_bbox(str(text))
+        )
         west, south, east, north = (float(v) for v in (west, south, east, north))
     except (ClayInputError, ValueError, TypeError):
         raise ClayInputError(f"{option} {text!r} must be four numbers W,S,E,N (xmin,ymin,xmax,ymax)") from None
@@ -99,11 +117,15 @@ def bbox(text: object, option: str = "--bbox", crs: object | None = None) -> tup
         raise ClayInputError(f"{option} {text!r} holds a value that is not a finite number")
     if is_lonlat_crs(crs):
         if not (-90.0 <= south <= 90.0 and -90.0 <= north <= 90.0):
-            raise ClayInputError(f"{option} {_shown(text)}: latitudes must lie in [-90, 90] (order W,S,E,N in "
-                                 "degrees; for projected coordinates also give --bbox-crs)")
+            raise ClayInputError(
+                f"{option} {_shown(text)}: latitudes must lie in [-90, 90] (order W,S,E,N in "
+                "degrees; for projected coordinates also give --bbox-crs)"
+            )
         if not (-180.0 <= west <= 180.0 and -180.0 <= east <= 180.0):
-            raise ClayInputError(f"{option} {_shown(text)}: longitudes must lie in [-180, 180] (order W,S,E,N in "
-                                 "degrees; for projected coordinates also give --bbox-crs)")
+            raise ClayInputError(
+                f"{option} {_shown(text)}: longitudes must lie in [-180, 180] (order W,S,E,N in "
+                "degrees; for projected coordinates also give --bbox-crs)"
+            )
     if not (east > west and north > south):
         raise ClayInputError(f"{option} {_shown(text)} is empty or inverted: give W,S,E,N with W < E and S < N")
     return west, south, east, north
@@ -116,8 +138,9 @@ def point(text: object, option: str = "--point") -> tuple[float, float]:
     except ValueError:
         raise ClayInputError(f"{option} must be LON,LAT in degrees (e.g. -21.3,64.1), got {text!r}") from None
     if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
-        raise ClayInputError(f"{option} {text!r} is not LON,LAT in degrees (lon in [-180, 180] first, "
-                             "then lat in [-90, 90])")
+        raise ClayInputError(
+            f"{option} {text!r} is not LON,LAT in degrees (lon in [-180, 180] first, then lat in [-90, 90])"
+        )
     return lon, lat
 
 
@@ -142,14 +165,16 @@ def tile_id(text: object) -> str:
     match = _TILE_RE.match(str(text).strip().upper())
     if not match:
         raise ClayInputError(
-            f"{text!r} is not an MGRS tile id: expected zone, latitude band and two 100 km letters, e.g. 33UUU")
+            f"{text!r} is not an MGRS tile id: expected zone, latitude band and two 100 km letters, e.g. 33UUU"
+        )
     zone, band, column, row = int(match[1]), match[2], match[3], match[4]
     if not 1 <= zone <= 60:
         raise ClayInputError(f"MGRS tile {text!r}: UTM zone {zone} is not in 1..60")
     columns = COLUMN_SETS[(zone - 1) % 3]
     if column not in columns:
         raise ClayInputError(
-            f"MGRS tile {text!r}: column letter {column} does not exist in zone {zone} (use one of {columns})")
+            f"MGRS tile {text!r}: column letter {column} does not exist in zone {zone} (use one of {columns})"
+        )
     return f"{zone:02d}{band}{column}{row}"
 
 
@@ -160,8 +185,9 @@ def date(text: object, option: str = "--date") -> datetime.date:
     return parse_date(text if isinstance(text, datetime.date) else str(text), option)
 
 
-def date_range(start: object, end: object, start_option: str = "--start",
-               end_option: str = "--end") -> tuple[datetime.date, datetime.date]:
+def date_range(
+    start: object, end: object, start_option: str = "--start", end_option: str = "--end"
+) -> tuple[datetime.date, datetime.date]:
     first, last = date(start, start_option), date(end, end_option)
     if first > last:
         raise ClayInputError(f"{start_option} {first} is after {end_option} {last}: swap them")
@@ -172,7 +198,7 @@ def date_range(start: object, end: object, start_option: str = "--start",
 
 
 def band_map(text: str | None, option: str = "--band-map") -> dict[str, int | str] | None:
-    """"B04=1,B03=2,B02=3" -> {"B04": 1, ...}: Clay band -> band number (>= 1) or band description/file name.
+    """ "B04=1,B03=2,B02=3" -> {"B04": 1, ...}: Clay band -> band number (>= 1) or band description/file name.
     A band named twice (also under two names, e.g. red=1,B04=2) is refused."""
     if text is None or not str(text).strip():
         return None
@@ -180,9 +206,10 @@ def band_map(text: str | None, option: str = "--band-map") -> dict[str, int | st
     for item in str(text).split(","):
         band, sep, where = item.partition("=")
         band, where = band.strip(), where.strip()
-        if not sep or not band or not where:
-            raise ClayInputError(f"{option} item {item.strip()!r} must look like B04=1 (band number) or B04=red "
-                                 "(band description)")
+        if not sep or not _BAND_NAME.fullmatch(band) or not where or "=" in where:
+            raise ClayInputError(
+                f"{option} item {item.strip()!r} must look like B04=1 (band number) or B04=red (band description)"
+            )
         key = _canonical_band(band)
         if key in mapping:
             raise ClayInputError(f"{option} names band {key} twice: give each Clay band once")
@@ -196,10 +223,24 @@ def band_map(text: str | None, option: str = "--band-map") -> dict[str, int | st
     return mapping
 
 
+_BAND_NAME = re.compile(r"[A-Za-z0-9]+")  # a Clay band: B04, B8A, red, nir08, VV ...
 _S2_BAND = re.compile(r"^b0?(\d{1,2}|8a)$")
-_BAND_ALIASES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "nir08": "B8A", "swir16": "B11",
-                 "swir22": "B12", "rededge1": "B05", "rededge2": "B06", "rededge3": "B07", "vv": "VV",
-                 "vh": "VH", "dem": "DEM", "elevation": "DEM"}
+_BAND_ALIASES = {
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "nir": "B08",
+    "nir08": "B8A",
+    "swir16": "B11",
+    "swir22": "B12",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "vv": "VV",
+    "vh": "VH",
+    "dem": "DEM",
+    "elevation": "DEM",
+}
 
 
 def _canonical_band(name: str) -> str:
@@ -234,8 +275,9 @@ def input_paths(specs: Iterable[object], what: str = "source") -> list[str]:
     return result
 
 
-def output_file(path: object, overwrite: bool, *, option: str = "-o/--output",
-                suffixes: Sequence[str] = GEOPARQUET_SUFFIXES) -> Path:
+def output_file(
+    path: object, overwrite: bool, *, option: str = "-o/--output", suffixes: Sequence[str] = GEOPARQUET_SUFFIXES
+) -> Path:
     """An output file that can be written: the right suffix, a folder that exists and is writable, not a
     folder itself, and (without overwrite) not there yet. The order of the checks is the order of the fixes."""
     output = Path(str(path)).expanduser().absolute()
@@ -304,7 +346,9 @@ def model_family_for(family: str, command: str, allowed: Sequence[str], source: 
     if family in allowed:
         return
     if family in LOCATION_FAMILIES:
-        raise ClayInputError(f"{source} is a SatCLIP location encoder (it embeds lon/lat, not pixels): "
-                             f"{command} needs a Clay image model; use `clay embed-locations` for SatCLIP, or "
-                             "--satclip to add its column")
+        raise ClayInputError(
+            f"{source} is a SatCLIP location encoder (it embeds lon/lat, not pixels): "
+            f"{command} needs a Clay image model; use `clay embed-locations` for SatCLIP, or "
+            "--satclip to add its column"
+        )
     raise ClayInputError(f"{source} is a {family} model; {command} needs one of {', '.join(allowed)}")

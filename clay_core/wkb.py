@@ -16,8 +16,15 @@ import numpy as np
 from clay_core.errors import ClayInputError
 
 POINT, POLYGON, MULTIPOLYGON = 1, 3, 6
-TYPE_NAMES = {1: "Point", 2: "LineString", 3: "Polygon", 4: "MultiPoint", 5: "MultiLineString",
-              6: "MultiPolygon", 7: "GeometryCollection"}
+TYPE_NAMES = {
+    1: "Point",
+    2: "LineString",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+    7: "GeometryCollection",
+}
 
 
 @dataclass(frozen=True)

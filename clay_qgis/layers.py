@@ -72,16 +72,21 @@ POSITIVE, NEGATIVE = "positive", "negative"
 CACHE_SIZE = 2  # a 1M x 768 file is 3 GB of vectors: keep few
 
 # viridis sampled at 10 evenly spaced points (matplotlib's values): perceptually uniform, readable in grey
-VIRIDIS = ("#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
-           "#fde725")
+VIRIDIS = ("#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725")
 TOP_K_COLOR = "#ff2d55"  # outline of the best matches: a red that viridis never uses
 POSITIVE_COLOR = "#ffffff"  # query/positive examples: white outline + star, readable on dark and yellow
 NEGATIVE_COLOR = "#000000"
 FILL_ALPHA = 205  # the imagery stays faintly visible under the scores
 
 # Scalar attribute columns copied into QGIS (name -> field type); vectors never are.
-CHIP_FIELDS = (("chip_id", compat.STRING), ("date", compat.DATE), ("source_url", compat.STRING),
-               ("row", compat.INT), ("col", compat.INT), ("nodata_fraction", compat.DOUBLE))
+CHIP_FIELDS = (
+    ("chip_id", compat.STRING),
+    ("date", compat.DATE),
+    ("source_url", compat.STRING),
+    ("row", compat.INT),
+    ("col", compat.INT),
+    ("nodata_fraction", compat.DOUBLE),
+)
 PATCH_FIELDS = (("patch_row", compat.INT), ("patch_col", compat.INT))
 SCORE_FIELDS = ((SIMILARITY, compat.DOUBLE), (RANK, compat.INT), (EXAMPLE, compat.STRING))
 
@@ -145,8 +150,10 @@ class EmbeddingSet:
         return [row for row, value in enumerate(self.columns["chip_id"]) if value == chip_id]
 
     def describe(self) -> str:
-        return (f"{self.model_name}, level {self.level}, {self.dim} values per "
-                f"{'patch' if self.mode == 'patches' else 'chip'}, {len(self)} rows")
+        return (
+            f"{self.model_name}, level {self.level}, {self.dim} values per "
+            f"{'patch' if self.mode == 'patches' else 'chip'}, {len(self)} rows"
+        )
 
 
 _CACHE: collections.OrderedDict[tuple, EmbeddingSet] = collections.OrderedDict()
@@ -210,23 +217,36 @@ def _read_embedding_set(path: Path, mode: str, feedback=None) -> EmbeddingSet:
         columns["patch_row"] = np.tile(grid_rows.ravel(), n).tolist()
         columns["patch_col"] = np.tile(grid_cols.ravel(), n).tolist()
     effective_mode = "patches" if (mode == "patches" or already_exploded) else "chips"
-    return EmbeddingSet(path=path, mode=effective_mode, index=SimilarityIndex(vectors), columns=columns, wkb=wkb,
-                        crs=crs_from_geo(data.crs), metadata=data.metadata, shape_per_row=data.shape_per_row,
-                        reader=reader)
+    return EmbeddingSet(
+        path=path,
+        mode=effective_mode,
+        index=SimilarityIndex(vectors),
+        columns=columns,
+        wkb=wkb,
+        crs=crs_from_geo(data.crs),
+        metadata=data.metadata,
+        shape_per_row=data.shape_per_row,
+        reader=reader,
+    )
 
 
 def crs_from_geo(crs: Any) -> QgsCoordinateReferenceSystem:
     """The layer CRS from the GeoParquet `geo` CRS (PROJJSON, a string, or absent = OGC:CRS84)."""
-    if crs is None or crs == "OGC:CRS84" or (isinstance(crs, dict) and crs.get("id") == {"authority": "OGC",
-                                                                                        "code": "CRS84"}):
+    if (
+        crs is None
+        or crs == "OGC:CRS84"
+        or (isinstance(crs, dict) and crs.get("id") == {"authority": "OGC", "code": "CRS84"})
+    ):
         # CRS84 is lon/lat like QGIS's EPSG:4326 layers (QGIS always uses x = lon); EPSG:4326 is
         # what every QGIS project and transform knows best.
         return QgsCoordinateReferenceSystem("EPSG:4326")
     result = QgsCoordinateReferenceSystem()
     text = json.dumps(crs) if isinstance(crs, dict) else str(crs)
     if not result.createFromUserInput(text) or not result.isValid():
-        raise ClayInputError("the embeddings file's CRS (geo metadata) is not understood by QGIS/PROJ; "
-                             "rewrite the file with OGC:CRS84 geometry")
+        raise ClayInputError(
+            "the embeddings file's CRS (geo metadata) is not understood by QGIS/PROJ; "
+            "rewrite the file with OGC:CRS84 geometry"
+        )
     return result
 
 
@@ -248,9 +268,14 @@ def _qdate(value: Any) -> QDate | None:
     return None
 
 
-def features_for(embedding_set: EmbeddingSet, fields: QgsFields, rows: np.ndarray | None = None,
-                 scores: np.ndarray | None = None, ranks: np.ndarray | None = None,
-                 examples: dict[int, str] | None = None) -> list[QgsFeature]:
+def features_for(
+    embedding_set: EmbeddingSet,
+    fields: QgsFields,
+    rows: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    ranks: np.ndarray | None = None,
+    examples: dict[int, str] | None = None,
+) -> list[QgsFeature]:
     """QgsFeatures for `rows` (default: all) with scalar attributes and optional scores."""
     rows = np.arange(len(embedding_set)) if rows is None else np.asarray(rows)
     names = [fields.at(i).name() for i in range(fields.count())]
@@ -348,10 +373,14 @@ def row_fids(layer: QgsVectorLayer, embedding_set: EmbeddingSet) -> np.ndarray:
     key_fields = ["chip_id"] + (["patch_row", "patch_col"] if embedding_set.mode == "patches" else [])
     missing = [name for name in key_fields if layer.fields().indexOf(name) < 0]
     if missing:
-        raise ClayInputError(f"layer {layer.name()!r} has no {', '.join(missing)} field: it was not made from "
-                             "an embeddings file")
-    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.Flag.NoGeometry).setSubsetOfAttributes(
-        key_fields, layer.fields())
+        raise ClayInputError(
+            f"layer {layer.name()!r} has no {', '.join(missing)} field: it was not made from an embeddings file"
+        )
+    request = (
+        QgsFeatureRequest()
+        .setFlags(QgsFeatureRequest.Flag.NoGeometry)
+        .setSubsetOfAttributes(key_fields, layer.fields())
+    )
     for feature in layer.getFeatures(request):
         row = embedding_set.row_of_key(tuple(feature[name] for name in key_fields))
         if row is not None:
@@ -375,8 +404,14 @@ def ensure_score_fields(layer: QgsVectorLayer) -> tuple[int, int, int]:
     return tuple(layer.fields().indexOf(name) for name, _ in SCORE_FIELDS)  # type: ignore[return-value]
 
 
-def write_scores(layer: QgsVectorLayer, fids: np.ndarray, scores: np.ndarray, ranks: np.ndarray,
-                 examples: dict[int, str], score_field: str = SIMILARITY) -> None:
+def write_scores(
+    layer: QgsVectorLayer,
+    fids: np.ndarray,
+    scores: np.ndarray,
+    ranks: np.ndarray,
+    examples: dict[int, str],
+    score_field: str = SIMILARITY,
+) -> None:
     """Put similarity/rank/example into the layer in one provider call (fast on memory layers).
 
     Measured for 100k features: ~0.3 s CPU, of which ~2/3 is PyQt converting the {fid: {field: value}}
@@ -391,8 +426,12 @@ def write_scores(layer: QgsVectorLayer, fids: np.ndarray, scores: np.ndarray, ra
     present = np.flatnonzero(fids >= 0)
     changes = {
         fid: {sim_index: score, rank_index: rank, example_index: None}
-        for fid, score, rank in zip(fids[present].tolist(), np.asarray(scores, dtype=np.float64)[present].tolist(),
-                                    np.asarray(ranks)[present].tolist(), strict=True)
+        for fid, score, rank in zip(
+            fids[present].tolist(),
+            np.asarray(scores, dtype=np.float64)[present].tolist(),
+            np.asarray(ranks)[present].tolist(),
+            strict=True,
+        )
     }
     for row, role in examples.items():
         if 0 <= row < len(fids) and fids[row] >= 0:
@@ -437,17 +476,24 @@ def class_symbol(fill: QColor, top_k: int) -> QgsFillSymbol:
     otherwise every class swatch in the Layers panel would show a red frame and a star."""
     fill = QColor(fill)
     fill.setAlpha(FILL_ALPHA)
-    symbol = QgsFillSymbol.createSimple({"color": fill.name(QColor.NameFormat.HexArgb), "outline_style": "no",
-                                         "style": "solid"})
+    symbol = QgsFillSymbol.createSimple(
+        {"color": fill.name(QColor.NameFormat.HexArgb), "outline_style": "no", "style": "solid"}
+    )
     symbol.symbolLayer(0).setColor(fill)
-    outline = QgsSimpleFillSymbolLayer.create({"style": "no", "outline_color": TRANSPARENT, "outline_width": "0.7",
-                                               "outline_width_unit": "MM"})
+    outline = QgsSimpleFillSymbolLayer.create(
+        {"style": "no", "outline_color": TRANSPARENT, "outline_width": "0.7", "outline_width_unit": "MM"}
+    )
     outline.setDataDefinedProperty(_property("LayerEnabled"), QgsProperty.fromExpression(_highlight_condition(top_k)))
-    outline.setDataDefinedProperty(_property("StrokeColor"), QgsProperty.fromExpression(
-        f"CASE WHEN \"{EXAMPLE}\" = '{POSITIVE}' THEN '{POSITIVE_COLOR}' "
-        f"WHEN \"{EXAMPLE}\" = '{NEGATIVE}' THEN '{NEGATIVE_COLOR}' ELSE '{TOP_K_COLOR}' END"))
-    outline.setDataDefinedProperty(_property("StrokeWidth"), QgsProperty.fromExpression(
-        f"CASE WHEN \"{EXAMPLE}\" IS NOT NULL THEN 1.0 ELSE 0.7 END"))
+    outline.setDataDefinedProperty(
+        _property("StrokeColor"),
+        QgsProperty.fromExpression(
+            f"CASE WHEN \"{EXAMPLE}\" = '{POSITIVE}' THEN '{POSITIVE_COLOR}' "
+            f"WHEN \"{EXAMPLE}\" = '{NEGATIVE}' THEN '{NEGATIVE_COLOR}' ELSE '{TOP_K_COLOR}' END"
+        ),
+    )
+    outline.setDataDefinedProperty(
+        _property("StrokeWidth"), QgsProperty.fromExpression(f'CASE WHEN "{EXAMPLE}" IS NOT NULL THEN 1.0 ELSE 0.7 END')
+    )
     symbol.appendSymbolLayer(outline)
     symbol.appendSymbolLayer(_example_marker_layer())
     return symbol
@@ -456,20 +502,27 @@ def class_symbol(fill: QColor, top_k: int) -> QgsFillSymbol:
 def _example_marker_layer():
     from qgis.core import QgsCentroidFillSymbolLayer
 
-    marker = QgsMarkerSymbol.createSimple({"name": "star", "size": "5", "color": TRANSPARENT,
-                                           "outline_color": TRANSPARENT, "outline_width": "0.4"})
-    marker.symbolLayer(0).setDataDefinedProperty(_property("Name"), QgsProperty.fromExpression(
-        f"CASE WHEN \"{EXAMPLE}\" = '{NEGATIVE}' THEN 'cross2' ELSE 'star' END"))
-    marker.symbolLayer(0).setDataDefinedProperty(_property("FillColor"), QgsProperty.fromExpression(
-        f"CASE WHEN \"{EXAMPLE}\" = '{NEGATIVE}' THEN '{NEGATIVE_COLOR}' ELSE '{POSITIVE_COLOR}' END"))
+    marker = QgsMarkerSymbol.createSimple(
+        {"name": "star", "size": "5", "color": TRANSPARENT, "outline_color": TRANSPARENT, "outline_width": "0.4"}
+    )
+    marker.symbolLayer(0).setDataDefinedProperty(
+        _property("Name"),
+        QgsProperty.fromExpression(f"CASE WHEN \"{EXAMPLE}\" = '{NEGATIVE}' THEN 'cross2' ELSE 'star' END"),
+    )
+    marker.symbolLayer(0).setDataDefinedProperty(
+        _property("FillColor"),
+        QgsProperty.fromExpression(
+            f"CASE WHEN \"{EXAMPLE}\" = '{NEGATIVE}' THEN '{NEGATIVE_COLOR}' ELSE '{POSITIVE_COLOR}' END"
+        ),
+    )
     # An expression on a field, not a constant: without a feature (legend swatches) it falls back to transparent.
-    marker.symbolLayer(0).setDataDefinedProperty(_property("StrokeColor"), QgsProperty.fromExpression(
-        f"CASE WHEN \"{EXAMPLE}\" IS NOT NULL THEN '#000000' END"))
+    marker.symbolLayer(0).setDataDefinedProperty(
+        _property("StrokeColor"), QgsProperty.fromExpression(f"CASE WHEN \"{EXAMPLE}\" IS NOT NULL THEN '#000000' END")
+    )
     centroid = QgsCentroidFillSymbolLayer()
     centroid.setSubSymbol(marker)
     centroid.setPointOnSurface(True)
-    centroid.setDataDefinedProperty(_property("LayerEnabled"),
-                                    QgsProperty.fromExpression(f'"{EXAMPLE}" IS NOT NULL'))
+    centroid.setDataDefinedProperty(_property("LayerEnabled"), QgsProperty.fromExpression(f'"{EXAMPLE}" IS NOT NULL'))
     return centroid
 
 
@@ -491,8 +544,9 @@ def class_breaks(scores: np.ndarray, threshold: float | None, classes: int) -> n
     return breaks
 
 
-def similarity_renderer(scores: np.ndarray, *, threshold: float | None = None, top_k: int = 10,
-                        classes: int = 7, field: str = SIMILARITY) -> QgsGraduatedSymbolRenderer:
+def similarity_renderer(
+    scores: np.ndarray, *, threshold: float | None = None, top_k: int = 10, classes: int = 7, field: str = SIMILARITY
+) -> QgsGraduatedSymbolRenderer:
     """Graduated renderer on `similarity`: viridis quantile classes from the threshold to the best score; chips
     below the threshold fall outside every class and are not drawn, so the imagery shows through."""
     breaks = class_breaks(np.asarray(scores, dtype=np.float64), threshold, classes)
@@ -510,8 +564,13 @@ def similarity_renderer(scores: np.ndarray, *, threshold: float | None = None, t
     renderer.setSourceColorRamp(ramp)
     renderer.setClassAttribute(field)
     # Best matches and the examples are drawn last, so their outlines are not hidden by neighbours.
-    order = QgsFeatureRequest.OrderBy([QgsFeatureRequest.OrderByClause(
-        f'coalesce("{field}", -2) + CASE WHEN "{EXAMPLE}" IS NULL THEN 0 ELSE 4 END', True)])
+    order = QgsFeatureRequest.OrderBy(
+        [
+            QgsFeatureRequest.OrderByClause(
+                f'coalesce("{field}", -2) + CASE WHEN "{EXAMPLE}" IS NULL THEN 0 ELSE 4 END', True
+            )
+        ]
+    )
     renderer.setOrderBy(order)
     renderer.setOrderByEnabled(True)
     return renderer
@@ -546,20 +605,32 @@ class SimilarityLegend(QgsMapLayerLegend):
     def createLayerTreeModelLegendNodes(self, node_layer):  # noqa: N802 - QGIS API
         nodes = list(self._default.createLayerTreeModelLegendNodes(node_layer))
         if self._top_k > 0:
-            nodes.append(QgsSimpleLegendNode(node_layer, f"top {self._top_k} matches (red outline)",
-                                             _swatch(TOP_K_COLOR)))
-        nodes.append(QgsSimpleLegendNode(node_layer, "query / positive example (white, ★)",
-                                         _swatch("#000000", POSITIVE_COLOR, "★")))
+            nodes.append(
+                QgsSimpleLegendNode(node_layer, f"top {self._top_k} matches (red outline)", _swatch(TOP_K_COLOR))
+            )
+        nodes.append(
+            QgsSimpleLegendNode(
+                node_layer, "query / positive example (white, ★)", _swatch("#000000", POSITIVE_COLOR, "★")
+            )
+        )
         if self._has_negatives:
-            nodes.append(QgsSimpleLegendNode(node_layer, "negative example (black, ✕)",
-                                             _swatch(NEGATIVE_COLOR, "#bbbbbb", "✕")))
+            nodes.append(
+                QgsSimpleLegendNode(node_layer, "negative example (black, ✕)", _swatch(NEGATIVE_COLOR, "#bbbbbb", "✕"))
+            )
         for node in nodes:  # the layer tree model owns and deletes the nodes, not Python
             sip.transferto(node, None)
         return nodes
 
 
-def style_similarity(layer: QgsVectorLayer, scores: np.ndarray, *, threshold: float | None = None,
-                     top_k: int = 10, has_negatives: bool = False, field: str = SIMILARITY) -> None:
+def style_similarity(
+    layer: QgsVectorLayer,
+    scores: np.ndarray,
+    *,
+    threshold: float | None = None,
+    top_k: int = 10,
+    has_negatives: bool = False,
+    field: str = SIMILARITY,
+) -> None:
     layer.setRenderer(similarity_renderer(scores, threshold=threshold, top_k=top_k, field=field))
     layer.setLegend(SimilarityLegend(layer, top_k, has_negatives))
     layer.triggerRepaint()
@@ -593,8 +664,9 @@ FAST_PATH_ROWS = 200_000
 EXACT_TOP_MIN = 100
 
 
-def score_query(embedding_set: EmbeddingSet, query: np.ndarray, *, top_k: int = 10, exact: bool = False,
-                centred: bool = True) -> Scored:
+def score_query(
+    embedding_set: EmbeddingSet, query: np.ndarray, *, top_k: int = 10, exact: bool = False, centred: bool = True
+) -> Scored:
     """Scores and ranks of every row for a unit query: the one scoring step behind clay:similarity, the map
     tool and the dock. Interactive callers (exact=False) on large files use the sketch once it is built; it is
     built in a background thread on the first click (seconds for 1M rows) while that click is scored exactly.
@@ -608,8 +680,13 @@ def score_query(embedding_set: EmbeddingSet, query: np.ndarray, *, top_k: int = 
     return index.score(query, centred=centred)
 
 
-def query_of(embedding_set: EmbeddingSet, positive_vectors: np.ndarray,
-             negative_vectors: np.ndarray | None = None, *, centred: bool = True) -> np.ndarray:
+def query_of(
+    embedding_set: EmbeddingSet,
+    positive_vectors: np.ndarray,
+    negative_vectors: np.ndarray | None = None,
+    *,
+    centred: bool = True,
+) -> np.ndarray:
     """mean(positives) - mean(negatives) on unit vectors, checked against the file's dimension. The vectors
     may come from another file of the same model (clay:similarity's example layers)."""
     positive_vectors = np.atleast_2d(np.asarray(positive_vectors, dtype=np.float32))
@@ -618,21 +695,30 @@ def query_of(embedding_set: EmbeddingSet, positive_vectors: np.ndarray,
     check_dimension(embedding_set.dim, positive_vectors.shape[1], "the positive examples")
     has_negatives = negative_vectors is not None and np.asarray(negative_vectors).size
     # centred: the direction from the search mean (clay_core.similarity's module doc); raw: combine_query
-    return embedding_set.index.direction_of(positive_vectors, negative_vectors if has_negatives else None,
-                                            centred=centred)
+    return embedding_set.index.direction_of(
+        positive_vectors, negative_vectors if has_negatives else None, centred=centred
+    )
 
 
-def score_rows(embedding_set: EmbeddingSet, positives: list[int], negatives: list[int], top_k: int = 10,
-               centred: bool = True) -> Scored:
+def score_rows(
+    embedding_set: EmbeddingSet, positives: list[int], negatives: list[int], top_k: int = 10, centred: bool = True
+) -> Scored:
     """Scores of every row against rows `positives`/`negatives` of the same file (a click in the map tool)."""
     index = embedding_set.index
     query = index.direction(positives, negatives, centred=centred)  # the same direction rule as query_of
     return score_query(embedding_set, query, top_k=top_k, centred=centred)
 
 
-def match_features(embedding_set: EmbeddingSet, fields: QgsFields, scored: Scored, *, top_k: int,
-                   threshold: float | None, positives: list[int], negatives: list[int],
-                   ) -> tuple[np.ndarray, list[QgsFeature]]:
+def match_features(
+    embedding_set: EmbeddingSet,
+    fields: QgsFields,
+    scored: Scored,
+    *,
+    top_k: int,
+    threshold: float | None,
+    positives: list[int],
+    negatives: list[int],
+) -> tuple[np.ndarray, list[QgsFeature]]:
     """The matches of a query (top k above the threshold, best first): their rows, and features with similarity,
     rank and example; the output of clay:similarity and of the dock's "Export matches"."""
     rows = select_matches(scored.scores, top_k, threshold)
@@ -640,12 +726,19 @@ def match_features(embedding_set: EmbeddingSet, fields: QgsFields, scored: Score
     return rows, features_for(embedding_set, fields, rows, scored.scores, scored.ranks, examples)
 
 
-def score_layer(layer: QgsVectorLayer, embedding_set: EmbeddingSet, positives: list[int], negatives: list[int],
-                *, threshold: float | None = None, top_k: int = 10, centred: bool = True) -> Scored:
+def score_layer(
+    layer: QgsVectorLayer,
+    embedding_set: EmbeddingSet,
+    positives: list[int],
+    negatives: list[int],
+    *,
+    threshold: float | None = None,
+    top_k: int = 10,
+    centred: bool = True,
+) -> Scored:
     """Score every row against the examples (centred by default), store the scores in the layer, restyle it."""
     scored = score_rows(embedding_set, positives, negatives, top_k, centred)
-    write_scores(layer, row_fids(layer, embedding_set), scored.scores, scored.ranks,
-                 examples_of(positives, negatives))
+    write_scores(layer, row_fids(layer, embedding_set), scored.scores, scored.ranks, examples_of(positives, negatives))
     style_similarity(layer, scored.scores, threshold=threshold, top_k=top_k, has_negatives=bool(negatives))
     return scored
 
@@ -654,12 +747,15 @@ class SimilaritySession:
     """What the map tool and the dock share for one layer: the examples clicked so far, the threshold and
     top-k, and the last scores. Clicking re-scores; changing threshold/top-k only restyles."""
 
-    def __init__(self, layer: QgsVectorLayer, *, top_k: int = 10, threshold: float | None = None,
-                 centred: bool = True) -> None:
+    def __init__(
+        self, layer: QgsVectorLayer, *, top_k: int = 10, threshold: float | None = None, centred: bool = True
+    ) -> None:
         embedding_set = embedding_set_of(layer)
         if embedding_set is None:
-            raise ClayInputError(f"layer {layer.name()!r} was not loaded from an embeddings file: load one with "
-                                 "'Load embeddings' (or embed imagery) first")
+            raise ClayInputError(
+                f"layer {layer.name()!r} was not loaded from an embeddings file: load one with "
+                "'Load embeddings' (or embed imagery) first"
+            )
         self.layer = layer
         self.embedding_set = embedding_set
         self.positives: list[int] = []
@@ -687,19 +783,32 @@ class SimilaritySession:
 
     def rescore(self) -> Scored:
         self.embedding_set.index.use_mean(None)  # this session searches one layer: its own mean
-        self.scored = score_layer(self.layer, self.embedding_set, self.positives, self.negatives,
-                                  threshold=self.threshold, top_k=self.top_k, centred=self.centred)
+        self.scored = score_layer(
+            self.layer,
+            self.embedding_set,
+            self.positives,
+            self.negatives,
+            threshold=self.threshold,
+            top_k=self.top_k,
+            centred=self.centred,
+        )
         return self.scored
 
-    def set_view(self, *, threshold: float | None = None, top_k: int | None = None,
-                 clear_threshold: bool = False) -> None:
+    def set_view(
+        self, *, threshold: float | None = None, top_k: int | None = None, clear_threshold: bool = False
+    ) -> None:
         if threshold is not None or clear_threshold:
             self.threshold = threshold
         if top_k is not None:
             self.top_k = top_k
         if self.scored is not None:
-            style_similarity(self.layer, self.scored.scores, threshold=self.threshold, top_k=self.top_k,
-                             has_negatives=bool(self.negatives))
+            style_similarity(
+                self.layer,
+                self.scored.scores,
+                threshold=self.threshold,
+                top_k=self.top_k,
+                has_negatives=bool(self.negatives),
+            )
 
     def clear(self) -> None:
         self.positives, self.negatives, self.scored = [], [], None
@@ -707,7 +816,8 @@ class SimilaritySession:
         sim_index, rank_index, example_index = ensure_score_fields(self.layer)
         present = fids[fids >= 0].tolist()
         self.layer.dataProvider().changeAttributeValues(
-            {fid: {sim_index: None, rank_index: None, example_index: None} for fid in present})
+            {fid: {sim_index: None, rank_index: None, example_index: None} for fid in present}
+        )
         style_chip_grid(self.layer)
 
     def match_rows(self) -> np.ndarray:
@@ -722,8 +832,15 @@ class SimilaritySession:
         if self.scored is None:
             raise ClayInputError("nothing to export yet: click a chip first")
         fields = layer_fields(self.embedding_set.mode)
-        _, features = match_features(self.embedding_set, fields, self.scored, top_k=self.top_k,
-                                  threshold=self.threshold, positives=self.positives, negatives=self.negatives)
+        _, features = match_features(
+            self.embedding_set,
+            fields,
+            self.scored,
+            top_k=self.top_k,
+            threshold=self.threshold,
+            positives=self.positives,
+            negatives=self.negatives,
+        )
         options = QgsVectorFileWriter.SaveVectorOptions()
         options.driverName = "GPKG"
         options.layerName = "matches"
@@ -731,8 +848,14 @@ class SimilaritySession:
         with atomic_output(path) as temporary:
             staged = temporary.with_name(temporary.name + ".gpkg")  # QGIS appends the driver's extension
             try:
-                writer = QgsVectorFileWriter.create(str(staged), fields, POLYGON_WKB_TYPE, self.embedding_set.crs,
-                                                    QgsCoordinateTransformContext(), options)
+                writer = QgsVectorFileWriter.create(
+                    str(staged),
+                    fields,
+                    POLYGON_WKB_TYPE,
+                    self.embedding_set.crs,
+                    QgsCoordinateTransformContext(),
+                    options,
+                )
                 if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
                     raise ClayInputError(f"cannot write {path}: {writer.errorMessage()}")
                 written = writer.addFeatures(features)

@@ -26,17 +26,27 @@ class ClayPlugin:
 
     def initGui(self) -> None:  # noqa: N802 - QGIS API
         self.initProcessing()
-        self._add_action("Set up Clay runtime…", self.open_setup_runtime,
-                         "Create or check the Python environment with PyTorch that embedding runs in")
+        self._add_action(
+            "Set up Clay runtime…",
+            self.open_setup_runtime,
+            "Create or check the Python environment with PyTorch that embedding runs in",
+        )
         self._add_action("Clay diagnostics…", self.show_diagnostics, "Show versions, device and precision")
         self._watch_missing_runtime()
-        self._add_action("Embed raster layer…", self.open_embed_dialog,
-                         "Embed the raster under the canvas with Clay", toolbar=True)
-        self._add_action("Load embeddings…", lambda: self._open_algorithm("clay:loadembeddings"),
-                         "Show an embeddings GeoParquet file as a layer")
+        self._add_action(
+            "Embed raster layer…", self.open_embed_dialog, "Embed the raster under the canvas with Clay", toolbar=True
+        )
+        self._add_action(
+            "Load embeddings…",
+            lambda: self._open_algorithm("clay:loadembeddings"),
+            "Show an embeddings GeoParquet file as a layer",
+        )
         self.find_similar_action = self._add_action(
-            "Find similar (click a chip)", self.activate_find_similar,
-            "Click a chip of an embeddings layer: similar chips light up (shift: add, ctrl: exclude)", toolbar=True)
+            "Find similar (click a chip)",
+            self.activate_find_similar,
+            "Click a chip of an embeddings layer: similar chips light up (shift: add, ctrl: exclude)",
+            toolbar=True,
+        )
         self.find_similar_action.setCheckable(True)
         self.map_tool = None
         self.dock = None
@@ -116,8 +126,10 @@ class ClayPlugin:
 
         canvas = self.iface.mapCanvas()
         extent, crs = canvas.extent(), canvas.mapSettings().destinationCrs()
-        parameters = {"EXTENT": f"{extent.xMinimum()},{extent.xMaximum()},{extent.yMinimum()},"
-                                f"{extent.yMaximum()} [{crs.authid()}]"}
+        parameters = {
+            "EXTENT": f"{extent.xMinimum()},{extent.xMaximum()},{extent.yMinimum()},"
+            f"{extent.yMaximum()} [{crs.authid()}]"
+        }
         if isinstance(self.iface.activeLayer(), QgsRasterLayer):
             parameters["INPUT"] = [self.iface.activeLayer().id()]
         self._open_algorithm("clay:embed", parameters)

@@ -101,8 +101,15 @@ def read_with_gdal(path: Path) -> LayerRows:
     metadata, geo = _footer_metadata(path)
     crs = geometry_crs(geo) if geo else _layer_crs(layer)
     boxes = None if not utm_bbox or any(box is None or len(box) != 4 for box in utm_bbox) else np.asarray(utm_bbox)
-    return LayerRows(vectors=matrix, columns=columns, wkb=wkb, shape_per_row=row_shape_of(metadata, matrix.shape[1]),
-                     metadata=metadata, crs=crs, utm_bbox=boxes)
+    return LayerRows(
+        vectors=matrix,
+        columns=columns,
+        wkb=wkb,
+        shape_per_row=row_shape_of(metadata, matrix.shape[1]),
+        metadata=metadata,
+        crs=crs,
+        utm_bbox=boxes,
+    )
 
 
 def _list_value(feature, index: int) -> list[float]:
@@ -190,8 +197,10 @@ def convert_with_runtime(path: Path, folder: Path, feedback=None) -> None:
     try:
         worker.worker_python()
     except worker.RuntimeMissingError:
-        message = (f"this QGIS cannot read GeoParquet by itself (no pyarrow, no GDAL Parquet driver) and no Clay "
-                   f"runtime is set up to convert it: {worker.SETUP_HINT}, then try again")
+        message = (
+            f"this QGIS cannot read GeoParquet by itself (no pyarrow, no GDAL Parquet driver) and no Clay "
+            f"runtime is set up to convert it: {worker.SETUP_HINT}, then try again"
+        )
         worker.notify_runtime_missing(message)  # QGIS desktop: offers to set the runtime up
         raise ClayInputError(message) from None
     except worker.WorkerError as exc:  # e.g. CLAY_PYTHON points at nothing: its own one-line message
@@ -209,5 +218,5 @@ def prune_cache(root: Path, keep: Path) -> None:
     """Keep the CACHE_KEEP most recently written caches (always `keep`)."""
     folders = [p for p in root.iterdir() if p.is_dir() and (p / layer_cache.MANIFEST).exists() and p != keep]
     folders.sort(key=lambda p: (p / layer_cache.MANIFEST).stat().st_mtime, reverse=True)
-    for old in folders[CACHE_KEEP - 1:]:
+    for old in folders[CACHE_KEEP - 1 :]:
         shutil.rmtree(old, ignore_errors=True)

@@ -58,6 +58,7 @@ class SetupCancelled(RuntimeSetupError):
 # Base Python
 # ----------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BasePython:
     """What creates the environment: a Python with venv/ensurepip, or uv (which needs neither)."""
@@ -79,19 +80,31 @@ class ProbeResult:
 
 def probe_python(path: str, timeout_s: float = 30.0) -> ProbeResult | None:
     """Version and venv support of an interpreter; None when it does not run as a Python."""
-    code = ("import sys, json\ntry:\n import venv, ensurepip\n ok = True\nexcept ImportError:\n ok = False\n"
-            "print(json.dumps([list(sys.version_info[:3]), ok]))")
+    code = (
+        "import sys, json\ntry:\n import venv, ensurepip\n ok = True\nexcept ImportError:\n ok = False\n"
+        "print(json.dumps([list(sys.version_info[:3]), ok]))"
+    )
     try:
-        done = subprocess.run([path, "-c", code], capture_output=True, text=True, timeout=timeout_s,
-                              stdin=subprocess.DEVNULL, env=clean_environment())
+        done = subprocess.run(
+            [path, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+            env=clean_environment(),
+        )
         version, has_venv = json.loads(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
     return ProbeResult(tuple(version), bool(has_venv))
 
 
-def python_candidates(platform: str = sys.platform, executable: str = sys.executable,
-                      base_prefix: str = sys.base_prefix, path: str | None = None) -> list[str]:
+def python_candidates(
+    platform: str = sys.platform,
+    executable: str = sys.executable,
+    base_prefix: str = sys.base_prefix,
+    path: str | None = None,
+) -> list[str]:
     """Interpreters to try, best first. Inside QGIS, sys.executable is QGIS itself (qgis.exe, the QGIS app),
     never a Python: on Windows (OSGeo4W, standalone installer) and macOS the bundle's own interpreter lies next
     to it or under sys.base_prefix; on Linux QGIS uses the system python3."""
@@ -134,9 +147,13 @@ def _resolved(path: Path) -> Path:
         return path
 
 
-def find_base_python(platform: str = sys.platform, executable: str = sys.executable,
-                     base_prefix: str = sys.base_prefix, path: str | None = None,
-                     probe: Callable[[str], ProbeResult | None] = probe_python) -> BasePython:
+def find_base_python(
+    platform: str = sys.platform,
+    executable: str = sys.executable,
+    base_prefix: str = sys.base_prefix,
+    path: str | None = None,
+    probe: Callable[[str], ProbeResult | None] = probe_python,
+) -> BasePython:
     """The first candidate with Python >= 3.11 and venv; else uv (with that Python, or one uv provides);
     else a RuntimeSetupError that names the package/installer to get."""
     override = os.environ.get("CLAY_BASE_PYTHON")
@@ -164,19 +181,26 @@ def _no_python_message(platform: str, without_venv: list[tuple[str, str]], too_o
     if without_venv:
         python, version = without_venv[0]
         if platform.startswith("linux") and Path("/etc/debian_version").exists():
-            return (f"{python} (Python {version}) has no venv module: install the Debian package python3-venv "
-                    f"(sudo apt install python3-venv), {RERUN}")
-        return (f"{python} (Python {version}) has no venv module: install your distribution's venv package for "
-                f"Python {version} or uv (https://docs.astral.sh/uv/), {RERUN}")
+            return (
+                f"{python} (Python {version}) has no venv module: install the Debian package python3-venv "
+                f"(sudo apt install python3-venv), {RERUN}"
+            )
+        return (
+            f"{python} (Python {version}) has no venv module: install your distribution's venv package for "
+            f"Python {version} or uv (https://docs.astral.sh/uv/), {RERUN}"
+        )
     need = ".".join(map(str, MIN_PYTHON))
     old = f" (found only {', '.join(too_old)})" if too_old else ""
-    return (f"no Python {need} or newer was found{old}: install Python {need}+ (python.org) or uv "
-            f"(https://docs.astral.sh/uv/), {RERUN}")
+    return (
+        f"no Python {need} or newer was found{old}: install Python {need}+ (python.org) or uv "
+        f"(https://docs.astral.sh/uv/), {RERUN}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # torch: which build
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TorchChoice:
@@ -201,15 +225,17 @@ def nvidia_cuda_version(path: str | None = None, timeout_s: float = 15.0) -> tup
     return int(match.group(1)), int(match.group(2))
 
 
-def choose_torch(requested: str = "", platform: str = sys.platform, path: str | None = None,
-                 user_pip_args: Iterable[str] = ()) -> TorchChoice:
+def choose_torch(
+    requested: str = "", platform: str = sys.platform, path: str | None = None, user_pip_args: Iterable[str] = ()
+) -> TorchChoice:
     """An explicit requirement wins (taken from the configured index as it is). Otherwise: a CUDA build the
     driver can run when nvidia-smi reports one, the CPU build otherwise. An index/mirror given by the user
     (PIP_ARGS) replaces the PyTorch index: offline mirrors must decide where torch comes from."""
     if requested.strip():
         return TorchChoice(requested.strip(), (), "as requested")
-    own_index = any(arg.split("=")[0] in {"--index-url", "-i", "--find-links", "-f", "--no-index"}
-                    for arg in user_pip_args)
+    own_index = any(
+        arg.split("=")[0] in {"--index-url", "-i", "--find-links", "-f", "--no-index"} for arg in user_pip_args
+    )
     cuda = nvidia_cuda_version(path)
     if cuda is not None:
         build = next((name for need, name in CUDA_BUILDS if cuda >= need), None)
@@ -220,10 +246,14 @@ def choose_torch(requested: str = "", platform: str = sys.platform, path: str | 
             return TorchChoice(DEFAULT_TORCH, (), f"{driver}: PyPI's torch (a CUDA build on Linux)")
         if own_index:
             return TorchChoice(DEFAULT_TORCH, (), f"{driver}: torch from your index ({build} wanted)")
-        where = "the PyTorch index (PyPI's Windows torch is CPU-only)" if platform.startswith("win") \
+        where = (
+            "the PyTorch index (PyPI's Windows torch is CPU-only)"
+            if platform.startswith("win")
             else "the PyTorch index"
-        return TorchChoice(DEFAULT_TORCH, ("--index-url", f"{PYTORCH_INDEX}/{build}"),
-                           f"{driver}: CUDA build {build} from {where}")
+        )
+        return TorchChoice(
+            DEFAULT_TORCH, ("--index-url", f"{PYTORCH_INDEX}/{build}"), f"{driver}: CUDA build {build} from {where}"
+        )
     return _cpu_choice(platform, own_index, "no NVIDIA GPU found: CPU build")
 
 
@@ -237,6 +267,7 @@ def _cpu_choice(platform: str, own_index: bool, reason: str) -> TorchChoice:
 # ----------------------------------------------------------------------------------------------
 # What gets installed: the clay_core bundled in the plugin
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ClayCorePackage:
@@ -258,8 +289,10 @@ def bundled_clay_core(plugin_dir: Path = PLUGIN_DIR) -> ClayCorePackage:
         for source in sorted([checkout / "pyproject.toml", *(checkout / "clay_core").rglob("*.py")]):
             digest.update(str(source.relative_to(checkout)).encode() + b"\0" + source.read_bytes())
         return ClayCorePackage(str(checkout), digest.hexdigest(), _checkout_version(checkout))
-    raise RuntimeSetupError(f"the plugin folder {plugin_dir} holds no clay_core package (wheels/*.whl): "
-                            "reinstall the plugin from its release zip, " + RERUN)
+    raise RuntimeSetupError(
+        f"the plugin folder {plugin_dir} holds no clay_core package (wheels/*.whl): "
+        "reinstall the plugin from its release zip, " + RERUN
+    )
 
 
 def _sha256(data: bytes) -> str:
@@ -279,6 +312,7 @@ def _checkout_version(checkout: Path) -> str:
 # ----------------------------------------------------------------------------------------------
 # The environment
 # ----------------------------------------------------------------------------------------------
+
 
 def venv_python(folder: Path, platform: str = sys.platform) -> Path:
     return folder / ("Scripts/python.exe" if platform.startswith("win") else "bin/python")
@@ -305,8 +339,11 @@ def write_stamp(folder: Path, stamp: dict[str, Any]) -> None:
 def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for pip and the runtime: without QGIS's PYTHONPATH/PYTHONHOME (they would mix QGIS's
     packages into the new environment) and without a user's active virtual environment."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "CONDA_PREFIX"}}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "CONDA_PREFIX"}
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONNOUSERSITE"] = "1"  # ~/.local packages must not satisfy the runtime's requirements
     env["PIP_NO_INPUT"] = "1"  # stdin is closed: a password prompt of a private index must fail, not hang
@@ -321,7 +358,8 @@ class Feedback:
     def pushConsoleInfo(self, text: str) -> None: ...  # noqa: N802
     def setProgress(self, percent: float) -> None: ...  # noqa: N802
     def setProgressText(self, text: str) -> None: ...  # noqa: N802
-    def isCanceled(self) -> bool: return False  # noqa: N802
+    def isCanceled(self) -> bool:
+        return False  # noqa: N802
 
 
 @dataclass
@@ -334,10 +372,16 @@ class SetupPlan:
     plugin_version: str = ""
 
     def stamp(self) -> dict[str, Any]:
-        return {"plugin_version": self.plugin_version, "clay_core_version": self.clay_core.version,
-                "clay_core_sha256": self.clay_core.sha256, "torch": self.torch.requirement,
-                "torch_pip_args": list(self.torch.pip_args), "pip_args": self.pip_args,
-                "base_python": self.base.python or "", "uv": bool(self.base.uv)}
+        return {
+            "plugin_version": self.plugin_version,
+            "clay_core_version": self.clay_core.version,
+            "clay_core_sha256": self.clay_core.sha256,
+            "torch": self.torch.requirement,
+            "torch_pip_args": list(self.torch.pip_args),
+            "pip_args": self.pip_args,
+            "base_python": self.base.python or "",
+            "uv": bool(self.base.uv),
+        }
 
 
 @dataclass
@@ -349,9 +393,15 @@ class SetupResult:
     steps: list[str]
 
 
-def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] = "", feedback: Feedback | None = None,
-                  plugin_version: str = "", base: BasePython | None = None,
-                  clay_core: ClayCorePackage | None = None) -> SetupResult:
+def setup_runtime(
+    folder: Path,
+    torch: str = "",
+    pip_args: str | Iterable[str] = "",
+    feedback: Feedback | None = None,
+    plugin_version: str = "",
+    base: BasePython | None = None,
+    clay_core: ClayCorePackage | None = None,
+) -> SetupResult:
     """Create or update the runtime in `folder` and verify it. Idempotent: with an up-to-date stamp it only
     verifies (seconds); a changed clay_core (plugin upgrade), torch requirement or pip options re-install."""
     started = time.monotonic()
@@ -367,8 +417,9 @@ def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] =
     _check_folder(folder)
     if previous and python.is_file():
         plan_stamp_keys = {"clay_core_sha256": clay_core.sha256, "pip_args": args}
-        if all(previous.get(key) == value for key, value in plan_stamp_keys.items()) and \
-                (not torch.strip() or previous.get("torch") == torch.strip()):
+        if all(previous.get(key) == value for key, value in plan_stamp_keys.items()) and (
+            not torch.strip() or previous.get("torch") == torch.strip()
+        ):
             _step(feedback, 50, f"Runtime in {folder} is up to date; verifying it")
             try:
                 report = verify(python, clay_core.version, feedback)
@@ -393,8 +444,12 @@ def setup_runtime(folder: Path, torch: str = "", pip_args: str | Iterable[str] =
         _step(feedback, 3, f"Creating the environment in {folder}")
         create_environment(plan, feedback)
         steps.append("create")
-    need_torch = (previous.get("torch") != choice.requirement or previous.get("pip_args") != args
-                  or previous.get("torch_pip_args") != list(choice.pip_args) or "create" in steps)
+    need_torch = (
+        previous.get("torch") != choice.requirement
+        or previous.get("pip_args") != args
+        or previous.get("torch_pip_args") != list(choice.pip_args)
+        or "create" in steps
+    )
     if need_torch:
         _step(feedback, 10, f"Installing {choice.requirement} (the largest download: minutes on a slow line)")
         pip_install(plan, [*args, *choice.pip_args, choice.requirement], feedback, (10, 60))
@@ -432,24 +487,34 @@ def _check_folder(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise RuntimeSetupError(f"{folder} is a file, not a folder: choose another runtime folder, {RERUN}")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / "pyvenv.cfg").exists():
-        raise RuntimeSetupError(f"{folder} already holds other files: choose an empty or new folder for the "
-                                f"runtime, {RERUN}")
+        raise RuntimeSetupError(
+            f"{folder} already holds other files: choose an empty or new folder for the runtime, {RERUN}"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise RuntimeSetupError(f"cannot write to {folder} ({exc.strerror}): choose a folder you can write to, "
-                                f"{RERUN}") from exc
+        raise RuntimeSetupError(
+            f"cannot write to {folder} ({exc.strerror}): choose a folder you can write to, {RERUN}"
+        ) from exc
 
 
 def _python_runs(python: Path) -> bool:
     if not python.is_file():
         return False
     try:
-        return subprocess.run([str(python), "-c", "import sys"], timeout=60, capture_output=True,
-                              stdin=subprocess.DEVNULL, env=clean_environment()).returncode == 0
+        return (
+            subprocess.run(
+                [str(python), "-c", "import sys"],
+                timeout=60,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                env=clean_environment(),
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -465,8 +530,9 @@ def create_environment(plan: SetupPlan, feedback: Feedback) -> None:
         command = [base.python, "-m", "venv", "--clear", str(plan.folder)]
     stream(command, feedback, (3, 9), "creating the environment")
     if not venv_python(plan.folder).is_file():
-        raise RuntimeSetupError(f"{' '.join(command[:3])} made no Python in {plan.folder}: check that the base "
-                                f"Python works, {RERUN}")
+        raise RuntimeSetupError(
+            f"{' '.join(command[:3])} made no Python in {plan.folder}: check that the base Python works, {RERUN}"
+        )
 
 
 def pip_install(plan: SetupPlan, arguments: list[str], feedback: Feedback, span: tuple[float, float]) -> None:
@@ -474,8 +540,7 @@ def pip_install(plan: SetupPlan, arguments: list[str], feedback: Feedback, span:
     if plan.base.uv:
         command = [plan.base.uv, "pip", "install", "--python", python, *arguments]
     else:
-        command = [python, "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check",
-                   *arguments]
+        command = [python, "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check", *arguments]
     stream(command, feedback, span, "installing packages")
 
 
@@ -486,12 +551,23 @@ def stream(command: list[str], feedback: Feedback, span: tuple[float, float], wh
     """Run an installer step, relaying each output line to the feedback and creeping the progress bar
     through `span` (pip does not say how much is left); cancel kills the whole process group."""
     feedback.pushConsoleInfo(" ".join(shlex.quote(part) for part in command))
-    popen_extra: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {
-        "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+    popen_extra: dict[str, Any] = (
+        {"start_new_session": True}
+        if os.name == "posix"
+        else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+    )
     try:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, text=True, bufsize=1, env=clean_environment(),
-                                   errors="replace", **popen_extra)
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            env=clean_environment(),
+            errors="replace",
+            **popen_extra,
+        )
     except OSError as exc:
         raise RuntimeSetupError(f"cannot start {command[0]} ({exc.strerror}) while {what}: {RERUN}") from exc
     lines: queue.Queue = queue.Queue()
@@ -550,13 +626,24 @@ def installer_failure(tail: list[str], returncode: int, what: str) -> str:
     """One line from pip's last words: its error, a network hint, or the last line it printed."""
     text = [line.strip() for line in tail if line.strip()]
     errors = [line for line in text if line.startswith(("ERROR:", "error:", "×", "pip: error:"))]
-    network = any(re.search(r"(Max retries|NewConnectionError|Temporary failure in name resolution|"
-                            r"Network is unreachable|ConnectTimeout|ProxyError|SSLError)", line) for line in text)
+    network = any(
+        re.search(
+            r"(Max retries|NewConnectionError|Temporary failure in name resolution|"
+            r"Network is unreachable|ConnectTimeout|ProxyError|SSLError)",
+            line,
+        )
+        for line in text
+    )
     cause = errors[-1] if errors else (text[-1] if text else f"exit code {returncode}")
     cause = re.sub(r"^(ERROR|error|pip: error):\s*", "", cause)
-    hint = ("the package index cannot be reached: check the network, or give a mirror/proxy in PIP_ARGS "
-            "(e.g. --index-url URL or --proxy URL)") if network else \
-        "check PIP_ARGS and the network (the whole installer output is in the log)"
+    hint = (
+        (
+            "the package index cannot be reached: check the network, or give a mirror/proxy in PIP_ARGS "
+            "(e.g. --index-url URL or --proxy URL)"
+        )
+        if network
+        else "check PIP_ARGS and the network (the whole installer output is in the log)"
+    )
     return f"{what} failed: {cause[:300]}; {hint}, {RERUN}"
 
 
@@ -566,18 +653,28 @@ def verify(python: Path, expected_version: str, feedback: Feedback) -> dict[str,
     command = [str(python), "-m", "clay_core", "info", "--json"]
     feedback.pushConsoleInfo(" ".join(command))
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-                              env=clean_environment(), cwd=str(python.parent))
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            env=clean_environment(),
+            cwd=str(python.parent),
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeSetupError(f"the runtime's Python {python} did not run clay info ({exc}): {RERUN}") from exc
     report = _last_json(done.stdout)
     if done.returncode != 0 or report is None:
         last = next((line for line in reversed(done.stderr.splitlines()) if line.strip()), "no output")
-        raise RuntimeSetupError(f"the new runtime does not work (clay info: {last.strip()[:300]}): delete the "
-                                f"folder {python.parent.parent} and {RERUN}")
+        raise RuntimeSetupError(
+            f"the new runtime does not work (clay info: {last.strip()[:300]}): delete the "
+            f"folder {python.parent.parent} and {RERUN}"
+        )
     if expected_version and report.get("clay_core") != expected_version:
-        raise RuntimeSetupError(f"the runtime holds clay_core {report.get('clay_core')}, the plugin "
-                                f"{expected_version}: {RERUN}")
+        raise RuntimeSetupError(
+            f"the runtime holds clay_core {report.get('clay_core')}, the plugin {expected_version}: {RERUN}"
+        )
     for key in ("clay_core", "torch", "device", "precision"):
         feedback.pushInfo(f"{key}: {report.get(key)}")
     return report

@@ -82,12 +82,15 @@ class SearchSession:
     For the dock the first clicked layer is `layer`; `positives`/`negatives` are the example rows of that
     layer, `scored` its scores; `all_scores` holds every layer's scores (histogram, class breaks)."""
 
-    def __init__(self, layer: QgsVectorLayer, *, top_k: int = 10, threshold: float | None = None,
-                 centred: bool = True) -> None:
+    def __init__(
+        self, layer: QgsVectorLayer, *, top_k: int = 10, threshold: float | None = None, centred: bool = True
+    ) -> None:
         embedding_set = layers.embedding_set_of(layer)
         if embedding_set is None:
-            raise ClayInputError(f"layer {layer.name()!r} was not loaded from an embeddings file: load one with "
-                                 "'Load embeddings' (or embed imagery) first")
+            raise ClayInputError(
+                f"layer {layer.name()!r} was not loaded from an embeddings file: load one with "
+                "'Load embeddings' (or embed imagery) first"
+            )
         self.layer = layer
         self.embedding_set = embedding_set
         self.top_k = top_k
@@ -184,17 +187,25 @@ class SearchSession:
         if per_member is None:
             self.classifier = None
             direction = self.members[0].embedding_set.index.direction_of(positive, negative, centred=self.centred)
-            per_member = [layers.score_query(member.embedding_set, direction, top_k=self.top_k,
-                                             centred=self.centred).scores for member in self.members]
+            per_member = [
+                layers.score_query(member.embedding_set, direction, top_k=self.top_k, centred=self.centred).scores
+                for member in self.members
+            ]
         self.all_scores = np.concatenate(per_member)
         all_ranks = ranks(self.all_scores)
         start = 0
         for member, scores in zip(self.members, per_member, strict=True):
-            member.scored = Scored(scores=scores, ranks=all_ranks[start:start + len(scores)])
+            member.scored = Scored(scores=scores, ranks=all_ranks[start : start + len(scores)])
             start += len(scores)
             examples = {row: kind for lid, row, kind in self.examples if lid == member.layer.id()}
-            layers.write_scores(member.layer, layers.row_fids(member.layer, member.embedding_set), scores,
-                                member.scored.ranks, examples, score_field=self.score_field)
+            layers.write_scores(
+                member.layer,
+                layers.row_fids(member.layer, member.embedding_set),
+                scores,
+                member.scored.ranks,
+                examples,
+                score_field=self.score_field,
+            )
         self.restyle()
 
     def _classify(self, positive: np.ndarray | None, negative: np.ndarray | None) -> list[np.ndarray] | None:
@@ -206,8 +217,10 @@ class SearchSession:
             return None
         indexes = [member.embedding_set.index for member in self.members]
         self.classifier = fit_classifier(indexes[0], [], [], positive_vectors=positive, negative_vectors=negative)
-        self.message = (f"classifier fitted on {self.classifier.positives} positive / {self.classifier.negatives} "
-                        "negative example(s)")
+        self.message = (
+            f"classifier fitted on {self.classifier.positives} positive / {self.classifier.negatives} "
+            "negative example(s)"
+        )
         return [self.classifier.probabilities(member.embedding_set.index) for member in self.members]
 
     def restyle(self) -> None:
@@ -216,12 +229,19 @@ class SearchSession:
         has_negatives = any(kind == layers.NEGATIVE for *_, kind in self.examples)
         expanded = expanded_layers([member.layer for member in self.members])
         for member in self.members:
-            layers.style_similarity(member.layer, self.all_scores, threshold=self.threshold, top_k=self.top_k,
-                                    has_negatives=has_negatives, field=self.score_field)
+            layers.style_similarity(
+                member.layer,
+                self.all_scores,
+                threshold=self.threshold,
+                top_k=self.top_k,
+                has_negatives=has_negatives,
+                field=self.score_field,
+            )
         restore_expanded(expanded)
 
-    def set_view(self, *, threshold: float | None = None, top_k: int | None = None,
-                 clear_threshold: bool = False) -> None:
+    def set_view(
+        self, *, threshold: float | None = None, top_k: int | None = None, clear_threshold: bool = False
+    ) -> None:
         if threshold is not None or clear_threshold:
             self.threshold = threshold
         if top_k is not None:
@@ -236,7 +256,8 @@ class SearchSession:
             if member.layer.fields().indexOf(PROBABILITY) >= 0:
                 indexes = (*indexes, member.layer.fields().indexOf(PROBABILITY))
             member.layer.dataProvider().changeAttributeValues(
-                {fid: dict.fromkeys(indexes) for fid in fids[fids >= 0].tolist()})
+                {fid: dict.fromkeys(indexes) for fid in fids[fids >= 0].tolist()}
+            )
             member.scored = None
             layers.style_chip_grid(member.layer)
 
@@ -265,8 +286,9 @@ class SearchSession:
             index = int(np.searchsorted(offsets, row, side="right") - 1)
             member, local = self.members[index], row - int(offsets[index])
             examples = {r: kind for lid, r, kind in self.examples if lid == member.layer.id()}
-            feature = layers.features_for(member.embedding_set, fields, np.array([local]), member.scored.scores,
-                                          member.scored.ranks, examples)[0]
+            feature = layers.features_for(
+                member.embedding_set, fields, np.array([local]), member.scored.scores, member.scored.ranks, examples
+            )[0]
             feature["source_file"] = member.embedding_set.path.name
             if self.score_field == PROBABILITY:
                 feature[PROBABILITY], feature[layers.SIMILARITY] = float(member.scored.scores[local]), None
@@ -277,8 +299,14 @@ class SearchSession:
         with atomic_output(path) as temporary:  # a failed export never leaves a broken file under its name
             staged = temporary.with_name(temporary.name + ".gpkg")  # QGIS appends the driver's extension
             try:
-                writer = QgsVectorFileWriter.create(str(staged), fields, layers.POLYGON_WKB_TYPE,
-                                                    self.embedding_set.crs, QgsCoordinateTransformContext(), options)
+                writer = QgsVectorFileWriter.create(
+                    str(staged),
+                    fields,
+                    layers.POLYGON_WKB_TYPE,
+                    self.embedding_set.crs,
+                    QgsCoordinateTransformContext(),
+                    options,
+                )
                 if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
                     raise ClayInputError(f"cannot write {path}: {writer.errorMessage()}")
                 written = writer.addFeatures(features)

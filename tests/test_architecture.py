@@ -132,8 +132,9 @@ def _parents(name: str) -> list[str]:
 
 
 def test_the_plugin_never_imports_torch_pyproj_or_rasterio() -> None:
-    found = [f"{item} (via {' -> '.join(chain)})" for item, chain in in_process_imports()
-             if top(item.module) in NOT_IN_QGIS]
+    found = [
+        f"{item} (via {' -> '.join(chain)})" for item, chain in in_process_imports() if top(item.module) in NOT_IN_QGIS
+    ]
     assert found == [], "QGIS's own Python may lack these; the plugin must not import them:\n" + "\n".join(found)
 
 
@@ -171,8 +172,9 @@ print('IMPORTED', len(names), sorted(m for m in sys.modules if m.split('.')[0] i
 
 def test_every_plugin_module_imports_with_torch_pyproj_and_rasterio_blocked() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
-    done = subprocess.run([sys.executable, "-c", BLOCKED_IMPORT], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IMPORT], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     count = int(done.stdout.split()[1])
     assert count >= len(python_files("clay_qgis")) - 1 and done.stdout.rstrip().endswith("[]"), done.stdout
@@ -187,3 +189,81 @@ def test_no_test_imports_another_test_module() -> None:
                 continue
             found.append(str(item))
     assert found == [], "move shared test code to tests/helpers:\n" + "\n".join(found)
+
+
+# ---- the Processing algorithms (clay_qgis/algorithms) ----------------------------------------------------
+
+ALGORITHMS = REPO / "clay_qgis" / "algorithms"
+
+
+def algorithm_classes(path: Path) -> list[ast.ClassDef]:
+    """The classes of a module that derive from a *Algorithm class (ClayAlgorithm or QGIS's)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(
+            (base.id if isinstance(base, ast.Name) else getattr(base, "attr", "")).endswith("Algorithm")
+            for base in node.bases
+        )
+    ]
+
+
+def algorithm_modules() -> set[str]:
+    """Modules holding an algorithm (not base.py, whose ClayAlgorithm derives from QgsProcessingAlgorithm)."""
+    return {
+        module_name(path)
+        for path in python_files("clay_qgis/algorithms")
+        if path.name not in ("__init__.py", "base.py") and algorithm_classes(path)
+    }
+
+
+def test_no_algorithm_module_imports_another() -> None:
+    """What two algorithms share lives in base.py or a helper module (utils, rasters, search), as in QGIS's
+    processing plugin; only the package's __init__ (the list of algorithms) imports them all."""
+    modules = algorithm_modules()
+    assert {"clay_qgis.algorithms.embed", "clay_qgis.algorithms.similarity"} <= modules  # the scan finds them
+    found = [
+        str(item)
+        for path in python_files("clay_qgis/algorithms")
+        if path.name != "__init__.py"
+        for item in imports_of(path)
+        if item.module in modules and item.module != module_name(path)
+    ]
+    found += [
+        str(item)
+        for path in python_files("clay_qgis")
+        if not path.is_relative_to(ALGORITHMS)
+        for item in imports_of(path)
+        if item.module in modules
+    ]
+    assert found == [], "move the shared code to clay_qgis/algorithms/base.py or utils.py:\n" + "\n".join(found)
+
+
+def test_worker_algorithms_use_the_template() -> None:
+    """An algorithm that runs `clay ...` declares its command; base.py alone runs the worker, so the error
+    mapping, the cleanup on cancel and the loading of results are written once."""
+    found = []
+    for path in python_files("clay_qgis/algorithms"):
+        if path.name == "base.py":
+            continue
+        for node in algorithm_classes(path):
+            methods = {item.name for item in node.body if isinstance(item, ast.FunctionDef)}
+            if "command" in methods and "processAlgorithm" in methods:
+                found.append(f"{path.name}: {node.name} defines both command and processAlgorithm")
+        for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(call, ast.Attribute) and call.attr in ("run_worker", "run_worker_writing", "run_clay"):
+                found.append(f"{path.name}:{call.lineno} calls {call.attr} (implement command instead)")
+    assert found == [], "\n".join(found)
+    commands = {
+        path.stem
+        for path in python_files("clay_qgis/algorithms")
+        if any(
+            item.name == "command"
+            for node in algorithm_classes(path)
+            for item in node.body
+            if isinstance(item, ast.FunctionDef)
+        )
+    }
+    assert {"embed", "embed_mgrs", "embed_locations", "train", "info"} <= commands

@@ -16,6 +16,7 @@ import re
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 import clay_core
 from clay_core.cli._common import check_arguments
@@ -28,7 +29,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 class ClayArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error: the problem and where the help is, not the whole usage block."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
@@ -36,8 +37,12 @@ class ClayArgumentParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = ClayArgumentParser(prog="clay", description="Clay foundation-model embeddings.")
     parser.add_argument("--version", action="version", version=f"clay {clay_core.__version__}")
-    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
-                        help="progress for people (bar, on stderr) or for programs (json lines on stdout)")
+    parser.add_argument(
+        "--progress",
+        choices=("bar", "json", "none"),
+        default="bar",
+        help="progress for people (bar, on stderr) or for programs (json lines on stdout)",
+    )
     parser.add_argument("--debug", action="store_true", help="print the traceback of internal errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
@@ -91,12 +96,22 @@ def _internal(exc: BaseException, args: argparse.Namespace, reporter) -> int:
 
 # Failures of the machine the user can fix (space, permissions, a path that is not what it should be): one
 # line and exit 2, not a crash. Other OSErrors stay internal errors.
-USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
-                       errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.EEXIST}
+USER_FIXABLE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ENOENT,
+    errno.EEXIST,
+}
 
 
 def describe_os_error(exc: OSError) -> str:
-    fixes = {
+    fixes: dict[int | None, str] = {  # an OSError raised by hand may have no errno
         errno.ENOSPC: "the disk is full: free some space (or choose another output folder) and run again",
         errno.EDQUOT: "the disk quota is used up: free some space and run again",
         errno.EROFS: "the file system is read-only: choose an output folder you can write to",

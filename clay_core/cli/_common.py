@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from clay_core import validate
 from clay_core.device_options import DEVICES, PRECISIONS
@@ -32,13 +32,22 @@ def device_name(text: str) -> str:
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--device", type=device_name, default="auto", metavar="{" + ",".join(DEVICES) + ",cuda:N}",
-                        help="where the model runs (default auto: a GPU when there is one)")
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        metavar="{" + ",".join(DEVICES) + ",cuda:N}",
+        help="where the model runs (default auto: a GPU when there is one)",
+    )
 
 
 def add_precision_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto|fp32|bf16|fp16 (default auto: bf16 on GPUs that have it, else fp32)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto|fp32|bf16|fp16 (default auto: bf16 on GPUs that have it, else fp32)",
+    )
 
 
 def date_type(text: str) -> datetime.date:
@@ -66,7 +75,9 @@ def model_spec(value: str | None) -> str | None:
     return str(path.absolute()) if path.is_file() else value
 
 
-def emit_result(reporter: Reporter, result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
+def emit_result(
+    reporter: Reporter, result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]
+) -> None:
     """A command's final result: the JSON event for the plugin worker, pretty JSON with --json, else `text(result)`."""
     if isinstance(reporter, JsonLinesReporter):
         reporter.result(result)
@@ -79,7 +90,18 @@ def emit_result(reporter: Reporter, result: dict[str, Any], as_json: bool, text:
 # ---- checking every command's arguments before it runs ------------------------------------------------
 # One table for all commands (argparse `dest` -> option and bounds): an option means the same everywhere, so
 # `--threads 0` or `--batch-size 0` is refused alike by `embed`, `train`, `similar`... before any work.
-_INTEGERS: dict[str, tuple[str, dict[str, int]]] = {
+class IntegerBounds(TypedDict, total=False):
+    minimum: int
+    maximum: int
+
+
+class RealBounds(TypedDict, total=False):
+    minimum: float
+    maximum: float
+    above: float
+
+
+_INTEGERS: dict[str, tuple[str, IntegerBounds]] = {
     "chip_size": ("--chip-size", {"minimum": 1}),
     "stride": ("--stride", {"minimum": 1}),
     "batch_size": ("--batch-size", {"minimum": 1}),
@@ -99,7 +121,7 @@ _INTEGERS: dict[str, tuple[str, dict[str, int]]] = {
     "clusters": ("-k/--clusters", {"minimum": 1}),
     "max_iterations": ("--max-iterations", {"minimum": 1}),
 }
-_REALS: dict[str, tuple[str, dict[str, float]]] = {
+_REALS: dict[str, tuple[str, RealBounds]] = {
     "max_nodata": ("--max-nodata", {"minimum": 0.0, "maximum": 1.0}),
     "threshold": ("--threshold", {"minimum": -1.0, "maximum": 1.0}),
     "spacing": ("--spacing", {"above": 0.0}),
@@ -110,20 +132,20 @@ _REALS: dict[str, tuple[str, dict[str, float]]] = {
     "l2": ("--l2", {"minimum": 0.0}),
 }
 # Where an option means something else in one command: (command, dest) -> bounds.
-_REALS_PER_COMMAND: dict[tuple[str, str], tuple[str, dict[str, float]]] = {
+_REALS_PER_COMMAND: dict[tuple[str, str], tuple[str, RealBounds]] = {
     ("classify", "threshold"): ("--threshold", {"minimum": 0.0, "maximum": 1.0}),  # a probability
 }
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse bad values of any command with one line (ClayInputError) before the command starts."""
-    for dest, (option, bounds) in _INTEGERS.items():
+    for dest, (option, integer_bounds) in _INTEGERS.items():
         if getattr(args, dest, None) is not None:
-            validate.integer(getattr(args, dest), option, **bounds)
-    for dest, (option, bounds) in _REALS.items():
+            validate.integer(getattr(args, dest), option, **integer_bounds)
+    for dest, (option, real_bounds) in _REALS.items():
         if getattr(args, dest, None) is not None:
-            option, bounds = _REALS_PER_COMMAND.get((args.command, dest), (option, bounds))
-            validate.real(getattr(args, dest), option, **bounds)
+            option, real_bounds = _REALS_PER_COMMAND.get((args.command, dest), (option, real_bounds))
+            validate.real(getattr(args, dest), option, **real_bounds)
     _check_places_and_dates(args)
     _check_files(args)
 
@@ -133,8 +155,11 @@ def _check_places_and_dates(args: argparse.Namespace) -> None:
         validate.crs_text(args.bbox_crs)
     if getattr(args, "bbox", None) is not None:
         validate.bbox(args.bbox, "--bbox", getattr(args, "bbox_crs", None))
-    for dest, option in (("point", "--point"), ("negative_point", "--negative-point"),
-                         ("positive_point", "--positive-point")):
+    for dest, option in (
+        ("point", "--point"),
+        ("negative_point", "--negative-point"),
+        ("positive_point", "--positive-point"),
+    ):
         for text in getattr(args, dest, None) or ():
             validate.point(text, option)
     if getattr(args, "date", None) is not None:
@@ -168,8 +193,9 @@ def _check_files(args: argparse.Namespace) -> None:
     for dest in ("before", "after", "labels"):
         if getattr(args, dest, None) is not None:
             validate.input_paths([args.__dict__[dest]], f"{dest} file")
-    if command in ("embed", "embed-locations", "similar", "classify", "cluster", "change") \
-            and not getattr(args, "dry_run", False):
+    if command in ("embed", "embed-locations", "similar", "classify", "cluster", "change") and not getattr(
+        args, "dry_run", False
+    ):
         validate.output_file(args.output, args.overwrite)
     elif command == "embed" and args.dry_run:
         validate.output_file(args.output, True)

@@ -23,8 +23,10 @@ def point_rings(collection: EmbeddingCollection) -> list[np.ndarray]:
     kinds = {geometry_type_name(value) for value in wkb[:1000] if value is not None}
     if not wkb or not kinds <= {"Polygon", "MultiPolygon"}:
         found = ", ".join(sorted(kinds)) or "no geometry"
-        raise ClayInputError(f"--point/--negative-point need chip polygons, but the embeddings hold {found}: "
-                             "pick the query rows with --chip ID (point files: the point id) instead")
+        raise ClayInputError(
+            f"--point/--negative-point need chip polygons, but the embeddings hold {found}: "
+            "pick the query rows with --chip ID (point files: the point id) instead"
+        )
     return exterior_rings(wkb)
 
 
@@ -53,8 +55,10 @@ class ExampleFinder:
             lon, lat = parse_point(text)
             found = self.rows_at(lon, lat)
             if not found:
-                raise ClayInputError(f"the {what} point {lon:.6f},{lat:.6f} (lon,lat) is not inside any chip of "
-                                     "the embeddings: give a point on a chip")
+                raise ClayInputError(
+                    f"the {what} point {lon:.6f},{lat:.6f} (lon,lat) is not inside any chip of "
+                    "the embeddings: give a point on a chip"
+                )
             rows.append(found[0])
         return rows
 

@@ -27,8 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="clay-v0-small", help="preset name (default clay-v0-small)")
     parser.add_argument("--chip-size", type=int, default=512, help="chip size in pixels (default 512)")
     parser.add_argument("--chips", type=int, default=3, help="chips timed per CPU run (default 3)")
-    parser.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, "auto"],
-                        help="comma-separated CPU batch sizes; 'auto' picks one from the memory estimate")
+    parser.add_argument(
+        "--batch-sizes",
+        type=parse_batch_sizes,
+        default=[1, "auto"],
+        help="comma-separated CPU batch sizes; 'auto' picks one from the memory estimate",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all allowed CPUs)")
     parser.add_argument("--no-gpu", action="store_true", help="skip the CUDA section even when a GPU exists")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -36,13 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _summary(report: dict) -> str:
-    lines = [f"{report['model']} {report['image_size']} px: {report['gflop_per_chip']} GFLOP/chip, "
-             f"CPU fp32 matmul peak {report['cpu']['matmul_fp32_peak_gflops']} GFLOP/s ({report['cpu']['device']})"]
+    lines = [
+        f"{report['model']} {report['image_size']} px: {report['gflop_per_chip']} GFLOP/chip, "
+        f"CPU fp32 matmul peak {report['cpu']['matmul_fp32_peak_gflops']} GFLOP/s ({report['cpu']['device']})"
+    ]
     for section in ("cpu", "gpu"):
         for run in report.get(section, {}).get("runs", []):
-            lines.append(f"  {section} {run.get('precision', 'fp32')} batch {run['batch_size']}: "
-                         f"{run['chips_per_s']} chips/s, {run['achieved_gflops']} GFLOP/s, "
-                         f"{run['fraction_of_flop_bound']:.0%} of the FLOP bound")
+            lines.append(
+                f"  {section} {run.get('precision', 'fp32')} batch {run['batch_size']}: "
+                f"{run['chips_per_s']} chips/s, {run['achieved_gflops']} GFLOP/s, "
+                f"{run['fraction_of_flop_bound']:.0%} of the FLOP bound"
+            )
     lines.append(f"  peak RSS {report['peak_rss_bytes'] / 2**20:.0f} MiB")
     return "\n".join(lines)
 

@@ -16,14 +16,17 @@ SHOWN = 10
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "change", help="how much each chip changed between two dates (cosine distance)",
+        "change",
+        help="how much each chip changed between two dates (cosine distance)",
         description="Matches the chips of two embedding files by footprint (epsg + utm_bbox, else the polygon) and "
-                    "writes `change` = 1 - cos(before, after) in [0, 2] per chip, or per patch with --patches "
-                    "(patch-level files). Most changed first.")
+        "writes `change` = 1 - cos(before, after) in [0, 2] per chip, or per patch with --patches "
+        "(patch-level files). Most changed first.",
+    )
     parser.add_argument("before", type=Path, metavar="BEFORE.gpq")
     parser.add_argument("after", type=Path, metavar="AFTER.gpq")
-    parser.add_argument("--patches", action="store_true",
-                        help="one row per patch (needs patch- or group-level embeddings)")
+    parser.add_argument(
+        "--patches", action="store_true", help="one row per patch (needs patch- or group-level embeddings)"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="CHANGE.gpq")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
@@ -63,22 +66,25 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     keys_a, kind = _footprints(before, exploded)
     keys_b, kind_b = _footprints(after, exploded)
     if kind != kind_b:
-        raise ClayInputError(f"{args.before.name} is matched by {kind} and {args.after.name} by {kind_b}: "
-                             "write both with the same tool")
+        raise ClayInputError(
+            f"{args.before.name} is matched by {kind} and {args.after.name} by {kind_b}: write both with the same tool"
+        )
     matched = match_footprints(keys_a, keys_b, kind)
     reporter.advance(1, "comparing")
     if before.dim != after.dim:
-        raise ClayInputError(f"the files have {before.dim} and {after.dim} values per row: embed both dates with "
-                             "the same model and level")
+        raise ClayInputError(
+            f"the files have {before.dim} and {after.dim} values per row: embed both dates with "
+            "the same model and level"
+        )
     if args.patches and not exploded:
-        distance = per_patch_distance(before.vectors, after.vectors, matched.rows_a, matched.rows_b,
-                                      before.shape_per_row)
+        distance = per_patch_distance(
+            before.vectors, after.vectors, matched.rows_a, matched.rows_b, before.shape_per_row
+        )
         table = _patch_table(before, after, matched, distance)
     else:
         distance = cosine_distance(before.vectors, after.vectors, matched.rows_a, matched.rows_b)
         table = _chip_table(before, after, matched, distance)
-    order = np.argsort(-np.nan_to_num(table.column("change").to_numpy(zero_copy_only=False), nan=-1.0),
-                       kind="stable")
+    order = np.argsort(-np.nan_to_num(table.column("change").to_numpy(zero_copy_only=False), nan=-1.0), kind="stable")
     table = table.take(pa.array(order, pa.int64()))
     reporter.advance(1, "writing")
     _write(args.output, table, before.geo, args.overwrite)
@@ -86,18 +92,25 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     values = table.column("change").to_numpy(zero_copy_only=False)
     finite = values[np.isfinite(values)]
     result: dict[str, Any] = {
-        "output": str(args.output), "rows": table.num_rows, "matched_chips": len(matched.rows_a),
-        "only_in_before": matched.only_in_a, "only_in_after": matched.only_in_b, "matched_by": matched.key,
+        "output": str(args.output),
+        "rows": table.num_rows,
+        "matched_chips": len(matched.rows_a),
+        "only_in_before": matched.only_in_a,
+        "only_in_after": matched.only_in_b,
+        "matched_by": matched.key,
         "change_median": round(float(np.median(finite)), 6) if finite.size else None,
         "change_max": round(float(finite.max()), 6) if finite.size else None,
-        "most_changed": [{"chip_id": chip, "change": round(float(value), 6)}
-                         for chip, value in zip(table.column("chip_id").to_pylist()[:SHOWN], values[:SHOWN],
-                                                strict=False)],
+        "most_changed": [
+            {"chip_id": chip, "change": round(float(value), 6)}
+            for chip, value in zip(table.column("chip_id").to_pylist()[:SHOWN], values[:SHOWN], strict=False)
+        ],
     }
     reporter.result(result)
     if not isinstance(reporter, JsonLinesReporter):
-        print(f"{result['matched_chips']} chips matched by {matched.key} ({matched.only_in_a} only before, "
-              f"{matched.only_in_b} only after); median change {result['change_median']}; wrote {args.output}")
+        print(
+            f"{result['matched_chips']} chips matched by {matched.key} ({matched.only_in_a} only before, "
+            f"{matched.only_in_b} only after); median change {result['change_median']}; wrote {args.output}"
+        )
         for item in result["most_changed"]:
             print(f"  {item['change']:.4f}  {item['chip_id']}")
     return 0
@@ -148,8 +161,12 @@ def _patch_table(before, after, matched, distance):
     columns["patch_col"] = pa.array(np.tile(grid_cols.ravel(), pairs), pa.int32())
     columns["change"] = pa.array(distance.reshape(-1), pa.float32())
     if "utm_bbox" in chip:
-        rings = patch_rings_crs84(np.asarray(chip["utm_bbox"].to_pylist(), dtype=np.float64),
-                                  chip["epsg"].to_numpy(zero_copy_only=False), h, w)
+        rings = patch_rings_crs84(
+            np.asarray(chip["utm_bbox"].to_pylist(), dtype=np.float64),
+            chip["epsg"].to_numpy(zero_copy_only=False),
+            h,
+            w,
+        )
     else:
         wkb = before.table.column(GEOMETRY).take(pa.array(matched.rows_a, pa.int64())).to_pylist()
         rings = explode_patch_rings(exterior_rings(wkb), h, w)

@@ -15,28 +15,55 @@ from clay_core.progress import JsonLinesReporter, Reporter
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "classify", help="labelled chips -> a classifier -> the probability of every chip",
+        "classify",
+        help="labelled chips -> a classifier -> the probability of every chip",
         description="Fits an L2-regularised logistic regression (numpy) on the centred embeddings of positive and "
-                    "negative example chips (ids, points or a labelled point file) and writes every row with its "
-                    "`probability` of being positive, best first.")
+        "negative example chips (ids, points or a labelled point file) and writes every row with its "
+        "`probability` of being positive, best first.",
+    )
     add_inputs_argument(parser)
     parser.add_argument("--positive", action="append", default=[], metavar="ID", help="positive chip id (FILE:ID)")
     parser.add_argument("--negative", action="append", default=[], metavar="ID", help="negative chip id (FILE:ID)")
-    parser.add_argument("--positive-point", action="append", default=[], metavar="LON,LAT",
-                        help="positive example: the chip containing this point")
-    parser.add_argument("--negative-point", action="append", default=[], metavar="LON,LAT",
-                        help="negative example: the chip containing this point")
+    parser.add_argument(
+        "--positive-point",
+        action="append",
+        default=[],
+        metavar="LON,LAT",
+        help="positive example: the chip containing this point",
+    )
+    parser.add_argument(
+        "--negative-point",
+        action="append",
+        default=[],
+        metavar="LON,LAT",
+        help="negative example: the chip containing this point",
+    )
     parser.add_argument("--labels", type=Path, metavar="FILE", help="point (or polygon) file with a label field")
-    parser.add_argument("--label-field", default="label", metavar="FIELD",
-                        help="the field of --labels that says positive or negative (default: label)")
-    parser.add_argument("--positive-value", action="append", default=[], metavar="VALUE",
-                        help="label value(s) that mean positive; every other value is negative (default: "
-                             "1/true/yes/positive vs 0/false/no/negative)")
-    parser.add_argument("--l2", type=float, default=None, metavar="LAMBDA",
-                        help="regularisation strength (default 0.01; larger = smoother probabilities)")
+    parser.add_argument(
+        "--label-field",
+        default="label",
+        metavar="FIELD",
+        help="the field of --labels that says positive or negative (default: label)",
+    )
+    parser.add_argument(
+        "--positive-value",
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="label value(s) that mean positive; every other value is negative (default: "
+        "1/true/yes/positive vs 0/false/no/negative)",
+    )
+    parser.add_argument(
+        "--l2",
+        type=float,
+        default=None,
+        metavar="LAMBDA",
+        help="regularisation strength (default 0.01; larger = smoother probabilities)",
+    )
     parser.add_argument("--top", type=int, default=0, metavar="K", help="keep the K most probable rows (0: all)")
-    parser.add_argument("--threshold", type=float, default=None, metavar="P",
-                        help="keep rows with probability >= P (in [0, 1])")
+    parser.add_argument(
+        "--threshold", type=float, default=None, metavar="P", help="keep rows with probability >= P (in [0, 1])"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.gpq")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
@@ -53,8 +80,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     from clay_core.similarity import SimilarityIndex, ranks, select_matches
 
     if not (args.positive or args.positive_point or args.labels):
-        raise ClayInputError("give labelled examples: --positive ID / --positive-point LON,LAT and --negative ... "
-                             "or --labels FILE --label-field FIELD")
+        raise ClayInputError(
+            "give labelled examples: --positive ID / --positive-point LON,LAT and --negative ... "
+            "or --labels FILE --label-field FIELD"
+        )
     args.output = validate.output_file(args.output, args.overwrite)
     l2 = DEFAULT_L2 if args.l2 is None else validate.real(args.l2, "--l2", above=0.0)
     args.top = validate.integer(args.top, "--top", minimum=0, hint="0 keeps every row")
@@ -71,8 +100,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     negatives = finder.rows(args.negative, args.negative_point, "negative")
     outside = 0
     if args.labels:
-        more_positive, more_negative, outside = finder.labelled_rows(args.labels, args.label_field,
-                                                                     args.positive_value)
+        more_positive, more_negative, outside = finder.labelled_rows(args.labels, args.label_field, args.positive_value)
         positives += more_positive
         negatives += more_negative
     reporter.advance(1, "fitting")
@@ -86,28 +114,49 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     labels[negatives] = "negative"
     labels[positives] = "positive"
     reporter.advance(1, "writing")
-    write_rows(args.output, collection, keep,
-               {"probability": pa.array(probability[keep], pa.float32()),
-                "rank": pa.array(ranks(probability)[keep], pa.int32()),
-                "label": pa.array(labels[keep].tolist(), pa.string())},
-               overwrite=args.overwrite, metadata_update={"classifier": {"kind": "logistic regression", "l2": l2,
-                                                                         "positives": classifier.positives,
-                                                                         "negatives": classifier.negatives}})
+    write_rows(
+        args.output,
+        collection,
+        keep,
+        {
+            "probability": pa.array(probability[keep], pa.float32()),
+            "rank": pa.array(ranks(probability)[keep], pa.int32()),
+            "label": pa.array(labels[keep].tolist(), pa.string()),
+        },
+        overwrite=args.overwrite,
+        metadata_update={
+            "classifier": {
+                "kind": "logistic regression",
+                "l2": l2,
+                "positives": classifier.positives,
+                "negatives": classifier.negatives,
+            }
+        },
+    )
     reporter.advance(1, "done")
     best = keep[:SHOWN_MATCHES].tolist()
     result: dict[str, Any] = {
-        "output": str(args.output), "files": len(collection.files), "searched": len(collection),
-        "rows": int(len(keep)), "positives": classifier.positives, "negatives": classifier.negatives,
-        "labels_outside_chips": outside, "fit_and_score_ms": round(fit_ms, 1),
+        "output": str(args.output),
+        "files": len(collection.files),
+        "searched": len(collection),
+        "rows": int(len(keep)),
+        "positives": classifier.positives,
+        "negatives": classifier.negatives,
+        "labels_outside_chips": outside,
+        "fit_and_score_ms": round(fit_ms, 1),
         "above_half": int(np.count_nonzero(probability >= 0.5)),
-        "best": [{"chip_id": name, "probability": round(float(probability[row]), 6)}
-                 for name, row in zip(row_names(collection, best), best, strict=True)],
+        "best": [
+            {"chip_id": name, "probability": round(float(probability[row]), 6)}
+            for name, row in zip(row_names(collection, best), best, strict=True)
+        ],
     }
     reporter.result(result)
     if not isinstance(reporter, JsonLinesReporter):
-        print(f"fitted on {result['positives']} positive / {result['negatives']} negative chips "
-              f"({result['fit_and_score_ms']} ms); {result['above_half']} of {result['searched']} rows have "
-              f"probability >= 0.5; wrote {result['rows']} rows to {result['output']}")
+        print(
+            f"fitted on {result['positives']} positive / {result['negatives']} negative chips "
+            f"({result['fit_and_score_ms']} ms); {result['above_half']} of {result['searched']} rows have "
+            f"probability >= 0.5; wrote {result['rows']} rows to {result['output']}"
+        )
         if outside:
             print(f"  {outside} labelled feature(s) lie outside every chip and were not used")
         for match in result["best"]:

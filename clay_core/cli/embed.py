@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clay_core import validate
 from clay_core.cli._common import (
@@ -13,8 +13,11 @@ from clay_core.cli._common import (
     model_spec,
     parse_date,
 )
-from clay_core.errors import ClayInputError
 from clay_core.progress import Reporter
+
+if TYPE_CHECKING:
+    from clay_core.embed import EmbedOptions
+    from clay_core.embed_job import EmbedJob
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +29,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(model)
     add_precision_argument(model)
     model.add_argument("--threads", type=int, help="torch CPU threads (default: all this process may use)")
-    model.add_argument("--satclip", metavar="CKPT_OR_PRESET",
-                       help="also write a `satclip` column: the SatCLIP location embedding (float64, 256) of each "
-                            "chip's centre, from this SatCLIP checkpoint (satclip-*.ckpt)")
+    model.add_argument(
+        "--satclip",
+        metavar="CKPT_OR_PRESET",
+        help="also write a `satclip` column: the SatCLIP location embedding (float64, 256) of each "
+        "chip's centre, from this SatCLIP checkpoint (satclip-*.ckpt)",
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,23 +43,35 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--stride", type=int, help="pixels between chip origins (default: chip size; less overlaps)")
     run.add_argument("--batch-size", type=int, default=8, help="chips per model call (default 8)")
     run.add_argument("--workers", type=int, default=2, help="reader processes (default 2; 0 reads inline)")
-    run.add_argument("--max-nodata", type=float, default=0.5,
-                     help="skip chips with a larger nodata share (default 0.5); the rest are filled")
-    run.add_argument("--explode-patches", action="store_true",
-                     help="patch level: one row per patch with its own polygon")
+    run.add_argument(
+        "--max-nodata",
+        type=float,
+        default=0.5,
+        help="skip chips with a larger nodata share (default 0.5); the rest are filled",
+    )
+    run.add_argument(
+        "--explode-patches", action="store_true", help="patch level: one row per patch with its own polygon"
+    )
     run.add_argument("--no-sign-request", action="store_true", help="anonymous access to public S3 buckets")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    run.add_argument("--dry-run", action="store_true",
-                     help="count chips and estimate time and output size (measures one tiny batch)")
-    run.add_argument("--part-chips", type=int, default=64,
-                     help="chips per part file while running: at most this much work is lost when killed")
+    run.add_argument(
+        "--dry-run", action="store_true", help="count chips and estimate time and output size (measures one tiny batch)"
+    )
+    run.add_argument(
+        "--part-chips",
+        type=int,
+        default=64,
+        help="chips per part file while running: at most this much work is lost when killed",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "embed", help="embed imagery into a GeoParquet file",
+        "embed",
+        help="embed imagery into a GeoParquet file",
         description="Embed chips of SOURCE(s) (a chip folder or s3:// prefix, Sentinel-2 band files or their "
-                    "folder, or any raster with --bbox) and write GeoParquet. Interrupted runs resume.")
+        "folder, or any raster with --bbox) and write GeoParquet. Interrupted runs resume.",
+    )
     parser.add_argument("sources", nargs="+", metavar="SOURCE")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.gpq")
     add_model_arguments(parser)
@@ -62,8 +80,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     area.add_argument("--bbox", metavar="W,S,E,N", help="area of interest (rasters are reprojected to its UTM zone)")
     area.add_argument("--bbox-crs", help="CRS of --bbox (EPSG code or CRS string; default EPSG:4326)")
     area.add_argument("--date", help="acquisition date YYYY-MM-DD when the files do not tell it")
-    area.add_argument("--band-map", metavar="B04=1,...",
-                      help="Clay band -> band number or band description/file name, e.g. B04=1,B03=2,B02=3")
+    area.add_argument(
+        "--resolution",
+        type=float,
+        metavar="M",
+        help="metres per pixel of the chips (rasters are resampled to it; default 10)",
+    )
+    area.add_argument(
+        "--band-map",
+        metavar="B04=1,...",
+        help="Clay band -> band number or band description/file name, e.g. B04=1,B03=2,B02=3",
+    )
     parser.set_defaults(func=run)
 
 
@@ -71,82 +98,68 @@ def parse_band_map(text: str | None) -> dict[str, int | str] | None:
     return validate.band_map(text)
 
 
-def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> Any:
+def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> EmbedOptions:
     from clay_core.embed import EmbedOptions
 
-    return EmbedOptions(level=args.level, batch_size=args.batch_size, workers=args.workers,
-                        max_nodata=args.max_nodata, explode_patches=args.explode_patches,
-                        overwrite=args.overwrite, part_chips=args.part_chips, metadata=metadata or {},
-                        satclip=model_spec(args.satclip))
-
-
-def job_model(args: argparse.Namespace, reporter: Reporter) -> Any:
-    from clay_core.embed import load_job_model
-
-    model = load_job_model(args.checkpoint, args.model, chip_size=args.chip_size, device=args.device,
-                           precision=args.precision, threads=args.threads)
-    plan = model.plan
-    reporter.log(f"model {model.name} on {plan.device} ({plan.name}), {plan.precision}: {plan.reason}")
-    return model
+    return EmbedOptions(
+        level=args.level,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        max_nodata=args.max_nodata,
+        explode_patches=args.explode_patches,
+        overwrite=args.overwrite,
+        part_chips=args.part_chips,
+        metadata=metadata or {},
+        satclip=model_spec(args.satclip),
+    )
 
 
 def check_satclip(args: argparse.Namespace, reporter: Reporter) -> None:
     """Load --satclip now, so a wrong file fails before the image model and the sources are opened."""
-    from clay_core.embed import load_satclip
+    from clay_core.embed_job import satclip_check
 
-    if args.satclip:
-        satclip = load_satclip(args.satclip)
-        reporter.log(f"SatCLIP column from {satclip.name} (L={satclip.config.legendre_polys})")
+    satclip_check(model_spec(args.satclip), reporter)
 
 
-def source_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
-    from clay_core.embed import model_chip_size
+def embed_job(args: argparse.Namespace) -> EmbedJob:
+    from clay_core.embed_job import EmbedJob
 
-    return {
-        "chip_size": args.chip_size or model_chip_size(model),
-        "stride": args.stride,
-        "no_sign_request": args.no_sign_request or None,
-    }
+    return EmbedJob(
+        sources=tuple(args.sources),
+        output=Path(args.output).expanduser().absolute(),
+        checkpoint=args.checkpoint,
+        preset=args.model,
+        chip_size=args.chip_size,
+        stride=args.stride,
+        bbox=validate.bbox(args.bbox, "--bbox", args.bbox_crs) if args.bbox else None,
+        bbox_crs=args.bbox_crs,
+        date=parse_date(args.date, "--date") if args.date else None,
+        band_map=parse_band_map(args.band_map),
+        resolution_m=args.resolution,
+        no_sign_request=args.no_sign_request,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        options=embed_options(args, {"sources": list(args.sources)}),
+    )
 
 
-def report_dry_run(estimate: dict[str, Any], output: Path, reporter: Reporter) -> int:
-    from clay_core.embed import output_exists_message
-
-    note = output_exists_message(output)
-    if note:
-        estimate["output_note"] = note
+def report_dry_run(estimate: dict[str, Any], output: Path | None, reporter: Reporter) -> int:
     seconds = estimate.get("estimated_seconds")
     size = estimate.get("estimated_bytes")
-    reporter.log(f"{estimate['chips']} chips; estimated "
-                 + (f"{seconds:.0f} s and {size / 1e6:.1f} MB" if seconds is not None else "time unknown")
-                 + f" ({estimate.get('note', '')})")
-    reporter.result({"dry_run": True, "output": str(output), **estimate})
+    guess = [f"{seconds:.0f} s" if seconds is not None else "time unknown"] + ([f"{size / 1e6:.1f} MB"] if size else [])
+    reporter.log(f"{estimate['chips']} chips; estimated {' and '.join(guess)} ({estimate.get('note', '')})")
+    reporter.result({"dry_run": True, "output": str(output) if output is not None else None, **estimate})
     return 0
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
-    from clay_core.embed import embed_sources, estimate_job, partial_failure_message
-    from clay_core.parquet import check_writable
-    from clay_core.sources import open_source
+    from clay_core.embed import partial_failure_message
 
-    output = Path(args.output).expanduser().absolute()
-    if output.suffix.lower() not in (".gpq", ".parquet", ".geoparquet"):
-        raise ClayInputError(f"output {output.name} should end in .gpq or .parquet")
-    options = embed_options(args, {"sources": list(args.sources)})
-    options.check()
-    if not args.dry_run:
-        check_writable(output, args.overwrite)  # fail before the model loads
-    check_satclip(args, reporter)
-    model = job_model(args, reporter)
-    source = open_source(
-        args.sources if len(args.sources) > 1 else args.sources[0],
-        **source_options(args, model),
-        bbox=validate.bbox(args.bbox, "--bbox", args.bbox_crs) if args.bbox else None, bbox_crs=args.bbox_crs,
-        date=parse_date(args.date, "--date") if args.date else None, band_map=parse_band_map(args.band_map),
-    )
+    job = embed_job(args)
     if args.dry_run:
-        return report_dry_run(estimate_job([source], model, options), output, reporter)
-    summary = embed_sources([source], model, output, options, reporter)
+        return report_dry_run(job.estimate(reporter), job.output, reporter)
+    summary = job.run(reporter)
     reporter.log(summary.describe())
     reporter.log(f"wrote {summary.output}")
     reporter.result({"output": summary.output, "summary": summary.as_dict()})

@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "embed-locations",
         help="SatCLIP location embeddings of points (file or lon/lat grid) to GeoParquet",
         description="Embed points with a SatCLIP location encoder. POINTS is a CSV with lon/lat columns (degrees) "
-                    "or a vector file of points (GeoJSON, GeoPackage, ...; reprojected to lon/lat). Without POINTS, "
-                    "--bbox and --spacing make a grid of cell centres.",
+        "or a vector file of points (GeoJSON, GeoPackage, ...; reprojected to lon/lat). Without POINTS, "
+        "--bbox and --spacing make a grid of cell centres.",
     )
     parser.add_argument("points", nargs="?", help="CSV (lon,lat columns) or point vector file")
     parser.add_argument("-o", "--output", required=True, help="output GeoParquet file (.gpq/.parquet)")
@@ -43,8 +43,13 @@ def _load_points(args: argparse.Namespace) -> Any:  # PointSet
     if args.points and (args.bbox or args.spacing):
         raise ClayInputError("give either POINTS or --bbox with --spacing (a grid), not both")
     if args.points:
-        return read_points(args.points, lon_column=args.lon_column, lat_column=args.lat_column,
-                           layer=args.layer, id_field=args.id_field)
+        return read_points(
+            args.points,
+            lon_column=args.lon_column,
+            lat_column=args.lat_column,
+            layer=args.layer,
+            id_field=args.id_field,
+        )
     if args.bbox is None or args.spacing is None:
         raise ClayInputError("no points: give a POINTS file, or --bbox W,S,E,N and --spacing DEG for a grid")
     return grid_points(parse_bbox(args.bbox), args.spacing)
@@ -53,8 +58,7 @@ def _load_points(args: argparse.Namespace) -> Any:  # PointSet
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
     import numpy as np
 
-    from clay_core.embed import load_satclip
-    from clay_core.locations import write_point_embeddings
+    from clay_core.locations import load_satclip, write_point_embeddings
     from clay_core.models.satclip import check_lonlat
     from clay_core.parquet import check_writable
 
@@ -68,14 +72,16 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     check_lonlat(points.lonlat)
     model = load_satclip(args.checkpoint or args.model, device=args.device)
     if args.model:
-        reporter.log(f"{args.model} has random weights: use --checkpoint with a released SatCLIP .ckpt for real "
-                     "embeddings", level="warning")
+        reporter.log(
+            f"{args.model} has random weights: use --checkpoint with a released SatCLIP .ckpt for real embeddings",
+            level="warning",
+        )
     total = len(points.lonlat)
     reporter.start(total, f"embedding {total} points with {model.name} on {model.plan.device}")
     started = time.perf_counter()
     parts = []
     for start in range(0, total, args.batch_size):
-        chunk = points.lonlat[start:start + args.batch_size]
+        chunk = points.lonlat[start : start + args.batch_size]
         parts.append(model.embed_float64(chunk).astype(np.float32))
         reporter.advance(len(chunk))
     seconds = time.perf_counter() - started
@@ -83,9 +89,15 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     metadata = model.metadata("location")
     metadata.update({"points": total, "source": args.points or f"grid bbox={args.bbox} spacing={args.spacing}"})
     path = write_point_embeddings(output, points, embeddings, metadata, overwrite=args.overwrite)
-    result = {"output": str(path), "points": total, "model": model.name, "embedding_dim": int(embeddings.shape[1]),
-              "device": model.plan.device, "seconds": round(seconds, 3),
-              "points_per_second": round(total / seconds, 1) if seconds > 0 else None}
+    result = {
+        "output": str(path),
+        "points": total,
+        "model": model.name,
+        "embedding_dim": int(embeddings.shape[1]),
+        "device": model.plan.device,
+        "seconds": round(seconds, 3),
+        "points_per_second": round(total / seconds, 1) if seconds > 0 else None,
+    }
     reporter.result(result)
     if args.progress != "json":
         print(f"wrote {total} point embeddings ({embeddings.shape[1]}-d) to {path}")

@@ -17,21 +17,24 @@ from clay_core.progress import Reporter
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "embed-mgrs", help="embed MGRS tiles, one GeoParquet file per tile",
+        "embed-mgrs",
+        help="embed MGRS tiles, one GeoParquet file per tile",
         description="Embed MGRS tiles from a chip folder / s3:// prefix ('{mgrs}' in it is replaced by the tile), "
-                    "Sentinel-2 band files, or a STAC API (stac+https://...). Interrupted tiles resume.")
+        "Sentinel-2 band files, or a STAC API (stac+https://...). Interrupted tiles resume.",
+    )
     parser.add_argument("tiles", nargs="+", metavar="TILE", help="MGRS tile ids, e.g. 27WXN")
     parser.add_argument("--source", required=True, metavar="DIR|s3://...|stac+https://...")
     parser.add_argument("--start", required=True, metavar="YYYY-MM-DD")
     parser.add_argument("--end", required=True, metavar="YYYY-MM-DD")
     parser.add_argument("-o", "--output-dir", required=True, metavar="DIR")
-    parser.add_argument("--output-version", type=int, default=1,
-                        help="the v{VERSION} in the file names (default 1)")
+    parser.add_argument("--output-version", type=int, default=1, help="the v{VERSION} in the file names (default 1)")
     add_model_arguments(parser)
     add_run_arguments(parser)
     fan_out = parser.add_mutually_exclusive_group()
     fan_out.add_argument("--dask-scheduler", metavar="ADDRESS", help="run one task per tile on this Dask cluster")
-    fan_out.add_argument("--dask-workers", type=int, metavar="N", help="run tiles on a local Dask cluster of N processes")
+    fan_out.add_argument(
+        "--dask-workers", type=int, metavar="N", help="run tiles on a local Dask cluster of N processes"
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,23 +51,42 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     options.check()
     check_satclip(args, reporter)
     job = TileJob(
-        source=args.source, start=parse_date(args.start, "--start"), end=parse_date(args.end, "--end"),
-        out_dir=str(Path(args.output_dir).expanduser().absolute()), checkpoint=model_spec(args.checkpoint), preset=args.model,
-        chip_size=args.chip_size, stride=args.stride, device=args.device, precision=args.precision,
-        threads=args.threads, version=args.output_version, no_sign_request=args.no_sign_request, options=options,
+        source=args.source,
+        start=parse_date(args.start, "--start"),
+        end=parse_date(args.end, "--end"),
+        out_dir=str(Path(args.output_dir).expanduser().absolute()),
+        checkpoint=model_spec(args.checkpoint),
+        preset=args.model,
+        chip_size=args.chip_size,
+        stride=args.stride,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        version=args.output_version,
+        no_sign_request=args.no_sign_request,
+        options=options,
     )
-    results = embed_tiles(args.tiles, job, scheduler=args.dask_scheduler, workers=args.dask_workers,
-                          reporter=reporter)
+    results = embed_tiles(args.tiles, job, scheduler=args.dask_scheduler, workers=args.dask_workers, reporter=reporter)
     failed = [r for r in results if "error" in r]
     outputs = [r["output"] for r in results if "output" in r]
     partial = [r for r in results if "partial" in r]
-    reporter.result({"outputs": outputs, "tiles": results, "failed_tiles": [r["tile"] for r in failed],
-                     "partial_tiles": [r["tile"] for r in partial]})
+    reporter.result(
+        {
+            "outputs": outputs,
+            "tiles": results,
+            "failed_tiles": [r["tile"] for r in failed],
+            "partial_tiles": [r["tile"] for r in partial],
+        }
+    )
     code = exit_code(results)
     if failed or partial:  # one line that says what was not done (each tile was logged as it finished)
-        reporter.error(f"{len(failed)} of {len(results)} tile(s) failed"
-                       + (f", {len(partial)} written without some chips" if partial else "") + ": "
-                       + "; ".join([f"{r['tile']}: {r['error']}" for r in failed]
-                                   + [f"{r['tile']}: {r['partial']}" for r in partial]),
-                       kind="input" if code == 2 else "internal")
+        reporter.error(
+            f"{len(failed)} of {len(results)} tile(s) failed"
+            + (f", {len(partial)} written without some chips" if partial else "")
+            + ": "
+            + "; ".join(
+                [f"{r['tile']}: {r['error']}" for r in failed] + [f"{r['tile']}: {r['partial']}" for r in partial]
+            ),
+            kind="input" if code == 2 else "internal",
+        )
     return code

@@ -12,9 +12,11 @@ from clay_core.progress import Reporter
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "layer-cache", help="convert an embeddings file for a QGIS without pyarrow",
+        "layer-cache",
+        help="convert an embeddings file for a QGIS without pyarrow",
         description="Write the vectors, geometry and scalar columns of an embeddings GeoParquet file as .npy "
-                    "files in FOLDER (replaced if it exists), for the QGIS plugin to load with numpy alone.")
+        "files in FOLDER (replaced if it exists), for the QGIS plugin to load with numpy alone.",
+    )
     parser.add_argument("embeddings", type=Path, metavar="EMB.gpq", help="embeddings GeoParquet file")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FOLDER", help="cache folder to write")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -20,36 +20,64 @@ SHOWN_MATCHES = 10
 
 
 def add_inputs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("embeddings", nargs="+", metavar="EMB.gpq",
-                        help="embeddings GeoParquet file(s), folders of them or glob patterns: one search over all")
+    parser.add_argument(
+        "embeddings",
+        nargs="+",
+        metavar="EMB.gpq",
+        help="embeddings GeoParquet file(s), folders of them or glob patterns: one search over all",
+    )
 
 
 def add_example_arguments(parser: argparse.ArgumentParser, negatives: bool = True) -> None:
-    parser.add_argument("--chip", action="append", default=[], metavar="ID",
-                        help="positive example chip id (FILE:ID when the id is in several files)")
-    parser.add_argument("--point", action="append", default=[], metavar="LON,LAT",
-                        help="positive example: the chip containing this point (degrees)")
+    parser.add_argument(
+        "--chip",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="positive example chip id (FILE:ID when the id is in several files)",
+    )
+    parser.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="LON,LAT",
+        help="positive example: the chip containing this point (degrees)",
+    )
     if negatives:
-        parser.add_argument("--negative-chip", action="append", default=[], metavar="ID",
-                            help="negative example chip id (the query moves away from it)")
-        parser.add_argument("--negative-point", action="append", default=[], metavar="LON,LAT",
-                            help="negative example: the chip containing this point")
+        parser.add_argument(
+            "--negative-chip",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="negative example chip id (the query moves away from it)",
+        )
+        parser.add_argument(
+            "--negative-point",
+            action="append",
+            default=[],
+            metavar="LON,LAT",
+            help="negative example: the chip containing this point",
+        )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "similar", help="find the chips most similar to a query chip or point",
+        "similar",
+        help="find the chips most similar to a query chip or point",
         description="Centred cosine similarity of every chip of every given file with a query (one search): with "
-                    "unit vectors u and m their mean over all rows, cos(u - m, q - m) for q the mean of the "
-                    "positives (with negatives: cos(u - m, mean(pos) - mean(neg))). --raw: plain cosine. Writes "
-                    "the matches best first.")
+        "unit vectors u and m their mean over all rows, cos(u - m, q - m) for q the mean of the "
+        "positives (with negatives: cos(u - m, mean(pos) - mean(neg))). --raw: plain cosine. Writes "
+        "the matches best first.",
+    )
     add_inputs_argument(parser)
     add_example_arguments(parser)
-    parser.add_argument("--raw", action="store_true",
-                        help="plain cosine similarity (no centring; scores of one model crowd near 1)")
+    parser.add_argument(
+        "--raw", action="store_true", help="plain cosine similarity (no centring; scores of one model crowd near 1)"
+    )
     parser.add_argument("--top", type=int, default=0, metavar="K", help="keep the K best matches (0: all)")
-    parser.add_argument("--threshold", type=float, default=None, metavar="T",
-                        help="keep matches with similarity >= T (in [-1, 1])")
+    parser.add_argument(
+        "--threshold", type=float, default=None, metavar="T", help="keep matches with similarity >= T (in [-1, 1])"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="SCORED.gpq")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
@@ -85,10 +113,14 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     scored = index.search(positives, negatives, centred=not args.raw)
     keep = select_matches(scored.scores, args.top, args.threshold)
     reporter.advance(1, "writing")
-    write_rows(args.output, collection, keep,
-               {"similarity": pa.array(scored.scores[keep], pa.float32()),
-                "rank": pa.array(scored.ranks[keep], pa.int32())},
-               overwrite=args.overwrite, metadata_update={"similarity": "raw cosine" if args.raw else "centred cosine"})
+    write_rows(
+        args.output,
+        collection,
+        keep,
+        {"similarity": pa.array(scored.scores[keep], pa.float32()), "rank": pa.array(scored.ranks[keep], pa.int32())},
+        overwrite=args.overwrite,
+        metadata_update={"similarity": "raw cosine" if args.raw else "centred cosine"},
+    )
     reporter.advance(1, "done")
     result = summary(args.output, collection, positives, negatives, np.asarray(keep), scored.scores, args.raw)
     reporter.result(result)
@@ -104,8 +136,15 @@ def row_names(collection: EmbeddingCollection, rows) -> list[str]:
     return [f"{collection.source_file(row)}:{collection.chip_id(row)}" for row in rows]
 
 
-def summary(output: Path, collection: EmbeddingCollection, positives: list[int], negatives: list[int],
-            keep: np.ndarray, scores: np.ndarray, raw: bool) -> dict[str, Any]:
+def summary(
+    output: Path,
+    collection: EmbeddingCollection,
+    positives: list[int],
+    negatives: list[int],
+    keep: np.ndarray,
+    scores: np.ndarray,
+    raw: bool,
+) -> dict[str, Any]:
     best = keep[:SHOWN_MATCHES].tolist()
     return {
         "output": str(output),
@@ -115,13 +154,17 @@ def summary(output: Path, collection: EmbeddingCollection, positives: list[int],
         "scoring": "raw cosine" if raw else "centred cosine",
         "positives": sorted(set(row_names(collection, positives))),
         "negatives": sorted(set(row_names(collection, negatives))),
-        "best": [{"chip_id": name, "similarity": round(float(scores[row]), 6)}
-                 for name, row in zip(row_names(collection, best), best, strict=True)],
+        "best": [
+            {"chip_id": name, "similarity": round(float(scores[row]), 6)}
+            for name, row in zip(row_names(collection, best), best, strict=True)
+        ],
     }
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    print(f"wrote {result['rows']} matches ({result['scoring']}, {result['searched']} rows in "
-          f"{result['files']} file(s)) to {result['output']}")
+    print(
+        f"wrote {result['rows']} matches ({result['scoring']}, {result['searched']} rows in "
+        f"{result['files']} file(s)) to {result['output']}"
+    )
     for match in result["best"]:
         print(f"  {match['similarity']:+.4f}  {match['chip_id']}")

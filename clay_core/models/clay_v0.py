@@ -108,7 +108,7 @@ def sincos_2d(grid: int, width: int) -> torch.Tensor:
     """[grid*grid, width]: columns sin(x w), cos(x w), sin(y w), cos(y w); row-major (row = y)."""
     quarter = width // 4
     omega = torch.arange(quarter, dtype=torch.float32) / max(quarter - 1, 1)
-    omega = 1.0 / (SINCOS_TEMPERATURE ** omega)
+    omega = 1.0 / (SINCOS_TEMPERATURE**omega)
     y, x = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
     x_angles = x.flatten()[:, None] * omega[None, :]
     y_angles = y.flatten()[:, None] * omega[None, :]
@@ -119,7 +119,7 @@ def sincos_1d(length: int, width: int) -> torch.Tensor:
     """[length, width]: columns sin(p w) then cos(p w) for positions p = 0..length-1."""
     half = width // 2
     omega = torch.arange(half, dtype=torch.float32) / max(half - 1, 1)
-    omega = 1.0 / (SINCOS_TEMPERATURE ** omega)
+    omega = 1.0 / (SINCOS_TEMPERATURE**omega)
     angles = torch.arange(length)[:, None] * omega[None, :]
     return torch.cat((angles.sin(), angles.cos()), dim=1)
 
@@ -300,7 +300,7 @@ class ClayV0Encoder(nn.Module):
         first = 0
         for index, patchify in enumerate(self.patchifies()):
             width = patchify.proj.in_channels
-            group_patches = patches[:, first:first + width].reshape(batch * patches_per_group, width * size * size)
+            group_patches = patches[:, first : first + width].reshape(batch * patches_per_group, width * size * size)
             weight = patchify.proj.weight.reshape(dim, width * size * size)
             bias = cast(torch.Tensor, patchify.proj.bias)  # Conv2d built with a bias (Patchify)
             torch.addmm(bias, group_patches, weight.t(), out=projected[index])
@@ -406,6 +406,10 @@ class ClayV0Model(EmbeddingModel):
         super().__init__(config, CLAY_V0, CLAY_V0.band_names)
         self.encoder = ClayV0Encoder(config)
 
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
     def encode(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         missing = [key for key in ("pixels", "latlon", "timestep") if key not in batch]
         if missing:
@@ -448,8 +452,9 @@ class ClayV0Model(EmbeddingModel):
             input_values=len(self.input_bands) * config.image_size**2 + 5,
             precision=self.plan.precision,
             # patchify keeps two reordered copies of the pixels and three [tokens, dim] tensors
-            staging_bytes=batch_size * 4 * (2 * len(self.input_bands) * config.image_size**2
-                                             + 3 * config.num_tokens * config.dim),
+            staging_bytes=batch_size
+            * 4
+            * (2 * len(self.input_bands) * config.image_size**2 + 3 * config.num_tokens * config.dim),
         )
 
     def normalise(self, pixels: np.ndarray | torch.Tensor, bands: Sequence[str]) -> torch.Tensor:
@@ -492,8 +497,8 @@ class ClayV0Model(EmbeddingModel):
             "timestep": torch.from_numpy(encode_dates(dates)),
         }
 
-    def metadata(self, level: str | None = None) -> dict[str, Any]:
-        meta = super().metadata(level)
+    def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
+        meta = super().metadata(level, bands)  # v0 embeds its 13 input bands always (missing ones filled)
         meta.update(
             chip_size=self.config.image_size,
             patch_size=self.config.patch_size,
@@ -509,14 +514,54 @@ class ClayV0Model(EmbeddingModel):
 
 PRESET_SIZES: dict[str, dict[str, Any]] = {
     # spec 2.1: (dim, depth, heads, dim_head, mlp_ratio) + decoder; "small" is the released model
-    "tiny": dict(dim=256, depth=4, heads=4, dim_head=64, mlp_ratio=2.0, decoder_dim=128, decoder_depth=2,
-                 decoder_heads=2, decoder_dim_head=64, decoder_mlp_ratio=2.0),
-    "small": dict(dim=768, depth=12, heads=12, dim_head=64, mlp_ratio=4.0, decoder_dim=512, decoder_depth=8,
-                  decoder_heads=8, decoder_dim_head=64, decoder_mlp_ratio=4.0),
-    "medium": dict(dim=1024, depth=24, heads=16, dim_head=64, mlp_ratio=4.0, decoder_dim=512, decoder_depth=8,
-                   decoder_heads=16, decoder_dim_head=64, decoder_mlp_ratio=4.0),
-    "large": dict(dim=1280, depth=32, heads=16, dim_head=64, mlp_ratio=4.0, decoder_dim=512, decoder_depth=8,
-                  decoder_heads=16, decoder_dim_head=64, decoder_mlp_ratio=4.0),
+    "tiny": dict(
+        dim=256,
+        depth=4,
+        heads=4,
+        dim_head=64,
+        mlp_ratio=2.0,
+        decoder_dim=128,
+        decoder_depth=2,
+        decoder_heads=2,
+        decoder_dim_head=64,
+        decoder_mlp_ratio=2.0,
+    ),
+    "small": dict(
+        dim=768,
+        depth=12,
+        heads=12,
+        dim_head=64,
+        mlp_ratio=4.0,
+        decoder_dim=512,
+        decoder_depth=8,
+        decoder_heads=8,
+        decoder_dim_head=64,
+        decoder_mlp_ratio=4.0,
+    ),
+    "medium": dict(
+        dim=1024,
+        depth=24,
+        heads=16,
+        dim_head=64,
+        mlp_ratio=4.0,
+        decoder_dim=512,
+        decoder_depth=8,
+        decoder_heads=16,
+        decoder_dim_head=64,
+        decoder_mlp_ratio=4.0,
+    ),
+    "large": dict(
+        dim=1280,
+        depth=32,
+        heads=16,
+        dim_head=64,
+        mlp_ratio=4.0,
+        decoder_dim=512,
+        decoder_depth=8,
+        decoder_heads=16,
+        decoder_dim_head=64,
+        decoder_mlp_ratio=4.0,
+    ),
 }
 
 _ENCODER_MARKERS = ("latlon_embedding.weight", "time_embedding.weight")
@@ -567,7 +612,10 @@ def _band_groups(weights: Mapping[str, torch.Tensor], hyper_parameters: Mapping[
 
 
 def _attention_split(
-    inner: int, dim: int, has_out_projection: bool, hyper_parameters: Mapping[str, Any],
+    inner: int,
+    dim: int,
+    has_out_projection: bool,
+    hyper_parameters: Mapping[str, Any],
     fixture_args: Mapping[str, Any],
 ) -> tuple[int, int]:
     """(heads, dim_head): shapes only give their product, so prefer what the checkpoint says."""
@@ -585,9 +633,7 @@ def _attention_split(
     return inner, 1
 
 
-def config_from_weights(
-    weights: Mapping[str, torch.Tensor], hyper_parameters: Mapping[str, Any]
-) -> ClayV0Config:
+def config_from_weights(weights: Mapping[str, torch.Tensor], hyper_parameters: Mapping[str, Any]) -> ClayV0Config:
     """Architecture from tensor shapes; hyper-parameters only settle what shapes cannot (heads, image size)."""
     # `model_args`: written by clay_core.train for custom sizes; `fixture_model_args`: the parity fixture.
     fixture_args = hyper_parameters.get("model_args") or hyper_parameters.get("fixture_model_args")
@@ -645,7 +691,9 @@ class ClayV0Family(ModelFamily):
             raise CheckpointError(f"Clay v0 checkpoint lacks {exc.args[0]}; the file is incomplete") from None
         unknown = sorted(set(overrides) - _CONFIG_FIELDS)
         if unknown:
-            raise ClayInputError(f"unknown Clay v0 option(s) {', '.join(unknown)}; known: {', '.join(sorted(_CONFIG_FIELDS))}")
+            raise ClayInputError(
+                f"unknown Clay v0 option(s) {', '.join(unknown)}; known: {', '.join(sorted(_CONFIG_FIELDS))}"
+            )
         return dataclasses.replace(config, **overrides) if overrides else config
 
     def build(self, config: ClayV0Config) -> ClayV0Model:

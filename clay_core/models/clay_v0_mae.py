@@ -122,8 +122,10 @@ class ClayV0Decoder(nn.Module):
             config.dim, config.depth, config.heads, config.dim_head, int(config.dim * config.mlp_ratio)
         )
         self.embed_to_pixels = nn.ModuleDict(
-            {name: nn.Linear(config.dim, patch_size * patch_size * len(bands))
-             for name, bands in self.band_groups.items()}
+            {
+                name: nn.Linear(config.dim, patch_size * patch_size * len(bands))
+                for name, bands in self.band_groups.items()
+            }
         )
         # Same construction as the encoder's, at the decoder width; recomputed, never saved (as in v0).
         encoding = decoder_encoding(config.dim, self.grid, len(self.band_groups), table_dtype)
@@ -201,8 +203,7 @@ class ClayV0MAE(nn.Module):
 
     Pass the `encoder` of a `ClayV0Model` to share it (training updates the embedding model in place)."""
 
-    def __init__(self, config: ClayV0Config, encoder: ClayV0Encoder | None = None,
-                 visible_weight: float = 0.0) -> None:
+    def __init__(self, config: ClayV0Config, encoder: ClayV0Encoder | None = None, visible_weight: float = 0.0) -> None:
         super().__init__()
         self.config = config
         self.visible_weight = visible_weight  # 0 = the v0 loss (masked tokens only)
@@ -224,18 +225,26 @@ class ClayV0MAE(nn.Module):
     def patches(self) -> int:
         return (self.config.image_size // self.config.patch_size) ** 2
 
-    def reconstruct(self, pixels: torch.Tensor, latlon: torch.Tensor, timestep: torch.Tensor,
-                    mask: MaskIndices) -> torch.Tensor:
+    def reconstruct(
+        self, pixels: torch.Tensor, latlon: torch.Tensor, timestep: torch.Tensor, mask: MaskIndices
+    ) -> torch.Tensor:
         encoded = self.encoder(pixels, latlon, timestep, unmasked_indices=mask.unmasked)
         return self.decoder(encoded, mask.unmasked)
 
-    def forward(self, pixels: torch.Tensor, latlon: torch.Tensor, timestep: torch.Tensor,
-                masked: torch.Tensor, unmasked: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        pixels: torch.Tensor,
+        latlon: torch.Tensor,
+        timestep: torch.Tensor,
+        masked: torch.Tensor,
+        unmasked: torch.Tensor,
+    ) -> torch.Tensor:
         """The training loss. Index tensors (not a MaskIndices) so DDP sees plain tensor arguments."""
         mask = mask_from_indices(masked, unmasked, self.groups, self.patches)
         predicted = self.reconstruct(pixels, latlon, timestep, mask)
-        return v0_reconstruction_loss(pixels, predicted, mask.matrix, self.config.band_groups,
-                                      self.config.patch_size, self.visible_weight)
+        return v0_reconstruction_loss(
+            pixels, predicted, mask.matrix, self.config.band_groups, self.config.patch_size, self.visible_weight
+        )
 
     def lightning_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights under the official keys `model.encoder.*` / `model.decoder.*` (CPU, detached)."""
@@ -251,8 +260,18 @@ DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "clay-v0-demo
 # Sentinel-2 groups only: the demo scene has no S1/DEM, so the model has no sar/dem tokens (and fills nothing).
 DEMO_BAND_GROUPS = (("rgb", (2, 1, 0)), ("rededge", (3, 4, 5, 7)), ("nir", (6,)), ("swir", (8, 9)))
 DEMO_CONFIG = ClayV0Config(
-    image_size=128, patch_size=16, dim=128, depth=4, heads=2, dim_head=64, mlp_ratio=2.0,
-    decoder_dim=64, decoder_depth=2, decoder_heads=2, decoder_dim_head=32, decoder_mlp_ratio=2.0,
+    image_size=128,
+    patch_size=16,
+    dim=128,
+    depth=4,
+    heads=2,
+    dim_head=64,
+    mlp_ratio=2.0,
+    decoder_dim=64,
+    decoder_depth=2,
+    decoder_heads=2,
+    decoder_dim_head=32,
+    decoder_mlp_ratio=2.0,
     band_groups=DEMO_BAND_GROUPS,
 )
 

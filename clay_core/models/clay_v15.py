@@ -139,8 +139,13 @@ class WaveWeightGenerator(nn.Module):
         self.weight_tokens = nn.Parameter(torch.randn(config.num_latent_tokens, width) * 0.02)
         self.bias_token = nn.Parameter(torch.randn(1, width) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            d_model=width, nhead=config.wave_heads, dim_feedforward=config.wave_feedforward,
-            dropout=0.0, activation="gelu", batch_first=True, norm_first=False,
+            d_model=width,
+            nhead=config.wave_heads,
+            dim_feedforward=config.wave_feedforward,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=False,
         )
         self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
         self.fc_weight = nn.Linear(width, config.patch_size**2 * config.dim)
@@ -153,7 +158,7 @@ class WaveWeightGenerator(nn.Module):
         sequence = torch.cat((self.weight_tokens, wave_features, self.bias_token), dim=0)
         encoded = self.encoder(sequence)  # unbatched [latent + N + 1, width]
         # The weights read the band tokens plus a residual from the pre-transformer wave features.
-        weights = self.fc_weight(encoded[start:start + bands] + wave_features)
+        weights = self.fc_weight(encoded[start : start + bands] + wave_features)
         bias = self.fc_bias(encoded[-1])
         return weights, bias
 
@@ -282,6 +287,10 @@ class ClayV15Model(EmbeddingModel):
         self.patch_embedding = WavelengthPatchEmbedding(config)
         self.transformer = Transformer(config)
 
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
     # -- encoder -------------------------------------------------------------------------------
     def encode(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Reference layout [B, 1 + L, D]: CLS, then patch tokens in row-major order."""
@@ -351,8 +360,11 @@ class ClayV15Model(EmbeddingModel):
             try:
                 resolved.append(self.sensor.band(name).name)
             except KeyError:
-                others = [s.name for s in SENSORS.values() if s.name != self.sensor.name and s.has_band(name)
-                          and s.name != "clay-v0"]
+                others = [
+                    s.name
+                    for s in SENSORS.values()
+                    if s.name != self.sensor.name and s.has_band(name) and s.name != "clay-v0"
+                ]
                 hint = f" (known on: {', '.join(others)}; pick that platform)" if others else ""
                 raise ClayInputError(
                     f"band {name!r} has no known wavelength on platform {self.sensor.name} "
@@ -375,8 +387,9 @@ class ClayV15Model(EmbeddingModel):
         gsd_m: float = 10.0,
     ) -> dict[str, torch.Tensor]:
         names = self.resolve_bands(bands)
-        cube = torch.as_tensor(np.asarray(pixels, dtype=np.float32) if not isinstance(pixels, torch.Tensor)
-                               else pixels).float()
+        cube = torch.as_tensor(
+            np.asarray(pixels, dtype=np.float32) if not isinstance(pixels, torch.Tensor) else pixels
+        ).float()
         if cube.ndim != 4 or cube.shape[1] != len(names):
             raise ClayInputError(f"pixels must be [batch, {len(names)} bands, height, width]; got {tuple(cube.shape)}")
         patch = self.config.patch_size
@@ -391,12 +404,16 @@ class ClayV15Model(EmbeddingModel):
         # NaN (nodata) becomes the band mean, i.e. 0 after normalising.
         normalised = torch.nan_to_num((cube - means) / stds, nan=0.0, posinf=0.0, neginf=0.0)
         batch_size = cube.shape[0]
-        lonlat_array = (np.full((batch_size, 2), np.nan) if lonlat is None
-                        else np.asarray(torch.as_tensor(lonlat).cpu(), dtype=np.float64).reshape(-1, 2))
+        lonlat_array = (
+            np.full((batch_size, 2), np.nan)
+            if lonlat is None
+            else np.asarray(torch.as_tensor(lonlat).cpu(), dtype=np.float64).reshape(-1, 2)
+        )
         date_list = list(dates) if dates is not None else [None] * batch_size
         if len(lonlat_array) != batch_size or len(date_list) != batch_size:
-            raise ClayInputError(f"got {batch_size} chips but {len(lonlat_array)} lon/lat pairs and "
-                                 f"{len(date_list)} dates")
+            raise ClayInputError(
+                f"got {batch_size} chips but {len(lonlat_array)} lon/lat pairs and {len(date_list)} dates"
+            )
         return {
             "pixels": normalised,
             "time": time_encoding(date_list),
@@ -407,7 +424,7 @@ class ClayV15Model(EmbeddingModel):
 
     def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
         """As the base, plus the platform; `bands` = the bands actually embedded (default: all)."""
-        meta = super().metadata(level)
+        meta = super().metadata(level, bands)
         if bands is not None:
             names = self.resolve_bands(bands)
             chosen = [self.sensor.band(name) for name in names]
@@ -417,8 +434,9 @@ class ClayV15Model(EmbeddingModel):
         meta["platform"] = self.sensor.name
         meta["chip_size"] = self.config.image_size
         meta["patch_size"] = self.config.patch_size
-        meta["input_transform"] = "10*log10(max(x,1e-10)) then (x-mean)/std" if self.sensor.linear_to_db \
-            else "(x-mean)/std; NaN -> 0"
+        meta["input_transform"] = (
+            "10*log10(max(x,1e-10)) then (x-mean)/std" if self.sensor.linear_to_db else "(x-mean)/std; NaN -> 0"
+        )
         return meta
 
 
@@ -449,13 +467,15 @@ def encoder_prefix(keys: Collection[str]) -> str | None:
 def encoder_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     prefix = encoder_prefix(state_dict.keys())
     if prefix is None:
-        raise CheckpointError("checkpoint has no Clay v1/v1.5 encoder (no "
-                              f"'model.encoder.{SIGNATURE_KEY}'); is it a Clay v1.5 checkpoint?")
+        raise CheckpointError(
+            "checkpoint has no Clay v1/v1.5 encoder (no "
+            f"'model.encoder.{SIGNATURE_KEY}'); is it a Clay v1.5 checkpoint?"
+        )
     # Only the encoder: the teacher, projection and decoder (whose depth differs between releases) are skipped.
     return {
-        key[len(prefix):]: value
+        key[len(prefix) :]: value
         for key, value in state_dict.items()
-        if key.startswith(prefix) and key[len(prefix):].startswith(ENCODER_TOP_LEVEL)
+        if key.startswith(prefix) and key[len(prefix) :].startswith(ENCODER_TOP_LEVEL)
     }
 
 
@@ -477,8 +497,10 @@ def _heads_and_dim_head(weights: Mapping[str, torch.Tensor], hyper: Mapping[str,
         if candidate["dim"] == dim and candidate["heads"] * candidate["dim_head"] == inner:
             return candidate["heads"], candidate["dim_head"]
     if inner % 64:
-        raise CheckpointError(f"cannot tell the attention heads of this Clay v1.5 checkpoint (dim {dim}, "
-                              f"inner {inner}); pass heads=... and dim_head=...")
+        raise CheckpointError(
+            f"cannot tell the attention heads of this Clay v1.5 checkpoint (dim {dim}, "
+            f"inner {inner}); pass heads=... and dim_head=..."
+        )
     return inner // 64, 64
 
 

@@ -90,7 +90,6 @@ def preset_spec(name: str) -> PresetSpec:
     spec = PRESETS_BY_NAME.get(name)
     if spec is None:
         raise ClayInputError(
-            f"unknown model preset {name!r}; use a checkpoint path or one of: "
-            f"{', '.join(sorted(PRESETS_BY_NAME))}"
+            f"unknown model preset {name!r}; use a checkpoint path or one of: {', '.join(sorted(PRESETS_BY_NAME))}"
         )
     return spec

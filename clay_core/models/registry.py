@@ -65,8 +65,14 @@ class EmbeddingModel(nn.Module):
         self.input_bands: tuple[str, ...] = tuple(input_bands)
         # A placeholder until load_model() places the model; plan_device() here would reset the thread count
         # that load_model() configured for the job (e.g. --threads 1).
-        self.plan: DevicePlan = DevicePlan(device="cpu", name="cpu", capability=None, precision="fp32",
-                                           threads=torch.get_num_threads(), reason="not placed by load_model yet")
+        self.plan: DevicePlan = DevicePlan(
+            device="cpu",
+            name="cpu",
+            capability=None,
+            precision="fp32",
+            threads=torch.get_num_threads(),
+            reason="not placed by load_model yet",
+        )
         self.checkpoint_sha256: str | None = None
         self.checkpoint_path: str | None = None
         self.name: str = self.family
@@ -97,6 +103,11 @@ class EmbeddingModel(nn.Module):
         """Peak memory of one `embed` batch on the plan's device (see device.estimate_encoder_memory)."""
         raise NotImplementedError
 
+    @property
+    def image_size(self) -> int | None:
+        """Chip side in pixels the model is set up for (its position/patch grid); None for location models."""
+        return None
+
     # -- shared ----------------------------------------------------------------------------------
     def check_level(self, level: str | None) -> str:
         chosen = level or self.default_level
@@ -121,8 +132,10 @@ class EmbeddingModel(nn.Module):
         """encode + pool without autograd, on the plan's device and precision; float32 on CPU out."""
         chosen = self.check_level(level)
         device = self.plan.torch_device
-        moved = {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
-                 for key, value in batch.items()}
+        moved = {
+            key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+            for key, value in batch.items()
+        }
         was_training = self.training
         self.eval()
         try:
@@ -132,12 +145,16 @@ class EmbeddingModel(nn.Module):
             self.train(was_training)
         return pooled.float().cpu()
 
-    def metadata(self, level: str | None = None) -> dict[str, Any]:
-        """What a GeoParquet file needs to say about the model (the `clay` metadata key)."""
+    def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
+        """What a GeoParquet file needs to say about the model (the `clay` metadata key).
+
+        `bands`: the bands the sources give (None when they differ). A model that embeds exactly the bands
+        it is given (Clay v1.5) lists those; one with a fixed input (Clay v0 fills the bands it lacks, the
+        base here) lists its own input bands whatever `bands` says."""
         import clay_core
 
         chosen = self.check_level(level)
-        bands = [self.sensor.band(name) for name in self.input_bands]
+        inputs = [self.sensor.band(name) for name in self.input_bands]
         is_instance = dataclasses.is_dataclass(self.config) and not isinstance(self.config, type)
         config = dataclasses.asdict(self.config) if is_instance else dict(self.config)
         return {
@@ -148,8 +165,8 @@ class EmbeddingModel(nn.Module):
             "checkpoint": Path(self.checkpoint_path).name if self.checkpoint_path else None,
             "sensor": self.sensor.name,
             "bands": list(self.input_bands),
-            "wavelengths_um": [band.wavelength_um for band in bands],
-            "normalization": {"mean": [band.mean for band in bands], "std": [band.std for band in bands]},
+            "wavelengths_um": [band.wavelength_um for band in inputs],
+            "normalization": {"mean": [band.mean for band in inputs], "std": [band.std for band in inputs]},
             "level": chosen,
             "dtype": "float32",
             "precision": self.plan.precision + (f"+{self.quantization}" if self.quantization else ""),
@@ -215,8 +232,9 @@ def register_family(family: type[ModelFamily] | ModelFamily) -> Any:
     return family
 
 
-def register_preset(name: str, *, family: str, config: Any, description: str = "",
-                    checkpoint: str | None = None) -> Preset:
+def register_preset(
+    name: str, *, family: str, config: Any, description: str = "", checkpoint: str | None = None
+) -> Preset:
     """Give a row of the preset table (`clay_core.models.preset_table`) its config; the description defaults to
     the table's. A name that is not in the table, or a config of another family or input size, is a bug."""
     from clay_core.models.preset_table import PRESETS_BY_NAME
@@ -226,10 +244,13 @@ def register_preset(name: str, *, family: str, config: Any, description: str = "
         raise ValueError(f"preset {name!r} is not in clay_core.models.preset_table.PRESET_TABLE; add it there")
     sizes = (getattr(config, "image_size", None), getattr(config, "patch_size", None))
     if spec.family != family or sizes != (spec.image_size, spec.patch_size):
-        raise ValueError(f"preset {name!r}: family {family}, sizes {sizes} disagree with the preset table "
-                         f"({spec.family}, {(spec.image_size, spec.patch_size)})")
-    preset = Preset(name=name, family=family, config=config, description=description or spec.description,
-                    checkpoint=checkpoint)
+        raise ValueError(
+            f"preset {name!r}: family {family}, sizes {sizes} disagree with the preset table "
+            f"({spec.family}, {(spec.image_size, spec.patch_size)})"
+        )
+    preset = Preset(
+        name=name, family=family, config=config, description=description or spec.description, checkpoint=checkpoint
+    )
     _PRESETS[name] = preset
     return preset
 
@@ -273,8 +294,9 @@ def get_family(name: str) -> ModelFamily:
 def get_preset(name: str) -> Preset:
     known = presets()
     if name not in known:
-        raise ClayInputError(f"unknown model preset {name!r}; use a checkpoint path or one of: "
-                             f"{', '.join(sorted(known))}")
+        raise ClayInputError(
+            f"unknown model preset {name!r}; use a checkpoint path or one of: {', '.join(sorted(known))}"
+        )
     return known[name]
 
 
@@ -343,7 +365,11 @@ def quantize_dynamic_int8(model: EmbeddingModel) -> EmbeddingModel:
 
 def _looks_like_path(text: str) -> bool:
     return any(sep in text for sep in ("/", "\\")) or Path(text).suffix.lower() in {
-        ".ckpt", ".pt", ".pth", ".bin", ".safetensors"
+        ".ckpt",
+        ".pt",
+        ".pth",
+        ".bin",
+        ".safetensors",
     }
 
 
@@ -378,8 +404,9 @@ def load_model(
         model = build_preset(source, **overrides)
     elif isinstance(checkpoint_or_preset, Path) or _looks_like_path(source) or Path(source).exists():
         contents = read_checkpoint(source)
-        chosen = get_family(family) if family else recognise_family(contents.state_dict.keys(),
-                                                                   contents.hyper_parameters)
+        chosen = (
+            get_family(family) if family else recognise_family(contents.state_dict.keys(), contents.hyper_parameters)
+        )
         config = chosen.config_from_checkpoint(contents.state_dict, contents.hyper_parameters, overrides)
         model = chosen.build(config)
         load_weights(model, chosen.select_weights(contents.state_dict), source=source)
@@ -395,3 +422,48 @@ def load_model(
     model.eval()
     model.apply_plan(plan)
     return quantize_dynamic_int8(model) if quantize == "int8" else model
+
+
+def load_image_model(
+    checkpoint: str | None,
+    preset: str | None,
+    *,
+    image_size: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+) -> EmbeddingModel:
+    """The image model of an embed job: a checkpoint, or a preset (random weights: for tests and benchmarks).
+
+    An `image_size` other than the model's own resizes the encoder's (fixed sin-cos) position grid."""
+    from clay_core import validate
+
+    validate.model_choice(checkpoint, preset)
+    overrides: dict[str, Any] = {"image_size": int(image_size)} if image_size else {}
+    source = str(checkpoint or preset)
+    try:
+        model = load_model(source, device=device, precision=precision, threads=threads, **overrides)
+    except ClayInputError:
+        # e.g. "unknown model option image_size" for a SatCLIP file: say what the file is instead.
+        _refuse_other_kind(source)
+        raise
+    validate.model_family_for(model.family, "clay embed", validate.IMAGE_FAMILIES, source)
+    return model
+
+
+def _refuse_other_kind(source: str) -> None:
+    """Raise the "wrong kind of model" line when `source` is a checkpoint/preset of a family that does not
+    embed images; return quietly otherwise (or when the file cannot tell)."""
+    from clay_core import validate
+
+    try:
+        if source in presets():
+            family = get_preset(source).family
+        else:
+            from clay_core.checkpoints import read_checkpoint
+
+            contents = read_checkpoint(source)
+            family = recognise_family(contents.state_dict.keys(), contents.hyper_parameters).name
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        return
+    validate.model_family_for(family, "clay embed", validate.IMAGE_FAMILIES, source)

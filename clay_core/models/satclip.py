@@ -120,12 +120,23 @@ def analytic_table() -> AnalyticTable:
         with np.load(ANALYTIC_TABLE) as data:
             return AnalyticTable(
                 degrees=int(data["degrees"]),
-                **{name: data[name] for name in ("feature_start", "factor_kind", "factor_value", "poly_start",
-                                                  "poly_coefficient", "poly_power")},
+                **{
+                    name: data[name]
+                    for name in (
+                        "feature_start",
+                        "factor_kind",
+                        "factor_value",
+                        "poly_start",
+                        "poly_coefficient",
+                        "poly_power",
+                    )
+                },
             )
     except (OSError, KeyError, ValueError) as error:
-        raise CheckpointError(f"SatCLIP basis table {ANALYTIC_TABLE} is missing or damaged ({error}); "
-                              "regenerate it with scripts/generate_satclip_basis.py") from error
+        raise CheckpointError(
+            f"SatCLIP basis table {ANALYTIC_TABLE} is missing or damaged ({error}); "
+            "regenerate it with scripts/generate_satclip_basis.py"
+        ) from error
 
 
 def _official_harmonics(x: torch.Tensor, phi: torch.Tensor, degrees: int) -> torch.Tensor:
@@ -134,8 +145,10 @@ def _official_harmonics(x: torch.Tensor, phi: torch.Tensor, degrees: int) -> tor
     products run left to right, polynomials are summed in printed order, powers use torch's pow."""
     table = analytic_table()
     if degrees > table.degrees:
-        raise ClayInputError(f"the stored SatCLIP analytic basis covers L <= {table.degrees}, not L={degrees}; "
-                             "use harmonics='exact' or regenerate with scripts/generate_satclip_basis.py --degrees")
+        raise ClayInputError(
+            f"the stored SatCLIP analytic basis covers L <= {table.degrees}, not L={degrees}; "
+            "use harmonics='exact' or regenerate with scripts/generate_satclip_basis.py --degrees"
+        )
     x_powers: dict[int, torch.Tensor] = {1: x}  # shared subexpressions: pure caching, same values
     sine_powers: dict[float, torch.Tensor] = {}
     azimuths: dict[tuple[int, float], torch.Tensor] = {}
@@ -148,8 +161,9 @@ def _official_harmonics(x: torch.Tensor, phi: torch.Tensor, degrees: int) -> tor
     def polynomial(index: int) -> torch.Tensor | float:
         start, stop = table.poly_start[index], table.poly_start[index + 1]
         total: torch.Tensor | float | None = None
-        for coefficient, power in zip(table.poly_coefficient[start:stop].tolist(),
-                                      table.poly_power[start:stop].tolist(), strict=True):
+        for coefficient, power in zip(
+            table.poly_coefficient[start:stop].tolist(), table.poly_power[start:stop].tolist(), strict=True
+        ):
             term = coefficient * x_power(power) if power else coefficient
             total = term if total is None else total + term
         assert total is not None
@@ -175,8 +189,9 @@ def _official_harmonics(x: torch.Tensor, phi: torch.Tensor, degrees: int) -> tor
     for index in range(degrees * degrees):
         start, stop = table.feature_start[index], table.feature_start[index + 1]
         product: torch.Tensor | float | None = None
-        for kind, value in zip(table.factor_kind[start:stop].tolist(), table.factor_value[start:stop].tolist(),
-                               strict=True):
+        for kind, value in zip(
+            table.factor_kind[start:stop].tolist(), table.factor_value[start:stop].tolist(), strict=True
+        ):
             term = factor(kind, value)
             product = term if product is None else product * term
         assert product is not None
@@ -215,7 +230,9 @@ class Siren(nn.Module):
     def __init__(self, in_features: int, hidden: int, out_features: int, num_hidden_layers: int) -> None:
         super().__init__()
         widths = [in_features] + [hidden] * num_hidden_layers
-        self.layers = nn.ModuleList(nn.Linear(a, b, dtype=torch.float64) for a, b in zip(widths, widths[1:], strict=False))
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b, dtype=torch.float64) for a, b in zip(widths, widths[1:], strict=False)
+        )
         self.last_layer = nn.Linear(hidden, out_features, dtype=torch.float64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -255,7 +272,9 @@ class SatCLIPLocationModel(EmbeddingModel):
     def filled_bands(self, bands: Sequence[str]) -> tuple[str, ...]:
         return ()
 
-    def prepare_locations(self, lonlat: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -> dict[str, torch.Tensor]:
+    def prepare_locations(
+        self, lonlat: np.ndarray | torch.Tensor | Sequence[Sequence[float]]
+    ) -> dict[str, torch.Tensor]:
         coords = torch.as_tensor(np.asarray(torch.as_tensor(lonlat).cpu(), dtype=np.float64)).reshape(-1, 2)
         check_lonlat(coords.numpy())
         return {"coords": coords}
@@ -282,15 +301,17 @@ class SatCLIPLocationModel(EmbeddingModel):
         finally:
             self.train(was_training)
 
-    def metadata(self, level: str | None = None) -> dict[str, Any]:
-        meta = super().metadata(level)
-        meta.update({
-            "coordinates": "lon,lat degrees (WGS84)",
-            "legendre_polys": self.config.legendre_polys,
-            "harmonics": self.config.harmonics,
-            "compute_dtype": "float64",
-            "normalised": False,
-        })
+    def metadata(self, level: str | None = None, bands: Sequence[str] | None = None) -> dict[str, Any]:
+        meta = super().metadata(level, bands)  # a location model: no bands at all
+        meta.update(
+            {
+                "coordinates": "lon,lat degrees (WGS84)",
+                "legendre_polys": self.config.legendre_polys,
+                "harmonics": self.config.harmonics,
+                "compute_dtype": "float64",
+                "normalised": False,
+            }
+        )
         for key in ("wavelengths_um", "normalization"):
             meta.pop(key, None)
         return meta
@@ -348,16 +369,20 @@ class SatCLIPFamily(ModelFamily):
         hyper = dict(hyper_parameters or {})
         for key, supported in (("le_type", "sphericalharmonics"), ("pe_type", "siren")):
             if key in hyper and hyper[key] != supported:
-                raise CheckpointError(f"SatCLIP checkpoint uses {key}={hyper[key]!r}; only {supported!r} is "
-                                      "supported (the released models)")
+                raise CheckpointError(
+                    f"SatCLIP checkpoint uses {key}={hyper[key]!r}; only {supported!r} is "
+                    "supported (the released models)"
+                )
         weights = location_weights(state_dict)
         in_features = int(weights["nnet.layers.0.weight"].shape[1])
         degrees = math.isqrt(in_features)
         if degrees * degrees != in_features:
             raise CheckpointError(f"first SatCLIP layer takes {in_features} inputs, not L² harmonics")
         if "legendre_polys" in hyper and int(hyper["legendre_polys"]) != degrees:
-            raise CheckpointError(f"hparams say legendre_polys={hyper['legendre_polys']} but the weights take "
-                                  f"{in_features} = {degrees}² features")
+            raise CheckpointError(
+                f"hparams say legendre_polys={hyper['legendre_polys']} but the weights take "
+                f"{in_features} = {degrees}² features"
+            )
         layer_indices = {int(key.split(".")[2]) for key in weights if key.startswith("nnet.layers.")}
         harmonics = str(hyper.get("harmonics_calculation", "analytic"))
         config = SatCLIPConfig(
@@ -411,5 +436,6 @@ def satclip_embed_lonlat(
     points = np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)
     if len(points) == 0:
         return np.zeros((0, model.config.embed_dim), dtype=np.float64)
-    return np.concatenate([model.embed_float64(points[start:start + batch_size])
-                           for start in range(0, len(points), batch_size)])
+    return np.concatenate(
+        [model.embed_float64(points[start : start + batch_size]) for start in range(0, len(points), batch_size)]
+    )

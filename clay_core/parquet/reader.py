@@ -95,8 +95,14 @@ def read_embeddings(path: str | Path, columns: Sequence[str] | None = None) -> E
     from clay_core.collection import read_file_vectors
 
     vectors = read_file_vectors(path)
-    return EmbeddingTable(table=rest, vectors=vectors, shape_per_row=row_shape_of(clay, vectors.shape[1]),
-                          metadata=clay, crs=geometry_crs(geo), geo=geo)
+    return EmbeddingTable(
+        table=rest,
+        vectors=vectors,
+        shape_per_row=row_shape_of(clay, vectors.shape[1]),
+        metadata=clay,
+        crs=geometry_crs(geo),
+        geo=geo,
+    )
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,16 +34,32 @@ ROW_GROUP_BYTES = 128 * 1024 * 1024
 
 
 class ChipLike(Protocol):
-    """What the writer needs from a chip (clay_core.sources.base.ChipRecord has all of it)."""
+    """What the writer needs from a chip (clay_core.sources.base.ChipRecord has all of it). Read-only
+    properties, so a frozen dataclass such as ChipRecord matches."""
 
-    chip_id: str
-    source_url: str
-    date: Any  # datetime.date
-    epsg: int
-    utm_bounds: tuple[float, float, float, float]
-    row: int
-    col: int
-    mgrs: str | None
+    @property
+    def chip_id(self) -> str: ...
+
+    @property
+    def source_url(self) -> str: ...
+
+    @property
+    def date(self) -> datetime.date: ...
+
+    @property
+    def epsg(self) -> int: ...
+
+    @property
+    def utm_bounds(self) -> tuple[float, float, float, float]: ...
+
+    @property
+    def row(self) -> int: ...
+
+    @property
+    def col(self) -> int: ...
+
+    @property
+    def mgrs(self) -> str | None: ...
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,9 +129,9 @@ def _filled_per_row(filled_bands: Sequence[str] | Sequence[Sequence[str]] | None
     if not filled_bands:
         return [[] for _ in range(n)]
     if all(isinstance(item, str) for item in filled_bands):
-        shared = list(filled_bands)  # one list of band names for every row
+        shared = [str(item) for item in filled_bands]  # one list of band names for every row
         return [list(shared) for _ in range(n)]
-    rows = [list(item) for item in filled_bands]  # type: ignore[arg-type]
+    rows = [list(item) for item in filled_bands]
     if len(rows) != n:
         raise ValueError(f"filled_bands: {len(rows)} lists for {n} rows")
     return rows
@@ -156,7 +173,8 @@ def _patch_grid(embeddings: np.ndarray) -> tuple[np.ndarray, int, int]:
     if embeddings.ndim not in (4, 5):
         raise ClayInputError(
             f"--explode-patches needs patch or group embeddings (N, h, w, d) / (N, g, h, w, d); got shape "
-            f"{tuple(embeddings.shape)}: use --level patch")
+            f"{tuple(embeddings.shape)}: use --level patch"
+        )
     patches = per_patch(embeddings)
     return patches, patches.shape[1], patches.shape[2]
 
@@ -177,8 +195,9 @@ def chips_table(
     n = len(records)
     if embeddings.shape[0] != n:
         raise ValueError(f"{embeddings.shape[0]} embeddings for {n} chips")
-    nodata = np.asarray(_per_row(nodata_fractions if nodata_fractions is not None else 0.0, n, "nodata"),
-                        dtype=np.float32)
+    nodata = np.asarray(
+        _per_row(nodata_fractions if nodata_fractions is not None else 0.0, n, "nodata"), dtype=np.float32
+    )
     filled = _filled_per_row(filled_bands, n)
     bounds = np.array([tuple(float(v) for v in r.utm_bounds) for r in records], dtype=np.float64).reshape(n, 4)
     epsg = np.array([int(r.epsg) for r in records], dtype=np.int32)
@@ -225,7 +244,8 @@ def chips_table(
             raise ValueError(f"satclip: shape {location.shape} for {n} chips")
         satclip_width = int(location.shape[1])
         columns[SATCLIP] = pa.FixedSizeListArray.from_arrays(
-            pa.array(np.repeat(location, repeat, axis=0).reshape(-1), pa.float64()), satclip_width)
+            pa.array(np.repeat(location, repeat, axis=0).reshape(-1), pa.float64()), satclip_width
+        )
     schema = chips_schema(int(flat.shape[1]), exploded=explode_patches, satclip_width=satclip_width)
     return pa.Table.from_arrays(list(columns.values()), schema=schema)
 
@@ -265,8 +285,9 @@ def union_bbox(boxes: Iterable[Sequence[float] | None]) -> list[float] | None:
     return [float(array[:, 0].min()), float(array[:, 1].min()), float(array[:, 2].max()), float(array[:, 3].max())]
 
 
-def geo_metadata(bbox: Sequence[float] | None, *, geometry_type: str = "Polygon",
-                 covering: bool = True) -> dict[str, Any]:
+def geo_metadata(
+    bbox: Sequence[float] | None, *, geometry_type: str = "Polygon", covering: bool = True
+) -> dict[str, Any]:
     """GeoParquet 1.1.0 `geo` metadata for our single geometry column in OGC:CRS84.
 
     `covering`: declare the `bbox` struct column (only when the table has it: chip files do, point files
@@ -286,9 +307,15 @@ def geo_metadata(bbox: Sequence[float] | None, *, geometry_type: str = "Polygon"
     return {"version": GEOPARQUET_VERSION, "primary_column": GEOMETRY, "columns": {GEOMETRY: column}}
 
 
-def file_metadata(table_or_schema: pa.Table | pa.Schema, clay: Mapping[str, Any], bbox: Sequence[float] | None,
-                  *, explode_patches: bool = False, embedding_shape: Sequence[int] | None = None,
-                  geometry_type: str = "Polygon") -> dict[bytes, bytes]:
+def file_metadata(
+    table_or_schema: pa.Table | pa.Schema,
+    clay: Mapping[str, Any],
+    bbox: Sequence[float] | None,
+    *,
+    explode_patches: bool = False,
+    embedding_shape: Sequence[int] | None = None,
+    geometry_type: str = "Polygon",
+) -> dict[bytes, bytes]:
     """Schema metadata for a final file: `geo` plus the `clay` JSON (with the per-row shape readers need).
     The bbox covering is declared exactly when the schema has the `bbox` column."""
     import clay_core
@@ -365,11 +392,18 @@ def write_geoparquet(
     `metadata` becomes the `clay` key (typically `model.metadata(level)` plus run details);
     `filled_bands` is one list for all rows or one list per row."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
-    table = chips_table(records, embeddings, nodata_fractions=nodata_fractions, filled_bands=filled_bands,
-                        explode_patches=explode_patches, satclip=satclip)
+    table = chips_table(
+        records,
+        embeddings,
+        nodata_fractions=nodata_fractions,
+        filled_bands=filled_bands,
+        explode_patches=explode_patches,
+        satclip=satclip,
+    )
     chip_shape = tuple(embeddings.shape[1:]) or None
-    meta = file_metadata(table, metadata, bbox_of_table(table),
-                         explode_patches=explode_patches, embedding_shape=chip_shape)
+    meta = file_metadata(
+        table, metadata, bbox_of_table(table), explode_patches=explode_patches, embedding_shape=chip_shape
+    )
     return write_table_atomic(path, table.replace_schema_metadata(meta), overwrite=overwrite)
 
 

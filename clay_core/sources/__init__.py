@@ -84,8 +84,9 @@ def _from_files(files: list[str], options: dict) -> ChipSource:
 def _check_scene_date(scene, options: dict):
     start, end = options.get("start"), options.get("end")
     if (start and scene.date < start) or (end and scene.date > end):
-        raise ClayInputError(f"the scene was taken on {scene.date}, outside the requested range "
-                             f"{start or '..'} to {end or '..'}")
+        raise ClayInputError(
+            f"the scene was taken on {scene.date}, outside the requested range {start or '..'} to {end or '..'}"
+        )
     return scene
 
 
@@ -119,7 +120,9 @@ def _in_utm(url: str, options: dict) -> bool:
             epsg = dataset.crs.to_epsg() if dataset.crs else None
     except Exception as error:  # noqa: BLE001
         raise ClayInputError(f"{url}: cannot open ({error})") from None
-    return bool(epsg) and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760)
+    if epsg is None:
+        return False
+    return 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760
 
 
 def _clean(options: dict) -> dict:

@@ -57,7 +57,6 @@ class ChipRecord:
         return (float(lon), float(lat))
 
 
-
 @dataclass
 class ChipData:
     record: ChipRecord
@@ -67,7 +66,10 @@ class ChipData:
 
 @runtime_checkable
 class ChipSource(Protocol):
-    bands: tuple[str, ...]  # canonical band names (clay_core.sensors), in pixel order
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Canonical band names (clay_core.sensors), in pixel order (read-only: a field or a property)."""
+        ...
 
     def records(self) -> list[ChipRecord]:
         """All chips of the source, cheaply (no pixel reads), in a deterministic order."""

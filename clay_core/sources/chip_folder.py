@@ -19,7 +19,7 @@ from clay_core.errors import ClayInputError
 from clay_core.grid.mgrs import parse_tile
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
-from clay_core.sources.files import basename, gdal_env, list_files, open_raster, stem
+from clay_core.sources.files import basename, dataset_bounds, gdal_env, list_files, open_raster, stem
 from clay_core.sources.windows import nodata_to_nan
 
 CHIP_NAME = re.compile(
@@ -106,8 +106,18 @@ class ChipFolder:
             with open_raster(url, self.no_sign_request) as dataset:
                 return self._record(url, dataset, parsed)
         except (RasterioError, OSError, ValueError) as error:
-            record = ChipRecord(stem(url), url, name_date or datetime.date(1970, 1, 1), 0, NO_LOCATION, -1, -1,
-                                parsed.get("mgrs"), 0, 0.0)
+            record = ChipRecord(
+                stem(url),
+                url,
+                name_date or datetime.date(1970, 1, 1),
+                0,
+                NO_LOCATION,
+                -1,
+                -1,
+                parsed.get("mgrs"),
+                0,
+                0.0,
+            )
             self._problems[record.chip_id] = f"{url}: cannot open ({_short(error)}): corrupt or truncated file?"
             return record
 
@@ -124,14 +134,34 @@ class ChipFolder:
             )
         if not epsg:
             self._problems[chip_id] = f"{url}: no CRS (a chip must be georeferenced in its UTM zone)"
-            return ChipRecord(chip_id, url, date or datetime.date(1970, 1, 1), 0, NO_LOCATION, -1, -1,
-                              parsed.get("mgrs") or self.mgrs, 0, 0.0)
-        bounds = tuple(float(v) for v in dataset.bounds)
+            return ChipRecord(
+                chip_id,
+                url,
+                date or datetime.date(1970, 1, 1),
+                0,
+                NO_LOCATION,
+                -1,
+                -1,
+                parsed.get("mgrs") or self.mgrs,
+                0,
+                0.0,
+            )
+        bounds = dataset_bounds(dataset)
         resolution = float(dataset.transform.a)
         mgrs = parsed.get("mgrs") or self.mgrs
         row, col = _row_col(mgrs, epsg, bounds, dataset.width * resolution, parsed.get("counter", 0))
-        return ChipRecord(chip_id, url, date or datetime.date(1970, 1, 1), epsg, bounds, row, col, mgrs,
-                          int(dataset.width), resolution)
+        return ChipRecord(
+            chip_id,
+            url,
+            date or datetime.date(1970, 1, 1),
+            epsg,
+            bounds,
+            row,
+            col,
+            mgrs,
+            int(dataset.width),
+            resolution,
+        )
 
     # ---- reading ---------------------------------------------------------------------------------
     def read(self, record: ChipRecord) -> ChipData:

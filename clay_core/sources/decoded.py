@@ -47,8 +47,12 @@ def pillow_decodes_jpeg2000() -> bool:
 class DecodedBands:
     """url -> decoded band (2-D numpy array, read-only), per process; never pickled (re-created empty)."""
 
-    def __init__(self, max_band_bytes: int = MAX_BAND_BYTES, max_total_bytes: int = MAX_TOTAL_BYTES,
-                 max_tile_px: int = MAX_TILE_PX) -> None:
+    def __init__(
+        self,
+        max_band_bytes: int = MAX_BAND_BYTES,
+        max_total_bytes: int = MAX_TOTAL_BYTES,
+        max_tile_px: int = MAX_TILE_PX,
+    ) -> None:
         self.max_band_bytes = max_band_bytes
         self.max_total_bytes = max_total_bytes
         self.max_tile_px = max_tile_px
@@ -129,9 +133,6 @@ class DecodedBands:
         self._arrays[url] = array
         self._bytes += array.nbytes
 
-    def __getstate__(self) -> dict:
-        return {"max_band_bytes": self.max_band_bytes, "max_total_bytes": self.max_total_bytes,
-                "max_tile_px": self.max_tile_px}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+    def __reduce__(self) -> tuple[type[DecodedBands], tuple[int, int, int]]:
+        # A copy (another process) starts empty: decoded arrays are per process.
+        return (type(self), (self.max_band_bytes, self.max_total_bytes, self.max_tile_px))

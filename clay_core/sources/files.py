@@ -14,12 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import rasterio
 from rasterio.errors import RasterioIOError
 
 from clay_core.errors import ClayInputError
+from clay_core.grid.chips import Bounds
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +43,21 @@ GDAL_CLOUD_OPTIONS = {
 }
 
 # Messages of errors worth retrying: network trouble, throttling, server errors.
-TRANSIENT_MARKERS = ("timed out", "timeout", "connection", "temporar", "throttl", "slow down", "503", "500",
-                     "502", "504", "429", "reset by peer", "curl error")
+TRANSIENT_MARKERS = (
+    "timed out",
+    "timeout",
+    "connection",
+    "temporar",
+    "throttl",
+    "slow down",
+    "503",
+    "500",
+    "502",
+    "504",
+    "429",
+    "reset by peer",
+    "curl error",
+)
 
 
 def is_remote(url: str) -> bool:
@@ -82,13 +99,20 @@ def with_retries(action: Callable[[], T], url: str, attempts: int = 3, delay_s: 
     raise AssertionError("unreachable")
 
 
-def open_raster(url: str, no_sign_request: bool = False):
+def open_raster(url: str, no_sign_request: bool = False) -> DatasetReader:
     """Open a raster for reading (rasterio dataset), retrying transient remote errors."""
+
     def _open():
         with gdal_env(url, no_sign_request):
             return rasterio.open(url)
 
     return with_retries(_open, url)
+
+
+def dataset_bounds(dataset: DatasetReader) -> Bounds:
+    """A rasterio dataset's (left, bottom, right, top) as plain floats, in its own CRS."""
+    left, bottom, right, top = (float(v) for v in dataset.bounds)
+    return (left, bottom, right, top)
 
 
 def s3_filesystem(no_sign_request: bool = False):
@@ -113,7 +137,7 @@ def list_files(url: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES, no_sign_re
 
 def _list_s3(url: str, no_sign_request: bool) -> list[str]:
     fs = s3_filesystem(no_sign_request)
-    prefix = url[len("s3://"):].rstrip("/")
+    prefix = url[len("s3://") :].rstrip("/")
     try:
         keys = with_retries(lambda: fs.find(prefix), url)
     except FileNotFoundError as error:
@@ -126,7 +150,7 @@ def _list_s3(url: str, no_sign_request: bool) -> list[str]:
 
 def url_exists(url: str, no_sign_request: bool = False) -> bool:
     if is_s3(url):
-        return bool(s3_filesystem(no_sign_request).exists(url[len("s3://"):]))
+        return bool(s3_filesystem(no_sign_request).exists(url[len("s3://") :]))
     if is_remote(url):
         return True  # checked when opened
     return Path(url).exists()
@@ -135,7 +159,7 @@ def url_exists(url: str, no_sign_request: bool = False) -> bool:
 def is_dir(url: str, no_sign_request: bool = False) -> bool:
     if is_s3(url):
         fs = s3_filesystem(no_sign_request)
-        key = url[len("s3://"):].rstrip("/")
+        key = url[len("s3://") :].rstrip("/")
         return "/" not in key or bool(fs.isdir(key))
     return Path(url).is_dir()
 
@@ -157,13 +181,13 @@ class DatasetCache:
         self.max_open = max_open
         self._local = threading.local()
 
-    def _handles(self) -> dict[str, object]:
+    def _handles(self) -> dict[str, DatasetReader]:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or forked: the parent's are not ours
             local.pid, local.open = os.getpid(), {}
         return local.open
 
-    def get(self, url: str):
+    def get(self, url: str) -> DatasetReader:
         handles = self._handles()
         dataset = handles.get(url)
         if dataset is None:
@@ -182,8 +206,5 @@ class DatasetCache:
                 dataset.close()
         handles.clear()
 
-    def __getstate__(self) -> dict:
-        return {"no_sign_request": self.no_sign_request, "max_open": self.max_open}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+    def __reduce__(self) -> tuple[type[DatasetCache], tuple[bool, int]]:
+        return (type(self), (self.no_sign_request, self.max_open))  # a copy starts with no open datasets

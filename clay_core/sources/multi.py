@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clay_core.errors import ClayInputError
@@ -12,7 +13,7 @@ from clay_core.sources.base import ChipData, ChipRecord, ChipSource, nodata_frac
 class MultiSource:
     """Records of all parts, in order; bands: those every part provides (a part's extra bands are dropped)."""
 
-    parts: list[ChipSource]
+    parts: Sequence[ChipSource]
     bands: tuple[str, ...] = field(init=False, default=())
     _owner: dict[str, int] | None = field(init=False, default=None, repr=False)
 
@@ -27,6 +28,11 @@ class MultiSource:
             raise ClayInputError("the sources share no band: read them separately")
 
     def records(self) -> list[ChipRecord]:
+        records, self._owner = self._collect()
+        return records
+
+    def _collect(self) -> tuple[list[ChipRecord], dict[str, int]]:
+        """All parts' records, and for each chip id the index of the part that reads it."""
         owner: dict[str, int] = {}
         records: list[ChipRecord] = []
         for index, part in enumerate(self.parts):
@@ -35,12 +41,11 @@ class MultiSource:
                     continue
                 owner[record.chip_id] = index
                 records.append(record)
-        self._owner = owner
-        return records
+        return records, owner
 
     def read(self, record: ChipRecord) -> ChipData:
         if self._owner is None:
-            self.records()
+            self._owner = self._collect()[1]
         part = self.parts[self._owner[record.chip_id]]
         data = part.read(record)
         if part.bands != self.bands:

@@ -66,10 +66,11 @@ class RasterSource:
     no_sign_request: bool = False
     bands: tuple[str, ...] = field(init=False, default=())
     _plan: list[BandSource] = field(init=False, default_factory=list, repr=False)
+    # Set by __post_init__ (it raises when it cannot), so never missing on a constructed source.
     _epsg: int = field(init=False, default=0, repr=False)
-    _grid: ChipGrid | None = field(init=False, default=None, repr=False)
-    _coverage: Bounds | None = field(init=False, default=None, repr=False)
-    _cache: DatasetCache | None = field(init=False, default=None, repr=False)
+    _grid: ChipGrid = field(init=False, repr=False)
+    _coverage: Bounds = field(init=False, repr=False)
+    _cache: DatasetCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -91,8 +92,12 @@ class RasterSource:
                 if dataset.crs is None:
                     raise ClayInputError(f"{url} has no CRS: georeference it (e.g. gdal_edit.py -a_srs EPSG:...)")
                 return {
-                    "url": url, "crs": dataset.crs, "bounds": tuple(dataset.bounds), "count": dataset.count,
-                    "descriptions": dataset.descriptions, "colorinterp": dataset.colorinterp,
+                    "url": url,
+                    "crs": dataset.crs,
+                    "bounds": tuple(dataset.bounds),
+                    "count": dataset.count,
+                    "descriptions": dataset.descriptions,
+                    "colorinterp": dataset.colorinterp,
                     "tags": dataset.tags(),
                 }
         except ClayInputError:
@@ -112,14 +117,16 @@ class RasterSource:
             if item.band in seen:
                 files = sorted({stem(seen[item.band]), stem(item.url)})
                 where = f"in both {files[0]} and {files[1]}" if len(files) == 2 else f"twice in {files[0]}"
-                raise ClayInputError(f"band {item.band} is {where}: embed each raster into its own output (or "
-                                     "mosaic them first, e.g. gdalbuildvrt), or choose one with --band-map")
+                raise ClayInputError(
+                    f"band {item.band} is {where}: embed each raster into its own output (or "
+                    "mosaic them first, e.g. gdalbuildvrt), or choose one with --band-map"
+                )
             seen[item.band] = item.url
         return plan
 
     def _explicit_plan(self, headers: list[dict]) -> list[BandSource]:
         plan = []
-        for band, where in self.band_map.items():
+        for band, where in (self.band_map or {}).items():
             name = clay_band_name(band)
             if name is None:
                 raise ClayInputError(f"band_map key {band!r} is not a Clay band ({', '.join(CLAY_V0.band_names)})")
@@ -151,8 +158,8 @@ class RasterSource:
                 if band in CLAY_V0.band_names:
                     plan.append(BandSource(band, header["url"], 1))
                 continue
-            named = [(clay_band_name(d), i) for i, d in enumerate(header["descriptions"], start=1)]
-            named = [(b, i) for b, i in named if b]
+            described = [(clay_band_name(d), i) for i, d in enumerate(header["descriptions"], start=1)]
+            named = [(b, i) for b, i in described if b]
             if not named:  # RGB images: colour interpretation is all there is
                 named = [(COLOR_BANDS[c], i) for i, c in enumerate(header["colorinterp"], start=1) if c in COLOR_BANDS]
             if not named and header["count"] == 1:
@@ -182,8 +189,10 @@ class RasterSource:
         if self.bbox is None:
             zones = sorted({f"EPSG:{h['crs'].to_epsg()}" for h in headers if _utm_zone_of(h["crs"])})
             if len(zones) > 1:
-                raise ClayInputError(f"the rasters lie in {len(zones)} UTM zones ({', '.join(zones)}): embed each "
-                                     "zone into its own output, or give --bbox to embed one area in its own zone")
+                raise ClayInputError(
+                    f"the rasters lie in {len(zones)} UTM zones ({', '.join(zones)}): embed each "
+                    "zone into its own output, or give --bbox to embed one area in its own zone"
+                )
             crs = headers[0]["crs"]
             bounds = [transform_bounds(h["crs"], crs, *h["bounds"]) for h in headers]
             return crs, _union(bounds)
@@ -202,17 +211,35 @@ class RasterSource:
         return self._grid
 
     @property
-    def coverage(self) -> Bounds | None:
+    def coverage(self) -> Bounds:
         """The part of the AOI the rasters cover, in the chips' UTM zone (metres)."""
         return self._coverage
 
+    @property
+    def acquired(self) -> datetime.date:
+        """The acquisition date: given, or read from the rasters' tags or names by __post_init__."""
+        if self.date is None:
+            raise AssertionError("RasterSource.__post_init__ resolves the date")
+        return self.date
+
     def records(self) -> list[ChipRecord]:
         name = re.sub(r"[^0-9A-Za-z-]+", "-", stem(self.files[0])).strip("-") or "raster"
-        day = self.date.strftime("%Y%m%d")
+        date = self.acquired
+        day = date.strftime("%Y%m%d")
         url = self.files[0] if len(self.files) == 1 else common_parent(self.files)
         return [
-            ChipRecord(f"{name}_{day}_{row:03d}_{col:03d}", url, self.date, self._epsg,
-                       self._grid.chip_bounds(row, col), row, col, None, self.chip_size, self.resolution_m)
+            ChipRecord(
+                f"{name}_{day}_{row:03d}_{col:03d}",
+                url,
+                date,
+                self._epsg,
+                self._grid.chip_bounds(row, col),
+                row,
+                col,
+                None,
+                self.chip_size,
+                self.resolution_m,
+            )
             for row, col in self._grid.cells_intersecting(self._coverage)
         ]
 
@@ -224,8 +251,9 @@ class RasterSource:
             try:
                 with gdal_env(url, self.no_sign_request):
                     dataset = self._cache.get(url)
-                    data = read_chip(dataset, [index for _, index in slots], record.utm_bounds, record.epsg,
-                                     record.size, method)
+                    data = read_chip(
+                        dataset, [index for _, index in slots], record.utm_bounds, record.epsg, record.size, method
+                    )
             except Exception as error:  # noqa: BLE001 - reported per chip; the job goes on
                 raise ChipReadError(f"{url}: cannot read chip {record.chip_id} ({error})") from None
             for (slot, _), plane in zip(slots, data, strict=True):
@@ -233,9 +261,11 @@ class RasterSource:
         return ChipData(record, pixels, nodata_fraction(pixels))
 
 
-def _utm_zone_of(crs: CRS) -> bool:
+def _utm_zone_of(crs: CRS | None) -> bool:
     epsg = crs.to_epsg() if crs else None
-    return bool(epsg) and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760)
+    if epsg is None:
+        return False
+    return 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760
 
 
 def user_crs(text: str | int) -> CRS:
@@ -251,8 +281,10 @@ def user_crs(text: str | int) -> CRS:
         return CRS.from_user_input(value)
     except (ProjCRSError, CRSError) as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise ClayInputError(f"--bbox-crs {str(text)[:80]!r} is not a CRS PROJ knows ({reason[:120]}): give an EPSG "
-                             "code such as EPSG:4326 or EPSG:32633") from None
+        raise ClayInputError(
+            f"--bbox-crs {str(text)[:80]!r} is not a CRS PROJ knows ({reason[:120]}): give an EPSG "
+            "code such as EPSG:4326 or EPSG:32633"
+        ) from None
 
 
 def _date_from(headers: list[dict]) -> datetime.date:

@@ -24,7 +24,7 @@ from clay_core.grid.mgrs import MgrsTile, parse_tile, tile_at_utm
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
 from clay_core.sources.decoded import DecodedBands
-from clay_core.sources.files import DatasetCache, basename, gdal_env, open_raster
+from clay_core.sources.files import DatasetCache, basename, dataset_bounds, gdal_env, open_raster
 from clay_core.sources.windows import read_chip, read_chip_from_band, resampling_method
 
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
@@ -32,14 +32,27 @@ CLAY_S2_BANDS = tuple(b for b in CLAY_V0.band_names if b in S2_BANDS)  # the 10 
 
 # Earth Search (element84) asset keys -> band names.
 ASSET_NAMES = {
-    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "rededge2": "B06",
-    "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09", "cirrus": "B10", "swir16": "B11",
+    "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "nir": "B08",
+    "nir08": "B8A",
+    "nir09": "B09",
+    "cirrus": "B10",
+    "swir16": "B11",
     "swir22": "B12",
 }
 _BAND_TOKEN = re.compile(r"^b(0?[1-9]|1[0-2]|8a)$", re.IGNORECASE)
 _RESOLUTION_TOKEN = re.compile(r"^(\d+)m$", re.IGNORECASE)
 _TILE_IN_NAME = re.compile(r"(?:^|[_/])T(\d{2}[C-HJ-NP-X][A-HJ-NP-Z][A-HJ-NP-V])(?:_|$)")
 _DATE_IN_NAME = re.compile(r"(?:^|_)(\d{8})T\d{6}(?:_|$)")
+
+# (MGRS tile, EPSG code, chip grid, data bounds in that UTM zone)
+SceneLayout = tuple[MgrsTile, int, ChipGrid, tuple[float, float, float, float]]
 
 
 def canonical_band(name: str) -> str | None:
@@ -106,12 +119,12 @@ class Sentinel2Scene:
     resolution_m: float = 10.0
     resampling: str = "nearest"  # Clay's own chips were stacked with nearest resampling
     align: str = "tile"  # "tile": grid from the MGRS tile origin; "scene": from the data's upper-left corner
-    bands: tuple[str, ...] | None = None  # subset of the Clay S2 bands to provide (default: all present)
-    source_url: str | None = None  # what the output's source_url says (default: the folder of the band files)
+    bands: tuple[str, ...] = ()  # subset of the Clay S2 bands to provide (default: all present)
+    source_url: str = ""  # what the output's source_url says (default: the folder of the band files)
     no_sign_request: bool = False
-    _layout: tuple | None = field(default=None, repr=False)
-    _cache: DatasetCache | None = field(default=None, repr=False)
-    _decoded: DecodedBands | None = field(default=None, repr=False)  # small JP2 bands decoded whole
+    _layout: SceneLayout | None = field(init=False, default=None, repr=False)  # read on first use
+    _cache: DatasetCache = field(init=False, repr=False)
+    _decoded: DecodedBands = field(init=False, repr=False)  # small JP2 bands decoded whole
 
     def __post_init__(self) -> None:
         self.band_files = {canonical_band(k) or k: v for k, v in self.band_files.items()}
@@ -133,14 +146,13 @@ class Sentinel2Scene:
         self.date = self.date or _common_date(list(self.band_files.values()))
         if self.date is None:
             raise ClayInputError(
-                "cannot tell the scene's acquisition date from its file names: give it with --date YYYY-MM-DD (QGIS: Acquisition date)"
+                "cannot tell the scene's acquisition date from its file names: "
+                "give it with --date YYYY-MM-DD (QGIS: Acquisition date)"
             )
-        if self.source_url is None:
+        if not self.source_url:
             self.source_url = common_parent(list(self.band_files.values()))
-        if self._cache is None:
-            self._cache = DatasetCache(self.no_sign_request)
-        if self._decoded is None:
-            self._decoded = DecodedBands()
+        self._cache = DatasetCache(self.no_sign_request)
+        self._decoded = DecodedBands()
 
     # ---- geometry --------------------------------------------------------------------------------
     def _reference_file(self) -> str:
@@ -150,13 +162,13 @@ class Sentinel2Scene:
                 return self.band_files[band]
         raise AssertionError("a scene always has a band")
 
-    def layout(self) -> tuple[MgrsTile, int, ChipGrid, tuple[float, float, float, float]]:
+    def layout(self) -> SceneLayout:
         """(tile, epsg, chip grid, data bounds), from the header of one 10 m band file."""
         if self._layout is None:
             url = self._reference_file()
             try:
                 with open_raster(url, self.no_sign_request) as dataset:
-                    crs, bounds = dataset.crs, tuple(float(v) for v in dataset.bounds)
+                    crs, bounds = dataset.crs, dataset_bounds(dataset)
             except Exception as error:  # noqa: BLE001 - any open failure means the scene is unusable
                 raise ClayInputError(f"{url}: cannot open the band file ({error})") from None
             epsg = crs.to_epsg() if crs else None
@@ -170,18 +182,35 @@ class Sentinel2Scene:
             if self.align == "tile":
                 grid = ChipGrid(tile.bounds, self.resolution_m, self.chip_size, self.stride)
             else:
-                grid = ChipGrid(snap_bounds(bounds, self.resolution_m), self.resolution_m, self.chip_size,
-                                self.stride)
+                grid = ChipGrid(snap_bounds(bounds, self.resolution_m), self.resolution_m, self.chip_size, self.stride)
             self._layout = (tile, epsg, grid, bounds)
         return self._layout
 
+    @property
+    def acquired(self) -> datetime.date:
+        """The acquisition date: given, or read from the file names by __post_init__ (which raises if it cannot)."""
+        if self.date is None:
+            raise AssertionError("Sentinel2Scene.__post_init__ resolves the date")
+        return self.date
+
     def records(self) -> list[ChipRecord]:
         tile, epsg, grid, data_bounds = self.layout()
-        day = self.date.strftime("%Y%m%d")
+        date = self.acquired
+        day = date.strftime("%Y%m%d")
         cells = grid.cells_intersecting(data_bounds) if self.align == "tile" else grid.cells()
         return [
-            ChipRecord(f"{tile.id}_{day}_{row:03d}_{col:03d}", self.source_url, self.date, epsg,
-                       grid.chip_bounds(row, col), row, col, tile.id, self.chip_size, self.resolution_m)
+            ChipRecord(
+                f"{tile.id}_{day}_{row:03d}_{col:03d}",
+                self.source_url,
+                date,
+                epsg,
+                grid.chip_bounds(row, col),
+                row,
+                col,
+                tile.id,
+                self.chip_size,
+                self.resolution_m,
+            )
             for row, col in cells
         ]
 
@@ -204,8 +233,9 @@ class Sentinel2Scene:
         dataset = self._cache.get(url)
         decoded = self._decoded.get(url, dataset)
         if decoded is not None:
-            plane = read_chip_from_band(decoded, dataset, record.utm_bounds, record.epsg, record.size, method,
-                                        zero_is_nodata=True)
+            plane = read_chip_from_band(
+                decoded, dataset, record.utm_bounds, record.epsg, record.size, method, zero_is_nodata=True
+            )
             if plane is not None:
                 return plane[0]
         return read_chip(dataset, [1], record.utm_bounds, record.epsg, record.size, method, zero_is_nodata=True)[0]

@@ -43,7 +43,7 @@ class StacScene:
 def api_root(spec: str) -> str:
     if not spec.startswith(("stac+http://", "stac+https://")):
         raise ClayInputError(f"{spec!r} is not a STAC API spec: use stac+https://host/path")
-    return spec[len("stac+"):].rstrip("/")
+    return spec[len("stac+") :].rstrip("/")
 
 
 def _http_json(url: str, body: dict | None = None, attempts: int = 4) -> dict:
@@ -68,8 +68,14 @@ def _http_json(url: str, body: dict | None = None, attempts: int = 4) -> dict:
     raise AssertionError("unreachable")
 
 
-def search_items(root: str, tile: MgrsTile, start: datetime.date | None, end: datetime.date | None,
-                 collection: str = DEFAULT_COLLECTION, max_cloud: float | None = None) -> list[dict]:
+def search_items(
+    root: str,
+    tile: MgrsTile,
+    start: datetime.date | None,
+    end: datetime.date | None,
+    collection: str = DEFAULT_COLLECTION,
+    max_cloud: float | None = None,
+) -> list[dict]:
     """All items of the tile in the date range (following `next` links)."""
     from pyproj import Transformer
 
@@ -82,7 +88,7 @@ def search_items(root: str, tile: MgrsTile, start: datetime.date | None, end: da
     }
     if max_cloud is not None:
         query["eo:cloud_cover"] = {"lte": max_cloud}
-    body: dict = {
+    body: dict | None = {  # None: the next page is a GET
         "collections": [collection],
         "datetime": f"{_iso(start, 'T00:00:00Z')}/{_iso(end, 'T23:59:59Z')}",
         "intersects": {"type": "Point", "coordinates": list(centre)},
@@ -99,7 +105,7 @@ def search_items(root: str, tile: MgrsTile, start: datetime.date | None, end: da
             break
         url = link["href"]
         if link.get("method", "GET").upper() == "POST":
-            body = {**body, **link.get("body", {})} if link.get("merge") else link.get("body", body)
+            body = {**(body or {}), **link.get("body", {})} if link.get("merge") else link.get("body", body)
         else:
             body = None
     return items
@@ -112,15 +118,19 @@ def _iso(day: datetime.date | None, suffix: str) -> str:
 def item_tile(properties: dict) -> str | None:
     """The item's MGRS tile id from whichever convention its properties use."""
     if "mgrs:utm_zone" in properties:
-        return f"{int(properties['mgrs:utm_zone']):02d}{properties.get('mgrs:latitude_band', '')}" \
-               f"{properties.get('mgrs:grid_square', '')}"
+        return (
+            f"{int(properties['mgrs:utm_zone']):02d}{properties.get('mgrs:latitude_band', '')}"
+            f"{properties.get('mgrs:grid_square', '')}"
+        )
     if "s2:mgrs_tile" in properties:
         return str(properties["s2:mgrs_tile"])
     if str(properties.get("grid:code", "")).startswith("MGRS-"):
-        return properties["grid:code"][len("MGRS-"):]
+        return properties["grid:code"][len("MGRS-") :]
     if "sentinel:utm_zone" in properties:
-        return f"{int(properties['sentinel:utm_zone']):02d}{properties.get('sentinel:latitude_band', '')}" \
-               f"{properties.get('sentinel:grid_square', '')}"
+        return (
+            f"{int(properties['sentinel:utm_zone']):02d}{properties.get('sentinel:latitude_band', '')}"
+            f"{properties.get('sentinel:grid_square', '')}"
+        )
     return None
 
 
@@ -144,9 +154,15 @@ def _resolve(href: str, base_url: str) -> str:
     return urllib.parse.urljoin(base_url, href)
 
 
-def find_scenes(spec: str, mgrs: str, start: datetime.date | None = None, end: datetime.date | None = None,
-                collection: str = DEFAULT_COLLECTION, max_cloud: float | None = None,
-                max_scenes: int | None = None) -> list[StacScene]:
+def find_scenes(
+    spec: str,
+    mgrs: str,
+    start: datetime.date | None = None,
+    end: datetime.date | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    max_cloud: float | None = None,
+    max_scenes: int | None = None,
+) -> list[StacScene]:
     """The tile's scenes in the range: one per day (least cloudy), the `max_scenes` clearest, by date."""
     root, tile = api_root(spec), parse_tile(mgrs)
     best: dict[datetime.date, StacScene] = {}
@@ -179,8 +195,10 @@ def _scene(item: dict, root: str, tile: MgrsTile) -> StacScene | None:
     when = properties.get("datetime") or properties.get("start_datetime")
     if not when:
         return None
-    self_href = next((lk["href"] for lk in item.get("links", []) if lk.get("rel") == "self"),
-                     f"{root}/collections/{item.get('collection', DEFAULT_COLLECTION)}/items/{item.get('id')}")
+    self_href = next(
+        (lk["href"] for lk in item.get("links", []) if lk.get("rel") == "self"),
+        f"{root}/collections/{item.get('collection', DEFAULT_COLLECTION)}/items/{item.get('id')}",
+    )
     files = band_assets(item, self_href)
     if not files:
         log.warning("STAC item %s has no Sentinel-2 band assets; skipped", item.get("id"))
@@ -189,15 +207,25 @@ def _scene(item: dict, root: str, tile: MgrsTile) -> StacScene | None:
     return StacScene(item.get("id", ""), date, properties.get("eo:cloud_cover"), tile.id, files, self_href)
 
 
-def stac_source(spec: str, mgrs: str | None = None, start: datetime.date | None = None,
-                end: datetime.date | None = None, collection: str = DEFAULT_COLLECTION,
-                max_cloud: float | None = None, max_scenes: int | None = None, **scene_options) -> MultiSource:
+def stac_source(
+    spec: str,
+    mgrs: str | None = None,
+    start: datetime.date | None = None,
+    end: datetime.date | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    max_cloud: float | None = None,
+    max_scenes: int | None = None,
+    **scene_options,
+) -> MultiSource:
     if not mgrs:
         raise ClayInputError("a STAC source needs an MGRS tile (e.g. embed-mgrs 33UUU --source stac+https://...)")
     scenes = find_scenes(spec, mgrs, start, end, collection, max_cloud, max_scenes)
     if not scenes:
-        raise ClayInputError(f"STAC search at {api_root(spec)} found no {collection} scene of {mgrs} "
-                             f"between {start or '..'} and {end or '..'}")
-    parts = [Sentinel2Scene(s.band_files, mgrs=s.tile, date=s.date, source_url=s.self_href, **scene_options)
-             for s in scenes]
+        raise ClayInputError(
+            f"STAC search at {api_root(spec)} found no {collection} scene of {mgrs} "
+            f"between {start or '..'} and {end or '..'}"
+        )
+    parts = [
+        Sentinel2Scene(s.band_files, mgrs=s.tile, date=s.date, source_url=s.self_href, **scene_options) for s in scenes
+    ]
     return MultiSource(parts)

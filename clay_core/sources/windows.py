@@ -28,8 +28,15 @@ def resampling_method(name: str) -> Resampling:
         raise ClayInputError(f"unknown resampling {name!r}; use one of {', '.join(RESAMPLING)}") from None
 
 
-def read_chip(dataset, indexes: list[int], bounds: Bounds, epsg: int, size: int,
-              resampling: Resampling = Resampling.nearest, zero_is_nodata: bool = False) -> np.ndarray:
+def read_chip(
+    dataset,
+    indexes: list[int],
+    bounds: Bounds,
+    epsg: int,
+    size: int,
+    resampling: Resampling = Resampling.nearest,
+    zero_is_nodata: bool = False,
+) -> np.ndarray:
     """Pixels of `indexes` (1-based band numbers) over `bounds` in EPSG:epsg as float32 [n, size, size]."""
     if _same_grid_family(dataset, epsg):
         pixels = _read_direct(dataset, indexes, bounds, size, resampling)
@@ -38,8 +45,15 @@ def read_chip(dataset, indexes: list[int], bounds: Bounds, epsg: int, size: int,
     return nodata_to_nan(pixels, dataset, indexes, zero_is_nodata)
 
 
-def read_chip_from_band(band: np.ndarray, dataset, bounds: Bounds, epsg: int, size: int,
-                        resampling: Resampling = Resampling.nearest, zero_is_nodata: bool = False) -> np.ndarray | None:
+def read_chip_from_band(
+    band: np.ndarray,
+    dataset,
+    bounds: Bounds,
+    epsg: int,
+    size: int,
+    resampling: Resampling = Resampling.nearest,
+    zero_is_nodata: bool = False,
+) -> np.ndarray | None:
     """Like `read_chip` for band 1 of `dataset`, cut from `band` (band 1 already decoded whole), as [1, size, size].
 
     None where GDAL must do it (another CRS, or a resampling other than nearest). Nearest picks the same
@@ -96,22 +110,36 @@ def _read_direct(dataset, indexes: list[int], bounds: Bounds, size: int, resampl
     if overlap is None:
         return out
     (row0, row1, col0, col1), window = overlap
-    data = dataset.read(indexes, window=window, out_shape=(len(indexes), row1 - row0, col1 - col0),
-                        resampling=resampling, out_dtype=np.float32)
+    data = dataset.read(
+        indexes,
+        window=window,
+        out_shape=(len(indexes), row1 - row0, col1 - col0),
+        resampling=resampling,
+        out_dtype=np.float32,
+    )
     out[:, row0:row1, col0:col1] = data
     return out
 
 
-def _read_warped(dataset, indexes: list[int], bounds: Bounds, epsg: int, size: int,
-                 resampling: Resampling) -> np.ndarray:
+def _read_warped(
+    dataset, indexes: list[int], bounds: Bounds, epsg: int, size: int, resampling: Resampling
+) -> np.ndarray:
     from affine import Affine
 
     xmin, _, xmax, ymax = bounds
     res = (xmax - xmin) / size
     transform = Affine(res, 0.0, xmin, 0.0, -res, ymax)
-    with WarpedVRT(dataset, crs=CRS.from_epsg(epsg), transform=transform, width=size, height=size,
-                   resampling=resampling, dtype="float32", nodata=np.nan,
-                   src_nodata=dataset.nodata) as vrt:
+    with WarpedVRT(
+        dataset,
+        crs=CRS.from_epsg(epsg),
+        transform=transform,
+        width=size,
+        height=size,
+        resampling=resampling,
+        dtype="float32",
+        nodata=np.nan,
+        src_nodata=dataset.nodata,
+    ) as vrt:
         return vrt.read(indexes, out_dtype=np.float32)
 
 

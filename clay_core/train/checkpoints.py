@@ -125,8 +125,7 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     state = loaded.get(TRAIN_STATE_KEY) if isinstance(loaded, Mapping) else None
     if not isinstance(state, Mapping) or state.get("format") != TRAIN_STATE_FORMAT:
         raise CheckpointError(
-            f"{path} holds no clay training state (weights only?); "
-            f"use --init {path} to start from its weights"
+            f"{path} holds no clay training state (weights only?); use --init {path} to start from its weights"
         )
     return dict(loaded)
 

@@ -44,9 +44,7 @@ class TrainingOrder(torch.utils.data.Sampler[tuple[int, int]]):
     def _shard(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch))
         order: list[int] = torch.randperm(self.items, generator=generator).tolist()
-        padded = (order * math.ceil(self.per_rank * self.world_size / self.items))[
-            : self.per_rank * self.world_size
-        ]
+        padded = (order * math.ceil(self.per_rank * self.world_size / self.items))[: self.per_rank * self.world_size]
         return padded[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
@@ -78,9 +76,7 @@ class ChipTrainingSet(torch.utils.data.Dataset[dict[str, Any]]):
         self.sources = list(sources)
         self.model_bands = tuple(model_bands)
         self.image_size, self.seed, self.augment = image_size, seed, augment
-        self.items = [
-            (index, record) for index, source in enumerate(self.sources) for record in source.records()
-        ]
+        self.items = [(index, record) for index, source in enumerate(self.sources) for record in source.records()]
         self._cache_budget = cache_mb * 1024 * 1024
         self._cache: dict[int, np.ndarray] = {}
         self._cache_bytes = 0
@@ -167,6 +163,4 @@ def open_sources(specs: Sequence[str | Path | ChipSource], options: Mapping[str,
     given = [spec for spec in specs if not isinstance(spec, str | Path)]
     if files and options.get("bbox") is not None:
         return [open_source(files, **dict(options)), *given]
-    return [
-        open_source(str(spec), **dict(options)) if isinstance(spec, str | Path) else spec for spec in specs
-    ]
+    return [open_source(str(spec), **dict(options)) if isinstance(spec, str | Path) else spec for spec in specs]

@@ -67,9 +67,7 @@ def _resolve_run(settings: TrainSettings) -> tuple[TrainSettings, dict[str, Any]
         loaded = read_training_checkpoint(output)
         return settings.resumed_from(dict(loaded[TRAIN_STATE_KEY]["settings"])), loaded
     if output.exists() and not settings.overwrite:
-        raise ClayInputError(
-            f"{output} exists; pass --resume to continue that run or --overwrite to replace it"
-        )
+        raise ClayInputError(f"{output} exists; pass --resume to continue that run or --overwrite to replace it")
     return settings, None
 
 
@@ -173,9 +171,7 @@ class _Run:
             )
             if loop.global_step % settings.checkpoint_every == 0 or loop.global_step == settings.steps:
                 plotted, last_saved = self._save(), loop.global_step
-        if (
-            last_saved != loop.global_step
-        ):  # nothing left to do (already at --steps): still leave a checkpoint
+        if last_saved != loop.global_step:  # nothing left to do (already at --steps): still leave a checkpoint
             plotted = self._save()
         return self._result(start_step, throughput, plotted)
 
@@ -198,12 +194,8 @@ class _Run:
         for micro in range(settings.accumulate):
             prepared = _prepare(self.embedding_model, next(self.batches), self.device)
             number = step * settings.accumulate + micro
-            generator = torch.Generator().manual_seed(
-                sample_seed(settings.seed, self.context.rank, number, 11)
-            )
-            mask = random_mask(
-                prepared["pixels"].shape[0], mae.groups, mae.patches, settings.mask_ratio, generator
-            )
+            generator = torch.Generator().manual_seed(sample_seed(settings.seed, self.context.rank, number, 11))
+            mask = random_mask(prepared["pixels"].shape[0], mae.groups, mae.patches, settings.mask_ratio, generator)
             last = micro == settings.accumulate - 1
             sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
             with sync:  # the backward pass too: no_sync defers the gradient all-reduce until the last one

@@ -83,15 +83,11 @@ def _config_for_run(settings: TrainSettings) -> tuple[ClayV0Config, dict[str, to
         family = ClayV0Family()
         if not family.recognise(contents.state_dict.keys(), contents.hyper_parameters):
             raise CheckpointError(f"{settings.init_checkpoint} is not a Clay v0 checkpoint; --init needs one")
-        config = family.config_from_checkpoint(
-            contents.state_dict, contents.hyper_parameters, settings.model_overrides
-        )
+        config = family.config_from_checkpoint(contents.state_dict, contents.hyper_parameters, settings.model_overrides)
         return config, contents.state_dict
     preset = get_preset(settings.preset)
     if not isinstance(preset.config, ClayV0Config):
-        raise ClayInputError(
-            f"preset {settings.preset!r} is not a Clay v0 model; training supports clay-v0-* only"
-        )
+        raise ClayInputError(f"preset {settings.preset!r} is not a Clay v0 model; training supports clay-v0-* only")
     return apply_overrides(preset.config, settings.model_overrides), None
 
 
@@ -103,16 +99,10 @@ def _load_initial_weights(mae: ClayV0MAE, state: Mapping[str, torch.Tensor], rep
     load_weights(mae.encoder, strip_prefix(state, prefix), source="--init checkpoint")
     decoder = strip_prefix(state, prefix.replace("encoder.", "decoder."))
     expected = mae.decoder.state_dict()
-    if (
-        decoder
-        and set(decoder) == set(expected)
-        and all(decoder[k].shape == expected[k].shape for k in expected)
-    ):
+    if decoder and set(decoder) == set(expected) and all(decoder[k].shape == expected[k].shape for k in expected):
         mae.decoder.load_state_dict(decoder)
     else:
-        reporter.log(
-            "the --init checkpoint has no matching decoder; the decoder starts from random weights", "warning"
-        )
+        reporter.log("the --init checkpoint has no matching decoder; the decoder starts from random weights", "warning")
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:

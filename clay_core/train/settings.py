@@ -34,9 +34,7 @@ class TrainSettings:
     sources: list[Any]  # source specs for `open_source` (paths, s3:// URLs, ...) or ChipSource objects
     output: Path
     preset: str = "clay-v0-tiny"
-    model_overrides: dict[str, Any] = field(
-        default_factory=dict
-    )  # ClayV0Config fields (image_size, dim, ...)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ClayV0Config fields (image_size, dim, ...)
     init_checkpoint: str | None = None  # start from these weights (continued pre-training)
     source_options: dict[str, Any] = field(default_factory=dict)  # passed to open_source (chip_size, ...)
     steps: int = 1000
@@ -63,9 +61,7 @@ class TrainSettings:
 
     def validate(self) -> None:
         if not self.sources:
-            raise ClayInputError(
-                "no training source given; pass one or more chip folders, scenes or s3:// URLs"
-            )
+            raise ClayInputError("no training source given; pass one or more chip folders, scenes or s3:// URLs")
         checks = [
             (self.steps > 0, f"--steps must be positive, got {self.steps}"),
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),

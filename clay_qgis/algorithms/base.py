@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 from collections.abc import Callable, Iterable
@@ -62,14 +63,21 @@ def reported_once(process: Callable[..., dict[str, Any]]) -> Callable[..., dict[
 
 
 class ClayAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set the class attributes and implement initAlgorithm/processAlgorithm (their errors go
-    through `reported_once`)."""
+    """Subclasses set the class attributes and implement initAlgorithm, then either
+
+    - `command` (and, as needed, `partial_outputs`, `load_results`, `worker_feedback`, `cancelled`): the
+      algorithm runs `clay COMMAND ...` in the worker through the template `processAlgorithm` below, as
+      QGIS's GdalAlgorithm runs `gdal_*` from `getConsoleCommands`; or
+    - their own `processAlgorithm`, for work done in QGIS's process (loading, searching, rendering).
+
+    Either way their errors go through `reported_once`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "processAlgorithm" in cls.__dict__:
             cls.processAlgorithm = reported_once(cls.__dict__["processAlgorithm"])
 
+    temporaries: contextlib.ExitStack  # during a worker run: what `command` made that goes when the run ends
     algorithm_id = ""  # without the provider prefix, e.g. "embed"
     display_name = ""
     group_id = "embeddings"
@@ -110,27 +118,40 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
     CHIPS = "CHIPS"
 
     def add_device_parameter(self) -> None:
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
 
     def device_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         return DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
     def add_model_parameters(self) -> None:
         """A preset name, or a checkpoint file that overrides it (.ckpt / .pt / .safetensors)."""
-        self.addParameter(QgsProcessingParameterEnum(self.MODEL, "Model (used when no checkpoint is given)",
-                                                     options=MODEL_PRESETS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterFile(
-            self.CHECKPOINT, "Checkpoint file (optional, overrides the model)", optional=True,
-            fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors);;All files (*)"))
-        self.addParameter(QgsProcessingParameterEnum(self.LEVEL, "Embedding level", options=LEVEL_OPTIONS,
-                                                     defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.MODEL, "Model (used when no checkpoint is given)", options=MODEL_PRESETS, defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHECKPOINT,
+                "Checkpoint file (optional, overrides the model)",
+                optional=True,
+                fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors);;All files (*)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(self.LEVEL, "Embedding level", options=LEVEL_OPTIONS, defaultValue=0)
+        )
 
     def add_satclip_parameter(self) -> None:
         """Optional SatCLIP checkpoint: the output gains a `satclip` column (location embedding of each chip centre)."""
-        self.addParameter(QgsProcessingParameterFile(
-            self.SATCLIP, "SatCLIP checkpoint (optional: adds each chip centre's location embedding)", optional=True,
-            fileFilter="SatCLIP checkpoints (*.ckpt);;All files (*)"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.SATCLIP,
+                "SatCLIP checkpoint (optional: adds each chip centre's location embedding)",
+                optional=True,
+                fileFilter="SatCLIP checkpoints (*.ckpt);;All files (*)",
+            )
+        )
 
     def satclip_model_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         """The SatCLIP variant of model_arguments: a checkpoint file (CHECKPOINT) or a preset name typed into
@@ -154,22 +175,43 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         return ["--satclip", checkpoint]
 
     def add_chip_parameters(self) -> None:
-        self.addParameter(QgsProcessingParameterNumber(
-            self.CHIP_SIZE, "Chip size in pixels (0 = the model's own)", type=QgsProcessingParameterNumber.Type.Integer,
-            defaultValue=0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.STRIDE, "Stride in pixels (0 = chip size, no overlap)",
-            type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.CHIP_SIZE,
+                "Chip size in pixels (0 = the model's own)",
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.STRIDE,
+                "Stride in pixels (0 = chip size, no overlap)",
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
 
     def add_run_parameters(self) -> None:
         """Device, batch size and data-loading workers: advanced, the defaults suit most machines."""
         self.add_device_parameter()
-        batch = QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0 = automatic)",
-                                             type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0,
-                                             minValue=0)
-        workers = QgsProcessingParameterNumber(self.WORKERS, "Data-loading worker processes (0 = read inline)",
-                                               type=QgsProcessingParameterNumber.Type.Integer, defaultValue=2,
-                                               minValue=0, maxValue=64)
+        batch = QgsProcessingParameterNumber(
+            self.BATCH_SIZE,
+            "Batch size (0 = automatic)",
+            type=QgsProcessingParameterNumber.Type.Integer,
+            defaultValue=0,
+            minValue=0,
+        )
+        workers = QgsProcessingParameterNumber(
+            self.WORKERS,
+            "Data-loading worker processes (0 = read inline)",
+            type=QgsProcessingParameterNumber.Type.Integer,
+            defaultValue=2,
+            minValue=0,
+            maxValue=64,
+        )
         for parameter in (batch, workers):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(parameter)
@@ -184,8 +226,10 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         return ["--checkpoint", checkpoint]
 
     def model_arguments(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
-        arguments = (self.checkpoint_arguments(parameters, context)
-                     or ["--model", MODEL_PRESETS[self.parameterAsEnum(parameters, self.MODEL, context)]])
+        arguments = self.checkpoint_arguments(parameters, context) or [
+            "--model",
+            MODEL_PRESETS[self.parameterAsEnum(parameters, self.MODEL, context)],
+        ]
         level = LEVEL_OPTIONS[self.parameterAsEnum(parameters, self.LEVEL, context)]
         if level != LEVEL_OPTIONS[0]:
             arguments += ["--level", level]
@@ -207,6 +251,53 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         arguments += ["--workers", str(self.parameterAsInt(parameters, self.WORKERS, context))]
         return arguments
 
+    # -- the template of the worker-backed algorithms ----------------------------------------------
+    @reported_once
+    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+        """Parameters -> `command` -> the worker -> `load_results`. Temporaries the command made (through
+        `self.temporaries`) go when the worker is done, however it ends; a cancelled run also removes what
+        it wrote (`partial_outputs`); an input problem or a worker error leaves as one exception."""
+        with contextlib.ExitStack() as temporaries:
+            self.temporaries = temporaries
+            arguments = self.command(parameters, context, feedback)
+            folder, patterns = self.partial_outputs(parameters, context) or (None, [])
+            try:
+                result = self.run_worker_writing(arguments, self.worker_feedback(feedback), folder, patterns)
+            except QgsProcessingException:
+                if feedback is not None and feedback.isCanceled():
+                    self.cancelled(feedback)
+                raise
+        return self.load_results(result, parameters, context, feedback)
+
+    def command(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> list[str]:
+        """The `clay` CLI arguments of this run (ClayInputError for bad input, before any work)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither command nor processAlgorithm")
+
+    def partial_outputs(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[Path, list[str]] | None:
+        """(folder, name patterns) of what a cancelled run must not leave behind; None: nothing to remove."""
+        return None
+
+    def worker_feedback(self, feedback: QgsProcessingFeedback) -> QgsProcessingFeedback:
+        """The feedback the worker reports to (a wrapper may log more of the progress)."""
+        return feedback
+
+    def cancelled(self, feedback: QgsProcessingFeedback) -> None:
+        """Called after a cancelled run's partial outputs are removed (e.g. to say what was kept)."""
+
+    def load_results(
+        self,
+        result: dict[str, Any],
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        """The algorithm's outputs from the worker's result (the default: the result as it is)."""
+        return result
+
     # -- running clay_core out of process ----------------------------------------------------------
     def run_worker(self, arguments: list[str], feedback: QgsProcessingFeedback) -> dict[str, Any]:
         """Run `python -m clay_core ARGS --progress json` and return its result; errors become
@@ -219,10 +310,13 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         except WorkerError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
-    def run_worker_writing(self, arguments: list[str], feedback: QgsProcessingFeedback, folder: Path,
-                           patterns: Iterable[str]) -> dict[str, Any]:
+    def run_worker_writing(
+        self, arguments: list[str], feedback: QgsProcessingFeedback, folder: Path | None, patterns: Iterable[str]
+    ) -> dict[str, Any]:
         """Run a worker that writes into `folder`; on cancel remove what it created there matching `patterns`
         (the output, its resumable `.parts` folder, temporary files), so a cancelled run leaves nothing."""
+        if folder is None:
+            return self.run_worker(arguments, feedback)
         before = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
         try:
             return self.run_worker(arguments, feedback)
@@ -231,8 +325,9 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
                 remove_new_entries(folder, before, patterns)
             raise
 
-    def load_embeddings_result(self, path: Path, context: QgsProcessingContext,
-                               feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    def load_embeddings_result(
+        self, path: Path, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
         """Load the file a worker wrote as a chips layer (added to the project when run from the GUI)."""
         from clay_core.errors import ClayInputError
         from clay_qgis import layers
@@ -278,8 +373,7 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     # postProcessLayer (called once, when the layer is loaded) lets go, so the scores it holds are freed.
     instances: list[StyleOnLoad] = []
 
-    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None,
-                 styler=None) -> None:
+    def __init__(self, embeddings_path: str, mode: str, scored: dict[str, Any] | None = None, styler=None) -> None:
         super().__init__()
         self.embeddings_path = embeddings_path
         self.mode = mode
@@ -300,10 +394,14 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
         if self.styler is not None:
             self.styler(layer)
         elif self.scored:
-            layers.style_similarity(layer, self.scored["scores"], threshold=self.scored.get("threshold"),
-                                    top_k=self.scored.get("top_k", 10),
-                                    has_negatives=self.scored.get("has_negatives", False),
-                                    field=self.scored.get("field", layers.SIMILARITY))
+            layers.style_similarity(
+                layer,
+                self.scored["scores"],
+                threshold=self.scored.get("threshold"),
+                top_k=self.scored.get("top_k", 10),
+                has_negatives=self.scored.get("has_negatives", False),
+                field=self.scored.get("field", layers.SIMILARITY),
+            )
         else:
             layers.style_chip_grid(layer)
         from clay_qgis.gui.dock import keep_legend_expanded  # a no-op without the desktop's Layers panel
@@ -326,5 +424,6 @@ def make_output_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ClayInputError(f"cannot create the output folder {folder} ({error.strerror}): choose another "
-                             "file name") from None
+        raise ClayInputError(
+            f"cannot create the output folder {folder} ({error.strerror}): choose another file name"
+        ) from None

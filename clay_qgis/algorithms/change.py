@@ -17,7 +17,7 @@ from qgis.core import (
 from clay_core.errors import ClayInputError
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 CHANGE = "change"
 # Light yellow -> dark red (ColorBrewer YlOrRd): little change stays pale, strong change stands out.
@@ -39,8 +39,9 @@ def change_renderer(values: np.ndarray):
     for index, (start, stop) in enumerate(zip(breaks[:-1], breaks[1:], strict=True)):
         color = QColor(CHANGE_COLORS[index])
         color.setAlpha(215)
-        symbol = QgsFillSymbol.createSimple({"color": color.name(QColor.NameFormat.HexArgb), "outline_color": "#80808080",
-                                             "outline_width": "0.1"})
+        symbol = QgsFillSymbol.createSimple(
+            {"color": color.name(QColor.NameFormat.HexArgb), "outline_color": "#80808080", "outline_width": "0.1"}
+        )
         low_edge = start - 1e-9 if index == 0 else start
         high_edge = stop + 1e-9 if index == len(breaks) - 2 else stop
         ranges.append(QgsRendererRange(low_edge, high_edge, symbol, f"{start:.4f} – {stop:.4f}"))
@@ -62,7 +63,8 @@ class ChangeAlgorithm(ClayAlgorithm):
         "Compares two embeddings files of the same area at two dates (same model and chip grid): every chip, or "
         "every patch of patch-level files, gets 'change' = 1 - cos(before, after) in [0, 2] (0 = unchanged). "
         "Chips are matched by their footprint, not by row order; chips found at one date only are counted and "
-        "left out. Most changed first, styled in equal steps from pale (least) to dark red (most changed).")
+        "left out. Most changed first, styled in equal steps from pale (least) to dark red (most changed)."
+    )
 
     BEFORE = "BEFORE"
     AFTER = "AFTER"
@@ -70,13 +72,16 @@ class ChangeAlgorithm(ClayAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterFile(self.BEFORE, "Embeddings before (GeoParquet)",
-                                                     fileFilter=GEOPARQUET_FILTER))
-        self.addParameter(QgsProcessingParameterFile(self.AFTER, "Embeddings after (GeoParquet)",
-                                                     fileFilter=GEOPARQUET_FILTER))
+        self.addParameter(
+            QgsProcessingParameterFile(self.BEFORE, "Embeddings before (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(self.AFTER, "Embeddings after (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
+        )
         self.addParameter(QgsProcessingParameterEnum(self.MODE, "Compare each", options=LAYER_MODES, defaultValue=0))
-        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Change",
-                                                            QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Change", QgsProcessing.SourceType.TypeVectorPolygon)
+        )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from qgis.core import QgsField
@@ -105,22 +110,31 @@ class ChangeAlgorithm(ClayAlgorithm):
             fields.append(QgsField(name, kind_of))
         rows_before = matched.rows_a[order]
         features = layers.features_for(before, fields, rows_before)
-        for feature, value, row_after in zip(features, distance[order].tolist(), matched.rows_b[order].tolist(),
-                                             strict=True):
+        for feature, value, row_after in zip(
+            features, distance[order].tolist(), matched.rows_b[order].tolist(), strict=True
+        ):
             feature[CHANGE] = None if np.isnan(value) else float(value)
             date = after.columns["date"][row_after]
             feature["date_after"] = QDate(date.year, date.month, date.day) if date is not None else None
-        feedback.pushInfo(f"{len(matched.rows_a)} {'patches' if before.mode == 'patches' else 'chips'} matched by "
-                          f"footprint ({matched.only_in_a} only before, {matched.only_in_b} only after); median "
-                          f"change {float(np.nanmedian(distance)):.4f}, max {float(np.nanmax(distance)):.4f}")
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE,
-                                             before.crs)
+        feedback.pushInfo(
+            f"{len(matched.rows_a)} {'patches' if before.mode == 'patches' else 'chips'} matched by "
+            f"footprint ({matched.only_in_a} only before, {matched.only_in_b} only after); median "
+            f"change {float(np.nanmedian(distance)):.4f}, max {float(np.nanmax(distance)):.4f}"
+        )
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE, before.crs
+        )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         write_features(sink, features, feedback)
         if context.willLoadLayerOnCompletion(dest_id):
             values = distance.copy()
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(StyleOnLoad(
-                str(before.path), before.mode, styler=lambda layer: style_change(layer, values)))
-        return {self.OUTPUT: dest_id, "MATCHED": int(len(matched.rows_a)), "ONLY_BEFORE": matched.only_in_a,
-                "ONLY_AFTER": matched.only_in_b}
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                StyleOnLoad(str(before.path), before.mode, styler=lambda layer: style_change(layer, values))
+            )
+        return {
+            self.OUTPUT: dest_id,
+            "MATCHED": int(len(matched.rows_a)),
+            "ONLY_BEFORE": matched.only_in_a,
+            "ONLY_AFTER": matched.only_in_b,
+        }

@@ -21,10 +21,11 @@ from qgis.core import (
 )
 
 from clay_core.errors import ClayInputError
+from clay_core.parsing import comma_list
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
-from clay_qgis.algorithms.similarity import Search, add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.search import Search, add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 PROBABILITY = "probability"
 
@@ -41,7 +42,8 @@ class ClassifyAlgorithm(ClayAlgorithm):
         "with a label field: features are placed by chip_id when they have one, else by the chip under them. "
         "Label values 1/true/yes/positive are positive and 0/false/no/negative negative, or name the positive "
         "value(s) and every other value is negative. The two classes weigh the same however many labels each "
-        "has. Refitting with 50 labels and scoring 100k chips takes well under a second.")
+        "has. Refitting with 50 labels and scoring 100k chips takes well under a second."
+    )
 
     INPUT = "INPUT"
     MODE = "MODE"
@@ -57,32 +59,60 @@ class ClassifyAlgorithm(ClayAlgorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         from clay_core.classify import DEFAULT_L2
 
-        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)",
-                                                     fileFilter=GEOPARQUET_FILTER))
+        self.addParameter(
+            QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
+        )
         add_more_inputs_parameter(self)
         self.addParameter(QgsProcessingParameterEnum(self.MODE, "Classify each", options=LAYER_MODES, defaultValue=0))
-        self.addParameter(QgsProcessingParameterString(self.POSITIVE_IDS, "Positive chip id(s), comma separated",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterString(self.NEGATIVE_IDS, "Negative chip id(s), comma separated",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.LABELS, "Labelled features (points or polygons)", [QgsProcessing.SourceType.TypeVectorAnyGeometry],
-            optional=True))
-        self.addParameter(QgsProcessingParameterField(self.LABEL_FIELD, "Label field", parentLayerParameterName=self.LABELS,
-                                                      optional=True))
-        self.addParameter(QgsProcessingParameterString(
-            self.POSITIVE_VALUES, "Label value(s) meaning positive, comma separated (empty: 1/true/yes/positive)",
-            optional=True))
-        l2 = QgsProcessingParameterNumber(self.L2, "Regularisation strength (larger = smoother probabilities)",
-                                          type=QgsProcessingParameterNumber.Type.Double, defaultValue=DEFAULT_L2,
-                                          minValue=1e-6)
+        self.addParameter(
+            QgsProcessingParameterString(self.POSITIVE_IDS, "Positive chip id(s), comma separated", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterString(self.NEGATIVE_IDS, "Negative chip id(s), comma separated", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.LABELS,
+                "Labelled features (points or polygons)",
+                [QgsProcessing.SourceType.TypeVectorAnyGeometry],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.LABEL_FIELD, "Label field", parentLayerParameterName=self.LABELS, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.POSITIVE_VALUES,
+                "Label value(s) meaning positive, comma separated (empty: 1/true/yes/positive)",
+                optional=True,
+            )
+        )
+        l2 = QgsProcessingParameterNumber(
+            self.L2,
+            "Regularisation strength (larger = smoother probabilities)",
+            type=QgsProcessingParameterNumber.Type.Double,
+            defaultValue=DEFAULT_L2,
+            minValue=1e-6,
+        )
         l2.setFlags(l2.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         self.addParameter(l2)
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TOP_K, "Keep the k most probable chips (0 = keep all)", type=QgsProcessingParameterNumber.Type.Integer,
-            defaultValue=0, minValue=0))
-        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Classified chips",
-                                                            QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TOP_K,
+                "Keep the k most probable chips (0 = keep all)",
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, "Classified chips", QgsProcessing.SourceType.TypeVectorPolygon
+            )
+        )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from clay_core.classify import fit_classifier
@@ -91,10 +121,12 @@ class ClassifyAlgorithm(ClayAlgorithm):
 
         try:
             search = load_search(self, parameters, context, feedback)
-            positives = search.rows_of_chip_ids(self.parameterAsString(parameters, self.POSITIVE_IDS, context),
-                                                "positive")
-            negatives = search.rows_of_chip_ids(self.parameterAsString(parameters, self.NEGATIVE_IDS, context),
-                                                "negative")
+            positives = search.rows_of_chip_ids(
+                self.parameterAsString(parameters, self.POSITIVE_IDS, context), "positive"
+            )
+            negatives = search.rows_of_chip_ids(
+                self.parameterAsString(parameters, self.NEGATIVE_IDS, context), "negative"
+            )
             if parameters.get(self.LABELS):
                 more_positive, more_negative = self.labelled_rows(parameters, context, search, feedback)
                 positives += more_positive
@@ -104,8 +136,14 @@ class ClassifyAlgorithm(ClayAlgorithm):
             negatives = [row for row in negatives if row not in set(positives)]
             l2 = self.parameterAsDouble(parameters, self.L2, context)
             indexes = [target.index for target in search.targets]
-            classifier = fit_classifier(indexes[0], [], [], l2=l2, positive_vectors=search.vectors(positives),
-                                        negative_vectors=search.vectors(negatives) if negatives else None)
+            classifier = fit_classifier(
+                indexes[0],
+                [],
+                [],
+                l2=l2,
+                positive_vectors=search.vectors(positives),
+                negative_vectors=search.vectors(negatives) if negatives else None,
+            )
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         probability = np.concatenate([classifier.probabilities(target.index) for target in search.targets])
@@ -119,18 +157,31 @@ class ClassifyAlgorithm(ClayAlgorithm):
         fields.append(QgsField(PROBABILITY, compat.DOUBLE))
         examples = {**{row: layers.NEGATIVE for row in negatives}, **{row: layers.POSITIVE for row in positives}}
         features = search.features(fields, keep, probability, all_ranks, examples, score_field=PROBABILITY)
-        feedback.pushInfo(f"fitted on {classifier.positives} positive / {classifier.negatives} negative chip(s); "
-                          f"{int(np.count_nonzero(probability >= 0.5))} of {len(probability)} rows have probability "
-                          ">= 0.5")
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE,
-                                             target.crs)
+        feedback.pushInfo(
+            f"fitted on {classifier.positives} positive / {classifier.negatives} negative chip(s); "
+            f"{int(np.count_nonzero(probability >= 0.5))} of {len(probability)} rows have probability "
+            ">= 0.5"
+        )
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE, target.crs
+        )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         write_features(sink, features, feedback)
         if context.willLoadLayerOnCompletion(dest_id):
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(StyleOnLoad(
-                str(target.path), target.mode, {"scores": probability[keep], "threshold": None, "top_k": 0,
-                                                 "has_negatives": bool(negatives), "field": PROBABILITY}))
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                StyleOnLoad(
+                    str(target.path),
+                    target.mode,
+                    {
+                        "scores": probability[keep],
+                        "threshold": None,
+                        "top_k": 0,
+                        "has_negatives": bool(negatives),
+                        "field": PROBABILITY,
+                    },
+                )
+            )
         return {self.OUTPUT: dest_id}
 
     def labelled_rows(self, parameters, context, search: Search, feedback) -> tuple[list[int], list[int]]:
@@ -144,8 +195,7 @@ class ClassifyAlgorithm(ClayAlgorithm):
         names = source.fields().names()
         if not field or field not in names:
             raise ClayInputError(f"choose the label field of the labelled features (fields: {', '.join(names)})")
-        positive_values = [v.strip() for v in self.parameterAsString(parameters, self.POSITIVE_VALUES, context)
-                           .split(",") if v.strip()]
+        positive_values = comma_list(self.parameterAsString(parameters, self.POSITIVE_VALUES, context))
         target = search.targets[0]
         transform = QgsCoordinateTransform(source.sourceCrs(), target.crs, context.transformContext())
         positives: list[int] = []
@@ -162,8 +212,9 @@ class ClassifyAlgorithm(ClayAlgorithm):
                 if geometry is None or geometry.isEmpty():
                     continue
                 if not source.sourceCrs().isValid():
-                    raise ClayInputError("the labelled features layer has no valid CRS: set it (Layer Properties > "
-                                         "Source)")
+                    raise ClayInputError(
+                        "the labelled features layer has no valid CRS: set it (Layer Properties > Source)"
+                    )
                 point = transform.transform(geometry.pointOnSurface().asPoint())
                 try:
                     rows = [search.row_of_point(point)]

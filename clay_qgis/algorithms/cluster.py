@@ -18,13 +18,29 @@ from qgis.core import (
 from clay_core.errors import ClayInputError
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
-from clay_qgis.algorithms.similarity import add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.search import add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 CLUSTER, DISTANCE = "cluster", "cluster_distance"
 # Okabe-Ito and Tableau-like qualitative colours: distinct for neighbours, readable over imagery.
-CATEGORY_COLORS = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#999999",
-                   "#8c564b", "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896")
+CATEGORY_COLORS = (
+    "#e69f00",
+    "#56b4e9",
+    "#009e73",
+    "#f0e442",
+    "#0072b2",
+    "#d55e00",
+    "#cc79a7",
+    "#999999",
+    "#8c564b",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+)
 
 
 def cluster_renderer(k: int):
@@ -36,8 +52,9 @@ def cluster_renderer(k: int):
     for label in range(k):
         color = QColor(CATEGORY_COLORS[label % len(CATEGORY_COLORS)])
         color.setAlpha(215)
-        symbol = QgsFillSymbol.createSimple({"color": color.name(QColor.NameFormat.HexArgb), "outline_color": "#ffffff",
-                                             "outline_width": "0.15"})
+        symbol = QgsFillSymbol.createSimple(
+            {"color": color.name(QColor.NameFormat.HexArgb), "outline_color": "#ffffff", "outline_width": "0.15"}
+        )
         categories.append(QgsRendererCategory(label, symbol, f"cluster {label}"))
     return QgsCategorizedSymbolRenderer(CLUSTER, categories)
 
@@ -57,7 +74,8 @@ class ClusterAlgorithm(ClayAlgorithm):
         "k-means on the (unit-length) embeddings of one or more files: every chip (or patch) gets a 'cluster' "
         "(0 = the largest) and its 'cluster_distance' to the cluster centre, styled with one colour per "
         "cluster: a land-cover sketch without any labels. k-means++ seeding; the same seed gives the same "
-        "clusters. Runs in QGIS's own Python (numpy only).")
+        "clusters. Runs in QGIS's own Python (numpy only)."
+    )
 
     INPUT = "INPUT"
     MODE = "MODE"
@@ -66,18 +84,29 @@ class ClusterAlgorithm(ClayAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)",
-                                                     fileFilter=GEOPARQUET_FILTER))
+        self.addParameter(
+            QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
+        )
         add_more_inputs_parameter(self)
         self.addParameter(QgsProcessingParameterEnum(self.MODE, "Cluster each", options=LAYER_MODES, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(self.K, "Number of clusters",
-                                                       type=QgsProcessingParameterNumber.Type.Integer, defaultValue=8,
-                                                       minValue=1, maxValue=256))
-        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed",
-                                                       type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0,
-                                                       minValue=0))
-        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Clusters",
-                                                            QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.K,
+                "Number of clusters",
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=8,
+                minValue=1,
+                maxValue=256,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SEED, "Random seed", type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Clusters", QgsProcessing.SourceType.TypeVectorPolygon)
+        )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from qgis.core import QgsField
@@ -90,8 +119,11 @@ class ClusterAlgorithm(ClayAlgorithm):
         seed = self.parameterAsInt(parameters, self.SEED, context)
         try:
             search = load_search(self, parameters, context, feedback)
-            vectors = np.concatenate([target.index.vectors for target in search.targets]) \
-                if len(search.targets) > 1 else search.targets[0].index.vectors
+            vectors = (
+                np.concatenate([target.index.vectors for target in search.targets])
+                if len(search.targets) > 1
+                else search.targets[0].index.vectors
+            )
             clusters = kmeans(SimilarityIndex(vectors), k, seed=seed)
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
@@ -100,22 +132,24 @@ class ClusterAlgorithm(ClayAlgorithm):
         fields.append(QgsField(CLUSTER, compat.INT))
         fields.append(QgsField(DISTANCE, compat.DOUBLE))
         rows = np.arange(len(search))
-        features = search.features(fields, rows, np.zeros(len(search), np.float32),
-                                   np.zeros(len(search), np.int32), {})
-        for feature, label, distance in zip(features, clusters.labels.tolist(), clusters.distances.tolist(),
-                                            strict=True):
+        features = search.features(fields, rows, np.zeros(len(search), np.float32), np.zeros(len(search), np.int32), {})
+        for feature, label, distance in zip(
+            features, clusters.labels.tolist(), clusters.distances.tolist(), strict=True
+        ):
             feature["similarity"] = None
             feature["rank"] = None
             feature[CLUSTER] = None if label < 0 else int(label)
             feature[DISTANCE] = None if label < 0 else float(distance)
         sizes = np.bincount(clusters.labels[clusters.labels >= 0], minlength=k).tolist()
         feedback.pushInfo(f"{k} clusters of {len(search)} rows after {clusters.iterations} iterations; sizes {sizes}")
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE,
-                                             target.crs)
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE, target.crs
+        )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         write_features(sink, features, feedback)
         if context.willLoadLayerOnCompletion(dest_id):
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(StyleOnLoad(
-                str(target.path), target.mode, styler=lambda layer: style_clusters(layer, k)))
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                StyleOnLoad(str(target.path), target.mode, styler=lambda layer: style_clusters(layer, k))
+            )
         return {self.OUTPUT: dest_id, "SIZES": sizes}

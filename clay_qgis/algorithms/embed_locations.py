@@ -59,21 +59,41 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
     POINTS = "POINTS"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.INPUT, "Point layer", [QgsProcessing.SourceType.TypeVectorPoint]))
-        self.addParameter(QgsProcessingParameterFile(
-            self.CHECKPOINT, "SatCLIP checkpoint (.ckpt)", optional=True,
-            fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors)"))
-        self.addParameter(QgsProcessingParameterString(
-            self.MODEL, "Or a preset (satclip-l10, satclip-l40; random weights, for testing)", optional=True))
-        self.addParameter(QgsProcessingParameterField(
-            self.ID_FIELD, "Field with unique point ids (default: feature id)", parentLayerParameterName=self.INPUT,
-            optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.INPUT, "Point layer", [QgsProcessing.SourceType.TypeVectorPoint])
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHECKPOINT,
+                "SatCLIP checkpoint (.ckpt)",
+                optional=True,
+                fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.MODEL, "Or a preset (satclip-l10, satclip-l40; random weights, for testing)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.ID_FIELD,
+                "Field with unique point ids (default: feature id)",
+                parentLayerParameterName=self.INPUT,
+                optional=True,
+            )
+        )
         self.add_device_parameter()
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_EMBEDDINGS, "Embeddings (GeoParquet)", fileFilter="GeoParquet (*.gpq *.parquet)"))
-        self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Points with embedding ids", QgsProcessing.SourceType.TypeVectorPoint))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT_EMBEDDINGS, "Embeddings (GeoParquet)", fileFilter="GeoParquet (*.gpq *.parquet)"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, "Points with embedding ids", QgsProcessing.SourceType.TypeVectorPoint
+            )
+        )
         self.addOutput(QgsProcessingOutputNumber(self.POINTS, "Number of points embedded"))
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -85,8 +105,9 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         if geometry.isMultipart():
             parts = geometry.asMultiPoint()
             if len(parts) != 1:
-                raise QgsProcessingException(f"feature {feature.id()} has {len(parts)} points; "
-                                             "use single points (Multipart to singleparts)")
+                raise QgsProcessingException(
+                    f"feature {feature.id()} has {len(parts)} points; use single points (Multipart to singleparts)"
+                )
             point = parts[0]
         else:
             point = geometry.asPoint()
@@ -94,8 +115,9 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         return lonlat.x(), lonlat.y()
 
     def _write_points_csv(self, source, id_field: str, context, feedback) -> tuple[str, list[tuple[QgsFeature, str]]]:
-        transform = QgsCoordinateTransform(source.sourceCrs(), QgsCoordinateReferenceSystem("EPSG:4326"),
-                                           context.transformContext())
+        transform = QgsCoordinateTransform(
+            source.sourceCrs(), QgsCoordinateReferenceSystem("EPSG:4326"), context.transformContext()
+        )
         path = os.path.join(QgsProcessingUtils.tempFolder(), f"clay_points_{id(self)}.csv")
         features: list[tuple[QgsFeature, str]] = []
         seen: set[str] = set()
@@ -107,8 +129,10 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
                     break
                 point_id = str(feature[id_field]) if id_field else str(feature.id())
                 if point_id in seen or (id_field and feature[id_field] is None):
-                    raise QgsProcessingException(f"id field '{id_field}' has empty or repeated values; "
-                                                 "choose a field with unique ids or leave it empty")
+                    raise QgsProcessingException(
+                        f"id field '{id_field}' has empty or repeated values; "
+                        "choose a field with unique ids or leave it empty"
+                    )
                 seen.add(point_id)
                 lon, lat = self._lonlat(feature, transform)
                 writer.writerow([point_id, repr(lon), repr(lat)])
@@ -127,35 +151,50 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         return fields, name
 
     # -- run --------------------------------------------------------------------------------------
-    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
+    def command(self, parameters, context, feedback) -> list[str]:
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         id_field = self.parameterAsString(parameters, self.ID_FIELD, context)
-        output_path = self.parameterAsFileOutput(parameters, self.OUTPUT_EMBEDDINGS, context)
-        make_output_folder(Path(output_path).parent)
-        validate.output_file(output_path, True, option="Embeddings file", suffixes=())  # the CLI's check, first
+        self.output_path = self.parameterAsFileOutput(parameters, self.OUTPUT_EMBEDDINGS, context)
+        make_output_folder(Path(self.output_path).parent)
+        validate.output_file(self.output_path, True, option="Embeddings file", suffixes=())  # the CLI's check, first
         model_arguments = self.satclip_model_arguments(parameters, context)
-        csv_path, features = self._write_points_csv(source, id_field, context, feedback)
-        try:
-            result = self.run_worker(
-                ["embed-locations", csv_path, "-o", output_path, *model_arguments, "--id-field", CSV_ID,
-                 "--device", self.device_value(parameters, context), "--overwrite"],
-                feedback,
-            )
-        finally:
-            os.remove(csv_path)
+        csv_path, self.features = self._write_points_csv(source, id_field, context, feedback)
+        self.temporaries.callback(os.remove, csv_path)  # once the worker has read it
+        self.source = source
+        return [
+            "embed-locations",
+            csv_path,
+            "-o",
+            self.output_path,
+            *model_arguments,
+            "--id-field",
+            CSV_ID,
+            "--device",
+            self.device_value(parameters, context),
+            "--overwrite",
+        ]
+
+    def load_results(self, result, parameters, context, feedback) -> dict[str, Any]:
+        source = self.source
         fields, id_name = self._output_fields(source.fields())
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, source.wkbType(),
-                                             source.sourceCrs())
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
+        )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for feature, point_id in features:
+        for feature, point_id in self.features:
             copy = QgsFeature(fields)
             copy.setGeometry(feature.geometry())
             copy.setAttributes(list(feature.attributes()) + [point_id])
             sink.addFeature(copy, QgsFeatureSink.Flag.FastInsert)
-        feedback.pushInfo(f"{result.get('points')} points embedded with {result.get('model')} on "
-                          f"{result.get('device')} ({result.get('points_per_second')} points/s)")
-        return {self.OUTPUT: dest_id, self.OUTPUT_EMBEDDINGS: result.get("output", output_path),
-                self.POINTS: result.get("points")}
+        feedback.pushInfo(
+            f"{result.get('points')} points embedded with {result.get('model')} on "
+            f"{result.get('device')} ({result.get('points_per_second')} points/s)"
+        )
+        return {
+            self.OUTPUT: dest_id,
+            self.OUTPUT_EMBEDDINGS: result.get("output", self.output_path),
+            self.POINTS: result.get("points"),
+        }

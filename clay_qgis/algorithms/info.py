@@ -10,8 +10,18 @@ from qgis.core import Qgis, QgsProcessingOutputString
 
 from clay_qgis.algorithms.base import ClayAlgorithm
 
-REPORTED_FIELDS = ("clay_core", "torch", "qgis", "gdal", "proj", "device", "device_name", "precision", "threads",
-                   "python")
+REPORTED_FIELDS = (
+    "clay_core",
+    "torch",
+    "qgis",
+    "gdal",
+    "proj",
+    "device",
+    "device_name",
+    "precision",
+    "threads",
+    "python",
+)
 
 
 class InfoAlgorithm(ClayAlgorithm):
@@ -32,9 +42,11 @@ class InfoAlgorithm(ClayAlgorithm):
         self.addOutput(QgsProcessingOutputString("QGIS_GDAL", "GDAL inside QGIS"))
         self.addOutput(QgsProcessingOutputString("REPORT", "full report (JSON)"))
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
-        device = self.device_value(parameters, context)
-        report = self.run_worker(["info", "--device", device], feedback)
+    def command(self, parameters, context, feedback) -> list[str]:
+        return ["info", "--device", self.device_value(parameters, context)]
+
+    def load_results(self, result, parameters, context, feedback) -> dict[str, Any]:
+        report = dict(result)
         report["qgis"] = Qgis.QGIS_VERSION
         report["qgis_gdal"] = gdal.__version__
         for key, value in report.items():

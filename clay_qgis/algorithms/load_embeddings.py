@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
-    QgsFeatureSink,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,
@@ -15,8 +14,7 @@ from qgis.core import (
 
 from clay_core.errors import ClayInputError
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-
-GEOPARQUET_FILTER = "GeoParquet (*.gpq *.parquet *.geoparquet);;All files (*)"
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 
 class LoadEmbeddingsAlgorithm(ClayAlgorithm):
@@ -36,12 +34,15 @@ class LoadEmbeddingsAlgorithm(ClayAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)",
-                                                     fileFilter=GEOPARQUET_FILTER))
-        self.addParameter(QgsProcessingParameterEnum(self.MODE, "One feature per", options=LAYER_MODES,
-                                                     defaultValue=0))
-        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Embeddings layer",
-                                                            QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(
+            QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
+        )
+        self.addParameter(QgsProcessingParameterEnum(self.MODE, "One feature per", options=LAYER_MODES, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, "Embeddings layer", QgsProcessing.SourceType.TypeVectorPolygon
+            )
+        )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from clay_qgis import layers
@@ -54,23 +55,14 @@ class LoadEmbeddingsAlgorithm(ClayAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         feedback.pushInfo(f"{path}: {embedding_set.describe()} (read with {embedding_set.reader})")
         fields = layers.layer_fields(embedding_set.mode)
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields,
-                                             layers.POLYGON_WKB_TYPE, embedding_set.crs)
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE, embedding_set.crs
+        )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         write_features(sink, layers.features_for(embedding_set, fields), feedback)
         if context.willLoadLayerOnCompletion(dest_id):
             context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
-                StyleOnLoad(str(embedding_set.path), embedding_set.mode))
+                StyleOnLoad(str(embedding_set.path), embedding_set.mode)
+            )
         return {self.OUTPUT: dest_id}
-
-
-def write_features(sink, features: list, feedback, chunk: int = 5000) -> None:
-    """Add features in chunks so progress moves and cancel is honoured on big files."""
-    total = max(1, len(features))
-    for start in range(0, len(features), chunk):
-        if feedback.isCanceled():
-            return
-        if not sink.addFeatures(features[start:start + chunk], QgsFeatureSink.Flag.FastInsert):
-            raise QgsProcessingException("could not write the features to the output layer")
-        feedback.setProgress(100.0 * min(len(features), start + chunk) / total)

@@ -64,14 +64,23 @@ class RenderMapAlgorithm(ClayAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterVectorLayer(self.INPUT, "Scored layer (with a 'similarity' field)"))
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.BACKGROUND, "Background rasters (drawn under the scores)",
-            layerType=QgsProcessing.SourceType.TypeRaster, optional=True))
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.BACKGROUND,
+                "Background rasters (drawn under the scores)",
+                layerType=QgsProcessing.SourceType.TypeRaster,
+                optional=True,
+            )
+        )
         self.addParameter(QgsProcessingParameterString(self.TITLE, "Title", defaultValue="", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.TOP_K, "Outline the top k matches", defaultValue=10,
-                                                       minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(self.WIDTH, "Image width (pixels)", defaultValue=1800,
-                                                       minValue=300, maxValue=10000))
+        self.addParameter(
+            QgsProcessingParameterNumber(self.TOP_K, "Outline the top k matches", defaultValue=10, minValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.WIDTH, "Image width (pixels)", defaultValue=1800, minValue=300, maxValue=10000
+            )
+        )
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Map image", "PNG files (*.png)"))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
@@ -83,7 +92,8 @@ class RenderMapAlgorithm(ClayAlgorithm):
             raise QgsProcessingException("INPUT is not a valid vector layer")
         if source.fields().indexOf(SIMILARITY) < 0:
             raise QgsProcessingException(
-                f"INPUT has no '{SIMILARITY}' field: score it first with 'Find similar chips' (clay:similarity)")
+                f"INPUT has no '{SIMILARITY}' field: score it first with 'Find similar chips' (clay:similarity)"
+            )
         project = QgsProject()
         layer = source.clone()
         project.addMapLayer(layer)
@@ -93,8 +103,9 @@ class RenderMapAlgorithm(ClayAlgorithm):
         scores, has_negatives = self._scores(layer)
         if not scores:
             raise QgsProcessingException("INPUT has no scored features: every 'similarity' value is empty")
-        style_similarity(layer, scores, top_k=self.parameterAsInt(parameters, self.TOP_K, context),
-                         has_negatives=has_negatives)
+        style_similarity(
+            layer, scores, top_k=self.parameterAsInt(parameters, self.TOP_K, context), has_negatives=has_negatives
+        )
         layer.setOpacity(0.8)  # let the imagery show through the classes
         title = self.parameterAsString(parameters, self.TITLE, context) or f"Similarity: {source.name()}"
         layout = self._layout(project, layer, backgrounds, title)
@@ -133,8 +144,9 @@ class RenderMapAlgorithm(ClayAlgorithm):
         for candidate in [*(raster.crs() for raster in backgrounds), layer.crs()]:
             if candidate.isValid() and not candidate.isGeographic():
                 return candidate
-        centre = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"),
-                                        QgsProject.instance()).transform(layer.extent().center())
+        centre = QgsCoordinateTransform(
+            layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance()
+        ).transform(layer.extent().center())
         return QgsCoordinateReferenceSystem(f"EPSG:{utm_epsg(centre.x(), centre.y())}")
 
     @classmethod
@@ -148,7 +160,8 @@ class RenderMapAlgorithm(ClayAlgorithm):
         layout = QgsPrintLayout(project)
         layout.initializeDefaults()
         layout.pageCollection().page(0).setPageSize(
-            QgsLayoutSize(PAGE_WIDTH_MM, page_height, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
+            QgsLayoutSize(PAGE_WIDTH_MM, page_height, QgsUnitTypes.LayoutUnit.LayoutMillimeters)
+        )
 
         label = QgsLayoutItemLabel(layout)
         label.setText(title)
@@ -192,6 +205,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
         scale_bar.setUnitsPerSegment(segment_m)
         scale_bar.setMapUnitsPerScaleBarUnit(1000.0)
         scale_bar.setUnitLabel("km")
-        scale_bar.attemptMove(QgsLayoutPoint(PAGE_WIDTH_MM - MARGIN_MM - LEGEND_WIDTH_MM,
-                                             MARGIN_MM + TITLE_HEIGHT_MM + map_height - 12))
+        scale_bar.attemptMove(
+            QgsLayoutPoint(PAGE_WIDTH_MM - MARGIN_MM - LEGEND_WIDTH_MM, MARGIN_MM + TITLE_HEIGHT_MM + map_height - 12)
+        )
         return layout

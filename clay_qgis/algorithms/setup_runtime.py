@@ -61,15 +61,30 @@ class SetupRuntimeAlgorithm(ClayAlgorithm):
     PYTHON = "PYTHON"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterFile(
-            self.FOLDER, "Runtime folder", behavior=QgsProcessingParameterFile.Behavior.Folder,
-            defaultValue=default_runtime_folder()))
-        self.addParameter(QgsProcessingParameterString(
-            self.TORCH, "torch requirement (empty = automatic: CUDA build for an NVIDIA GPU, CPU build otherwise)",
-            defaultValue="", optional=True))
-        self.addParameter(QgsProcessingParameterString(
-            self.PIP_ARGS, "Extra installer options (e.g. --index-url URL, --find-links FOLDER, --proxy URL)",
-            defaultValue="", optional=True))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.FOLDER,
+                "Runtime folder",
+                behavior=QgsProcessingParameterFile.Behavior.Folder,
+                defaultValue=default_runtime_folder(),
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.TORCH,
+                "torch requirement (empty = automatic: CUDA build for an NVIDIA GPU, CPU build otherwise)",
+                defaultValue="",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.PIP_ARGS,
+                "Extra installer options (e.g. --index-url URL, --find-links FOLDER, --proxy URL)",
+                defaultValue="",
+                optional=True,
+            )
+        )
         self.addOutput(QgsProcessingOutputString(self.PYTHON, "Runtime Python"))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
@@ -79,13 +94,16 @@ class SetupRuntimeAlgorithm(ClayAlgorithm):
         try:
             result = runtime.setup_runtime(Path(folder), torch, pip_args, feedback, plugin_version())
         except ValueError as exc:  # shlex: an unbalanced quote in PIP_ARGS
-            raise QgsProcessingException(f"cannot read the extra installer options ({exc}): fix PIP_ARGS, "
-                                         f"{runtime.RERUN}") from exc
+            raise QgsProcessingException(
+                f"cannot read the extra installer options ({exc}): fix PIP_ARGS, {runtime.RERUN}"
+            ) from exc
         except runtime.RuntimeSetupError as exc:
             raise QgsProcessingException(str(exc)) from exc
         store_python_setting(result.python)
         what = "installed and verified" if result.installed else "already set up; verified"
-        feedback.pushInfo(f"Clay runtime {what} in {result.seconds:.0f} s: {result.python} (torch "
-                          f"{result.report.get('torch')}, device {result.report.get('device')}); stored in the "
-                          f"QGIS setting '{SETTINGS_KEY}'")
+        feedback.pushInfo(
+            f"Clay runtime {what} in {result.seconds:.0f} s: {result.python} (torch "
+            f"{result.report.get('torch')}, device {result.report.get('device')}); stored in the "
+            f"QGIS setting '{SETTINGS_KEY}'"
+        )
         return {self.PYTHON: result.python}

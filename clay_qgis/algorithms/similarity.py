@@ -3,7 +3,6 @@ features as positive and negative examples) and output the matches with `similar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,16 +17,15 @@ from qgis.core import (
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
-    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
     QgsProcessingParameterString,
 )
 
 from clay_core.errors import ClayInputError
-from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.load_embeddings import GEOPARQUET_FILTER, write_features
+from clay_qgis.algorithms.search import Search, add_more_inputs_parameter, load_search, search_fields
+from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
 DEFAULT_OUTLINED = 10
 
@@ -64,34 +62,68 @@ class SimilarityAlgorithm(ClayAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)",
-                                                     fileFilter=GEOPARQUET_FILTER))
+        self.addParameter(
+            QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
+        )
         add_more_inputs_parameter(self)
         self.addParameter(QgsProcessingParameterEnum(self.MODE, "Score each", options=LAYER_MODES, defaultValue=0))
-        self.addParameter(QgsProcessingParameterBoolean(
-            self.RAW, "Plain cosine (no centring; scores of one model crowd near 1)", defaultValue=False))
-        self.addParameter(QgsProcessingParameterString(self.CHIP_IDS, "Query chip id(s), comma separated",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterPoint(self.POINT, "Query point (the chip containing it)",
-                                                      optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.POSITIVES, "Positive examples (features)", [QgsProcessing.SourceType.TypeVectorAnyGeometry],
-            optional=True))
-        self.addParameter(QgsProcessingParameterString(self.NEGATIVE_CHIP_IDS, "Negative chip id(s), comma separated",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.NEGATIVES, "Negative examples (features)", [QgsProcessing.SourceType.TypeVectorAnyGeometry],
-            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TOP_K, "Keep the k best matches (0 = keep all)", type=QgsProcessingParameterNumber.Type.Integer,
-            defaultValue=0, minValue=0))
-        self.addParameter(QgsProcessingParameterBoolean(self.USE_THRESHOLD, "Keep only matches above the threshold",
-                                                        defaultValue=False))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.THRESHOLD, "Similarity threshold", type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.5,
-            minValue=-1.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Similar chips",
-                                                            QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.RAW, "Plain cosine (no centring; scores of one model crowd near 1)", defaultValue=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(self.CHIP_IDS, "Query chip id(s), comma separated", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterPoint(self.POINT, "Query point (the chip containing it)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.POSITIVES,
+                "Positive examples (features)",
+                [QgsProcessing.SourceType.TypeVectorAnyGeometry],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(self.NEGATIVE_CHIP_IDS, "Negative chip id(s), comma separated", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.NEGATIVES,
+                "Negative examples (features)",
+                [QgsProcessing.SourceType.TypeVectorAnyGeometry],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TOP_K,
+                "Keep the k best matches (0 = keep all)",
+                type=QgsProcessingParameterNumber.Type.Integer,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.USE_THRESHOLD, "Keep only matches above the threshold", defaultValue=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                "Similarity threshold",
+                type=QgsProcessingParameterNumber.Type.Double,
+                defaultValue=0.5,
+                minValue=-1.0,
+                maxValue=1.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Similar chips", QgsProcessing.SourceType.TypeVectorPolygon)
+        )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from clay_core.similarity import ranks, select_matches
@@ -111,34 +143,51 @@ class SimilarityAlgorithm(ClayAlgorithm):
         scores = np.concatenate([scored.scores for scored in per_file])
         all_ranks = ranks(scores)
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
-        threshold = (self.parameterAsDouble(parameters, self.THRESHOLD, context)
-                     if self.parameterAsBoolean(parameters, self.USE_THRESHOLD, context) else None)
+        threshold = (
+            self.parameterAsDouble(parameters, self.THRESHOLD, context)
+            if self.parameterAsBoolean(parameters, self.USE_THRESHOLD, context)
+            else None
+        )
         keep = select_matches(scores, top_k, threshold)
         fields = search_fields(target.mode)
-        examples = {**{row: layers.NEGATIVE for row in negative_rows}, **{row: layers.POSITIVE for row in positive_rows}}
+        examples = {
+            **{row: layers.NEGATIVE for row in negative_rows},
+            **{row: layers.POSITIVE for row in positive_rows},
+        }
         matches = search.features(fields, keep, scores, all_ranks, examples)
-        feedback.pushInfo(f"{'plain' if not centred else 'centred'} cosine; {len(positive_vectors)} positive / "
-                          f"{len(negative_vectors)} negative example(s); keeping {len(keep)} of {len(scores)} rows in "
-                          f"{len(search.targets)} file(s); best: "
-                          + ", ".join(f"{search.name_of(r)} {scores[r]:+.3f}" for r in keep[:5]))
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE,
-                                             target.crs)
+        feedback.pushInfo(
+            f"{'plain' if not centred else 'centred'} cosine; {len(positive_vectors)} positive / "
+            f"{len(negative_vectors)} negative example(s); keeping {len(keep)} of {len(scores)} rows in "
+            f"{len(search.targets)} file(s); best: "
+            + ", ".join(f"{search.name_of(r)} {scores[r]:+.3f}" for r in keep[:5])
+        )
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE, target.crs
+        )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         write_features(sink, matches, feedback)
         if context.willLoadLayerOnCompletion(dest_id):
             outlined = top_k if 0 < top_k <= 100 else DEFAULT_OUTLINED
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(StyleOnLoad(
-                str(target.path), target.mode, {"scores": scores[keep], "threshold": threshold,
-                                                 "top_k": outlined, "has_negatives": bool(negative_rows)}))
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                StyleOnLoad(
+                    str(target.path),
+                    target.mode,
+                    {
+                        "scores": scores[keep],
+                        "threshold": threshold,
+                        "top_k": outlined,
+                        "has_negatives": bool(negative_rows),
+                    },
+                )
+            )
         return {self.OUTPUT: dest_id}
 
     # -- resolving the examples --------------------------------------------------------------------
     def examples(self, parameters, context, search: Search, *, positive: bool) -> tuple[list[int], np.ndarray]:
         """(rows of the search that are examples, vectors of all examples) for one side of the query.
         Vectors may come from another embeddings file (features of a layer loaded from it)."""
-        ids_name, layer_name = ((self.CHIP_IDS, self.POSITIVES) if positive
-                                else (self.NEGATIVE_CHIP_IDS, self.NEGATIVES))
+        ids_name, layer_name = (self.CHIP_IDS, self.POSITIVES) if positive else (self.NEGATIVE_CHIP_IDS, self.NEGATIVES)
         what = "query" if positive else "negative"
         target = search.targets[0]
         rows = search.rows_of_chip_ids(self.parameterAsString(parameters, ids_name, context), what)
@@ -156,8 +205,10 @@ class SimilarityAlgorithm(ClayAlgorithm):
         """The POINT parameter in the embeddings' CRS."""
         crs = self.parameterAsPointCrs(parameters, self.POINT, context)
         if crs.isValid() and not QgsCoordinateTransform(crs, target.crs, context.transformContext()).isValid():
-            raise ClayInputError(f"the query point's CRS {crs.authid() or crs.description()} cannot be transformed "
-                                 f"to the embeddings' CRS {target.crs.authid()}")
+            raise ClayInputError(
+                f"the query point's CRS {crs.authid() or crs.description()} cannot be transformed "
+                f"to the embeddings' CRS {target.crs.authid()}"
+            )
         return self.parameterAsPoint(parameters, self.POINT, context, target.crs)
 
     def rows_of_features(self, parameters, name, context, target) -> tuple[list[int], list[np.ndarray]]:
@@ -178,12 +229,16 @@ class SimilarityAlgorithm(ClayAlgorithm):
         transform = None
         if not by_id:
             if not source.sourceCrs().isValid():
-                raise ClayInputError(f"the {name.lower()} layer has no valid CRS, so its features cannot be placed "
-                                     "on the chips: set the layer's CRS (Layer Properties > Source)")
+                raise ClayInputError(
+                    f"the {name.lower()} layer has no valid CRS, so its features cannot be placed "
+                    "on the chips: set the layer's CRS (Layer Properties > Source)"
+                )
             transform = QgsCoordinateTransform(source.sourceCrs(), target.crs, context.transformContext())
             if not transform.isValid():
-                raise ClayInputError(f"no transform from the {name.lower()} layer's CRS "
-                                     f"{source.sourceCrs().authid()} to the embeddings' CRS {target.crs.authid()}")
+                raise ClayInputError(
+                    f"no transform from the {name.lower()} layer's CRS "
+                    f"{source.sourceCrs().authid()} to the embeddings' CRS {target.crs.authid()}"
+                )
         owner_rows: list[int] = []
         for feature in source.getFeatures(QgsFeatureRequest()):
             if by_id:
@@ -191,8 +246,10 @@ class SimilarityAlgorithm(ClayAlgorithm):
             else:
                 owner_rows.append(row_of_geometry(target, feature.geometry(), transform))
         if not owner_rows:
-            raise ClayInputError(f"no {name.lower()} feature matches a chip of the embeddings "
-                                 "(nothing selected, or features outside the chips)")
+            raise ClayInputError(
+                f"no {name.lower()} feature matches a chip of the embeddings "
+                "(nothing selected, or features outside the chips)"
+            )
         vectors = owner.index.vectors[owner_rows]
         target_rows = owner_rows if owner is target else []
         return target_rows, [vectors]
@@ -217,135 +274,3 @@ def row_of_geometry(target, geometry, transform) -> int:
     except QgsCsException as exc:
         raise ClayInputError(f"an example feature could not be transformed to the embeddings' CRS: {exc}") from exc
     return row_at_point(target.rings, point.x(), point.y())
-
-
-# ----------------------------------------------------------------------------------------------
-# Several files as one search (shared by clay:similarity, clay:classify and clay:cluster)
-# ----------------------------------------------------------------------------------------------
-
-MORE_INPUTS_NAME = "MORE_INPUTS"
-SOURCE_FILE = "source_file"
-
-
-def add_more_inputs_parameter(algorithm) -> None:
-    algorithm.addParameter(QgsProcessingParameterMultipleLayers(
-        MORE_INPUTS_NAME, "More embeddings files (searched together with the first)",
-        QgsProcessing.SourceType.TypeFile, optional=True))
-
-
-def search_fields(mode: str):
-    from qgis.core import QgsField
-
-    from clay_qgis import layers
-
-    fields = layers.layer_fields(mode)
-    fields.append(QgsField(SOURCE_FILE, compat.STRING))
-    return fields
-
-
-@dataclass
-class Search:
-    """The embedding sets of one search (the first file, then the others), centred on their joint mean:
-    rows are numbered across the files in that order."""
-
-    targets: list  # layers.EmbeddingSet
-    offsets: np.ndarray  # [files + 1]
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def locate(self, row: int) -> tuple[int, int]:
-        index = int(np.searchsorted(self.offsets, row, side="right") - 1)
-        return index, int(row - self.offsets[index])
-
-    def name_of(self, row: int) -> str:
-        index, local = self.locate(row)
-        chip = self.targets[index].columns["chip_id"][local]
-        return chip if len(self.targets) == 1 else f"{self.targets[index].path.name}:{chip}"
-
-    def vectors(self, rows: list[int]) -> np.ndarray:
-        return np.stack([self.targets[i].index.vectors[local] for i, local in map(self.locate, rows)])
-
-    def rows_of_chip_ids(self, text: str, what: str) -> list[int]:
-        """Rows for comma-separated chip ids; FILE:ID names one file's chip; an id in several files is refused."""
-        rows: list[int] = []
-        names = {target.path.name: i for i, target in enumerate(self.targets)}
-        for chip_id in filter(None, (part.strip() for part in (text or "").split(","))):
-            prefix, _, rest = chip_id.rpartition(":")
-            if prefix in names:
-                found = [(names[prefix], row) for row in self.targets[names[prefix]].rows_of_chip(rest)]
-            else:
-                found = [(i, row) for i, target in enumerate(self.targets) for row in target.rows_of_chip(chip_id)]
-            if not found:
-                first = self.targets[0]
-                example = first.columns["chip_id"][0] if len(first) else "none"
-                raise ClayInputError(f"{what} chip id {chip_id!r} is not in {first.path.name if len(self.targets) == 1 else 'the files'} "
-                                     f"(ids look like {example!r})")
-            files = sorted({self.targets[i].path.name for i, _ in found})
-            if len(files) > 1:
-                raise ClayInputError(f"{what} chip id {chip_id!r} is in {len(files)} files: name one as FILE:ID, "
-                                     f"e.g. {files[0]}:{chip_id}")
-            rows += [int(self.offsets[i]) + row for i, row in found]
-        return rows
-
-    def row_of_point(self, point) -> int:
-        from clay_core.similarity import row_at_point, rows_at_point
-
-        for i, target in enumerate(self.targets[1:], 1):
-            hits = rows_at_point(target.rings, point.x(), point.y())
-            if hits and not rows_at_point(self.targets[0].rings, point.x(), point.y()):
-                return int(self.offsets[i]) + hits[0]
-        return row_at_point(self.targets[0].rings, point.x(), point.y())
-
-    def features(self, fields, rows: np.ndarray, scores: np.ndarray, ranks: np.ndarray, examples: dict[int, str],
-                 score_field: str = "similarity") -> list:
-        """Output features for search rows (in the order given) with score, rank, example and source_file."""
-        from clay_qgis import layers
-
-        out = []
-        for row in np.asarray(rows).tolist():
-            index, local = self.locate(row)
-            target = self.targets[index]
-            start = int(self.offsets[index])
-            part = slice(start, int(self.offsets[index + 1]))
-            local_examples = {local: examples[row]} if row in examples else {}
-            feature = layers.features_for(target, fields, np.array([local]), scores[part], ranks[part],
-                                          local_examples)[0]
-            if score_field != "similarity":
-                feature[score_field] = float(scores[row])
-                feature["similarity"] = None
-            feature[SOURCE_FILE] = target.path.name
-            out.append(feature)
-        return out
-
-
-def load_search(algorithm, parameters, context, feedback) -> Search:
-    """INPUT and MORE_INPUTS as one search: every file read once (cached), same dimension, one joint mean."""
-    from clay_core.similarity import check_dimension, joint_mean
-    from clay_qgis import layers
-
-    has_mode = algorithm.parameterDefinition("MODE") is not None
-    mode = LAYER_MODES[algorithm.parameterAsEnum(parameters, "MODE", context)] if has_mode else "chips"
-    paths = [algorithm.parameterAsFile(parameters, algorithm.INPUT, context)]
-    more = parameters.get(MORE_INPUTS_NAME) or []
-    paths += [str(value) for value in (more if isinstance(more, (list, tuple)) else [more]) if value]
-    targets = []
-    seen = set()
-    for path in paths:
-        target = layers.load_embedding_set(path, mode, feedback)
-        if target.path in seen:
-            continue
-        seen.add(target.path)
-        if targets:
-            check_dimension(targets[0].dim, target.dim, f"{target.path.name} ({target.model_name})")
-        feedback.pushInfo(f"embeddings: {target.path.name}: {target.describe()} (read with {target.reader})")
-        targets.append(target)
-    if sum(len(target) for target in targets) == 0:
-        names = ", ".join(target.path.name for target in targets)
-        raise ClayInputError(f"{names} has no rows (nothing was embedded): there is no chip to compare with; "
-                             "embed an area first")
-    mean = joint_mean([target.index for target in targets]) if len(targets) > 1 else None
-    for target in targets:
-        target.index.use_mean(mean)
-    offsets = np.concatenate([[0], np.cumsum([len(target) for target in targets])]).astype(np.int64)
-    return Search(targets=targets, offsets=offsets)

@@ -12,7 +12,6 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -28,9 +27,9 @@ from qgis.core import (
 
 from clay_core.errors import ClayInputError
 from clay_core.models.preset_table import TRAINABLE_PRESETS, preset_spec
-from clay_core.parsing import parse_date
 from clay_qgis.algorithms.base import DEVICE_OPTIONS, ClayAlgorithm
 from clay_qgis.algorithms.rasters import raster_area, raster_source
+from clay_qgis.algorithms.utils import date_argument
 
 CHECKPOINT_FILTER = "Checkpoints (*.ckpt)"
 
@@ -139,9 +138,7 @@ class TrainAlgorithm(ClayAlgorithm):
         )
         self.add_advanced_parameters()
         self.addParameter(
-            QgsProcessingParameterFileDestination(
-                self.OUTPUT, "Trained checkpoint", fileFilter=CHECKPOINT_FILTER
-            )
+            QgsProcessingParameterFileDestination(self.OUTPUT, "Trained checkpoint", fileFilter=CHECKPOINT_FILTER)
         )
         self.addOutput(QgsProcessingOutputFile(self.LOSS_PLOT, "Loss plot (PNG)"))
         self.addOutput(QgsProcessingOutputNumber(self.STEPS_DONE, "Optimizer steps done"))
@@ -149,9 +146,7 @@ class TrainAlgorithm(ClayAlgorithm):
 
     def add_advanced_parameters(self) -> None:
         advanced = [
-            QgsProcessingParameterString(
-                self.MORE_CHIP_FOLDERS, "More chip folders, separated by ;", optional=True
-            ),
+            QgsProcessingParameterString(self.MORE_CHIP_FOLDERS, "More chip folders, separated by ;", optional=True),
             QgsProcessingParameterString(
                 self.BAND_MAP,
                 "Band mapping of the raster layers, e.g. B04=1,B03=2,B02=3 (empty = from band names)",
@@ -189,24 +184,26 @@ class TrainAlgorithm(ClayAlgorithm):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(parameter)
 
-    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
-        try:
-            arguments, output = self.worker_arguments(parameters, context)
-        except ClayInputError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+    def command(self, parameters, context, feedback) -> list[str]:
+        arguments, self.output_path = self.worker_arguments(parameters, context)
+        return arguments
+
+    def partial_outputs(self, parameters, context) -> tuple[Path, list[str]]:
+        """On cancel only the temporaries go: the last saved checkpoint (and its plot) is a run to resume."""
+        output = self.output_path
         plot = output.with_name(output.stem + ".loss.png")
-        # On cancel only the temporaries go: the last saved checkpoint (and its plot) is a run to resume.
-        temporaries = [f".{output.name}.*", f".{plot.name}.*"]
-        try:
-            result = self.run_worker_writing(arguments, LossLog.around(feedback), output.parent, temporaries)
-        except QgsProcessingException:
-            if feedback is not None and feedback.isCanceled() and output.is_file():
-                feedback.pushInfo(f"cancelled; {output} holds the last saved step: tick Resume to continue")
-            raise
-        checkpoint = result.get("checkpoint") or str(output)
-        feedback.pushInfo(
-            f"trained checkpoint: {checkpoint} (use it as the Checkpoint file of Embed raster layer)"
-        )
+        return output.parent, [f".{output.name}.*", f".{plot.name}.*"]
+
+    def worker_feedback(self, feedback):
+        return LossLog.around(feedback)
+
+    def cancelled(self, feedback) -> None:
+        if self.output_path.is_file():
+            feedback.pushInfo(f"cancelled; {self.output_path} holds the last saved step: tick Resume to continue")
+
+    def load_results(self, result, parameters, context, feedback) -> dict[str, Any]:
+        checkpoint = result.get("checkpoint") or str(self.output_path)
+        feedback.pushInfo(f"trained checkpoint: {checkpoint} (use it as the Checkpoint file of Embed raster layer)")
         return {
             self.OUTPUT: checkpoint,
             self.LOSS_PLOT: result.get("loss_plot"),
@@ -252,9 +249,7 @@ class TrainAlgorithm(ClayAlgorithm):
                 raise ClayInputError(f"chip folder {folder} does not exist")
         rasters = self.parameterAsLayerList(parameters, self.RASTERS, context)
         if folders and rasters:
-            raise ClayInputError(
-                "give chip folders or raster layers, not both (train on each in turn with Resume)"
-            )
+            raise ClayInputError("give chip folders or raster layers, not both (train on each in turn with Resume)")
         if folders:
             return folders
         if not rasters:
@@ -274,9 +269,9 @@ class TrainAlgorithm(ClayAlgorithm):
         chip_size = self.chip_size(parameters, context)
         if chip_size:
             arguments += ["--chip-size", str(chip_size)]
-        date = self.parameterAsString(parameters, self.DATE, context).strip()
+        date = date_argument(self.parameterAsString(parameters, self.DATE, context), "acquisition date")
         if date:
-            arguments += ["--date", parse_date(date, "acquisition date").isoformat()]
+            arguments += ["--date", date]
         band_map = self.parameterAsString(parameters, self.BAND_MAP, context).replace(" ", "")
         if band_map:
             arguments += ["--band-map", band_map]

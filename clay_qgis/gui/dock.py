@@ -64,8 +64,10 @@ class ScoreHistogram(QWidget):
         low, high = float(self.edges[0]), float(self.edges[-1])
         for index, count in enumerate(self.counts.tolist()):
             above = self.threshold is None or self.edges[index + 1] > self.threshold
-            painter.fillRect(QRectF(index * bar, height * (1 - count / peak), max(1.0, bar - 1), height * count / peak),
-                             QColor(layers.VIRIDIS[6] if above else "#bdbdbd"))
+            painter.fillRect(
+                QRectF(index * bar, height * (1 - count / peak), max(1.0, bar - 1), height * count / peak),
+                QColor(layers.VIRIDIS[6] if above else "#bdbdbd"),
+            )
         painter.setPen(QPen(QColor("#444444")))
         painter.drawText(2, height + 13, f"{low:.2f}")
         painter.drawText(width - 34, height + 13, f"{high:.2f}")
@@ -148,8 +150,10 @@ class SimilarityDock(QgsDockWidget):
         # Labels -> classifier: shift/ctrl-clicks become positive/negative labels, and every new label refits
         # the logistic regression (milliseconds) and recolours every chip by its probability.
         self.classifier_box = QCheckBox("Classifier: probability from the labels (refits on every click)")
-        self.classifier_box.setToolTip("Shift-click chips like the ones you want, ctrl-click chips unlike them: a "
-                                       "logistic regression on their embeddings gives every chip a probability")
+        self.classifier_box.setToolTip(
+            "Shift-click chips like the ones you want, ctrl-click chips unlike them: a "
+            "logistic regression on their embeddings gives every chip a probability"
+        )
         self.histogram = ScoreHistogram()
         buttons = QHBoxLayout()
         self.clear_button = QPushButton("Clear")
@@ -216,8 +220,10 @@ class SimilarityDock(QgsDockWidget):
             self.layer_label.setText(embedding_set.describe())
 
     def show_device(self, report: dict) -> None:
-        self.device_label.setText(f"Device: {report.get('device_name') or report.get('device')} · precision "
-                                  f"{report.get('precision')} · torch {report.get('torch')}")
+        self.device_label.setText(
+            f"Device: {report.get('device_name') or report.get('device')} · precision "
+            f"{report.get('precision')} · torch {report.get('torch')}"
+        )
 
     def show_message(self, text: str) -> None:
         self.status_label.setText(text)
@@ -230,15 +236,20 @@ class SimilarityDock(QgsDockWidget):
         scores = self._scores()
         self.histogram.set_scores(scores, self.threshold())
         field = getattr(session, "score_field", layers.SIMILARITY) if session else layers.SIMILARITY
-        self.histogram_label.setText(f"{'Probabilities' if field != layers.SIMILARITY else 'Scores'} "
-                                     "(shift-click: add positive, ctrl-click: add negative)")
+        self.histogram_label.setText(
+            f"{'Probabilities' if field != layers.SIMILARITY else 'Scores'} "
+            "(shift-click: add positive, ctrl-click: add negative)"
+        )
         if session and session.scored is not None:
             matches = len(session.match_rows())
-            positives, negatives = (session.counts() if hasattr(session, "counts")
-                                    else (len(session.positives), len(session.negatives)))
+            positives, negatives = (
+                session.counts() if hasattr(session, "counts") else (len(session.positives), len(session.negatives))
+            )
             message = getattr(session, "message", "")
-            self.status_label.setText(f"{positives} positive, {negatives} negative example(s); {matches} match(es) "
-                                      "shown as top k / above the threshold" + (f"; {message}" if message else ""))
+            self.status_label.setText(
+                f"{positives} positive, {negatives} negative example(s); {matches} match(es) "
+                "shown as top k / above the threshold" + (f"; {message}" if message else "")
+            )
         else:
             self.status_label.setText("")
 

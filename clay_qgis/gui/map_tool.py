@@ -110,6 +110,9 @@ class FindSimilarMapTool(QgsMapTool):
         box = QgsRectangle(point.x() - tolerance, point.y() - tolerance, point.x() + tolerance, point.y() + tolerance)
         request = QgsFeatureRequest().setFilterRect(box).setSubsetOfAttributes([])
         probe = QgsGeometry.fromPointXY(point)
-        hits = [(feature.geometry().centroid().distance(probe), feature.id())
-                for feature in layer.getFeatures(request) if feature.geometry().contains(probe)]
+        hits = [
+            (feature.geometry().centroid().distance(probe), feature.id())
+            for feature in layer.getFeatures(request)
+            if feature.geometry().contains(probe)
+        ]
         return min(hits)[1] if hits else None

@@ -164,9 +164,7 @@ def test_fixture_chips_are_real_and_cut_at_both_sizes(device_check: ModuleType) 
     assert np.all(np.abs(small.lonlat - [12.6, 52.5]) < 0.2)  # tile 33UUU, near Berlin
 
 
-def test_junit_import_errors_of_the_geo_stack_count_as_skips(
-    device_check: ModuleType, tmp_path: Path
-) -> None:
+def test_junit_import_errors_of_the_geo_stack_count_as_skips(device_check: ModuleType, tmp_path: Path) -> None:
     junit = tmp_path / "junit.xml"
     junit.write_text(
         '<testsuites><testsuite name="pytest">'
@@ -186,9 +184,7 @@ def test_junit_import_errors_of_the_geo_stack_count_as_skips(
     assert raster["outcome"] == "skipped" and "geo stack" in raster["reason"]
 
 
-def test_sections_skip_on_budget_and_keep_going_after_a_failure(
-    device_check: ModuleType, tmp_path: Path
-) -> None:
+def test_sections_skip_on_budget_and_keep_going_after_a_failure(device_check: ModuleType, tmp_path: Path) -> None:
     budget = device_check.Budget(10.0)
     report = device_check.Report(str(tmp_path), dry_run=True, budget=budget)
 

@@ -100,8 +100,20 @@ def similar(*extra: str, embeddings: str = "out/existing.gpq", output: str = "ou
 
 
 def mgrs(*extra: str, tile: str = "33TWL", start: str = "2020-01-01", end: str = "2020-12-31", out: str = "out"):
-    return lambda w: ["embed-mgrs", tile, "--source", w / "empty_folder", "--start", start, "--end", end,
-                      "-o", w / out, *TINY, *extra]
+    return lambda w: [
+        "embed-mgrs",
+        tile,
+        "--source",
+        w / "empty_folder",
+        "--start",
+        start,
+        "--end",
+        end,
+        "-o",
+        w / out,
+        *TINY,
+        *extra,
+    ]
 
 
 def locations(*extra: str, output: str = "out/points.gpq"):
@@ -130,14 +142,23 @@ CASES = [
     Case("embed bbox three numbers", embed("--bbox", "15,45,16"), "must be four numbers W,S,E,N"),
     Case("embed bbox not finite", embed("--bbox", "nan,45,16,46"), "not a finite number"),
     Case("embed bbox west and south typed negative", embed("--bbox", "-10,-5,-9,-4"), "no raster coverage"),
-    Case("embed bbox crs unknown code", embed("--bbox", "15,45.1,15.01,45.15", "--bbox-crs", "EPSG:99999"),
-         "--bbox-crs 'EPSG:99999' is not a CRS PROJ knows"),
-    Case("embed bbox crs proj string", embed("--bbox", "15,45.1,15.01,45.15", "--bbox-crs", "+proj=foo"),
-         "is not a CRS PROJ knows"),
+    Case(
+        "embed bbox crs unknown code",
+        embed("--bbox", "15,45.1,15.01,45.15", "--bbox-crs", "EPSG:99999"),
+        "--bbox-crs 'EPSG:99999' is not a CRS PROJ knows",
+    ),
+    Case(
+        "embed bbox crs proj string",
+        embed("--bbox", "15,45.1,15.01,45.15", "--bbox-crs", "+proj=foo"),
+        "is not a CRS PROJ knows",
+    ),
     Case("embed bbox crs empty", embed("--bbox", "15,45.1,15.01,45.15", "--bbox-crs", " "), "--bbox-crs is empty"),
     Case("embed bbox crs small number", embed("--bbox", "1,2,3,4", "--bbox-crs", "12"), "is not an EPSG code"),
-    Case("embed projected bbox off the raster", embed("--bbox", "0,0,1000,1000", "--bbox-crs", "EPSG:32633"),
-         "no raster coverage"),
+    Case(
+        "embed projected bbox off the raster",
+        embed("--bbox", "0,0,1000,1000", "--bbox-crs", "EPSG:32633"),
+        "no raster coverage",
+    ),
     # ---- dates and bands ------------------------------------------------------------------------------
     Case("embed date month 13", embed("--date", "2020-13-01"), "--date '2020-13-01' is not a date"),
     Case("embed date words", embed("--date", "yesterday"), "--date 'yesterday' is not a date: use YYYY-MM-DD"),
@@ -151,13 +172,22 @@ CASES = [
     # ---- inputs ---------------------------------------------------------------------------------------
     Case("embed missing source", embed(source="missing.tif"), "missing.tif does not exist"),
     Case("embed empty folder", embed(source="empty_folder"), "no rasters (.tif/.jp2) under"),
-    Case("embed empty folder with bbox", embed("--bbox", "15,45.1,15.01,45.15", source="empty_folder"),
-         "no rasters (.tif/.jp2) under"),
+    Case(
+        "embed empty folder with bbox",
+        embed("--bbox", "15,45.1,15.01,45.15", source="empty_folder"),
+        "no rasters (.tif/.jp2) under",
+    ),
     Case("embed garbage raster", embed(source="garbage.tif"), "cannot open"),
-    Case("embed rasters in two utm zones", embed("--date", "2020-01-01", source="good.tif+zone34_B08.tif"),
-         "the rasters lie in 2 UTM zones (EPSG:32633, EPSG:32634)"),
-    Case("embed two rasters with the same bands", embed(source="good.tif+good_copy.tif"),
-         "band B04 is in both good and good_copy"),
+    Case(
+        "embed rasters in two utm zones",
+        embed("--date", "2020-01-01", source="good.tif+zone34_B08.tif"),
+        "the rasters lie in 2 UTM zones (EPSG:32633, EPSG:32634)",
+    ),
+    Case(
+        "embed two rasters with the same bands",
+        embed(source="good.tif+good_copy.tif"),
+        "band B04 is in both good and good_copy",
+    ),
     # ---- outputs --------------------------------------------------------------------------------------
     Case("embed output suffix", embed(output="out/new.txt"), "new.txt should end in .gpq"),
     Case("embed output is a folder without overwrite", embed(output="folder.gpq"), "is a folder"),
@@ -165,38 +195,91 @@ CASES = [
     Case("embed output folder missing", embed(output="nowhere/new.gpq"), "does not exist; create it first"),
     Case("embed output folder read-only", embed(output="readonly/new.gpq"), "is not writable"),
     Case("embed output exists", embed(output="out/existing.gpq"), "already exists; choose another output"),
-    Case("embed parts folder name taken by a file", embed(output="out_blocked.gpq"),
-         "is a file, not the parts folder of"),
+    Case(
+        "embed parts folder name taken by a file", embed(output="out_blocked.gpq"), "is a file, not the parts folder of"
+    ),
     Case("embed output folder given with a slash", embed(output="out/"), "is a folder; give a file name"),
     Case("embed output name too long", embed(output="out/" + "x" * 300 + ".gpq"), "File name too long"),
-    Case("embed empty source name", lambda w: ["embed", "", "-o", w / "out/new.gpq", *TINY],
-         "an empty source was given"),
+    Case(
+        "embed empty source name", lambda w: ["embed", "", "-o", w / "out/new.gpq", *TINY], "an empty source was given"
+    ),
     Case("embed band map empty item", embed("--band-map", "B04=1,,B03=2"), "--band-map item '' must look like"),
     # ---- models and checkpoints -----------------------------------------------------------------------
-    Case("embed satclip checkpoint", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq",
-                                                "--checkpoint", w / "satclip.ckpt", "--workers", "0"],
-         "is a SatCLIP location encoder (it embeds lon/lat, not pixels)"),
-    Case("embed satclip checkpoint with chip size", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq",
-                                                               "--checkpoint", w / "satclip.ckpt", "--chip-size",
-                                                               "64"], "is a SatCLIP location encoder"),
-    Case("embed checkpoint missing", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq",
-                                                "--checkpoint", w / "missing.ckpt"], "missing.ckpt does not exist"),
-    Case("embed checkpoint empty", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq",
-                                              "--checkpoint", w / "empty.ckpt"], "is empty (0 bytes)"),
-    Case("embed checkpoint garbage", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq",
-                                                "--checkpoint", w / "garbage.ckpt"], "truncated or corrupt"),
-    Case("embed checkpoint pickle protocol 5", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq",
-                                                          "--checkpoint", w / "protocol5.ckpt"],
-         "truncated or corrupt"),
-    Case("embed checkpoint is a folder", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq",
-                                                    "--checkpoint", w / "empty_folder"], "is a folder"),
-    Case("embed unknown preset", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--model", "nope"],
-         "nope"),
-    Case("embed no model", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq"],
-         "give exactly one of --checkpoint CKPT or --model NAME"),
-    Case("embed checkpoint and model", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--model",
-                                                  "clay-v0-tiny", "--checkpoint", str(DEMO)],
-         "not allowed with argument --model"),
+    Case(
+        "embed satclip checkpoint",
+        lambda w: [
+            "embed",
+            w / "good.tif",
+            "-o",
+            w / "out/new.gpq",
+            "--checkpoint",
+            w / "satclip.ckpt",
+            "--workers",
+            "0",
+        ],
+        "is a SatCLIP location encoder (it embeds lon/lat, not pixels)",
+    ),
+    Case(
+        "embed satclip checkpoint with chip size",
+        lambda w: [
+            "embed",
+            w / "good.tif",
+            "-o",
+            w / "out/new.gpq",
+            "--checkpoint",
+            w / "satclip.ckpt",
+            "--chip-size",
+            "64",
+        ],
+        "is a SatCLIP location encoder",
+    ),
+    Case(
+        "embed checkpoint missing",
+        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "missing.ckpt"],
+        "missing.ckpt does not exist",
+    ),
+    Case(
+        "embed checkpoint empty",
+        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "empty.ckpt"],
+        "is empty (0 bytes)",
+    ),
+    Case(
+        "embed checkpoint garbage",
+        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "garbage.ckpt"],
+        "truncated or corrupt",
+    ),
+    Case(
+        "embed checkpoint pickle protocol 5",
+        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "protocol5.ckpt"],
+        "truncated or corrupt",
+    ),
+    Case(
+        "embed checkpoint is a folder",
+        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "empty_folder"],
+        "is a folder",
+    ),
+    Case(
+        "embed unknown preset", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--model", "nope"], "nope"
+    ),
+    Case(
+        "embed no model",
+        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq"],
+        "give exactly one of --checkpoint CKPT or --model NAME",
+    ),
+    Case(
+        "embed checkpoint and model",
+        lambda w: [
+            "embed",
+            w / "good.tif",
+            "-o",
+            w / "out/new.gpq",
+            "--model",
+            "clay-v0-tiny",
+            "--checkpoint",
+            str(DEMO),
+        ],
+        "not allowed with argument --model",
+    ),
     Case("embed unknown level", embed("--level", "cls"), "level 'cls' is not available"),
     Case("embed unknown satclip preset", embed("--satclip", "satclip-l99"), "'satclip-l99' is neither a checkpoint"),
     Case("embed fp16 on the cpu", embed("--precision", "fp16"), "fp16 is only supported on CUDA"),
@@ -206,15 +289,22 @@ CASES = [
     Case("embed raster smaller than one chip", embed(source="small.tif"), "20 x 20 px at 10 m, smaller than one chip"),
     Case("embed all nodata", embed(source="nodata.tif"), "all 4 chips are nodata"),
     Case("embed every chip unreadable", embed(source="truncated.tif"), "no chip could be read (4 failed)"),
-    Case("embed explode patches at the mean level", embed("--explode-patches"),
-         "--explode-patches needs --level patch"),
+    Case(
+        "embed explode patches at the mean level", embed("--explode-patches"), "--explode-patches needs --level patch"
+    ),
     # ---- clay similar ---------------------------------------------------------------------------------
-    Case("similar negative point as in the README", similar("--point", "-21.3,64.1"),
-         "is not inside any chip of the embeddings"),
+    Case(
+        "similar negative point as in the README",
+        similar("--point", "-21.3,64.1"),
+        "is not inside any chip of the embeddings",
+    ),
     Case("similar point out of range", similar("--point", "200,10"), "is not LON,LAT in degrees"),
     Case("similar point not numbers", similar("--point", "abc"), "--point must be LON,LAT in degrees"),
-    Case("similar negative negative point", similar("--chip", CHIP, "--negative-point", "-200,1"),
-         "--negative-point '-200,1' is not LON,LAT"),
+    Case(
+        "similar negative negative point",
+        similar("--chip", CHIP, "--negative-point", "-200,1"),
+        "--negative-point '-200,1' is not LON,LAT",
+    ),
     Case("similar top -5", similar("--chip", CHIP, "--top", "-5"), "--top must be >= 0, got -5"),
     Case("similar threshold 2", similar("--chip", CHIP, "--threshold", "2"), "--threshold must be between -1 and 1"),
     Case("similar missing file", similar("--chip", CHIP, embeddings="out/missing.gpq"), "does not exist"),
@@ -223,18 +313,32 @@ CASES = [
     Case("similar output is a folder", similar("--chip", CHIP, output="folder.gpq"), "is a folder"),
     Case("similar no query", similar(), "give a query: --chip ID or --point LON,LAT"),
     Case("similar unknown chip", similar("--chip", "nope"), "chip id 'nope' is not in the embeddings"),
-    Case("similar folder without embeddings", similar("--chip", CHIP, embeddings="empty_folder"),
-         "holds no embeddings files"),
+    Case(
+        "similar folder without embeddings",
+        similar("--chip", CHIP, embeddings="empty_folder"),
+        "holds no embeddings files",
+    ),
     Case("similar glob matching nothing", similar("--chip", CHIP, embeddings="out/none_*.gpq"), "none_*.gpq"),
-    Case("cluster zero clusters", lambda w: ["cluster", w / "out/existing.gpq", "-k", "0", "-o", w / "out/c.gpq"],
-         "-k/--clusters must be >= 1, got 0"),
-    Case("cluster output exists", lambda w: ["cluster", w / "out/existing.gpq", "-o", w / "out/scored.gpq"],
-         "already exists"),
-    Case("classify threshold above 1", lambda w: ["classify", w / "out/existing.gpq", "--positive", CHIP,
-                                                  "--threshold", "1.5", "-o", w / "out/c.gpq"],
-         "--threshold must be between 0 and 1"),
-    Case("change missing after file", lambda w: ["change", w / "out/existing.gpq", w / "out/missing.gpq", "-o",
-                                                 w / "out/c.gpq"], "missing.gpq does not exist"),
+    Case(
+        "cluster zero clusters",
+        lambda w: ["cluster", w / "out/existing.gpq", "-k", "0", "-o", w / "out/c.gpq"],
+        "-k/--clusters must be >= 1, got 0",
+    ),
+    Case(
+        "cluster output exists",
+        lambda w: ["cluster", w / "out/existing.gpq", "-o", w / "out/scored.gpq"],
+        "already exists",
+    ),
+    Case(
+        "classify threshold above 1",
+        lambda w: ["classify", w / "out/existing.gpq", "--positive", CHIP, "--threshold", "1.5", "-o", w / "out/c.gpq"],
+        "--threshold must be between 0 and 1",
+    ),
+    Case(
+        "change missing after file",
+        lambda w: ["change", w / "out/existing.gpq", w / "out/missing.gpq", "-o", w / "out/c.gpq"],
+        "missing.gpq does not exist",
+    ),
     # ---- clay embed-mgrs ------------------------------------------------------------------------------
     Case("mgrs zone 99", mgrs(tile="99ZZZ"), "'99ZZZ' is not an MGRS tile id"),
     Case("mgrs not a tile", mgrs(tile="hello"), "'hello' is not an MGRS tile id"),
@@ -245,19 +349,37 @@ CASES = [
     Case("mgrs dask workers 0", mgrs("--dask-workers", "0"), "--dask-workers must be >= 1, got 0"),
     Case("mgrs empty source folder", mgrs(), "no rasters (.tif/.jp2) under"),
     # ---- clay embed-locations -------------------------------------------------------------------------
-    Case("locations spacing 0", locations("--bbox", "0,0,1,1", "--spacing", "0", "--model", "satclip-l10"),
-         "--spacing must be > 0"),
-    Case("locations bbox beyond the poles", locations("--bbox", "0,0,1,95", "--spacing", "1", "--model",
-                                                      "satclip-l10"), "latitudes must lie in [-90, 90]"),
-    Case("locations points file missing", lambda w: ["embed-locations", w / "missing.csv", "-o", w / "out/p.gpq",
-                                                     "--model", "satclip-l10"], "missing.csv does not exist"),
-    Case("locations image checkpoint", lambda w: ["embed-locations", w / "points.csv", "-o", w / "out/p.gpq",
-                                                  "--checkpoint", str(DEMO)], "not a SatCLIP location encoder"),
+    Case(
+        "locations spacing 0",
+        locations("--bbox", "0,0,1,1", "--spacing", "0", "--model", "satclip-l10"),
+        "--spacing must be > 0",
+    ),
+    Case(
+        "locations bbox beyond the poles",
+        locations("--bbox", "0,0,1,95", "--spacing", "1", "--model", "satclip-l10"),
+        "latitudes must lie in [-90, 90]",
+    ),
+    Case(
+        "locations points file missing",
+        lambda w: ["embed-locations", w / "missing.csv", "-o", w / "out/p.gpq", "--model", "satclip-l10"],
+        "missing.csv does not exist",
+    ),
+    Case(
+        "locations image checkpoint",
+        lambda w: ["embed-locations", w / "points.csv", "-o", w / "out/p.gpq", "--checkpoint", str(DEMO)],
+        "not a SatCLIP location encoder",
+    ),
     # ---- clay train and the command line itself -------------------------------------------------------
-    Case("train steps 0", lambda w: ["train", w / "good.tif", "-o", w / "out/m.ckpt", "--steps", "0"],
-         "--steps must be >= 1, got 0"),
-    Case("train negative learning rate", lambda w: ["train", w / "good.tif", "-o", w / "out/m.ckpt", "--lr", "-1"],
-         "--lr must be > 0"),
+    Case(
+        "train steps 0",
+        lambda w: ["train", w / "good.tif", "-o", w / "out/m.ckpt", "--steps", "0"],
+        "--steps must be >= 1, got 0",
+    ),
+    Case(
+        "train negative learning rate",
+        lambda w: ["train", w / "good.tif", "-o", w / "out/m.ckpt", "--lr", "-1"],
+        "--lr must be > 0",
+    ),
     Case("unknown command", lambda w: ["embedd", w / "good.tif"], "invalid choice: 'embedd'"),
     Case("unknown option", embed("--chipsize", "64"), "unrecognized arguments: --chipsize"),
 ]
@@ -346,8 +468,24 @@ def _interrupted_run(raster: Path, output: Path, monkeypatch) -> Path:
 
     with monkeypatch.context() as patch:
         patch.setattr(embed_parts.PartStore, "merge", stop)
-        assert main(["--progress", "none", "embed", str(raster), "-o", str(output), *DEMO_RUN, "--part-chips", "1",
-                     "--batch-size", "1"]) == 130
+        assert (
+            main(
+                [
+                    "--progress",
+                    "none",
+                    "embed",
+                    str(raster),
+                    "-o",
+                    str(output),
+                    *DEMO_RUN,
+                    "--part-chips",
+                    "1",
+                    "--batch-size",
+                    "1",
+                ]
+            )
+            == 130
+        )
     parts = parts_dir_for(output)
     assert len(list(parts.glob("part-*.parquet"))) == 4
     return parts
@@ -378,7 +516,8 @@ def test_resume_redoes_damaged_parts_and_names_them(damage, tmp_path, monkeypatc
     warnings_ = [e["message"] for e in events if e["event"] == "log" and e["level"] == "warning"]
     assert len(warnings_) == 1 and named in warnings_[0], warnings_
     assert sorted(pq.read_table(output).column("chip_id").to_pylist()) == [
-        f"scene_20200101_{row:03d}_{col:03d}" for row in range(2) for col in range(2)]
+        f"scene_20200101_{row:03d}_{col:03d}" for row in range(2) for col in range(2)
+    ]
     assert not parts.exists()
 
 
@@ -413,8 +552,7 @@ def test_disk_full_while_writing_parts_is_one_line_and_leaves_nothing(tmp_path, 
     raster = write_geotiff(tmp_path / "scene.tif")
     before = tree_digest(tmp_path)
     monkeypatch.setattr(embed_parts.pq, "write_table", _disk_full)
-    code, _, err, _ = run_cli(["--progress", "none", "embed", str(raster), "-o", str(tmp_path / "o.gpq"), *TINY],
-                              capfd)
+    code, _, err, _ = run_cli(["--progress", "none", "embed", str(raster), "-o", str(tmp_path / "o.gpq"), *TINY], capfd)
     assert code == 2
     assert one_line(err).startswith("clay: error: the disk is full")
     assert tree_digest(tmp_path) == before
@@ -446,16 +584,32 @@ def test_disk_full_at_the_merge_keeps_the_parts_to_resume(tmp_path, monkeypatch,
 
 def _clay(*argv: str, progress: str = "json") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "clay_core", "--progress", progress, *argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "clay_core", "--progress", progress, *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill -9", "SIGTERM"])
 def test_rerun_right_after_a_kill_takes_the_lock_and_resumes(how, tmp_path):
     raster = write_geotiff(tmp_path / "big.tif", width=512, height=512)
     output = tmp_path / "big.gpq"
-    argv = ["embed", str(raster), "-o", str(output), *DEMO_RUN[:-2], "--workers", "2", "--batch-size", "1",
-            "--part-chips", "1"]
+    argv = [
+        "embed",
+        str(raster),
+        "-o",
+        str(output),
+        *DEMO_RUN[:-2],
+        "--workers",
+        "2",
+        "--batch-size",
+        "1",
+        "--part-chips",
+        "1",
+    ]
     first = _clay(*argv)
     deadline = time.monotonic() + 60
     for line in first.stdout:  # wait until it has settled some chips (parts on disk), then kill it

@@ -35,8 +35,23 @@ def test_benchmark_report_is_consistent() -> None:
 
 
 def test_clay_bench_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--progress", "none", "bench", "--model", "clay-v0-tiny", "--chip-size", "64", "--chips", "1",
-                 "--batch-sizes", "1", "--no-gpu", "--json"])
+    code = main(
+        [
+            "--progress",
+            "none",
+            "bench",
+            "--model",
+            "clay-v0-tiny",
+            "--chip-size",
+            "64",
+            "--chips",
+            "1",
+            "--batch-sizes",
+            "1",
+            "--no-gpu",
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"] == "clay-v0-tiny" and report["cpu"]["runs"][0]["batch_size"] == 1

@@ -44,8 +44,9 @@ def test_reads_lightning_checkpoint_and_its_hash(micro_checkpoint: Path) -> None
 
 @pytest.mark.parametrize("read_once", [True, False], ids=["in-memory", "from-disk"])
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
-def test_pickled_object_is_refused_and_not_executed(tmp_path: Path, writer: str, read_once: bool,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pickled_object_is_refused_and_not_executed(
+    tmp_path: Path, writer: str, read_once: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not read_once:  # the path large checkpoints take: parsed from disk, hashed in a second pass
         monkeypatch.setattr(checkpoints, "READ_ONCE_LIMIT", 0)
     marker = tmp_path / "pwned"
@@ -81,8 +82,9 @@ def test_checkpoint_is_read_and_hashed_once(micro_checkpoint: Path, monkeypatch:
     assert contents.sha256 == MICRO_SHA256 and loaded_from == ["BytesIO"]
 
 
-def test_large_checkpoint_hash_is_cached(tmp_path: Path, micro_checkpoint: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_checkpoint_hash_is_cached(
+    tmp_path: Path, micro_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Above READ_ONCE_LIMIT the file is parsed from disk; its hash is computed once per (path, size, mtime)."""
     monkeypatch.setattr(checkpoints, "READ_ONCE_LIMIT", 0)
     path = tmp_path / "big.ckpt"
@@ -183,13 +185,17 @@ def _reference_mean(shared_fixtures: Path) -> tuple[dict[str, torch.Tensor], tor
     import numpy as np
 
     with np.load(shared_fixtures / "clay_v0_micro" / "reference.npz") as data:
-        batch = {"pixels": torch.from_numpy(data["pixels"].astype(np.float32)),
-                 "latlon": torch.from_numpy(data["latlon"]), "timestep": torch.from_numpy(data["timestep"])}
+        batch = {
+            "pixels": torch.from_numpy(data["pixels"].astype(np.float32)),
+            "latlon": torch.from_numpy(data["latlon"]),
+            "timestep": torch.from_numpy(data["timestep"]),
+        }
         return batch, torch.from_numpy(data["embeddings_mean"])
 
 
-def test_plain_state_dict_without_hyper_parameters(tmp_path: Path, micro_checkpoint: Path,
-                                                   shared_fixtures: Path) -> None:
+def test_plain_state_dict_without_hyper_parameters(
+    tmp_path: Path, micro_checkpoint: Path, shared_fixtures: Path
+) -> None:
     state = torch.load(micro_checkpoint, weights_only=True)["state_dict"]
     encoder_only = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.encoder.")}
     path = tmp_path / "encoder.pt"
@@ -229,14 +235,18 @@ def _pickle_under_foreign_names(monkeypatch: pytest.MonkeyPatch, classes: dict[s
         module_name, _, name = qualified.rpartition(".")
         parts = module_name.split(".")
         for depth in range(1, len(parts) + 1):
-            monkeypatch.setitem(sys.modules, ".".join(parts[:depth]),
-                                sys.modules.get(".".join(parts[:depth])) or types.ModuleType(".".join(parts[:depth])))
+            monkeypatch.setitem(
+                sys.modules,
+                ".".join(parts[:depth]),
+                sys.modules.get(".".join(parts[:depth])) or types.ModuleType(".".join(parts[:depth])),
+            )
         cls.__module__, cls.__qualname__, cls.__name__ = module_name, name, name
         setattr(sys.modules[module_name], name, cls)
 
 
-def test_lightning_data_globals_load_as_plain_data(tmp_path: Path, micro_checkpoint: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lightning_data_globals_load_as_plain_data(
+    tmp_path: Path, micro_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Real Lightning files keep hyper-parameters as an AttributeDict and numpy scalars in callback state:
     those load as plain data (Lightning is not installed, nothing of it runs); other objects stay refused."""
     import sys
@@ -252,9 +262,11 @@ def test_lightning_data_globals_load_as_plain_data(tmp_path: Path, micro_checkpo
     original = torch.load(micro_checkpoint, weights_only=True)
     with monkeypatch.context() as patch:
         _pickle_under_foreign_names(patch, {"lightning.fabric.utilities.data.AttributeDict": AttributeDict})
-        lightning_like = dict(original, hyper_parameters=AttributeDict(original["hyper_parameters"]),
-                              callbacks={"ModelCheckpoint": {"best_model_score": np.float64(0.46),
-                                                             "dtype": np.dtype("float32")}})
+        lightning_like = dict(
+            original,
+            hyper_parameters=AttributeDict(original["hyper_parameters"]),
+            callbacks={"ModelCheckpoint": {"best_model_score": np.float64(0.46), "dtype": np.dtype("float32")}},
+        )
         path = tmp_path / "lightning.ckpt"
         torch.save(lightning_like, path)
     assert not any(name.startswith("lightning") for name in sys.modules)

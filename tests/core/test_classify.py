@@ -73,8 +73,9 @@ def test_classifier_takes_example_vectors_from_another_file():
     index = SimilarityIndex(vectors)
     rows = np.flatnonzero(kind)[:5].tolist(), np.flatnonzero(~kind)[:5].tolist()
     by_rows = fit_classifier(index, *rows).probabilities(index)
-    by_vectors = fit_classifier(index, [], [], positive_vectors=vectors[rows[0]] * 3.0,
-                                negative_vectors=vectors[rows[1]]).probabilities(index)
+    by_vectors = fit_classifier(
+        index, [], [], positive_vectors=vectors[rows[0]] * 3.0, negative_vectors=vectors[rows[1]]
+    ).probabilities(index)
     np.testing.assert_allclose(by_rows, by_vectors, atol=1e-5)  # scale-free: unit vectors inside
 
 
@@ -83,7 +84,6 @@ def test_parse_label_values():
     assert parse_label("forest", ["forest"]) is True and parse_label("water", ["forest"]) is False
     with pytest.raises(ClayInputError, match="--positive-value"):
         parse_label("forest")
-
 
 
 def test_decision_is_bounded_whatever_the_distance_from_the_mean():

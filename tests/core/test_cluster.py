@@ -32,8 +32,7 @@ def test_kmeans_recovers_planted_clusters_numbered_by_size():
     assert (np.diff(sizes) <= 0).all()  # 0 = largest
     # distances are to the (unit-vector) centre of the row's cluster
     unit = vectors[1:] / np.linalg.norm(vectors[1:], axis=1, keepdims=True)
-    np.testing.assert_allclose(result.distances[1:], np.linalg.norm(unit - result.centres[labels], axis=1),
-                               atol=1e-4)
+    np.testing.assert_allclose(result.distances[1:], np.linalg.norm(unit - result.centres[labels], axis=1), atol=1e-4)
 
 
 def test_kmeans_is_deterministic_and_checks_k():

@@ -13,8 +13,15 @@ from clay_core.device import (
 )
 from clay_core.errors import ClayInputError
 
-SMALL = dict(parameters=95_271_168, tokens=1538, dim=768, inner_dim=768, mlp_hidden=3072, heads=12,
-             input_values=13 * 512 * 512 + 5)
+SMALL = dict(
+    parameters=95_271_168,
+    tokens=1538,
+    dim=768,
+    inner_dim=768,
+    mlp_hidden=3072,
+    heads=12,
+    input_values=13 * 512 * 512 + 5,
+)
 
 
 def test_cpu_plan_is_fp32() -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from clay_core.embed import EmbedOptions, embed_sources, estimate_job, run_model
+from clay_core.embed import EmbedOptions, embed_sources, run_model
+from clay_core.embed_estimate import estimate_job
 from clay_core.embed_parts import parts_dir_for
 from clay_core.errors import ClayInputError
 from clay_core.parquet import read_embeddings
@@ -39,8 +40,20 @@ class ArraySource:
         for i in range(self.n):
             row, col = divmod(i, 4)
             xmin, ymax = 300000.0 + col * span, 5900040.0 - row * span
-            out.append(ChipRecord(f"33UUU_20200101_{row:03d}_{col:03d}", "memory://scene", datetime.date(2020, 1, 1),
-                                  32633, (xmin, ymax - span, xmin + span, ymax), row, col, "33UUU", SIZE, 10.0))
+            out.append(
+                ChipRecord(
+                    f"33UUU_20200101_{row:03d}_{col:03d}",
+                    "memory://scene",
+                    datetime.date(2020, 1, 1),
+                    32633,
+                    (xmin, ymax - span, xmin + span, ymax),
+                    row,
+                    col,
+                    "33UUU",
+                    SIZE,
+                    10.0,
+                )
+            )
         return out
 
     def read(self, record: ChipRecord) -> ChipData:
@@ -68,8 +81,12 @@ def test_embeds_every_good_chip_with_nodata_and_bad_chips_reported(tmp_path, tin
     source = ArraySource(n=10, nodata={2: 0.75, 5: 0.25}, bad=frozenset({7}))
     out = tmp_path / "out.gpq"
     summary = embed_sources([source], tiny_model, out, EmbedOptions(level="patch", batch_size=3, workers=0))
-    assert (summary.chips_total, summary.chips_written, summary.chips_skipped_nodata, summary.chips_failed) == \
-        (10, 8, 1, 1)
+    assert (summary.chips_total, summary.chips_written, summary.chips_skipped_nodata, summary.chips_failed) == (
+        10,
+        8,
+        1,
+        1,
+    )
     assert summary.problems[0].chip_id == "33UUU_20200101_001_003" and "wrong band count" in summary.problems[0].reason
     assert summary.model_s > 0 and summary.chips_per_s > 0 and summary.output_bytes == out.stat().st_size
     result = read_embeddings(out)
@@ -80,21 +97,21 @@ def test_embeds_every_good_chip_with_nodata_and_bad_chips_reported(tmp_path, tin
     fractions = dict(zip(result.chip_ids, result.table.column("nodata_fraction").to_pylist(), strict=True))
     assert fractions["33UUU_20200101_001_001"] == pytest.approx(0.25)
     assert result.table.column("filled_bands").to_pylist()[0] == [
-        b for b in tiny_model.input_bands if b not in source.bands]
+        b for b in tiny_model.input_bands if b not in source.bands
+    ]
     # Batching must not change a chip's embedding: compare with the chip embedded alone.
     chip = source.read(records["33UUU_20200101_001_001"])
     alone = run_model(tiny_model, chip.pixels[None], source.bands, [chip.record], "patch")
-    np.testing.assert_allclose(result.reshaped()[expected_ids.index(chip.record.chip_id)], alone[0],
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        result.reshaped()[expected_ids.index(chip.record.chip_id)], alone[0], rtol=1e-4, atol=1e-4
+    )
     assert np.isfinite(result.vectors).all()
     assert not parts_dir_for(out).exists()
 
 
 def test_reader_processes_give_the_same_output(tmp_path, tiny_model):
-    inline = embed_sources([ArraySource(n=6)], tiny_model, tmp_path / "a.gpq",
-                           EmbedOptions(batch_size=4, workers=0))
-    workers = embed_sources([ArraySource(n=6)], tiny_model, tmp_path / "b.gpq",
-                            EmbedOptions(batch_size=4, workers=2))
+    inline = embed_sources([ArraySource(n=6)], tiny_model, tmp_path / "a.gpq", EmbedOptions(batch_size=4, workers=0))
+    workers = embed_sources([ArraySource(n=6)], tiny_model, tmp_path / "b.gpq", EmbedOptions(batch_size=4, workers=2))
     assert inline.chips_written == workers.chips_written == 6
     a, b = read_embeddings(tmp_path / "a.gpq"), read_embeddings(tmp_path / "b.gpq")
     assert a.chip_ids == b.chip_ids
@@ -131,8 +148,9 @@ def test_parts_of_another_job_are_refused_then_discarded_with_overwrite(tmp_path
     other_level = EmbedOptions(level="patch", batch_size=2, workers=0, part_chips=2)
     with pytest.raises(ClayInputError, match="different job.*level"):
         embed_sources([ArraySource(n=6)], tiny_model, out, other_level)
-    summary = embed_sources([ArraySource(n=6)], tiny_model, out,
-                            EmbedOptions(level="patch", batch_size=2, workers=0, overwrite=True))
+    summary = embed_sources(
+        [ArraySource(n=6)], tiny_model, out, EmbedOptions(level="patch", batch_size=2, workers=0, overwrite=True)
+    )
     assert summary.chips_resumed == 0 and summary.chips_written == 6
 
 
@@ -162,8 +180,9 @@ def test_never_overwrites_an_existing_output(tmp_path, tiny_model):
 
 def test_a_job_where_every_chip_fails_is_an_input_error(tmp_path, tiny_model):
     with pytest.raises(ClayInputError, match="no chip could be read.*wrong band count"):
-        embed_sources([ArraySource(n=3, bad=frozenset({0, 1, 2}))], tiny_model, tmp_path / "o.gpq",
-                      EmbedOptions(workers=0))
+        embed_sources(
+            [ArraySource(n=3, bad=frozenset({0, 1, 2}))], tiny_model, tmp_path / "o.gpq", EmbedOptions(workers=0)
+        )
 
 
 def test_exploded_patch_output(tmp_path, tiny_model):
@@ -173,8 +192,12 @@ def test_exploded_patch_output(tmp_path, tiny_model):
     assert len(result) == 2 * 2 * 2 and result.shape_per_row == (256,)
     assert result.table.column("patch_row").to_pylist()[:4] == [0, 0, 1, 1]
     with pytest.raises(ClayInputError, match="explode-patches"):
-        embed_sources([ArraySource(n=2)], tiny_model, tmp_path / "m.gpq",
-                      EmbedOptions(level="mean", workers=0, explode_patches=True))
+        embed_sources(
+            [ArraySource(n=2)],
+            tiny_model,
+            tmp_path / "m.gpq",
+            EmbedOptions(level="mean", workers=0, explode_patches=True),
+        )
     assert not parts_dir_for(tmp_path / "m.gpq").exists()  # refused before any work
 
 
@@ -200,7 +223,6 @@ def test_bad_options_are_input_errors(tmp_path, tiny_model):
 # ----------------------------------------------------------------------------------------------
 
 
-
 @pytest.fixture(scope="module")
 def v15_model(clay_v15_checkpoint):
     from clay_core.models import load_model
@@ -219,14 +241,19 @@ def satclip_of_centres(records, checkpoint) -> np.ndarray:
 
 
 @pytest.mark.parametrize("explode", [False, True])
-def test_satclip_column_holds_the_location_embedding_of_each_chip_centre(tmp_path, tiny_model, satclip_checkpoint,
-                                                                          explode):
+def test_satclip_column_holds_the_location_embedding_of_each_chip_centre(
+    tmp_path, tiny_model, satclip_checkpoint, explode
+):
     import hashlib
 
     source = ArraySource(n=5, nodata={3: 0.9})
     out = tmp_path / "s.gpq"
-    embed_sources([source], tiny_model, out, EmbedOptions(level="patch", batch_size=2, workers=0,
-                                                         explode_patches=explode, satclip=str(satclip_checkpoint)))
+    embed_sources(
+        [source],
+        tiny_model,
+        out,
+        EmbedOptions(level="patch", batch_size=2, workers=0, explode_patches=explode, satclip=str(satclip_checkpoint)),
+    )
     result = read_embeddings(out)
     records = {r.chip_id: r for r in source.records()}
     expected = satclip_of_centres([records[chip_id] for chip_id in result.chip_ids], satclip_checkpoint)
@@ -247,11 +274,11 @@ def test_no_satclip_column_unless_asked(tmp_path, tiny_model):
     assert result.satclip is None and "satclip" not in result.metadata
 
 
-def test_resume_keeps_the_satclip_column_and_refuses_another_satclip_setting(tmp_path, tiny_model,
-                                                                              satclip_checkpoint):
+def test_resume_keeps_the_satclip_column_and_refuses_another_satclip_setting(tmp_path, tiny_model, satclip_checkpoint):
     out = tmp_path / "out.gpq"
-    with_satclip = EmbedOptions(level="mean", batch_size=2, workers=0, part_chips=2, part_seconds=1e9,
-                                satclip=str(satclip_checkpoint))
+    with_satclip = EmbedOptions(
+        level="mean", batch_size=2, workers=0, part_chips=2, part_seconds=1e9, satclip=str(satclip_checkpoint)
+    )
     with pytest.raises(SystemExit):
         embed_sources([ArraySource(n=8, crash_at=5)], tiny_model, out, with_satclip)
     parts = sorted(parts_dir_for(out).glob("part-*.parquet"))
@@ -267,15 +294,18 @@ def test_resume_keeps_the_satclip_column_and_refuses_another_satclip_setting(tmp
     assert summary.chips_resumed == 4 and summary.chips_written == 8
     result = read_embeddings(out)
     records = {r.chip_id: r for r in source.records()}
-    np.testing.assert_allclose(result.satclip, satclip_of_centres([records[c] for c in result.chip_ids],
-                                                                  satclip_checkpoint), rtol=0, atol=SATCLIP_ATOL)
+    np.testing.assert_allclose(
+        result.satclip,
+        satclip_of_centres([records[c] for c in result.chip_ids], satclip_checkpoint),
+        rtol=0,
+        atol=SATCLIP_ATOL,
+    )
 
 
 def test_satclip_option_must_name_a_satclip_model(tmp_path, tiny_model, clay_v15_checkpoint):
     out = tmp_path / "o.gpq"
     with pytest.raises(ClayInputError, match="not a SatCLIP"):
-        embed_sources([ArraySource(n=1)], tiny_model, out,
-                      EmbedOptions(workers=0, satclip=str(clay_v15_checkpoint)))
+        embed_sources([ArraySource(n=1)], tiny_model, out, EmbedOptions(workers=0, satclip=str(clay_v15_checkpoint)))
     assert not out.exists() and not parts_dir_for(out).exists()
 
 
@@ -283,8 +313,9 @@ def test_satclip_option_must_name_a_satclip_model(tmp_path, tiny_model, clay_v15
 def test_clay_v15_embeds_a_four_band_source_without_filling(tmp_path, v15_model, satclip_checkpoint, level):
     source = ArraySource(n=3, bands=("B02", "B03", "B04", "B08"))
     out = tmp_path / "v15.gpq"
-    summary = embed_sources([source], v15_model, out, EmbedOptions(level=level, batch_size=2, workers=0,
-                                                                   satclip=str(satclip_checkpoint)))
+    summary = embed_sources(
+        [source], v15_model, out, EmbedOptions(level=level, batch_size=2, workers=0, satclip=str(satclip_checkpoint))
+    )
     assert summary.chips_written == 3 and summary.level == level
     result = read_embeddings(out)
     assert result.shape_per_row == ((64,) if level == "cls" else (8, 8, 64))
@@ -296,8 +327,9 @@ def test_clay_v15_embeds_a_four_band_source_without_filling(tmp_path, v15_model,
     chip = source.read(source.records()[1])
     alone = run_model(v15_model, chip.pixels[None], source.bands, [chip.record], level)
     np.testing.assert_allclose(result.reshaped()[1], alone[0], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(result.satclip, satclip_of_centres(source.records(), satclip_checkpoint),
-                               rtol=0, atol=SATCLIP_ATOL)
+    np.testing.assert_allclose(
+        result.satclip, satclip_of_centres(source.records(), satclip_checkpoint), rtol=0, atol=SATCLIP_ATOL
+    )
 
 
 def test_chips_of_another_size_than_the_model_are_refused_before_any_work(tmp_path, clay_v15_checkpoint):
@@ -311,7 +343,7 @@ def test_chips_of_another_size_than_the_model_are_refused_before_any_work(tmp_pa
 
 
 def test_satclip_of_a_chip_without_location_is_nan(satclip_checkpoint):
-    from clay_core.embed import load_satclip, satclip_vectors
+    from clay_core.locations import load_satclip, satclip_vectors
     from clay_core.sources.chip_folder import NO_LOCATION
 
     located = ArraySource(n=1).records()[0]
@@ -336,7 +368,7 @@ def test_a_merge_killed_half_way_leaves_no_temporary_after_the_next_run(tmp_path
 
 
 def test_contiguous_per_worker_gives_each_reader_one_run_of_batches():
-    from clay_core.embed import contiguous_per_worker
+    from clay_core.embed_readers import contiguous_per_worker
 
     for n in range(1, 12):
         for workers in (1, 2, 3, 4):

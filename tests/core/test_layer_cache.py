@@ -23,13 +23,25 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def write_file(path: Path, n: int = 6, shape: tuple[int, ...] = (2, 2, 3), seed: int = 0, **kwargs) -> Path:
-    records = [ChipRecord(chip_id=f"33UUU_{i:03d}", source_url=f"/s/{i}.tif", date=datetime.date(2021, 6, 1 + i),
-                          epsg=32633, utm_bounds=(300000.0 + 1280 * i, 5898760.0, 301280.0 + 1280 * i, 5900040.0),
-                          row=0, col=i, mgrs=None if i == 2 else "33UUU", size=128, resolution_m=10.0)
-               for i in range(n)]
+    records = [
+        ChipRecord(
+            chip_id=f"33UUU_{i:03d}",
+            source_url=f"/s/{i}.tif",
+            date=datetime.date(2021, 6, 1 + i),
+            epsg=32633,
+            utm_bounds=(300000.0 + 1280 * i, 5898760.0, 301280.0 + 1280 * i, 5900040.0),
+            row=0,
+            col=i,
+            mgrs=None if i == 2 else "33UUU",
+            size=128,
+            resolution_m=10.0,
+        )
+        for i in range(n)
+    ]
     vectors = np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
-    return write_geoparquet(path, records, vectors, {"model": "m", "level": "patch"},
-                            nodata_fractions=[0.1 * i for i in range(n)], **kwargs)
+    return write_geoparquet(
+        path, records, vectors, {"model": "m", "level": "patch"}, nodata_fractions=[0.1 * i for i in range(n)], **kwargs
+    )
 
 
 def assert_same_rows(got: layer_cache.LayerRows, expected: layer_cache.LayerRows) -> None:
@@ -53,25 +65,35 @@ def test_cache_reads_back_what_pyarrow_reads(tmp_path, explode):
 
 
 def test_missing_values_stay_missing(tmp_path):
-    table = pa.table({"embeddings": pa.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], pa.list_(pa.float32(), 2)),
-                      "geometry": pa.array([b"\x01\x01\x00\x00\x00" + bytes(16)] * 3),
-                      "chip_id": ["a", None, "c"], "row": pa.array([1, None, 3], pa.int32()),
-                      "nodata_fraction": pa.array([None, 0.5, None], pa.float32()),
-                      "date": pa.array([datetime.date(2020, 1, 1), None, datetime.date(2020, 1, 3)])})
+    table = pa.table(
+        {
+            "embeddings": pa.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], pa.list_(pa.float32(), 2)),
+            "geometry": pa.array([b"\x01\x01\x00\x00\x00" + bytes(16)] * 3),
+            "chip_id": ["a", None, "c"],
+            "row": pa.array([1, None, 3], pa.int32()),
+            "nodata_fraction": pa.array([None, 0.5, None], pa.float32()),
+            "date": pa.array([datetime.date(2020, 1, 1), None, datetime.date(2020, 1, 3)]),
+        }
+    )
     source = tmp_path / "other-tool.parquet"
     pq.write_table(table, source)
     rows = layer_cache.from_embedding_table(read_embeddings(source))
     back = layer_cache.read_layer_cache(layer_cache.write_layer_cache(rows, tmp_path / "c", source))
-    assert back.columns == {"chip_id": ["a", None, "c"], "row": [1, None, 3], "nodata_fraction": [None, 0.5, None],
-                            "date": [datetime.date(2020, 1, 1), None, datetime.date(2020, 1, 3)]}
+    assert back.columns == {
+        "chip_id": ["a", None, "c"],
+        "row": [1, None, 3],
+        "nodata_fraction": [None, 0.5, None],
+        "date": [datetime.date(2020, 1, 1), None, datetime.date(2020, 1, 3)],
+    }
     assert back.crs is None and back.utm_bbox is None and back.shape_per_row == (2,)
 
 
 def test_a_changed_file_gets_another_folder_and_the_old_one_is_stale(tmp_path):
     source = write_file(tmp_path / "e.gpq")
     name = layer_cache.cache_name(source)
-    folder = layer_cache.write_layer_cache(layer_cache.from_embedding_table(read_embeddings(source)),
-                                           tmp_path / name, source)
+    folder = layer_cache.write_layer_cache(
+        layer_cache.from_embedding_table(read_embeddings(source)), tmp_path / name, source
+    )
     assert layer_cache.cache_name(source) == name
     write_file(tmp_path / "e.gpq", seed=1, overwrite=True)
     stat = source.stat()
@@ -82,8 +104,9 @@ def test_a_changed_file_gets_another_folder_and_the_old_one_is_stale(tmp_path):
 
 def test_a_folder_without_its_manifest_is_not_a_cache(tmp_path):
     source = write_file(tmp_path / "e.gpq")
-    folder = layer_cache.write_layer_cache(layer_cache.from_embedding_table(read_embeddings(source)),
-                                           tmp_path / "c", source)
+    folder = layer_cache.write_layer_cache(
+        layer_cache.from_embedding_table(read_embeddings(source)), tmp_path / "c", source
+    )
     (folder / layer_cache.MANIFEST).unlink()
     assert not layer_cache.is_current(folder, source)
     with pytest.raises(Exception, match="not a Clay layer cache"):
@@ -107,9 +130,13 @@ sys.exit(code)
 def test_clay_layer_cache_command_runs_without_torch(tmp_path):
     source = write_file(tmp_path / "e.gpq")
     folder = tmp_path / "cache"
-    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "--progress", "json", "layer-cache", str(source),
-                             "-o", str(folder)], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH, "--progress", "json", "layer-cache", str(source), "-o", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert events[-1]["event"] == "result" and events[-1]["result"]["rows"] == 6
@@ -118,8 +145,12 @@ def test_clay_layer_cache_command_runs_without_torch(tmp_path):
 
 def test_clay_layer_cache_bad_input_is_exit_2(tmp_path):
     (tmp_path / "x.gpq").write_text("nope")
-    result = subprocess.run([sys.executable, "-m", "clay_core", "layer-cache", str(tmp_path / "x.gpq"), "-o",
-                             str(tmp_path / "c")], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [sys.executable, "-m", "clay_core", "layer-cache", str(tmp_path / "x.gpq"), "-o", str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert not (tmp_path / "c").exists()

@@ -42,9 +42,18 @@ def chips_33uuu(n: int = 3, size_m: float = 1280.0) -> list[Chip]:
         row, col = divmod(i, 2)
         xmin = 300000.0 + col * size_m
         ymax = 5900040.0 - row * size_m
-        chips.append(Chip(f"33UUU_20170216_{row:03d}_{col:03d}", f"/data/scene_{i}.tif",
-                          datetime.date(2017, 2, 16 + i), 32633, (xmin, ymax - size_m, xmin + size_m, ymax),
-                          row, col, "33UUU"))
+        chips.append(
+            Chip(
+                f"33UUU_20170216_{row:03d}_{col:03d}",
+                f"/data/scene_{i}.tif",
+                datetime.date(2017, 2, 16 + i),
+                32633,
+                (xmin, ymax - size_m, xmin + size_m, ymax),
+                row,
+                col,
+                "33UUU",
+            )
+        )
     return chips
 
 
@@ -54,8 +63,14 @@ META = {"model": "test-model", "family": "clay-v0", "level": "patch", "bands": [
 def test_v0_columns_types_and_metadata(tmp_path):
     chips = chips_33uuu(3)
     embeddings = np.random.default_rng(0).standard_normal((3, 4, 4, 8)).astype(np.float32)
-    out = write_geoparquet(tmp_path / "e.gpq", chips, embeddings, {**META, "embedding_shape": [4, 4, 8]},
-                           nodata_fractions=[0.0, 0.1, 0.25], filled_bands=["VH", "VV", "DEM"])
+    out = write_geoparquet(
+        tmp_path / "e.gpq",
+        chips,
+        embeddings,
+        {**META, "embedding_shape": [4, 4, 8]},
+        nodata_fractions=[0.0, 0.1, 0.25],
+        filled_bands=["VH", "VV", "DEM"],
+    )
     schema = pq.read_schema(out)
     assert schema.names[:4] == ["source_url", "date", "embeddings", "geometry"]
     assert str(schema.field("source_url").type) == "string"
@@ -88,8 +103,9 @@ def test_geometry_round_trips_to_utm_corners(tmp_path):
     to_crs84 = Transformer.from_crs("EPSG:32633", "OGC:CRS84", always_xy=True)
     to_utm = Transformer.from_crs("OGC:CRS84", "EPSG:32633", always_xy=True)
     bbox = json.loads(pq.read_schema(out).metadata[b"geo"])["columns"]["geometry"]["bbox"]
-    for chip, wkb, utm_bbox in zip(chips, table.column("geometry").to_pylist(),
-                                   table.column("utm_bbox").to_pylist(), strict=True):
+    for chip, wkb, utm_bbox in zip(
+        chips, table.column("geometry").to_pylist(), table.column("utm_bbox").to_pylist(), strict=True
+    ):
         assert tuple(utm_bbox) == chip.utm_bounds  # native footprint stored exactly
         ring = wkb_polygon_rings(wkb)
         assert ring.shape == (5, 2) and np.array_equal(ring[0], ring[-1])
@@ -104,8 +120,12 @@ def test_geometry_round_trips_to_utm_corners(tmp_path):
         np.testing.assert_allclose(back_y, corners[:, 1], atol=1e-3)
         assert bbox[0] <= ring[:, 0].min() and ring[:, 0].max() <= bbox[2]
         row_box = table.column("bbox")[chips.index(chip)].as_py()  # the 1.1 covering column
-        assert row_box == {"xmin": ring[:, 0].min(), "ymin": ring[:, 1].min(),
-                           "xmax": ring[:, 0].max(), "ymax": ring[:, 1].max()}
+        assert row_box == {
+            "xmin": ring[:, 0].min(),
+            "ymin": ring[:, 1].min(),
+            "xmax": ring[:, 0].max(),
+            "ymax": ring[:, 1].max(),
+        }
         assert bbox[1] <= ring[:, 1].min() and ring[:, 1].max() <= bbox[3]
 
 
@@ -113,8 +133,9 @@ def test_passes_geoparquet_validator_and_geopandas(tmp_path):
     geoparquet_validator = pytest.importorskip("geoparquet_validator")
     geopandas = pytest.importorskip("geopandas")
     chips = chips_33uuu(3)
-    out = write_geoparquet(tmp_path / "e.gpq", chips, np.ones((3, 2, 2, 4), np.float32),
-                           {**META, "embedding_shape": [2, 2, 4]})
+    out = write_geoparquet(
+        tmp_path / "e.gpq", chips, np.ones((3, 2, 2, 4), np.float32), {**META, "embedding_shape": [2, 2, 4]}
+    )
     report = geoparquet_validator.check(str(out))
     assert geoparquet_validator.failed(report) == [], report
     frame = geopandas.read_parquet(out)
@@ -158,8 +179,9 @@ def test_exploded_patches_have_their_own_polygons(tmp_path):
     chips = chips_33uuu(2, size_m=1280.0)
     h, w, d = 4, 4, 3  # 4x4 patches of 320 m (32 px x 10 m) in a 1280 m chip
     embeddings = np.arange(2 * h * w * d, dtype=np.float32).reshape(2, h, w, d)
-    out = write_geoparquet(tmp_path / "p.gpq", chips, embeddings, {**META, "embedding_shape": [h, w, d]},
-                           explode_patches=True)
+    out = write_geoparquet(
+        tmp_path / "p.gpq", chips, embeddings, {**META, "embedding_shape": [h, w, d]}, explode_patches=True
+    )
     result = read_embeddings(out)
     assert len(result) == 2 * h * w and result.shape_per_row == (d,)
     table = result.table
@@ -223,30 +245,41 @@ def test_reads_plain_list_embeddings_like_clays_published_files(tmp_path):
     import pyarrow as pa
 
     path = tmp_path / "clay.gpq"
-    pq.write_table(pa.table({"source_url": ["a", "b"], "embeddings": pa.array([[1.0, 2.0], [3.0, 4.0]],
-                                                                               pa.list_(pa.float32()))}), path)
+    pq.write_table(
+        pa.table({"source_url": ["a", "b"], "embeddings": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32()))}),
+        path,
+    )
     result = read_embeddings(path)
     np.testing.assert_array_equal(result.vectors, [[1, 2], [3, 4]])
     assert result.shape_per_row == (2,) and result.metadata == {}
 
 
 def test_output_name_follows_clay():
-    assert output_name("27WXN", datetime.date(2020, 1, 1), datetime.date(2023, 12, 31)) == \
-        "27WXN_20200101_20231231_v001.gpq"
+    assert (
+        output_name("27WXN", datetime.date(2020, 1, 1), datetime.date(2023, 12, 31))
+        == "27WXN_20200101_20231231_v001.gpq"
+    )
     assert output_name("33UUU", datetime.date(2017, 2, 16), datetime.date(2017, 2, 16), 12).endswith("_v012.gpq")
 
 
 def test_satclip_column_is_float64_and_reads_back_exactly(tmp_path):
     chips = chips_33uuu(3)
     locations = np.random.default_rng(5).standard_normal((3, 256))  # float64, like SatCLIP's output
-    out = write_geoparquet(tmp_path / "s.gpq", chips, np.ones((3, 2, 2, 4), np.float32),
-                           {**META, "embedding_shape": [2, 2, 4]}, satclip=locations, explode_patches=True)
+    out = write_geoparquet(
+        tmp_path / "s.gpq",
+        chips,
+        np.ones((3, 2, 2, 4), np.float32),
+        {**META, "embedding_shape": [2, 2, 4]},
+        satclip=locations,
+        explode_patches=True,
+    )
     field = pq.read_schema(out).field("satclip")
     assert str(field.type.value_type) == "double" and field.type.list_size == 256
     result = read_embeddings(out)
     np.testing.assert_array_equal(result.satclip, np.repeat(locations, 4, axis=0))  # each patch row: its chip's
-    assert read_embeddings(write_geoparquet(tmp_path / "n.gpq", chips, np.ones((3, 4), np.float32), META)).satclip \
-        is None
+    assert (
+        read_embeddings(write_geoparquet(tmp_path / "n.gpq", chips, np.ones((3, 4), np.float32), META)).satclip is None
+    )
     geoparquet_validator = pytest.importorskip("geoparquet_validator")
     assert geoparquet_validator.failed(geoparquet_validator.check(str(out))) == []
 

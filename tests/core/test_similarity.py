@@ -40,10 +40,22 @@ def reference_cosine(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 def chips(rows: int, cols: int, size_m: float = 1280.0) -> list[ChipRecord]:
     x0, y0 = 330000.0, 5822040.0
-    return [ChipRecord(f"33UUU_20170216_{r:03d}_{c:03d}", f"/data/{r}_{c}.tif", datetime.date(2017, 2, 16), 32633,
-                       (x0 + c * size_m, y0 - (r + 1) * size_m, x0 + (c + 1) * size_m, y0 - r * size_m), r, c, "33UUU",
-                       128, size_m / 128)
-            for r in range(rows) for c in range(cols)]
+    return [
+        ChipRecord(
+            f"33UUU_20170216_{r:03d}_{c:03d}",
+            f"/data/{r}_{c}.tif",
+            datetime.date(2017, 2, 16),
+            32633,
+            (x0 + c * size_m, y0 - (r + 1) * size_m, x0 + (c + 1) * size_m, y0 - r * size_m),
+            r,
+            c,
+            "33UUU",
+            128,
+            size_m / 128,
+        )
+        for r in range(rows)
+        for c in range(cols)
+    ]
 
 
 @pytest.fixture
@@ -123,8 +135,11 @@ def _polygon_wkb(ring: np.ndarray, big_endian: bool = False, iso_z: bool = False
 
 def test_point_lookup_on_wkb_polygons_any_byte_order():
     square = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=float)
-    wkbs = [_polygon_wkb(square), _polygon_wkb(square + [1, 0], big_endian=True), _polygon_wkb(square + [2, 0],
-                                                                                               iso_z=True)]
+    wkbs = [
+        _polygon_wkb(square),
+        _polygon_wkb(square + [1, 0], big_endian=True),
+        _polygon_wkb(square + [2, 0], iso_z=True),
+    ]
     rings = exterior_rings(wkbs)
     np.testing.assert_array_equal(rings[1], square + [1, 0])
     assert row_at_point(rings, 0.5, 0.5) == 0
@@ -149,8 +164,9 @@ def test_exploded_patches_match_the_writers_explode(tmp_path):
     embeddings = np.random.default_rng(3).standard_normal((4, 3, 2, 2, 5)).astype(np.float32)  # (g, h, w, d)
     meta = {"model": "m", "level": "group", "embedding_shape": [3, 2, 2, 5]}
     per_chip = read_embeddings(write_geoparquet(tmp_path / "chips.gpq", records, embeddings, meta))
-    exploded = read_embeddings(write_geoparquet(tmp_path / "patches.gpq", records, embeddings, meta,
-                                                explode_patches=True))
+    exploded = read_embeddings(
+        write_geoparquet(tmp_path / "patches.gpq", records, embeddings, meta, explode_patches=True)
+    )
     np.testing.assert_array_equal(explode_patch_vectors(per_chip.vectors, per_chip.shape_per_row), exploded.vectors)
     rings = explode_patch_rings(exterior_rings(per_chip.geometry_wkb), 2, 2)
     exact = np.stack([wkb_polygon_rings(w) for w in exploded.geometry_wkb])
@@ -167,8 +183,24 @@ def test_clay_similar_cli_writes_scores_equal_to_numpy_cosine(tmp_path, capsys):
     embeddings = np.random.default_rng(5).standard_normal((12, 16)).astype(np.float32)
     source = write_geoparquet(tmp_path / "e.gpq", records, embeddings, {"model": "m", "level": "mean"})
     out = tmp_path / "scored.gpq"
-    assert main(["--progress", "none", "similar", str(source), "--chip", records[5].chip_id, "--top", "4",
-                 "--raw", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "similar",
+                str(source),
+                "--chip",
+                records[5].chip_id,
+                "--top",
+                "4",
+                "--raw",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pq.read_table(out)
     assert table.num_rows == 4
     ids = table.column("chip_id").to_pylist()
@@ -188,14 +220,33 @@ def test_clay_similar_point_threshold_and_negative(tmp_path):
     source = write_geoparquet(tmp_path / "e.gpq", records, embeddings, {"model": "m", "level": "mean"})
     lon, lat = records[3].center_lonlat
     out = tmp_path / "scored.gpq"
-    assert main(["--progress", "json", "similar", str(source), "--point", f"{lon},{lat}", "--negative-chip",
-                 records[0].chip_id, "--threshold", "-1", "--raw", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "json",
+                "similar",
+                str(source),
+                "--point",
+                f"{lon},{lat}",
+                "--negative-chip",
+                records[0].chip_id,
+                "--threshold",
+                "-1",
+                "--raw",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pq.read_table(out)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     expected = reference_cosine(embeddings, unit[3] - unit[0])
     ids = table.column("chip_id").to_pylist()
-    np.testing.assert_allclose(table.column("similarity").to_numpy(),
-                               expected[[int(i[-1]) + 2 * int(i[-5]) for i in ids]], atol=1e-6)
+    np.testing.assert_allclose(
+        table.column("similarity").to_numpy(), expected[[int(i[-1]) + 2 * int(i[-5]) for i in ids]], atol=1e-6
+    )
 
 
 def test_clay_similar_bad_input_exits_2(tmp_path, capsys):
@@ -254,10 +305,12 @@ def test_patch_view_and_writer_use_one_geometry_rule(tmp_path):
     embeddings = np.random.default_rng(3).standard_normal((4, 4, 4, 5)).astype(np.float32)  # (h, w, d)
     meta = {"model": "m", "level": "patch", "embedding_shape": [4, 4, 5]}
     per_chip = read_embeddings(write_geoparquet(tmp_path / "chips.gpq", records, embeddings, meta))
-    exploded = read_embeddings(write_geoparquet(tmp_path / "patches.gpq", records, embeddings, meta,
-                                                explode_patches=True))
-    mine = patch_rings_crs84(per_chip.table.column("utm_bbox").to_pylist(), per_chip.table.column("epsg").to_pylist(),
-                             4, 4)
+    exploded = read_embeddings(
+        write_geoparquet(tmp_path / "patches.gpq", records, embeddings, meta, explode_patches=True)
+    )
+    mine = patch_rings_crs84(
+        per_chip.table.column("utm_bbox").to_pylist(), per_chip.table.column("epsg").to_pylist(), 4, 4
+    )
     exact = np.stack([wkb_polygon_rings(w) for w in exploded.geometry_wkb])
     assert mine.shape == exact.shape
     assert np.abs(mine - exact).max() < 1e-6
@@ -279,9 +332,11 @@ def test_point_lookup_prefilter_matches_a_brute_force_scan():
     bounds = ring_bounds(rings)
     assert np.isnan(bounds[7]).all()
     for lon, lat in rng.uniform(0, 11, (200, 2)):
-        brute = [row for row, ring in enumerate(rings)
-                 if len(ring) and ring[:, 0].min() <= lon <= ring[:, 0].max()
-                 and ring[:, 1].min() <= lat <= ring[:, 1].max()]
+        brute = [
+            row
+            for row, ring in enumerate(rings)
+            if len(ring) and ring[:, 0].min() <= lon <= ring[:, 0].max() and ring[:, 1].min() <= lat <= ring[:, 1].max()
+        ]
         found = rows_at_point(rings, lon, lat, bounds=bounds)
         assert sorted(found) == brute  # axis-aligned boxes: inside the bbox == inside the polygon
         assert found == rows_at_point(rings, lon, lat)
@@ -398,8 +453,21 @@ def test_clay_similar_searches_many_files_as_one(tmp_path, capsys):
     np.testing.assert_allclose(table.column("similarity").to_numpy(), expected[rows], atol=1e-5)
     np.testing.assert_array_equal(read_embeddings(out).vectors, both[rows])  # the input's vectors, bit for bit
     # a folder and a glob are the same search
-    assert main(["--progress", "none", "similar", str(tmp_path / "?.gpq"), "--chip", query, "-o",
-                 str(tmp_path / "glob.gpq")]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "similar",
+                str(tmp_path / "?.gpq"),
+                "--chip",
+                query,
+                "-o",
+                str(tmp_path / "glob.gpq"),
+            ]
+        )
+        == 0
+    )
     assert pq.read_table(tmp_path / "glob.gpq").column("similarity").equals(table.column("similarity"))
     capsys.readouterr()
     # an id that is in both files must be qualified
@@ -411,8 +479,9 @@ def test_clay_similar_refuses_files_of_different_models(tmp_path, capsys):
     records = chips(1, 2)
     a = write_geoparquet(tmp_path / "a.gpq", records, np.ones((2, 4), np.float32), {"model": "m1"})
     b = write_geoparquet(tmp_path / "b.gpq", records, np.ones((2, 4), np.float32), {"model": "m2"})
-    assert main(["similar", str(a), str(b), "--chip", f"a.gpq:{records[0].chip_id}", "-o",
-                 str(tmp_path / "o.gpq")]) == 2
+    assert (
+        main(["similar", str(a), str(b), "--chip", f"a.gpq:{records[0].chip_id}", "-o", str(tmp_path / "o.gpq")]) == 2
+    )
     assert "model" in capsys.readouterr().err
 
 

@@ -17,18 +17,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_importing_it_loads_no_third_party_module():
     """QGIS's own Python imports it (the in-process plugin side must not need numpy, rasterio, pyproj, torch)."""
-    code = ("import sys, clay_core.validate as v; v.tile_id('33UUU'); v.band_map('red=1'); "
-            "print(sorted(m for m in ('numpy', 'rasterio', 'pyproj', 'torch', 'pyarrow') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={"PYTHONPATH": str(REPO)})
+    code = (
+        "import sys, clay_core.validate as v; v.tile_id('33UUU'); v.band_map('red=1'); "
+        "print(sorted(m for m in ('numpy', 'rasterio', 'pyproj', 'torch', 'pyarrow') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(REPO)}
+    )
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("-10,-5,-9,-4", (-10.0, -5.0, -9.0, -4.0)),
-    (" 12.5, 52.45 ,12.7,52.52", (12.5, 52.45, 12.7, 52.52)),
-    ((0, 0, 1, 1), (0.0, 0.0, 1.0, 1.0)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("-10,-5,-9,-4", (-10.0, -5.0, -9.0, -4.0)),
+        (" 12.5, 52.45 ,12.7,52.52", (12.5, 52.45, 12.7, 52.52)),
+        ((0, 0, 1, 1), (0.0, 0.0, 1.0, 1.0)),
+    ],
+)
 def test_bbox_accepts(text, expected):
     assert validate.bbox(text) == expected
 
@@ -48,11 +54,23 @@ def test_band_map_canonical_names_and_numbers():
 def test_negative_values_are_joined_to_the_option_that_takes_them():
     parser = build_parser()
     argv = ["similar", "a.gpq", "--point", "-21.3,64.1", "--top", "5", "-o", "x.gpq", "--overwrite"]
-    assert join_negative_values(argv, parser) == ["similar", "a.gpq", "--point=-21.3,64.1", "--top", "5", "-o",
-                                                  "x.gpq", "--overwrite"]
+    assert join_negative_values(argv, parser) == [
+        "similar",
+        "a.gpq",
+        "--point=-21.3,64.1",
+        "--top",
+        "5",
+        "-o",
+        "x.gpq",
+        "--overwrite",
+    ]
     # after "--" nothing is touched; a flag that takes no value leaves a following token alone
     assert join_negative_values(["embed", "--overwrite", "--", "-1.tif"], parser) == [
-        "embed", "--overwrite", "--", "-1.tif"]
+        "embed",
+        "--overwrite",
+        "--",
+        "-1.tif",
+    ]
 
 
 def test_output_file_order_of_checks(tmp_path):
@@ -63,3 +81,11 @@ def test_output_file_order_of_checks(tmp_path):
     with pytest.raises(ClayInputError, match="already exists"):
         validate.output_file(tmp_path / "old.gpq", overwrite=False)
     assert validate.output_file(tmp_path / "old.gpq", overwrite=True) == tmp_path / "old.gpq"
+
+
+@pytest.mark.parametrize("text", ["B 04=1", "B-4=1", "B04=1=2", "B04=1,", "=1"])
+def test_band_map_refuses_what_is_not_band_equals_where(text: str) -> None:
+    """One parser for the CLI and the plugin (which used its own regex): a band name is letters and digits,
+    and each item has exactly one '='."""
+    with pytest.raises(ClayInputError, match="must look like B04=1"):
+        validate.band_map(text, "band mapping")

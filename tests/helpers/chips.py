@@ -12,9 +12,21 @@ UTM_ORIGIN = (330000.0, 5820000.0)  # EPSG:32633, inside MGRS tile 33UUU
 CHIP_PX = 64
 
 
-def write_chip(folder: Path, *, mgrs: str = "33UUU", date: str = "2021-06-01", row: int = 0, col: int = 0,
-               counter: int = 0, size: int = CHIP_PX, bands: int = 13, crs: bool = True, seed: int = 0,
-               date_tag: str | None = None, name: str | None = None) -> Path:
+def write_chip(
+    folder: Path,
+    *,
+    mgrs: str = "33UUU",
+    date: str = "2021-06-01",
+    row: int = 0,
+    col: int = 0,
+    counter: int = 0,
+    size: int = CHIP_PX,
+    bands: int = 13,
+    crs: bool = True,
+    seed: int = 0,
+    date_tag: str | None = None,
+    name: str | None = None,
+) -> Path:
     """A Clay-style chip GeoTIFF on the tile's chip grid (float32, deflate, `date` tag)."""
     import rasterio
     from affine import Affine
@@ -29,8 +41,15 @@ def write_chip(folder: Path, *, mgrs: str = "33UUU", date: str = "2021-06-01", r
     day = datetime.date.fromisoformat(date)
     path = folder / (name or f"claytile_{mgrs}_{day:%Y%m%d}_v02_{counter:04d}.tif")
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": bands, "dtype": "float32",
-               "transform": transform, "compress": "deflate"}
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": bands,
+        "dtype": "float32",
+        "transform": transform,
+        "compress": "deflate",
+    }
     if crs:
         profile["crs"] = f"EPSG:{tile.epsg}"
     with rasterio.open(path, "w", **profile) as dst:
@@ -75,9 +94,7 @@ def write_chip_folder(folder: Path, count: int = 4, size: int = 40) -> Path:
     return folder
 
 
-def write_band_raster(
-    path: Path, bands: tuple[str, ...] = ("B02", "B03", "B04", "B08"), size: int = 96
-) -> Path:
+def write_band_raster(path: Path, bands: tuple[str, ...] = ("B02", "B03", "B04", "B08"), size: int = 96) -> Path:
     """One GeoTIFF with a band per Sentinel-2 band, named in the band descriptions (as GDAL exports do),
     uint16 reflectance-like values, EPSG:32633 at 10 m with its top-left corner at UTM_ORIGIN."""
     import rasterio

@@ -11,18 +11,39 @@ from clay_core.parquet import write_geoparquet
 from clay_core.sources.base import ChipRecord
 
 
-def chip_grid(rows: int, cols: int, size_m: float = 1280.0, date: datetime.date = datetime.date(2017, 2, 16),
-              ) -> list[ChipRecord]:
+def chip_grid(
+    rows: int,
+    cols: int,
+    size_m: float = 1280.0,
+    date: datetime.date = datetime.date(2017, 2, 16),
+) -> list[ChipRecord]:
     """A rows x cols grid of chips in UTM 33N west of Berlin (ids carry row and column)."""
     x0, y0 = 330000.0, 5822040.0
-    return [ChipRecord(f"33UUU_{r:03d}_{c:03d}", f"/data/{r}_{c}.tif", date, 32633,
-                       (x0 + c * size_m, y0 - (r + 1) * size_m, x0 + (c + 1) * size_m, y0 - r * size_m), r, c, "33UUU",
-                       128, size_m / 128)
-            for r in range(rows) for c in range(cols)]
+    return [
+        ChipRecord(
+            f"33UUU_{r:03d}_{c:03d}",
+            f"/data/{r}_{c}.tif",
+            date,
+            32633,
+            (x0 + c * size_m, y0 - (r + 1) * size_m, x0 + (c + 1) * size_m, y0 - r * size_m),
+            r,
+            c,
+            "33UUU",
+            128,
+            size_m / 128,
+        )
+        for r in range(rows)
+        for c in range(cols)
+    ]
 
 
-def two_kinds_file(path: Path, rows: int = 6, cols: int = 8, dim: int = 16, seed: int = 0,
-                   ) -> tuple[Path, list[ChipRecord], np.ndarray, np.ndarray]:
+def two_kinds_file(
+    path: Path,
+    rows: int = 6,
+    cols: int = 8,
+    dim: int = 16,
+    seed: int = 0,
+) -> tuple[Path, list[ChipRecord], np.ndarray, np.ndarray]:
     """Chips of two kinds (kind = the left half of the grid), with a large shared offset like real embeddings."""
     records = chip_grid(rows, cols)
     rng = np.random.default_rng(seed)

@@ -13,5 +13,7 @@ def parity_fixture(name: str) -> Path:
     parity tests are the proof of model compatibility and must run on every clone."""
     path = PARITY / name
     if not (path / "checkpoint.ckpt").is_file() or not (path / "reference.npz").is_file():
-        raise FileNotFoundError(f"parity fixture {name!r} is missing at {path}; it is committed under tests/data/parity")
+        raise FileNotFoundError(
+            f"parity fixture {name!r} is missing at {path}; it is committed under tests/data/parity"
+        )
     return path

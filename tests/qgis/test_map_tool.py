@@ -35,9 +35,14 @@ def click(tool, canvas, map_point, modifiers=None):
     from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
     pixel = canvas.getCoordinateTransform().transform(map_point)
-    event = QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonRelease, QPoint(round(pixel.x()), round(pixel.y())),
-                             Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton,
-                             modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier)
+    event = QgsMapMouseEvent(
+        canvas,
+        QEvent.Type.MouseButtonRelease,
+        QPoint(round(pixel.x()), round(pixel.y())),
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.LeftButton,
+        modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier,
+    )
     tool.canvasReleaseEvent(event)
 
 

@@ -74,10 +74,18 @@ def test_no_direct_pyqt5_import_or_qt5_only_api():
         text = path.read_text()
         tree = ast.parse(text, str(path))
         for node in ast.walk(tree):
-            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            problems += [f"{path.name}:{node.lineno}: imports {m} (use qgis.PyQt)" for m in modules
-                         if m.split(".")[0] in ("PyQt5", "PyQt6", "sip")]
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            problems += [
+                f"{path.name}:{node.lineno}: imports {m} (use qgis.PyQt)"
+                for m in modules
+                if m.split(".")[0] in ("PyQt5", "PyQt6", "sip")
+            ]
         for pattern, what in QT5_ONLY.items():
             problems += [f"{path.name}: {what}" for _ in re.finditer(pattern, text)]
         if path.name != "compat.py" and re.search(r"\bQVariant\.[A-Z]", text):
@@ -112,17 +120,22 @@ def test_every_qt_name_the_plugin_uses_exists_in_pyqt6():
         pytest.fail("PyQt6 is not installed: apt-get install python3-pyqt6 (scripts/setup.sh does)")
     used = sorted(qt_names_used())
     assert ("QtCore", "Qt.AlignmentFlag.AlignCenter") in used  # the scan sees attribute chains
-    result = subprocess.run(["/usr/bin/python3", "-c", RESOLVE_IN_PYQT6], input=json.dumps(used),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["/usr/bin/python3", "-c", RESOLVE_IN_PYQT6], input=json.dumps(used), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
 
 
 def test_the_resolver_catches_an_unscoped_qt_enum():
     """The PyQt6 check fails on what only Qt5 accepts (guards the test above against passing vacuously)."""
-    result = subprocess.run(["/usr/bin/python3", "-c", RESOLVE_IN_PYQT6],
-                            input=json.dumps([["QtCore", "Qt.AlignCenter"], ["QtCore", "Qt.AlignmentFlag.AlignLeft"]]),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["/usr/bin/python3", "-c", RESOLVE_IN_PYQT6],
+        input=json.dumps([["QtCore", "Qt.AlignCenter"], ["QtCore", "Qt.AlignmentFlag.AlignLeft"]]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(result.stdout) == ["QtCore.Qt.AlignCenter"]
 
 

@@ -45,12 +45,15 @@ def write_geojson(source: Path, target: Path) -> Path:
     features = []
     for row in range(len(data)):
         ring = wkb_polygon_rings(data.geometry_wkb[row]).tolist()
-        properties = {name: table.column(name)[row].as_py() for name in
-                      ("chip_id", "source_url", "row", "col", "nodata_fraction", "epsg", "utm_bbox")}
+        properties = {
+            name: table.column(name)[row].as_py()
+            for name in ("chip_id", "source_url", "row", "col", "nodata_fraction", "epsg", "utm_bbox")
+        }
         properties["date"] = table.column("date")[row].as_py().isoformat()
         properties["embeddings"] = [float(v) for v in data.vectors[row]]
-        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                         "properties": properties})
+        features.append(
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": properties}
+        )
     target.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     return target
 
@@ -68,8 +71,10 @@ def test_the_ogr_reader_gives_the_same_rows(readers, embeddings_file, tmp_path):
     assert rows.metadata == {} and "WGS" in rows.crs  # not Parquet: no footer metadata, the CRS GDAL reports
 
 
-@pytest.mark.skipif("__import__('osgeo.ogr').ogr.GetDriverByName('Parquet') is None",
-                    reason="this GDAL has no Parquet driver (Debian's); Windows/macOS QGIS builds have it")
+@pytest.mark.skipif(
+    "__import__('osgeo.ogr').ogr.GetDriverByName('Parquet') is None",
+    reason="this GDAL has no Parquet driver (Debian's); Windows/macOS QGIS builds have it",
+)
 def test_gdal_parquet_driver_reads_our_file(readers, make_embeddings, tmp_path, monkeypatch):
     path = make_embeddings(tmp_path / "patches.gpq", shape=(2, 2, 4))
     monkeypatch.setattr(readers, "pyarrow_available", lambda: False)
@@ -107,8 +112,9 @@ def test_without_pyarrow_and_gdal_parquet_the_runtime_converts_once(readers, mak
     np.testing.assert_array_equal(cached.index.vectors, direct.index.vectors)
 
 
-def test_with_nothing_to_read_parquet_the_error_is_one_line_naming_the_set_up(readers, embeddings_file, tmp_path,
-                                                                              monkeypatch):
+def test_with_nothing_to_read_parquet_the_error_is_one_line_naming_the_set_up(
+    readers, embeddings_file, tmp_path, monkeypatch
+):
     monkeypatch.setattr(readers, "pyarrow_available", lambda: False)
     monkeypatch.setattr(readers, "gdal_parquet_driver", lambda: None)
     monkeypatch.setenv(readers.CACHE_ENV, str(tmp_path / "cache"))
@@ -156,17 +162,24 @@ print('RESULT ' + json.dumps(out))
 """
 
 
-def run_qgis_without_pyarrow(embeddings_file: Path, chip_id: str, env_update: dict[str, str],
-                             plugin_root: Path = REPO) -> dict:
+def run_qgis_without_pyarrow(
+    embeddings_file: Path, chip_id: str, env_update: dict[str, str], plugin_root: Path = REPO
+) -> dict:
     env = {**os.environ, "PYTHONPATH": str(plugin_root), "QT_QPA_PLATFORM": "offscreen", **env_update}
     env.pop("CLAY_PYTHON", None)
     env.update(env_update)
     # cwd: `python -c` puts it first on sys.path, and the plugin must come from plugin_root
-    result = subprocess.run([sys.executable, "-c", NO_PYARROW_QGIS, str(embeddings_file), chip_id],
-                            capture_output=True, text=True, timeout=300, env=env, cwd=plugin_root)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_PYARROW_QGIS, str(embeddings_file), chip_id],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=plugin_root,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, result.stdout[-2000:] + result.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def test_qgis_without_pyarrow_loads_and_scores_through_the_runtime(embeddings_file, tmp_path):
@@ -176,8 +189,9 @@ def test_qgis_without_pyarrow_loads_and_scores_through_the_runtime(embeddings_fi
     if ogr.GetDriverByName("Parquet") is not None:
         pytest.skip("this GDAL reads Parquet itself; the runtime path is not taken")
     chip_id = read_embeddings(embeddings_file).chip_ids[5]
-    out = run_qgis_without_pyarrow(embeddings_file, chip_id, {"CLAY_PYTHON": sys.executable,
-                                                              "CLAY_LAYER_CACHE": str(tmp_path / "cache")})
+    out = run_qgis_without_pyarrow(
+        embeddings_file, chip_id, {"CLAY_PYTHON": sys.executable, "CLAY_LAYER_CACHE": str(tmp_path / "cache")}
+    )
     assert "error" not in out, out.get("error")
     assert out["algorithms"] >= 7 and not out["pyarrow_after_load"]
     assert out["loaded"] == 12
@@ -194,15 +208,21 @@ def test_qgis_without_pyarrow_or_runtime_says_what_to_do(embeddings_file, tmp_pa
     plugin_root = tmp_path / "plugins"
     for package in ("clay_qgis", "clay_core"):
         shutil.copytree(REPO / package, plugin_root / package, ignore=shutil.ignore_patterns("__pycache__"))
-    out = run_qgis_without_pyarrow(embeddings_file, "x", {"CLAY_LAYER_CACHE": str(tmp_path / "cache"),
-                                                          "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile")},
-                                   plugin_root)
+    out = run_qgis_without_pyarrow(
+        embeddings_file,
+        "x",
+        {"CLAY_LAYER_CACHE": str(tmp_path / "cache"), "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile")},
+        plugin_root,
+    )
     assert "\n" not in out["error"] and "Traceback" not in out["error"]
     assert "no Clay runtime is set up" in out["error"] and "clay:setupruntime" in out["error"]
     assert not (tmp_path / "cache").exists()
 
 
 def test_a_runtime_that_is_gone_is_named_in_one_line(embeddings_file, tmp_path):
-    out = run_qgis_without_pyarrow(embeddings_file, "x", {"CLAY_PYTHON": str(tmp_path / "missing" / "python"),
-                                                          "CLAY_LAYER_CACHE": str(tmp_path / "cache")})
+    out = run_qgis_without_pyarrow(
+        embeddings_file,
+        "x",
+        {"CLAY_PYTHON": str(tmp_path / "missing" / "python"), "CLAY_LAYER_CACHE": str(tmp_path / "cache")},
+    )
     assert "\n" not in out["error"] and "CLAY_PYTHON" in out["error"] and "clay:setupruntime" in out["error"]

@@ -48,6 +48,7 @@ class Recorder(runtime.Feedback):
 
 # -- base Python ---------------------------------------------------------------------------------
 
+
 def test_windows_qgis_bundle_uses_its_own_python_never_qgis_exe(tmp_path: Path):
     root = tmp_path / "QGIS 3.40"
     qgis_exe = executable(root / "bin" / "qgis-bin.exe")
@@ -122,9 +123,12 @@ def test_too_old_python_is_named(tmp_path: Path, monkeypatch):
 
 # -- torch choice --------------------------------------------------------------------------------
 
+
 def fake_nvidia_smi(folder: Path, cuda: str) -> str:
-    executable(folder / "nvidia-smi", "#!/bin/sh\n"
-               f"echo '| NVIDIA-SMI 550.54.14   Driver Version: 550.54.14   CUDA Version: {cuda}     |'\n")
+    executable(
+        folder / "nvidia-smi",
+        f"#!/bin/sh\necho '| NVIDIA-SMI 550.54.14   Driver Version: 550.54.14   CUDA Version: {cuda}     |'\n",
+    )
     return str(folder)
 
 
@@ -139,14 +143,17 @@ def test_no_gpu_on_windows_and_macos_takes_pypi(tmp_path: Path):
         assert runtime.choose_torch("", platform, path=str(tmp_path)).pip_args == ()
 
 
-@pytest.mark.parametrize(("cuda", "platform", "pip_args"), [
-    ("12.8", "linux", ()),  # PyPI's Linux torch is a CUDA 12.8 build
-    ("13.0", "linux", ()),
-    ("12.4", "linux", ("--index-url", "https://download.pytorch.org/whl/cu118")),
-    ("12.6", "linux", ("--index-url", "https://download.pytorch.org/whl/cu126")),
-    ("12.8", "win32", ("--index-url", "https://download.pytorch.org/whl/cu128")),  # PyPI's Windows torch is CPU
-    ("11.8", "win32", ("--index-url", "https://download.pytorch.org/whl/cu118")),
-])
+@pytest.mark.parametrize(
+    ("cuda", "platform", "pip_args"),
+    [
+        ("12.8", "linux", ()),  # PyPI's Linux torch is a CUDA 12.8 build
+        ("13.0", "linux", ()),
+        ("12.4", "linux", ("--index-url", "https://download.pytorch.org/whl/cu118")),
+        ("12.6", "linux", ("--index-url", "https://download.pytorch.org/whl/cu126")),
+        ("12.8", "win32", ("--index-url", "https://download.pytorch.org/whl/cu128")),  # PyPI's Windows torch is CPU
+        ("11.8", "win32", ("--index-url", "https://download.pytorch.org/whl/cu118")),
+    ],
+)
 def test_gpu_driver_picks_a_cuda_build_it_can_run(tmp_path: Path, cuda, platform, pip_args):
     choice = runtime.choose_torch("", platform, path=fake_nvidia_smi(tmp_path, cuda))
     assert choice.pip_args == pip_args
@@ -162,26 +169,35 @@ def test_a_driver_too_old_for_any_cuda_build_gets_the_cpu_build(tmp_path: Path):
 
 def test_an_explicit_requirement_or_a_user_index_wins(tmp_path: Path):
     assert runtime.choose_torch(" torch==2.13.0 ", "linux", path=str(tmp_path)) == runtime.TorchChoice(
-        "torch==2.13.0", (), "as requested")
-    mirror = runtime.choose_torch("", "linux", path=fake_nvidia_smi(tmp_path, "12.4"),
-                                  user_pip_args=["--index-url=https://mirror.example/simple"])
+        "torch==2.13.0", (), "as requested"
+    )
+    mirror = runtime.choose_torch(
+        "", "linux", path=fake_nvidia_smi(tmp_path, "12.4"), user_pip_args=["--index-url=https://mirror.example/simple"]
+    )
     assert mirror.pip_args == ()
 
 
 # -- failures, cancel, stamp -----------------------------------------------------------------------
 
+
 def test_pip_errors_become_one_line(tmp_path: Path):
     with pytest.raises(runtime.RuntimeSetupError) as failure:
-        runtime.stream([sys.executable, "-m", "pip", "install", "--no-such-option", "x"], Recorder(), (0, 10),
-                       "installing packages")
+        runtime.stream(
+            [sys.executable, "-m", "pip", "install", "--no-such-option", "x"],
+            Recorder(),
+            (0, 10),
+            "installing packages",
+        )
     message = str(failure.value)
     assert "\n" not in message
     assert message.startswith("installing packages failed: no such option: --no-such-option; check PIP_ARGS")
 
 
 def test_network_failures_say_how_to_use_a_mirror():
-    tail = ["WARNING: Retrying ... NewConnectionError('Failed to establish a new connection')",
-            "ERROR: Could not find a version that satisfies the requirement torch>=2.4 (from versions: none)"]
+    tail = [
+        "WARNING: Retrying ... NewConnectionError('Failed to establish a new connection')",
+        "ERROR: Could not find a version that satisfies the requirement torch>=2.4 (from versions: none)",
+    ]
     message = runtime.installer_failure(tail, 1, "installing packages")
     assert "Could not find a version that satisfies the requirement torch>=2.4" in message
     assert "--index-url URL or --proxy URL" in message
@@ -189,9 +205,11 @@ def test_network_failures_say_how_to_use_a_mirror():
 
 def test_cancel_kills_the_installer_and_its_children_within_a_second(tmp_path: Path):
     pid_file = tmp_path / "child.pid"
-    code = ("import subprocess, sys, time\n"
-            f"child = subprocess.Popen(['sleep', '60']); open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
-            "print('child ' + 'is up', flush=True); time.sleep(60)\n")
+    code = (
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen(['sleep', '60']); open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "print('child ' + 'is up', flush=True); time.sleep(60)\n"
+    )
     feedback = Recorder(cancel_after="child is up")
     began = time.monotonic()
     with pytest.raises(runtime.SetupCancelled, match="cancelled"):
@@ -246,8 +264,17 @@ def test_a_bundled_wheel_is_preferred_and_its_hash_tracks_upgrades(tmp_path: Pat
 
 def test_installer_options_are_split_like_a_shell_and_keep_windows_paths():
     assert runtime.split_pip_args("--index-url https://m.example/simple --proxy 'http://p:3128'", posix=True) == [
-        "--index-url", "https://m.example/simple", "--proxy", "http://p:3128"]
+        "--index-url",
+        "https://m.example/simple",
+        "--proxy",
+        "http://p:3128",
+    ]
     assert runtime.split_pip_args('--no-index --find-links "C:\\my wheels" -f D:\\wheels', posix=False) == [
-        "--no-index", "--find-links", "C:\\my wheels", "-f", "D:\\wheels"]
+        "--no-index",
+        "--find-links",
+        "C:\\my wheels",
+        "-f",
+        "D:\\wheels",
+    ]
     with pytest.raises(ValueError):
         runtime.split_pip_args("--proxy 'unbalanced", posix=True)

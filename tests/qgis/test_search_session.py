@@ -41,9 +41,14 @@ def click(tool, canvas, map_point, modifiers=None):
     from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
     pixel = canvas.getCoordinateTransform().transform(map_point)
-    event = QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonRelease, QPoint(round(pixel.x()), round(pixel.y())),
-                             Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton,
-                             modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier)
+    event = QgsMapMouseEvent(
+        canvas,
+        QEvent.Type.MouseButtonRelease,
+        QPoint(round(pixel.x()), round(pixel.y())),
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.LeftButton,
+        modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier,
+    )
     tool.canvasReleaseEvent(event)
 
 
@@ -110,9 +115,13 @@ def test_dock_classifier_refits_on_every_label_and_exports_all_tiles(two_tiles, 
     mean = joint_mean([west_index, east_index])
     west_index.use_mean(mean)
     east_index.use_mean(mean)
-    classifier = fit_classifier(west_index, [], [], positive_vectors=np.stack([west_data.vectors[0],
-                                                                                east_data.vectors[3]]),
-                                negative_vectors=east_data.vectors[[9]])
+    classifier = fit_classifier(
+        west_index,
+        [],
+        [],
+        positive_vectors=np.stack([west_data.vectors[0], east_data.vectors[3]]),
+        negative_vectors=east_data.vectors[[9]],
+    )
     for layer, index, data in ((west, west_index, west_data), (east, east_index, east_data)):
         expected = classifier.probabilities(index)
         got = {f["chip_id"]: f["probability"] for f in layer.getFeatures()}

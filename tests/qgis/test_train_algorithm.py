@@ -86,9 +86,7 @@ def test_train_on_a_raster_layer_over_an_extent(clay_provider, tmp_path: Path) -
     x0, y0 = UTM_ORIGIN
     extent = f"{x0},{x0 + 640},{y0 - 640},{y0} [EPSG:32633]"  # 64 x 64 px of the 96 x 96 raster: 4 chips
     output = tmp_path / "raster.ckpt"
-    result = run(
-        "clay:train", {**SMALL, "RASTERS": [layer], "EXTENT": extent, "STEPS": 2, "OUTPUT": str(output)}
-    )
+    result = run("clay:train", {**SMALL, "RASTERS": [layer], "EXTENT": extent, "STEPS": 2, "OUTPUT": str(output)})
     assert result["STEPS_DONE"] == 2
     saved = torch.load(output, weights_only=True)
     assert saved["clay_train"]["data"]["items"] == 4

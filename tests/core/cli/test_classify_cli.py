@@ -44,8 +44,27 @@ def test_classify_from_a_labelled_point_file(tmp_path, capsys):
     labels = ["forest" if kind[i] else "field" for i in chosen] + ["forest"]
     geopandas.GeoDataFrame({"class": labels}, geometry=points, crs=4326).to_file(tmp_path / "labels.gpkg")
     out = tmp_path / "p.gpq"
-    assert main(["--progress", "json", "classify", str(path), "--labels", str(tmp_path / "labels.gpkg"),
-                 "--label-field", "class", "--positive-value", "forest", "--top", "5", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "json",
+                "classify",
+                str(path),
+                "--labels",
+                str(tmp_path / "labels.gpkg"),
+                "--label-field",
+                "class",
+                "--positive-value",
+                "forest",
+                "--top",
+                "5",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"result"' in line][-1]
     payload = result.get("result", result)
     assert payload["labels_outside_chips"] == 1 and payload["positives"] + payload["negatives"] == len(chosen)
@@ -61,6 +80,21 @@ def test_classify_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["classify", str(path), "--positive", records[0].chip_id, "-o", str(out)]) == 2
     assert "positive and negative" in capsys.readouterr().err
     assert main(["classify", str(path), "--labels", str(tmp_path / "none.gpkg"), "-o", str(out)]) == 2
-    assert main(["classify", str(path), "--positive", records[0].chip_id, "--negative", records[1].chip_id,
-                 "--l2", "0", "-o", str(out)]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                str(path),
+                "--positive",
+                records[0].chip_id,
+                "--negative",
+                records[1].chip_id,
+                "--l2",
+                "0",
+                "-o",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert not out.exists()

@@ -33,8 +33,16 @@ def write_scene(folder: Path, width: int = 256, height: int = 128, date: str = "
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for band in ("B02", "B03", "B04", "B08"):
-        profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint16",
-                   "crs": f"EPSG:{tile.epsg}", "transform": Affine(10.0, 0, x0, 0, -10.0, y0), "nodata": 0}
+        profile = {
+            "driver": "GTiff",
+            "width": width,
+            "height": height,
+            "count": 1,
+            "dtype": "uint16",
+            "crs": f"EPSG:{tile.epsg}",
+            "transform": Affine(10.0, 0, x0, 0, -10.0, y0),
+            "nodata": 0,
+        }
         with rasterio.open(folder / f"T33UUU_{date}T101010_{band}.tif", "w", **profile) as dst:
             dst.write(rng.integers(1, 4000, (1, height, width), dtype=np.uint16))
     return folder
@@ -51,8 +59,23 @@ def json_events(text: str) -> list[dict]:
 
 def test_embed_writes_geoparquet_on_the_scene_grid(scene, tmp_path, capsys):
     out = tmp_path / "out.gpq"
-    code = main(["--progress", "json", "embed", str(scene), "-o", str(out), *TINY, "--level", "patch",
-                 "--workers", "1", "--batch-size", "3"])
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed",
+            str(scene),
+            "-o",
+            str(out),
+            *TINY,
+            "--level",
+            "patch",
+            "--workers",
+            "1",
+            "--batch-size",
+            "3",
+        ]
+    )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
     result = [e for e in events if e["event"] == "result"][0]["result"]
@@ -71,7 +94,8 @@ def test_embed_writes_geoparquet_on_the_scene_grid(scene, tmp_path, capsys):
         for utm_bbox, wkb in zip(table.table.column("utm_bbox").to_pylist(), table.geometry_wkb, strict=True):
             window = dataset.window(*utm_bbox)
             assert (window.col_off, window.row_off, window.width, window.height) == pytest.approx(
-                (round(window.col_off), round(window.row_off), CHIP, CHIP), abs=1e-9)
+                (round(window.col_off), round(window.row_off), CHIP, CHIP), abs=1e-9
+            )
             assert round(window.col_off) % CHIP == 0 and round(window.row_off) % CHIP == 0
             ring = wkb_polygon_rings(wkb)
             lon, lat = to_crs84.transform([utm_bbox[0], utm_bbox[2]], [utm_bbox[1], utm_bbox[3]])
@@ -87,8 +111,23 @@ def test_embed_raster_with_bbox_and_band_map(scene, tmp_path, capsys):
     west, south = to_lonlat.transform(300200, 5899040)
     east, north = to_lonlat.transform(302400, 5899840)
     out = tmp_path / "aoi.gpq"
-    code = main(["--progress", "json", "embed", str(scene), "-o", str(out), *TINY, "--workers", "0",
-                 "--bbox", f"{west},{south},{east},{north}", "--band-map", ",".join(f"{b}=T33UUU_20200101T101010_{b}" for b in ("B04", "B03", "B02"))])
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed",
+            str(scene),
+            "-o",
+            str(out),
+            *TINY,
+            "--workers",
+            "0",
+            "--bbox",
+            f"{west},{south},{east},{north}",
+            "--band-map",
+            ",".join(f"{b}=T33UUU_20200101T101010_{b}" for b in ("B04", "B03", "B02")),
+        ]
+    )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
     table = read_embeddings(out)
@@ -108,12 +147,15 @@ def test_dry_run_estimates_and_writes_nothing(scene, tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--max-nodata", "2"], "max-nodata"),
-    (["--band-map", "B04"], "band-map"),
-    (["--batch-size", "0"], "batch-size"),
-    (["--level", "cls"], "level"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--max-nodata", "2"], "max-nodata"),
+        (["--band-map", "B04"], "band-map"),
+        (["--batch-size", "0"], "batch-size"),
+        (["--level", "cls"], "level"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(scene, tmp_path, capsys, extra, message):
     code = main(["embed", str(scene), "-o", str(tmp_path / "o.gpq"), *TINY, *extra])
     err = capsys.readouterr().err.strip().splitlines()
@@ -152,8 +194,26 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_
     big = write_scene(tmp_path / "S2", width=1024, height=1024)
     out = tmp_path / "out.gpq"
     model = ["--checkpoint", str(tiny_checkpoint), "--chip-size", str(CHIP), "--device", "cpu"]
-    command = [sys.executable, "-m", "clay_core", "--progress", "json", "embed", str(big), "-o", str(out), *model,
-               "--batch-size", "2", "--part-chips", "2", "--workers", "1", "--level", "mean"]
+    command = [
+        sys.executable,
+        "-m",
+        "clay_core",
+        "--progress",
+        "json",
+        "embed",
+        str(big),
+        "-o",
+        str(out),
+        *model,
+        "--batch-size",
+        "2",
+        "--part-chips",
+        "2",
+        "--workers",
+        "1",
+        "--level",
+        "mean",
+    ]
     job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     parts = parts_dir_for(out)
     deadline = time.monotonic() + 240
@@ -177,8 +237,26 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_
     assert len(result.chip_ids) == len(set(result.chip_ids)) == 256
 
     reference = tmp_path / "reference.gpq"
-    assert main(["--progress", "none", "embed", str(big), "-o", str(reference), *model, "--workers", "0",
-                 "--batch-size", "8", "--level", "mean"]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "embed",
+                str(big),
+                "-o",
+                str(reference),
+                *model,
+                "--workers",
+                "0",
+                "--batch-size",
+                "8",
+                "--level",
+                "mean",
+            ]
+        )
+        == 0
+    )
     expected = read_embeddings(reference)
     order = {cid: i for i, cid in enumerate(expected.chip_ids)}
     assert sorted(result.chip_ids, key=order.__getitem__) == expected.chip_ids
@@ -198,8 +276,25 @@ def test_embed_mgrs_names_files_like_clay_and_skips_out_of_range(tmp_path, capsy
     _chip_tile(chips, "33UUU", ["2021-06-01", "2021-07-15", "2022-01-01"])
     out = tmp_path / "out"
     out.mkdir()
-    code = main(["--progress", "json", "embed-mgrs", "33UUU", "--source", str(chips / "{mgrs}"),
-                 "--start", "2021-01-01", "--end", "2021-12-31", "-o", str(out), *TINY, "--workers", "0"])
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed-mgrs",
+            "33UUU",
+            "--source",
+            str(chips / "{mgrs}"),
+            "--start",
+            "2021-01-01",
+            "--end",
+            "2021-12-31",
+            "-o",
+            str(out),
+            *TINY,
+            "--workers",
+            "0",
+        ]
+    )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
     result = [e for e in events if e["event"] == "result"][0]["result"]
@@ -207,8 +302,24 @@ def test_embed_mgrs_names_files_like_clay_and_skips_out_of_range(tmp_path, capsy
     table = read_embeddings(result["outputs"][0])
     assert sorted(d.isoformat() for d in table.table.column("date").to_pylist()) == ["2021-06-01", "2021-07-15"]
     assert table.metadata["mgrs"] == "33UUU"
-    assert main(["embed-mgrs", "33UUU", "--source", str(chips / "{mgrs}"), "--start", "2021-12-31",
-                 "--end", "2021-01-01", "-o", str(out), *TINY]) == 2
+    assert (
+        main(
+            [
+                "embed-mgrs",
+                "33UUU",
+                "--source",
+                str(chips / "{mgrs}"),
+                "--start",
+                "2021-12-31",
+                "--end",
+                "2021-01-01",
+                "-o",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.slow
@@ -219,18 +330,44 @@ def test_embed_mgrs_on_a_local_dask_cluster(tmp_path, capsys):
     _chip_tile(chips, "32UPU", ["2021-06-03"])
     out = tmp_path / "out"
     out.mkdir()
-    code = main(["--progress", "json", "embed-mgrs", "33UUU", "32UPU", "31UFT", "--source", str(chips / "{mgrs}"),
-                 "--start", "2021-06-01", "--end", "2021-06-30", "-o", str(out), *TINY,
-                 "--dask-workers", "2", "--workers", "1", "--threads", "1"])
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed-mgrs",
+            "33UUU",
+            "32UPU",
+            "31UFT",
+            "--source",
+            str(chips / "{mgrs}"),
+            "--start",
+            "2021-06-01",
+            "--end",
+            "2021-06-30",
+            "-o",
+            str(out),
+            *TINY,
+            "--dask-workers",
+            "2",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     events = json_events(capsys.readouterr().out)
     assert code == 2, events  # a tile failed for an input reason: not a success, but the others are kept
     result = [e for e in events if e["event"] == "result"][0]["result"]
     assert sorted(Path(p).name for p in result["outputs"]) == [
-        "32UPU_20210603_20210603_v001.gpq", "33UUU_20210601_20210602_v001.gpq"]
+        "32UPU_20210603_20210603_v001.gpq",
+        "33UUU_20210601_20210602_v001.gpq",
+    ]
     assert result["failed_tiles"] == ["31UFT"]  # no chips there: reported, the others went on
     assert read_embeddings(out / "33UUU_20210601_20210602_v001.gpq").vectors.shape == (2, 256)
-    assert datetime.date(2021, 6, 3) in read_embeddings(out / "32UPU_20210603_20210603_v001.gpq").table.column(
-        "date").to_pylist()
+    assert (
+        datetime.date(2021, 6, 3)
+        in read_embeddings(out / "32UPU_20210603_20210603_v001.gpq").table.column("date").to_pylist()
+    )
 
 
 def test_embed_mgrs_from_s3_like_the_seed_layout_with_a_corrupt_chip(tmp_path, s3_bucket, capsys):  # noqa: F811
@@ -244,8 +381,25 @@ def test_embed_mgrs_from_s3_like_the_seed_layout_with_a_corrupt_chip(tmp_path, s
     prefix = s3_bucket.upload_dir(chips, "02")
     out = tmp_path / "out"
     out.mkdir()
-    code = main(["--progress", "json", "embed-mgrs", "33UUU", "--source", prefix + "/{mgrs}", "--start",
-                 "2021-06-01", "--end", "2021-06-30", "-o", str(out), *TINY, "--workers", "1"])
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed-mgrs",
+            "33UUU",
+            "--source",
+            prefix + "/{mgrs}",
+            "--start",
+            "2021-06-01",
+            "--end",
+            "2021-06-30",
+            "-o",
+            str(out),
+            *TINY,
+            "--workers",
+            "1",
+        ]
+    )
     events = json_events(capsys.readouterr().out)
     assert code == 2, events
     tile = [e for e in events if e["event"] == "result"][0]["result"]["tiles"][0]
@@ -284,24 +438,44 @@ def satclip_of_bboxes(table, checkpoint: Path) -> np.ndarray:
     from clay_core.models.satclip import satclip_embed_lonlat
 
     centres = []
-    for epsg, (xmin, ymin, xmax, ymax) in zip(table.column("epsg").to_pylist(), table.column("utm_bbox").to_pylist(),
-                                             strict=True):
-        centres.append(Transformer.from_crs(epsg, 4326, always_xy=True).transform((xmin + xmax) / 2,
-                                                                                  (ymin + ymax) / 2))
+    for epsg, (xmin, ymin, xmax, ymax) in zip(
+        table.column("epsg").to_pylist(), table.column("utm_bbox").to_pylist(), strict=True
+    ):
+        centres.append(Transformer.from_crs(epsg, 4326, always_xy=True).transform((xmin + xmax) / 2, (ymin + ymax) / 2))
     return satclip_embed_lonlat(np.array(centres), str(checkpoint))
 
 
 @pytest.mark.parametrize(("level", "row_shape"), [("cls", (64,)), ("patch", (8, 8, 64))])
-def test_clay_v15_embeds_the_bigearthnet_patch_with_a_satclip_column(bigearthnet, shared_fixtures, tmp_path, capsys,
-                                                                      level, row_shape):
+def test_clay_v15_embeds_the_bigearthnet_patch_with_a_satclip_column(
+    bigearthnet, shared_fixtures, tmp_path, capsys, level, row_shape
+):
     pytest.importorskip("geopandas")
     import geopandas
 
     satclip = shared_fixtures / "satclip_l10_micro" / "checkpoint.ckpt"
     out = tmp_path / "ben.gpq"
-    code = main(["--progress", "json", "embed", str(bigearthnet), "-o", str(out), "--checkpoint",
-                 str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt"), "--level", level, "--chip-size", "64",
-                 "--device", "cpu", "--workers", "0", "--satclip", str(satclip)])
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed",
+            str(bigearthnet),
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt"),
+            "--level",
+            level,
+            "--chip-size",
+            "64",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--satclip",
+            str(satclip),
+        ]
+    )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
     data = read_embeddings(out)
@@ -322,8 +496,26 @@ def test_clay_v15_embeds_a_four_band_subset_without_filling(bigearthnet, shared_
     outputs = {}
     for name, sources in (("four", four), ("all", [str(bigearthnet)])):
         outputs[name] = tmp_path / f"{name}.gpq"
-        code = main(["--progress", "none", "embed", *sources, "-o", str(outputs[name]), "--checkpoint", checkpoint,
-                     "--level", "cls", "--chip-size", "64", "--device", "cpu", "--workers", "0"])
+        code = main(
+            [
+                "--progress",
+                "none",
+                "embed",
+                *sources,
+                "-o",
+                str(outputs[name]),
+                "--checkpoint",
+                checkpoint,
+                "--level",
+                "cls",
+                "--chip-size",
+                "64",
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+            ]
+        )
         assert code == 0, capsys.readouterr().err
     four_bands, all_bands = read_embeddings(outputs["four"]), read_embeddings(outputs["all"])
     meta = four_bands.metadata
@@ -340,8 +532,27 @@ def test_embed_mgrs_adds_the_satclip_column(shared_fixtures, tmp_path, capsys):
     _chip_tile(chips, "33UUU", ["2021-06-01", "2021-07-15"])
     out = tmp_path / "out"
     out.mkdir()
-    code = main(["--progress", "json", "embed-mgrs", "33UUU", "--source", str(chips / "{mgrs}"), "--start",
-                 "2021-01-01", "--end", "2021-12-31", "-o", str(out), *TINY, "--workers", "0", "--satclip", str(satclip)])
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed-mgrs",
+            "33UUU",
+            "--source",
+            str(chips / "{mgrs}"),
+            "--start",
+            "2021-01-01",
+            "--end",
+            "2021-12-31",
+            "-o",
+            str(out),
+            *TINY,
+            "--workers",
+            "0",
+            "--satclip",
+            str(satclip),
+        ]
+    )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
     data = read_embeddings([e for e in events if e["event"] == "result"][0]["result"]["outputs"][0])
@@ -351,8 +562,17 @@ def test_embed_mgrs_adds_the_satclip_column(shared_fixtures, tmp_path, capsys):
 
 def test_satclip_option_that_is_not_satclip_exits_2(scene, shared_fixtures, tmp_path, capsys):
     out = tmp_path / "o.gpq"
-    code = main(["embed", str(scene), "-o", str(out), *TINY, "--satclip",
-                 str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt")])
+    code = main(
+        [
+            "embed",
+            str(scene),
+            "-o",
+            str(out),
+            *TINY,
+            "--satclip",
+            str(shared_fixtures / "clay_v15_micro" / "checkpoint.ckpt"),
+        ]
+    )
     assert code == 2 and "not a SatCLIP" in capsys.readouterr().err
     assert not out.exists()
 
@@ -366,16 +586,34 @@ def test_embed_mgrs_goes_on_after_a_crashed_tile_and_exits_1(tmp_path, capsys, m
     _chip_tile(chips, "32UPU", ["2021-06-03"])
     out = tmp_path / "out"
     out.mkdir()
-    real_open = embed_tiles.open_tile_source
+    real_job = embed_tiles.tile_embed_job
 
-    def crash_on_33uuu(job, tile, chip_size):
+    def crash_on_33uuu(job, tile):
         if tile == "33UUU":
             raise RuntimeError("disk on fire")
-        return real_open(job, tile, chip_size)
+        return real_job(job, tile)
 
-    monkeypatch.setattr(embed_tiles, "open_tile_source", crash_on_33uuu)
-    code = main(["--progress", "json", "embed-mgrs", "33UUU", "32UPU", "--source", str(chips / "{mgrs}"),
-                 "--start", "2021-06-01", "--end", "2021-06-30", "-o", str(out), *TINY, "--workers", "0"])
+    monkeypatch.setattr(embed_tiles, "tile_embed_job", crash_on_33uuu)
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed-mgrs",
+            "33UUU",
+            "32UPU",
+            "--source",
+            str(chips / "{mgrs}"),
+            "--start",
+            "2021-06-01",
+            "--end",
+            "2021-06-30",
+            "-o",
+            str(out),
+            *TINY,
+            "--workers",
+            "0",
+        ]
+    )
     result = [e for e in json_events(capsys.readouterr().out) if e["event"] == "result"][0]["result"]
     assert code == 1
     assert result["failed_tiles"] == ["33UUU"]
@@ -401,6 +639,45 @@ def test_embed_mgrs_hands_tasks_an_absolute_checkpoint(tmp_path, monkeypatch, ti
 def test_embed_mgrs_dates_are_input_errors(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    assert main(["embed-mgrs", "33UUU", "--source", "d", "--start", "June", "--end", "2021-06-30", "-o", str(out),
-                 *TINY]) == 2
+    assert (
+        main(["embed-mgrs", "33UUU", "--source", "d", "--start", "June", "--end", "2021-06-30", "-o", str(out), *TINY])
+        == 2
+    )
     assert "--start 'June' is not a date" in capsys.readouterr().err
+
+
+def test_embed_raster_at_another_resolution(scene, tmp_path, capsys):
+    """--resolution sets the chips' metres per pixel (a layer fetched from QGIS at 20 m is chipped at 20 m)."""
+    out = tmp_path / "coarse.gpq"
+    x0, y0 = parse_tile("33UUU").origin
+    code = main(
+        [
+            "--progress",
+            "json",
+            "embed",
+            str(scene / "T33UUU_20200101T101010_B04.tif"),
+            "-o",
+            str(out),
+            *TINY,
+            "--workers",
+            "0",
+            "--bbox",
+            f"{x0},{y0 - 1280},{x0 + 2560},{y0}",
+            "--bbox-crs",
+            "32633",
+            "--resolution",
+            "20",
+        ]
+    )
+    assert code == 0, capsys.readouterr()
+    data = read_embeddings(out)
+    assert len(data) == 2
+    for xmin, ymin, xmax, ymax in data.table.column("utm_bbox").to_pylist():
+        assert (xmax - xmin, ymax - ymin) == (CHIP * 20.0, CHIP * 20.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-10", "nan"])
+def test_embed_refuses_a_resolution_that_is_not_positive(scene, tmp_path, capsys, value):
+    code = main(["embed", str(scene), "-o", str(tmp_path / "x.gpq"), *TINY, "--resolution", value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "must be a positive number of metres per pixel" in err and len(err.splitlines()) == 1

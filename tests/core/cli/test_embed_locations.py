@@ -107,12 +107,12 @@ def test_a_clay_checkpoint_is_refused(tmp_path: Path, shared_fixtures: Path, cap
 
 
 def test_an_unwritable_output_fails_before_any_embedding(tmp_path: Path, monkeypatch, capsys) -> None:
-    import clay_core.embed
+    import clay_core.locations
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not load when the output cannot be written")
 
-    monkeypatch.setattr(clay_core.embed, "load_satclip", no_model)
+    monkeypatch.setattr(clay_core.locations, "load_satclip", no_model)
     missing = tmp_path / "no such folder" / "out.gpq"
     assert embed("--bbox", "0,0,1,1", "--spacing", "1", "-o", missing, "--model", "satclip-l10") == 2
     assert "does not exist" in capsys.readouterr().err

@@ -15,18 +15,61 @@ from clay_core.cli import main
 from clay_core.models import load_model
 from tests.helpers.chips import write_chip_folder
 
-TINY = ["--preset", "clay-v0-tiny", "--image-size", "32", "--patch-size", "8", "--dim", "32", "--depth", "1",
-        "--heads", "2", "--dim-head", "16", "--mlp-ratio", "2", "--decoder-dim", "16", "--decoder-depth", "1",
-        "--decoder-heads", "2", "--decoder-dim-head", "8", "--device", "cpu", "--threads", "1"]
+TINY = [
+    "--preset",
+    "clay-v0-tiny",
+    "--image-size",
+    "32",
+    "--patch-size",
+    "8",
+    "--dim",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--dim-head",
+    "16",
+    "--mlp-ratio",
+    "2",
+    "--decoder-dim",
+    "16",
+    "--decoder-depth",
+    "1",
+    "--decoder-heads",
+    "2",
+    "--decoder-dim-head",
+    "8",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 REPO = Path(__file__).resolve().parents[3]
 
 
 def test_clay_train_single_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     chips = write_chip_folder(tmp_path / "chips")
     checkpoint = tmp_path / "out" / "tiny.ckpt"
-    args = ["--progress", "json", "train", str(chips), "-o", str(checkpoint), *TINY, "--steps", "30",
-            "--batch-size", "4", "--lr", "1e-3", "--checkpoint-every", "10",
-            "--export-weights", str(tmp_path / "out" / "tiny-weights.ckpt")]
+    args = [
+        "--progress",
+        "json",
+        "train",
+        str(chips),
+        "-o",
+        str(checkpoint),
+        *TINY,
+        "--steps",
+        "30",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--checkpoint-every",
+        "10",
+        "--export-weights",
+        str(tmp_path / "out" / "tiny-weights.ckpt"),
+    ]
     assert main(args) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     result = next(e["result"] for e in events if e["event"] == "result")
@@ -44,8 +87,9 @@ def test_clay_train_single_process(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_clay_train_bad_input_exits_2(tmp_path: Path) -> None:
     chips = write_chip_folder(tmp_path / "chips", count=1, size=16)
-    assert main(["--progress", "none", "train", str(chips), "-o", str(tmp_path / "x.ckpt"), *TINY,
-                 "--steps", "1"]) == 2  # chips (16 px) smaller than the model's 32 px input
+    assert (
+        main(["--progress", "none", "train", str(chips), "-o", str(tmp_path / "x.ckpt"), *TINY, "--steps", "1"]) == 2
+    )  # chips (16 px) smaller than the model's 32 px input
     assert not (tmp_path / "x.ckpt").exists()
 
 
@@ -54,8 +98,24 @@ def test_band_groups_option_selects_v0_groups(tmp_path: Path) -> None:
 
     assert band_groups_option("swir, rgb") == (("rgb", (2, 1, 0)), ("swir", (8, 9)))  # v0 order kept
     chips = write_chip_folder(tmp_path / "chips", count=1, size=32)
-    assert main(["--progress", "none", "train", str(chips), "-o", str(tmp_path / "x.ckpt"), *TINY,
-                 "--steps", "1", "--band-groups", "rgb,lidar"]) == 2  # unknown group: a clear error
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "train",
+                str(chips),
+                "-o",
+                str(tmp_path / "x.ckpt"),
+                *TINY,
+                "--steps",
+                "1",
+                "--band-groups",
+                "rgb,lidar",
+            ]
+        )
+        == 2
+    )  # unknown group: a clear error
     assert not (tmp_path / "x.ckpt").exists()
 
 
@@ -63,14 +123,39 @@ def test_band_groups_option_selects_v0_groups(tmp_path: Path) -> None:
 def test_clay_train_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     chips = write_chip_folder(tmp_path / "chips", count=5)
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "clay_core", "--progress", "json", "train", str(chips), "-o", str(out / "ddp.ckpt"), *TINY,
-               "--steps", "6", "--batch-size", "2", "--accumulate", "2", "--checkpoint-every", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "clay_core",
+        "--progress",
+        "json",
+        "train",
+        str(chips),
+        "-o",
+        str(out / "ddp.ckpt"),
+        *TINY,
+        "--steps",
+        "6",
+        "--batch-size",
+        "2",
+        "--accumulate",
+        "2",
+        "--checkpoint-every",
+        "3",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    results = [json.loads(line)["result"] for line in completed.stdout.splitlines()
-               if line.startswith("{") and json.loads(line)["event"] == "result"]
+    results = [
+        json.loads(line)["result"]
+        for line in completed.stdout.splitlines()
+        if line.startswith("{") and json.loads(line)["event"] == "result"
+    ]
     assert len(results) == 1, "only rank 0 reports"
     result = results[0]
     assert result["world_size"] == 2 and result["global_step"] == 6
@@ -86,9 +171,17 @@ def test_clay_train_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
 
 def test_building_the_train_parser_does_not_import_torch() -> None:
     """`clay --help` / `clay --version` build every parser: train's must not cost a torch import."""
-    code = ("import argparse, sys; import clay_core.cli.train as command; "
-            "command.register(argparse.ArgumentParser().add_subparsers()); "
-            "print([name for name in ('torch', 'clay_core.train', 'clay_core.models.registry') if name in sys.modules])")
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                               env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+    code = (
+        "import argparse, sys; import clay_core.cli.train as command; "
+        "command.register(argparse.ArgumentParser().add_subparsers()); "
+        "print([name for name in ('torch', 'clay_core.train', 'clay_core.models.registry') if name in sys.modules])"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        check=True,
+    )
     assert completed.stdout.strip() == "[]"

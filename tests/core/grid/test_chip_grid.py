@@ -77,7 +77,9 @@ def test_snap_bounds_grows_outwards() -> None:
     assert snap_bounds((101.0, 199.0, 305.5, 400.0), 10.0) == (100.0, 190.0, 310.0, 400.0)
 
 
-@pytest.mark.parametrize("kwargs", [{"chip_size": 0}, {"chip_size": 8, "stride": 0}, {"chip_size": 8, "resolution_m": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"chip_size": 0}, {"chip_size": 8, "stride": 0}, {"chip_size": 8, "resolution_m": 0}]
+)
 def test_bad_parameters(kwargs: dict) -> None:
     params = {"bounds": (0.0, 0.0, 100.0, 100.0), "resolution_m": 10.0, **kwargs}
     with pytest.raises(ClayInputError):

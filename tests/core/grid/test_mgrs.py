@@ -104,8 +104,11 @@ def _band_edge_points(band: str) -> list[tuple[float, float]]:
 
 EDGE_POINTS = {band: _band_edge_points(band) for band in LATITUDE_BANDS}
 EDGE_POINTS["norway"] = [(lon, lat) for lon in (3.01, 6.5, 11.99) for lat in (56.001, 60.0, 63.999)]
-EDGE_POINTS["svalbard"] = [(lon, lat) for lon in (0.5, 8.99, 9.01, 15.0, 20.99, 21.01, 27.0, 32.99, 33.01, 41.99)
-                           for lat in (72.001, 78.0, 83.999)]
+EDGE_POINTS["svalbard"] = [
+    (lon, lat)
+    for lon in (0.5, 8.99, 9.01, 15.0, 20.99, 21.01, 27.0, 32.99, 33.01, 41.99)
+    for lat in (72.001, 78.0, 83.999)
+]
 
 
 @pytest.mark.parametrize("group", sorted(EDGE_POINTS))
@@ -131,15 +134,28 @@ def _check_tile_at(lon: float, lat: float) -> None:
     if -80.0 <= centre_lat <= 84.0:  # squares at 84 N reach beyond the MGRS/UTM range
         centre = tile_at_utm(tile.epsg, east + 50_000, north + 50_000)
         assert (centre.zone, centre.column, centre.row, centre.square_origin) == (
-            tile.zone, tile.column, tile.row, tile.square_origin), where
+            tile.zone,
+            tile.column,
+            tile.row,
+            tile.square_origin,
+        ), where
 
 
 # Ids checked against NGA's GEOTRANS MGRS implementation; 33XWG is the Sentinel-2 tile over Longyearbyen.
 @pytest.mark.parametrize(
     ("lon", "lat", "tile_id"),
-    [(-179.99, -63.999, "01ECJ"), (15.0, 72.001, "33XWV"), (15.6, 78.2, "33XWG"), (25.0, 80.0, "35XMJ"),
-     (40.0, 75.0, "37XED"), (5.0, 60.0, "32VKM"), (2.5, 60.0, "31VDG"), (-70.5, -55.999, "19FDT"),
-     (147.01, -39.999, "55HER"), (178.9, -47.999, "60GXM")],
+    [
+        (-179.99, -63.999, "01ECJ"),
+        (15.0, 72.001, "33XWV"),
+        (15.6, 78.2, "33XWG"),
+        (25.0, 80.0, "35XMJ"),
+        (40.0, 75.0, "37XED"),
+        (5.0, 60.0, "32VKM"),
+        (2.5, 60.0, "31VDG"),
+        (-70.5, -55.999, "19FDT"),
+        (147.01, -39.999, "55HER"),
+        (178.9, -47.999, "60GXM"),
+    ],
 )
 def test_known_tiles_at_band_edges_and_exception_zones(lon: float, lat: float, tile_id: str) -> None:
     assert tile_at(lon, lat).id == tile_id
@@ -147,8 +163,18 @@ def test_known_tiles_at_band_edges_and_exception_zones(lon: float, lat: float, t
 
 @pytest.mark.parametrize(
     ("lon", "zone"),
-    [(0.0, 31), (8.999, 31), (9.0, 33), (20.999, 33), (21.0, 35), (32.999, 35), (33.0, 37), (41.999, 37), (42.0, 38),
-     (-0.001, 30)],
+    [
+        (0.0, 31),
+        (8.999, 31),
+        (9.0, 33),
+        (20.999, 33),
+        (21.0, 35),
+        (32.999, 35),
+        (33.0, 37),
+        (41.999, 37),
+        (42.0, 38),
+        (-0.001, 30),
+    ],
 )
 def test_svalbard_zones(lon: float, zone: int) -> None:
     for lat in (72.0, 78.0, 84.0):

@@ -45,8 +45,7 @@ def test_config_comes_from_the_checkpoint(micro_model: ClayV0Model) -> None:
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused-inference-path", "module-path"])
-def test_transformer_input_matches_reference(micro_model: ClayV0Model, v0_micro_reference: dict,
-                                             fused: bool) -> None:
+def test_transformer_input_matches_reference(micro_model: ClayV0Model, v0_micro_reference: dict, fused: bool) -> None:
     batch = _batch(v0_micro_reference)
     micro_model.encoder.fused_input = fused
     try:
@@ -129,8 +128,9 @@ def test_prepare_rejects_mismatched_inputs(micro_model: ClayV0Model) -> None:
         micro_model.prepare(pixels, ("B02", "B03"), [[0, 0], [0, 0]], [datetime.date(2020, 1, 1)] * 2)
     with pytest.raises(ClayInputError, match="dates"):
         micro_model.prepare(pixels, ("B02", "B03", "B04"), [[0, 0], [0, 0]], [datetime.date(2020, 1, 1)])
-    wrong_size = micro_model.prepare(np.zeros((1, 3, 64, 64), np.float32), ("B02", "B03", "B04"), [[0, 0]],
-                                     [datetime.date(2020, 1, 1)])
+    wrong_size = micro_model.prepare(
+        np.zeros((1, 3, 64, 64), np.float32), ("B02", "B03", "B04"), [[0, 0]], [datetime.date(2020, 1, 1)]
+    )
     with pytest.raises(ClayInputError, match="chip"):
         micro_model.embed(wrong_size)
 
@@ -147,8 +147,9 @@ def test_encodings_follow_spec_1_4() -> None:
 def test_other_chip_and_patch_sizes_give_matching_grids() -> None:
     config = ClayV0Config(image_size=64, patch_size=16, dim=32, depth=1, heads=2, dim_head=16, mlp_ratio=2)
     model = ClayV0Model(config).eval()
-    batch = model.prepare(np.zeros((2, 13, 64, 64), np.float32), model.input_bands, [[0, 0], [1, 1]],
-                          [datetime.date(2020, 1, 1)] * 2)
+    batch = model.prepare(
+        np.zeros((2, 13, 64, 64), np.float32), model.input_bands, [[0, 0], [1, 1]], [datetime.date(2020, 1, 1)] * 2
+    )
     with torch.inference_mode():
         tokens = model.encode(batch)
     assert tokens.shape == (2, 6 * 16 + 2, 32)
@@ -183,6 +184,13 @@ def test_metadata_describes_the_embedding(micro_model: ClayV0Model) -> None:
     assert meta["band_groups"]["rgb"] == ["B04", "B03", "B02"]
     with pytest.raises(ClayInputError, match="level"):
         micro_model.metadata("cls")
+
+
+def test_metadata_lists_all_input_bands_whatever_the_sources_give(micro_model: ClayV0Model) -> None:
+    # v0 embeds its 13 bands always (missing ones are filled), so the sources' bands do not change the listing.
+    given = micro_model.metadata("group", bands=("B04", "B03", "B02"))
+    assert given["bands"] == list(micro_model.input_bands) and len(given["bands"]) == 13
+    assert given == micro_model.metadata("group")
 
 
 def test_memory_estimate_grows_with_batch(micro_model: ClayV0Model) -> None:

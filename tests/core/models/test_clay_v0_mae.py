@@ -27,7 +27,7 @@ def micro(shared_fixtures: Path) -> dict:
     contents = read_checkpoint(folder / "checkpoint.ckpt")
     config = ClayV0Family().config_from_checkpoint(contents.state_dict, contents.hyper_parameters, {})
     mae = ClayV0MAE(config)
-    mae.load_state_dict({key[len("model."):]: value for key, value in contents.state_dict.items()}, strict=True)
+    mae.load_state_dict({key[len("model.") :]: value for key, value in contents.state_dict.items()}, strict=True)
     mae.eval()
     reference = dict(np.load(folder / "reference.npz"))
     return {"mae": mae, "ref": reference, "keys": set(contents.state_dict), "config": config}
@@ -97,8 +97,18 @@ def test_loss_keeps_v0_channel_order_quirk() -> None:
 
     A prediction that is perfect except in channel 6 (B08, the nir group's input band) costs only tokens
     masked in the nir group: that is where v0 charges the rededge head's 4th output."""
-    config = ClayV0Config(image_size=16, patch_size=8, dim=16, depth=0, heads=1, dim_head=16, decoder_dim=16,
-                          decoder_depth=0, decoder_heads=1, decoder_dim_head=16)
+    config = ClayV0Config(
+        image_size=16,
+        patch_size=8,
+        dim=16,
+        depth=0,
+        heads=1,
+        dim_head=16,
+        decoder_dim=16,
+        decoder_depth=0,
+        decoder_heads=1,
+        decoder_dim_head=16,
+    )
     cube = torch.randn(1, 13, 16, 16)
     predicted = patchify(cube, 8).clone()
     predicted[:, 6] += 1.0  # error of exactly 1 in every pixel of channel 6
@@ -128,8 +138,18 @@ def test_loss_of_a_band_subset_scores_the_bands_it_uses() -> None:
 
 def test_visible_loss_weight_is_opt_in() -> None:
     """Default: visible tokens cost nothing (v0). With weight w they count w times a masked token."""
-    config = ClayV0Config(image_size=16, patch_size=8, dim=16, depth=0, heads=1, dim_head=16, decoder_dim=16,
-                          decoder_depth=0, decoder_heads=1, decoder_dim_head=16)
+    config = ClayV0Config(
+        image_size=16,
+        patch_size=8,
+        dim=16,
+        depth=0,
+        heads=1,
+        dim_head=16,
+        decoder_dim=16,
+        decoder_depth=0,
+        decoder_heads=1,
+        decoder_dim_head=16,
+    )
     cube = torch.randn(1, 13, 16, 16)
     predicted = patchify(cube, 8).clone()
     predicted[:, 0] += 1.0  # B02: error 1 in one of the rgb group's three bands -> 1/3 per rgb token
@@ -140,8 +160,7 @@ def test_visible_loss_weight_is_opt_in() -> None:
     # weight 1: all 24 tokens count equally; the 4 rgb tokens cost 1/3 each
     assert float(v0_reconstruction_loss(cube, predicted, only_nir, groups, 8, 1.0)) == pytest.approx(4 / 3 / 24)
     # weight 0.5: denominator 4 masked + 0.5 x 20 visible
-    assert float(v0_reconstruction_loss(cube, predicted, only_nir, groups, 8, 0.5)) == pytest.approx(
-        0.5 * 4 / 3 / 14)
+    assert float(v0_reconstruction_loss(cube, predicted, only_nir, groups, 8, 0.5)) == pytest.approx(0.5 * 4 / 3 / 14)
 
 
 def test_patchify_layout() -> None:

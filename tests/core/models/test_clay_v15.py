@@ -135,8 +135,9 @@ def test_unknown_time_and_place_encode_as_zeros(model: ClayV15Model) -> None:
     batch = model.prepare(pixels, ("B04",), [[np.nan, np.nan], [90.0, 0.0]], [None, datetime.date(2024, 1, 1)])
     assert batch["time"][0].abs().sum() == 0 and batch["latlon"][0].abs().sum() == 0
     # 2024-01-01 is ISO week 1, hour 0; (lon 90, lat 0) -> sin lon = 1
-    np.testing.assert_allclose(batch["time"][1].numpy(), [np.sin(2 * np.pi / 52), np.cos(2 * np.pi / 52), 0, 1],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        batch["time"][1].numpy(), [np.sin(2 * np.pi / 52), np.cos(2 * np.pi / 52), 0, 1], atol=1e-6
+    )
     np.testing.assert_allclose(batch["latlon"][1].numpy(), [0, 1, 1, 0], atol=1e-6)
 
 
@@ -172,10 +173,12 @@ def test_presets_and_reference_key_layout(v15_dir: Path) -> None:
 
 def test_only_encoder_keys_are_selected_and_a_decoder_alone_is_refused() -> None:
     family = ClayV15Family()
-    state = {"model.encoder.patch_embedding.weight_generator.weight_tokens": torch.zeros(1),
-             "model.encoder.cls_token": torch.zeros(1),
-             "model.teacher.cls_token": torch.zeros(1),
-             "model.decoder.embed_to_pixels.weight_generator.weight_tokens": torch.zeros(1)}
+    state = {
+        "model.encoder.patch_embedding.weight_generator.weight_tokens": torch.zeros(1),
+        "model.encoder.cls_token": torch.zeros(1),
+        "model.teacher.cls_token": torch.zeros(1),
+        "model.decoder.embed_to_pixels.weight_generator.weight_tokens": torch.zeros(1),
+    }
     assert family.recognise(state.keys(), {})
     assert set(family.select_weights(state)) == {"patch_embedding.weight_generator.weight_tokens", "cls_token"}
     decoder_only = {k: v for k, v in state.items() if not k.startswith("model.encoder.")}

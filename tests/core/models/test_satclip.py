@@ -106,7 +106,9 @@ def test_closed_form_basis_is_orthonormal_and_exact_differs_by_the_documented_fa
     gram = closed.T @ (closed * weights[:, None])
     assert np.abs(gram - np.eye(degrees * degrees)).max() < 1e-10
     analytic = spherical_harmonics(torch.from_numpy(points), degrees, "exact").numpy()
-    factors = np.array([math.pi if m == 0 else (-1.0) ** m for degree in range(degrees) for m in range(-degree, degree + 1)])
+    factors = np.array(
+        [math.pi if m == 0 else (-1.0) ** m for degree in range(degrees) for m in range(-degree, degree + 1)]
+    )
     assert np.abs(analytic - closed * factors).max() < 1e-12
 
 
@@ -138,8 +140,10 @@ def _stored_zonal_polynomial_exactly(degree: int, x: float) -> float:
     poly = int(table.factor_value[start])
     span = slice(table.poly_start[poly], table.poly_start[poly + 1])
     exact_x = Fraction(x)
-    total = sum(Fraction(float(c)) * exact_x ** int(k)
-                for c, k in zip(table.poly_coefficient[span], table.poly_power[span], strict=True))
+    total = sum(
+        Fraction(float(c)) * exact_x ** int(k)
+        for c, k in zip(table.poly_coefficient[span], table.poly_power[span], strict=True)
+    )
     return float(total)
 
 
@@ -177,15 +181,22 @@ def test_l40_preset_is_finite_at_the_poles_and_extends_l10() -> None:
 def test_family_reads_either_alias_and_refuses_other_encoders() -> None:
     family = SatCLIPFamily()
     weight = torch.randn(4, 9, dtype=torch.float64)
-    state = {"model.nnet.layers.0.weight": weight, "model.nnet.layers.0.bias": torch.zeros(4, dtype=torch.float64),
-             "model.nnet.last_layer.weight": torch.zeros(2, 4, dtype=torch.float64),
-             "model.nnet.last_layer.bias": torch.zeros(2, dtype=torch.float64),
-             "model.visual.conv1.weight": torch.zeros(1)}
+    state = {
+        "model.nnet.layers.0.weight": weight,
+        "model.nnet.layers.0.bias": torch.zeros(4, dtype=torch.float64),
+        "model.nnet.last_layer.weight": torch.zeros(2, 4, dtype=torch.float64),
+        "model.nnet.last_layer.bias": torch.zeros(2, dtype=torch.float64),
+        "model.visual.conv1.weight": torch.zeros(1),
+    }
     assert family.recognise(state.keys(), {})
     config = family.config_from_checkpoint(state, {"legendre_polys": 3}, {})
     assert (config.legendre_polys, config.hidden, config.num_hidden_layers, config.embed_dim) == (3, 4, 1, 2)
-    assert set(family.select_weights(state)) == {"nnet.layers.0.weight", "nnet.layers.0.bias",
-                                                 "nnet.last_layer.weight", "nnet.last_layer.bias"}
+    assert set(family.select_weights(state)) == {
+        "nnet.layers.0.weight",
+        "nnet.layers.0.bias",
+        "nnet.last_layer.weight",
+        "nnet.last_layer.bias",
+    }
     with pytest.raises(ClayInputError, match="legendre_polys"):
         family.config_from_checkpoint(state, {"legendre_polys": 10}, {})
     with pytest.raises(ClayInputError, match="only 'sphericalharmonics'"):

@@ -77,8 +77,13 @@ def _bad_chips(folder: Path) -> dict[str, str]:
     write_chip(folder, counter=13, bands=10, col=1)
     write_chip(folder, counter=14, crs=False, col=2)
     write_chip(folder, counter=15, date_tag="2019-01-01", col=3)
-    return {"0011": "corrupt or truncated", "0012": "corrupt or truncated", "0013": "10 bands",
-            "0014": "no CRS", "0015": "outside the requested range"}
+    return {
+        "0011": "corrupt or truncated",
+        "0012": "corrupt or truncated",
+        "0013": "10 bands",
+        "0014": "no CRS",
+        "0015": "outside the requested range",
+    }
 
 
 def test_bad_chips_raise_clear_errors_and_the_rest_reads(tmp_path: Path) -> None:

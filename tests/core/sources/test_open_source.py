@@ -59,8 +59,9 @@ def test_every_source_pickles_and_reads_the_same(kind: str, chip_dir: Path, samp
     source = {
         "chips": lambda: open_source(chip_dir),
         "scene": lambda: open_source(ben, chip_size=32),
-        "raster": lambda: open_source(ben, bbox=(643300.0, 5797100.0, 643900.0, 5797900.0), bbox_crs="EPSG:32629",
-                                      chip_size=32),
+        "raster": lambda: open_source(
+            ben, bbox=(643300.0, 5797100.0, 643900.0, 5797900.0), bbox_crs="EPSG:32629", chip_size=32
+        ),
         "multi": lambda: open_source([chip_dir, chip_dir]),
     }[kind]()
     records = source.records()

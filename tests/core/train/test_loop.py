@@ -52,8 +52,12 @@ def test_sentinel2_only_band_groups_train_and_fill_nothing_else(tmp_path: Path) 
     assert model.filled_bands(("B02", "B03", "B04")) == ("B05", "B06", "B07", "B08", "B8A", "B11", "B12")
     source = SyntheticChips(count=2, size=32)
     chips = [source.read(record) for record in source.records()]
-    batch = model.prepare(np.stack([chip.pixels for chip in chips]), source.bands,
-                          [chip.record.center_lonlat for chip in chips], [chip.record.date for chip in chips])
+    batch = model.prepare(
+        np.stack([chip.pixels for chip in chips]),
+        source.bands,
+        [chip.record.center_lonlat for chip in chips],
+        [chip.record.date for chip in chips],
+    )
     assert tuple(model.embed(batch, "group").shape) == (2, 4, 4, 4, 32)
 
 
