@@ -85,10 +85,11 @@ matrix_torch() {
 }
 
 # tests/qgis in the chroot: Debian's own builds of torch (CPU, ~350 MB) and of the GDAL/PROJ/GEOS bindings
-# (linked to the libraries QGIS loads), pip only for what Debian lacks. Kept in the chroot between runs.
+# (linked to the libraries QGIS loads), pip only for what Debian lacks; Xvfb for the tests that open a real
+# QGIS window. Kept in the chroot between runs.
 MATRIX_TEST_PACKAGES=(python3-torch python3-rasterio python3-pyproj python3-shapely python3-geopandas
     python3-pyogrio python3-dask python3-distributed python3-safetensors python3-tqdm python3-matplotlib
-    python3-pil python3-pytest pyqt5-dev-tools proj-bin)
+    python3-pil python3-pytest python3-pyqt6 proj-bin xvfb xauth imagemagick)
 MATRIX_TEST_VENV=/opt/clay-matrix-testenv
 
 matrix_test_env() {
@@ -113,11 +114,15 @@ print("\n".join(config["build-system"]["requires"] + project["dependencies"]
 
 matrix_tests() {
     # As `bash scripts/test.sh tests/qgis` would: the venv as the checkout's .venv, scripts/env.sh, pytest.
-    local root=$1
+    local root=$1 status=0
     matrix_test_env "$root"
     ln -sfn "$MATRIX_TEST_VENV" "$root$STAGE/repo/.venv"
     matrix_run "$root" bash -c "cd $STAGE/repo && . scripts/env.sh && exec .venv/bin/python -m pytest tests/qgis \
-        -q -p no:cacheprovider --junitxml=$STAGE/work/tests-qgis.xml"
+        -q -p no:cacheprovider --basetemp=$STAGE/work/pytest-tmp --junitxml=$STAGE/work/tests-qgis.xml" ||
+        status=$?
+    # The tests' temporary folders hold whole runtimes (the set-up tests: GBs); the JUnit XML and log stay.
+    rm -rf --one-file-system "$root$STAGE/work/pytest-tmp"
+    return "$status"
 }
 
 matrix_versions() {
