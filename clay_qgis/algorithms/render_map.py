@@ -44,6 +44,18 @@ LEGEND_WIDTH_MM = 78.0
 TITLE_HEIGHT_MM = 14.0
 
 
+def stretch_for_display(raster) -> None:
+    """Reflectance (0-10000 in 16 bits) drawn as stored looks black: stretch every band to its 2-98 % cumulative
+    cut, as QGIS desktop does for imagery a person adds to the map."""
+    from qgis.core import QgsContrastEnhancement, QgsRasterLayer, QgsRasterMinMaxOrigin
+
+    if isinstance(raster, QgsRasterLayer) and raster.isValid():
+        raster.setContrastEnhancement(
+            QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum,
+            QgsRasterMinMaxOrigin.Limits.CumulativeCut,
+        )
+
+
 def _round_length(metres: float) -> float:
     """The largest 1, 2 or 5 x 10^n metres not above `metres` (scale bar segments)."""
     magnitude = 10 ** math.floor(math.log10(max(metres, 1e-3)))
@@ -99,6 +111,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
         project.addMapLayer(layer)
         backgrounds = [raster.clone() for raster in self.parameterAsLayerList(parameters, self.BACKGROUND, context)]
         for raster in backgrounds:
+            stretch_for_display(raster)
             project.addMapLayer(raster)
         scores, has_negatives = self._scores(layer)
         if not scores:
