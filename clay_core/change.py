@@ -101,9 +101,10 @@ def cosine_distance(vectors_a: np.ndarray, vectors_b: np.ndarray, rows_a: np.nda
     for start in range(0, len(rows_a), BLOCK_ROWS):
         a = np.asarray(vectors_a[rows_a[start : start + BLOCK_ROWS]], dtype=np.float32)
         b = np.asarray(vectors_b[rows_b[start : start + BLOCK_ROWS]], dtype=np.float32)
-        cosine = np.einsum("ij,ij->i", a, b, dtype=np.float64) * inverse_norms(a) * inverse_norms(b)
+        inverse_a, inverse_b = inverse_norms(a), inverse_norms(b)  # once per block: each is a pass over it
+        cosine = np.einsum("ij,ij->i", a, b, dtype=np.float64) * inverse_a * inverse_b
         part = 1.0 - np.clip(cosine, -1.0, 1.0)
-        part[(inverse_norms(a) == 0) | (inverse_norms(b) == 0)] = np.nan
+        part[(inverse_a == 0) | (inverse_b == 0)] = np.nan
         out[start : start + len(a)] = part
     return out
 

@@ -152,7 +152,8 @@ def fit_classifier(
     centred on the index's current search mean (`SimilarityIndex.use_mean`). A row given as both positive and
     negative counts as positive."""
     positives = list(valid_rows(positives, len(index)))
-    negatives = [row for row in valid_rows(negatives, len(index)) if row not in set(positives)]
+    positive_set = set(positives)
+    negatives = [row for row in valid_rows(negatives, len(index)) if row not in positive_set]
     parts, labels = [], []
     for rows, extra, label in ((positives, positive_vectors, 1.0), (negatives, negative_vectors, 0.0)):
         vectors = [index.vectors[rows]] if len(rows) else []

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from clay_core.atomic import atomic_output
 from clay_core.errors import ClayInputError
 from clay_core.parquet import CLAY_KEY, EMBEDDINGS, GEO_KEY, GEOMETRY, bbox_of_wkb, check_writable
+from clay_core.parquet_meta import json_key, row_shape_of
 from clay_core.parsing import split_chip_ref
 
 SOURCE_FILE = "source_file"
@@ -188,12 +189,10 @@ def _file_info(path: Path) -> FileInfo:
 
 
 def _json_key(metadata: Mapping[bytes, bytes], key: bytes, path: Path) -> dict[str, Any]:
-    if key not in metadata:
-        return {}
     try:
-        return json.loads(metadata[key])
-    except ValueError as exc:
-        raise ClayInputError(f"the {key.decode()!r} metadata of {path} is not valid JSON: {exc}") from exc
+        return json_key(metadata, key)  # the one metadata JSON rule (parquet_meta); this adds the file's name
+    except ClayInputError as exc:
+        raise ClayInputError(f"{path}: {exc}") from None
 
 
 def _first_width(path: Path) -> int:
@@ -284,9 +283,7 @@ def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
             f"the files' columns do not fit together ({exc}); search files written by the same tool"
         ) from exc
     clay = infos[0].clay
-    shape = tuple(int(v) for v in clay.get("row_shape", ())) or (widths[0],)
-    if int(np.prod(shape)) != widths[0]:
-        shape = (widths[0],)
+    shape = row_shape_of(clay, widths[0])
     return EmbeddingCollection(
         files=paths, vectors=vectors, table=table, offsets=offsets, shape_per_row=shape, metadata=clay, geo=infos[0].geo
     )

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from clay_core.errors import ClayInputError
 from clay_core.progress import NullReporter, Reporter
+from clay_core.validate import GEOPARQUET_SUFFIXES
 
 if TYPE_CHECKING:
     from clay_core.embed import EmbedOptions, EmbedSummary
     from clay_core.models.registry import EmbeddingModel
     from clay_core.sources.base import ChipData, ChipRecord, ChipSource
 
-OUTPUT_SUFFIXES = (".gpq", ".parquet", ".geoparquet")
+OUTPUT_SUFFIXES = GEOPARQUET_SUFFIXES  # the one list validate.output_file checks too
 
 
 def _default_options() -> EmbedOptions:
@@ -61,7 +62,7 @@ class EmbedJob:
     def check(self) -> None:
         """Input problems that need neither the model nor the sources."""
         if self.output is not None and self.output.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise ClayInputError(f"output {self.output.name} should end in .gpq or .parquet")
+            raise ClayInputError(f"output {self.output.name} should end in {' or '.join(OUTPUT_SUFFIXES)}")
         self.options.check()
         if self.resolution_m is not None and not 0 < self.resolution_m < float("inf"):
             raise ClayInputError(f"--resolution {self.resolution_m} must be a positive number of metres per pixel")

@@ -54,7 +54,6 @@ from clay_core.similarity import (
     exterior_rings,
     patch_grid_shape,
     patch_rings_crs84,
-    select_matches,
 )
 from clay_core.similarity import ranks as ranks_of
 from clay_core.wkb import polygons_from_rings
@@ -696,46 +695,3 @@ def query_of(
     return embedding_set.index.direction_of(
         positive_vectors, negative_vectors if has_negatives else None, centred=centred
     )
-
-
-def score_rows(
-    embedding_set: EmbeddingSet, positives: list[int], negatives: list[int], top_k: int = 10, centred: bool = True
-) -> Scored:
-    """Scores of every row against rows `positives`/`negatives` of the same file (a click in the map tool)."""
-    index = embedding_set.index
-    query = index.direction(positives, negatives, centred=centred)  # the same direction rule as query_of
-    return score_query(embedding_set, query, top_k=top_k, centred=centred)
-
-
-def match_features(
-    embedding_set: EmbeddingSet,
-    fields: QgsFields,
-    scored: Scored,
-    *,
-    top_k: int,
-    threshold: float | None,
-    positives: list[int],
-    negatives: list[int],
-) -> tuple[np.ndarray, list[QgsFeature]]:
-    """The matches of a query (top k above the threshold, best first): their rows, and features with similarity,
-    rank and example; the output of clay:similarity and of the dock's "Export matches"."""
-    rows = select_matches(scored.scores, top_k, threshold)
-    examples = examples_of(positives, negatives)
-    return rows, features_for(embedding_set, fields, rows, scored.scores, scored.ranks, examples)
-
-
-def score_layer(
-    layer: QgsVectorLayer,
-    embedding_set: EmbeddingSet,
-    positives: list[int],
-    negatives: list[int],
-    *,
-    threshold: float | None = None,
-    top_k: int = 10,
-    centred: bool = True,
-) -> Scored:
-    """Score every row against the examples (centred by default), store the scores in the layer, restyle it."""
-    scored = score_rows(embedding_set, positives, negatives, top_k, centred)
-    write_scores(layer, row_fids(layer, embedding_set), scored.scores, scored.ranks, examples_of(positives, negatives))
-    style_similarity(layer, scored.scores, threshold=threshold, top_k=top_k, has_negatives=bool(negatives))
-    return scored

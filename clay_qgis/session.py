@@ -215,8 +215,8 @@ class SearchSession:
         if positive is None or negative is None:
             self.message = "classifier: add a negative example (ctrl-click) to fit it; showing similarity meanwhile"
             return None
-        indexes = [member.embedding_set.index for member in self.members]
-        self.classifier = fit_classifier(indexes[0], [], [], positive_vectors=positive, negative_vectors=negative)
+        first = self.members[0].embedding_set.index  # the examples come from several layers: given as vectors
+        self.classifier = fit_classifier(first, [], [], positive_vectors=positive, negative_vectors=negative)
         self.message = (
             f"classifier fitted on {self.classifier.positives} positive / {self.classifier.negatives} "
             "negative example(s)"

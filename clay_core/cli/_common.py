@@ -129,7 +129,7 @@ _REALS: dict[str, tuple[str, RealBounds]] = {
     "weight_decay": ("--weight-decay", {"minimum": 0.0}),
     "mask_ratio": ("--mask-ratio", {"above": 0.0, "maximum": 0.99}),
     "visible_loss_weight": ("--visible-loss-weight", {"minimum": 0.0}),
-    "l2": ("--l2", {"minimum": 0.0}),
+    "l2": ("--l2", {"above": 0.0}),
 }
 # Where an option means something else in one command: (command, dest) -> bounds.
 _REALS_PER_COMMAND: dict[tuple[str, str], tuple[str, RealBounds]] = {

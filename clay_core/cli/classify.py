@@ -85,12 +85,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
             "or --labels FILE --label-field FIELD"
         )
     args.output = validate.output_file(args.output, args.overwrite)
-    l2 = DEFAULT_L2 if args.l2 is None else validate.real(args.l2, "--l2", above=0.0)
-    args.top = validate.integer(args.top, "--top", minimum=0, hint="0 keeps every row")
-    if args.threshold is not None:
-        args.threshold = validate.fraction(args.threshold, "--threshold")
-    for text in args.positive_point + args.negative_point:
-        validate.point(text)
+    # --l2, --top, --threshold and the points were checked by cli._common.check_arguments before this runs
+    l2 = DEFAULT_L2 if args.l2 is None else args.l2
     if args.labels is not None and not args.labels.is_file():
         raise ClayInputError(f"label file {args.labels} does not exist")
     reporter.start(3, "reading embeddings")

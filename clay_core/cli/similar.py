@@ -95,12 +95,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     if not (args.chip or args.point):
         raise ClayInputError("give a query: --chip ID or --point LON,LAT (repeat for several positives)")
     # every value before the (possibly large) read: one shared rule set with the other commands and QGIS
+    # (--top, --threshold and the points: cli._common.check_arguments, before any command runs)
     args.output = validate.output_file(args.output, args.overwrite)
-    args.top = validate.integer(args.top, "--top", minimum=0, hint="0 keeps every match")
-    if args.threshold is not None:
-        args.threshold = validate.real(args.threshold, "--threshold", minimum=-1.0, maximum=1.0)
-    for text in args.point + args.negative_point:
-        validate.point(text)
     reporter.start(3, "reading embeddings")
     collection = read_collection(args.embeddings)
     if len(collection) == 0:

@@ -120,9 +120,9 @@ def _in_utm(url: str, options: dict) -> bool:
             epsg = dataset.crs.to_epsg() if dataset.crs else None
     except Exception as error:  # noqa: BLE001
         raise ClayInputError(f"{url}: cannot open ({error})") from None
-    if epsg is None:
-        return False
-    return 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760
+    from clay_core.patches import utm_zone_of_epsg
+
+    return epsg is not None and utm_zone_of_epsg(epsg) is not None
 
 
 def _clean(options: dict) -> dict:

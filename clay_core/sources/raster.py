@@ -22,6 +22,7 @@ from rasterio.warp import transform_bounds
 from clay_core.errors import ClayInputError
 from clay_core.grid.chips import ChipGrid, snap_bounds
 from clay_core.grid.utm import utm_epsg
+from clay_core.patches import utm_zone_of_epsg
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
 from clay_core.sources.files import DatasetCache, gdal_env, open_raster, stem
@@ -187,7 +188,7 @@ class RasterSource:
 
     def _aoi(self, headers: list[dict]) -> tuple[CRS, Bounds]:
         if self.bbox is None:
-            zones = sorted({f"EPSG:{h['crs'].to_epsg()}" for h in headers if _utm_zone_of(h["crs"])})
+            zones = sorted({f"EPSG:{h['crs'].to_epsg()}" for h in headers if _is_utm(h["crs"])})
             if len(zones) > 1:
                 raise ClayInputError(
                     f"the rasters lie in {len(zones)} UTM zones ({', '.join(zones)}): embed each "
@@ -261,11 +262,9 @@ class RasterSource:
         return ChipData(record, pixels, nodata_fraction(pixels))
 
 
-def _utm_zone_of(crs: CRS | None) -> bool:
+def _is_utm(crs: CRS | None) -> bool:
     epsg = crs.to_epsg() if crs else None
-    if epsg is None:
-        return False
-    return 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760
+    return epsg is not None and utm_zone_of_epsg(epsg) is not None
 
 
 def user_crs(text: str | int) -> CRS:

@@ -11,11 +11,9 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
 )
@@ -23,9 +21,9 @@ from qgis.core import (
 from clay_core.errors import ClayInputError
 from clay_core.parsing import comma_list
 from clay_qgis import compat
-from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.search import Search, add_more_inputs_parameter, load_search, search_fields
-from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
+from clay_qgis.algorithms.base import ClayAlgorithm, StyleOnLoad
+from clay_qgis.algorithms.search import Search, add_search_inputs, load_search, search_fields
+from clay_qgis.algorithms.utils import write_features
 
 PROBABILITY = "probability"
 
@@ -59,11 +57,7 @@ class ClassifyAlgorithm(ClayAlgorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         from clay_core.classify import DEFAULT_L2
 
-        self.addParameter(
-            QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
-        )
-        add_more_inputs_parameter(self)
-        self.addParameter(QgsProcessingParameterEnum(self.MODE, "Classify each", options=LAYER_MODES, defaultValue=0))
+        add_search_inputs(self, "Classify each")
         self.addParameter(
             QgsProcessingParameterString(self.POSITIVE_IDS, "Positive chip id(s), comma separated", optional=True)
         )
@@ -133,11 +127,11 @@ class ClassifyAlgorithm(ClayAlgorithm):
                 negatives += more_negative
             if not positives:
                 raise ClayInputError("no positive label: give positive chip ids or labelled features")
-            negatives = [row for row in negatives if row not in set(positives)]
+            positive_set = set(positives)  # a row labelled both ways counts as positive
+            negatives = [row for row in negatives if row not in positive_set]
             l2 = self.parameterAsDouble(parameters, self.L2, context)
-            indexes = [target.index for target in search.targets]
-            classifier = fit_classifier(
-                indexes[0],
+            classifier = fit_classifier(  # rows span several files: the examples go in as vectors
+                search.targets[0].index,
                 [],
                 [],
                 l2=l2,
@@ -155,7 +149,7 @@ class ClassifyAlgorithm(ClayAlgorithm):
         from qgis.core import QgsField
 
         fields.append(QgsField(PROBABILITY, compat.DOUBLE))
-        examples = {**{row: layers.NEGATIVE for row in negatives}, **{row: layers.POSITIVE for row in positives}}
+        examples = layers.examples_of(positives, negatives)
         features = search.features(fields, keep, probability, all_ranks, examples, score_field=PROBABILITY)
         feedback.pushInfo(
             f"fitted on {classifier.positives} positive / {classifier.negatives} negative chip(s); "

@@ -9,17 +9,15 @@ import numpy as np
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
 )
 
 from clay_core.errors import ClayInputError
 from clay_qgis import compat
-from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.search import add_more_inputs_parameter, load_search, search_fields
-from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
+from clay_qgis.algorithms.base import ClayAlgorithm, StyleOnLoad
+from clay_qgis.algorithms.search import add_search_inputs, load_search, search_fields
+from clay_qgis.algorithms.utils import write_features
 
 CLUSTER, DISTANCE = "cluster", "cluster_distance"
 # Okabe-Ito and Tableau-like qualitative colours: distinct for neighbours, readable over imagery.
@@ -84,11 +82,7 @@ class ClusterAlgorithm(ClayAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(
-            QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
-        )
-        add_more_inputs_parameter(self)
-        self.addParameter(QgsProcessingParameterEnum(self.MODE, "Cluster each", options=LAYER_MODES, defaultValue=0))
+        add_search_inputs(self, "Cluster each")
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.K,

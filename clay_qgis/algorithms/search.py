@@ -17,7 +17,17 @@ MORE_INPUTS_NAME = "MORE_INPUTS"
 SOURCE_FILE = "source_file"
 
 
-def add_more_inputs_parameter(algorithm) -> None:
+def add_search_inputs(algorithm, each: str) -> None:
+    """INPUT (a GeoParquet), MORE_INPUTS (searched together with it) and MODE (chips or patches): the inputs of
+    every algorithm that searches embeddings as one set (similarity, classify, cluster)."""
+    from qgis.core import QgsProcessingParameterEnum, QgsProcessingParameterFile
+
+    from clay_qgis.algorithms.base import LAYER_MODES
+    from clay_qgis.algorithms.utils import GEOPARQUET_FILTER
+
+    algorithm.addParameter(
+        QgsProcessingParameterFile(algorithm.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
+    )
     algorithm.addParameter(
         QgsProcessingParameterMultipleLayers(
             MORE_INPUTS_NAME,
@@ -26,6 +36,7 @@ def add_more_inputs_parameter(algorithm) -> None:
             optional=True,
         )
     )
+    algorithm.addParameter(QgsProcessingParameterEnum(algorithm.MODE, each, options=LAYER_MODES, defaultValue=0))
 
 
 def search_fields(mode: str):

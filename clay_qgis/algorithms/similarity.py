@@ -13,19 +13,17 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
     QgsProcessingParameterString,
 )
 
 from clay_core.errors import ClayInputError
-from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
-from clay_qgis.algorithms.search import Search, add_more_inputs_parameter, load_search, search_fields
-from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
+from clay_qgis.algorithms.base import ClayAlgorithm, StyleOnLoad
+from clay_qgis.algorithms.search import Search, add_search_inputs, load_search, search_fields
+from clay_qgis.algorithms.utils import write_features
 
 DEFAULT_OUTLINED = 10
 
@@ -62,11 +60,7 @@ class SimilarityAlgorithm(ClayAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(
-            QgsProcessingParameterFile(self.INPUT, "Embeddings file (GeoParquet)", fileFilter=GEOPARQUET_FILTER)
-        )
-        add_more_inputs_parameter(self)
-        self.addParameter(QgsProcessingParameterEnum(self.MODE, "Score each", options=LAYER_MODES, defaultValue=0))
+        add_search_inputs(self, "Score each")
         self.addParameter(
             QgsProcessingParameterBoolean(
                 self.RAW, "Plain cosine (no centring; scores of one model crowd near 1)", defaultValue=False
@@ -150,10 +144,7 @@ class SimilarityAlgorithm(ClayAlgorithm):
         )
         keep = select_matches(scores, top_k, threshold)
         fields = search_fields(target.mode)
-        examples = {
-            **{row: layers.NEGATIVE for row in negative_rows},
-            **{row: layers.POSITIVE for row in positive_rows},
-        }
+        examples = layers.examples_of(positive_rows, negative_rows)
         matches = search.features(fields, keep, scores, all_ranks, examples)
         feedback.pushInfo(
             f"{'plain' if not centred else 'centred'} cosine; {len(positive_vectors)} positive / "

@@ -1,9 +1,8 @@
 """The similarity dock: what is loaded (model, level, device/precision), threshold, top-k, clear, export and a
-small histogram of the scores. It drives the same clay_qgis.session.SearchSession the map tool fills
-(see map_tool.py for why
-that session, not the clay:similarity algorithm, serves interactive use). "Export matches" writes the rows the
-layer shows, selected and turned into features by `layers.match_features`, the function clay:similarity's
-output comes from; re-running the algorithm could not express patch-level examples clicked on the map."""
+small histogram of the scores. It drives the same clay_qgis.session.SearchSession the map tool fills (see
+map_tool.py for why that session, not the clay:similarity algorithm, serves interactive use). "Export matches"
+writes the rows every searched layer shows (SearchSession.export_matches), best first; re-running the algorithm
+could not express patch-level examples clicked on the map."""
 
 from __future__ import annotations
 

@@ -100,10 +100,12 @@ def test_patch_view_has_one_feature_per_patch_inside_its_chip(layers, tmp_path, 
         layers.load_embedding_set(make_embeddings(tmp_path / "m.gpq"), "patches")
 
 
-def test_score_layer_stores_scores_and_styles_graduated_viridis(layers, embeddings_file):
+def test_a_click_stores_scores_and_styles_graduated_viridis(layers, embeddings_file):
     layer = layers.load_layer(embeddings_file)
-    embedding_set = layers.embedding_set_of(layer)
-    scored = layers.score_layer(layer, embedding_set, [5], [0], top_k=3, centred=False)  # plain cosine
+    session = SearchSession(layer, top_k=3, centred=False)  # plain cosine
+    session.add_example(5)
+    session.add_example(0, layers.NEGATIVE)
+    scored = session.scored
     data = read_embeddings(embeddings_file)
     unit = data.vectors / np.linalg.norm(data.vectors, axis=1, keepdims=True)
     query = unit[5] - unit[0]
@@ -195,12 +197,13 @@ def test_large_layers_score_through_the_sketch_with_the_exact_top_k(layers, tmp_
     monkeypatch.setattr(layers, "FAST_PATH_ROWS", 100)  # "large" for this test: 1200 rows
     monkeypatch.setattr(layers, "EXACT_TOP_MIN", 20)
     exact = embedding_set.index.scores(embedding_set.index.direction([7]), centred=True)
-    first = layers.score_layer(layer, embedding_set, [7], [], top_k=5)  # exact while the sketch is built
+    session = SearchSession(layer, top_k=5)
+    first = session.add_example(7).scored  # exact while the sketch is built
     np.testing.assert_allclose(first.scores, exact, atol=1e-6)
     assert embedding_set.sketch_build is not None, "the first click did not start building the sketch"
     embedding_set.sketch_build.join(timeout=60)
     assert embedding_set.index.projection_ready()
-    second = layers.score_layer(layer, embedding_set, [7], [], top_k=5)
+    second = session.add_example(7).scored
     np.testing.assert_array_equal(top_k(second.scores, 20), top_k(exact, 20))
     stored = {f.id(): (f["similarity"], f["rank"]) for f in layer.getFeatures()}
     fids = layers.row_fids(layer, embedding_set)

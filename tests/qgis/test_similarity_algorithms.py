@@ -108,7 +108,7 @@ def test_algorithm_and_map_tool_share_one_scoring_path(clay_provider, embeddings
     from clay_qgis import layers
 
     calls = []
-    for name in ("score_query", "match_features"):
+    for name in ("score_query",):
         original = getattr(layers, name)
         monkeypatch.setattr(layers, name, lambda *args, _f=original, _n=name, **kw: calls.append(_n) or _f(*args, **kw))
     data = read_embeddings(embeddings_file)

