@@ -48,11 +48,11 @@ class ExampleFinder:
 
     def rows(self, chip_ids: list[str], points: list[str], what: str) -> list[int]:
         """Rows for chip ids (FILE:ID allowed) and "LON,LAT" texts (the chip containing each point)."""
-        from clay_core.similarity import parse_point
+        from clay_core.validate import point
 
         rows = self.collection.rows_of_ids(chip_ids, what) if chip_ids else []
         for text in points:
-            lon, lat = parse_point(text)
+            lon, lat = point(text, f"{what} point")
             found = self.rows_at(lon, lat)
             if not found:
                 raise ClayInputError(
