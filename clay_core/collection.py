@@ -129,6 +129,12 @@ class EmbeddingCollection:
     def source_file(self, row: int) -> str:
         return str(self.table.column(SOURCE_FILE)[int(row)].as_py())
 
+    def row_names(self, rows: Iterable[int]) -> list[str]:
+        """Chip ids for people: plain with one file, FILE:ID with several (looked up per row, not for every row)."""
+        if len(self.files) == 1:
+            return [self.chip_id(row) for row in rows]
+        return [f"{self.source_file(row)}:{self.chip_id(row)}" for row in rows]
+
     def _rows_where(self, chip_id: str, source_file: str | None = None) -> np.ndarray:
         """Rows with this chip id (and file), found by Arrow compute: no Python string per row."""
         import pyarrow.compute as pc
