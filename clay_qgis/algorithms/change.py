@@ -87,7 +87,7 @@ class ChangeAlgorithm(ClayAlgorithm):
         from qgis.core import QgsField
         from qgis.PyQt.QtCore import QDate
 
-        from clay_core.change import cosine_distance, footprint_keys, match_footprints
+        from clay_core.change import cosine_distance, footprint_keys, match_footprints, most_changed_first
         from clay_core.similarity import check_dimension, ring_bounds
         from clay_qgis import layers
 
@@ -104,7 +104,7 @@ class ChangeAlgorithm(ClayAlgorithm):
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         distance = cosine_distance(before.index.vectors, after.index.vectors, matched.rows_a, matched.rows_b)
-        order = np.argsort(-np.nan_to_num(distance, nan=-1.0), kind="stable")
+        order = most_changed_first(distance)
         fields = layers.layer_fields(before.mode)
         for name, kind_of in ((CHANGE, compat.DOUBLE), ("date_after", compat.DATE)):
             fields.append(QgsField(name, kind_of))

@@ -153,3 +153,10 @@ def test_compare_refuses_files_of_different_widths(tmp_path):
     b = write_geoparquet(tmp_path / "b.gpq", chip_grid(1, 2), np.ones((2, 8), np.float32), {"model": "m"})
     with pytest.raises(ClayInputError, match="4 and 8 values per row"):
         compare(read_collection([a]), read_collection([b]))
+
+
+def test_most_changed_first_puts_nan_last_and_keeps_ties_in_order():
+    from clay_core.change import most_changed_first
+
+    distance = np.array([0.1, np.nan, 0.5, 0.1, 2.0], dtype=np.float32)
+    assert most_changed_first(distance).tolist() == [4, 2, 0, 3, 1]
