@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from qgis.core import (
+    Qgis,
     QgsContrastEnhancement,
     QgsMultiBandColorRenderer,
     QgsRasterLayer,
@@ -49,7 +50,7 @@ def band_values(layer: QgsRasterLayer, band: int) -> np.ndarray:
 def cumulative_cut(layer: QgsRasterLayer, band: int, cut: tuple[float, float] = CUT) -> tuple[float, float] | None:
     """The band's values at the `cut` percentiles (lower, upper), or None when it has no valid pixels."""
     values = band_values(layer, band)
-    if values.size == 0:
+    if values.size < 2:
         return None
     low, high = np.quantile(values, cut)
     return float(low), float(max(high, low + 1e-9))
@@ -58,8 +59,8 @@ def cumulative_cut(layer: QgsRasterLayer, band: int, cut: tuple[float, float] = 
 def stretch_for_display(layer) -> None:
     """Stretch each displayed band of a grey or RGB raster to its 2-98 % cut; other renderers (paletted,
     pseudocolour) already have colours of their own and are left alone."""
-    if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
-        return
+    if not isinstance(layer, QgsRasterLayer) or not layer.isValid() or layer.dataProvider().xSize() <= 0:
+        return  # tiled web imagery has no pixel grid to sample, and comes rendered already
     renderer = layer.renderer()
     if isinstance(renderer, QgsMultiBandColorRenderer):
         bands = [
@@ -67,6 +68,8 @@ def stretch_for_display(layer) -> None:
             (renderer.greenBand(), renderer.setGreenContrastEnhancement),
             (renderer.blueBand(), renderer.setBlueContrastEnhancement),
         ]
+        if all(layer.dataProvider().dataType(band) == Qgis.DataType.Byte for band, _ in bands if band > 0):
+            return  # 8-bit colour (photos, rendered imagery): drawn as stored, as QGIS desktop draws it
     elif isinstance(renderer, QgsSingleBandGrayRenderer):
         bands = [(renderer.grayBand(), renderer.setContrastEnhancement)]
     else:

@@ -164,3 +164,26 @@ def test_zero_fill_outside_the_swath_does_not_count(qgis_app, tmp_path):
         dst.write(values, 1)
     low, high = cumulative_cut(QgsRasterLayer(str(path), "half", "gdal"), 1)
     assert low == pytest.approx(1020, abs=3) and high == pytest.approx(1980, abs=3)
+
+
+def test_eight_bit_colour_is_drawn_as_stored(qgis_app, tmp_path):
+    """An 8-bit RGB image (a photo, rendered imagery) keeps QGIS's own drawing: no stretch, as in the desktop."""
+    import rasterio
+    from affine import Affine
+    from qgis.core import QgsRasterLayer
+
+    from clay_qgis.stretch import stretch_for_display
+
+    path = tmp_path / "photo.tif"
+    profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 3, "dtype": "uint8", "crs": "EPSG:32633"}
+    with rasterio.open(path, "w", transform=Affine(10, 0, 330000, 0, -10, 5822040), **profile) as dst:
+        dst.write(np.random.default_rng(0).integers(40, 90, (3, 64, 64), dtype=np.uint8))
+    layer = QgsRasterLayer(str(path), "photo", "gdal")
+
+    def limits():
+        enhancement = layer.renderer().redContrastEnhancement()
+        return enhancement.contrastEnhancementAlgorithm(), enhancement.minimumValue(), enhancement.maximumValue()
+
+    before = limits()
+    stretch_for_display(layer)
+    assert limits() == before
