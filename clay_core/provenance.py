@@ -55,7 +55,8 @@ def shared_source(sources: Sequence[str]) -> str:
             return " ; ".join(public)
     prefix = os.path.commonprefix(public)
     folder = prefix[: prefix.rfind("/")] if "/" in prefix else ""
-    if URL_START.match(folder) and len(folder) > len(URL_START.match(folder)[0]):  # type: ignore[index]
+    scheme = URL_START.match(folder)
+    if scheme and len(folder) > scheme.end():  # a real prefix (s3://bucket/tile), not just "s3://"
         return folder
     return " ; ".join(public)
 
