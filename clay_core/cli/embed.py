@@ -14,6 +14,7 @@ from clay_core.cli._common import (
     parse_date,
 )
 from clay_core.progress import Reporter
+from clay_core.provenance import public_source
 
 if TYPE_CHECKING:
     from clay_core.embed import EmbedOptions
@@ -136,7 +137,8 @@ def embed_job(args: argparse.Namespace) -> EmbedJob:
         device=args.device,
         precision=args.precision,
         threads=args.threads,
-        options=embed_options(args, {"sources": list(args.sources)}),
+        # The footer names the sources as the source_url column does: absolute, credentials removed.
+        options=embed_options(args, {"sources": [public_source(source) for source in args.sources]}),
     )
 
 
