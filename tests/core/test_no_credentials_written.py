@@ -149,3 +149,57 @@ def test_an_interrupted_run_keeps_no_credentials_in_its_resume_folder(server, tm
     assert len(failed) == 4 and all("127.0.0.1" in reason for reason in failed), failed
     assert_no_secret("\n".join(reporter.lines), "the log")
     assert any("skipped chip" in line for line in reporter.lines)
+
+
+@pytest.mark.slow
+def test_the_retry_warning_of_a_busy_server_has_no_credentials(server, tmp_path):
+    """GDAL retries a 503 itself (4 times, ~7.5 s), then clay_core's retry logs a warning and tries again. The
+    warning reaches stderr through Python logging's own handler: a subprocess, where pytest adds none."""
+    import subprocess
+    import sys
+
+    server.busy("good.tif", 5)
+    source = server.url("good.tif", token=True, userinfo=True)
+    output = tmp_path / "busy.gpq"
+    command = [sys.executable, "-m", "clay_core", "--progress", "none", "embed", source, "-o", str(output), *TINY]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    # The retry may still fail: GDAL 3.6 remembers the failed file ("does not exist") until its cache clears.
+    assert done.returncode in (0, 2), done.stderr
+    assert "transient error on" in done.stderr and "503" in done.stderr, done.stderr
+    assert_no_secret(done.stdout + done.stderr, "the run's output")
+    assert_no_secret_in_files(tmp_path)
+
+
+def test_the_debug_traceback_has_no_credentials(server, tmp_path, capfd, monkeypatch):
+    """--debug prints the traceback of an internal error, whose message may quote the source."""
+    import clay_core.embed
+
+    source = server.url("good.tif", token=True, userinfo=True)
+
+    def broken(sources, *args, **kwargs):
+        raise ZeroDivisionError(f"a bug while reading {source}")
+
+    monkeypatch.setattr(clay_core.embed, "embed_sources", broken)
+    code = main(["--debug", "--progress", "none", "embed", source, "-o", str(tmp_path / "x.gpq"), *TINY])
+    err = capfd.readouterr().err
+    assert code == 1 and "Traceback" in err and "ZeroDivisionError: a bug while reading http://127.0.0.1" in err
+    assert_no_secret(err, "the traceback")
+
+
+def test_a_training_checkpoint_names_its_sources_without_credentials(server, tmp_path, capfd):
+    """A checkpoint is a file people share; it keeps its run's settings, sources included."""
+    import torch
+
+    write_geotiff(server.folder / "train.tif", bands=("B02", "B03", "B04", "B08"))
+    tiny = "--preset clay-v0-tiny --image-size 32 --patch-size 8 --dim 32 --depth 1 --heads 2 --dim-head 16"
+    tiny += " --mlp-ratio 2 --decoder-dim 16 --decoder-depth 1 --decoder-heads 2 --decoder-dim-head 8"
+    checkpoint = tmp_path / "t.ckpt"
+    source = server.url("train.tif", token=True, userinfo=True)
+    arguments = ["train", source, "-o", str(checkpoint), *tiny.split(), "--device", "cpu", "--threads", "1"]
+    arguments += ["--steps", "2", "--batch-size", "2", "--chip-size", "32", "--workers", "0"]
+    assert main(["--progress", "json", *arguments]) == 0
+    out, err = capfd.readouterr()
+    assert_no_secret(out + err, "the run's output")
+    assert_no_secret_in_files(tmp_path)
+    settings = torch.load(checkpoint, weights_only=True)["clay_train"]["settings"]
+    assert settings["sources"] == [f"http://127.0.0.1:{server.port}/train.tif?style=x"]

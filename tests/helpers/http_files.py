@@ -7,6 +7,7 @@
 Files are served with HTTP range requests (what GDAL's /vsicurl/ reads with) only to a request that carries
 the token or the basic-auth user and password; anything else gets 403. So a run that reads through such a
 URL really used its secret, and the test can then look for the secret in everything the run wrote or printed.
+`server.busy(name, count)` makes the next `count` requests for a file answer 503 (a server under load).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ SECRETS = (PASSWORD, TOKEN)  # the user name is no secret on its own, but is not
 class FileServer:
     port: int
     folder: Path
+    busy_left: dict[str, int]  # file name -> how many more requests answer 503
+
+    def busy(self, name: str, count: int) -> None:
+        self.busy_left[name] = count
 
     def url(self, name: str, *, token: bool = False, userinfo: bool = False) -> str:
         authority = f"{USER}:{PASSWORD}@" if userinfo else ""
@@ -35,7 +40,7 @@ class FileServer:
         return f"http://{authority}127.0.0.1:{self.port}/{name}{query}"
 
 
-def _handler(folder: Path) -> type[BaseHTTPRequestHandler]:
+def _handler(folder: Path, busy_left: dict[str, int]) -> type[BaseHTTPRequestHandler]:
     expected_auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -50,7 +55,12 @@ def _handler(folder: Path) -> type[BaseHTTPRequestHandler]:
             if not self._allowed():
                 self.send_error(403)
                 return
-            path = folder / urlsplit(self.path).path.lstrip("/")
+            name = urlsplit(self.path).path.lstrip("/")
+            if busy_left.get(name, 0) > 0:
+                busy_left[name] -= 1
+                self.send_error(503)
+                return
+            path = folder / name
             if not path.is_file():
                 self.send_error(404)
                 return
@@ -84,11 +94,12 @@ def _handler(folder: Path) -> type[BaseHTTPRequestHandler]:
 @contextlib.contextmanager
 def serve_folder(folder: Path) -> Iterator[FileServer]:
     """Serve `folder` on 127.0.0.1 (a free port) while the block runs."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(folder))
+    busy_left: dict[str, int] = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(folder, busy_left))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield FileServer(server.server_address[1], folder)
+        yield FileServer(server.server_address[1], folder, busy_left)
     finally:
         server.shutdown()
         server.server_close()
