@@ -1,7 +1,8 @@
 """clay:embed on a raster layer whose data source carries a secret (a GDAL /vsicurl/ URL with user:password@
 and ?token=): the worker reads it with the secret (the local server refuses requests without it), and the secret
 is in nothing the Processing log shows (the worker command line, warnings, progress, the error), nor in the
-files the run writes. Real QGIS, real Processing, real worker."""
+files the run writes. Real QGIS, real Processing, real worker. Also clay:setupruntime's installer log, whose
+PIP_ARGS may name a private package index with its password."""
 
 from __future__ import annotations
 
@@ -96,3 +97,39 @@ def test_chip_failures_and_the_error_of_a_layer_url_have_no_credentials(clay_pro
     for path in out.parent.rglob("*"):
         if path.is_file():
             assert not any(secret.encode() in path.read_bytes() for secret in SECRETS), path
+
+
+class ConsoleRecorder:
+    """A clay_qgis.runtime.Feedback that keeps every line the installer step logs."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def pushInfo(self, text: str) -> None:  # noqa: N802 - QGIS API
+        self.lines.append(text)
+
+    def pushConsoleInfo(self, text: str) -> None:  # noqa: N802 - QGIS API
+        self.lines.append(text)
+
+    def setProgress(self, percent: float) -> None: ...  # noqa: N802 - QGIS API
+    def setProgressText(self, text: str) -> None: ...  # noqa: N802 - QGIS API
+
+    def isCanceled(self) -> bool:  # noqa: N802 - QGIS API
+        return False
+
+
+def test_a_private_index_password_in_pip_args_is_not_logged(served):
+    """clay:setupruntime's PIP_ARGS may name a private index with its password: pip gets it, the log does not."""
+    import sys
+
+    from clay_qgis import runtime
+
+    index = served.url("simple/", userinfo=True)
+    feedback = ConsoleRecorder()
+    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--index-url", index, "clay-no-such-package"]
+    with pytest.raises(runtime.RuntimeSetupError) as failure:
+        runtime.stream(command, feedback, (0, 10), "installing packages")
+    log = "\n".join(feedback.lines)
+    assert_no_secret(log, "the installer log")
+    assert_no_secret(str(failure.value), "the error")
+    assert "--index-url http://127.0.0.1:" in log and "clay-no-such-package" in str(failure.value), log
