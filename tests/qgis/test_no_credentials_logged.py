@@ -133,3 +133,21 @@ def test_a_private_index_password_in_pip_args_is_not_logged(served):
     assert_no_secret(log, "the installer log")
     assert_no_secret(str(failure.value), "the error")
     assert "--index-url http://127.0.0.1:" in log and "clay-no-such-package" in str(failure.value), log
+
+
+def test_the_history_command_names_the_layer_without_credentials(clay_provider, served, tmp_path):
+    """What Processing's history records (ProcessingLog.addToLog(algorithm.asPythonCommand(...)) in the dialog)."""
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProject
+
+    layer = url_layer(served.url("good.tif", token=True, userinfo=True), "good")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        context = QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        algorithm = QgsApplication.processingRegistry().createAlgorithmById("clay:embed")
+        parameters = base_parameters(tmp_path / "o.gpq", INPUT=[layer.id()], DATE="2020-01-01")
+        command = algorithm.asPythonCommand(parameters, context)
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+    assert command.startswith('processing.run("clay:embed"') and f"127.0.0.1:{served.port}/good.tif" in command
+    assert_no_secret(command, "the history command")
