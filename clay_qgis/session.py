@@ -21,7 +21,7 @@ import numpy as np
 from qgis.core import QgsProject, QgsVectorLayer
 
 from clay_core.errors import ClayInputError
-from clay_core.similarity import Scored, joint_mean, ranks, select_matches
+from clay_core.similarity import Scored, centre_jointly, ranks, select_matches
 from clay_qgis import compat, layers
 
 SIMILAR, CLASSIFIER = "similar", "classifier"
@@ -178,10 +178,7 @@ class SearchSession:
         self._refresh_members()
         if not self.examples:
             return
-        indexes = [member.embedding_set.index for member in self.members]
-        mean = joint_mean(indexes) if len(indexes) > 1 else None
-        for index in indexes:
-            index.use_mean(mean)
+        centre_jointly([member.embedding_set.index for member in self.members])
         positive, negative = self._example_vectors(layers.POSITIVE), self._example_vectors(layers.NEGATIVE)
         per_member = self._classify(positive, negative) if self.mode == CLASSIFIER else None
         if per_member is None:

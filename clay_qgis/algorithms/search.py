@@ -137,7 +137,7 @@ class Search:
 
 def load_search(algorithm, parameters, context, feedback) -> Search:
     """INPUT and MORE_INPUTS as one search: every file read once (cached), same dimension, one joint mean."""
-    from clay_core.similarity import check_dimension, joint_mean
+    from clay_core.similarity import centre_jointly, check_dimension
     from clay_qgis import layers
 
     has_mode = algorithm.parameterDefinition("MODE") is not None
@@ -161,8 +161,6 @@ def load_search(algorithm, parameters, context, feedback) -> Search:
         raise ClayInputError(
             f"{names} has no rows (nothing was embedded): there is no chip to compare with; embed an area first"
         )
-    mean = joint_mean([target.index for target in targets]) if len(targets) > 1 else None
-    for target in targets:
-        target.index.use_mean(mean)
+    centre_jointly([target.index for target in targets])
     offsets = np.concatenate([[0], np.cumsum([len(target) for target in targets])]).astype(np.int64)
     return Search(targets=targets, offsets=offsets)

@@ -511,3 +511,16 @@ def test_several_indexes_score_as_one_search(vectors):
     np.testing.assert_allclose(joint, SimilarityIndex(vectors).search([3]).scores, atol=1e-5)
     first.use_mean(None)
     np.testing.assert_allclose(first.search([3]).scores, reference_centred(vectors[:20], [3]), atol=1e-5)
+
+
+def test_centre_jointly_scores_several_indexes_as_one_and_a_lone_index_on_its_own_mean(vectors):
+    from clay_core.similarity import centre_jointly
+
+    vectors += 1.0
+    first, second = SimilarityIndex(vectors[:15]), SimilarityIndex(vectors[15:])
+    centre_jointly([first, second])
+    direction = second.direction([4])
+    joint = np.concatenate([first.scores(direction, centred=True), second.scores(direction, centred=True)])
+    np.testing.assert_allclose(joint, SimilarityIndex(vectors).search([19]).scores, atol=1e-5)
+    centre_jointly([second])  # searched alone again: its own mean, not the last joint one
+    np.testing.assert_allclose(second.search([4]).scores, reference_centred(vectors[15:], [4]), atol=1e-5)
