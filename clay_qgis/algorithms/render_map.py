@@ -96,8 +96,9 @@ class RenderMapAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Map image", "PNG files (*.png)"))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
-        # Imported here, not at module level: clay_qgis.layers pulls numpy/pyarrow, which plugin load must not pay.
-        from clay_qgis.layers import SIMILARITY, style_similarity
+        # Imported here, not at module level: clay_qgis.style pulls numpy, which plugin load must not pay.
+        from clay_qgis.schema import SIMILARITY
+        from clay_qgis.style import style_similarity
 
         source = self.parameterAsVectorLayer(parameters, self.INPUT, context)
         if source is None or not source.isValid():
@@ -138,7 +139,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
 
     @staticmethod
     def _scores(layer) -> tuple[list[float], bool]:
-        from clay_qgis.layers import EXAMPLE, NEGATIVE, SIMILARITY
+        from clay_qgis.schema import EXAMPLE, NEGATIVE, SIMILARITY
 
         scores, has_negatives = [], False
         example_index = layer.fields().indexOf(EXAMPLE)

@@ -10,7 +10,7 @@ second. `clay:similarity` writes a new output layer per run (a new layer per cli
 post-processing), and going through Processing adds parameter parsing and layer-store round trips on every
 click. So both sides share the in-process functions instead, and nothing is duplicated: the algorithm and the
 session build the direction with `clay_core.similarity` (`SimilarityIndex.direction_of`, centred on the joint
-mean of the files searched), score with `layers.score_query` and classify with `clay_core.classify`; only how
+mean of the files searched), score with `session.score_query` and classify with `clay_core.classify`; only how
 the examples are picked (a click vs. parameters) differs.
 """
 
@@ -22,14 +22,15 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 
 from clay_core.errors import ClayInputError
 from clay_qgis import layers
+from clay_qgis.schema import NEGATIVE, POSITIVE
 from clay_qgis.session import SearchSession, embedding_layers
 
 
 def role_for(modifiers) -> str:
     if modifiers & Qt.KeyboardModifier.ShiftModifier:
-        return layers.POSITIVE
+        return POSITIVE
     if modifiers & Qt.KeyboardModifier.ControlModifier:
-        return layers.NEGATIVE
+        return NEGATIVE
     return "replace"
 
 
