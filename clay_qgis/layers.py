@@ -70,10 +70,11 @@ def _column(embedding_set: EmbeddingSet, name: str, order: list[int], values: Ma
     source = embedding_set.columns.get(name)
     if source is None:
         return [None] * len(order)
+    picked = [source[row] for row in order]
     if name == "date":  # a file holds few distinct dates: one QDate each
-        dates = {value: qdate(value) for value in set(source)}
-        return [dates[source[row]] for row in order]
-    return [source[row] for row in order]
+        dates = {value: qdate(value) for value in set(picked)}
+        return [dates[value] for value in picked]
+    return picked
 
 
 def features_across(
