@@ -9,6 +9,9 @@ Two ways to score, on the same examples (clicked chips on any of the layers):
   rescoring 100k chips is one matrix-vector product.
 Scores are written into each layer (one provider call per layer), the layers share one set of class breaks
 and one rank order (the outlined top k are the best of all layers).
+
+The query step itself (examples_of, query_of, score_query) is shared with clay:similarity, so a click and the
+algorithm give the same scores.
 """
 
 from __future__ import annotations
