@@ -54,3 +54,17 @@ def test_patch_view_has_one_feature_per_patch_inside_its_chip(tmp_path, make_emb
             assert abs(ours.x() - theirs.x()) < 1e-7 and abs(ours.y() - theirs.y()) < 1e-7
     with pytest.raises(Exception, match="no patch grid"):
         vector_cache.load_embedding_set(make_embeddings(tmp_path / "m.gpq"), "patches")
+
+
+def test_crs_from_geo_metadata_crs84_projjson_and_nonsense():
+    from clay_core.errors import ClayInputError
+
+    assert vector_cache.crs_from_geo(None).authid() == "EPSG:4326"  # GeoParquet's default is OGC:CRS84
+    assert vector_cache.crs_from_geo({"id": {"authority": "OGC", "code": "CRS84"}}).authid() == "EPSG:4326"
+    from pyproj import CRS  # the test's side only: the plugin reads PROJJSON through QGIS
+
+    utm = vector_cache.crs_from_geo(CRS.from_epsg(32633).to_json_dict())  # PROJJSON, as GeoParquet writes it
+    assert utm.isValid() and "32633" in utm.authid() + utm.toWkt()
+    assert vector_cache.crs_from_geo("EPSG:32633").authid() == "EPSG:32633"
+    with pytest.raises(ClayInputError, match="not understood by QGIS/PROJ"):
+        vector_cache.crs_from_geo("no such crs")
