@@ -86,7 +86,7 @@ class ChangeAlgorithm(ClayAlgorithm):
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from qgis.core import QgsField
 
-        from clay_core.change import cosine_distance, footprint_keys, match_footprints
+        from clay_core.change import cosine_distance, footprint_keys, match_footprints, most_changed_first
         from clay_core.similarity import check_dimension, ring_bounds
         from clay_qgis import layers
         from clay_qgis.schema import layer_fields
@@ -105,7 +105,7 @@ class ChangeAlgorithm(ClayAlgorithm):
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         distance = cosine_distance(before.index.vectors, after.index.vectors, matched.rows_a, matched.rows_b)
-        order = np.argsort(-np.nan_to_num(distance, nan=-1.0), kind="stable")
+        order = most_changed_first(distance)
         fields = layer_fields(before.mode, scores=False)  # nothing is scored: no similarity/rank/example
         for name, kind_of in ((CHANGE, compat.DOUBLE), ("date_after", compat.DATE)):
             fields.append(QgsField(name, kind_of))

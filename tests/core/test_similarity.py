@@ -21,7 +21,6 @@ from clay_core.similarity import (
     explode_patch_vectors,
     exterior_rings,
     normalise_rows,
-    parse_point,
     query_vector,
     ranks,
     row_at_point,
@@ -148,14 +147,6 @@ def test_point_lookup_on_wkb_polygons_any_byte_order():
     assert rows_at_point(rings, 0.9, 0.5) == [0]
     with pytest.raises(ClayInputError, match="not inside any chip"):
         row_at_point(rings, 5.0, 5.0)
-
-
-def test_parse_point_messages():
-    assert parse_point("12.5,52.4") == (12.5, 52.4)
-    with pytest.raises(ClayInputError, match="LON,LAT"):
-        parse_point("12.5")
-    with pytest.raises(ClayInputError, match="lon first"):
-        parse_point("52.4,200")
 
 
 def test_exploded_patches_match_the_writers_explode(tmp_path):
