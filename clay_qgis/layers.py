@@ -222,7 +222,7 @@ def ensure_score_fields(layer: QgsVectorLayer) -> tuple[int, int, int]:
         if not layer.dataProvider().addAttributes(missing):
             raise ClayInputError(f"cannot add score fields to layer {layer.name()!r} (read-only source?)")
         layer.updateFields()
-    return tuple(layer.fields().indexOf(name) for name, _ in SCORE_FIELDS)  # type: ignore[return-value]
+    return tuple(layer.fields().indexOf(name) for name, _ in SCORE_FIELDS)
 
 
 def write_scores(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qgis.core import QgsProject, QgsVectorLayer
@@ -28,6 +29,9 @@ from clay_core.similarity import Scored, centre_jointly, check_dimension, ranks,
 from clay_qgis import compat, layers, style
 from clay_qgis.schema import NEGATIVE, POSITIVE, SIMILARITY, SOURCE_FILE, layer_fields
 from clay_qgis.vector_cache import EmbeddingSet
+
+if TYPE_CHECKING:
+    from clay_core.classify import Classifier
 
 SIMILAR, CLASSIFIER = "similar", "classifier"
 PROBABILITY = "probability"
@@ -164,7 +168,7 @@ class SearchSession:
         self.examples: list[tuple[str, int, str]] = []  # (layer id, row, POSITIVE/NEGATIVE)
         self.members: list[Member] = []
         self.all_scores: np.ndarray | None = None
-        self.classifier = None
+        self.classifier: Classifier | None = None
         self.message = ""
 
     # -- the dock's view of the first layer --------------------------------------------------------
@@ -227,11 +231,20 @@ class SearchSession:
         if self.layer not in wanted:
             wanted.insert(0, self.layer)
         known = {member.layer.id(): member for member in self.members}
-        self.members = [known.get(layer.id()) or Member(layer, layers.embedding_set_of(layer)) for layer in wanted]
+        self.members = [known.get(layer.id()) or Member(layer, self._embedding_set_of(layer)) for layer in wanted]
         example_layers = {lid for lid, *_ in self.examples}
         missing = example_layers - {member.layer.id() for member in self.members}
         if missing:  # a layer with examples was removed: its examples go with it
             self.examples = [item for item in self.examples if item[0] not in missing]
+        if not any(kind == POSITIVE for *_, kind in self.examples):
+            self.examples = []  # negatives alone say nothing to search for (the query's layer was removed)
+
+    def _embedding_set_of(self, layer: QgsVectorLayer) -> EmbeddingSet:
+        if layer is self.layer:
+            return self.embedding_set
+        embedding_set = layers.embedding_set_of(layer)
+        assert embedding_set is not None  # embedding_layers() lists only layers that have one
+        return embedding_set
 
     def _example_vectors(self, role: str) -> np.ndarray | None:
         by_id = {member.layer.id(): member for member in self.members}
@@ -244,6 +257,7 @@ class SearchSession:
             return
         centre_jointly([member.embedding_set.index for member in self.members])
         positive, negative = self._example_vectors(POSITIVE), self._example_vectors(NEGATIVE)
+        assert positive is not None  # add_example and _refresh_members keep a positive whenever there are examples
         per_member = self._classify(positive, negative) if self.mode == CLASSIFIER else None
         if per_member is None:
             self.classifier = None
@@ -277,12 +291,12 @@ class SearchSession:
             self.message = "classifier: add a negative example (ctrl-click) to fit it; showing similarity meanwhile"
             return None
         first = self.members[0].embedding_set.index  # the examples come from several layers: given as vectors
-        self.classifier = fit_classifier(first, [], [], positive_vectors=positive, negative_vectors=negative)
+        classifier = fit_classifier(first, [], [], positive_vectors=positive, negative_vectors=negative)
+        self.classifier = classifier
         self.message = (
-            f"classifier fitted on {self.classifier.positives} positive / {self.classifier.negatives} "
-            "negative example(s)"
+            f"classifier fitted on {classifier.positives} positive / {classifier.negatives} negative example(s)"
         )
-        return [self.classifier.probabilities(member.embedding_set.index) for member in self.members]
+        return [classifier.probabilities(member.embedding_set.index) for member in self.members]
 
     def restyle(self) -> None:
         if self.all_scores is None:
@@ -313,7 +327,7 @@ class SearchSession:
         self.examples, self.all_scores, self.classifier, self.message = [], None, None, ""
         for member in self.members:
             fids = layers.row_fids(member.layer, member.embedding_set)
-            indexes = layers.ensure_score_fields(member.layer)
+            indexes: tuple[int, ...] = layers.ensure_score_fields(member.layer)
             if member.layer.fields().indexOf(PROBABILITY) >= 0:
                 indexes = (*indexes, member.layer.fields().indexOf(PROBABILITY))
             member.layer.dataProvider().changeAttributeValues(

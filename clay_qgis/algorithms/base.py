@@ -76,7 +76,7 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "processAlgorithm" in cls.__dict__:
-            cls.processAlgorithm = reported_once(cls.__dict__["processAlgorithm"])
+            setattr(cls, "processAlgorithm", reported_once(cls.__dict__["processAlgorithm"]))  # noqa: B010 - mypy: a method
 
     temporaries: contextlib.ExitStack  # during a worker run: what `command` made that goes when the run ends
     algorithm_id = ""  # without the provider prefix, e.g. "embed"
@@ -347,7 +347,7 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
 
 
 def remove_new_entries(folder: Path, before: set[str], patterns: Iterable[str]) -> list[Path]:
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     patterns = list(patterns)

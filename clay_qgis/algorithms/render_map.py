@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
@@ -107,7 +108,10 @@ class RenderMapAlgorithm(ClayAlgorithm):
         if not scores:
             raise QgsProcessingException("INPUT has no scored features: every 'similarity' value is empty")
         style_similarity(
-            layer, scores, top_k=self.parameterAsInt(parameters, self.TOP_K, context), has_negatives=has_negatives
+            layer,
+            np.asarray(scores, dtype=np.float32),
+            top_k=self.parameterAsInt(parameters, self.TOP_K, context),
+            has_negatives=has_negatives,
         )
         layer.setOpacity(0.8)  # let the imagery show through the classes
         title = self.parameterAsString(parameters, self.TITLE, context) or f"Similarity: {source.name()}"

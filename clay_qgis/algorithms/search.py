@@ -13,6 +13,7 @@ from clay_core.parsing import comma_list, split_chip_ref
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES
 from clay_qgis.schema import SOURCE_FILE
+from clay_qgis.vector_cache import EmbeddingSet
 
 MORE_INPUTS_NAME = "MORE_INPUTS"
 
@@ -56,7 +57,7 @@ class Search:
     """The embedding sets of one search (the first file, then the others), centred on their joint mean:
     rows are numbered across the files in that order."""
 
-    targets: list  # vector_cache.EmbeddingSet
+    targets: list[EmbeddingSet]
     offsets: np.ndarray  # [files + 1]
 
     def __len__(self) -> int:
@@ -125,7 +126,7 @@ def load_search(algorithm, parameters, context, feedback) -> Search:
     paths = [algorithm.parameterAsFile(parameters, algorithm.INPUT, context)]
     more = parameters.get(MORE_INPUTS_NAME) or []
     paths += [str(value) for value in (more if isinstance(more, (list, tuple)) else [more]) if value]
-    targets = []
+    targets: list[EmbeddingSet] = []
     seen = set()
     for path in paths:
         target = load_embedding_set(path, mode, feedback)

@@ -290,6 +290,9 @@ class SimilarityDock(QgsDockWidget):
             self.export(path)
 
     def export(self, path: str) -> int:
+        if self.session is None:
+            self.show_message("Nothing to export yet: click a chip first.")
+            return 0
         count = self.session.export_matches(path)
         self.show_message(f"exported {count} match(es) to {path}")
         return count
