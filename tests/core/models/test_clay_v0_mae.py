@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,20 +15,19 @@ from clay_core.models.clay_v0_mae import (
     random_mask,
     v0_reconstruction_loss,
 )
+from tests.helpers.parity import parity_fixture, parity_reference
 
 REFERENCE_LOSS = 1.3628733  # the fixture's `mae_loss`, quoted in its README
 
 
 @pytest.fixture(scope="module")
-def micro(shared_fixtures: Path) -> dict:
-    folder = shared_fixtures / "clay_v0_micro"
-    contents = read_checkpoint(folder / "checkpoint.ckpt")
+def micro() -> dict:
+    contents = read_checkpoint(parity_fixture("clay_v0_micro") / "checkpoint.ckpt")
     config = ClayV0Family().config_from_checkpoint(contents.state_dict, contents.hyper_parameters, {})
     mae = ClayV0MAE(config)
     mae.load_state_dict({key[len("model.") :]: value for key, value in contents.state_dict.items()}, strict=True)
     mae.eval()
-    reference = dict(np.load(folder / "reference.npz"))
-    return {"mae": mae, "ref": reference, "keys": set(contents.state_dict), "config": config}
+    return {"mae": mae, "ref": parity_reference("clay_v0_micro"), "keys": set(contents.state_dict), "config": config}
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
