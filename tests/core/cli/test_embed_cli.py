@@ -242,6 +242,14 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_
     np.testing.assert_allclose(result.vectors, expected.vectors[rows], rtol=1e-4, atol=1e-4)
 
 
+def embed_mgrs_args(
+    tiles: list[str], source: str, out: Path, *extra: str, start: str = "2021-06-01", end: str = "2021-06-30"
+) -> list[str]:
+    """`clay --progress json embed-mgrs` of `tiles` with the tiny model; `extra` are further options."""
+    dates = ["--start", start, "--end", end]
+    return ["--progress", "json", "embed-mgrs", *tiles, "--source", source, *dates, "-o", str(out), *TINY, *extra]
+
+
 def _chip_tile(folder: Path, mgrs: str, dates: list[str]) -> None:
     from tests.helpers.chips import write_chip
 
@@ -255,23 +263,7 @@ def test_embed_mgrs_names_files_like_clay_and_skips_out_of_range(tmp_path, capsy
     out = tmp_path / "out"
     out.mkdir()
     code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "--source",
-            str(chips / "{mgrs}"),
-            "--start",
-            "2021-01-01",
-            "--end",
-            "2021-12-31",
-            "-o",
-            str(out),
-            *TINY,
-            "--workers",
-            "0",
-        ]
+        embed_mgrs_args(["33UUU"], str(chips / "{mgrs}"), out, "--workers", "0", start="2021-01-01", end="2021-12-31")
     )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
@@ -280,24 +272,7 @@ def test_embed_mgrs_names_files_like_clay_and_skips_out_of_range(tmp_path, capsy
     table = read_embeddings(result["outputs"][0])
     assert sorted(d.isoformat() for d in table.table.column("date").to_pylist()) == ["2021-06-01", "2021-07-15"]
     assert table.metadata["mgrs"] == "33UUU"
-    assert (
-        main(
-            [
-                "embed-mgrs",
-                "33UUU",
-                "--source",
-                str(chips / "{mgrs}"),
-                "--start",
-                "2021-12-31",
-                "--end",
-                "2021-01-01",
-                "-o",
-                str(out),
-                *TINY,
-            ]
-        )
-        == 2
-    )
+    assert main(embed_mgrs_args(["33UUU"], str(chips / "{mgrs}"), out, start="2021-12-31", end="2021-01-01")) == 2
 
 
 @pytest.mark.slow
@@ -309,29 +284,17 @@ def test_embed_mgrs_on_a_local_dask_cluster(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "32UPU",
-            "31UFT",
-            "--source",
+        embed_mgrs_args(
+            ["33UUU", "32UPU", "31UFT"],
             str(chips / "{mgrs}"),
-            "--start",
-            "2021-06-01",
-            "--end",
-            "2021-06-30",
-            "-o",
-            str(out),
-            *TINY,
+            out,
             "--dask-workers",
             "2",
             "--workers",
             "1",
             "--threads",
             "1",
-        ]
+        )
     )
     events = json_events(capsys.readouterr().out)
     assert code == 2, events  # a tile failed for an input reason: not a success, but the others are kept
@@ -359,25 +322,7 @@ def test_embed_mgrs_from_s3_like_the_seed_layout_with_a_corrupt_chip(tmp_path, s
     prefix = s3_bucket.upload_dir(chips, "02")
     out = tmp_path / "out"
     out.mkdir()
-    code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "--source",
-            prefix + "/{mgrs}",
-            "--start",
-            "2021-06-01",
-            "--end",
-            "2021-06-30",
-            "-o",
-            str(out),
-            *TINY,
-            "--workers",
-            "1",
-        ]
-    )
+    code = main(embed_mgrs_args(["33UUU"], prefix + "/{mgrs}", out, "--workers", "1"))
     events = json_events(capsys.readouterr().out)
     assert code == 2, events
     tile = result_of(events)["tiles"][0]
@@ -511,25 +456,17 @@ def test_embed_mgrs_adds_the_satclip_column(shared_fixtures, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "--source",
+        embed_mgrs_args(
+            ["33UUU"],
             str(chips / "{mgrs}"),
-            "--start",
-            "2021-01-01",
-            "--end",
-            "2021-12-31",
-            "-o",
-            str(out),
-            *TINY,
+            out,
             "--workers",
             "0",
             "--satclip",
             str(satclip),
-        ]
+            start="2021-01-01",
+            end="2021-12-31",
+        )
     )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
@@ -572,26 +509,7 @@ def test_embed_mgrs_goes_on_after_a_crashed_tile_and_exits_1(tmp_path, capsys, m
         return real_job(job, tile)
 
     monkeypatch.setattr(embed_tiles, "tile_embed_job", crash_on_33uuu)
-    code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "32UPU",
-            "--source",
-            str(chips / "{mgrs}"),
-            "--start",
-            "2021-06-01",
-            "--end",
-            "2021-06-30",
-            "-o",
-            str(out),
-            *TINY,
-            "--workers",
-            "0",
-        ]
-    )
+    code = main(embed_mgrs_args(["33UUU", "32UPU"], str(chips / "{mgrs}"), out, "--workers", "0"))
     result = result_of(json_events(capsys.readouterr().out))
     assert code == 1
     assert result["failed_tiles"] == ["33UUU"]
