@@ -6,17 +6,30 @@ cover a different extent): the key is the native footprint (`epsg` + `utm_bbox`,
 files have it, else the CRS84 polygon's bounds (to 1e-7 degrees, ~1 cm); exploded patch files add
 `patch_row`/`patch_col`. For patch-level files (one (h, w, d) vector per chip), `per_patch_distance` gives the
 distance of every patch. Distances are 1 - cos in [0, 2]; 0 = unchanged.
+
+`compare(before, after, patches)` does all of it for two files read as collections (clay_core.collection) and
+returns a `ChangeResult` (the output table, most changed first); `write_change` writes it as GeoParquet. The
+matching and distance functions need numpy only (the QGIS algorithm calls them in QGIS's own Python);
+pyarrow is imported by the functions that build tables.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clay_core.errors import ClayInputError
 from clay_core.similarity import BLOCK_ROWS, inverse_norms
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from clay_core.collection import EmbeddingCollection
 
 _UTM_DIGITS = 2  # centimetres
 _DEGREE_DIGITS = 7
@@ -121,3 +134,183 @@ def per_patch_distance(
     patches_b = explode_patch_vectors(np.asarray(vectors_b)[rows_b], tuple(shape_per_row))
     every = np.arange(len(patches_a))
     return cosine_distance(patches_a, patches_b, every, every).reshape(len(rows_a), h, w)
+
+
+def most_changed_first(distance: np.ndarray) -> np.ndarray:
+    """Row order by falling distance; NaN (an all-zero row) last, ties in their input order."""
+    return np.argsort(-np.nan_to_num(np.asarray(distance, dtype=np.float64), nan=-1.0), kind="stable")
+
+
+# ------------------------------------------------------------------------------------------------
+# Two embeddings files -> one change table (`clay change`)
+# ------------------------------------------------------------------------------------------------
+
+# Columns of the earlier file that travel to the output (where it has them), then the two dates.
+_CARRIED = ("chip_id", "row", "col", "epsg", "utm_bbox", "patch_row", "patch_col")
+
+
+@dataclass
+class ChangeResult:
+    """The change table (one row per matched chip or patch, most changed first) and how it was matched."""
+
+    table: pa.Table  # carried columns, date_before/date_after, `change` float32, geometry (WKB, CRS84)
+    matched: Matched
+    geo: dict[str, Any]  # the earlier file's `geo` metadata (its bbox is reset to the rows written)
+
+    @property
+    def change(self) -> np.ndarray:
+        return np.asarray(self.table.column("change").to_numpy(zero_copy_only=False), dtype=np.float32)
+
+    def summary(self, shown: int = 10) -> dict[str, Any]:
+        """Counts, median and max change and the `shown` most changed chips (what `clay change` reports)."""
+        values = self.change
+        finite = values[np.isfinite(values)]
+        chip_ids = self.table.column("chip_id").to_pylist()[:shown] if "chip_id" in self.table.column_names else []
+        return {
+            "rows": self.table.num_rows,
+            "matched_chips": len(self.matched.rows_a),
+            "only_in_before": self.matched.only_in_a,
+            "only_in_after": self.matched.only_in_b,
+            "matched_by": self.matched.key,
+            "change_median": round(float(np.median(finite)), 6) if finite.size else None,
+            "change_max": round(float(finite.max()), 6) if finite.size else None,
+            "most_changed": [
+                {"chip_id": chip, "change": round(float(value), 6)}
+                for chip, value in zip(chip_ids, values[:shown], strict=False)
+            ],
+        }
+
+
+def collection_footprints(collection: EmbeddingCollection, patch_keys: bool = False) -> tuple[list[tuple], str]:
+    """`footprint_keys` of every row of a collection: epsg + utm_bbox when every row has them, else the
+    polygon bounds; with `patch_keys`, exploded files' patch_row/patch_col too."""
+    from clay_core.wkb import bounds as wkb_bounds
+
+    table = collection.table
+    names = set(table.column_names)
+    utm = epsg = bounds = patch = None
+    if {"utm_bbox", "epsg"} <= names and table.column("utm_bbox").null_count == 0:
+        utm = np.asarray(table.column("utm_bbox").to_pylist(), dtype=np.float64)
+        epsg = table.column("epsg").to_numpy(zero_copy_only=False)
+    elif collection.geometry_wkb:
+        bounds = np.array([wkb_bounds([value]) for value in collection.geometry_wkb], dtype=np.float64)
+    if patch_keys and {"patch_row", "patch_col"} <= names:
+        patch = np.column_stack([table.column("patch_row").to_numpy(), table.column("patch_col").to_numpy()])
+    return footprint_keys(utm, epsg, bounds, patch)
+
+
+def compare(before: EmbeddingCollection, after: EmbeddingCollection, patches: bool = False) -> ChangeResult:
+    """Match the rows of two files by footprint and measure each pair's change; with `patches` (patch- or
+    group-level chip files) one row per patch. Files of exploded patches are matched patch by patch."""
+    import pyarrow as pa
+
+    exploded = "patch_row" in before.table.column_names
+    keys_before, kind = collection_footprints(before, exploded)
+    keys_after, kind_after = collection_footprints(after, exploded)
+    if kind != kind_after:
+        raise ClayInputError(
+            f"{_name(before)} is matched by {kind} and {_name(after)} by {kind_after}: write both with the same tool"
+        )
+    matched = match_footprints(keys_before, keys_after, kind)
+    if before.dim != after.dim:
+        raise ClayInputError(
+            f"the files have {before.dim} and {after.dim} values per row: embed both dates with "
+            "the same model and level"
+        )
+    if patches and not exploded:
+        distance = per_patch_distance(
+            before.vectors, after.vectors, matched.rows_a, matched.rows_b, before.shape_per_row
+        )
+        table = _patch_table(before, after, matched, distance)
+    else:
+        distance = cosine_distance(before.vectors, after.vectors, matched.rows_a, matched.rows_b)
+        table = _chip_table(before, after, matched, distance)
+    order = most_changed_first(table.column("change").to_numpy(zero_copy_only=False))
+    return ChangeResult(table.take(pa.array(order, pa.int64())), matched, before.geo)
+
+
+def write_change(path: str | Path, result: ChangeResult, overwrite: bool = False) -> Path:
+    """The change table as GeoParquet (ZSTD, the input's `geo` metadata with this table's bbox; temp file +
+    rename, an existing file kept unless `overwrite`)."""
+    import pyarrow.parquet as pq
+
+    from clay_core.atomic import atomic_output
+    from clay_core.collection import output_geo
+    from clay_core.parquet import GEO_KEY, GEOMETRY, check_writable
+
+    path = Path(path)
+    check_writable(path, overwrite)
+    metadata = {}
+    if result.geo:
+        geo = output_geo(result.geo, result.table.column(GEOMETRY).to_pylist())
+        for column in geo.get("columns", {}).values():
+            column.pop("covering", None)  # no bbox struct column in this output
+        metadata[GEO_KEY] = json.dumps(geo).encode()
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        pq.write_table(result.table.replace_schema_metadata(metadata), temporary, compression="zstd")
+    return path
+
+
+def _name(collection: EmbeddingCollection) -> str:
+    return ", ".join(path.name for path in collection.files)
+
+
+def _base_columns(before: EmbeddingCollection, after: EmbeddingCollection, matched: Matched) -> dict[str, Any]:
+    import pyarrow as pa
+
+    rows_a = pa.array(matched.rows_a, pa.int64())
+    rows_b = pa.array(matched.rows_b, pa.int64())
+    columns: dict[str, Any] = {}
+    for name in _CARRIED:
+        if name in before.table.column_names:
+            columns[name] = before.table.column(name).take(rows_a)
+    if "date" in before.table.column_names:
+        columns["date_before"] = before.table.column("date").take(rows_a)
+    if "date" in after.table.column_names:
+        columns["date_after"] = after.table.column("date").take(rows_b)
+    return columns
+
+
+def _chip_table(
+    before: EmbeddingCollection, after: EmbeddingCollection, matched: Matched, distance: np.ndarray
+) -> pa.Table:
+    import pyarrow as pa
+
+    from clay_core.parquet import GEOMETRY
+
+    columns = _base_columns(before, after, matched)
+    columns["change"] = pa.array(distance, pa.float32())
+    columns[GEOMETRY] = before.table.column(GEOMETRY).take(pa.array(matched.rows_a, pa.int64()))
+    return pa.table(columns)
+
+
+def _patch_table(
+    before: EmbeddingCollection, after: EmbeddingCollection, matched: Matched, distance: np.ndarray
+) -> pa.Table:
+    """One row per patch of every matched chip, with the patch polygon (writer's rule, from utm_bbox/epsg)."""
+    import pyarrow as pa
+
+    from clay_core.parquet import GEOMETRY, rings_to_wkb
+    from clay_core.patches import explode_patch_rings, patch_rings_crs84
+    from clay_core.similarity import exterior_rings
+
+    pairs, h, w = distance.shape
+    chip = _base_columns(before, after, matched)
+    repeat = pa.array(np.repeat(np.arange(pairs), h * w), pa.int64())
+    columns = {name: values.take(repeat) for name, values in chip.items()}
+    grid_rows, grid_cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    columns["patch_row"] = pa.array(np.tile(grid_rows.ravel(), pairs), pa.int32())
+    columns["patch_col"] = pa.array(np.tile(grid_cols.ravel(), pairs), pa.int32())
+    columns["change"] = pa.array(distance.reshape(-1), pa.float32())
+    if "utm_bbox" in chip:
+        rings = patch_rings_crs84(
+            np.asarray(chip["utm_bbox"].to_pylist(), dtype=np.float64),
+            chip["epsg"].to_numpy(zero_copy_only=False),
+            h,
+            w,
+        )
+    else:
+        wkb = before.table.column(GEOMETRY).take(pa.array(matched.rows_a, pa.int64())).to_pylist()
+        rings = explode_patch_rings(exterior_rings(wkb), h, w)
+    columns[GEOMETRY] = pa.array(rings_to_wkb(np.asarray(rings).reshape(pairs * h * w, -1, 2)), pa.binary())
+    return pa.table(columns)

@@ -79,6 +79,7 @@ class FileInfo:
     width: int | None  # None until the first batch tells (plain list columns)
     clay: dict[str, Any]
     geo: dict[str, Any]
+    columns: tuple[str, ...]  # every column name, from the footer read once
 
 
 @dataclass
@@ -127,6 +128,12 @@ class EmbeddingCollection:
 
     def source_file(self, row: int) -> str:
         return str(self.table.column(SOURCE_FILE)[int(row)].as_py())
+
+    def row_names(self, rows: Iterable[int]) -> list[str]:
+        """Chip ids for people: plain with one file, FILE:ID with several (looked up per row, not for every row)."""
+        if len(self.files) == 1:
+            return [self.chip_id(row) for row in rows]
+        return [f"{self.source_file(row)}:{self.chip_id(row)}" for row in rows]
 
     def _rows_where(self, chip_id: str, source_file: str | None = None) -> np.ndarray:
         """Rows with this chip id (and file), found by Arrow compute: no Python string per row."""
@@ -185,6 +192,7 @@ def _file_info(path: Path) -> FileInfo:
         width=int(width) if width else None,
         clay=_json_key(metadata, CLAY_KEY, path),
         geo=_json_key(metadata, GEO_KEY, path),
+        columns=tuple(schema.names),
     )
 
 
@@ -272,7 +280,7 @@ def read_collection(items: Iterable[str | Path]) -> EmbeddingCollection:
     tables = []
     for index, (info, name) in enumerate(zip(infos, _source_names(paths), strict=True)):
         read_vectors_into(info.path, vectors[offsets[index] : offsets[index + 1]])
-        columns = [column for column in pq.ParquetFile(info.path).schema_arrow.names if column != EMBEDDINGS]
+        columns = [column for column in info.columns if column != EMBEDDINGS]
         table = pq.read_table(info.path, columns=columns, pre_buffer=False).replace_schema_metadata(None)
         table = table.drop_columns([SOURCE_FILE]) if SOURCE_FILE in table.column_names else table
         tables.append(table.append_column(SOURCE_FILE, pa.array([name] * table.num_rows, pa.string())))

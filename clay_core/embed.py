@@ -35,6 +35,7 @@ from clay_core.errors import ClayInputError
 from clay_core.locations import load_satclip, satclip_metadata, satclip_vectors, satclip_width
 from clay_core.parquet import check_writable, chips_schema
 from clay_core.progress import NullReporter, Reporter
+from clay_core.provenance import public_source
 
 if TYPE_CHECKING:
     from clay_core.models.registry import EmbeddingModel
@@ -383,7 +384,7 @@ def _embed_loop(
         for record, reason in batch["failed"]:
             writer.add_failed(record.chip_id, reason)
             summary.chips_failed += 1
-            summary.problems.append(ChipProblem(record.chip_id, record.source_url, reason))
+            summary.problems.append(ChipProblem(record.chip_id, public_source(record.source_url), reason))
             if summary.chips_failed <= FAILURES_LOGGED:
                 reporter.log(f"skipped chip {record.chip_id}: {reason}", "warning")
             elif summary.chips_failed == FAILURES_LOGGED + 1:

@@ -333,6 +333,15 @@ def joint_mean(indexes: Sequence[SimilarityIndex]) -> np.ndarray:
     return (weights @ means / weights.sum()).astype(np.float32)
 
 
+def centre_jointly(indexes: Sequence[SimilarityIndex]) -> None:
+    """Centre indexes searched together on their joint mean (`joint_mean`), so their scores are those of one
+    index over all their rows; a lone index goes back to its own mean (a previous joint search may have moved
+    it)."""
+    mean = joint_mean(indexes) if len(indexes) > 1 else None
+    for index in indexes:
+        index.use_mean(mean)
+
+
 # ----------------------------------------------------------------------------------------------
 # Two-stage scoring for large searches: a PCA sketch for every row, exact scores for the best ones
 # ----------------------------------------------------------------------------------------------
@@ -508,14 +517,3 @@ def row_at_point(rings: Sequence[np.ndarray], lon: float, lat: float, *, bounds:
             "file: click or give a point on a chip"
         )
     return rows[0]
-
-
-def parse_point(text: str) -> tuple[float, float]:
-    """ "LON,LAT" -> (lon, lat) with a message that says what is wrong."""
-    try:
-        lon, lat = (float(part) for part in text.split(","))
-    except ValueError:
-        raise ClayInputError(f"--point must be LON,LAT in degrees (e.g. 12.55,52.48), got {text!r}") from None
-    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise ClayInputError(f"--point {text!r} is not LON,LAT in degrees (lon first, then lat)")
-    return lon, lat

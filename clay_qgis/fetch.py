@@ -9,6 +9,8 @@ Web imagery (the wms provider's ARGB32 images) becomes three float bands named r
 values are taken as a true-colour rendering in ESA's Sentinel-2 L2A TCI convention (255 = reflectance 0.2,
 i.e. DN 2000) and scaled back to reflectance DN, the units the Sentinel-2 L2A normalisation of Clay v1.5
 expects; transparent pixels become nodata (NaN). Other providers keep their values and band numbers.
+The layer's source, credentials removed, goes into the file as clay_core.provenance.SOURCE_TAG: the worker
+writes it as the embeddings' source_url in place of the temporary file's path.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from qgis.core import (
 
 from clay_core.errors import ClayInputError
 from clay_core.grid.utm import utm_epsg
+from clay_core.provenance import SOURCE_TAG, strip_credentials
 from clay_qgis.algorithms.rasters import to_crs
 
 DEFAULT_RESOLUTION_M = 10.0
@@ -211,6 +214,8 @@ def _create(plan: FetchPlan, path: Path, names: tuple[str, ...], image: bool):
     srs.ImportFromEPSG(plan.epsg)
     dataset.SetProjection(srs.ExportToWkt())
     dataset.SetMetadataItem("CLAY_FETCHED_FROM", plan.layer.name())
+    # The output's source_url: the layer's own source (the file is temporary), never its credentials.
+    dataset.SetMetadataItem(SOURCE_TAG, layer_source(plan.layer))
     colours = (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand)
     for index, name in enumerate(names, start=1):
         band = dataset.GetRasterBand(index)
@@ -219,6 +224,12 @@ def _create(plan: FetchPlan, path: Path, names: tuple[str, ...], image: bool):
         if image:
             band.SetColorInterpretation(colours[index - 1])
     return dataset
+
+
+def layer_source(layer) -> str:
+    """The layer's data source string (WMS/XYZ/WCS URI, database connection) without credentials: what the
+    embeddings name as their source_url."""
+    return strip_credentials(layer.source())
 
 
 def _pipe(plan: FetchPlan) -> QgsRasterPipe:

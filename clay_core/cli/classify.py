@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clay_core.cli.similar import SHOWN_MATCHES, add_inputs_argument, row_names
+from clay_core.cli._examples import SHOWN_MATCHES, add_example_arguments, add_inputs_argument
 from clay_core.errors import ClayInputError
 from clay_core.progress import JsonLinesReporter, Reporter
 
@@ -22,21 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "`probability` of being positive, best first.",
     )
     add_inputs_argument(parser)
-    parser.add_argument("--positive", action="append", default=[], metavar="ID", help="positive chip id (FILE:ID)")
-    parser.add_argument("--negative", action="append", default=[], metavar="ID", help="negative chip id (FILE:ID)")
-    parser.add_argument(
-        "--positive-point",
-        action="append",
-        default=[],
-        metavar="LON,LAT",
-        help="positive example: the chip containing this point",
-    )
-    parser.add_argument(
-        "--negative-point",
-        action="append",
-        default=[],
-        metavar="LON,LAT",
-        help="negative example: the chip containing this point",
+    add_example_arguments(
+        parser,
+        chip="--positive",
+        point="--positive-point",
+        negative_chip="--negative",
+        negative_point="--negative-point",
     )
     parser.add_argument("--labels", type=Path, metavar="FILE", help="point (or polygon) file with a label field")
     parser.add_argument(
@@ -75,8 +66,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
 
     from clay_core import validate
     from clay_core.classify import DEFAULT_L2, fit_classifier
-    from clay_core.cli._examples import ExampleFinder
     from clay_core.collection import read_collection, write_rows
+    from clay_core.example_rows import ExampleFinder
     from clay_core.similarity import SimilarityIndex, ranks, select_matches
 
     if not (args.positive or args.positive_point or args.labels):
@@ -143,7 +134,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         "above_half": int(np.count_nonzero(probability >= 0.5)),
         "best": [
             {"chip_id": name, "probability": round(float(probability[row]), 6)}
-            for name, row in zip(row_names(collection, best), best, strict=True)
+            for name, row in zip(collection.row_names(best), best, strict=True)
         ],
     }
     reporter.result(result)

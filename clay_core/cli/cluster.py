@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clay_core.cli.similar import add_inputs_argument
+from clay_core.cli._examples import add_inputs_argument
 from clay_core.progress import JsonLinesReporter, Reporter
 
 

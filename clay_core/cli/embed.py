@@ -94,10 +94,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_band_map(text: str | None) -> dict[str, int | str] | None:
-    return validate.band_map(text)
-
-
 def embed_options(args: argparse.Namespace, metadata: dict[str, Any] | None = None) -> EmbedOptions:
     from clay_core.embed import EmbedOptions
 
@@ -134,7 +130,7 @@ def embed_job(args: argparse.Namespace) -> EmbedJob:
         bbox=validate.bbox(args.bbox, "--bbox", args.bbox_crs) if args.bbox else None,
         bbox_crs=args.bbox_crs,
         date=parse_date(args.date, "--date") if args.date else None,
-        band_map=parse_band_map(args.band_map),
+        band_map=validate.band_map(args.band_map),
         resolution_m=args.resolution,
         no_sign_request=args.no_sign_request,
         device=args.device,

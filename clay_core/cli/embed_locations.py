@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
-from typing import Any
 
 from clay_core.cli._common import add_device_argument, parse_bbox
-from clay_core.errors import ClayInputError
+from clay_core.location_job import DEFAULT_BATCH_SIZE, LocationJob
 from clay_core.progress import Reporter
 
 
@@ -32,73 +30,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", help="layer of a multi-layer vector file")
     parser.add_argument("--id-field", help="field with unique point ids (default: row number)")
     add_device_argument(parser)
-    parser.add_argument("--batch-size", type=int, default=8192, help="points per batch")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="points per batch")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
 
 
-def _load_points(args: argparse.Namespace) -> Any:  # PointSet
-    from clay_core.locations import grid_points, read_points
-
-    if args.points and (args.bbox or args.spacing):
-        raise ClayInputError("give either POINTS or --bbox with --spacing (a grid), not both")
-    if args.points:
-        return read_points(
-            args.points,
-            lon_column=args.lon_column,
-            lat_column=args.lat_column,
-            layer=args.layer,
-            id_field=args.id_field,
-        )
-    if args.bbox is None or args.spacing is None:
-        raise ClayInputError("no points: give a POINTS file, or --bbox W,S,E,N and --spacing DEG for a grid")
-    return grid_points(parse_bbox(args.bbox), args.spacing)
-
-
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
-    import numpy as np
-
-    from clay_core.locations import load_satclip, write_point_embeddings
-    from clay_core.models.satclip import check_lonlat
-    from clay_core.parquet import check_writable
-
-    if not (args.checkpoint or args.model):
-        raise ClayInputError("no model: pass --checkpoint satclip-*.ckpt (or --model satclip-l10 for random weights)")
-    if args.batch_size < 1:
-        raise ClayInputError("--batch-size must be at least 1")
-    output = Path(args.output).expanduser()
-    check_writable(output, args.overwrite)  # before any point is read or embedded
-    points = _load_points(args)
-    check_lonlat(points.lonlat)
-    model = load_satclip(args.checkpoint or args.model, device=args.device)
-    if args.model:
-        reporter.log(
-            f"{args.model} has random weights: use --checkpoint with a released SatCLIP .ckpt for real embeddings",
-            level="warning",
-        )
-    total = len(points.lonlat)
-    reporter.start(total, f"embedding {total} points with {model.name} on {model.plan.device}")
-    started = time.perf_counter()
-    parts = []
-    for start in range(0, total, args.batch_size):
-        chunk = points.lonlat[start : start + args.batch_size]
-        parts.append(model.embed_float64(chunk).astype(np.float32))
-        reporter.advance(len(chunk))
-    seconds = time.perf_counter() - started
-    embeddings = np.concatenate(parts)
-    metadata = model.metadata("location")
-    metadata.update({"points": total, "source": args.points or f"grid bbox={args.bbox} spacing={args.spacing}"})
-    path = write_point_embeddings(output, points, embeddings, metadata, overwrite=args.overwrite)
-    result = {
-        "output": str(path),
-        "points": total,
-        "model": model.name,
-        "embedding_dim": int(embeddings.shape[1]),
-        "device": model.plan.device,
-        "seconds": round(seconds, 3),
-        "points_per_second": round(total / seconds, 1) if seconds > 0 else None,
-    }
-    reporter.result(result)
+    job = LocationJob(
+        output=Path(args.output),
+        checkpoint=args.checkpoint,
+        preset=args.model,
+        points=args.points,
+        bbox=parse_bbox(args.bbox) if args.bbox else None,
+        spacing=args.spacing,
+        lon_column=args.lon_column,
+        lat_column=args.lat_column,
+        layer=args.layer,
+        id_field=args.id_field,
+        device=args.device,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+    )
+    summary = job.run(reporter)
+    reporter.result(summary.as_dict())
     if args.progress != "json":
-        print(f"wrote {total} point embeddings ({embeddings.shape[1]}-d) to {path}")
+        print(f"wrote {summary.points} point embeddings ({summary.embedding_dim}-d) to {summary.output}")
     return 0

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clay_core.cli._examples import SHOWN_MATCHES, add_example_arguments, add_inputs_argument
 from clay_core.errors import ClayInputError
 from clay_core.progress import JsonLinesReporter, Reporter
 
@@ -15,49 +16,6 @@ if TYPE_CHECKING:  # numpy loads in run(): argument parsing stays light
     import numpy as np
 
     from clay_core.collection import EmbeddingCollection
-
-SHOWN_MATCHES = 10
-
-
-def add_inputs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "embeddings",
-        nargs="+",
-        metavar="EMB.gpq",
-        help="embeddings GeoParquet file(s), folders of them or glob patterns: one search over all",
-    )
-
-
-def add_example_arguments(parser: argparse.ArgumentParser, negatives: bool = True) -> None:
-    parser.add_argument(
-        "--chip",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="positive example chip id (FILE:ID when the id is in several files)",
-    )
-    parser.add_argument(
-        "--point",
-        action="append",
-        default=[],
-        metavar="LON,LAT",
-        help="positive example: the chip containing this point (degrees)",
-    )
-    if negatives:
-        parser.add_argument(
-            "--negative-chip",
-            action="append",
-            default=[],
-            metavar="ID",
-            help="negative example chip id (the query moves away from it)",
-        )
-        parser.add_argument(
-            "--negative-point",
-            action="append",
-            default=[],
-            metavar="LON,LAT",
-            help="negative example: the chip containing this point",
-        )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,8 +46,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     import pyarrow as pa
 
     from clay_core import validate
-    from clay_core.cli._examples import ExampleFinder
     from clay_core.collection import read_collection, write_rows
+    from clay_core.example_rows import ExampleFinder
     from clay_core.similarity import SimilarityIndex, select_matches
 
     if not (args.chip or args.point):
@@ -125,13 +83,6 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
-def row_names(collection: EmbeddingCollection, rows) -> list[str]:
-    """Chip ids for people: plain with one file, FILE:ID with several (looked up per row, not for every row)."""
-    if len(collection.files) == 1:
-        return [collection.chip_id(row) for row in rows]
-    return [f"{collection.source_file(row)}:{collection.chip_id(row)}" for row in rows]
-
-
 def summary(
     output: Path,
     collection: EmbeddingCollection,
@@ -148,11 +99,11 @@ def summary(
         "searched": len(collection),
         "rows": int(len(keep)),
         "scoring": "raw cosine" if raw else "centred cosine",
-        "positives": sorted(set(row_names(collection, positives))),
-        "negatives": sorted(set(row_names(collection, negatives))),
+        "positives": sorted(set(collection.row_names(positives))),
+        "negatives": sorted(set(collection.row_names(negatives))),
         "best": [
             {"chip_id": name, "similarity": round(float(scores[row]), 6)}
-            for name, row in zip(row_names(collection, best), best, strict=True)
+            for name, row in zip(collection.row_names(best), best, strict=True)
         ],
     }
 

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clay_core import validate
 from clay_core.device_options import DEVICES, PRECISIONS
-from clay_core.errors import ClayInputError
-from clay_core.models.clay_v0_bands import DEFAULT_BAND_GROUPS
+from clay_core.models.clay_v0_bands import DEFAULT_BAND_GROUPS, select_band_groups
 from clay_core.progress import JsonLinesReporter, Reporter
 
 if TYPE_CHECKING:  # torch and the models load in run(): `clay --help` must not pay for them
@@ -146,29 +146,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def band_groups_option(text: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """ "rgb,nir" -> those v0 groups (with their band indices), in v0 order."""
-    known = dict(DEFAULT_BAND_GROUPS)
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
-    if unknown or not names:
-        raise ClayInputError(
-            f"--band-groups {text!r}: unknown or no group(s) {', '.join(unknown)}; choose from {','.join(known)}"
-        )
-    return tuple((name, indices) for name, indices in DEFAULT_BAND_GROUPS if name in names)
-
-
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     from clay_core.train import TrainSettings
 
     overrides = {k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None}
     if getattr(args, "band_groups", None):
-        overrides["band_groups"] = band_groups_option(args.band_groups)
+        overrides["band_groups"] = select_band_groups(args.band_groups)
     source_options = {k: getattr(args, k) for k in _SOURCE_OPTIONS if getattr(args, k, None) is not None}
     if getattr(args, "band_map", None):
-        from clay_core.cli.embed import parse_band_map
-
-        source_options["band_map"] = parse_band_map(args.band_map)
+        source_options["band_map"] = validate.band_map(args.band_map)
     return TrainSettings(
         sources=list(args.sources),
         output=args.output,

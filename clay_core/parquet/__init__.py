@@ -3,7 +3,7 @@
 Layout (DESIGN.md "GeoParquet output", spec/clay.md section 4). The first four columns are exactly what
 Clay v0 wrote, so tools made for Clay's published embeddings read our files:
 
-    source_url  string          chip file / scene the pixels came from
+    source_url  string          chip file / scene the pixels came from: absolute path or URL, no credentials
     date        date32          acquisition date
     embeddings  fixed_size_list<float32>[D]   one row's embedding flattened in (g, h, w, d) / (h, w, d) order
     geometry    binary (WKB)    5-point polygon of the 4 UTM corners transformed to OGC:CRS84 (lon, lat)

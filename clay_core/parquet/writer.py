@@ -27,6 +27,7 @@ from clay_core.parquet.reader import (
     SATCLIP,
 )
 from clay_core.patches import exploded_row_shape, patch_bounds, per_patch
+from clay_core.provenance import public_source
 
 # Keep a row group to about this many bytes of embeddings: group-level rows are 4.7 MB each and one
 # row group per file would make every reader hold the whole file in memory.
@@ -220,7 +221,7 @@ def chips_table(
         return [v for v in values for _ in range(repeat)]
 
     columns: dict[str, pa.Array] = {
-        "source_url": pa.array(rep([str(r.source_url) for r in records]), pa.string()),
+        "source_url": pa.array(rep(_public_sources(records)), pa.string()),
         "date": pa.array(rep([r.date for r in records]), pa.date32()),
         EMBEDDINGS: embeddings_array(flat),
         GEOMETRY: pa.array(rings_to_wkb(rings), pa.binary()),
@@ -410,3 +411,10 @@ def write_geoparquet(
 def output_name(mgrs: str, min_date: Any, max_date: Any, version: int = 1) -> str:
     """Clay's file naming: {MGRS}_{MINDATE:%Y%m%d}_{MAXDATE:%Y%m%d}_v{VERSION:03d}.gpq"""
     return f"{mgrs}_{min_date:%Y%m%d}_{max_date:%Y%m%d}_v{int(version):03d}.gpq"
+
+
+def _public_sources(records: Sequence[ChipLike]) -> list[str]:
+    """Each chip's source as the file may show it (absolute path, URL without credentials), worked out once per
+    distinct source."""
+    public: dict[str, str] = {}
+    return [public.setdefault(str(r.source_url), public_source(str(r.source_url))) for r in records]

@@ -23,10 +23,11 @@ from clay_core.errors import ClayInputError
 from clay_core.grid.chips import ChipGrid, snap_bounds
 from clay_core.grid.utm import utm_epsg
 from clay_core.patches import utm_zone_of_epsg
+from clay_core.provenance import SOURCE_TAG, shared_source
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
 from clay_core.sources.files import DatasetCache, gdal_env, open_raster, stem
-from clay_core.sources.sentinel2 import band_from_filename, canonical_band, common_parent
+from clay_core.sources.sentinel2 import band_from_filename, canonical_band
 from clay_core.sources.windows import read_chip, resampling_method
 
 Bounds = tuple[float, float, float, float]
@@ -71,6 +72,7 @@ class RasterSource:
     _epsg: int = field(init=False, default=0, repr=False)
     _grid: ChipGrid = field(init=False, repr=False)
     _coverage: Bounds = field(init=False, repr=False)
+    _source_url: str = field(init=False, default="", repr=False)
     _cache: DatasetCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +87,8 @@ class RasterSource:
         self.bands = tuple(b.band for b in self._plan)
         self.date = self.date or _date_from(headers)
         self._layout(headers)
+        # A raster QGIS fetched from a web layer names that layer: its own path is a temporary file.
+        self._source_url = shared_source([h["tags"].get(SOURCE_TAG) or h["url"] for h in headers])
 
     # ---- setup -----------------------------------------------------------------------------------
     def _header(self, url: str) -> dict:
@@ -227,7 +231,7 @@ class RasterSource:
         name = re.sub(r"[^0-9A-Za-z-]+", "-", stem(self.files[0])).strip("-") or "raster"
         date = self.acquired
         day = date.strftime("%Y%m%d")
-        url = self.files[0] if len(self.files) == 1 else common_parent(self.files)
+        url = self._source_url
         return [
             ChipRecord(
                 f"{name}_{day}_{row:03d}_{col:03d}",

@@ -12,7 +12,6 @@ pixels outside the files (or DN 0, the Sentinel-2 fill value) are NaN.
 from __future__ import annotations
 
 import datetime
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ import numpy as np
 from clay_core.errors import ClayInputError
 from clay_core.grid.chips import ChipGrid, snap_bounds
 from clay_core.grid.mgrs import MgrsTile, parse_tile, tile_at_utm
+from clay_core.provenance import shared_source
 from clay_core.sensors import CLAY_V0
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
 from clay_core.sources.decoded import DecodedBands
@@ -150,7 +150,7 @@ class Sentinel2Scene:
                 "give it with --date YYYY-MM-DD (QGIS: Acquisition date)"
             )
         if not self.source_url:
-            self.source_url = common_parent(list(self.band_files.values()))
+            self.source_url = shared_source(list(self.band_files.values()))
         self._cache = DatasetCache(self.no_sign_request)
         self._decoded = DecodedBands()
 
@@ -239,12 +239,6 @@ class Sentinel2Scene:
             if plane is not None:
                 return plane[0]
         return read_chip(dataset, [1], record.utm_bounds, record.epsg, record.size, method, zero_is_nodata=True)[0]
-
-
-def common_parent(urls: list[str]) -> str:
-    """The folder (or prefix) all `urls` share."""
-    prefix = os.path.commonprefix(urls)
-    return prefix[: prefix.rfind("/")] if "/" in prefix else prefix
 
 
 def _common_date(urls: list[str]) -> datetime.date | None:

@@ -44,18 +44,6 @@ LEGEND_WIDTH_MM = 78.0
 TITLE_HEIGHT_MM = 14.0
 
 
-def stretch_for_display(raster) -> None:
-    """Reflectance (0-10000 in 16 bits) drawn as stored looks black: stretch every band to its 2-98 % cumulative
-    cut, as QGIS desktop does for imagery a person adds to the map."""
-    from qgis.core import QgsContrastEnhancement, QgsRasterLayer, QgsRasterMinMaxOrigin
-
-    if isinstance(raster, QgsRasterLayer) and raster.isValid():
-        raster.setContrastEnhancement(
-            QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum,
-            QgsRasterMinMaxOrigin.Limits.CumulativeCut,
-        )
-
-
 def _round_length(metres: float) -> float:
     """The largest 1, 2 or 5 x 10^n metres not above `metres` (scale bar segments)."""
     magnitude = 10 ** math.floor(math.log10(max(metres, 1e-3)))
@@ -96,8 +84,10 @@ class RenderMapAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Map image", "PNG files (*.png)"))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
-        # Imported here, not at module level: clay_qgis.layers pulls numpy/pyarrow, which plugin load must not pay.
-        from clay_qgis.layers import SIMILARITY, style_similarity
+        # Imported here, not at module level: clay_qgis.style pulls numpy, which plugin load must not pay.
+        from clay_qgis.schema import SIMILARITY
+        from clay_qgis.stretch import stretch_for_display
+        from clay_qgis.style import style_similarity
 
         source = self.parameterAsVectorLayer(parameters, self.INPUT, context)
         if source is None or not source.isValid():
@@ -138,7 +128,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
 
     @staticmethod
     def _scores(layer) -> tuple[list[float], bool]:
-        from clay_qgis.layers import EXAMPLE, NEGATIVE, SIMILARITY
+        from clay_qgis.schema import EXAMPLE, NEGATIVE, SIMILARITY
 
         scores, has_negatives = [], False
         example_index = layer.fields().indexOf(EXAMPLE)

@@ -20,7 +20,6 @@ from clay_core.similarity import (
     explode_patch_vectors,
     exterior_rings,
     normalise_rows,
-    parse_point,
     query_vector,
     ranks,
     row_at_point,
@@ -127,14 +126,6 @@ def test_point_lookup_on_wkb_polygons_any_byte_order():
     assert rows_at_point(rings, 0.9, 0.5) == [0]
     with pytest.raises(ClayInputError, match="not inside any chip"):
         row_at_point(rings, 5.0, 5.0)
-
-
-def test_parse_point_messages():
-    assert parse_point("12.5,52.4") == (12.5, 52.4)
-    with pytest.raises(ClayInputError, match="LON,LAT"):
-        parse_point("12.5")
-    with pytest.raises(ClayInputError, match="lon first"):
-        parse_point("52.4,200")
 
 
 def test_exploded_patches_match_the_writers_explode(tmp_path):
@@ -481,3 +472,16 @@ def test_several_indexes_score_as_one_search(vectors):
     np.testing.assert_allclose(joint, SimilarityIndex(vectors).search([3]).scores, atol=1e-5)
     first.use_mean(None)
     np.testing.assert_allclose(first.search([3]).scores, centred_reference(vectors[:20], [3]), atol=1e-5)
+
+
+def test_centre_jointly_scores_several_indexes_as_one_and_a_lone_index_on_its_own_mean(vectors):
+    from clay_core.similarity import centre_jointly
+
+    vectors += 1.0
+    first, second = SimilarityIndex(vectors[:15]), SimilarityIndex(vectors[15:])
+    centre_jointly([first, second])
+    direction = second.direction([4])
+    joint = np.concatenate([first.scores(direction, centred=True), second.scores(direction, centred=True)])
+    np.testing.assert_allclose(joint, SimilarityIndex(vectors).search([19]).scores, atol=1e-5)
+    centre_jointly([second])  # searched alone again: its own mean, not the last joint one
+    np.testing.assert_allclose(second.search([4]).scores, centred_reference(vectors[15:], [4]), atol=1e-5)

@@ -89,3 +89,14 @@ def test_band_map_refuses_what_is_not_band_equals_where(text: str) -> None:
     and each item has exactly one '='."""
     with pytest.raises(ClayInputError, match="must look like B04=1"):
         validate.band_map(text, "band mapping")
+
+
+def test_point_is_lon_lat_in_degrees_with_the_option_named():
+    assert validate.point("12.5,52.4") == (12.5, 52.4)
+    assert validate.point(" -21.3, 64.1 ", "--positive-point") == (-21.3, 64.1)
+    with pytest.raises(ClayInputError, match="--point must be LON,LAT"):
+        validate.point("12.5")
+    with pytest.raises(ClayInputError, match="--negative-point '52.4,200' is not LON,LAT.*lon in"):
+        validate.point("52.4,200", "--negative-point")
+    with pytest.raises(ClayInputError, match="not LON,LAT"):
+        validate.point("nan,1")

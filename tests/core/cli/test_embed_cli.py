@@ -577,3 +577,34 @@ def test_embed_refuses_a_resolution_that_is_not_positive(scene, tmp_path, capsys
     code = main(["embed", str(scene), "-o", str(tmp_path / "x.gpq"), *TINY, "--resolution", value])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "must be a positive number of metres per pixel" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("relative", "kind"),
+    [("S2", "scene folder"), ("S2/T33UUU_20200101T101010_B04.tif", "raster file"), ("S2/../S2", "scene folder")],
+)
+def test_a_relative_source_is_written_as_an_absolute_path(scene, tmp_path, capsys, monkeypatch, relative, kind):
+    """Clay's published files name each chip's source by an absolute URL: a path typed relative to the working
+    folder is written absolute, so the row still leads to its pixels from anywhere."""
+    x0, y0 = parse_tile("33UUU").origin
+    monkeypatch.chdir(scene.parent)
+    out = tmp_path / "relative.gpq"
+    code = main(
+        [
+            "embed",
+            relative,
+            "-o",
+            str(out),
+            *TINY,
+            "--workers",
+            "0",
+            "--bbox",
+            f"{x0},{y0 - 640},{x0 + 640},{y0}",
+            "--bbox-crs",
+            "32633",
+        ]
+    )
+    assert code == 0, capsys.readouterr()
+    urls = set(read_embeddings(out).table.column("source_url").to_pylist())
+    expected = scene if kind == "scene folder" else scene / "T33UUU_20200101T101010_B04.tif"
+    assert urls == {str(expected)} and Path(urls.pop()).is_absolute()

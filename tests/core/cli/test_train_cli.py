@@ -92,9 +92,9 @@ def test_clay_train_bad_input_exits_2(tmp_path: Path) -> None:
 
 
 def test_band_groups_option_selects_v0_groups(tmp_path: Path) -> None:
-    from clay_core.cli.train import band_groups_option
+    from clay_core.models.clay_v0_bands import select_band_groups
 
-    assert band_groups_option("swir, rgb") == (("rgb", (2, 1, 0)), ("swir", (8, 9)))  # v0 order kept
+    assert select_band_groups("swir, rgb") == (("rgb", (2, 1, 0)), ("swir", (8, 9)))  # v0 order kept
     chips = write_chip_folder(tmp_path / "chips", count=1, size=32)
     assert (
         main(
