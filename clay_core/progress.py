@@ -40,7 +40,8 @@ class JsonLinesReporter:
         self._min_interval_s = min_interval_s
 
     def _emit(self, payload: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(redacted(payload), default=str) + "\n")
+        # default: a value JSON has no type for (a Path, a date) is written as its text, redacted too
+        self._stream.write(json.dumps(redacted(payload), default=lambda value: redact(str(value))) + "\n")
         self._stream.flush()
 
     def start(self, total: int | None, message: str = "") -> None:
