@@ -384,10 +384,34 @@ class SetupPlan:
             "clay_core_sha256": self.clay_core.sha256,
             "torch": self.torch.requirement,
             "torch_pip_args": list(self.torch.pip_args),
-            "pip_args": self.pip_args,
+            # PIP_ARGS may name a private index with its password: the stamp keeps it redacted (for people) and
+            # a salted, slow hash of the real options (a re-run with other options installs again).
+            "pip_args": [redact(arg) for arg in self.pip_args],
+            **pip_args_fingerprint(self.pip_args),
             "base_python": self.base.python or "",
             "uv": bool(self.base.uv),
         }
+
+
+PIP_ARGS_HASH_ROUNDS = 100_000  # PBKDF2 rounds: a weak index password in the stamp's hash resists guessing
+
+
+def pip_args_fingerprint(pip_args: list[str], salt: str | None = None) -> dict[str, str]:
+    """What the stamp records of the installer options: a salted PBKDF2 hash, never the options themselves."""
+    salt = salt if salt is not None else os.urandom(16).hex()
+    digest = hashlib.pbkdf2_hmac("sha256", json.dumps(pip_args).encode(), bytes.fromhex(salt), PIP_ARGS_HASH_ROUNDS)
+    return {"pip_args_salt": salt, "pip_args_sha256": digest.hex()}
+
+
+def same_pip_args(stamp: dict[str, Any], pip_args: list[str]) -> bool:
+    """True when `stamp` was written with these installer options (a stamp without their hash: never)."""
+    salt, recorded = stamp.get("pip_args_salt"), stamp.get("pip_args_sha256")
+    if not isinstance(salt, str) or not isinstance(recorded, str):
+        return False
+    try:
+        return pip_args_fingerprint(pip_args, salt)["pip_args_sha256"] == recorded
+    except ValueError:  # a salt that is not hex: a stamp edited by hand
+        return False
 
 
 @dataclass
@@ -421,21 +445,22 @@ def setup_runtime(
     python = venv_python(folder)
     _step(feedback, 1, "Checking the runtime folder")
     _check_folder(folder)
-    if previous and python.is_file():
-        plan_stamp_keys = {"clay_core_sha256": clay_core.sha256, "pip_args": args}
-        if all(previous.get(key) == value for key, value in plan_stamp_keys.items()) and (
-            not torch.strip() or previous.get("torch") == torch.strip()
-        ):
-            _step(feedback, 50, f"Runtime in {folder} is up to date; verifying it")
-            try:
-                report = verify(python, clay_core.version, feedback)
-            except RuntimeSetupError as exc:
-                # e.g. its base Python was removed by a QGIS upgrade: repair it instead of giving up.
-                feedback.pushInfo(f"The runtime needs repair ({exc}); installing again")
-                previous, force_clay_core = {}, True
-            else:
-                feedback.setProgress(100)
-                return SetupResult(str(python), report, False, time.monotonic() - started, ["verify"])
+    up_to_date = (
+        previous.get("clay_core_sha256") == clay_core.sha256
+        and same_pip_args(previous, args)
+        and (not torch.strip() or previous.get("torch") == torch.strip())
+    )
+    if previous and python.is_file() and up_to_date:
+        _step(feedback, 50, f"Runtime in {folder} is up to date; verifying it")
+        try:
+            report = verify(python, clay_core.version, feedback)
+        except RuntimeSetupError as exc:
+            # e.g. its base Python was removed by a QGIS upgrade: repair it instead of giving up.
+            feedback.pushInfo(f"The runtime needs repair ({exc}); installing again")
+            previous, force_clay_core = {}, True
+        else:
+            feedback.setProgress(100)
+            return SetupResult(str(python), report, False, time.monotonic() - started, ["verify"])
     base = base or find_base_python()
     if not torch.strip() and installed_torch[0]:
         # Automatic on a re-run keeps the build installed before (re-run with TORCH set to change it).
@@ -452,7 +477,7 @@ def setup_runtime(
         steps.append("create")
     need_torch = (
         previous.get("torch") != choice.requirement
-        or previous.get("pip_args") != args
+        or not same_pip_args(previous, args)
         or previous.get("torch_pip_args") != list(choice.pip_args)
         or "create" in steps
     )

@@ -3,6 +3,7 @@ fake nvidia-smi, one-line failures from real processes, cancel, and the stamp th
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -278,3 +279,33 @@ def test_installer_options_are_split_like_a_shell_and_keep_windows_paths():
     ]
     with pytest.raises(ValueError):
         runtime.split_pip_args("--proxy 'unbalanced", posix=True)
+
+
+def _stub_runtime_folder(folder: Path) -> Path:
+    """A runtime folder whose bin/python is the test's own Python (it has torch and clay_core): verify runs real."""
+    folder.mkdir()
+    (folder / "pyvenv.cfg").write_text("")
+    return executable(runtime.venv_python(folder), f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+
+
+def test_the_stamp_keeps_no_index_password_and_still_tells_a_change_of_pip_args(tmp_path: Path):
+    """PIP_ARGS with a private index's password: the stamp holds it neither plain nor as a bare hash; the same
+    options again only verify, other options install again (here pip refuses the unknown option: one line)."""
+    secret_args = ["--index-url", "https://bob:hunter2pw@pypi.example/simple", "--no-such-option-x"]
+    folder = tmp_path / "runtime"
+    _stub_runtime_folder(folder)
+    base = runtime.BasePython(sys.executable, None, "3.11")
+    package = runtime.ClayCorePackage(str(tmp_path / "none.whl"), "1" * 64, "")
+    plan = runtime.SetupPlan(folder, base, runtime.TorchChoice("torch==2.13.0"), package, secret_args)
+    runtime.write_stamp(folder, plan.stamp())
+    text = (folder / runtime.STAMP_NAME).read_text()
+    assert "hunter2pw" not in text and "pypi.example/simple" in text
+    assert runtime._sha256(json.dumps(secret_args).encode()) not in text  # a plain hash would be guessable
+
+    again = runtime.setup_runtime(folder, "", secret_args, Recorder(), base=base, clay_core=package)
+    assert again.steps == ["verify"] and not again.installed
+    with pytest.raises(runtime.RuntimeSetupError, match="no such option: --no-such-option-y"):
+        runtime.setup_runtime(
+            folder, "", [*secret_args[:2], "--no-such-option-y"], Recorder(), base=base, clay_core=package
+        )
+    assert (folder / runtime.STAMP_NAME).read_text() == text  # a failed install leaves the stamp as it was
