@@ -158,12 +158,14 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
     terminate on cancel, and return the worker's result dict."""
     python = worker_python()
     command = [python, "-m", "clay_core", "--progress", "json", *arguments]
+    # The arguments go through stdin (clay --args-from -), not the command line: a layer's data source may hold a
+    # password or token, and any local user can read a process's command line (ps, /proc/PID/cmdline).
     # Own session (process group): cancel must also stop the DataLoader worker processes it forks.
     process = subprocess.Popen(
-        command,
+        [*command[:5], "--args-from", "-"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         text=True,
         env=worker_environment(python),
         bufsize=1,
@@ -171,6 +173,7 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
     )
     if feedback is not None:
         feedback.pushDebugInfo(redact(f"worker (pid {process.pid}): " + " ".join(command)))
+    _send_arguments(process, arguments)
     lines: queue.Queue = queue.Queue()
     threads = [
         threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
@@ -191,6 +194,16 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
     if returncode != 0 or result is None:
         raise WorkerError(_friendly_error(last_error, stderr_tail, returncode))
     return result
+
+
+def _send_arguments(process: subprocess.Popen, arguments: list[str]) -> None:
+    """The arguments as one JSON list on the worker's stdin, then EOF. A worker that died before reading them
+    (a broken runtime) closed its end: its own error on stderr tells what went wrong."""
+    assert process.stdin is not None
+    with contextlib.suppress(BrokenPipeError, OSError):
+        process.stdin.write(json.dumps(arguments))
+    with contextlib.suppress(BrokenPipeError, OSError):
+        process.stdin.close()
 
 
 def _follow(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import json
 import logging
 import os
 import pkgutil
@@ -17,6 +18,7 @@ import re
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import clay_core
@@ -47,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress for people (bar, on stderr) or for programs (json lines on stdout)",
     )
     parser.add_argument("--debug", action="store_true", help="print the traceback of internal errors")
+    parser.add_argument(
+        ARGS_FROM,
+        metavar="FILE",
+        help="read the arguments as a JSON list of strings from FILE (- for stdin), so that no password or token "
+        "in them shows on the process's command line (ps); the other arguments follow them",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module_info.name.startswith("_"):
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
+        arguments = expand_arguments_file(arguments, parser)
         args = parser.parse_args(join_negative_values(arguments, parser))
     except SystemExit as exit_:  # --help, --version, or a one-line usage error (already printed)
         return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
@@ -137,6 +146,36 @@ def describe_os_error(exc: OSError) -> str:
     }
     fix = fixes.get(exc.errno, exc.strerror or str(exc))
     return f"{fix} ({exc.filename})" if exc.filename else fix
+
+
+ARGS_FROM = "--args-from"
+
+
+def expand_arguments_file(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--args-from FILE` replaced by the JSON list of strings in FILE (`-`: stdin). The QGIS worker passes its
+    arguments so: a layer's data source may carry a password, and every local user sees a command line."""
+    for index, token in enumerate(argv):
+        if token == "--":
+            break
+        if token == ARGS_FROM or token.startswith(ARGS_FROM + "="):
+            inline = token.partition("=")[2] if "=" in token else None
+            where = inline if inline is not None else (argv[index + 1] if index + 1 < len(argv) else None)
+            if not where:
+                parser.error(f"{ARGS_FROM} needs a file name (or - for stdin)")
+            rest = argv[index + (1 if inline is not None else 2) :]
+            return [*argv[:index], *_read_arguments(where, parser), *rest]
+    return argv
+
+
+def _read_arguments(where: str, parser: argparse.ArgumentParser) -> list[str]:
+    try:
+        text = sys.stdin.read() if where == "-" else Path(where).read_text(encoding="utf-8")
+        loaded = json.loads(text)
+    except (OSError, ValueError) as exc:
+        parser.error(f"{ARGS_FROM} {where}: cannot read a JSON list of arguments ({exc})")
+    if not isinstance(loaded, list) or not all(isinstance(item, str) for item in loaded):
+        parser.error(f'{ARGS_FROM} {where}: expected a JSON list of strings, like ["info", "--json"]')
+    return loaded
 
 
 # A value that starts with "-" and a digit (a negative coordinate, "-21.3,64.1") would otherwise be taken

@@ -151,3 +151,28 @@ def test_the_history_command_names_the_layer_without_credentials(clay_provider, 
         QgsProject.instance().removeMapLayer(layer.id())
     assert command.startswith('processing.run("clay:embed"') and f"127.0.0.1:{served.port}/good.tif" in command
     assert_no_secret(command, "the history command")
+
+
+def test_the_worker_command_line_holds_no_credentials(clay_provider, served, tmp_path, monkeypatch):
+    """Any local user can read a process's command line (ps, /proc/PID/cmdline): the worker gets a layer's data
+    source with its secret on stdin, and its command line, read while it runs, has none."""
+    import subprocess
+
+    from clay_core.parquet import read_embeddings
+    from clay_qgis import worker
+
+    seen: list[str] = []
+
+    class WatchedPopen(subprocess.Popen):
+        def __init__(self, args, **kwargs) -> None:
+            super().__init__(args, **kwargs)
+            # Popen returns after the child's exec: this is the worker's command line as ps shows it.
+            seen.append(Path(f"/proc/{self.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+
+    monkeypatch.setattr(worker.subprocess, "Popen", WatchedPopen)
+    layer = url_layer(served.url("good.tif", token=True, userinfo=True), "good")
+    out = tmp_path / "out" / "good.gpq"
+    result = run("clay:embed", base_parameters(out, INPUT=[layer], DATE="2020-01-01"), RecordingFeedback())
+    assert result["CHIPS"] == 4 and read_embeddings(out).table.num_rows == 4  # read with the secret
+    assert seen and "clay_core" in seen[0], seen
+    assert_no_secret("\n".join(seen), "the worker's command line")
