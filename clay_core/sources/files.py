@@ -87,11 +87,31 @@ def gdal_env(url: str, no_sign_request: bool = False) -> contextlib.AbstractCont
     return rasterio.Env(**options)
 
 
+def gdal_filename(url: str) -> str:
+    """The name GDAL reads `url` by (what rasterio turns it into): /vsicurl/ for http(s), /vsis3/ for s3."""
+    if url.startswith(("http://", "https://")):
+        return "/vsicurl/" + url
+    if is_s3(url):
+        return "/vsis3/" + url[len("s3://") :]
+    return url
+
+
+def _uncached(url: str) -> contextlib.AbstractContextManager:
+    """GDAL remembers a remote file that failed (even with a 503) as missing, and a plain retry then fails with
+    "does not exist in the file system" without asking the server again: a retry reads it bypassing that cache.
+    GDAL splits CPL_VSIL_CURL_NON_CACHED at colons and matches prefixes, so for a URL with a scheme this covers
+    every file of that handler for the retry's duration; a retry is rare, and the cost is only speed."""
+    return rasterio.Env(CPL_VSIL_CURL_NON_CACHED=gdal_filename(url))
+
+
 def with_retries(action: Callable[[], T], url: str, attempts: int = 3, delay_s: float = 0.5) -> T:
     """Run `action`; for remote files retry transient failures with exponential backoff."""
     for attempt in range(1, attempts + 1):
         try:
-            return action()
+            if attempt == 1:
+                return action()
+            with _uncached(url):
+                return action()
         except (RasterioIOError, OSError) as error:
             if not is_remote(url) or attempt == attempts or not is_transient(error):
                 raise
