@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clay_core import layer_cache
+from clay_core.errors import ClayInputError
 from clay_core.parquet import read_embeddings, write_geoparquet
 from clay_core.sources.base import ChipRecord
 
@@ -154,3 +155,42 @@ def test_clay_layer_cache_bad_input_is_exit_2(tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_a_folder_of_other_files_is_refused_and_kept(tmp_path):
+    source = write_file(tmp_path / "e.gpq")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    rows = layer_cache.from_embedding_table(read_embeddings(source))
+    with pytest.raises(ClayInputError, match="not a Clay layer cache .*notes.txt"):
+        layer_cache.write_layer_cache(rows, mine, source)
+    assert (mine / "notes.txt").read_text() == "precious" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    with pytest.raises(ClayInputError, match="is a file"):
+        layer_cache.write_layer_cache(rows, source, source)
+    assert layer_cache.is_current(layer_cache.write_layer_cache(rows, mine / "new", source), source)
+
+
+def test_an_older_cache_and_an_empty_folder_are_replaced(tmp_path):
+    source = write_file(tmp_path / "e.gpq")
+    rows = layer_cache.from_embedding_table(read_embeddings(source))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert layer_cache.is_current(layer_cache.write_layer_cache(rows, empty, source), source)
+    write_file(tmp_path / "e.gpq", n=4, seed=1, overwrite=True)
+    newer = layer_cache.from_embedding_table(read_embeddings(source))
+    assert_same_rows(layer_cache.read_layer_cache(layer_cache.write_layer_cache(newer, empty, source)), newer)
+
+
+def test_clay_layer_cache_into_a_folder_of_other_files_is_exit_2_and_keeps_them(tmp_path):
+    source = write_file(tmp_path / "e.gpq")
+    result = subprocess.run(
+        [sys.executable, "-m", "clay_core", "layer-cache", str(source), "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("clay: error: ") and "new or empty folder" in result.stderr
+    assert source.exists() and read_embeddings(source) is not None
