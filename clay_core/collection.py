@@ -44,20 +44,28 @@ WRITE_BATCH_ROWS = 16_384
 
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     """Files from arguments that are files, folders (their *.gpq/*.parquet/*.geoparquet) or glob patterns,
-    in the order given (folders and globs sorted), each file once."""
+    in the order given (folders and globs sorted), each file once. Folders and patterns leave out the
+    results of earlier commands (see `is_derived_output`): `clay similar out/ -o out/s.gpq` run twice must
+    not search the first run's matches as more chips. A file named on its own is always taken."""
     found: list[Path] = []
     for item in items:
         text = str(item)
         path = Path(text).expanduser()
         if path.is_dir():
             matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
-            if not matches:
-                raise ClayInputError(f"folder {path} holds no embeddings files (*.gpq, *.parquet, *.geoparquet)")
-        elif any(char in text for char in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            matches = [p for p in matches if not is_derived_output(p)]
             if not matches:
                 raise ClayInputError(
-                    f"no file matches {text!r}: check the pattern (quote it so the shell does not expand it first)"
+                    f"folder {path} holds no embeddings files (*.gpq, *.parquet, *.geoparquet; results of "
+                    "similar/classify/cluster/change are left out): name the files"
+                )
+        elif any(char in text for char in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            matches = [p for p in matches if not is_derived_output(p)]
+            if not matches:
+                raise ClayInputError(
+                    f"no embeddings file matches {text!r}: check the pattern (quote it so the shell does not "
+                    "expand it first; results of similar/classify/cluster/change are left out)"
                 )
         elif path.is_file():
             matches = [path]
@@ -70,6 +78,17 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     if not unique:
         raise ClayInputError("no embeddings files given")
     return list(unique.values())
+
+
+def is_derived_output(path: Path) -> bool:
+    """A file written by `clay similar/classify/cluster` (rows carry `source_file`) or `clay change` (no
+    `embeddings` column), read from its footer only. Unreadable files count as inputs: reading them later
+    gives the error that names the problem."""
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return SOURCE_FILE in names or EMBEDDINGS not in names
 
 
 @dataclass

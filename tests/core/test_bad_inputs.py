@@ -344,6 +344,33 @@ CASES = [
         lambda w: ["change", w / "out/existing.gpq", w / "out/missing.gpq", "-o", w / "out/c.gpq"],
         "missing.gpq does not exist",
     ),
+    Case(
+        "similar output is the input, with --overwrite",
+        similar("--chip", CHIP, "--top", "1", "--overwrite", output="out/existing.gpq"),
+        "out/existing.gpq is also an input file: write the result to another file",
+    ),
+    Case(
+        "similar output is a file of the searched folder",
+        similar("--chip", CHIP, "--overwrite", embeddings="out", output="out/existing.gpq"),
+        "is also an input file",
+    ),
+    Case(
+        "cluster output is the input",
+        lambda w: ["cluster", w / "out/existing.gpq", "--overwrite", "-o", w / "out/existing.gpq"],
+        "is also an input file",
+    ),
+    Case(
+        "change output is the after file",
+        lambda w: [
+            "change",
+            w / "out/no_rows.gpq",
+            w / "out/existing.gpq",
+            "--overwrite",
+            "-o",
+            w / "out/existing.gpq",
+        ],
+        "is also an input file",
+    ),
     # ---- clay embed-mgrs ------------------------------------------------------------------------------
     Case("mgrs zone 99", mgrs(tile="99ZZZ"), "'99ZZZ' is not an MGRS tile id"),
     Case("mgrs not a tile", mgrs(tile="hello"), "'hello' is not an MGRS tile id"),
