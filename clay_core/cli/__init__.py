@@ -24,6 +24,8 @@ from clay_core.errors import ClayInputError
 from clay_core.progress import make_reporter
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+# What a shell reports for a process stopped by SIGPIPE (128 + 13): the reader of stdout went away.
+EXIT_BROKEN_PIPE = 141
 
 
 class ClayArgumentParser(argparse.ArgumentParser):
@@ -68,8 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     reporter = make_reporter(args.progress)
     try:
-        check_arguments(args)
-        return int(args.func(args, reporter) or EXIT_OK)
+        try:
+            check_arguments(args)
+            code = int(args.func(args, reporter) or EXIT_OK)
+            sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+            return code
+        finally:
+            reporter.close()
+    except BrokenPipeError:
+        return _reader_gone()
     except ClayInputError as exc:
         reporter.error(str(exc), kind="input")
         return EXIT_BAD_INPUT
@@ -83,8 +92,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit code 1
         return _internal(exc, args, reporter)
-    finally:
-        reporter.close()
+
+
+def _reader_gone() -> int:
+    """The program reading stdout stopped early (`clay info --json | head -1`): not an error to report. Later
+    writes and the interpreter's last flush go to /dev/null, so no "Exception ignored" appears either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _internal(exc: BaseException, args: argparse.Namespace, reporter) -> int:
