@@ -228,7 +228,7 @@ class RasterSource:
         return self.date
 
     def records(self) -> list[ChipRecord]:
-        name = re.sub(r"[^0-9A-Za-z-]+", "-", stem(self.files[0])).strip("-") or "raster"
+        name = chip_name_prefix(self.files)
         date = self.acquired
         day = date.strftime("%Y%m%d")
         url = self._source_url
@@ -264,6 +264,20 @@ class RasterSource:
             for (slot, _), plane in zip(slots, data, strict=True):
                 pixels[slot] = plane
         return ChipData(record, pixels, nodata_fraction(pixels))
+
+
+def chip_name_prefix(files: list[str]) -> str:
+    """The start of the chip ids: the file name, or what the names of several files share, so that per-band
+    files (T33UUU_20170216T102101_B02.jp2, ..._B03.jp2) give T33UUU-20170216T102101, not the first file's
+    band (which need not even be a band the model reads)."""
+    tokens = [re.split(r"[^0-9A-Za-z]+", stem(url)) for url in files]
+    shared = []
+    for parts in zip(*tokens, strict=False):
+        if len(set(parts)) > 1:
+            break
+        shared.append(parts[0])
+    name = "-".join(part for part in (shared if len(files) > 1 else tokens[0]) if part)
+    return name or "-".join(part for part in tokens[0] if part) or "raster"
 
 
 def _is_utm(crs: CRS | None) -> bool:
