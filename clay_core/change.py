@@ -166,6 +166,9 @@ class ChangeResult:
         values = self.change
         finite = values[np.isfinite(values)]
         chip_ids = self.table.column("chip_id").to_pylist()[:shown] if "chip_id" in self.table.column_names else []
+        if {"patch_row", "patch_col"} <= set(self.table.column_names):  # per patch: which patch of the chip
+            rows, cols = (self.table.column(name).to_pylist()[:shown] for name in ("patch_row", "patch_col"))
+            chip_ids = [f"{chip} patch {row},{col}" for chip, row, col in zip(chip_ids, rows, cols, strict=False)]
         return {
             "rows": self.table.num_rows,
             "matched_chips": len(self.matched.rows_a),
