@@ -119,6 +119,7 @@ def check_satclip(args: argparse.Namespace, reporter: Reporter) -> None:
 
 def embed_job(args: argparse.Namespace) -> EmbedJob:
     from clay_core.embed_job import EmbedJob
+    from clay_core.provenance import public_source
 
     return EmbedJob(
         sources=tuple(args.sources),
@@ -136,7 +137,8 @@ def embed_job(args: argparse.Namespace) -> EmbedJob:
         device=args.device,
         precision=args.precision,
         threads=args.threads,
-        options=embed_options(args, {"sources": list(args.sources)}),
+        # as source_url is written: absolute paths, URLs without credentials (the file may be shared)
+        options=embed_options(args, {"sources": [public_source(str(s)) for s in args.sources]}),
     )
 
 
