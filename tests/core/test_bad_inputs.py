@@ -159,6 +159,11 @@ CASES = [
         embed("--bbox", "0,0,1000,1000", "--bbox-crs", "EPSG:32633"),
         "no raster coverage",
     ),
+    Case(
+        "embed degrees given for a bbox in metres",
+        embed("--bbox", "15,45.1,15.01,45.15", "--bbox-crs", "EPSG:32633"),
+        "these numbers look like degrees: give --bbox-crs EPSG:4326",
+    ),
     # ---- dates and bands ------------------------------------------------------------------------------
     Case("embed date month 13", embed("--date", "2020-13-01"), "--date '2020-13-01' is not a date"),
     Case("embed date words", embed("--date", "yesterday"), "--date 'yesterday' is not a date: use YYYY-MM-DD"),
