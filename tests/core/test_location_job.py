@@ -88,3 +88,11 @@ def test_projected_points_are_refused_and_nothing_is_written(tmp_path: Path) -> 
     with pytest.raises(ClayInputError, match="degrees"):
         LocationJob(output=tmp_path / "out.gpq", preset="satclip-l10", points=str(points)).run()
     assert not (tmp_path / "out.gpq").exists()
+
+
+def test_relative_paths_are_written_and_reported_absolute(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "sites.csv").write_text("lon,lat\n13.4,52.52\n")
+    monkeypatch.chdir(tmp_path)
+    summary = LocationJob(output="sites.gpq", preset="satclip-l10", points="sites.csv").run(Recorder())
+    assert Path(summary.output) == tmp_path / "sites.gpq"
+    assert read_embeddings(tmp_path / "sites.gpq").metadata["source"] == str(tmp_path / "sites.csv")
