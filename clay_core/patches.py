@@ -99,7 +99,7 @@ def krueger_utm_to_lonlat(easting: np.ndarray, northing: np.ndarray, epsg: int) 
     return np.degrees(lon), np.degrees(lat)
 
 
-def patch_rings_crs84(utm_bboxes: np.ndarray, epsgs: Sequence[int], h: int, w: int) -> np.ndarray:
+def patch_rings_crs84(utm_bboxes: np.ndarray, epsgs: Sequence[int] | np.ndarray, h: int, w: int) -> np.ndarray:
     """[N * h * w, 5, 2] CRS84 rings of each chip's patches from its `utm_bbox` and `epsg` columns: the writer's
     rule (exact corners, counter-clockwise from south-west) without pyproj. Non-UTM EPSG codes: ClayInputError."""
     utm_bboxes = np.asarray(utm_bboxes, dtype=np.float64).reshape(-1, 4)

@@ -333,6 +333,15 @@ def joint_mean(indexes: Sequence[SimilarityIndex]) -> np.ndarray:
     return (weights @ means / weights.sum()).astype(np.float32)
 
 
+def centre_jointly(indexes: Sequence[SimilarityIndex]) -> None:
+    """Centre indexes searched together on their joint mean (`joint_mean`), so their scores are those of one
+    index over all their rows; a lone index goes back to its own mean (a previous joint search may have moved
+    it)."""
+    mean = joint_mean(indexes) if len(indexes) > 1 else None
+    for index in indexes:
+        index.use_mean(mean)
+
+
 # ----------------------------------------------------------------------------------------------
 # Two-stage scoring for large searches: a PCA sketch for every row, exact scores for the best ones
 # ----------------------------------------------------------------------------------------------

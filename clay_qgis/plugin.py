@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qgis.core import QgsApplication
 from qgis.PyQt.QtWidgets import QAction
 
 from clay_qgis.provider import ClayProvider, plugin_icon
+
+if TYPE_CHECKING:  # the widgets are imported when first used, so loading the plugin stays light
+    from clay_qgis.gui.dock import SimilarityDock
+    from clay_qgis.gui.map_tool import FindSimilarMapTool
 
 MENU = "&Clay embeddings"
 # clay:info starts torch and probes the device: seconds normally, a minute on a cold disk. A worker that hangs
@@ -48,8 +54,8 @@ class ClayPlugin:
             toolbar=True,
         )
         self.find_similar_action.setCheckable(True)
-        self.map_tool = None
-        self.dock = None
+        self.map_tool: FindSimilarMapTool | None = None
+        self.dock: SimilarityDock | None = None
 
     # -- the Clay runtime ---------------------------------------------------------------------------
     def _watch_missing_runtime(self) -> None:
@@ -126,7 +132,7 @@ class ClayPlugin:
 
         canvas = self.iface.mapCanvas()
         extent, crs = canvas.extent(), canvas.mapSettings().destinationCrs()
-        parameters = {
+        parameters: dict[str, object] = {
             "EXTENT": f"{extent.xMinimum()},{extent.xMaximum()},{extent.yMinimum()},"
             f"{extent.yMaximum()} [{crs.authid()}]"
         }
@@ -166,9 +172,10 @@ class ClayPlugin:
         if getattr(self, "map_tool", None) is not None:
             self.iface.mapCanvas().unsetMapTool(self.map_tool)
             self.map_tool = None
-        if getattr(self, "dock", None) is not None:
-            self.iface.removeDockWidget(self.dock)
-            self.dock.deleteLater()
+        dock = getattr(self, "dock", None)
+        if dock is not None:
+            self.iface.removeDockWidget(dock)
+            dock.deleteLater()
             self.dock = None
         for action in self.actions:
             self.iface.removePluginMenu(MENU, action)

@@ -531,6 +531,7 @@ def create_environment(plan: SetupPlan, feedback: Feedback) -> None:
         command += ["--python", base.python] if base.python else ["--python", ".".join(map(str, MIN_PYTHON))]
         command.append(str(plan.folder))
     else:
+        assert base.python is not None  # only uv may leave the interpreter to choose (BasePython.python)
         command = [base.python, "-m", "venv", "--clear", str(plan.folder)]
     stream(command, feedback, (3, 9), "creating the environment")
     if not venv_python(plan.folder).is_file():

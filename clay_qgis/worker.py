@@ -178,8 +178,9 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
         # The pumps end at EOF (the worker is gone by now, also after a cancel); then release the pipes.
         for thread in threads:
             thread.join(timeout=1.0)
-        process.stdout.close()
-        process.stderr.close()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
     returncode = process.wait()
     if returncode != 0 or result is None:
         raise WorkerError(_friendly_error(last_error, stderr_tail, returncode))

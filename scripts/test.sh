@@ -11,7 +11,7 @@ cd "$CLAY_REPO"
 mkdir -p test-artifacts
 "$CLAY_VENV/bin/ruff" check --quiet .   # style rules from pyproject.toml; under a second
 "$CLAY_VENV/bin/ruff" format --check --quiet .   # the formatter's layout (line length 120)
-"$CLAY_VENV/bin/python" -m mypy   # types of clay_core ([tool.mypy]): 43 s cold, 1 s with .mypy_cache
+"$CLAY_VENV/bin/python" -m mypy   # types of clay_core and clay_qgis ([tool.mypy]): 43 s cold, 1 s with .mypy_cache
 "$CLAY_VENV/bin/python" -m pytest "$@"
 if [ "$#" -eq 0 ] && [ "${CLAY_SKIP_STOCK_CHECK:-0}" != 1 ]; then
   zip="$("$CLAY_VENV/bin/python" scripts/package_plugin.py)"

@@ -26,12 +26,13 @@ from qgis.core import (
 from clay_core.device_options import DEVICES
 from clay_core.errors import ClayInputError
 from clay_core.models.preset_table import QGIS_MODEL_CHOICES
+from clay_qgis.schema import MODES
 from clay_qgis.worker import RuntimeMissingError, WorkerError, notify_runtime_missing, run_clay
 
 DEVICE_OPTIONS = list(DEVICES)  # the worker's --device choices (auto, cpu, cuda, mps); no torch import
 MODEL_PRESETS = list(QGIS_MODEL_CHOICES)  # clay_core's torch-free preset table, in the enum's fixed order
 LEVEL_OPTIONS = ["model default", "mean", "patch", "group", "cls"]
-LAYER_MODES = ["chips", "patches"]
+LAYER_MODES = list(MODES)
 
 
 def reported_once(process: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -75,7 +76,7 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "processAlgorithm" in cls.__dict__:
-            cls.processAlgorithm = reported_once(cls.__dict__["processAlgorithm"])
+            setattr(cls, "processAlgorithm", reported_once(cls.__dict__["processAlgorithm"]))  # noqa: B010 - mypy: a method
 
     temporaries: contextlib.ExitStack  # during a worker run: what `command` made that goes when the run ends
     algorithm_id = ""  # without the provider prefix, e.g. "embed"
@@ -331,11 +332,12 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         """Load the file a worker wrote as a chips layer (added to the project when run from the GUI)."""
         from clay_core.errors import ClayInputError
         from clay_qgis import layers
+        from clay_qgis.vector_cache import load_embedding_set
 
         if not path.is_file():
             raise QgsProcessingException(f"the worker finished but {path} was not written")
         try:
-            embedding_set = layers.load_embedding_set(path, "chips")
+            embedding_set = load_embedding_set(path, "chips")
             layer = layers.memory_layer(embedding_set, path.stem)
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
@@ -345,7 +347,7 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
 
 
 def remove_new_entries(folder: Path, before: set[str], patterns: Iterable[str]) -> list[Path]:
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     patterns = list(patterns)
@@ -387,23 +389,24 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
             StyleOnLoad.instances.remove(self)
         if not isinstance(layer, QgsVectorLayer):
             return
-        from clay_qgis import layers
+        from clay_qgis import layers, style
+        from clay_qgis.schema import SIMILARITY
 
         layer.setCustomProperty(layers.PATH_PROPERTY, self.embeddings_path)
         layer.setCustomProperty(layers.MODE_PROPERTY, self.mode)
         if self.styler is not None:
             self.styler(layer)
         elif self.scored:
-            layers.style_similarity(
+            style.style_similarity(
                 layer,
                 self.scored["scores"],
                 threshold=self.scored.get("threshold"),
                 top_k=self.scored.get("top_k", 10),
                 has_negatives=self.scored.get("has_negatives", False),
-                field=self.scored.get("field", layers.SIMILARITY),
+                field=self.scored.get("field", SIMILARITY),
             )
         else:
-            layers.style_chip_grid(layer)
+            style.style_chip_grid(layer)
         from clay_qgis.gui.dock import keep_legend_expanded  # a no-op without the desktop's Layers panel
 
         keep_legend_expanded(layer)

@@ -85,16 +85,17 @@ class ChangeAlgorithm(ClayAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from qgis.core import QgsField
-        from qgis.PyQt.QtCore import QDate
 
         from clay_core.change import cosine_distance, footprint_keys, match_footprints, most_changed_first
         from clay_core.similarity import check_dimension, ring_bounds
         from clay_qgis import layers
+        from clay_qgis.schema import layer_fields
+        from clay_qgis.vector_cache import load_embedding_set
 
         mode = LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)]
         try:
-            before = layers.load_embedding_set(self.parameterAsFile(parameters, self.BEFORE, context), mode, feedback)
-            after = layers.load_embedding_set(self.parameterAsFile(parameters, self.AFTER, context), mode, feedback)
+            before = load_embedding_set(self.parameterAsFile(parameters, self.BEFORE, context), mode, feedback)
+            after = load_embedding_set(self.parameterAsFile(parameters, self.AFTER, context), mode, feedback)
             check_dimension(before.dim, after.dim, f"{after.path.name} ({after.model_name})")
             # CRS84 polygon bounds to 1e-7 degrees: both files' polygons come from the same UTM footprints by
             # the same rule, so equal footprints give equal keys (patch polygons included)
@@ -105,17 +106,15 @@ class ChangeAlgorithm(ClayAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         distance = cosine_distance(before.index.vectors, after.index.vectors, matched.rows_a, matched.rows_b)
         order = most_changed_first(distance)
-        fields = layers.layer_fields(before.mode)
+        fields = layer_fields(before.mode, scores=False)  # nothing is scored: no similarity/rank/example
         for name, kind_of in ((CHANGE, compat.DOUBLE), ("date_after", compat.DATE)):
             fields.append(QgsField(name, kind_of))
         rows_before = matched.rows_a[order]
-        features = layers.features_for(before, fields, rows_before)
-        for feature, value, row_after in zip(
-            features, distance[order].tolist(), matched.rows_b[order].tolist(), strict=True
-        ):
-            feature[CHANGE] = None if np.isnan(value) else float(value)
-            date = after.columns["date"][row_after]
-            feature["date_after"] = QDate(date.year, date.month, date.day) if date is not None else None
+        change = distance[order].astype(object)
+        change[np.isnan(distance[order])] = None
+        dates_after = after.columns["date"]
+        date_after = [layers.qdate(dates_after[row]) for row in matched.rows_b[order].tolist()]
+        features = layers.features_for(before, fields, rows_before, {CHANGE: change, "date_after": date_after})
         feedback.pushInfo(
             f"{len(matched.rows_a)} {'patches' if before.mode == 'patches' else 'chips'} matched by "
             f"footprint ({matched.only_in_a} only before, {matched.only_in_b} only after); median "

@@ -112,6 +112,7 @@ class ClassifyAlgorithm(ClayAlgorithm):
         from clay_core.classify import fit_classifier
         from clay_core.similarity import ranks, select_matches
         from clay_qgis import layers
+        from clay_qgis.session import examples_of
 
         try:
             search = load_search(self, parameters, context, feedback)
@@ -149,8 +150,10 @@ class ClassifyAlgorithm(ClayAlgorithm):
         from qgis.core import QgsField
 
         fields.append(QgsField(PROBABILITY, compat.DOUBLE))
-        examples = layers.examples_of(positives, negatives)
-        features = search.features(fields, keep, probability, all_ranks, examples, score_field=PROBABILITY)
+        examples = examples_of(positives, negatives)
+        features = search.features(
+            fields, keep, layers.score_values(keep, probability, all_ranks, examples, score_field=PROBABILITY)
+        )
         feedback.pushInfo(
             f"fitted on {classifier.positives} positive / {classifier.negatives} negative chip(s); "
             f"{int(np.count_nonzero(probability >= 0.5))} of {len(probability)} rows have probability "

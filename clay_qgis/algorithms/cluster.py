@@ -122,18 +122,15 @@ class ClusterAlgorithm(ClayAlgorithm):
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         target = search.targets[0]
-        fields = search_fields(target.mode)
+        fields = search_fields(target.mode, scores=False)  # nothing is scored: no similarity/rank/example
         fields.append(QgsField(CLUSTER, compat.INT))
         fields.append(QgsField(DISTANCE, compat.DOUBLE))
-        rows = np.arange(len(search))
-        features = search.features(fields, rows, np.zeros(len(search), np.float32), np.zeros(len(search), np.int32), {})
-        for feature, label, distance in zip(
-            features, clusters.labels.tolist(), clusters.distances.tolist(), strict=True
-        ):
-            feature["similarity"] = None
-            feature["rank"] = None
-            feature[CLUSTER] = None if label < 0 else int(label)
-            feature[DISTANCE] = None if label < 0 else float(distance)
+        unclustered = clusters.labels < 0  # all-zero rows: no cluster, no distance
+        labels = clusters.labels.astype(object)
+        labels[unclustered] = None
+        distances = clusters.distances.astype(np.float64).astype(object)
+        distances[unclustered] = None
+        features = search.features(fields, np.arange(len(search)), {CLUSTER: labels, DISTANCE: distances})
         sizes = np.bincount(clusters.labels[clusters.labels >= 0], minlength=k).tolist()
         feedback.pushInfo(f"{k} clusters of {len(search)} rows after {clusters.iterations} iterations; sizes {sizes}")
         sink, dest_id = self.parameterAsSink(

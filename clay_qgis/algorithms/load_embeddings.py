@@ -46,15 +46,17 @@ class LoadEmbeddingsAlgorithm(ClayAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from clay_qgis import layers
+        from clay_qgis.schema import layer_fields
+        from clay_qgis.vector_cache import load_embedding_set
 
         path = self.parameterAsFile(parameters, self.INPUT, context)
         mode = LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)]
         try:
-            embedding_set = layers.load_embedding_set(path, mode, feedback)
+            embedding_set = load_embedding_set(path, mode, feedback)
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         feedback.pushInfo(f"{path}: {embedding_set.describe()} (read with {embedding_set.reader})")
-        fields = layers.layer_fields(embedding_set.mode)
+        fields = layer_fields(embedding_set.mode)
         sink, dest_id = self.parameterAsSink(
             parameters, self.OUTPUT, context, fields, layers.POLYGON_WKB_TYPE, embedding_set.crs
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
@@ -84,9 +85,10 @@ class RenderMapAlgorithm(ClayAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Map image", "PNG files (*.png)"))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
-        # Imported here, not at module level: clay_qgis.layers pulls numpy/pyarrow, which plugin load must not pay.
-        from clay_qgis.layers import SIMILARITY, style_similarity
+        # Imported here, not at module level: clay_qgis.style pulls numpy, which plugin load must not pay.
+        from clay_qgis.schema import SIMILARITY
         from clay_qgis.stretch import stretch_for_display
+        from clay_qgis.style import style_similarity
 
         source = self.parameterAsVectorLayer(parameters, self.INPUT, context)
         if source is None or not source.isValid():
@@ -106,7 +108,10 @@ class RenderMapAlgorithm(ClayAlgorithm):
         if not scores:
             raise QgsProcessingException("INPUT has no scored features: every 'similarity' value is empty")
         style_similarity(
-            layer, scores, top_k=self.parameterAsInt(parameters, self.TOP_K, context), has_negatives=has_negatives
+            layer,
+            np.asarray(scores, dtype=np.float32),
+            top_k=self.parameterAsInt(parameters, self.TOP_K, context),
+            has_negatives=has_negatives,
         )
         layer.setOpacity(0.8)  # let the imagery show through the classes
         title = self.parameterAsString(parameters, self.TITLE, context) or f"Similarity: {source.name()}"
@@ -127,7 +132,7 @@ class RenderMapAlgorithm(ClayAlgorithm):
 
     @staticmethod
     def _scores(layer) -> tuple[list[float], bool]:
-        from clay_qgis.layers import EXAMPLE, NEGATIVE, SIMILARITY
+        from clay_qgis.schema import EXAMPLE, NEGATIVE, SIMILARITY
 
         scores, has_negatives = [], False
         example_index = layer.fields().indexOf(EXAMPLE)

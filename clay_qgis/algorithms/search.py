@@ -12,9 +12,10 @@ from clay_core.errors import ClayInputError
 from clay_core.parsing import comma_list, split_chip_ref
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES
+from clay_qgis.schema import SOURCE_FILE
+from clay_qgis.vector_cache import EmbeddingSet
 
 MORE_INPUTS_NAME = "MORE_INPUTS"
-SOURCE_FILE = "source_file"
 
 
 def add_search_inputs(algorithm, each: str) -> None:
@@ -39,12 +40,14 @@ def add_search_inputs(algorithm, each: str) -> None:
     algorithm.addParameter(QgsProcessingParameterEnum(algorithm.MODE, each, options=LAYER_MODES, defaultValue=0))
 
 
-def search_fields(mode: str):
+def search_fields(mode: str, *, scores: bool = True):
+    """The output fields of a search: the layer's fields (without the score fields where nothing is scored, as
+    in clay:cluster) and the file each row came from."""
     from qgis.core import QgsField
 
-    from clay_qgis import layers
+    from clay_qgis.schema import layer_fields
 
-    fields = layers.layer_fields(mode)
+    fields = layer_fields(mode, scores=scores)
     fields.append(QgsField(SOURCE_FILE, compat.STRING))
     return fields
 
@@ -54,7 +57,7 @@ class Search:
     """The embedding sets of one search (the first file, then the others), centred on their joint mean:
     rows are numbered across the files in that order."""
 
-    targets: list  # layers.EmbeddingSet
+    targets: list[EmbeddingSet]
     offsets: np.ndarray  # [files + 1]
 
     def __len__(self) -> int:
@@ -105,50 +108,28 @@ class Search:
                 return int(self.offsets[i]) + hits[0]
         return row_at_point(self.targets[0].rings, point.x(), point.y())
 
-    def features(
-        self,
-        fields,
-        rows: np.ndarray,
-        scores: np.ndarray,
-        ranks: np.ndarray,
-        examples: dict[int, str],
-        score_field: str = "similarity",
-    ) -> list:
-        """Output features for search rows (in the order given) with score, rank, example and source_file."""
+    def features(self, fields, rows: np.ndarray, values: dict | None = None) -> list:
+        """Output features for search rows (in the order given) with `values` (field name -> one value per
+        given row, e.g. layers.score_values) and source_file: one pass per file, not one call per row."""
         from clay_qgis import layers
 
-        out = []
-        for row in np.asarray(rows).tolist():
-            index, local = self.locate(row)
-            target = self.targets[index]
-            start = int(self.offsets[index])
-            part = slice(start, int(self.offsets[index + 1]))
-            local_examples = {local: examples[row]} if row in examples else {}
-            feature = layers.features_for(target, fields, np.array([local]), scores[part], ranks[part], local_examples)[
-                0
-            ]
-            if score_field != "similarity":
-                feature[score_field] = float(scores[row])
-                feature["similarity"] = None
-            feature[SOURCE_FILE] = target.path.name
-            out.append(feature)
-        return out
+        return layers.features_across(self.targets, self.offsets, fields, rows, values)
 
 
 def load_search(algorithm, parameters, context, feedback) -> Search:
     """INPUT and MORE_INPUTS as one search: every file read once (cached), same dimension, one joint mean."""
-    from clay_core.similarity import check_dimension, joint_mean
-    from clay_qgis import layers
+    from clay_core.similarity import centre_jointly, check_dimension
+    from clay_qgis.vector_cache import load_embedding_set
 
     has_mode = algorithm.parameterDefinition("MODE") is not None
     mode = LAYER_MODES[algorithm.parameterAsEnum(parameters, "MODE", context)] if has_mode else "chips"
     paths = [algorithm.parameterAsFile(parameters, algorithm.INPUT, context)]
     more = parameters.get(MORE_INPUTS_NAME) or []
     paths += [str(value) for value in (more if isinstance(more, (list, tuple)) else [more]) if value]
-    targets = []
+    targets: list[EmbeddingSet] = []
     seen = set()
     for path in paths:
-        target = layers.load_embedding_set(path, mode, feedback)
+        target = load_embedding_set(path, mode, feedback)
         if target.path in seen:
             continue
         seen.add(target.path)
@@ -161,8 +142,6 @@ def load_search(algorithm, parameters, context, feedback) -> Search:
         raise ClayInputError(
             f"{names} has no rows (nothing was embedded): there is no chip to compare with; embed an area first"
         )
-    mean = joint_mean([target.index for target in targets]) if len(targets) > 1 else None
-    for target in targets:
-        target.index.use_mean(mean)
+    centre_jointly([target.index for target in targets])
     offsets = np.concatenate([[0], np.cumsum([len(target) for target in targets])]).astype(np.int64)
     return Search(targets=targets, offsets=offsets)

@@ -122,6 +122,7 @@ class SimilarityAlgorithm(ClayAlgorithm):
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:  # noqa: N802 - QGIS API
         from clay_core.similarity import ranks, select_matches
         from clay_qgis import layers
+        from clay_qgis.session import examples_of, query_of, score_query
 
         centred = not self.parameterAsBoolean(parameters, self.RAW, context)
         try:
@@ -130,8 +131,8 @@ class SimilarityAlgorithm(ClayAlgorithm):
             positive_rows, positive_vectors = self.examples(parameters, context, search, positive=True)
             negative_rows, negative_vectors = self.examples(parameters, context, search, positive=False)
             # The same direction and scoring functions as the find-similar map tool (exact: they are the output).
-            query = layers.query_of(target, positive_vectors, negative_vectors, centred=centred)
-            per_file = [layers.score_query(each, query, exact=True, centred=centred) for each in search.targets]
+            query = query_of(target, positive_vectors, negative_vectors, centred=centred)
+            per_file = [score_query(each, query, exact=True, centred=centred) for each in search.targets]
         except ClayInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
         scores = np.concatenate([scored.scores for scored in per_file])
@@ -144,8 +145,8 @@ class SimilarityAlgorithm(ClayAlgorithm):
         )
         keep = select_matches(scores, top_k, threshold)
         fields = search_fields(target.mode)
-        examples = layers.examples_of(positive_rows, negative_rows)
-        matches = search.features(fields, keep, scores, all_ranks, examples)
+        examples = examples_of(positive_rows, negative_rows)
+        matches = search.features(fields, keep, layers.score_values(keep, scores, all_ranks, examples))
         feedback.pushInfo(
             f"{'plain' if not centred else 'centred'} cosine; {len(positive_vectors)} positive / "
             f"{len(negative_vectors)} negative example(s); keeping {len(keep)} of {len(scores)} rows in "

@@ -1,1 +1,1 @@
-"""Widgets: the find-similar map tool and the similarity dock (logic lives in clay_qgis.layers)."""
+"""Widgets: the find-similar map tool and the similarity dock (the search lives in clay_qgis.session)."""

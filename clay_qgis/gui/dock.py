@@ -24,8 +24,10 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from clay_qgis import layers
+from clay_qgis import style
+from clay_qgis.schema import SIMILARITY
 from clay_qgis.session import CLASSIFIER, SIMILAR, SearchSession
+from clay_qgis.vector_cache import EmbeddingSet
 
 HISTOGRAM_BINS = 40
 SLIDER_STEPS = 1000
@@ -66,14 +68,14 @@ class ScoreHistogram(QWidget):
             above = self.threshold is None or self.edges[index + 1] > self.threshold
             painter.fillRect(
                 QRectF(index * bar, height * (1 - count / peak), max(1.0, bar - 1), height * count / peak),
-                QColor(layers.VIRIDIS[6] if above else "#bdbdbd"),
+                QColor(style.VIRIDIS[6] if above else "#bdbdbd"),
             )
         painter.setPen(QPen(QColor("#444444")))
         painter.drawText(2, height + 13, f"{low:.2f}")
         painter.drawText(width - 34, height + 13, f"{high:.2f}")
         if self.threshold is not None and low <= self.threshold <= high:
             x = (self.threshold - low) / (high - low) * width
-            painter.setPen(QPen(QColor(layers.TOP_K_COLOR), 2))
+            painter.setPen(QPen(QColor(style.TOP_K_COLOR), 2))
             painter.drawLine(int(x), 0, int(x), height)
         painter.end()
 
@@ -215,7 +217,7 @@ class SimilarityDock(QgsDockWidget):
         all_scores = getattr(session, "all_scores", None)
         return all_scores if all_scores is not None else session.scored.scores
 
-    def show_layer(self, embedding_set: layers.EmbeddingSet | None) -> None:
+    def show_layer(self, embedding_set: EmbeddingSet | None) -> None:
         if embedding_set is not None:
             self.layer_label.setText(embedding_set.describe())
 
@@ -235,9 +237,9 @@ class SimilarityDock(QgsDockWidget):
                 keep_legend_expanded(member.layer)
         scores = self._scores()
         self.histogram.set_scores(scores, self.threshold())
-        field = getattr(session, "score_field", layers.SIMILARITY) if session else layers.SIMILARITY
+        field = getattr(session, "score_field", SIMILARITY) if session else SIMILARITY
         self.histogram_label.setText(
-            f"{'Probabilities' if field != layers.SIMILARITY else 'Scores'} "
+            f"{'Probabilities' if field != SIMILARITY else 'Scores'} "
             "(shift-click: add positive, ctrl-click: add negative)"
         )
         if session and session.scored is not None:
@@ -288,6 +290,9 @@ class SimilarityDock(QgsDockWidget):
             self.export(path)
 
     def export(self, path: str) -> int:
+        if self.session is None:
+            self.show_message("Nothing to export yet: click a chip first.")
+            return 0
         count = self.session.export_matches(path)
         self.show_message(f"exported {count} match(es) to {path}")
         return count

@@ -10,7 +10,7 @@ second. `clay:similarity` writes a new output layer per run (a new layer per cli
 post-processing), and going through Processing adds parameter parsing and layer-store round trips on every
 click. So both sides share the in-process functions instead, and nothing is duplicated: the algorithm and the
 session build the direction with `clay_core.similarity` (`SimilarityIndex.direction_of`, centred on the joint
-mean of the files searched), score with `layers.score_query` and classify with `clay_core.classify`; only how
+mean of the files searched), score with `session.score_query` and classify with `clay_core.classify`; only how
 the examples are picked (a click vs. parameters) differs.
 """
 
@@ -22,14 +22,15 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 
 from clay_core.errors import ClayInputError
 from clay_qgis import layers
+from clay_qgis.schema import NEGATIVE, POSITIVE
 from clay_qgis.session import SearchSession, embedding_layers
 
 
 def role_for(modifiers) -> str:
     if modifiers & Qt.KeyboardModifier.ShiftModifier:
-        return layers.POSITIVE
+        return POSITIVE
     if modifiers & Qt.KeyboardModifier.ControlModifier:
-        return layers.NEGATIVE
+        return NEGATIVE
     return "replace"
 
 
@@ -59,11 +60,10 @@ class FindSimilarMapTool(QgsMapTool):
         others = [layer for layer in embedding_layers() if layer is not first]
         return ([first] if first is not None else []) + others
 
-    def session_for(self, layer: QgsVectorLayer) -> SearchSession:
+    def session_for(self, layer: QgsVectorLayer, embedding_set) -> SearchSession:
         """The one search: kept while the clicked layer has the same model dimension, else a new one."""
-        embedding_set = layers.embedding_set_of(layer)
         session = self.session
-        if session is None or embedding_set is None or session.embedding_set.dim != embedding_set.dim:
+        if session is None or session.embedding_set.dim != embedding_set.dim:
             session = SearchSession(layer)
             session.mode = self.mode
             self.session = session
@@ -84,16 +84,24 @@ class FindSimilarMapTool(QgsMapTool):
     def click_any(self, candidates: list[QgsVectorLayer], map_point: QgsPointXY, role: str) -> SearchSession:
         """The click on the first candidate layer that has a chip under the point."""
         for layer in candidates:
-            if self.feature_at(layer, self.toLayerCoordinates(layer, map_point)) is not None:
-                return self.click(layer, map_point, role)
+            fid = self.feature_at(layer, self.toLayerCoordinates(layer, map_point))
+            if fid is not None:
+                return self.click_feature(layer, fid, role)
         raise ClayInputError("no chip under the cursor: click inside a chip of an embeddings layer")
 
     def click(self, layer: QgsVectorLayer, map_point: QgsPointXY, role: str) -> SearchSession:
-        session = self.session_for(layer)
+        """A click on one given layer (no other layer is tried)."""
         fid = self.feature_at(layer, self.toLayerCoordinates(layer, map_point))
         if fid is None:
             raise ClayInputError("no chip under the cursor: click inside a chip of the layer")
+        return self.click_feature(layer, fid, role)
+
+    def click_feature(self, layer: QgsVectorLayer, fid: int, role: str) -> SearchSession:
+        """The chip (feature `fid`) of `layer` as a new query or as one more example."""
         embedding_set = layers.embedding_set_of(layer)
+        if embedding_set is None:
+            raise ClayInputError(f"layer {layer.name()!r} was not loaded from an embeddings file")
+        session = self.session_for(layer, embedding_set)
         row = layers.row_of_feature(layer, embedding_set, fid)
         if row is None:
             raise ClayInputError("this feature has no embedding in the file (was the layer edited?)")

@@ -148,8 +148,39 @@ def test_dry_run_embeds_every_chip_through_the_loader(dry_run: tuple[dict, dict]
 def test_dry_run_tries_compile_and_reports_agreement(dry_run: tuple[dict, dict]) -> None:
     speedups = dry_run[0]["sections"]["speedups"]["clay-v1.5-tiny"]
     assert speedups["cuda_graph"] == {"skipped": "needs CUDA"}
-    assert speedups["compile"]["min_cosine_vs_eager"] >= 0.9999
-    assert speedups["keep"] == (["compile"] if speedups["compile"]["helps"] else [])
+    compiled = speedups["compile"]
+    assert compiled["backend"] == "eager" and compiled["speedup"] > 0 and compiled["chips_per_s"] > 0
+    assert compiled["min_cosine_vs_eager"] >= 0.9999  # the eager backend runs the same kernels
+    assert isinstance(compiled["helps"], bool) and speedups["keep"] in ([], ["compile"])
+
+
+@pytest.mark.parametrize(
+    ("speedup", "agreement", "kept"),
+    [
+        (1.30, 0.99999, True),
+        (1.05, 0.9999, True),  # both limits are inclusive
+        (1.04, 1.0, False),  # within run-to-run noise
+        (0.80, 1.0, False),  # slower
+        (2.00, 0.999, False),  # faster, but the embeddings change
+        (2.00, None, False),  # no agreement measured (non-finite outputs)
+    ],
+)
+def test_a_speedup_is_kept_only_when_faster_and_unchanged(
+    device_check: ModuleType, speedup: float, agreement: float | None, kept: bool
+) -> None:
+    assert device_check.helps(speedup, agreement) is kept
+
+
+def test_keep_lists_the_speedups_that_helped_and_never_a_skipped_or_failed_one(device_check: ModuleType) -> None:
+    entry = {
+        "cuda_graph": {"speedup": 1.8, "min_cosine_vs_eager": 1.0, "helps": True},
+        "compile": {"speedup": 1.01, "min_cosine_vs_eager": 1.0, "helps": False},
+    }
+    assert device_check.kept_speedups(entry) == ["cuda_graph"]
+    entry["compile"] = {"speedup": 1.3, "min_cosine_vs_eager": 1.0, "helps": True}
+    assert device_check.kept_speedups(entry) == ["cuda_graph", "compile"]
+    assert device_check.kept_speedups({"cuda_graph": {"skipped": "needs CUDA"}, "compile": {"error": "boom"}}) == []
+    assert device_check.kept_speedups({"compile": {"skipped": "time budget: 3 s left"}}) == []
 
 
 def test_fixture_chips_are_real_and_cut_at_both_sizes(device_check: ModuleType) -> None:

@@ -15,8 +15,6 @@ import json
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -29,6 +27,7 @@ import pytest
 from clay_core.cli import main
 from clay_core.embed_parts import parts_dir_for
 from tests.helpers.bad_inputs import tree_digest, write_geotiff
+from tests.helpers.cli import events_of, json_events, result_of, start_clay
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "models" / "clay-v0-demo.ckpt"
@@ -459,9 +458,8 @@ def test_bad_input_is_one_line_and_changes_nothing(case: Case, world: World, cap
 
 def test_progress_json_reports_the_error_as_an_input_event(world: World, capfd):
     code, out, err, _ = run_cli(["--progress", "json", *embed("--chip-size", "0")(world)], capfd)
-    events = [json.loads(line) for line in out.splitlines()]
     assert code == 2 and err == ""
-    assert events == [{"event": "error", "kind": "input", "message": "--chip-size must be >= 1, got 0"}]
+    assert json_events(out) == [{"event": "error", "kind": "input", "message": "--chip-size must be >= 1, got 0"}]
 
 
 def test_internal_error_is_exit_1_with_one_line(world: World, capfd, monkeypatch):
@@ -553,9 +551,9 @@ def test_resume_redoes_damaged_parts_and_names_them(damage, tmp_path, monkeypatc
     harm(parts)
     capfd.readouterr()
     code, out, err, _ = run_cli(["--progress", "json", "embed", str(raster), "-o", str(output), *DEMO_RUN], capfd)
-    events = [json.loads(line) for line in out.splitlines()]
+    events = json_events(out)
     assert code == 0, events
-    warnings_ = [e["message"] for e in events if e["event"] == "log" and e["level"] == "warning"]
+    warnings_ = [e["message"] for e in events_of(events, "log") if e["level"] == "warning"]
     assert len(warnings_) == 1 and named in warnings_[0], warnings_
     assert sorted(pq.read_table(output).column("chip_id").to_pylist()) == [
         f"scene_20200101_{row:03d}_{col:03d}" for row in range(2) for col in range(2)
@@ -624,17 +622,6 @@ def test_disk_full_at_the_merge_keeps_the_parts_to_resume(tmp_path, monkeypatch,
 # ---- across processes: the lock after kill -9, two runs racing for one output ------------------------------
 
 
-def _clay(*argv: str, progress: str = "json") -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "clay_core", "--progress", progress, *argv],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill -9", "SIGTERM"])
 def test_rerun_right_after_a_kill_takes_the_lock_and_resumes(how, tmp_path):
     raster = write_geotiff(tmp_path / "big.tif", width=512, height=512)
@@ -652,7 +639,7 @@ def test_rerun_right_after_a_kill_takes_the_lock_and_resumes(how, tmp_path):
         "--part-chips",
         "1",
     ]
-    first = _clay(*argv)
+    first = start_clay("--progress", "json", *argv)
     deadline = time.monotonic() + 60
     for line in first.stdout:  # wait until it has settled some chips (parts on disk), then kill it
         if '"progress"' in line and json.loads(line).get("done", 0) >= 4:
@@ -661,11 +648,10 @@ def test_rerun_right_after_a_kill_takes_the_lock_and_resumes(how, tmp_path):
     first.send_signal(how)
     first.communicate(timeout=30)
     assert parts_dir_for(output).is_dir()
-    second = _clay(*argv)
+    second = start_clay("--progress", "json", *argv)
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    result = [e for e in events if e["event"] == "result"][0]["result"]["summary"]
+    result = result_of(json_events(out))["summary"]
     assert result["chips_resumed"] >= 1 and result["chips_written"] == 64
     ids = pq.read_table(output).column("chip_id").to_pylist()
     assert len(ids) == len(set(ids)) == 64
@@ -674,7 +660,7 @@ def test_rerun_right_after_a_kill_takes_the_lock_and_resumes(how, tmp_path):
 def test_two_similar_runs_racing_for_one_new_output_one_wins(world: World, tmp_path):
     output = tmp_path / "race.gpq"
     argv = ["similar", world / "out/existing.gpq", "--chip", CHIP, "-o", str(output)]
-    runs = [_clay(*argv, progress="none") for _ in range(4)]
+    runs = [start_clay("--progress", "none", *argv) for _ in range(4)]
     results = [(run.wait(timeout=120), run.communicate()) for run in runs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2, 2, 2], results

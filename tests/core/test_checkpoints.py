@@ -14,7 +14,7 @@ from clay_core import checkpoints
 from clay_core.checkpoints import file_sha256, read_checkpoint
 from clay_core.errors import CheckpointError
 from clay_core.models import load_model
-from tests.helpers.parity import parity_fixture
+from tests.helpers.parity import parity_fixture, parity_reference
 
 MICRO_SHA256 = "231ea66f0e65c9bc27302879d70b9e9d9b1404226150be385fa7f6959888c6ec"
 
@@ -181,21 +181,19 @@ def test_teacher_and_decoder_keys_are_ignored(tmp_path: Path, micro_checkpoint: 
     assert model.config.dim == 64 and not any(k.startswith("decoder") for k in model.state_dict())
 
 
-def _reference_mean(shared_fixtures: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _reference_mean() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     import numpy as np
 
-    with np.load(shared_fixtures / "clay_v0_micro" / "reference.npz") as data:
-        batch = {
-            "pixels": torch.from_numpy(data["pixels"].astype(np.float32)),
-            "latlon": torch.from_numpy(data["latlon"]),
-            "timestep": torch.from_numpy(data["timestep"]),
-        }
-        return batch, torch.from_numpy(data["embeddings_mean"])
+    data = parity_reference("clay_v0_micro")
+    batch = {
+        "pixels": torch.from_numpy(data["pixels"].astype(np.float32)),
+        "latlon": torch.from_numpy(data["latlon"]),
+        "timestep": torch.from_numpy(data["timestep"]),
+    }
+    return batch, torch.from_numpy(data["embeddings_mean"])
 
 
-def test_plain_state_dict_without_hyper_parameters(
-    tmp_path: Path, micro_checkpoint: Path, shared_fixtures: Path
-) -> None:
+def test_plain_state_dict_without_hyper_parameters(tmp_path: Path, micro_checkpoint: Path) -> None:
     state = torch.load(micro_checkpoint, weights_only=True)["state_dict"]
     encoder_only = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.encoder.")}
     path = tmp_path / "encoder.pt"
@@ -207,11 +205,11 @@ def test_plain_state_dict_without_hyper_parameters(
     assert (inferred.config.heads, inferred.config.dim_head) == (2, 32)
     assert inferred.config.mlp_ratio == 2.0 and inferred.config.image_size == 512
     model = load_model(path, device="cpu", image_size=128, heads=2, dim_head=32)
-    batch, expected = _reference_mean(shared_fixtures)
+    batch, expected = _reference_mean()
     assert float((model.embed(batch) - expected).abs().max()) < 1e-4
 
 
-def test_safetensors_with_hyper_parameters(tmp_path: Path, micro_checkpoint: Path, shared_fixtures: Path) -> None:
+def test_safetensors_with_hyper_parameters(tmp_path: Path, micro_checkpoint: Path) -> None:
     checkpoint = torch.load(micro_checkpoint, weights_only=True)
     tensors = {k: v.contiguous() for k, v in checkpoint["state_dict"].items()}
     hyper = {"image_size": 128, "patch_size": 16, "fixture_model_args": {"heads": 2, "dim_head": 32}}
@@ -220,7 +218,7 @@ def test_safetensors_with_hyper_parameters(tmp_path: Path, micro_checkpoint: Pat
     contents = read_checkpoint(path)
     assert contents.format == "safetensors" and contents.hyper_parameters == hyper
     model = load_model(path, device="cpu")
-    batch, expected = _reference_mean(shared_fixtures)
+    batch, expected = _reference_mean()
     assert float((model.embed(batch) - expected).abs().max()) < 1e-4
     assert model.checkpoint_sha256 == file_sha256(path)
 

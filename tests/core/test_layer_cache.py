@@ -4,7 +4,6 @@ with a folder name that changes when the file changes, made without importing to
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import subprocess
 import sys
@@ -19,8 +18,7 @@ from clay_core import layer_cache
 from clay_core.errors import ClayInputError
 from clay_core.parquet import read_embeddings, write_geoparquet
 from clay_core.sources.base import ChipRecord
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.cli import clay_env, json_events, result_of, run_clay
 
 
 def write_file(path: Path, n: int = 6, shape: tuple[int, ...] = (2, 2, 3), seed: int = 0, **kwargs) -> Path:
@@ -136,23 +134,17 @@ def test_clay_layer_cache_command_runs_without_torch(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=clay_env(),
     )
     assert result.returncode == 0, result.stderr
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert events[-1]["event"] == "result" and events[-1]["result"]["rows"] == 6
+    events = json_events(result.stdout)
+    assert events[-1]["event"] == "result" and result_of(events)["rows"] == 6
     assert_same_rows(layer_cache.read_layer_cache(folder), layer_cache.from_embedding_table(read_embeddings(source)))
 
 
 def test_clay_layer_cache_bad_input_is_exit_2(tmp_path):
     (tmp_path / "x.gpq").write_text("nope")
-    result = subprocess.run(
-        [sys.executable, "-m", "clay_core", "layer-cache", str(tmp_path / "x.gpq"), "-o", str(tmp_path / "c")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    result = run_clay("layer-cache", str(tmp_path / "x.gpq"), "-o", str(tmp_path / "c"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert not (tmp_path / "c").exists()
 

@@ -1,13 +1,9 @@
 from __future__ import annotations
 
 import io
-import json
 
 from clay_core.progress import JsonLinesReporter
-
-
-def events(stream: io.StringIO) -> list[dict]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+from tests.helpers.cli import events_of, json_events
 
 
 def test_json_reporter_throttles_but_always_reports_the_last_step():
@@ -16,7 +12,7 @@ def test_json_reporter_throttles_but_always_reports_the_last_step():
     reporter.start(100, "embedding")
     for _ in range(100):
         reporter.advance()
-    progress = [e for e in events(stream) if e["event"] == "progress"]
+    progress = events_of(json_events(stream.getvalue()), "progress")
     # start, the first advance (no previous emit), and the final one: not 100 lines
     assert len(progress) <= 3
     assert progress[-1]["done"] == 100 and progress[-1]["percent"] == 100.0
@@ -28,7 +24,7 @@ def test_json_reporter_log_result_error_lines():
     reporter.log("careful", level="warning")
     reporter.result({"output": "x.gpq"})
     reporter.error("bad chip", kind="input")
-    assert events(stream) == [
+    assert json_events(stream.getvalue()) == [
         {"event": "log", "level": "warning", "message": "careful"},
         {"event": "result", "result": {"output": "x.gpq"}},
         {"event": "error", "message": "bad chip", "kind": "input"},

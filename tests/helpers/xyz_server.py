@@ -11,6 +11,7 @@ import http.server
 import math
 import re
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,7 +94,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.requests.append(self.path)
         if self.server.on_request is not None:
             self.server.on_request()
-        match = TILE_PATH.match(self.path)
+        prefix = f"/{self.server.token}"
+        match = TILE_PATH.match(self.path[len(prefix) :]) if self.path.startswith(prefix + "/") else None
         if self.server.fail_with or not match:
             self.send_error(self.server.fail_with or 404)
             return
@@ -104,6 +106,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
 
@@ -117,6 +120,9 @@ class _TileServer(http.server.ThreadingHTTPServer):
         self.scene = scene
         self.fail_with = fail_with
         self.requests: list[str] = []
+        # A fresh path per server: the OS reuses ports, and QGIS keeps tiles by URL (its tile cache and its network
+        # disk cache), so a failing server on a port a good one had would otherwise be answered from the cache.
+        self.token = uuid.uuid4().hex
         self.on_request = None  # called (from the server thread) on every request, e.g. to press Cancel
 
 
@@ -137,7 +143,7 @@ def xyz_server(scene: TrueColourScene, fail_with: int | None = None) -> Iterator
 def xyz_uri(server: _TileServer, zmax: int = 15) -> str:
     """The wms provider's data source string of an XYZ layer on `server`."""
     port = server.server_address[1]
-    return f"type=xyz&url=http://127.0.0.1:{port}/%7Bz%7D/%7Bx%7D/%7By%7D.png&zmax={zmax}&zmin=0"
+    return f"type=xyz&url=http://127.0.0.1:{port}/{server.token}/%7Bz%7D/%7Bx%7D/%7By%7D.png&zmax={zmax}&zmin=0"
 
 
 def lonlat_to_web_mercator(lon: float, lat: float) -> tuple[float, float]:

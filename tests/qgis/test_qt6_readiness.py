@@ -179,11 +179,11 @@ def test_compat_field_types_null_rectangle_and_text_font(qgis_app):
 
 
 def test_loading_a_layer_raises_no_deprecation_warning(qgis_app, embeddings_file):
-    from clay_qgis import layers
+    from clay_qgis import layers, style, vector_cache
 
-    layers.clear_cache()
+    vector_cache.clear_cache()
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         layer = layers.load_layer(embeddings_file)
-        layers.style_similarity(layer, [0.1] * layer.featureCount(), top_k=3)
+        style.style_similarity(layer, [0.1] * layer.featureCount(), top_k=3)
     assert layer.featureCount() == 12

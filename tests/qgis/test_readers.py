@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def readers(qgis_app):
-    from clay_qgis import layers, readers
+    from clay_qgis import readers, vector_cache
 
-    layers.clear_cache()
+    vector_cache.clear_cache()
     return readers
 
 
@@ -101,12 +101,12 @@ def test_without_pyarrow_and_gdal_parquet_the_runtime_converts_once(readers, mak
     readers.read_layer_rows(path)  # current cache: no second conversion
     assert (folder / layer_cache.MANIFEST).stat().st_mtime_ns == manifest_time
     # the patch view of the cached rows matches the pyarrow one
-    from clay_qgis import layers
+    from clay_qgis import vector_cache
 
-    cached = layers.load_embedding_set(path, "patches")
+    cached = vector_cache.load_embedding_set(path, "patches")
     monkeypatch.undo()
-    layers.clear_cache()
-    direct = layers.load_embedding_set(path, "patches")
+    vector_cache.clear_cache()
+    direct = vector_cache.load_embedding_set(path, "patches")
     assert cached.reader == readers.RUNTIME and direct.reader == readers.PYARROW
     assert cached.wkb == direct.wkb and cached.columns == direct.columns
     np.testing.assert_array_equal(cached.index.vectors, direct.index.vectors)

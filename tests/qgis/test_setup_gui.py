@@ -6,69 +6,35 @@ the progress and the dock go to test-artifacts/ for a person to look at."""
 
 from __future__ import annotations
 
-import ast
-import json
 import os
-import shutil
-import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.qgis import REPO
+from tests.helpers.qgis_desktop import fresh_artifacts, needs_desktop, run_desktop
 
-pytestmark = [
-    pytest.mark.gui,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (shutil.which("xvfb-run") and shutil.which("qgis") and shutil.which("import")),
-        reason="needs xvfb-run, qgis and ImageMagick's import",
-    ),
-]
+pytestmark = [pytest.mark.gui, pytest.mark.slow, needs_desktop("import")]
 
 SHOTS = ("setup-1-prompt.png", "setup-2-progress.png", "setup-3-done.png", "setup-4-dock.png")
 
 FLOW_SCRIPT = """
-import json, os, subprocess, time, traceback
-from pathlib import Path
-from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import QApplication, QMessageBox
-from qgis.core import QgsApplication, QgsSettings
-import qgis.utils
+import time
+from qgis.core import QgsSettings
 
-STATUS, SHOTS, TORCH = {status!r}, {shots!r}, {torch!r}
-status = {{"events": []}}
+status["events"] = []
 
 def note(text):
-    status["events"].append(f"{{time.monotonic() - T0:.1f}} s: {{text}}")
-
-def finish():
-    Path(STATUS).write_text(json.dumps(status))
-    os._exit(0)  # QGIS's exit path is not what this test checks
-
-def guarded(step):
-    def run():
-        try:
-            step()
-        except Exception:
-            status["error"] = traceback.format_exc()
-            finish()
-    return run
-
-def later(ms, step):
-    QTimer.singleShot(ms, guarded(step))
+    status["events"].append(f"{time.monotonic() - T0:.1f} s: {text}")
 
 def shot(name):
-    QApplication.processEvents()
-    subprocess.run(["import", "-window", "root", os.path.join(SHOTS, name)], check=False, timeout=60)
+    save_screen(os.path.join(ARTIFACTS, name))
     note("screenshot " + name)
 
 def start():
-    window = qgis.utils.iface.mainWindow()
-    window.setGeometry(window.screen().availableGeometry())  # no window manager under Xvfb to maximise
+    fill_screen()
     status["plugin"] = "clay_qgis" in qgis.utils.active_plugins
     status["menu_actions"] = [action.text() for action in qgis.utils.plugins["clay_qgis"].actions]
     later(500, run_something_that_needs_the_runtime)
@@ -77,7 +43,7 @@ def run_something_that_needs_the_runtime():
     import processing
     later(2500, look_at_prompt)  # the prompt is modal: this timer fires inside its event loop
     try:
-        processing.run("clay:info", {{"DEVICE": 0}})
+        processing.run("clay:info", {"DEVICE": 0})
     except Exception as exc:
         status["algorithm_error"] = str(exc)
     note("clay:info failed as expected")
@@ -90,7 +56,7 @@ def look_at_prompt():
         finish()
     status["prompt_text"] = box.text() + " | " + box.informativeText()
     status["prompt_buttons"] = [button.text() for button in box.buttons()]
-    shot({shot_prompt!r})
+    shot(SHOT_PROMPT)
     later(1500, fill_in_setup_dialog)  # fires in the set-up dialog's event loop, opened by the click below
     setup = next(button for button in box.buttons() if "Set up" in button.text())
     setup.click()
@@ -110,7 +76,7 @@ def fill_in_setup_dialog(tries=0):
         status["top_level"] = [(type(w).__name__, w.windowTitle(), w.isVisible())
                                for w in QApplication.topLevelWidgets() if w.isVisible()]
         finish()
-    dialog.setParameters({{"TORCH": TORCH}})  # the automatic choice would ask the PyTorch index (offline here)
+    dialog.setParameters({"TORCH": TORCH})  # the automatic choice would ask the PyTorch index (offline here)
     dialog.setGeometry(80, 60, 900, 640)
     global DIALOG
     DIALOG = dialog
@@ -122,7 +88,7 @@ def look_at_progress():
     from qgis.PyQt.QtWidgets import QProgressBar
     bars = DIALOG.findChildren(QProgressBar)
     status["progress_mid"] = bars[0].value() if bars else None
-    shot({shot_progress!r})
+    shot(SHOT_PROGRESS)
     later(2000, wait_for_setup)
 
 def wait_for_setup():
@@ -132,7 +98,7 @@ def wait_for_setup():
     if "installed and verified" in text or "failed" in text.lower() or time.monotonic() - T0 > 540:
         status["setup_log_tail"] = text[-1500:]
         status["setting"] = QgsSettings().value("clay/python", "")
-        shot({shot_done!r})
+        shot(SHOT_DONE)
         DIALOG.close()
         later(1000, open_dock)
         return
@@ -150,7 +116,7 @@ def wait_for_device(dock, tries):
         return
     status["device_label"] = text
     status["dock_buttons"] = [dock.setup_button.text(), dock.tool_button.text()]
-    shot({shot_dock!r})
+    shot(SHOT_DOCK)
     later(500, lambda: dock.setup_button.click())  # the dock's button opens the same set-up: a re-run verifies
     later(2000, rerun_from_dock)
 
@@ -162,7 +128,7 @@ def rerun_from_dock(tries=0):
     status["dock_dialog"] = dialog.windowTitle() if dialog is not None else None
     if dialog is None:
         finish()
-    dialog.setParameters({{"TORCH": TORCH}})
+    dialog.setParameters({"TORCH": TORCH})
     global DIALOG
     DIALOG = dialog
     dialog.runAlgorithm()
@@ -179,7 +145,7 @@ def wait_for_rerun(tries):
     later(500, finish)
 
 T0 = time.monotonic()
-QTimer.singleShot(3000, guarded(start))
+later(3000, start)
 """
 
 
@@ -190,7 +156,7 @@ def clean_environment(profile: Path) -> dict[str, str]:
         if key not in {"PYTHONPATH", "CLAY_PYTHON", "QGIS_PLUGINPATH", "VIRTUAL_ENV", "PYTHONHOME"}
     }
     env["PATH"] = os.pathsep.join(part for part in env["PATH"].split(os.pathsep) if ".venv" not in part)
-    env.update({"QGIS_CUSTOM_CONFIG_PATH": str(profile), "QT_QPA_PLATFORM": "xcb", "PYTHONNOUSERSITE": "1"})
+    env.update({"QGIS_CUSTOM_CONFIG_PATH": str(profile), "PYTHONNOUSERSITE": "1"})
     return env
 
 
@@ -206,46 +172,11 @@ def test_first_use_prompt_setup_progress_and_dock(tmp_path: Path):
     with zipfile.ZipFile(archive) as zipped:
         zipped.extractall(profile / "profiles" / "default" / "python" / "plugins")
     enable_plugin(profile)
-    artifacts = REPO / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    for name in SHOTS:
-        (artifacts / name).unlink(missing_ok=True)
-    status = tmp_path / "status.json"
-    script = tmp_path / "flow.py"
-    flow = textwrap.dedent(
-        FLOW_SCRIPT.format(
-            status=str(status),
-            shots=str(artifacts),
-            torch="torch==2.13.0",
-            shot_prompt=SHOTS[0],
-            shot_progress=SHOTS[1],
-            shot_done=SHOTS[2],
-            shot_dock=SHOTS[3],
-        )
-    )
-    ast.parse(flow)  # a syntax error would leave QGIS showing it in a dialog until the timeout
-    script.write_text(flow)
-    done = subprocess.run(
-        [
-            "xvfb-run",
-            "-a",
-            "-s",
-            "-screen 0 1400x900x24",
-            "qgis",
-            "--nologo",
-            "--noversioncheck",
-            "--code",
-            str(script),
-        ],
-        env=clean_environment(profile),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
-    assert status.exists(), f"QGIS did not run the flow (rc {done.returncode}): {done.stderr[-3000:]}"
-    report = json.loads(status.read_text())
-    assert "error" not in report, report.get("error")
+    artifacts = fresh_artifacts(*SHOTS)
+    constants = {"ARTIFACTS": str(artifacts), "TORCH": "torch==2.13.0"}
+    constants.update(SHOT_PROMPT=SHOTS[0], SHOT_PROGRESS=SHOTS[1], SHOT_DONE=SHOTS[2], SHOT_DOCK=SHOTS[3])
+    env = clean_environment(profile)
+    report = run_desktop(FLOW_SCRIPT, tmp_path, env, constants, screen="1400x900", timeout=900)
     assert report["plugin"]
     # 1. the algorithm's one-line error names the fix, and the prompt offers it
     assert "no Clay runtime" in report["algorithm_error"] and "\n" not in report["algorithm_error"]
@@ -265,4 +196,3 @@ def test_first_use_prompt_setup_progress_and_dock(tmp_path: Path):
     assert "already set up; verified" in report["rerun_log_tail"], report["rerun_log_tail"]
     for name in SHOTS:
         assert (artifacts / name).stat().st_size > 10_000, name
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]

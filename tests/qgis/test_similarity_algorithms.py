@@ -106,11 +106,15 @@ def test_algorithm_and_map_tool_share_one_scoring_path(clay_provider, embeddings
     """clay:similarity and a click (SearchSession) go through the same query and scoring functions and
     give the same scores."""
     from clay_qgis import layers
+    from clay_qgis import session as session_module
+    from clay_qgis.schema import NEGATIVE
 
     calls = []
     for name in ("score_query",):
-        original = getattr(layers, name)
-        monkeypatch.setattr(layers, name, lambda *args, _f=original, _n=name, **kw: calls.append(_n) or _f(*args, **kw))
+        original = getattr(session_module, name)
+        monkeypatch.setattr(
+            session_module, name, lambda *args, _f=original, _n=name, **kw: calls.append(_n) or _f(*args, **kw)
+        )
     data = read_embeddings(embeddings_file)
     output = run(
         "clay:similarity",
@@ -124,7 +128,7 @@ def test_algorithm_and_map_tool_share_one_scoring_path(clay_provider, embeddings
     assert calls == ["score_query"]
     session = SearchSession(layers.load_layer(embeddings_file))
     session.add_example(5)
-    session.add_example(0, layers.NEGATIVE)
+    session.add_example(0, NEGATIVE)
     assert calls[1:] == ["score_query", "score_query"]
     by_algorithm = scores_by_chip(output)
     for row, chip_id in enumerate(data.chip_ids):
@@ -206,9 +210,9 @@ def test_examples_from_another_model_give_a_dimension_error(clay_provider, tmp_p
     target = write_embeddings_file(tmp_path / "a.gpq", shape=(16,), model="model-a")
     other = write_embeddings_file(tmp_path / "b.gpq", shape=(32,), model="model-b")
     layer = run("clay:loadembeddings", {"INPUT": str(other), "OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
-    from clay_qgis import layers
+    from clay_qgis import layers, vector_cache
 
-    layers.tag_layer(layer, layers.load_embedding_set(other))
+    layers.tag_layer(layer, vector_cache.load_embedding_set(other))
     QgsProject.instance().addMapLayer(layer)
     try:
         with pytest.raises(QgsProcessingException, match=r"32 values.*16.*different models"):

@@ -22,6 +22,7 @@ SMALL = {
     "LEARNING_RATE": 1e-3,
     "DEVICE": 1,
 }  # DEVICE 1 = cpu
+CHIP_FILE_PX = 40  # the training chips: a random 32 px crop of each per step
 
 
 def recording_feedback():
@@ -42,7 +43,7 @@ def recording_feedback():
 def test_train_on_a_chip_folder_logs_each_loss_and_feeds_embed(clay_provider, tmp_path: Path) -> None:
     from qgis.core import QgsRasterLayer
 
-    chips = write_chip_folder(tmp_path / "chips", count=4, size=40)
+    chips = write_chip_folder(tmp_path / "chips", count=4, size=CHIP_FILE_PX)
     output = tmp_path / "out" / "mine.ckpt"
     feedback = recording_feedback()
     result = run(
@@ -59,13 +60,14 @@ def test_train_on_a_chip_folder_logs_each_loss_and_feeds_embed(clay_provider, tm
     assert result["FINAL_LOSS"] == pytest.approx(sum(saved["clay_train"]["losses"]) / 4, rel=1e-4)
 
     # The trained checkpoint is what clay:embed's Checkpoint parameter takes.
+    embed_px = saved["hyper_parameters"]["image_size"]
     layer = QgsRasterLayer(str(next(chips.glob("claytile_*.tif"))), "chip", "gdal")
     embedded = run(
         "clay:embed",
         {
             "INPUT": [layer],
             "CHECKPOINT": result["OUTPUT"],
-            "CHIP_SIZE": 32,
+            "CHIP_SIZE": embed_px,
             "BAND_MAP": "B02=1,B03=2,B04=3,B08=7",
             "DATE": "2020-06-01",
             "DEVICE": 1,
@@ -74,7 +76,14 @@ def test_train_on_a_chip_folder_logs_each_loss_and_feeds_embed(clay_provider, tm
         },
     )
     table = read_embeddings(embedded["OUTPUT"])
-    assert len(table) >= 1 and table.vectors.shape[1] == 256  # clay-v0-tiny's width, mean level
+    # The chip file holds whole embed chips only in its top-left corner; the grid's partial chips past its edge
+    # are mostly outside it (more nodata than the default --max-nodata 0.5 allows) and are skipped.
+    assert CHIP_FILE_PX % embed_px < embed_px / 2
+    whole = CHIP_FILE_PX // embed_px
+    assert len(table) == embedded["CHIPS"] == whole * whole
+    cells = zip(table.table.column("row").to_pylist(), table.table.column("col").to_pylist(), strict=True)
+    assert sorted(cells) == [(row, col) for row in range(whole) for col in range(whole)]
+    assert table.vectors.shape[1] == 256  # clay-v0-tiny's width, mean level
     assert table.metadata["checkpoint"] == "mine.ckpt" and table.metadata["config"]["image_size"] == 32
 
 
@@ -84,12 +93,15 @@ def test_train_on_a_raster_layer_over_an_extent(clay_provider, tmp_path: Path) -
     raster = write_band_raster(tmp_path / "scene.tif", size=96)
     layer = QgsRasterLayer(str(raster), "scene", "gdal")
     x0, y0 = UTM_ORIGIN
-    extent = f"{x0},{x0 + 640},{y0 - 640},{y0} [EPSG:32633]"  # 64 x 64 px of the 96 x 96 raster: 4 chips
+    side_m = 640.0  # inside the 960 m raster
+    extent = f"{x0},{x0 + side_m},{y0 - side_m},{y0} [EPSG:32633]"
     output = tmp_path / "raster.ckpt"
     result = run("clay:train", {**SMALL, "RASTERS": [layer], "EXTENT": extent, "STEPS": 2, "OUTPUT": str(output)})
     assert result["STEPS_DONE"] == 2
     saved = torch.load(output, weights_only=True)
-    assert saved["clay_train"]["data"]["items"] == 4
+    per_side = side_m / 10.0 / SMALL["IMAGE_SIZE"]  # 10 m pixels, chips of the model's image size
+    assert per_side.is_integer()
+    assert saved["clay_train"]["data"]["items"] == per_side**2
     assert saved["clay_train"]["settings"]["source_options"]["chip_size"] == 32
 
 

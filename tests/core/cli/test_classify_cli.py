@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow.parquet as pq
 
 from clay_core.cli import main
+from tests.helpers.cli import json_events, result_of
 from tests.helpers.embeddings import two_kinds_file
 
 
@@ -65,8 +64,7 @@ def test_classify_from_a_labelled_point_file(tmp_path, capsys):
         )
         == 0
     )
-    result = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"result"' in line][-1]
-    payload = result.get("result", result)
+    payload = result_of(json_events(capsys.readouterr().out))
     assert payload["labels_outside_chips"] == 1 and payload["positives"] + payload["negatives"] == len(chosen)
     table = pq.read_table(out)
     assert table.num_rows == 5

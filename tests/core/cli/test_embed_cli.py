@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from clay_core.cli import main
 from clay_core.embed_parts import parts_dir_for
 from clay_core.grid.mgrs import parse_tile
 from clay_core.parquet import read_embeddings, wkb_polygon_rings
+from tests.helpers.cli import events_of, json_events, result_of, run_clay, start_clay
 from tests.helpers.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 CHIP = 64  # px; the tiny model is resized to it with --chip-size
@@ -53,10 +53,6 @@ def scene(tmp_path_factory) -> Path:
     return write_scene(tmp_path_factory.mktemp("scene") / "S2")
 
 
-def json_events(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
 def test_embed_writes_geoparquet_on_the_scene_grid(scene, tmp_path, capsys):
     out = tmp_path / "out.gpq"
     code = main(
@@ -78,7 +74,7 @@ def test_embed_writes_geoparquet_on_the_scene_grid(scene, tmp_path, capsys):
     )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
-    result = [e for e in events if e["event"] == "result"][0]["result"]
+    result = result_of(events)
     assert result["output"] == str(out)
     summary = result["summary"]
     assert summary["chips_written"] == 8 and summary["chips_total"] == 8 and summary["chips_failed"] == 0
@@ -141,7 +137,7 @@ def test_embed_raster_with_bbox_and_band_map(scene, tmp_path, capsys):
 def test_dry_run_estimates_and_writes_nothing(scene, tmp_path, capsys):
     out = tmp_path / "out.gpq"
     assert main(["--progress", "json", "embed", str(scene), "-o", str(out), *TINY, "--dry-run"]) == 0
-    result = [e for e in json_events(capsys.readouterr().out) if e["event"] == "result"][0]["result"]
+    result = result_of(json_events(capsys.readouterr().out))
     assert result["dry_run"] and result["chips"] == 8
     assert result["estimated_seconds"] > 0 and result["estimated_bytes"] > 8 * 256 * 4 * 0.5
     assert not out.exists() and list(tmp_path.iterdir()) == []
@@ -194,31 +190,13 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_
     big = write_scene(tmp_path / "S2", width=1024, height=1024)
     out = tmp_path / "out.gpq"
     model = ["--checkpoint", str(tiny_checkpoint), "--chip-size", str(CHIP), "--device", "cpu"]
-    command = [
-        sys.executable,
-        "-m",
-        "clay_core",
-        "--progress",
-        "json",
-        "embed",
-        str(big),
-        "-o",
-        str(out),
-        *model,
-        "--batch-size",
-        "2",
-        "--part-chips",
-        "2",
-        "--workers",
-        "1",
-        "--level",
-        "mean",
-    ]
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    args = ["--progress", "json", "embed", str(big), "-o", str(out), *model, "--batch-size", "2", "--part-chips", "2"]
+    args += ["--workers", "1", "--level", "mean"]
+    job = start_clay(*args, stdout=subprocess.DEVNULL, start_new_session=True)
     parts = parts_dir_for(out)
     deadline = time.monotonic() + 240
     while len(list(parts.glob("part-*.parquet"))) < 3:
-        assert job.poll() is None, f"job ended before it could be killed: {job.stderr.read().decode()[-2000:]}"
+        assert job.poll() is None, f"job ended before it could be killed: {job.stderr.read()[-2000:]}"
         assert time.monotonic() < deadline, "no part files appeared"
         time.sleep(0.02)
     os.killpg(job.pid, signal.SIGKILL)
@@ -228,9 +206,9 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_
     settled_before = len(list(parts.glob("part-*.parquet")))
     assert settled_before >= 3  # whatever else settled before the kill is resumed, not redone
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    rerun = run_clay(*args)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    summary = [e for e in json_events(rerun.stdout) if e["event"] == "result"][0]["result"]["summary"]
+    summary = result_of(json_events(rerun.stdout))["summary"]
     assert summary["chips_resumed"] >= 2 * settled_before and summary["chips_written"] == 256
     assert not parts.exists()
     result = read_embeddings(out)
@@ -264,6 +242,14 @@ def test_sigkill_mid_run_then_rerun_completes_without_duplicates(tmp_path, tiny_
     np.testing.assert_allclose(result.vectors, expected.vectors[rows], rtol=1e-4, atol=1e-4)
 
 
+def embed_mgrs_args(
+    tiles: list[str], source: str, out: Path, *extra: str, start: str = "2021-06-01", end: str = "2021-06-30"
+) -> list[str]:
+    """`clay --progress json embed-mgrs` of `tiles` with the tiny model; `extra` are further options."""
+    dates = ["--start", start, "--end", end]
+    return ["--progress", "json", "embed-mgrs", *tiles, "--source", source, *dates, "-o", str(out), *TINY, *extra]
+
+
 def _chip_tile(folder: Path, mgrs: str, dates: list[str]) -> None:
     from tests.helpers.chips import write_chip
 
@@ -277,49 +263,16 @@ def test_embed_mgrs_names_files_like_clay_and_skips_out_of_range(tmp_path, capsy
     out = tmp_path / "out"
     out.mkdir()
     code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "--source",
-            str(chips / "{mgrs}"),
-            "--start",
-            "2021-01-01",
-            "--end",
-            "2021-12-31",
-            "-o",
-            str(out),
-            *TINY,
-            "--workers",
-            "0",
-        ]
+        embed_mgrs_args(["33UUU"], str(chips / "{mgrs}"), out, "--workers", "0", start="2021-01-01", end="2021-12-31")
     )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
-    result = [e for e in events if e["event"] == "result"][0]["result"]
+    result = result_of(events)
     assert [Path(p).name for p in result["outputs"]] == ["33UUU_20210601_20210715_v001.gpq"]
     table = read_embeddings(result["outputs"][0])
     assert sorted(d.isoformat() for d in table.table.column("date").to_pylist()) == ["2021-06-01", "2021-07-15"]
     assert table.metadata["mgrs"] == "33UUU"
-    assert (
-        main(
-            [
-                "embed-mgrs",
-                "33UUU",
-                "--source",
-                str(chips / "{mgrs}"),
-                "--start",
-                "2021-12-31",
-                "--end",
-                "2021-01-01",
-                "-o",
-                str(out),
-                *TINY,
-            ]
-        )
-        == 2
-    )
+    assert main(embed_mgrs_args(["33UUU"], str(chips / "{mgrs}"), out, start="2021-12-31", end="2021-01-01")) == 2
 
 
 @pytest.mark.slow
@@ -331,33 +284,21 @@ def test_embed_mgrs_on_a_local_dask_cluster(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "32UPU",
-            "31UFT",
-            "--source",
+        embed_mgrs_args(
+            ["33UUU", "32UPU", "31UFT"],
             str(chips / "{mgrs}"),
-            "--start",
-            "2021-06-01",
-            "--end",
-            "2021-06-30",
-            "-o",
-            str(out),
-            *TINY,
+            out,
             "--dask-workers",
             "2",
             "--workers",
             "1",
             "--threads",
             "1",
-        ]
+        )
     )
     events = json_events(capsys.readouterr().out)
     assert code == 2, events  # a tile failed for an input reason: not a success, but the others are kept
-    result = [e for e in events if e["event"] == "result"][0]["result"]
+    result = result_of(events)
     assert sorted(Path(p).name for p in result["outputs"]) == [
         "32UPU_20210603_20210603_v001.gpq",
         "33UUU_20210601_20210602_v001.gpq",
@@ -381,33 +322,15 @@ def test_embed_mgrs_from_s3_like_the_seed_layout_with_a_corrupt_chip(tmp_path, s
     prefix = s3_bucket.upload_dir(chips, "02")
     out = tmp_path / "out"
     out.mkdir()
-    code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "--source",
-            prefix + "/{mgrs}",
-            "--start",
-            "2021-06-01",
-            "--end",
-            "2021-06-30",
-            "-o",
-            str(out),
-            *TINY,
-            "--workers",
-            "1",
-        ]
-    )
+    code = main(embed_mgrs_args(["33UUU"], prefix + "/{mgrs}", out, "--workers", "1"))
     events = json_events(capsys.readouterr().out)
     assert code == 2, events
-    tile = [e for e in events if e["event"] == "result"][0]["result"]["tiles"][0]
+    tile = result_of(events)["tiles"][0]
     summary = tile["summary"]
     assert summary["chips_written"] == 2 and summary["chips_failed"] == 1
     sidecar = json.loads(Path(tile["output"] + ".failures.json").read_text())
     assert [f["chip_id"] for f in sidecar["failures"]] == [summary["problems"][0]["chip_id"]]
-    assert [e for e in events if e["event"] == "error"][-1]["kind"] == "input"
+    assert events_of(events, "error")[-1]["kind"] == "input"
     assert broken.name in summary["problems"][0]["source_url"] or broken.name in summary["problems"][0]["reason"]
     assert Path(tile["output"]).name == "33UUU_20210601_20210603_v001.gpq"
     urls = read_embeddings(tile["output"]).table.column("source_url").to_pylist()
@@ -533,29 +456,21 @@ def test_embed_mgrs_adds_the_satclip_column(shared_fixtures, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "--source",
+        embed_mgrs_args(
+            ["33UUU"],
             str(chips / "{mgrs}"),
-            "--start",
-            "2021-01-01",
-            "--end",
-            "2021-12-31",
-            "-o",
-            str(out),
-            *TINY,
+            out,
             "--workers",
             "0",
             "--satclip",
             str(satclip),
-        ]
+            start="2021-01-01",
+            end="2021-12-31",
+        )
     )
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
-    data = read_embeddings([e for e in events if e["event"] == "result"][0]["result"]["outputs"][0])
+    data = read_embeddings(result_of(events)["outputs"][0])
     assert data.metadata["satclip"]["checkpoint"] == "checkpoint.ckpt"
     np.testing.assert_allclose(data.satclip, satclip_of_bboxes(data.table, satclip), rtol=0, atol=1e-12)
 
@@ -594,27 +509,8 @@ def test_embed_mgrs_goes_on_after_a_crashed_tile_and_exits_1(tmp_path, capsys, m
         return real_job(job, tile)
 
     monkeypatch.setattr(embed_tiles, "tile_embed_job", crash_on_33uuu)
-    code = main(
-        [
-            "--progress",
-            "json",
-            "embed-mgrs",
-            "33UUU",
-            "32UPU",
-            "--source",
-            str(chips / "{mgrs}"),
-            "--start",
-            "2021-06-01",
-            "--end",
-            "2021-06-30",
-            "-o",
-            str(out),
-            *TINY,
-            "--workers",
-            "0",
-        ]
-    )
-    result = [e for e in json_events(capsys.readouterr().out) if e["event"] == "result"][0]["result"]
+    code = main(embed_mgrs_args(["33UUU", "32UPU"], str(chips / "{mgrs}"), out, "--workers", "0"))
+    result = result_of(json_events(capsys.readouterr().out))
     assert code == 1
     assert result["failed_tiles"] == ["33UUU"]
     assert [Path(p).name for p in result["outputs"]] == ["32UPU_20210603_20210603_v001.gpq"]

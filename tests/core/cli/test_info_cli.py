@@ -10,10 +10,7 @@ import torch
 
 import clay_core
 from clay_core.cli import main
-
-
-def run_clay(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clay_core", *args], capture_output=True, text=True, timeout=120)
+from tests.helpers.cli import json_events, run_clay
 
 
 def test_info_json_reports_versions_device_and_precision(capsys):
@@ -39,7 +36,7 @@ def test_info_text_is_aligned_key_value_lines():
 def test_progress_json_emits_a_result_event():
     done = run_clay("--progress", "json", "info")
     assert done.returncode == 0, done.stderr
-    events = [json.loads(line) for line in done.stdout.splitlines()]
+    events = json_events(done.stdout)
     assert events[-1]["event"] == "result"
     assert events[-1]["result"]["clay_core"] == clay_core.__version__
 
@@ -54,7 +51,7 @@ def test_bad_input_exits_2_with_one_line_reason():
 def test_bad_input_in_json_mode_is_an_error_event():
     done = run_clay("--progress", "json", "info", "--precision", "bf16", "--device", "cpu")
     assert done.returncode == 2
-    event = json.loads(done.stdout.splitlines()[-1])
+    event = json_events(done.stdout)[-1]
     assert event == {"event": "error", "message": event["message"], "kind": "input"}
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ import torch
 from clay_core.cli import main
 from clay_core.models import load_model
 from tests.helpers.chips import write_chip_folder
+from tests.helpers.cli import clay_env, events_of, json_events, result_of
 
 TINY = [
     "--preset",
@@ -45,7 +44,6 @@ TINY = [
     "--threads",
     "1",
 ]
-REPO = Path(__file__).resolve().parents[3]
 
 
 def test_clay_train_single_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,9 +69,9 @@ def test_clay_train_single_process(tmp_path: Path, capsys: pytest.CaptureFixture
         str(tmp_path / "out" / "tiny-weights.ckpt"),
     ]
     assert main(args) == 0
-    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    result = next(e["result"] for e in events if e["event"] == "result")
-    assert any(e["event"] == "progress" and "chips/s" in (e.get("message") or "") for e in events)
+    events = json_events(capsys.readouterr().out)
+    result = result_of(events)
+    assert any("chips/s" in (e.get("message") or "") for e in events_of(events, "progress"))
     assert result["global_step"] == 30
     assert result["final_loss"] < result["first_loss"]
     assert checkpoint.with_name("tiny.loss.png").exists()
@@ -148,16 +146,10 @@ def test_clay_train_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
         "--checkpoint-every",
         "3",
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = clay_env(OMP_NUM_THREADS="1")
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    results = [
-        json.loads(line)["result"]
-        for line in completed.stdout.splitlines()
-        if line.startswith("{") and json.loads(line)["event"] == "result"
-    ]
-    assert len(results) == 1, "only rank 0 reports"
-    result = results[0]
+    result = result_of(json_events(completed.stdout))  # one: only rank 0 reports
     assert result["world_size"] == 2 and result["global_step"] == 6
     digests = result["rank_digests"]
     assert sorted(d["rank"] for d in digests) == ["0", "1"]
@@ -181,7 +173,7 @@ def test_building_the_train_parser_does_not_import_torch() -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        env=clay_env(),
         check=True,
     )
     assert completed.stdout.strip() == "[]"

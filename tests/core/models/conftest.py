@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers.parity import parity_fixture
+from tests.helpers.parity import parity_fixture, parity_reference
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +21,5 @@ def v0_micro_checkpoint(v0_micro_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def v0_micro_reference(v0_micro_dir: Path) -> dict[str, np.ndarray]:
-    with np.load(v0_micro_dir / "reference.npz") as data:
-        return {key: data[key] for key in data.files}
+def v0_micro_reference() -> dict[str, np.ndarray]:
+    return parity_reference("clay_v0_micro")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,20 +15,20 @@ from clay_core.models.clay_v0_mae import (
     random_mask,
     v0_reconstruction_loss,
 )
+from tests.helpers.parity import parity_fixture, parity_reference
 
 REFERENCE_LOSS = 1.3628733  # the fixture's `mae_loss`, quoted in its README
+V0_GROUPS = ClayV0Config().band_groups  # the six v0 band groups (rgb, rededge, nir, swir, sar, dem)
 
 
 @pytest.fixture(scope="module")
-def micro(shared_fixtures: Path) -> dict:
-    folder = shared_fixtures / "clay_v0_micro"
-    contents = read_checkpoint(folder / "checkpoint.ckpt")
+def micro() -> dict:
+    contents = read_checkpoint(parity_fixture("clay_v0_micro") / "checkpoint.ckpt")
     config = ClayV0Family().config_from_checkpoint(contents.state_dict, contents.hyper_parameters, {})
     mae = ClayV0MAE(config)
     mae.load_state_dict({key[len("model.") :]: value for key, value in contents.state_dict.items()}, strict=True)
     mae.eval()
-    reference = dict(np.load(folder / "reference.npz"))
-    return {"mae": mae, "ref": reference, "keys": set(contents.state_dict), "config": config}
+    return {"mae": mae, "ref": parity_reference("clay_v0_micro"), "keys": set(contents.state_dict), "config": config}
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -97,27 +95,15 @@ def test_loss_keeps_v0_channel_order_quirk() -> None:
 
     A prediction that is perfect except in channel 6 (B08, the nir group's input band) costs only tokens
     masked in the nir group: that is where v0 charges the rededge head's 4th output."""
-    config = ClayV0Config(
-        image_size=16,
-        patch_size=8,
-        dim=16,
-        depth=0,
-        heads=1,
-        dim_head=16,
-        decoder_dim=16,
-        decoder_depth=0,
-        decoder_heads=1,
-        decoder_dim_head=16,
-    )
     cube = torch.randn(1, 13, 16, 16)
     predicted = patchify(cube, 8).clone()
     predicted[:, 6] += 1.0  # error of exactly 1 in every pixel of channel 6
     only_nir = torch.zeros(1, 6, 4)
     only_nir[:, 2] = 1.0  # mask only the nir group's tokens
-    assert float(v0_reconstruction_loss(cube, predicted, only_nir, config.band_groups, 8)) == pytest.approx(1.0)
+    assert float(v0_reconstruction_loss(cube, predicted, only_nir, V0_GROUPS, 8)) == pytest.approx(1.0)
     only_rededge = torch.zeros(1, 6, 4)
     only_rededge[:, 1] = 1.0
-    assert float(v0_reconstruction_loss(cube, predicted, only_rededge, config.band_groups, 8)) == pytest.approx(0.0)
+    assert float(v0_reconstruction_loss(cube, predicted, only_rededge, V0_GROUPS, 8)) == pytest.approx(0.0)
 
 
 def test_loss_of_a_band_subset_scores_the_bands_it_uses() -> None:
@@ -138,24 +124,12 @@ def test_loss_of_a_band_subset_scores_the_bands_it_uses() -> None:
 
 def test_visible_loss_weight_is_opt_in() -> None:
     """Default: visible tokens cost nothing (v0). With weight w they count w times a masked token."""
-    config = ClayV0Config(
-        image_size=16,
-        patch_size=8,
-        dim=16,
-        depth=0,
-        heads=1,
-        dim_head=16,
-        decoder_dim=16,
-        decoder_depth=0,
-        decoder_heads=1,
-        decoder_dim_head=16,
-    )
     cube = torch.randn(1, 13, 16, 16)
     predicted = patchify(cube, 8).clone()
     predicted[:, 0] += 1.0  # B02: error 1 in one of the rgb group's three bands -> 1/3 per rgb token
     only_nir = torch.zeros(1, 6, 4)
     only_nir[:, 2] = 1.0  # rgb tokens are all visible
-    groups = config.band_groups
+    groups = V0_GROUPS
     assert float(v0_reconstruction_loss(cube, predicted, only_nir, groups, 8)) == pytest.approx(0.0)
     # weight 1: all 24 tokens count equally; the 4 rgb tokens cost 1/3 each
     assert float(v0_reconstruction_loss(cube, predicted, only_nir, groups, 8, 1.0)) == pytest.approx(4 / 3 / 24)

@@ -14,7 +14,7 @@ from clay_core.errors import CheckpointError, ClayInputError
 from clay_core.models import build_preset, load_model
 from clay_core.models.clay_v15 import ClayV15Family, ClayV15Model, encoder_weights
 from clay_core.sensors import SENTINEL2_L2A, get_sensor
-from tests.helpers.parity import parity_fixture
+from tests.helpers.parity import parity_fixture, parity_reference
 
 TOLERANCE = 1e-4  # fp32 parity required by the issue; observed differences are ~1e-6
 S2_ORDER = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
@@ -26,9 +26,8 @@ def v15_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(v15_dir: Path) -> dict[str, np.ndarray]:
-    with np.load(v15_dir / "reference.npz") as data:
-        return {key: data[key] for key in data.files}
+def reference() -> dict[str, np.ndarray]:
+    return parity_reference("clay_v15_micro")
 
 
 @pytest.fixture(scope="module")

