@@ -14,6 +14,7 @@ from clay_core.embed_job import EmbedJob
 from clay_core.errors import ClayInputError
 from clay_core.models import load_model
 from tests.helpers.chips import write_chip
+from tests.helpers.reporters import RecordingReporter
 
 CHIP = 64
 
@@ -92,27 +93,17 @@ def test_output_suffix_and_options_are_checked_before_the_model_loads(chips, tmp
         ).estimate()
 
 
-class LogLines(list):
-    """A Reporter that keeps (level, message) of each log line; progress calls are ignored."""
-
-    def log(self, message: str, level: str = "info") -> None:
-        self.append((level, message))
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
-
-
 def test_a_preset_with_random_weights_is_a_warning_the_demo_model_is_not(chips):
     """QGIS's embed algorithms default to the clay-v0-small architecture: without a checkpoint the user got
     embeddings of random weights without a word."""
-    random = LogLines()
+    random = RecordingReporter()
     tiny_job(chips).open(random)
-    assert [level for level, message in random if "clay-v0-tiny has random weights" in message] == ["warning"]
-    demo = LogLines()
+    assert [level for level, _ in random.messages("clay-v0-tiny has random weights")] == ["warning"]
+    demo = RecordingReporter()
     tiny_job(chips, preset="clay-v0-demo", chip_size=None).open(demo)
-    assert demo and not [message for _, message in demo if "random weights" in message]
-    checkpoint = LogLines()
+    assert demo.logs and not demo.messages("random weights")
+    checkpoint = RecordingReporter()
     tiny_job(chips, preset=None, checkpoint=str(Path(__file__).parents[2] / "models" / "clay-v0-demo.ckpt")).open(
         checkpoint
     )
-    assert checkpoint and not [message for _, message in checkpoint if "random weights" in message]
+    assert checkpoint.logs and not checkpoint.messages("random weights")

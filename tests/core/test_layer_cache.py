@@ -176,13 +176,7 @@ def test_an_older_cache_and_an_empty_folder_are_replaced(tmp_path):
 
 def test_clay_layer_cache_into_a_folder_of_other_files_is_exit_2_and_keeps_them(tmp_path):
     source = write_file(tmp_path / "e.gpq")
-    result = subprocess.run(
-        [sys.executable, "-m", "clay_core", "layer-cache", str(source), "-o", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    result = run_clay("layer-cache", str(source), "-o", str(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("clay: error: ") and "new or empty folder" in result.stderr
     assert source.exists() and read_embeddings(source) is not None
