@@ -44,28 +44,24 @@ WRITE_BATCH_ROWS = 16_384
 
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     """Files from arguments that are files, folders (their *.gpq/*.parquet/*.geoparquet) or glob patterns,
-    in the order given (folders and globs sorted), each file once. Folders and patterns leave out the
-    results of earlier commands (see `is_derived_output`): `clay similar out/ -o out/s.gpq` run twice must
-    not search the first run's matches as more chips. A file named on its own is always taken."""
+    in the order given (folders and globs sorted), each file once.
+
+    The results of earlier commands (see `is_derived_output`) are left out when embeddings files are given
+    too: `clay similar out/*.gpq -o out/s.gpq` run twice (the shell expands the pattern, so the first run's
+    matches arrive as a named file) must not search those matches as more chips. Results alone are searched."""
     found: list[Path] = []
     for item in items:
         text = str(item)
         path = Path(text).expanduser()
         if path.is_dir():
             matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
-            matches = [p for p in matches if not is_derived_output(p)]
             if not matches:
-                raise ClayInputError(
-                    f"folder {path} holds no embeddings files (*.gpq, *.parquet, *.geoparquet; results of "
-                    "similar/classify/cluster/change are left out): name the files"
-                )
+                raise ClayInputError(f"folder {path} holds no embeddings files (*.gpq, *.parquet, *.geoparquet)")
         elif any(char in text for char in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
-            matches = [p for p in matches if not is_derived_output(p)]
             if not matches:
                 raise ClayInputError(
-                    f"no embeddings file matches {text!r}: check the pattern (quote it so the shell does not "
-                    "expand it first; results of similar/classify/cluster/change are left out)"
+                    f"no file matches {text!r}: check the pattern (quote it so the shell does not expand it first)"
                 )
         elif path.is_file():
             matches = [path]
@@ -77,7 +73,9 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
         unique.setdefault(path.resolve(), path)
     if not unique:
         raise ClayInputError("no embeddings files given")
-    return list(unique.values())
+    files = list(unique.values())
+    embeddings = [path for path in files if not is_derived_output(path)]
+    return embeddings or files
 
 
 def is_derived_output(path: Path) -> bool:

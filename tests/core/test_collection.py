@@ -36,10 +36,10 @@ def test_each_file_footer_is_read_once(tmp_path: Path, monkeypatch) -> None:
     assert {"chip_id", "geometry", "date", "utm_bbox"} <= set(read.table.column_names)
 
 
-def test_folders_and_patterns_leave_out_earlier_results(tmp_path: Path, capsys) -> None:
+def test_earlier_results_are_left_out_of_a_search_over_embeddings(tmp_path: Path, capsys) -> None:
     """`clay similar out/ -o out/s.gpq` run twice searches the embeddings, not the first run's matches (which
-    carry the same vectors and would show every chip twice); `clay change` output (no vectors) is left out
-    too. A result named on its own is still read."""
+    carry the same vectors and would show every chip twice); so does `out/*.gpq` expanded by the shell, and
+    `clay change` output (no vectors) is left out too. Results given alone are searched."""
     from clay_core.cli import main
 
     vectors = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
@@ -51,7 +51,11 @@ def test_folders_and_patterns_leave_out_earlier_results(tmp_path: Path, capsys) 
     assert main([*similar, str(tmp_path / "s2.gpq")]) == 0
     summaries = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote")]
     assert "4 rows in 1 file(s)" in summaries[-1]
+    assert pq.read_table(tmp_path / "s2.gpq").num_rows == 4
+    every_file = sorted(tmp_path.glob("*.gpq"))
+    assert len(every_file) == 4
     assert collection.expand_inputs([tmp_path]) == [embeddings]
     assert collection.expand_inputs([tmp_path / "*.gpq"]) == [embeddings]
-    assert collection.expand_inputs([tmp_path, tmp_path / "s1.gpq"]) == [embeddings, tmp_path / "s1.gpq"]
-    assert pq.read_table(tmp_path / "s2.gpq").num_rows == 4
+    assert collection.expand_inputs(every_file) == [embeddings]  # the shell's expansion of out/*.gpq
+    results = [tmp_path / "s1.gpq", tmp_path / "s2.gpq"]
+    assert collection.expand_inputs(results) == results
