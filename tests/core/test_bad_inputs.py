@@ -253,6 +253,11 @@ CASES = [
         "truncated or corrupt",
     ),
     Case(
+        "embed checkpoint that is another kind of file",
+        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "points.csv"],
+        "points.csv is truncated or corrupt, or not a checkpoint",
+    ),
+    Case(
         "embed checkpoint pickle protocol 5",
         lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "protocol5.ckpt"],
         "truncated or corrupt",
