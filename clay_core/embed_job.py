@@ -77,8 +77,8 @@ class EmbedJob:
             reporter.log(f"model {model.name} on {plan.device} ({plan.name}), {plan.precision}: {plan.reason}")
             if self.preset and not self.checkpoint and not _has_shipped_weights(self.preset):
                 reporter.log(
-                    f"{self.preset} has random weights: its embeddings say nothing about the imagery; use "
-                    "--checkpoint with released Clay weights (or --model clay-v0-demo to try things out)",
+                    f"{self.preset} has random weights: its embeddings say nothing about the imagery; give a "
+                    "checkpoint with released Clay weights (--checkpoint FILE; in QGIS: Checkpoint file)",
                     "warning",
                 )
         chip_size = self.chip_size or model.image_size
