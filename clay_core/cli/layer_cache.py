@@ -34,6 +34,6 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     reporter.advance(1, "writing the layer cache")
     folder = write_layer_cache(rows, args.output, args.embeddings)
     reporter.advance(1, "done")
-    result = {"folder": str(folder), "rows": len(rows), "dim": int(rows.vectors.shape[1])}
+    result = {"folder": str(folder.absolute()), "rows": len(rows), "dim": int(rows.vectors.shape[1])}
     emit_result(reporter, result, args.json, lambda r: f"wrote {r['rows']} rows to {r['folder']}")
     return 0

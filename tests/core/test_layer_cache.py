@@ -180,3 +180,12 @@ def test_clay_layer_cache_into_a_folder_of_other_files_is_exit_2_and_keeps_them(
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("clay: error: ") and "new or empty folder" in result.stderr
     assert source.exists() and read_embeddings(source) is not None
+
+
+def test_clay_layer_cache_reports_the_folder_it_wrote_as_an_absolute_path(tmp_path, monkeypatch, capsys):
+    from clay_core.cli import main
+
+    write_file(tmp_path / "e.gpq")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--progress", "none", "layer-cache", "e.gpq", "-o", "cache"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote 6 rows to {tmp_path / 'cache'}"
