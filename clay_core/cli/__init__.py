@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="bar",
         help="progress for people (bar, on stderr) or for programs (json lines on stdout)",
     )
-    parser.add_argument("--debug", action="store_true", help="print the traceback of internal errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of internal errors (also: CLAY_DEBUG=1)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module_info.name.startswith("_"):
