@@ -152,6 +152,12 @@ class EmbeddingCollection:
             return [self.chip_id(row) for row in rows]
         return [f"{self.source_file(row)}:{self.chip_id(row)}" for row in rows]
 
+    def patch_position(self, row: int) -> dict[str, list[int]]:
+        """{"patch": [patch_row, patch_col]} for a row of a patch-exploded file (one chip id, many rows), else {}."""
+        if not {"patch_row", "patch_col"} <= set(self.table.column_names):
+            return {}
+        return {"patch": [int(self.table.column(name)[int(row)].as_py()) for name in ("patch_row", "patch_col")]}
+
     def _rows_where(self, chip_id: str, source_file: str | None = None) -> np.ndarray:
         """Rows with this chip id (and file), found by Arrow compute: no Python string per row."""
         import pyarrow.compute as pc

@@ -214,3 +214,9 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
     listed = embeddings if isinstance(embeddings, list) else [embeddings] if embeddings is not None else []
     files = expand_inputs(listed) if listed else []
     return files + [Path(args.__dict__[dest]) for dest in ("before", "after", "labels") if getattr(args, dest, None)]
+
+
+def match_name(match: dict[str, Any]) -> str:
+    """A listed match for people: its chip id, and which patch when the file has one row per patch."""
+    patch = match.get("patch")
+    return f"{match['chip_id']} patch {patch[0]},{patch[1]}" if patch else str(match["chip_id"])
