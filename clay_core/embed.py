@@ -34,7 +34,7 @@ from clay_core.embed_readers import WorkItem, iterate_batches
 from clay_core.errors import ClayInputError
 from clay_core.locations import load_satclip, satclip_metadata, satclip_vectors, satclip_width
 from clay_core.parquet import check_writable, chips_schema
-from clay_core.progress import NullReporter, Reporter
+from clay_core.progress import NullReporter, Reporter, redacted
 from clay_core.provenance import public_source
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ def _clay_metadata(
     )
     if satclip is not None:
         meta["satclip"] = satclip_metadata(satclip)
-    meta.update(options.metadata)
+    meta.update(redacted(dict(options.metadata)))  # a caller's extra keys may quote a URL: no credentials in them
     return meta
 
 

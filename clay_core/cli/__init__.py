@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import os
 import pkgutil
 import re
@@ -22,6 +23,7 @@ import clay_core
 from clay_core.cli._common import check_arguments
 from clay_core.errors import ClayInputError
 from clay_core.progress import make_reporter
+from clay_core.provenance import redact
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 # What a shell reports for a process stopped by SIGPIPE (128 + 13): the reader of stdout went away.
@@ -32,7 +34,8 @@ class ClayArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error: the problem and where the help is, not the whole usage block."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        # argparse quotes the value it rejects, which may be a source URL with its credentials
+        sys.stderr.write(f"{self.prog}: error: {redact(message)} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     reporter = make_reporter(args.progress)
+    redact_log_records()
     try:
         try:
             check_arguments(args)
@@ -108,9 +112,22 @@ def _reader_gone() -> int:
     return EXIT_BROKEN_PIPE
 
 
+class RedactingFormatter(logging.Formatter):
+    """Log lines of the libraries (rasterio's GDAL messages, retries) quote URLs: printed without credentials."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def redact_log_records() -> None:
+    """What Python logging prints to stderr when nothing configured it (its last-resort handler) is redacted."""
+    if logging.lastResort is not None and not isinstance(logging.lastResort.formatter, RedactingFormatter):
+        logging.lastResort.setFormatter(RedactingFormatter())
+
+
 def _internal(exc: BaseException, args: argparse.Namespace, reporter) -> int:
     if args.debug or os.environ.get("CLAY_DEBUG"):
-        traceback.print_exception(exc)
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
     reporter.error(f"{type(exc).__name__}: {exc} (re-run with --debug for the traceback)", kind="internal")
     return EXIT_INTERNAL
 

@@ -14,6 +14,7 @@ from clay_core.cli._common import (
     parse_date,
 )
 from clay_core.progress import Reporter
+from clay_core.provenance import public_source
 
 if TYPE_CHECKING:
     from clay_core.embed import EmbedOptions
@@ -124,7 +125,6 @@ def check_satclip(args: argparse.Namespace, reporter: Reporter) -> None:
 
 def embed_job(args: argparse.Namespace) -> EmbedJob:
     from clay_core.embed_job import EmbedJob
-    from clay_core.provenance import public_source
 
     return EmbedJob(
         sources=tuple(args.sources),
@@ -142,8 +142,8 @@ def embed_job(args: argparse.Namespace) -> EmbedJob:
         device=args.device,
         precision=args.precision,
         threads=args.threads,
-        # as source_url is written: absolute paths, URLs without credentials (the file may be shared)
-        options=embed_options(args, {"sources": [public_source(str(s)) for s in args.sources]}),
+        # The footer names the sources as the source_url column does: absolute, credentials removed.
+        options=embed_options(args, {"sources": [public_source(source) for source in args.sources]}),
     )
 
 
