@@ -28,6 +28,8 @@ from clay_core.progress import make_reporter
 from clay_core.provenance import redact
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+# What a shell reports for a process stopped by SIGPIPE (128 + 13): the reader of stdout went away.
+EXIT_BROKEN_PIPE = 141
 
 
 class ClayArgumentParser(argparse.ArgumentParser):
@@ -48,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="bar",
         help="progress for people (bar, on stderr) or for programs (json lines on stdout)",
     )
-    parser.add_argument("--debug", action="store_true", help="print the traceback of internal errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of internal errors (also: CLAY_DEBUG=1)"
+    )
     parser.add_argument(
         ARGS_FROM,
         metavar="FILE",
@@ -81,8 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     reporter = make_reporter(args.progress)
     redact_log_records()
     try:
-        check_arguments(args)
-        return int(args.func(args, reporter) or EXIT_OK)
+        try:
+            check_arguments(args)
+            code = int(args.func(args, reporter) or EXIT_OK)
+            sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+            return code
+        finally:
+            reporter.close()
+    except BrokenPipeError:
+        return _reader_gone()
     except ClayInputError as exc:
         reporter.error(str(exc), kind="input")
         return EXIT_BAD_INPUT
@@ -96,8 +107,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit code 1
         return _internal(exc, args, reporter)
-    finally:
-        reporter.close()
+
+
+def _reader_gone() -> int:
+    """The program reading stdout stopped early (`clay info --json | head -1`): not an error to report. Later
+    writes and the interpreter's last flush go to /dev/null, so no "Exception ignored" appears either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 class RedactingFormatter(logging.Formatter):

@@ -25,7 +25,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     which = model.add_mutually_exclusive_group()
     which.add_argument("--checkpoint", metavar="CKPT", help="model weights (.ckpt, .pt, .safetensors)")
-    which.add_argument("--model", metavar="NAME", help="preset with random weights, e.g. clay-v0-tiny (tests)")
+    which.add_argument(
+        "--model",
+        metavar="NAME",
+        help="preset: clay-v0-demo (the shipped demo model) or an architecture with random weights, e.g. "
+        "clay-v0-tiny (tests)",
+    )
     model.add_argument("--level", help="embedding level: mean|patch|group (v0), cls|patch (v1.5)")
     add_device_argument(model)
     add_precision_argument(model)

@@ -134,7 +134,10 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         """A preset name, or a checkpoint file that overrides it (.ckpt / .pt / .safetensors)."""
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.MODEL, "Model (used when no checkpoint is given)", options=MODEL_PRESETS, defaultValue=0
+                self.MODEL,
+                "Model architecture, random weights (used when no checkpoint is given: to try the pipeline)",
+                options=MODEL_PRESETS,
+                defaultValue=0,
             )
         )
         self.addParameter(

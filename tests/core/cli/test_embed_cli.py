@@ -608,3 +608,5 @@ def test_a_relative_source_is_written_as_an_absolute_path(scene, tmp_path, capsy
     urls = set(read_embeddings(out).table.column("source_url").to_pylist())
     expected = scene if kind == "scene folder" else scene / "T33UUU_20200101T101010_B04.tif"
     assert urls == {str(expected)} and Path(urls.pop()).is_absolute()
+    # the file metadata's list of what was given on the command line: absolute as well
+    assert read_embeddings(out).metadata["sources"] == [os.path.abspath(scene.parent / relative)]
