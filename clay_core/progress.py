@@ -115,6 +115,43 @@ class BarReporter:
             self._bar = None
 
 
+class LogLinesReporter(BarReporter):
+    """`--progress bar` when stderr is not a terminal (a log file, a pipe, a batch system): a bar redrawn with
+    carriage returns turns into one unreadable line there, so progress is a plain line at every tenth done."""
+
+    STEPS = 10
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(disable=True)
+        self._stream = stream
+        self._total: int | None = None
+        self._done = 0
+        self._message = ""
+        self._started = 0.0
+
+    def start(self, total: int | None, message: str = "") -> None:
+        self._total, self._done, self._message, self._started = total, 0, redact(message), time.monotonic()
+        if self._message:
+            self.log(self._message)
+
+    def advance(self, n: int = 1, message: str = "") -> None:
+        before, self._done = self._done, self._done + n
+        if not self._total:
+            return
+        step = self._total / self.STEPS
+        if int(self._done / step) > int(before / step) or self._done >= self._total > before:
+            percent = min(100.0, 100.0 * self._done / self._total)
+            seconds = time.monotonic() - self._started
+            self.log(f"{self._message or 'progress'}: {self._done}/{self._total} ({percent:.0f} %, {seconds:.0f} s)")
+
+    def log(self, message: str, level: str = "info") -> None:
+        stream = self._stream or sys.stderr
+        print(("warning: " if level == "warning" else "") + redact(message), file=stream, flush=True)
+
+    def error(self, message: str, kind: str = "internal") -> None:
+        print(f"clay: error: {redact(message)}", file=self._stream or sys.stderr, flush=True)
+
+
 class NullReporter:
     """For library callers who want no output (the CLI's `--progress none` still prints errors:
     ErrorsOnlyReporter)."""
@@ -152,4 +189,4 @@ def make_reporter(mode: str) -> Reporter:
         return JsonLinesReporter()
     if mode == "none":
         return ErrorsOnlyReporter()
-    return BarReporter()
+    return BarReporter() if sys.stderr.isatty() else LogLinesReporter()

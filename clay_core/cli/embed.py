@@ -10,6 +10,7 @@ from clay_core import validate
 from clay_core.cli._common import (
     add_device_argument,
     add_precision_argument,
+    emit_result,
     model_spec,
     parse_date,
 )
@@ -151,8 +152,10 @@ def report_dry_run(estimate: dict[str, Any], output: Path | None, reporter: Repo
     seconds = estimate.get("estimated_seconds")
     size = estimate.get("estimated_bytes")
     guess = [f"{seconds:.0f} s" if seconds is not None else "time unknown"] + ([f"{size / 1e6:.1f} MB"] if size else [])
-    reporter.log(f"{estimate['chips']} chips; estimated {' and '.join(guess)} ({estimate.get('note', '')})")
-    reporter.result({"dry_run": True, "output": str(output) if output is not None else None, **estimate})
+    result = {"dry_run": True, "output": str(output) if output is not None else None, **estimate}
+    # The estimate is what a dry run is for: printed on stdout whatever --progress says (none only hides progress).
+    line = f"{estimate['chips']} chips; estimated {' and '.join(guess)} ({estimate.get('note', '')})"
+    emit_result(reporter, result, False, lambda _result: line)
     return 0
 
 

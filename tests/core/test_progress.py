@@ -45,3 +45,36 @@ def test_json_events_carry_no_credentials_in_any_value():
     for secret in ("hunter2", "TOKEN9", "SIG77", "KEY123", "s3cr3t"):
         assert secret not in text, (secret, text)
     assert "h.example/a.tif" in text and "x=1" in text
+
+
+def test_progress_into_a_log_file_is_plain_lines_at_each_tenth():
+    import io
+
+    from clay_core.progress import LogLinesReporter
+
+    stream = io.StringIO()
+    reporter = LogLinesReporter(stream)
+    reporter.start(40, "embedding 40 chips")
+    for _ in range(40):
+        reporter.advance(1, "batch")
+    reporter.log("wrote out.gpq")
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert lines[0] == "embedding 40 chips" and lines[-1] == "wrote out.gpq"
+    steps = [line.split(": ")[1].split(" ")[0] for line in lines[1:-1]]
+    assert steps == [f"{done}/40" for done in range(4, 41, 4)]
+
+
+def test_the_bar_is_for_terminals_and_plain_lines_for_everything_else(monkeypatch):
+    import io
+
+    from clay_core.progress import BarReporter, LogLinesReporter, make_reporter
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a log file or a pipe, as in a batch job
+    assert type(make_reporter("bar")) is LogLinesReporter
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert type(make_reporter("bar")) is BarReporter

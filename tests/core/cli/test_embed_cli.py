@@ -143,6 +143,15 @@ def test_dry_run_estimates_and_writes_nothing(scene, tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("progress", ["none", "bar"])
+def test_a_dry_run_prints_its_estimate_whatever_the_progress_mode(scene, tmp_path, capsys, progress):
+    out = tmp_path / "out.gpq"
+    assert main(["--progress", progress, "embed", str(scene), "-o", str(out), *TINY, "--dry-run"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line for line in printed if line.startswith("8 chips; estimated ")], printed
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
