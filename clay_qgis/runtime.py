@@ -404,8 +404,12 @@ def pip_args_fingerprint(pip_args: list[str], salt: str | None = None) -> dict[s
 
 
 def same_pip_args(stamp: dict[str, Any], pip_args: list[str]) -> bool:
-    """True when `stamp` was written with these installer options (a stamp without their hash: never)."""
+    """True when `stamp` was written with these installer options."""
     salt, recorded = stamp.get("pip_args_salt"), stamp.get("pip_args_sha256")
+    if salt is None and recorded is None:
+        # A stamp from before the hash kept the options as they were: comparing them spares the plugin upgrade
+        # that brings this code a second torch download; the install then rewrites the stamp without them.
+        return stamp.get("pip_args", []) == list(pip_args)
     if not isinstance(salt, str) or not isinstance(recorded, str):
         return False
     try:

@@ -309,3 +309,13 @@ def test_the_stamp_keeps_no_index_password_and_still_tells_a_change_of_pip_args(
             folder, "", [*secret_args[:2], "--no-such-option-y"], Recorder(), base=base, clay_core=package
         )
     assert (folder / runtime.STAMP_NAME).read_text() == text  # a failed install leaves the stamp as it was
+
+
+def test_a_stamp_from_before_the_hash_still_knows_its_pip_args():
+    """Stamps written by the previous release hold PIP_ARGS plainly: compared as they are, so the upgrade that
+    installs the new clay_core does not download torch again (the install then writes the hashed stamp)."""
+    legacy = {"pip_args": ["--index-url", "https://mirror.example/simple"], "torch": "torch==2.13.0"}
+    assert runtime.same_pip_args(legacy, ["--index-url", "https://mirror.example/simple"])
+    assert not runtime.same_pip_args(legacy, ["--index-url", "https://other.example/simple"])
+    assert runtime.same_pip_args({"torch": "torch==2.13.0"}, [])  # no options then, none now
+    assert not runtime.same_pip_args({"pip_args": ["--x"], "pip_args_salt": "zz"}, ["--x"])  # half a new stamp
