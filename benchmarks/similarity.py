@@ -115,8 +115,12 @@ def fast_path_quality(
     """Two-stage scoring vs exact, in one run on the same data: time of each against numpy's plain float32
     matrix-vector product (the floor of any exact pass), candidates re-scored, top-k agreement, score error."""
     started = time.perf_counter()
-    index.projected(components)
+    sketch = index.projected(components)
     build_ms = (time.perf_counter() - started) * 1000.0
+    extra_bytes = sketch.projected.nbytes + sketch.residual_norms.nbytes
+    if sketch.quantized is not None:
+        quantized = sketch.quantized
+        extra_bytes += quantized.codes.nbytes + quantized.scales.nbytes + quantized.errors.nbytes
     ratios, same_top, max_error, bounds, candidates, fast_times, exact_times, matvec_times = (
         [],
         0,
@@ -147,6 +151,8 @@ def fast_path_quality(
         "scores": "centred" if centred else "raw",
         "components": index.projected(components).components,
         "sketch_build_ms": round(build_ms, 1),
+        "int8_first_pass": sketch.quantized is not None,
+        "first_pass_bytes_over_vectors": round(extra_bytes / index.vectors.nbytes, 3),
         "queries": len(queries),
         "exact_top": exact_top,
         "numpy_matvec_ms": [round(t, 1) for t in matvec_times],
@@ -217,7 +223,17 @@ def scoring_benchmark(rows: int, dim: int, repeats: int, alpha: float, mean_weig
         realish = fast_path_quality(index, queries, 100, repeats, components, centred)
         realish["data"] = data
         report[f"fast_realish_{'centred' if centred else 'raw'}"] = realish
+    report["peak_rss_over_vectors"] = round(own_peak_rss() / vectors.nbytes, 3)
     return report
+
+
+def own_peak_rss() -> int:
+    """VmHWM of this process (bytes): the vectors, the sketch and the int8 codes, and their temporaries."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------
