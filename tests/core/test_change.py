@@ -75,8 +75,11 @@ def test_compare_writes_a_change_file_most_changed_first(tmp_path):
     out = write_change(tmp_path / "change.gpq", result)
     table = pq.read_table(out)
     ids = table.column("chip_id").to_pylist()
-    assert len(ids) == 5 and ids[:2] == ["33UUU_001_001", "33UUU_000_001"]  # flipped, then half-turned
-    expected = {f"33UUU_{r:03d}_{c:03d}": 1.0 - _cos(first[3 * r + c], second[3 * r + c]) for r, c in _cells()}
+    assert len(ids) == 5 and ids[:2] == [
+        "33UUU_20170216_001_001",
+        "33UUU_20170216_000_001",
+    ]  # flipped, then half-turned
+    expected = {f"33UUU_20170216_{r:03d}_{c:03d}": 1.0 - _cos(first[3 * r + c], second[3 * r + c]) for r, c in _cells()}
     for chip, value in zip(ids, table.column("change").to_pylist(), strict=True):
         assert value == pytest.approx(expected[chip], abs=1e-6)
     assert set(table.column("date_after").to_pylist()) == {datetime.date(2018, 6, 1)}
@@ -113,16 +116,16 @@ def test_compare_per_patch_gives_each_patch_its_polygon(tmp_path):
     rows = table.to_pylist()
     flipped = [row for row in rows if row["change"] > 1.999]  # chip 4 whole, chip 1's first two patches
     assert sorted((row["chip_id"], row["patch_row"], row["patch_col"]) for row in flipped) == [
-        ("33UUU_000_001", 0, 0),
-        ("33UUU_000_001", 0, 1),
-        ("33UUU_001_001", 0, 0),
-        ("33UUU_001_001", 0, 1),
-        ("33UUU_001_001", 1, 0),
-        ("33UUU_001_001", 1, 1),
+        ("33UUU_20170216_000_001", 0, 0),
+        ("33UUU_20170216_000_001", 0, 1),
+        ("33UUU_20170216_001_001", 0, 0),
+        ("33UUU_20170216_001_001", 0, 1),
+        ("33UUU_20170216_001_001", 1, 0),
+        ("33UUU_20170216_001_001", 1, 1),
     ]
     assert rows[: len(flipped)] == flipped and all(abs(row["change"]) < 1e-6 for row in rows[len(flipped) :])
     chip_box = bounds([read_collection([a]).table.column("geometry")[4].as_py()])
-    patches = np.array([bounds([row["geometry"]]) for row in flipped if row["chip_id"] == "33UUU_001_001"])
+    patches = np.array([bounds([row["geometry"]]) for row in flipped if row["chip_id"] == "33UUU_20170216_001_001"])
     # the four patches tile their chip: together its box, each a quarter of it
     np.testing.assert_allclose([*patches[:, :2].min(0), *patches[:, 2:].max(0)], chip_box, atol=1e-9)
     np.testing.assert_allclose(patches[:, 2] - patches[:, 0], (chip_box[2] - chip_box[0]) / 2, rtol=0.02)

@@ -32,9 +32,9 @@ def test_chip_ids_and_points_give_rows(tmp_path: Path) -> None:
     collection = _collection(tmp_path, "a.gpq")
     finder = ExampleFinder(collection)
     lon, lat = _centre(collection, 4)
-    rows = finder.rows(["33UUU_000_002"], [f"{lon},{lat}"], "positive")
+    rows = finder.rows(["33UUU_20170216_000_002"], [f"{lon},{lat}"], "positive")
     assert rows == [2, 4]
-    assert collection.row_names(rows) == ["33UUU_000_002", "33UUU_001_001"]
+    assert collection.row_names(rows) == ["33UUU_20170216_000_002", "33UUU_20170216_001_001"]
     with pytest.raises(ClayInputError, match="not inside any chip"):
         finder.rows([], ["0,0"], "negative")
     with pytest.raises(ClayInputError, match="positive point must be LON,LAT"):
@@ -46,10 +46,10 @@ def test_chip_ids_and_points_give_rows(tmp_path: Path) -> None:
 def test_an_id_in_two_files_needs_its_file(tmp_path: Path) -> None:
     collection = _collection(tmp_path, "a.gpq", "b.gpq")
     finder = ExampleFinder(collection)
-    with pytest.raises(ClayInputError, match="b.gpq:33UUU_000_001|a.gpq:33UUU_000_001"):
-        finder.rows(["33UUU_000_001"], [], "positive")
-    rows = finder.rows(["b.gpq:33UUU_000_001"], [], "positive")
-    assert rows == [7] and collection.row_names(rows) == ["b.gpq:33UUU_000_001"]
+    with pytest.raises(ClayInputError, match="b.gpq:33UUU_20170216_000_001|a.gpq:33UUU_20170216_000_001"):
+        finder.rows(["33UUU_20170216_000_001"], [], "positive")
+    rows = finder.rows(["b.gpq:33UUU_20170216_000_001"], [], "positive")
+    assert rows == [7] and collection.row_names(rows) == ["b.gpq:33UUU_20170216_000_001"]
 
 
 def test_labelled_points_are_placed_on_their_chips(tmp_path: Path) -> None:
