@@ -366,7 +366,7 @@ def centre_jointly(indexes: Sequence[SimilarityIndex]) -> None:
 # Exact fp32 scoring of 1M x 768 reads 3 GB: memory-bandwidth bound at ~0.2 s or more on a laptop-class CPU.
 # The sketch reads N x 64 floats (12x less) and bounds its own error, so the top rows can be made exact.
 _SKETCH_SAMPLE_ROWS = 8_192  # plenty for the top 64 directions; the Gram matrix stays cheap
-_SKETCH_BLOCK_ROWS = 65_536
+_SKETCH_BLOCK_ROWS = 16_384  # the build's temporary unit rows: 48 MB at 768-d
 # float32 rounding of the sketch's dot products (64 terms of |x| <= 1) and of the exact scores stays far below
 # this; it keeps the candidate test conservative so the exact top rows are never pruned by rounding.
 _ROUNDING_MARGIN = 1e-4
@@ -375,7 +375,7 @@ _MAX_CANDIDATE_SHARE = 4
 # The int8 pass is built when a probe query through the sketch leaves more than 1/8 of the rows as candidates.
 _QUANTIZE_WHEN_SHARE = 8
 _INT8_LEVELS = 127
-_QUANTIZE_BLOCK_ROWS = 16_384
+_QUANTIZE_BLOCK_ROWS = 4_096  # its temporaries (3 float32 blocks: 38 MB at 768-d) stay small
 
 
 @dataclass
@@ -462,7 +462,7 @@ class ProjectedIndex:
     rows re-scored, everything is simply scored exactly."""
 
     basis: np.ndarray  # float32 [D, r], orthonormal columns
-    projected: np.ndarray  # float32 [N, r]: B^T u_i
+    projected: np.ndarray  # float32 [N, r]: B^T u_i ([0, r] when the int8 codes are the first pass)
     residual_norms: np.ndarray  # float32 [N]: |u_i - B B^T u_i|
     quantized: QuantizedIndex | None = None
 
@@ -495,13 +495,15 @@ class ProjectedIndex:
         if quantize is None:
             quantize = sketch.prunes_too_little(index, sample)
         if quantize:
+            # the int8 codes replace the sketch's rows as the first pass: freed first, so the two never coexist
+            sketch.projected = np.empty((0, components), dtype=np.float32)
             sketch.quantized = QuantizedIndex.build(index)
         return sketch
 
     def prunes_too_little(self, index: SimilarityIndex, sample: np.ndarray) -> bool:
         """Whether a probe query (the centred direction of a sampled row) leaves more than 1/8 of the rows as
         candidates of its top 100."""
-        rows = len(self.projected)
+        rows = len(self.residual_norms)
         try:
             probe = index.direction_of(sample[len(sample) // 2], centred=True)
         except ClayInputError:  # a zero row or one at the mean: no direction to probe with
@@ -523,7 +525,7 @@ class ProjectedIndex:
     ) -> FastScores:
         check_dimension(self.basis.shape[0], np.asarray(direction).size)
         direction = _unit(direction)
-        rows = len(self.projected)
+        rows = len(self.residual_norms)
         exact_top = max(1, min(int(exact_top), rows))
         # the int8 codes exist where the sketch cannot prune (or when asked for): then they are the first pass
         first_pass: ProjectedIndex | QuantizedIndex = self if self.quantized is None else self.quantized
