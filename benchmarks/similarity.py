@@ -9,6 +9,12 @@
    `--memory-rows` x `--dim` file against the bytes of its float32 vectors. Target: <= 1.5x.
 2. map_tool_load_memory: peak RSS of reading a `--map-rows` file the way the map tool does (clay_qgis.vector_cache:
    vectors, attributes, geometry, the similarity index; no drawing) against the vectors' bytes. Target: <= 1.5x.
+   `with_sketch_and_int8_peak_over_vectors`: the same once the first click on a layer above
+   clay_qgis.session.FAST_PATH_ROWS has built the two-stage first pass (these random vectors are isotropic: the
+   int8 codes). Measured 2026-12-01, `--parts map_memory --map-rows 1000000`: load 1.357x; with the int8 codes
+   1.679x (1.778x while they were held beside the sketch's rows); the sketch alone (what anisotropic, i.e. real,
+   embeddings get; `projected(quantize=False)` on the same file): 1.487x. So the int8 pass costs ~0.19x of the
+   vectors at peak, and only on data whose spectrum is flat.
 3. classifier_refit: fit the logistic regression on 50 labels and compute the probability of every one of
    `--classifier-rows` chips (what "add a label" costs). Target: < 1 s for 100k.
 4. scoring: `--rows` x `--dim` float32 vectors, one query. Exact centred scores vs numpy's plain float32
@@ -48,8 +54,10 @@
    85.4% of the energy in the first direction, 99.8% in 16, 99.99% in 64: the sketch prunes. 64 components:
    113-123 rows re-scored (centred), 114-158 (raw), top 100 identical 5/5 both; 0.43-0.75x numpy's matvec
    (centred), 0.24-0.77x (raw): at 128-d a 64-d sketch is half the row. 16 components (dim/8): 425-1,134 rows
-   re-scored, 5/5 identical, 0.16-0.50x (median 0.33x centred, 0.34x raw). The file is 67 MB (in this
-   machine's 260 MB L3), so the matvec it is compared with is cache-resident, not memory-bound.
+   re-scored, 5/5 identical, 0.16-0.50x (median 0.33x centred, 0.34x raw); a second run (load 2.4-2.8, after
+   the int8 pass landed: the probe keeps the sketch here): 0.25-0.61x (medians 0.48x, 0.44x) at 16, 0.53-1.09x
+   at 64, 5/5 identical in all four. The file is 67 MB (in this machine's 260 MB L3), so the matvec it is
+   compared with is cache-resident, not memory-bound: these ratios are noisy and say little about 1M x 768.
 Times are the median of `--repeats` runs after one warm-up; the vectors are random (speed does not depend on
 their values). Peak memory is ~4 bytes x rows x dim (3.1 GB for 1M x 768) plus the sketch (0.26 GB) and, for
 isotropic vectors, the int8 codes (0.77 GB).

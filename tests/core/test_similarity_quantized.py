@@ -70,8 +70,10 @@ def test_int8_pass_keeps_ties_and_adversarial_rows_exact(centred):
 def test_int8_error_bound_holds_for_every_row():
     vectors = adversarial_rows(seed=2)
     index = SimilarityIndex(vectors)
-    quantized = index.projected(4, quantize=True).quantized
+    sketch = index.projected(4, quantize=True)
+    quantized = sketch.quantized
     assert quantized is not None and quantized.codes.dtype == np.int8
+    assert sketch.projected.size == 0  # memory: the codes replace the sketch's rows, they are not held twice
     rng = np.random.default_rng(3)
     for _ in range(5):
         direction = normalise_rows(rng.standard_normal((1, 48)).astype(np.float32))[0]
