@@ -166,6 +166,10 @@ class ChangeResult:
         values = self.change
         finite = values[np.isfinite(values)]
         chip_ids = self.table.column("chip_id").to_pylist()[:shown] if "chip_id" in self.table.column_names else []
+        patches: list[dict[str, list[int]]] = [{} for _ in chip_ids]
+        if {"patch_row", "patch_col"} <= set(self.table.column_names):  # per patch: which patch of the chip
+            rows, cols = (self.table.column(name).to_pylist()[:shown] for name in ("patch_row", "patch_col"))
+            patches = [{"patch": [row, col]} for row, col in zip(rows, cols, strict=True)]
         return {
             "rows": self.table.num_rows,
             "matched_chips": len(self.matched.rows_a),
@@ -175,8 +179,8 @@ class ChangeResult:
             "change_median": round(float(np.median(finite)), 6) if finite.size else None,
             "change_max": round(float(finite.max()), 6) if finite.size else None,
             "most_changed": [
-                {"chip_id": chip, "change": round(float(value), 6)}
-                for chip, value in zip(chip_ids, values[:shown], strict=False)
+                {"chip_id": chip, "change": round(float(value), 6), **patch}
+                for chip, value, patch in zip(chip_ids, values[:shown], patches, strict=False)
             ],
         }
 

@@ -167,12 +167,13 @@ def safe_torch_load(path: Path, data: bytes | None = None) -> Any:
                 "without running it (a checkpoint is untrusted): re-save its state_dict as .pt or .safetensors"
             ) from None
         raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt (not a readable torch file); download it again"
+            f"checkpoint {path} is truncated or corrupt, or not a checkpoint (not a readable torch file): check "
+            "that it is the .ckpt/.pt/.safetensors file, else download it again"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
         raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {_first_line(str(exc))}); "
-            "download it again"
+            f"checkpoint {path} is truncated or corrupt, or not a checkpoint ({type(exc).__name__}: "
+            f"{_first_line(str(exc))}): check that it is the .ckpt/.pt/.safetensors file, else download it again"
         ) from None
 
 

@@ -44,7 +44,11 @@ WRITE_BATCH_ROWS = 16_384
 
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     """Files from arguments that are files, folders (their *.gpq/*.parquet/*.geoparquet) or glob patterns,
-    in the order given (folders and globs sorted), each file once."""
+    in the order given (folders and globs sorted), each file once.
+
+    The results of earlier commands (see `is_derived_output`) are left out when embeddings files are given
+    too: `clay similar out/*.gpq -o out/s.gpq` run twice (the shell expands the pattern, so the first run's
+    matches arrive as a named file) must not search those matches as more chips. Results alone are searched."""
     found: list[Path] = []
     for item in items:
         text = str(item)
@@ -69,7 +73,20 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
         unique.setdefault(path.resolve(), path)
     if not unique:
         raise ClayInputError("no embeddings files given")
-    return list(unique.values())
+    files = list(unique.values())
+    embeddings = [path for path in files if not is_derived_output(path)]
+    return embeddings or files
+
+
+def is_derived_output(path: Path) -> bool:
+    """A file written by `clay similar/classify/cluster` (rows carry `source_file`) or `clay change` (no
+    `embeddings` column), read from its footer only. Unreadable files count as inputs: reading them later
+    gives the error that names the problem."""
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return SOURCE_FILE in names or EMBEDDINGS not in names
 
 
 @dataclass
@@ -134,6 +151,12 @@ class EmbeddingCollection:
         if len(self.files) == 1:
             return [self.chip_id(row) for row in rows]
         return [f"{self.source_file(row)}:{self.chip_id(row)}" for row in rows]
+
+    def patch_position(self, row: int) -> dict[str, list[int]]:
+        """{"patch": [patch_row, patch_col]} for a row of a patch-exploded file (one chip id, many rows), else {}."""
+        if not {"patch_row", "patch_col"} <= set(self.table.column_names):
+            return {}
+        return {"patch": [int(self.table.column(name)[int(row)].as_py()) for name in ("patch_row", "patch_col")]}
 
     def _rows_where(self, chip_id: str, source_file: str | None = None) -> np.ndarray:
         """Rows with this chip id (and file), found by Arrow compute: no Python string per row."""

@@ -34,7 +34,7 @@ from clay_core.embed_readers import WorkItem, iterate_batches
 from clay_core.errors import ClayInputError
 from clay_core.locations import load_satclip, satclip_metadata, satclip_vectors, satclip_width
 from clay_core.parquet import check_writable, chips_schema
-from clay_core.progress import NullReporter, Reporter
+from clay_core.progress import NullReporter, Reporter, redacted
 from clay_core.provenance import public_source
 
 if TYPE_CHECKING:
@@ -204,6 +204,19 @@ def model_metadata(model: EmbeddingModel, level: str, sources: Sequence[ChipSour
     return meta
 
 
+def filled_bands_note(model: EmbeddingModel, sources: Sequence[ChipSource]) -> str | None:
+    """One line naming the bands the model reads that no source gives (filled with their mean): said before the
+    run, because three RGB bands into a ten-band Clay v0 model embed without error but mostly from the fill."""
+    missing = {band for source in sources for band in model.filled_bands(source.bands)}
+    if not missing:
+        return None
+    ordered = [band for band in model.input_bands if band in missing]
+    return (
+        f"{len(ordered)} of the model's bands are not in the input and are filled with their mean: "
+        f"{', '.join(ordered)} (the file lists them in filled_bands)"
+    )
+
+
 def _clay_metadata(
     model: EmbeddingModel,
     level: str,
@@ -222,7 +235,7 @@ def _clay_metadata(
     )
     if satclip is not None:
         meta["satclip"] = satclip_metadata(satclip)
-    meta.update(options.metadata)
+    meta.update(redacted(dict(options.metadata)))  # a caller's extra keys may quote a URL: no credentials in them
     return meta
 
 
@@ -280,6 +293,9 @@ def embed_sources(
         reporter.log(
             f"embedding {len(todo)} chips with {model.name} ({level}) on {model.plan.device} {model.plan.precision}"
         )
+        note = filled_bands_note(model, sources)
+        if note:
+            reporter.log(note)
         writer = PartWriter(
             store,
             prior.next_index,

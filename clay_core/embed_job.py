@@ -75,6 +75,12 @@ class EmbedJob:
         if reporter is not None:
             plan = model.plan
             reporter.log(f"model {model.name} on {plan.device} ({plan.name}), {plan.precision}: {plan.reason}")
+            if self.preset and not self.checkpoint and not _has_shipped_weights(self.preset):
+                reporter.log(
+                    f"{self.preset} has random weights: its embeddings say nothing about the imagery; give a "
+                    "checkpoint with released Clay weights (--checkpoint FILE; in QGIS: Checkpoint file)",
+                    "warning",
+                )
         chip_size = self.chip_size or model.image_size
         return OpenedJob(self, model, self.open_sources(chip_size), chip_size)
 
@@ -167,6 +173,12 @@ class OpenedJob:
         return embed.embed_sources(
             self.sources, self.model, target, options or self.job.options, reporter or NullReporter()
         )
+
+
+def _has_shipped_weights(preset: str) -> bool:
+    from clay_core.models.registry import get_preset, presets
+
+    return preset in presets() and bool(get_preset(preset).checkpoint)
 
 
 def satclip_check(satclip: str | None, reporter: Reporter | None = None) -> None:

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from clay_core.errors import ClayInputError
+from clay_core.provenance import redact
 
 if TYPE_CHECKING:
     from clay_core.embed import EmbedOptions
@@ -71,11 +72,10 @@ class _ChipDataset(Dataset):
         try:
             chip = self.sources[source_index].read(record)
         except ChipReadError as error:
-            return _Loaded(source_index, record, None, math.nan, str(error), time.perf_counter() - started)
+            return _Loaded(source_index, record, None, math.nan, redact(str(error)), time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - an unexpected reader error must not stop the job
-            return _Loaded(
-                source_index, record, None, math.nan, f"{type(error).__name__}: {error}", time.perf_counter() - started
-            )
+            reason = redact(f"{type(error).__name__}: {error}")
+            return _Loaded(source_index, record, None, math.nan, reason, time.perf_counter() - started)
         fraction = float(chip.nodata_fraction)
         pixels = None if fraction > self.max_nodata else np.ascontiguousarray(chip.pixels, dtype=np.float32)
         return _Loaded(source_index, record, pixels, fraction, None, time.perf_counter() - started)

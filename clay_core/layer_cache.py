@@ -145,9 +145,32 @@ def _decode(array: np.ndarray, nulls: np.ndarray | None) -> list[Any]:
 # ----------------------------------------------------------------------------------------------
 
 
-def write_layer_cache(rows: LayerRows, folder: str | Path, source: str | Path) -> Path:
-    """Write `rows` (made from the file `source`) as a cache folder; replaces an older cache of that name."""
+def check_destination(folder: str | Path) -> Path:
+    """`folder` may be written: it does not exist, is empty, or holds a layer cache (which is replaced).
+    Anything else is refused: `-o` naming a folder of the user's own files must never delete them."""
     folder = Path(folder)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise ClayInputError(f"{folder} is a file, not a folder: give a new folder for the layer cache")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return folder
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if not (isinstance(manifest, dict) and "format" in manifest and "source" in manifest):
+        names = sorted(entry.name for entry in folder.iterdir())
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ClayInputError(
+            f"{folder} is not a Clay layer cache (it holds {shown}): give a new or empty folder; "
+            "only an older layer cache is replaced"
+        )
+    return folder
+
+
+def write_layer_cache(rows: LayerRows, folder: str | Path, source: str | Path) -> Path:
+    """Write `rows` (made from the file `source`) as a cache folder; replaces an older cache of that name,
+    never a folder that is not a cache (see check_destination)."""
+    folder = check_destination(folder)
     staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -72,7 +72,9 @@ class LocationJob:
     def source(self) -> str:
         """Where the points came from, as the file's metadata says it."""
         if self.points:
-            return str(self.points)
+            from clay_core.provenance import public_source
+
+            return public_source(str(self.points))  # absolute, as embed writes its sources
         bbox = ",".join(f"{value:g}" for value in self.bbox or ())
         return f"grid bbox={bbox} spacing={self.spacing:g}" if self.spacing is not None else f"grid bbox={bbox}"
 
@@ -117,7 +119,7 @@ class LocationJob:
 
         reporter = reporter or NullReporter()
         self.check()
-        output = Path(self.output).expanduser()
+        output = Path(self.output).expanduser().absolute()
         check_writable(output, self.overwrite)
         points = self.load_points()
         model = locations.load_satclip(str(self.model_spec), device=self.device)

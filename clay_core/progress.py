@@ -5,6 +5,9 @@ The JSON protocol, one object per line on stdout:
   {"event": "log", "level": "info"|"warning", "message": "..."}
   {"event": "result", "result": {...}}
   {"event": "error", "message": "...", "kind": "input"|"internal"}
+
+Every reporter redacts what it prints (clay_core.provenance.redact): a message may quote a source URL or data
+source string, and its credentials must reach neither a terminal, a log file nor the QGIS Processing log.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 import sys
 import time
 from typing import Any, Protocol, TextIO
+
+from clay_core.provenance import redact
 
 
 class Reporter(Protocol):
@@ -35,7 +40,8 @@ class JsonLinesReporter:
         self._min_interval_s = min_interval_s
 
     def _emit(self, payload: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(payload, default=str) + "\n")
+        # default: a value JSON has no type for (a Path, a date) is written as its text, redacted too
+        self._stream.write(json.dumps(redacted(payload), default=lambda value: redact(str(value))) + "\n")
         self._stream.flush()
 
     def start(self, total: int | None, message: str = "") -> None:
@@ -79,27 +85,29 @@ class BarReporter:
         from tqdm import tqdm
 
         self.close()
-        self._bar = tqdm(total=total, desc=message or None, file=sys.stderr, disable=self._disable, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total, desc=redact(message) or None, file=sys.stderr, disable=self._disable, dynamic_ncols=True
+        )
 
     def advance(self, n: int = 1, message: str = "") -> None:
         if self._bar is not None:
             if message:
-                self._bar.set_postfix_str(message, refresh=False)
+                self._bar.set_postfix_str(redact(message), refresh=False)
             self._bar.update(n)
 
     def log(self, message: str, level: str = "info") -> None:
-        prefix = "warning: " if level == "warning" else ""
+        line = ("warning: " if level == "warning" else "") + redact(message)
         if self._bar is not None:
-            self._bar.write(prefix + message, file=sys.stderr)
+            self._bar.write(line, file=sys.stderr)
         else:
-            print(prefix + message, file=sys.stderr)
+            print(line, file=sys.stderr)
 
     def result(self, result: dict[str, Any]) -> None:
         self.close()
 
     def error(self, message: str, kind: str = "internal") -> None:
         self.close()
-        print(f"clay: error: {message}", file=sys.stderr)
+        print(f"clay: error: {redact(message)}", file=sys.stderr)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -124,7 +132,18 @@ class ErrorsOnlyReporter(NullReporter):
     it a failed run would be silent: exit code 2 and nothing to say why)."""
 
     def error(self, message: str, kind: str = "internal") -> None:
-        print(f"clay: error: {message}", file=sys.stderr)
+        print(f"clay: error: {redact(message)}", file=sys.stderr)
+
+
+def redacted(value: Any) -> Any:
+    """`value` (an event, a result: dicts, lists, strings) with `redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(item) for item in value]
+    return value
 
 
 def make_reporter(mode: str) -> Reporter:

@@ -5,7 +5,9 @@ back without knowing where the job ran. `public_source` gives that form for ever
 a local path becomes absolute; a URL or a QGIS data source string (WMS, XYZ, WCS, a database raster) loses
 its credentials (user:password@ in a URL, username=/password=/authcfg= keys, API keys, tokens and
 signatures in a query string, custom HTTP headers), because an output file is shared and a secret written
-into it cannot be taken back. Standard library only: the QGIS process imports this too.
+into it cannot be taken back. `redact` does the same inside free text (error messages, log lines, progress
+events, a logged command line), where a URL or a data source string is quoted among other words.
+Standard library only: the QGIS process imports this too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ DRIVER_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_]*:)(?=[A-Za-z][A-Za-z0-9+.-]*
 CONNINFO_PAIR = re.compile(r"(\s*)([A-Za-z_][\w.-]*)\s*=\s*('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S*)")
 # Characters left as they are when a changed url= value is written back into a QGIS data source string.
 URI_VALUE_SAFE = ":/?=@!$'()*+,;~"
+
+# Free text (redact): the user:password@ of a URL, also percent-encoded inside a QGIS url= value
+# (https%3A%2F%2Fuser%3Apass%40host); the greedy run stops at the authority's last @.
+TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#'\"<>]*@")
+TEXT_ENCODED_USERINFO = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*%3A%2F%2F)(?:(?!%2F|%3F|%23)[^\s/?#'\"<>&])*%40", re.IGNORECASE
+)
+# A secret name=value pair that starts a query parameter, a URI key or a connection-string word: after ? & ;
+# a space, a quote or a bracket (also %26 / %3F, percent-encoded), never after a path separator, so a local
+# folder named token=1 stays as it is. Only secret names match: the value of another pair (url=...) is
+# searched too. The value runs to the next separator (& or %26, ;, space, quote).
+TEXT_PAIR = re.compile(
+    r"(?:(?<=[?&;\s'\"(\[{,])|(?<=%26)|(?<=%3[Ff])|^)"
+    rf"([\w.:-]*?(?:{SECRET_NAME.pattern})[\w.:-]*)(\s*=\s*|%3[Dd])"
+    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|(?:(?!%26)[^\s&'\"<>;])*)",
+    re.IGNORECASE,
+)
+REDACTED = "***"
 
 
 def public_source(source: str) -> str:
@@ -77,6 +97,25 @@ def strip_credentials(source: str) -> str:
     if "=" in text:
         return _strip_query(text, nested_urls=True)
     return text
+
+
+def redact(text: str) -> str:
+    """`text` (a message, a log line, a command line) with every credential in it replaced: user:password@
+    goes from URLs, the values of secret parameters (password=, token=, api_key=, X-Amz-Signature=, ...)
+    become ***. Everything else, local paths included, is left as it was."""
+    text = str(text)
+    if "@" not in text and "=" not in text and "%" not in text:
+        return text  # nothing a secret could hide in: most messages
+    text = TEXT_USERINFO.sub(r"\1", text)
+    text = TEXT_ENCODED_USERINFO.sub(r"\1", text)
+    return TEXT_PAIR.sub(_redact_pair, text)
+
+
+def _redact_pair(match: re.Match) -> str:
+    name, separator, value = match.groups()
+    if not value or value == REDACTED or not _is_secret(name):
+        return match[0]
+    return f"{name}{separator}{REDACTED}"
 
 
 def _is_url_like(text: str) -> bool:

@@ -299,6 +299,15 @@ def output_file(
     return output
 
 
+def output_not_input(output: object, inputs: Iterable[object], option: str = "-o/--output") -> None:
+    """The output is none of the inputs: with --overwrite a search result written over the embeddings it
+    searched would replace them (all but the top-k rows lost)."""
+    target = Path(str(output)).expanduser().resolve()
+    for item in inputs:
+        if Path(str(item)).expanduser().resolve() == target:
+            raise ClayInputError(f"{option} {output} is also an input file: write the result to another file")
+
+
 def output_folder(path: object, option: str = "-o/--output-dir") -> Path:
     folder = Path(str(path)).expanduser().absolute()
     if folder.exists() and not folder.is_dir():

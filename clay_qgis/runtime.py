@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clay_core.provenance import redact
+
 STAMP_NAME = "clay-runtime.json"
 MIN_PYTHON = (3, 11)  # pyproject's requires-python
 PLUGIN_DIR = Path(__file__).resolve().parent
@@ -555,7 +557,8 @@ _PIP_PROGRESS = re.compile(r"^(Collecting|Downloading|Using cached|Building|Inst
 def stream(command: list[str], feedback: Feedback, span: tuple[float, float], what: str) -> list[str]:
     """Run an installer step, relaying each output line to the feedback and creeping the progress bar
     through `span` (pip does not say how much is left); cancel kills the whole process group."""
-    feedback.pushConsoleInfo(" ".join(shlex.quote(part) for part in command))
+    # PIP_ARGS may hold a private index with its password (--index-url https://user:token@host/simple)
+    feedback.pushConsoleInfo(redact(" ".join(shlex.quote(part) for part in command)))
     popen_extra: dict[str, Any] = (
         {"start_new_session": True}
         if os.name == "posix"
@@ -591,6 +594,7 @@ def stream(command: list[str], feedback: Feedback, span: tuple[float, float], wh
             continue
         if line is None:
             break
+        line = redact(line)  # pip masks an index's password, uv and build back ends may not
         tail.append(line)
         feedback.pushConsoleInfo(line)
         if _PIP_PROGRESS.match(line.strip()):

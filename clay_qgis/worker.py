@@ -3,6 +3,10 @@
 Why a subprocess: QGIS's own Python often cannot hold torch (ABI clashes, no pip), a CUDA crash must not
 take QGIS down, cancel must really stop the work, and GPU memory must be freed at the end. The worker
 speaks line-delimited JSON on stdout (see clay_core/progress.py); its stderr is kept for error messages.
+
+What reaches the Processing log is redacted (clay_core.provenance.redact): the command line holds the sources
+as the worker must read them, with any password or token in a layer's URL, and the worker's messages (from
+GDAL's own stderr lines, or from a runtime with an older clay_core) may quote them too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from clay_core.provenance import redact
 
 SETTINGS_KEY = "clay/python"
 CANCEL_GRACE_S = 0.5
@@ -144,7 +150,7 @@ def _friendly_error(last_error: str | None, stderr_tail: list[str], returncode: 
         return f"{what} the worker Python {python}: {SETUP_HINT} (it installs torch and clay_core's dependencies)"
     if not text:
         text = f"the Clay worker exited with code {returncode} without an error message"
-    return text
+    return redact(text)
 
 
 def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None) -> dict[str, Any]:
@@ -164,7 +170,7 @@ def run_clay(arguments: list[str], feedback=None, timeout_s: float | None = None
         start_new_session=os.name == "posix",
     )
     if feedback is not None:
-        feedback.pushDebugInfo(f"worker (pid {process.pid}): " + " ".join(command))
+        feedback.pushDebugInfo(redact(f"worker (pid {process.pid}): " + " ".join(command)))
     lines: queue.Queue = queue.Queue()
     threads = [
         threading.Thread(target=_pump, args=(process.stdout, lines, "out"), daemon=True),
@@ -265,9 +271,9 @@ def _relay(event: dict[str, Any], feedback) -> None:
         if event.get("percent") is not None:
             feedback.setProgress(float(event["percent"]))
         if event.get("message"):
-            feedback.setProgressText(str(event["message"]))
+            feedback.setProgressText(redact(str(event["message"])))
     elif kind == "log":
-        message = str(event.get("message", ""))
+        message = redact(str(event.get("message", "")))
         if event.get("level") == "warning":
             # A warning, not an error: reportError would print "ERROR:" under qgis_process for a skipped chip.
             feedback.pushWarning(message)

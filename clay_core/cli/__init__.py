@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import os
 import pkgutil
 import re
@@ -22,15 +23,19 @@ import clay_core
 from clay_core.cli._common import check_arguments
 from clay_core.errors import ClayInputError
 from clay_core.progress import make_reporter
+from clay_core.provenance import redact
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+# What a shell reports for a process stopped by SIGPIPE (128 + 13): the reader of stdout went away.
+EXIT_BROKEN_PIPE = 141
 
 
 class ClayArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error: the problem and where the help is, not the whole usage block."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        # argparse quotes the value it rejects, which may be a source URL with its credentials
+        sys.stderr.write(f"{self.prog}: error: {redact(message)} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -43,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="bar",
         help="progress for people (bar, on stderr) or for programs (json lines on stdout)",
     )
-    parser.add_argument("--debug", action="store_true", help="print the traceback of internal errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of internal errors (also: CLAY_DEBUG=1)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module_info.name.startswith("_"):
@@ -67,9 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     reporter = make_reporter(args.progress)
+    redact_log_records()
     try:
-        check_arguments(args)
-        return int(args.func(args, reporter) or EXIT_OK)
+        try:
+            check_arguments(args)
+            code = int(args.func(args, reporter) or EXIT_OK)
+            sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+            return code
+        finally:
+            reporter.close()
+    except BrokenPipeError:
+        return _reader_gone()
     except ClayInputError as exc:
         reporter.error(str(exc), kind="input")
         return EXIT_BAD_INPUT
@@ -83,13 +98,36 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit code 1
         return _internal(exc, args, reporter)
-    finally:
-        reporter.close()
+
+
+def _reader_gone() -> int:
+    """The program reading stdout stopped early (`clay info --json | head -1`): not an error to report. Later
+    writes and the interpreter's last flush go to /dev/null, so no "Exception ignored" appears either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log lines of the libraries (rasterio's GDAL messages, retries) quote URLs: printed without credentials."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def redact_log_records() -> None:
+    """What Python logging prints to stderr when nothing configured it (its last-resort handler) is redacted."""
+    if logging.lastResort is not None and not isinstance(logging.lastResort.formatter, RedactingFormatter):
+        logging.lastResort.setFormatter(RedactingFormatter())
 
 
 def _internal(exc: BaseException, args: argparse.Namespace, reporter) -> int:
     if args.debug or os.environ.get("CLAY_DEBUG"):
-        traceback.print_exception(exc)
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
     reporter.error(f"{type(exc).__name__}: {exc} (re-run with --debug for the traceback)", kind="internal")
     return EXIT_INTERNAL
 

@@ -197,8 +197,26 @@ def _check_files(args: argparse.Namespace) -> None:
         args, "dry_run", False
     ):
         validate.output_file(args.output, args.overwrite)
+    if command in ("similar", "classify", "cluster", "change"):
+        validate.output_not_input(args.output, _input_files(args))
     elif command == "embed" and args.dry_run:
         validate.output_file(args.output, True)
     elif command == "embed-mgrs":
         validate.output_folder(args.output_dir)
     # `clay train` makes its output folder itself and has its own --resume/--overwrite rules.
+
+
+def _input_files(args: argparse.Namespace) -> list[Path]:
+    """Every file a search command reads: its embeddings (folders and patterns expanded) and other inputs."""
+    from clay_core.collection import expand_inputs
+
+    embeddings = getattr(args, "embeddings", None)
+    listed = embeddings if isinstance(embeddings, list) else [embeddings] if embeddings is not None else []
+    files = expand_inputs(listed) if listed else []
+    return files + [Path(args.__dict__[dest]) for dest in ("before", "after", "labels") if getattr(args, dest, None)]
+
+
+def match_name(match: dict[str, Any]) -> str:
+    """A listed match for people: its chip id, and which patch when the file has one row per patch."""
+    patch = match.get("patch")
+    return f"{match['chip_id']} patch {patch[0]},{patch[1]}" if patch else str(match["chip_id"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from clay_core.cli._common import match_name
 from clay_core.progress import JsonLinesReporter, Reporter
 
 SHOWN = 10
@@ -51,5 +52,5 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
             f"wrote {args.output}"
         )
         for item in result["most_changed"]:
-            print(f"  {item['change']:.4f}  {item['chip_id']}")
+            print(f"  {item['change']:.4f}  {match_name(item)}")
     return 0

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clay_core.cli._common import match_name
 from clay_core.cli._examples import SHOWN_MATCHES, add_example_arguments, add_inputs_argument
 from clay_core.errors import ClayInputError
 from clay_core.progress import JsonLinesReporter, Reporter
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         "fit_and_score_ms": round(fit_ms, 1),
         "above_half": int(np.count_nonzero(probability >= 0.5)),
         "best": [
-            {"chip_id": name, "probability": round(float(probability[row]), 6)}
+            {"chip_id": name, "probability": round(float(probability[row]), 6), **collection.patch_position(row)}
             for name, row in zip(collection.row_names(best), best, strict=True)
         ],
     }
@@ -147,5 +148,5 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         if outside:
             print(f"  {outside} labelled feature(s) lie outside every chip and were not used")
         for match in result["best"]:
-            print(f"  {match['probability']:.4f}  {match['chip_id']}")
+            print(f"  {match['probability']:.4f}  {match_name(match)}")
     return 0

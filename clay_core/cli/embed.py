@@ -10,10 +10,12 @@ from clay_core import validate
 from clay_core.cli._common import (
     add_device_argument,
     add_precision_argument,
+    emit_result,
     model_spec,
     parse_date,
 )
 from clay_core.progress import Reporter
+from clay_core.provenance import public_source
 
 if TYPE_CHECKING:
     from clay_core.embed import EmbedOptions
@@ -24,7 +26,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     which = model.add_mutually_exclusive_group()
     which.add_argument("--checkpoint", metavar="CKPT", help="model weights (.ckpt, .pt, .safetensors)")
-    which.add_argument("--model", metavar="NAME", help="preset with random weights, e.g. clay-v0-tiny (tests)")
+    which.add_argument(
+        "--model",
+        metavar="NAME",
+        help="preset: clay-v0-demo (the shipped demo model) or an architecture with random weights, e.g. "
+        "clay-v0-tiny (tests)",
+    )
     model.add_argument("--level", help="embedding level: mean|patch|group (v0), cls|patch (v1.5)")
     add_device_argument(model)
     add_precision_argument(model)
@@ -136,7 +143,8 @@ def embed_job(args: argparse.Namespace) -> EmbedJob:
         device=args.device,
         precision=args.precision,
         threads=args.threads,
-        options=embed_options(args, {"sources": list(args.sources)}),
+        # The footer names the sources as the source_url column does: absolute, credentials removed.
+        options=embed_options(args, {"sources": [public_source(source) for source in args.sources]}),
     )
 
 
@@ -144,8 +152,10 @@ def report_dry_run(estimate: dict[str, Any], output: Path | None, reporter: Repo
     seconds = estimate.get("estimated_seconds")
     size = estimate.get("estimated_bytes")
     guess = [f"{seconds:.0f} s" if seconds is not None else "time unknown"] + ([f"{size / 1e6:.1f} MB"] if size else [])
-    reporter.log(f"{estimate['chips']} chips; estimated {' and '.join(guess)} ({estimate.get('note', '')})")
-    reporter.result({"dry_run": True, "output": str(output) if output is not None else None, **estimate})
+    result = {"dry_run": True, "output": str(output) if output is not None else None, **estimate}
+    # The estimate is what a dry run is for: printed on stdout whatever --progress says (none only hides progress).
+    line = f"{estimate['chips']} chips; estimated {' and '.join(guess)} ({estimate.get('note', '')})"
+    emit_result(reporter, result, False, lambda _result: line)
     return 0
 
 

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "layer-cache",
         help="convert an embeddings file for a QGIS without pyarrow",
         description="Write the vectors, geometry and scalar columns of an embeddings GeoParquet file as .npy "
-        "files in FOLDER (replaced if it exists), for the QGIS plugin to load with numpy alone.",
+        "files in FOLDER, for the QGIS plugin to load with numpy alone. An older layer cache in FOLDER is "
+        "replaced; a folder that holds anything else is refused.",
     )
     parser.add_argument("embeddings", type=Path, metavar="EMB.gpq", help="embeddings GeoParquet file")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FOLDER", help="cache folder to write")
@@ -24,14 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> int:
-    from clay_core.layer_cache import from_embedding_table, write_layer_cache
+    from clay_core.layer_cache import check_destination, from_embedding_table, write_layer_cache
     from clay_core.parquet.reader import read_embeddings
 
+    check_destination(args.output)  # before the (slow) read: a wrong -o fails at once
     reporter.start(2, "reading embeddings")
     rows = from_embedding_table(read_embeddings(args.embeddings))
     reporter.advance(1, "writing the layer cache")
     folder = write_layer_cache(rows, args.output, args.embeddings)
     reporter.advance(1, "done")
-    result = {"folder": str(folder), "rows": len(rows), "dim": int(rows.vectors.shape[1])}
+    result = {"folder": str(folder.absolute()), "rows": len(rows), "dim": int(rows.vectors.shape[1])}
     emit_result(reporter, result, args.json, lambda r: f"wrote {r['rows']} rows to {r['folder']}")
     return 0

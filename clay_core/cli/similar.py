@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clay_core.cli._common import match_name
 from clay_core.cli._examples import SHOWN_MATCHES, add_example_arguments, add_inputs_argument
 from clay_core.errors import ClayInputError
 from clay_core.progress import JsonLinesReporter, Reporter
@@ -102,7 +103,7 @@ def summary(
         "positives": sorted(set(collection.row_names(positives))),
         "negatives": sorted(set(collection.row_names(negatives))),
         "best": [
-            {"chip_id": name, "similarity": round(float(scores[row]), 6)}
+            {"chip_id": name, "similarity": round(float(scores[row]), 6), **collection.patch_position(row)}
             for name, row in zip(collection.row_names(best), best, strict=True)
         ],
     }
@@ -114,4 +115,4 @@ def print_summary(result: dict[str, Any]) -> None:
         f"{result['files']} file(s)) to {result['output']}"
     )
     for match in result["best"]:
-        print(f"  {match['similarity']:+.4f}  {match['chip_id']}")
+        print(f"  {match['similarity']:+.4f}  {match_name(match)}")

@@ -46,9 +46,24 @@ def open_source(spec: str | os.PathLike | Sequence[str | os.PathLike], **options
         from clay_core.sources.multi import MultiSource
 
         return MultiSource([open_source(s, **options) for s in specs])
-    if len(specs) == 1 and is_dir(specs[0], no_sign):
-        return _from_folder(specs[0], options)
-    return _from_files(specs, options)
+    source = _from_folder(specs[0], options) if len(specs) == 1 and is_dir(specs[0], no_sign) else None
+    source = source or _from_files(specs, options)
+    _check_band_map_used(source, specs, options)
+    return source
+
+
+def _check_band_map_used(source: ChipSource, specs: list[str], options: dict) -> None:
+    """A band map is read by rasters only: a Sentinel-2 scene or a chip folder names its bands itself, and
+    silently ignoring the map would embed other bands than the user asked for."""
+    from clay_core.sources.chip_folder import ChipFolder
+    from clay_core.sources.raster import RasterSource
+
+    if "band_map" in options and not isinstance(source, RasterSource):
+        kind = "a folder of Clay chips" if isinstance(source, ChipFolder) else "a Sentinel-2 scene"
+        raise ClayInputError(
+            f"--band-map does not apply to {', '.join(specs[:2])}: it is {kind}, whose file names say which "
+            "band is which; drop --band-map"
+        )
 
 
 def _from_folder(url: str, options: dict) -> ChipSource:

@@ -21,6 +21,7 @@ from rasterio.errors import RasterioIOError
 
 from clay_core.errors import ClayInputError
 from clay_core.grid.chips import Bounds
+from clay_core.provenance import redact
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -94,7 +95,7 @@ def with_retries(action: Callable[[], T], url: str, attempts: int = 3, delay_s: 
         except (RasterioIOError, OSError) as error:
             if not is_remote(url) or attempt == attempts or not is_transient(error):
                 raise
-            log.warning("transient error on %s (attempt %d/%d): %s", url, attempt, attempts, error)
+            log.warning("transient error on %s (attempt %d/%d): %s", redact(url), attempt, attempts, redact(str(error)))
             time.sleep(delay_s * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
 

@@ -183,10 +183,12 @@ class RasterSource:
         covered = [transform_bounds(h["crs"], utm, *h["bounds"], densify_pts=21) for h in headers if h["url"] in used]
         coverage = _intersection(aoi, _union(covered))
         if coverage is None:
-            raise ClayInputError(
-                f"AOI {self.bbox} ({self.bbox_crs}) is an extent with no raster coverage: the rasters cover "
-                f"{tuple(round(v, 5) for v in transform_bounds(utm, 'EPSG:4326', *_union(covered)))} (lon/lat)"
-            )
+            lon_lat_of_rasters = [
+                transform_bounds(h["crs"], "EPSG:4326", *h["bounds"], densify_pts=21)
+                for h in headers
+                if h["url"] in used
+            ]
+            raise ClayInputError(no_coverage_message(self.bbox, extent_crs, _union(lon_lat_of_rasters)))
         self._coverage = coverage
         self._grid = ChipGrid(aoi, self.resolution_m, self.chip_size, self.stride, partial=True)
 
@@ -228,7 +230,7 @@ class RasterSource:
         return self.date
 
     def records(self) -> list[ChipRecord]:
-        name = re.sub(r"[^0-9A-Za-z-]+", "-", stem(self.files[0])).strip("-") or "raster"
+        name = chip_name_prefix(self.files)
         date = self.acquired
         day = date.strftime("%Y%m%d")
         url = self._source_url
@@ -264,6 +266,37 @@ class RasterSource:
             for (slot, _), plane in zip(slots, data, strict=True):
                 pixels[slot] = plane
         return ChipData(record, pixels, nodata_fraction(pixels))
+
+
+def no_coverage_message(bbox: Bounds | None, bbox_crs: CRS, raster_lonlat: Bounds) -> str:
+    """Where the rasters are, and the likely slip: degrees typed for a bbox in metres (a projected --bbox-crs)."""
+    epsg = bbox_crs.to_epsg()
+    given = ",".join(f"{v:g}" for v in bbox) if bbox is not None else "the extent"
+    where = ",".join(f"{v:.5f}" for v in raster_lonlat)
+    degrees = bbox is not None and bbox_crs.is_projected and all(abs(v) <= 180 for v in bbox)
+    fix = (
+        "these numbers look like degrees: give --bbox-crs EPSG:4326"
+        if degrees
+        else "give a --bbox that overlaps them (W,S,E,N in the --bbox-crs)"
+    )
+    return (
+        f"--bbox {given} ({f'EPSG:{epsg}' if epsg else bbox_crs.name}) has no raster coverage: the rasters cover "
+        f"{where} (lon/lat, EPSG:4326); {fix}"
+    )
+
+
+def chip_name_prefix(files: list[str]) -> str:
+    """The start of the chip ids: the file name, or what the names of several files share, so that per-band
+    files (T33UUU_20170216T102101_B02.jp2, ..._B03.jp2) give T33UUU-20170216T102101, not the first file's
+    band (which need not even be a band the model reads)."""
+    tokens = [re.split(r"[^0-9A-Za-z]+", stem(url)) for url in files]
+    shared = []
+    for parts in zip(*tokens, strict=False):
+        if len(set(parts)) > 1:
+            break
+        shared.append(parts[0])
+    name = "-".join(part for part in (shared if len(files) > 1 else tokens[0]) if part)
+    return name or "-".join(part for part in tokens[0] if part) or "raster"
 
 
 def _is_utm(crs: CRS | None) -> bool:

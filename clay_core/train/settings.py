@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clay_core.errors import ClayInputError
+from clay_core.provenance import public_source
 
 # Options that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_DEFINING = (
@@ -84,7 +85,8 @@ class TrainSettings:
         """Plain containers only (weights_only-safe)."""
         state = dataclasses.asdict(self)
         state["output"] = str(self.output)
-        state["sources"] = [spec if isinstance(spec, str) else repr(spec) for spec in self.sources]
+        # Saved in the checkpoint, a file people share: sources as output files name them, without credentials.
+        state["sources"] = [public_source(spec) if isinstance(spec, str) else repr(spec) for spec in self.sources]
         state["betas"] = list(self.betas)
         return state
 

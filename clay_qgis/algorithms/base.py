@@ -26,6 +26,7 @@ from qgis.core import (
 from clay_core.device_options import DEVICES
 from clay_core.errors import ClayInputError
 from clay_core.models.preset_table import QGIS_MODEL_CHOICES
+from clay_core.provenance import redact
 from clay_qgis.schema import MODES
 from clay_qgis.worker import RuntimeMissingError, WorkerError, notify_runtime_missing, run_clay
 
@@ -103,6 +104,11 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self) -> ClayAlgorithm:  # noqa: N802 - QGIS API
         return type(self)()
 
+    def asPythonCommand(self, parameters, context) -> str:  # noqa: N802 - QGIS API
+        """The command Processing's history records for a run (and "Copy as Python command"): a layer whose
+        data source holds a password or a token is written without it. The run itself gets the source whole."""
+        return redact(super().asPythonCommand(parameters, context))
+
     # -- shared parameters -------------------------------------------------------------------------
     DEVICE = "DEVICE"
     MODEL = "MODEL"
@@ -128,7 +134,10 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         """A preset name, or a checkpoint file that overrides it (.ckpt / .pt / .safetensors)."""
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.MODEL, "Model (used when no checkpoint is given)", options=MODEL_PRESETS, defaultValue=0
+                self.MODEL,
+                "Model architecture, random weights (used when no checkpoint is given: to try the pipeline)",
+                options=MODEL_PRESETS,
+                defaultValue=0,
             )
         )
         self.addParameter(

@@ -158,6 +158,11 @@ CASES = [
         embed("--bbox", "0,0,1000,1000", "--bbox-crs", "EPSG:32633"),
         "no raster coverage",
     ),
+    Case(
+        "embed degrees given for a bbox in metres",
+        embed("--bbox", "15,45.1,15.01,45.15", "--bbox-crs", "EPSG:32633"),
+        "these numbers look like degrees: give --bbox-crs EPSG:4326",
+    ),
     # ---- dates and bands ------------------------------------------------------------------------------
     Case("embed date month 13", embed("--date", "2020-13-01"), "--date '2020-13-01' is not a date"),
     Case("embed date words", embed("--date", "yesterday"), "--date 'yesterday' is not a date: use YYYY-MM-DD"),
@@ -246,6 +251,11 @@ CASES = [
         "embed checkpoint garbage",
         lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "garbage.ckpt"],
         "truncated or corrupt",
+    ),
+    Case(
+        "embed checkpoint that is another kind of file",
+        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "points.csv"],
+        "points.csv is truncated or corrupt, or not a checkpoint",
     ),
     Case(
         "embed checkpoint pickle protocol 5",
@@ -342,6 +352,33 @@ CASES = [
         "change missing after file",
         lambda w: ["change", w / "out/existing.gpq", w / "out/missing.gpq", "-o", w / "out/c.gpq"],
         "missing.gpq does not exist",
+    ),
+    Case(
+        "similar output is the input, with --overwrite",
+        similar("--chip", CHIP, "--top", "1", "--overwrite", output="out/existing.gpq"),
+        "out/existing.gpq is also an input file: write the result to another file",
+    ),
+    Case(
+        "similar output is a file of the searched folder",
+        similar("--chip", CHIP, "--overwrite", embeddings="out", output="out/existing.gpq"),
+        "is also an input file",
+    ),
+    Case(
+        "cluster output is the input",
+        lambda w: ["cluster", w / "out/existing.gpq", "--overwrite", "-o", w / "out/existing.gpq"],
+        "is also an input file",
+    ),
+    Case(
+        "change output is the after file",
+        lambda w: [
+            "change",
+            w / "out/no_rows.gpq",
+            w / "out/existing.gpq",
+            "--overwrite",
+            "-o",
+            w / "out/existing.gpq",
+        ],
+        "is also an input file",
     ),
     # ---- clay embed-mgrs ------------------------------------------------------------------------------
     Case("mgrs zone 99", mgrs(tile="99ZZZ"), "'99ZZZ' is not an MGRS tile id"),

@@ -34,3 +34,28 @@ def test_each_file_footer_is_read_once(tmp_path: Path, monkeypatch) -> None:
     assert "embeddings" not in read.table.column_names
     assert read.table.column_names[-1] == collection.SOURCE_FILE
     assert {"chip_id", "geometry", "date", "utm_bbox"} <= set(read.table.column_names)
+
+
+def test_earlier_results_are_left_out_of_a_search_over_embeddings(tmp_path: Path, capsys) -> None:
+    """`clay similar out/ -o out/s.gpq` run twice searches the embeddings, not the first run's matches (which
+    carry the same vectors and would show every chip twice); so does `out/*.gpq` expanded by the shell, and
+    `clay change` output (no vectors) is left out too. Results given alone are searched."""
+    from clay_core.cli import main
+
+    vectors = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    embeddings = write_geoparquet(tmp_path / "a.gpq", chip_grid(2, 2), vectors, {"model": "m"})
+    chip = collection.read_collection([embeddings]).chip_ids[0]
+    similar = ["--progress", "none", "similar", str(tmp_path), "--chip", chip, "-o"]
+    assert main([*similar, str(tmp_path / "s1.gpq")]) == 0
+    assert main(["--progress", "none", "change", str(embeddings), str(embeddings), "-o", str(tmp_path / "c.gpq")]) == 0
+    assert main([*similar, str(tmp_path / "s2.gpq")]) == 0
+    summaries = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote")]
+    assert "4 rows in 1 file(s)" in summaries[-1]
+    assert pq.read_table(tmp_path / "s2.gpq").num_rows == 4
+    every_file = sorted(tmp_path.glob("*.gpq"))
+    assert len(every_file) == 4
+    assert collection.expand_inputs([tmp_path]) == [embeddings]
+    assert collection.expand_inputs([tmp_path / "*.gpq"]) == [embeddings]
+    assert collection.expand_inputs(every_file) == [embeddings]  # the shell's expansion of out/*.gpq
+    results = [tmp_path / "s1.gpq", tmp_path / "s2.gpq"]
+    assert collection.expand_inputs(results) == results

@@ -16,6 +16,7 @@ from clay_core.embed_parts import parts_dir_for
 from clay_core.errors import ClayInputError
 from clay_core.parquet import read_embeddings
 from clay_core.sources.base import ChipData, ChipReadError, ChipRecord, nodata_fraction
+from tests.helpers.reporters import RecordingReporter
 
 SIZE = 64  # pixels per chip side; the tiny model is built for it
 
@@ -379,3 +380,21 @@ def test_contiguous_per_worker_gives_each_reader_one_run_of_batches():
             for worker in range(workers):
                 mine = [batch[0] for batch in ordered[worker::workers]]
                 assert mine == list(range(mine[0], mine[0] + len(mine))) if mine else True
+
+
+def test_the_bands_filled_with_their_mean_are_named_before_the_run(tmp_path, tiny_model):
+    """Four bands into the ten-band v0 model embed without error; the log says which six are made up."""
+    log = RecordingReporter()
+    source = ArraySource(n=2)
+    embed_sources([source], tiny_model, tmp_path / "o.gpq", EmbedOptions(batch_size=2, workers=0), log)
+    missing = [band for band in tiny_model.input_bands if band not in source.bands]
+    notes = [message for _, message in log.messages("filled with their mean")]
+    assert notes == [
+        f"{len(missing)} of the model's bands are not in the input and are filled with their mean: "
+        f"{', '.join(missing)} (the file lists them in filled_bands)"
+    ]
+    assert read_embeddings(tmp_path / "o.gpq").table.column("filled_bands").to_pylist()[0] == missing
+    complete = RecordingReporter()
+    every_band = ArraySource(n=2, bands=tuple(tiny_model.input_bands))
+    embed_sources([every_band], tiny_model, tmp_path / "all.gpq", EmbedOptions(batch_size=2, workers=0), complete)
+    assert not complete.messages("filled")

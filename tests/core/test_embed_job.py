@@ -14,6 +14,7 @@ from clay_core.embed_job import EmbedJob
 from clay_core.errors import ClayInputError
 from clay_core.models import load_model
 from tests.helpers.chips import write_chip
+from tests.helpers.reporters import RecordingReporter
 
 CHIP = 64
 
@@ -90,3 +91,19 @@ def test_output_suffix_and_options_are_checked_before_the_model_loads(chips, tmp
         tiny_job(
             chips, output=tmp_path / "o.gpq", preset="no-such-model", options=EmbedOptions(batch_size=0)
         ).estimate()
+
+
+def test_a_preset_with_random_weights_is_a_warning_the_demo_model_is_not(chips):
+    """QGIS's embed algorithms default to the clay-v0-small architecture: without a checkpoint the user got
+    embeddings of random weights without a word."""
+    random = RecordingReporter()
+    tiny_job(chips).open(random)
+    assert [level for level, _ in random.messages("clay-v0-tiny has random weights")] == ["warning"]
+    demo = RecordingReporter()
+    tiny_job(chips, preset="clay-v0-demo", chip_size=None).open(demo)
+    assert demo.logs and not demo.messages("random weights")
+    checkpoint = RecordingReporter()
+    tiny_job(chips, preset=None, checkpoint=str(Path(__file__).parents[2] / "models" / "clay-v0-demo.ckpt")).open(
+        checkpoint
+    )
+    assert checkpoint.logs and not checkpoint.messages("random weights")

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clay_core import layer_cache
+from clay_core.errors import ClayInputError
 from clay_core.parquet import read_embeddings, write_geoparquet
 from clay_core.sources.base import ChipRecord
 from tests.helpers.cli import clay_env, json_events, result_of, run_clay
@@ -146,3 +147,45 @@ def test_clay_layer_cache_bad_input_is_exit_2(tmp_path):
     result = run_clay("layer-cache", str(tmp_path / "x.gpq"), "-o", str(tmp_path / "c"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_a_folder_of_other_files_is_refused_and_kept(tmp_path):
+    source = write_file(tmp_path / "e.gpq")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    rows = layer_cache.from_embedding_table(read_embeddings(source))
+    with pytest.raises(ClayInputError, match="not a Clay layer cache .*notes.txt"):
+        layer_cache.write_layer_cache(rows, mine, source)
+    assert (mine / "notes.txt").read_text() == "precious" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    with pytest.raises(ClayInputError, match="is a file"):
+        layer_cache.write_layer_cache(rows, source, source)
+    assert layer_cache.is_current(layer_cache.write_layer_cache(rows, mine / "new", source), source)
+
+
+def test_an_older_cache_and_an_empty_folder_are_replaced(tmp_path):
+    source = write_file(tmp_path / "e.gpq")
+    rows = layer_cache.from_embedding_table(read_embeddings(source))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert layer_cache.is_current(layer_cache.write_layer_cache(rows, empty, source), source)
+    write_file(tmp_path / "e.gpq", n=4, seed=1, overwrite=True)
+    newer = layer_cache.from_embedding_table(read_embeddings(source))
+    assert_same_rows(layer_cache.read_layer_cache(layer_cache.write_layer_cache(newer, empty, source)), newer)
+
+
+def test_clay_layer_cache_into_a_folder_of_other_files_is_exit_2_and_keeps_them(tmp_path):
+    source = write_file(tmp_path / "e.gpq")
+    result = run_clay("layer-cache", str(source), "-o", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("clay: error: ") and "new or empty folder" in result.stderr
+    assert source.exists() and read_embeddings(source) is not None
+
+
+def test_clay_layer_cache_reports_the_folder_it_wrote_as_an_absolute_path(tmp_path, monkeypatch, capsys):
+    from clay_core.cli import main
+
+    write_file(tmp_path / "e.gpq")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--progress", "none", "layer-cache", "e.gpq", "-o", "cache"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote 6 rows to {tmp_path / 'cache'}"

@@ -11,34 +11,13 @@ from clay_core.errors import ClayInputError
 from clay_core.location_job import LocationJob
 from clay_core.models.satclip import satclip_embed_lonlat
 from clay_core.parquet import read_embeddings
-
-
-class Recorder:
-    """A reporter that keeps what it is told (the real Reporter protocol; nothing faked below it)."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.advances: list[int] = []
-        self.logs: list[tuple[str, str]] = []
-
-    def start(self, total: int | None, message: str = "") -> None:
-        self.total = total
-
-    def advance(self, n: int = 1, message: str = "") -> None:
-        self.advances.append(n)
-
-    def log(self, message: str, level: str = "info") -> None:
-        self.logs.append((level, message))
-
-    def result(self, result: dict) -> None: ...
-    def error(self, message: str, kind: str = "internal") -> None: ...
-    def close(self) -> None: ...
+from tests.helpers.reporters import RecordingReporter
 
 
 def test_points_are_embedded_in_batches_and_written(tmp_path: Path, satclip_checkpoint: Path) -> None:
     points = tmp_path / "sites.csv"
     points.write_text("lon,lat,name\n13.4,52.52,a\n-78.47,-0.18,b\n0,-90,c\n151.2,-33.9,d\n2.35,48.86,e\n")
-    reporter = Recorder()
+    reporter = RecordingReporter()
     job = LocationJob(
         output=tmp_path / "sites.gpq", checkpoint=str(satclip_checkpoint), points=str(points), batch_size=2
     )
@@ -56,7 +35,7 @@ def test_points_are_embedded_in_batches_and_written(tmp_path: Path, satclip_chec
 
 
 def test_a_grid_job_names_its_grid_and_warns_about_random_weights(tmp_path: Path) -> None:
-    reporter = Recorder()
+    reporter = RecordingReporter()
     job = LocationJob(output=tmp_path / "grid.gpq", preset="satclip-l10", bbox=(0.0, 0.0, 2.0, 1.0), spacing=0.5)
     summary = job.run(reporter)
     table = read_embeddings(summary.output)
@@ -88,3 +67,11 @@ def test_projected_points_are_refused_and_nothing_is_written(tmp_path: Path) -> 
     with pytest.raises(ClayInputError, match="degrees"):
         LocationJob(output=tmp_path / "out.gpq", preset="satclip-l10", points=str(points)).run()
     assert not (tmp_path / "out.gpq").exists()
+
+
+def test_relative_paths_are_written_and_reported_absolute(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "sites.csv").write_text("lon,lat\n13.4,52.52\n")
+    monkeypatch.chdir(tmp_path)
+    summary = LocationJob(output="sites.gpq", preset="satclip-l10", points="sites.csv").run(RecordingReporter())
+    assert Path(summary.output) == tmp_path / "sites.gpq"
+    assert read_embeddings(tmp_path / "sites.gpq").metadata["source"] == str(tmp_path / "sites.csv")

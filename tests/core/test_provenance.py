@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from clay_core.provenance import public_source, shared_source, strip_credentials
+from clay_core.provenance import public_source, redact, shared_source, strip_credentials
 
 SECRETS = ("hunter2", "s3cr3t", "bob", "abc1234", "KEY123", "TOKEN9", "SIG77", "AKIAX", "sesstok")
 
@@ -86,3 +86,64 @@ def test_files_of_one_scene_share_their_folder(tmp_path, monkeypatch):
     assert shared_source(["x.tif", "x.tif"]) == str(Path(tmp_path / "x.tif"))
     mixed = shared_source(["s3://b/B02.tif", "https://bob:hunter2@h.example/B03.tif"])
     assert mixed == "s3://b/B02.tif ; https://h.example/B03.tif"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "clay: error: http://127.0.0.1:8000/a.tif?token=TOKEN9&style=x: cannot open raster (HTTP 404)",
+            "clay: error: http://127.0.0.1:8000/a.tif?token=***&style=x: cannot open raster (HTTP 404)",
+        ),
+        (
+            "skipped chip c1: /vsicurl/https://bob:hunter2@host.example/a.tif?sig=SIG77&sv=2020: cannot read chip c1",
+            "skipped chip c1: /vsicurl/https://host.example/a.tif?sig=***&sv=2020: cannot read chip c1",
+        ),
+        # A QGIS data source string quoted in a message: its keys, and the url= value percent-encoded in it.
+        (
+            "layer source type=xyz&url=https://bob:hunter2@t.example/%7Bz%7D.png?api_key%3DKEY123%26style%3Ddark"
+            "&zmax=19&username=bob&password=hunter2&authcfg=abc1234 failed",
+            "layer source type=xyz&url=https://t.example/%7Bz%7D.png?api_key%3D***%26style%3Ddark"
+            "&zmax=19&username=***&password=***&authcfg=*** failed",
+        ),
+        (
+            "url=https%3A%2F%2Fbob%3As3cr3t%40h.example%2Fwms%3Ftoken%3DTOKEN9%26layers%3Dx",
+            "url=https%3A%2F%2Fh.example%2Fwms%3Ftoken%3D***%26layers%3Dx",
+        ),
+        (
+            "https://b.s3.amazonaws.com/a.tif?X-Amz-Credential=AKIAX&X-Amz-Security-Token=sesstok"
+            "&X-Amz-Signature=SIG77&versionId=3",
+            "https://b.s3.amazonaws.com/a.tif?X-Amz-Credential=***&X-Amz-Security-Token=***"
+            "&X-Amz-Signature=***&versionId=3",
+        ),
+        (
+            "cannot connect: dbname='gis' host=db user='bob' password='s3 cr3t' sslmode=disable",
+            "cannot connect: dbname='gis' host=db user=*** password=*** sslmode=disable",
+        ),
+        # A password with an @ in it: the authority ends at its last @.
+        ("open https://bob:hunter2@x@host.example/a.tif now", "open https://host.example/a.tif now"),
+        ("&http-header:referer=https://me.example&http-header:X-Auth=TOKEN9", None),
+    ],
+)
+def test_redact_cleans_every_url_and_data_source_inside_free_text(text, expected):
+    cleaned = redact(text)
+    assert_no_secret(cleaned)
+    if expected is not None:
+        assert cleaned == expected
+    assert redact(cleaned) == cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/data/token=abc/out.gpq written",  # a local folder named like a parameter is a path, not a secret
+        r"C:\data\key=1\out.gpq",
+        "/home/me/data@2x/chips/claytile_1.tif",
+        "s3://bucket/prefix/claytile_1.tif: 3 of 8 chips failed",
+        "--max-nodata must be between 0 and 1, got 2.0 (x=1, layers=a&styles=b)",
+        "https://stac.example/v1/search answered HTTP 502",
+        "",
+    ],
+)
+def test_redact_leaves_text_without_credentials_as_it_is(text):
+    assert redact(text) == text

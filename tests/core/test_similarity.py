@@ -491,3 +491,30 @@ def test_centre_jointly_scores_several_indexes_as_one_and_a_lone_index_on_its_ow
     np.testing.assert_allclose(joint, SimilarityIndex(vectors).search([19]).scores, atol=1e-5)
     centre_jointly([second])  # searched alone again: its own mean, not the last joint one
     np.testing.assert_allclose(second.search([4]).scores, centred_reference(vectors[15:], [4]), atol=1e-5)
+
+
+def test_matches_of_a_patch_file_are_listed_with_their_patch(tmp_path, capsys):
+    """One chip id has many rows in a patch-exploded file: `clay similar` and `clay classify` list which patch
+    matched (the chip id alone was printed once per patch)."""
+    records = chip_grid(1, 2)
+    embeddings = np.random.default_rng(4).standard_normal((2, 2, 2, 3)).astype(np.float32)  # (h, w, d)
+    meta = {"model": "m", "level": "patch", "embedding_shape": [2, 2, 3]}
+    path = write_geoparquet(tmp_path / "patches.gpq", records, embeddings, meta, explode_patches=True)
+    chip = records[1].chip_id
+    assert (
+        main(["--progress", "none", "similar", str(path), "--chip", chip, "--top", "3", "-o", str(tmp_path / "s.gpq")])
+        == 0
+    )
+    listed = capsys.readouterr().out.splitlines()[1:]
+    scored = pq.read_table(tmp_path / "s.gpq").to_pylist()
+    assert listed == [
+        f"  {row['similarity']:+.4f}  {row['chip_id']} patch {row['patch_row']},{row['patch_col']}" for row in scored
+    ]
+    assert len(set(listed)) == 3 and all(" patch " in line for line in listed)
+    classify = ["--progress", "none", "classify", str(path), "--positive", chip, "--negative", records[0].chip_id]
+    assert main([*classify, "--top", "2", "-o", str(tmp_path / "c.gpq")]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    best = pq.read_table(tmp_path / "c.gpq").to_pylist()
+    assert listed == [
+        f"  {row['probability']:.4f}  {row['chip_id']} patch {row['patch_row']},{row['patch_col']}" for row in best
+    ]

@@ -38,6 +38,8 @@ def test_change_matches_by_footprint_per_chip_and_per_patch(tmp_path, capsys):
     assert table.num_rows == 8 * 4
     top = table.slice(0, 1).to_pylist()[0]
     assert (top["chip_id"], top["patch_row"], top["patch_col"]) == (before[4].chip_id, 1, 0)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1] == f"  2.0000  {before[4].chip_id} patch 1,0"  # which patch, not the chip id 4 times over
     assert top["change"] == np.float32(2.0) or abs(top["change"] - 2.0) < 1e-6
     assert read_embeddings  # the output is GeoParquet with geometry
     assert b"geo" in pq.read_schema(patches).metadata

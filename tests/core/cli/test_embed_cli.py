@@ -143,6 +143,15 @@ def test_dry_run_estimates_and_writes_nothing(scene, tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("progress", ["none", "bar"])
+def test_a_dry_run_prints_its_estimate_whatever_the_progress_mode(scene, tmp_path, capsys, progress):
+    out = tmp_path / "out.gpq"
+    assert main(["--progress", progress, "embed", str(scene), "-o", str(out), *TINY, "--dry-run"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line for line in printed if line.startswith("8 chips; estimated ")], printed
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -608,3 +617,5 @@ def test_a_relative_source_is_written_as_an_absolute_path(scene, tmp_path, capsy
     urls = set(read_embeddings(out).table.column("source_url").to_pylist())
     expected = scene if kind == "scene folder" else scene / "T33UUU_20200101T101010_B04.tif"
     assert urls == {str(expected)} and Path(urls.pop()).is_absolute()
+    # the file metadata's list of what was given on the command line: absolute as well
+    assert read_embeddings(out).metadata["sources"] == [os.path.abspath(scene.parent / relative)]

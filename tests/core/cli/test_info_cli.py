@@ -10,7 +10,7 @@ import torch
 
 import clay_core
 from clay_core.cli import main
-from tests.helpers.cli import json_events, run_clay
+from tests.helpers.cli import json_events, run_clay, start_clay
 
 
 def test_info_json_reports_versions_device_and_precision(capsys):
@@ -62,3 +62,14 @@ def test_console_script_and_module_are_the_same_command():
     assert clay.exists(), "the `clay` console script is installed by pyproject's [project.scripts]"
     done = subprocess.run([str(clay), "--version"], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == f"clay {clay_core.__version__}"
+
+
+def test_a_reader_that_stops_early_is_no_error():
+    """`clay info --json | head -1`: the closed pipe ends the command quietly with the shell's SIGPIPE code
+    (141), not "clay: error: BrokenPipeError" and exit 1, nor Python's "Exception ignored" at exit."""
+    process = start_clay("info", "--json")
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the command writes anything: its first write finds no reader
+    error = process.stderr.read()
+    assert process.wait(timeout=120) == 141
+    assert error == ""

