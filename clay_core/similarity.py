@@ -95,6 +95,14 @@ def check_dimension(expected: int, got: int, what: str = "the query") -> None:
         )
 
 
+def row_dots(matrix: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """matrix @ direction (float32) where each row's value depends on that row alone: numpy's einsum loop,
+    not BLAS, whose sgemv may round a row differently by its position or the number of rows (seen: 1 ulp apart
+    between a full pass and a few gathered rows). The two-stage path re-scores its candidates with this, so
+    they are bit for bit the exact scores and ties order the same. As fast as sgemv here (memory-bound)."""
+    return np.einsum("ij,j->i", matrix, direction)
+
+
 def cosine_scores(vectors: np.ndarray, query: np.ndarray, *, normalised: bool = False) -> np.ndarray:
     """Plain cosine similarity of every row of `vectors` with `query`, float32 in [-1, 1]."""
     matrix = _matrix(vectors)
@@ -159,7 +167,10 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     scores = np.asarray(scores)
     if k <= 0 or k >= len(scores):
         return np.argsort(-scores, kind="stable")
-    candidates = np.argpartition(-scores, k - 1)[:k]
+    # argpartition picks an arbitrary subset of the rows tied at the k-th score: take those in row order
+    kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+    above = np.flatnonzero(scores > kth)
+    candidates = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
     order = np.lexsort((candidates, -scores[candidates]))
     return candidates[order]
 
@@ -275,7 +286,7 @@ class SimilarityIndex:
         """Exact float32 scores of every row along a unit `direction` (see the module doc for the two modes)."""
         check_dimension(self.dim, np.asarray(direction).size)
         direction = _unit(direction)
-        scores = self.vectors @ direction
+        scores = row_dots(self.vectors, direction)
         scores *= self.inverse_norms
         if centred:
             scores -= np.float32(float(self.mean.astype(np.float64) @ direction))
@@ -292,11 +303,17 @@ class SimilarityIndex:
         return self.score(self.direction(positives, negatives, centred=centred), centred=centred)
 
     # -- the two-stage path for large searches -----------------------------------------------------
-    def projected(self, components: int = 64) -> ProjectedIndex:
-        """The low-dimensional sketch for fast scoring with an exact top, built on first use and then kept."""
+    def projected(self, components: int = 64, *, quantize: bool | None = None) -> ProjectedIndex:
+        """The low-dimensional sketch for fast scoring with an exact top, built on first use and then kept.
+        `quantize`: also keep int8 codes of the rows (None: only when the sketch cannot prune, see
+        ProjectedIndex.build)."""
         cached = self._projected
-        if cached is None or cached.components != min(components, self.dim):
-            cached = ProjectedIndex.build(self, components)
+        if (
+            cached is None
+            or cached.components != min(components, self.dim)
+            or (quantize is not None and (cached.quantized is not None) != quantize)
+        ):
+            cached = ProjectedIndex.build(self, components, quantize=quantize)
             self._projected = cached
         return cached
 
@@ -349,10 +366,16 @@ def centre_jointly(indexes: Sequence[SimilarityIndex]) -> None:
 # Exact fp32 scoring of 1M x 768 reads 3 GB: memory-bandwidth bound at ~0.2 s or more on a laptop-class CPU.
 # The sketch reads N x 64 floats (12x less) and bounds its own error, so the top rows can be made exact.
 _SKETCH_SAMPLE_ROWS = 8_192  # plenty for the top 64 directions; the Gram matrix stays cheap
-_SKETCH_BLOCK_ROWS = 65_536
+_SKETCH_BLOCK_ROWS = 16_384  # the build's temporary unit rows: 48 MB at 768-d
 # float32 rounding of the sketch's dot products (64 terms of |x| <= 1) and of the exact scores stays far below
 # this; it keeps the candidate test conservative so the exact top rows are never pruned by rounding.
 _ROUNDING_MARGIN = 1e-4
+# Past this share of the rows re-scored, a first pass saves nothing over exact scoring.
+_MAX_CANDIDATE_SHARE = 4
+# The int8 pass is built when a probe query through the sketch leaves more than 1/8 of the rows as candidates.
+_QUANTIZE_WHEN_SHARE = 8
+_INT8_LEVELS = 127
+_QUANTIZE_BLOCK_ROWS = 4_096  # its temporaries (3 float32 blocks: 38 MB at 768-d) stay small
 
 
 @dataclass
@@ -367,25 +390,89 @@ class FastScores:
 
 
 @dataclass
+class QuantizedIndex:
+    """Unit rows as int8 codes around a centre c (the mean unit row): u_i = c + s_i q_i + e_i, with q_i in
+    [-127, 127]^D, s_i = max_j |u_ij - c_j| / 127 and |e_i| stored (rounded up). So u_i.d = c.d + s_i (q_i.d) +
+    e_i.d with |e_i.d| <= |e_i| for a unit d: every row's dot product within a known bound whatever the
+    spectrum, from a quarter of the bytes of the float32 rows. Isotropic 768-d unit rows: |e_i| ~ 0.01 against
+    a score spread of 0.036, so only the rows near the top-k threshold are re-scored exactly.
+
+    Cost: N x D bytes (0.25x the float32 vectors) + 8 bytes per row; a query converts int8 to float32 inside
+    numpy's buffered einsum (cache-sized chunks, no full-size float copy): compute-bound, not memory-bound."""
+
+    centre: np.ndarray  # float32 [D]
+    codes: np.ndarray  # int8 [N, D]
+    scales: np.ndarray  # float32 [N]
+    errors: np.ndarray  # float32 [N]: |u_i - c - s_i q_i|, rounded up
+
+    @classmethod
+    def build(cls, index: SimilarityIndex) -> QuantizedIndex:
+        rows, dim = index.vectors.shape
+        centre = index.own_mean.astype(np.float32)
+        codes = np.empty((rows, dim), dtype=np.int8)
+        scales = np.empty(rows, dtype=np.float32)
+        errors = np.empty(rows, dtype=np.float32)
+        for start in range(0, rows, _QUANTIZE_BLOCK_ROWS):
+            block = index.unit_rows(slice(start, start + _QUANTIZE_BLOCK_ROWS))
+            block -= centre
+            stop = start + len(block)
+            scale = np.max(np.abs(block), axis=1) / np.float32(_INT8_LEVELS)
+            scale[scale == 0] = 1.0
+            levels = block * (np.float32(1.0) / scale)[:, None]  # |levels| <= 127 (+ rounding) by the scale
+            np.rint(levels, out=levels)
+            codes[start:stop] = levels
+            block -= np.multiply(levels, scale[:, None], out=levels)  # the quantisation error e_i
+            scales[start:stop] = scale
+            # float32 sums of D squares are within D 2^-24 (relative) of the true norm^2: widened by 2x that
+            errors[start:stop] = np.sqrt(np.einsum("ij,ij->i", block, block) * np.float32(1.0 + 2.0 * dim * 2.0**-24))
+        # rounded up: the stored bound is never below the norm it came from
+        return cls(centre=centre, codes=codes, scales=scales, errors=np.nextafter(errors, np.float32(np.inf)))
+
+    def dot(self, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """u_i.d for a unit `direction`, and a bound on each row's error (float32 [N] each)."""
+        approximate = np.empty(len(self.codes), dtype=np.float32)
+        for start in range(0, len(self.codes), _SKETCH_BLOCK_ROWS):
+            stop = start + _SKETCH_BLOCK_ROWS
+            # einsum casts the int8 rows in small buffers and sums in float32: one pass over 1 byte per value
+            np.einsum(
+                "ij,j->i", self.codes[start:stop], direction, dtype=np.float32, casting="unsafe",
+                out=approximate[start:stop],
+            )  # fmt: skip
+        approximate *= self.scales
+        approximate += np.float32(float(self.centre.astype(np.float64) @ direction))
+        bound = self.errors + np.float32(_rounding_margin(self.codes.shape[1]))
+        return approximate, bound
+
+
+def _rounding_margin(dim: int) -> float:
+    """float32 rounding of a D-term dot product of a unit row with a unit vector is at most ~D 2^-24 (any
+    summation order); the first pass and the exact score each round, plus a few elementwise steps."""
+    return max(_ROUNDING_MARGIN, (4 * dim + 16) * 2.0**-24)
+
+
+@dataclass
 class ProjectedIndex:
     """Unit rows u split as u = B B^T u + r with B the top principal directions (uncentred PCA of a sample of
     rows): u.d = (B^T u).(B^T d) + r_u.r_d, and |r_u.r_d| <= |r_u| |r_d|. So `projected @ (B^T d)` gives every
     row's u.d within a known bound, and so its score (raw: u.d; centred: (u.d - m.d) / |u - m|, monotone in u.d
     per row); rows whose upper bound reaches the k-th best lower bound are re-scored exactly, which makes the
     top k exact whatever the data. Real embeddings put most of their energy in a few directions (small
-    residuals: few candidates); isotropic random vectors do not (the candidate set then grows, and past a
-    quarter of the rows everything is simply scored exactly)."""
+    residuals: few candidates); isotropic random vectors do not: for them the int8 codes (QuantizedIndex) are
+    the first pass, built only when a probe query shows that the sketch cannot prune; past a quarter of the
+    rows re-scored, everything is simply scored exactly."""
 
     basis: np.ndarray  # float32 [D, r], orthonormal columns
-    projected: np.ndarray  # float32 [N, r]: B^T u_i
+    projected: np.ndarray  # float32 [N, r]: B^T u_i ([0, r] when the int8 codes are the first pass)
     residual_norms: np.ndarray  # float32 [N]: |u_i - B B^T u_i|
+    quantized: QuantizedIndex | None = None
 
     @property
     def components(self) -> int:
         return int(self.basis.shape[1])
 
     @classmethod
-    def build(cls, index: SimilarityIndex, components: int = 64) -> ProjectedIndex:
+    def build(cls, index: SimilarityIndex, components: int = 64, *, quantize: bool | None = None) -> ProjectedIndex:
+        """The sketch; `quantize` True/False forces the int8 codes on or off, None decides by a probe query."""
         rows, dim = index.vectors.shape
         components = max(1, min(components, dim))
         # A strided sample: deterministic, and spread over the whole file (files are written in grid order).
@@ -404,44 +491,85 @@ class ProjectedIndex:
                 "ij,ij->i", part, part, dtype=np.float64
             )
             residual_norms[start : start + len(block)] = np.sqrt(np.maximum(energy, 0.0))
-        return cls(basis=basis, projected=projected, residual_norms=residual_norms)
+        sketch = cls(basis=basis, projected=projected, residual_norms=residual_norms)
+        if quantize is None:
+            quantize = sketch.prunes_too_little(index, sample)
+        if quantize:
+            # the int8 codes replace the sketch's rows as the first pass: freed first, so the two never coexist
+            sketch.projected = np.empty((0, components), dtype=np.float32)
+            sketch.quantized = QuantizedIndex.build(index)
+        return sketch
+
+    def prunes_too_little(self, index: SimilarityIndex, sample: np.ndarray) -> bool:
+        """Whether a probe query (the centred direction of a sampled row) leaves more than 1/8 of the rows as
+        candidates of its top 100."""
+        rows = len(self.residual_norms)
+        try:
+            probe = index.direction_of(sample[len(sample) // 2], centred=True)
+        except ClayInputError:  # a zero row or one at the mean: no direction to probe with
+            return False
+        approximate, bound = _centred_bounds(index, probe, *self.dot(probe))
+        return len(_candidates(approximate, bound, min(100, rows))) > rows // _QUANTIZE_WHEN_SHARE
+
+    def dot(self, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """u_i.d for a unit `direction` from the sketch, and a bound on each row's error."""
+        direction_part64 = direction.astype(np.float64) @ self.basis
+        direction_residual = float(np.sqrt(max(0.0, 1.0 - float(direction_part64 @ direction_part64))))
+        approximate = self.projected @ direction_part64.astype(np.float32)
+        bound = self.residual_norms * np.float32(direction_residual)
+        bound += np.float32(_rounding_margin(self.basis.shape[0]))
+        return approximate, bound
 
     def scores(
         self, index: SimilarityIndex, direction: np.ndarray, exact_top: int = 100, *, centred: bool = False
     ) -> FastScores:
         check_dimension(self.basis.shape[0], np.asarray(direction).size)
         direction = _unit(direction)
-        rows = len(self.projected)
+        rows = len(self.residual_norms)
         exact_top = max(1, min(int(exact_top), rows))
-        direction_part64 = direction.astype(np.float64) @ self.basis
-        direction_residual = float(np.sqrt(max(0.0, 1.0 - float(direction_part64 @ direction_part64))))
-        approximate = self.projected @ direction_part64.astype(np.float32)
-        bound = self.residual_norms * np.float32(direction_residual)
-        bound += np.float32(_ROUNDING_MARGIN)
-        if centred:  # the same affine map per row as SimilarityIndex.scores: bounds scale with 1/|u - m|
-            approximate -= np.float32(float(index.mean.astype(np.float64) @ direction))
-            approximate *= index.inverse_centred_norms
-            bound *= index.inverse_centred_norms
-        lower = approximate - bound
-        kth_lower = lower[np.argpartition(lower, rows - exact_top)[rows - exact_top]]
-        upper = np.add(approximate, bound, out=lower)
-        candidates = np.flatnonzero(upper >= kth_lower)
-        if len(candidates) > rows // 4:  # the sketch prunes too little here: exact scoring is cheaper
-            exact = index.scores(direction, centred=centred)
-            return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
-        approximate[candidates] = _exact_rows(index, candidates, direction, centred)
-        rest_bound = float(np.max(np.delete(bound, candidates))) if len(candidates) < rows else 0.0
-        return FastScores(
-            scores=np.clip(approximate, -1.0, 1.0, out=approximate),
-            exact_rows=candidates,
-            error_bound=rest_bound,
-            exact_top=exact_top,
-        )
+        # the int8 codes exist where the sketch cannot prune (or when asked for): then they are the first pass
+        first_pass: ProjectedIndex | QuantizedIndex = self if self.quantized is None else self.quantized
+        approximate, bound = first_pass.dot(direction)
+        if centred:
+            approximate, bound = _centred_bounds(index, direction, approximate, bound)
+        candidates = _candidates(approximate, bound, exact_top)
+        if len(candidates) <= rows // _MAX_CANDIDATE_SHARE:
+            approximate[candidates] = _exact_rows(index, candidates, direction, centred)
+            rest_bound = float(np.max(np.delete(bound, candidates))) if len(candidates) < rows else 0.0
+            return FastScores(
+                scores=np.clip(approximate, -1.0, 1.0, out=approximate),
+                exact_rows=candidates,
+                error_bound=rest_bound,
+                exact_top=exact_top,
+            )
+        # the first pass prunes too little here: exact scoring is cheaper
+        exact = index.scores(direction, centred=centred)
+        return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
+
+
+def _centred_bounds(
+    index: SimilarityIndex, direction: np.ndarray, approximate: np.ndarray, bound: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same affine map per row as SimilarityIndex.scores (in place): bounds scale with 1/|u - m|."""
+    approximate -= np.float32(float(index.mean.astype(np.float64) @ direction))
+    approximate *= index.inverse_centred_norms
+    bound *= index.inverse_centred_norms
+    return approximate, bound
+
+
+def _candidates(approximate: np.ndarray, bound: np.ndarray, exact_top: int) -> np.ndarray:
+    """Rows whose upper bound reaches the k-th best lower bound: a superset of the exact top k, ties included
+    (k rows score at least that lower bound, so the k-th exact score does too)."""
+    rows = len(approximate)
+    lower = approximate - bound
+    kth_lower = lower[np.argpartition(lower, rows - exact_top)[rows - exact_top]]
+    upper = np.add(approximate, bound, out=lower)
+    return np.flatnonzero(upper >= kth_lower)
 
 
 def _exact_rows(index: SimilarityIndex, rows: np.ndarray, direction: np.ndarray, centred: bool) -> np.ndarray:
     """SimilarityIndex.scores for some rows only (the same float32 operations, in the same order)."""
-    scores = index.vectors[rows] @ direction
+    scores = row_dots(index.vectors[rows], direction)
     scores *= index.inverse_norms[rows]
     if centred:
         scores -= np.float32(float(index.mean.astype(np.float64) @ direction))

@@ -251,11 +251,17 @@ def test_two_stage_scores_keep_the_exact_top_k_and_stay_within_their_bound():
     assert index.projection_ready(16)
 
 
-def test_two_stage_falls_back_to_exact_when_the_sketch_cannot_prune(vectors):
-    isotropic = normalise_rows(np.random.default_rng(5).standard_normal((2_000, 64)).astype(np.float32))
-    fast = SimilarityIndex(isotropic, already_normalised=True).fast_scores(isotropic[3], exact_top=10, components=4)
-    np.testing.assert_allclose(fast.scores, cosine_scores(isotropic, isotropic[3]), atol=1e-6)
-    assert fast.error_bound == 0.0 and len(fast.exact_rows) == len(isotropic)
+def test_two_stage_falls_back_to_exact_when_no_first_pass_can_prune(vectors):
+    # every row within 1e-5 of one direction: raw scores closer together than any first pass can tell apart
+    rng = np.random.default_rng(5)
+    crowded = np.zeros((2_000, 64), dtype=np.float32)
+    crowded[:, 0] = 1.0
+    crowded = normalise_rows(crowded + 1e-5 * rng.standard_normal(crowded.shape).astype(np.float32))
+    index = SimilarityIndex(crowded, already_normalised=True)
+    fast = index.fast_scores(crowded[3], exact_top=10, components=4)
+    assert index.projected(4).quantized is not None  # the sketch could not prune, so the int8 pass was tried too
+    np.testing.assert_array_equal(fast.scores, index.scores(crowded[3]))
+    assert fast.error_bound == 0.0 and len(fast.exact_rows) == len(crowded)
 
 
 def test_sketch_builds_in_the_background_once(vectors):
