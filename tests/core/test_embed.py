@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -204,11 +205,31 @@ def test_exploded_patch_output(tmp_path, tiny_model):
 
 def test_dry_run_measures_and_writes_nothing(tmp_path, tiny_model):
     estimate = estimate_job([ArraySource(n=10)], tiny_model, EmbedOptions(level="patch", workers=2))
-    assert estimate["chips"] == 10 and estimate["measured_chips"] == 2
+    assert estimate["chips"] == 10 and estimate["measured_chips"] == 3  # the first read + 2 measured
     assert estimate["model_s_per_chip"] > 0 and estimate["estimated_seconds"] > 0
     # 2x2 patches x 256 floats per chip: at least the raw float bytes minus what zstd can squeeze from noise
     assert 10 * 4 * 256 * 4 * 0.7 < estimate["estimated_bytes"] < 10 * 4 * 256 * 4 * 1.5
     assert list(tmp_path.iterdir()) == []
+
+
+@dataclass
+class SlowToOpenSource(ArraySource):
+    """Its first read pays `opening_s` (a scene's files opened, a JPEG 2000 block decoded), later reads nothing."""
+
+    opening_s: float = 0.4
+
+    def read(self, record: ChipRecord) -> ChipData:
+        if not self.reads:
+            time.sleep(self.opening_s)
+        return super().read(record)
+
+
+def test_the_dry_run_counts_opening_the_files_once_not_for_every_chip(tiny_model):
+    estimate = estimate_job([SlowToOpenSource(n=40)], tiny_model, EmbedOptions(level="patch", workers=0))
+    assert 0.35 < estimate["opening_s"] < 0.4 + 0.3 and estimate["read_s_per_chip"] < 0.1
+    per_chip = max(estimate["model_s_per_chip"], estimate["read_s_per_chip"])
+    assert estimate["estimated_seconds"] == pytest.approx(estimate["opening_s"] + 40 * per_chip)
+    assert estimate["estimated_seconds"] < 40 * 0.4 / 4  # the old mean over 2 reads said >= 40 x 0.2 s
 
 
 def test_bad_options_are_input_errors(tmp_path, tiny_model):
