@@ -13,7 +13,6 @@ Also the file size and the cache folder size. Median of --repeats after one warm
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -28,35 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.grid_files import write_grid_file  # noqa: E402
 from clay_core import layer_cache  # noqa: E402
-from clay_core.parquet import read_embeddings, write_geoparquet  # noqa: E402
-from clay_core.sources.base import ChipRecord  # noqa: E402
-
-
-def write_file(path: Path, rows: int, dim: int) -> Path:
-    side = int(np.ceil(np.sqrt(rows)))
-    records = [
-        ChipRecord(
-            f"33UUU_{i // side:04d}_{i % side:04d}",
-            f"/s/{i}.tif",
-            datetime.date(2021, 6, 1),
-            32633,
-            (
-                300000.0 + 1280 * (i % side),
-                5900040.0 - 1280 * (i // side + 1),
-                301280.0 + 1280 * (i % side),
-                5900040.0 - 1280 * (i // side),
-            ),
-            i // side,
-            i % side,
-            "33UUU",
-            128,
-            10.0,
-        )
-        for i in range(rows)
-    ]
-    vectors = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32)
-    return write_geoparquet(path, records, vectors, {"model": "bench", "level": "mean"})
+from clay_core.parquet import read_embeddings  # noqa: E402
 
 
 def timed(function, repeats: int) -> float:
@@ -80,7 +53,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        source = write_file(Path(scratch) / "e.gpq", args.rows, args.dim)
+        source = write_grid_file(Path(scratch) / "e.gpq", args.rows, args.dim)
         folder = Path(scratch) / "cache"
         env = {**os.environ, "PYTHONPATH": str(REPO)}
 

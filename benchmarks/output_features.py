@@ -13,7 +13,6 @@ Median of --repeats; `ratio` = per_row / one_pass, measured in the same run.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -27,34 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clay_core.parquet import write_geoparquet  # noqa: E402
-from clay_core.sources.base import ChipRecord  # noqa: E402
-
-
-def write_file(path: Path, rows: int, seed: int) -> Path:
-    side = int(np.ceil(np.sqrt(rows)))
-    records = [
-        ChipRecord(
-            f"33UUU_{i // side:04d}_{i % side:04d}",
-            f"/s/{i}.tif",
-            datetime.date(2021, 6, 1),
-            32633,
-            (
-                300000.0 + 1280 * (i % side),
-                5900040.0 - 1280 * (i // side + 1),
-                301280.0 + 1280 * (i % side),
-                5900040.0 - 1280 * (i // side),
-            ),
-            i // side,
-            i % side,
-            "33UUU",
-            128,
-            10.0,
-        )
-        for i in range(rows)
-    ]
-    vectors = np.random.default_rng(seed).standard_normal((rows, 16)).astype(np.float32)
-    return write_geoparquet(path, records, vectors, {"model": "bench", "level": "mean"})
+from benchmarks.grid_files import write_grid_file  # noqa: E402
 
 
 def median_seconds(run, repeats: int) -> float:
@@ -83,7 +55,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         half = args.rows // 2
-        paths = [write_file(Path(folder) / "a.gpq", half, 0), write_file(Path(folder) / "b.gpq", args.rows - half, 1)]
+        paths = [
+            write_grid_file(Path(folder) / "a.gpq", half, 16, 0),
+            write_grid_file(Path(folder) / "b.gpq", args.rows - half, 16, 1),
+        ]
         targets = [load_embedding_set(path) for path in paths]
     centre_jointly([target.index for target in targets])
     search = Search(targets=targets, offsets=np.array([0, half, args.rows]))
