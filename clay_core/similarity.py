@@ -18,8 +18,10 @@ most similar row.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,8 +101,36 @@ def row_dots(matrix: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """matrix @ direction (float32) where each row's value depends on that row alone: numpy's einsum loop,
     not BLAS, whose sgemv may round a row differently by its position or the number of rows (seen: 1 ulp apart
     between a full pass and a few gathered rows). The two-stage path re-scores its candidates with this, so
-    they are bit for bit the exact scores and ties order the same. As fast as sgemv here (memory-bound)."""
-    return np.einsum("ij,j->i", matrix, direction)
+    they are bit for bit the exact scores and ties order the same. einsum is one thread, so large matrices go in
+    row blocks over a thread pool (einsum releases the GIL; a row's value does not depend on its block): 400k x 768
+    on 2 cores, 115 ms in one thread, 61 ms in blocks, 82-107 ms for numpy's matvec, bit for bit the same."""
+    rows = matrix.shape[0]
+    if rows < 2 * ROW_BLOCK or _threads() == 1:
+        return np.einsum("ij,j->i", matrix, direction)
+    out = np.empty(rows, dtype=np.result_type(matrix.dtype, direction.dtype))
+
+    def block(start: int) -> None:
+        np.einsum("ij,j->i", matrix[start : start + ROW_BLOCK], direction, out=out[start : start + ROW_BLOCK])
+
+    list(_pool().map(block, range(0, rows, ROW_BLOCK)))
+    return out
+
+
+ROW_BLOCK = 32768  # rows per task: ~100 MB of 768-d float32, many tasks per thread for an even finish
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()  # the sketch is built in a thread of its own while the caller may score
+
+
+def _threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_threads(), thread_name_prefix="clay-scores")
+        return _POOL
 
 
 def cosine_scores(vectors: np.ndarray, query: np.ndarray, *, normalised: bool = False) -> np.ndarray:
@@ -450,6 +480,12 @@ def _rounding_margin(dim: int) -> float:
     return max(_ROUNDING_MARGIN, (4 * dim + 16) * 2.0**-24)
 
 
+# The int8 first pass when a probe shows the sketch cannot prune (a flat spectrum; real embeddings never showed
+# one). Off: on a quiet 2-core machine it took 1.17x numpy's matvec on isotropic 1M x 768, slower than the exact
+# pass it would replace (0.74x); it won only under load (0.43x). benchmarks/similarity.py forces it to measure it.
+INT8_WHEN_THE_SKETCH_CANNOT_PRUNE = False
+
+
 @dataclass
 class ProjectedIndex:
     """Unit rows u split as u = B B^T u + r with B the top principal directions (uncentred PCA of a sample of
@@ -457,14 +493,15 @@ class ProjectedIndex:
     row's u.d within a known bound, and so its score (raw: u.d; centred: (u.d - m.d) / |u - m|, monotone in u.d
     per row); rows whose upper bound reaches the k-th best lower bound are re-scored exactly, which makes the
     top k exact whatever the data. Real embeddings put most of their energy in a few directions (small
-    residuals: few candidates); isotropic random vectors do not: for them the int8 codes (QuantizedIndex) are
-    the first pass, built only when a probe query shows that the sketch cannot prune; past a quarter of the
-    rows re-scored, everything is simply scored exactly."""
+    residuals: few candidates); isotropic random vectors do not: for them the int8 codes (QuantizedIndex) can be
+    the first pass (forced, or by a probe when INT8_WHEN_THE_SKETCH_CANNOT_PRUNE); past a quarter of the rows
+    re-scored, everything is simply scored exactly."""
 
     basis: np.ndarray  # float32 [D, r], orthonormal columns
     projected: np.ndarray  # float32 [N, r]: B^T u_i ([0, r] when the int8 codes are the first pass)
     residual_norms: np.ndarray  # float32 [N]: |u_i - B B^T u_i|
     quantized: QuantizedIndex | None = None
+    cannot_prune: bool = False  # a probe query at build time left too many candidates (a flat spectrum)
 
     @property
     def components(self) -> int:
@@ -492,8 +529,9 @@ class ProjectedIndex:
             )
             residual_norms[start : start + len(block)] = np.sqrt(np.maximum(energy, 0.0))
         sketch = cls(basis=basis, projected=projected, residual_norms=residual_norms)
+        sketch.cannot_prune = sketch.prunes_too_little(index, sample)
         if quantize is None:
-            quantize = sketch.prunes_too_little(index, sample)
+            quantize = INT8_WHEN_THE_SKETCH_CANNOT_PRUNE and sketch.cannot_prune
         if quantize:
             # the int8 codes replace the sketch's rows as the first pass: freed first, so the two never coexist
             sketch.projected = np.empty((0, components), dtype=np.float32)
@@ -527,7 +565,11 @@ class ProjectedIndex:
         direction = _unit(direction)
         rows = len(self.residual_norms)
         exact_top = max(1, min(int(exact_top), rows))
-        # the int8 codes exist where the sketch cannot prune (or when asked for): then they are the first pass
+        if self.quantized is None and self.cannot_prune:
+            # the probe showed the sketch cannot prune this data: its pass would only add to the exact one
+            exact = index.scores(direction, centred=centred)
+            return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
+        # the int8 codes, when built, are the first pass
         first_pass: ProjectedIndex | QuantizedIndex = self if self.quantized is None else self.quantized
         approximate, bound = first_pass.dot(direction)
         if centred:

@@ -259,7 +259,7 @@ def test_two_stage_falls_back_to_exact_when_no_first_pass_can_prune(vectors):
     crowded = normalise_rows(crowded + 1e-5 * rng.standard_normal(crowded.shape).astype(np.float32))
     index = SimilarityIndex(crowded, already_normalised=True)
     fast = index.fast_scores(crowded[3], exact_top=10, components=4)
-    assert index.projected(4).quantized is not None  # the sketch could not prune, so the int8 pass was tried too
+    assert index.projected(4).quantized is None  # the int8 pass is off by default (INT8_WHEN_THE_SKETCH_CANNOT_PRUNE)
     np.testing.assert_array_equal(fast.scores, index.scores(crowded[3]))
     assert fast.error_bound == 0.0 and len(fast.exact_rows) == len(crowded)
 
@@ -518,3 +518,15 @@ def test_matches_of_a_patch_file_are_listed_with_their_patch(tmp_path, capsys):
     assert listed == [
         f"  {row['probability']:.4f}  {row['chip_id']} patch {row['patch_row']},{row['patch_col']}" for row in best
     ]
+
+
+def test_row_dots_in_blocks_over_threads_are_bit_for_bit_one_pass():
+    from clay_core import similarity
+
+    rng = np.random.default_rng(7)
+    matrix = rng.standard_normal((2 * similarity.ROW_BLOCK + 123, 96)).astype(np.float32)
+    direction = rng.standard_normal(96).astype(np.float32)
+    blocked = similarity.row_dots(matrix, direction)
+    assert np.array_equal(blocked, np.einsum("ij,j->i", matrix, direction))
+    rows = np.array([5, similarity.ROW_BLOCK + 1, 2 * similarity.ROW_BLOCK + 100])
+    assert np.array_equal(similarity.row_dots(matrix[rows], direction), blocked[rows])  # gathered rows agree

@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from clay_core import similarity
 from clay_core.similarity import SimilarityIndex, normalise_rows, top_k
+
+
+@pytest.fixture(autouse=True)
+def int8_when_the_sketch_cannot_prune(monkeypatch):
+    """The int8 pass is off by default (slower than exact scoring on a quiet machine, benchmarks/similarity.py);
+    these tests are about its correctness, so the probe may build it here."""
+    monkeypatch.setattr(similarity, "INT8_WHEN_THE_SKETCH_CANNOT_PRUNE", True)
 
 
 def isotropic_unit_rows(rows: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -89,3 +97,13 @@ def test_int8_codes_are_not_built_when_the_sketch_prunes():
     rows[:, 0] += 1.0
     index = SimilarityIndex(normalise_rows(rows.astype(np.float32)), already_normalised=True)
     assert index.projected(16).quantized is None  # memory: the int8 copy (0.25x the vectors) only when needed
+
+
+def test_by_default_a_flat_spectrum_falls_back_to_the_exact_pass(monkeypatch):
+    monkeypatch.setattr(similarity, "INT8_WHEN_THE_SKETCH_CANNOT_PRUNE", False)
+    index = SimilarityIndex(isotropic_unit_rows(20_000, 96), already_normalised=True)
+    direction = index.direction([7], centred=True)
+    fast = index.fast_scores(direction, exact_top=50, components=8, centred=True)
+    assert index.projected(8).quantized is None and index.projected(8).cannot_prune  # straight to the exact pass
+    np.testing.assert_array_equal(fast.scores, index.scores(direction, centred=True))
+    assert fast.error_bound == 0.0 and len(fast.exact_rows) == 20_000
