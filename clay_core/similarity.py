@@ -315,12 +315,7 @@ class SimilarityIndex:
     def scores(self, direction: np.ndarray, *, centred: bool = False) -> np.ndarray:
         """Exact float32 scores of every row along a unit `direction` (see the module doc for the two modes)."""
         check_dimension(self.dim, np.asarray(direction).size)
-        direction = _unit(direction)
-        scores = row_dots(self.vectors, direction)
-        scores *= self.inverse_norms
-        if centred:
-            scores -= np.float32(float(self.mean.astype(np.float64) @ direction))
-            scores *= self.inverse_centred_norms
+        scores = _exact_rows(self, slice(None), _unit(direction), centred)
         return np.clip(scores, -1.0, 1.0, out=scores)
 
     def score(self, direction: np.ndarray, *, centred: bool = False) -> Scored:
@@ -567,26 +562,29 @@ class ProjectedIndex:
         exact_top = max(1, min(int(exact_top), rows))
         if self.quantized is None and self.cannot_prune:
             # the probe showed the sketch cannot prune this data: its pass would only add to the exact one
-            exact = index.scores(direction, centred=centred)
-            return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
+            return _all_exact(index, direction, exact_top, centred)
         # the int8 codes, when built, are the first pass
         first_pass: ProjectedIndex | QuantizedIndex = self if self.quantized is None else self.quantized
         approximate, bound = first_pass.dot(direction)
         if centred:
             approximate, bound = _centred_bounds(index, direction, approximate, bound)
         candidates = _candidates(approximate, bound, exact_top)
-        if len(candidates) <= rows // _MAX_CANDIDATE_SHARE:
-            approximate[candidates] = _exact_rows(index, candidates, direction, centred)
-            rest_bound = float(np.max(np.delete(bound, candidates))) if len(candidates) < rows else 0.0
-            return FastScores(
-                scores=np.clip(approximate, -1.0, 1.0, out=approximate),
-                exact_rows=candidates,
-                error_bound=rest_bound,
-                exact_top=exact_top,
-            )
-        # the first pass prunes too little here: exact scoring is cheaper
-        exact = index.scores(direction, centred=centred)
-        return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
+        if len(candidates) > rows // _MAX_CANDIDATE_SHARE:
+            return _all_exact(index, direction, exact_top, centred)  # prunes too little here: exact is cheaper
+        approximate[candidates] = _exact_rows(index, candidates, direction, centred)
+        rest_bound = float(np.max(np.delete(bound, candidates))) if len(candidates) < rows else 0.0
+        return FastScores(
+            scores=np.clip(approximate, -1.0, 1.0, out=approximate),
+            exact_rows=candidates,
+            error_bound=rest_bound,
+            exact_top=exact_top,
+        )
+
+
+def _all_exact(index: SimilarityIndex, direction: np.ndarray, exact_top: int, centred: bool) -> FastScores:
+    """FastScores without a first pass: every row scored exactly."""
+    exact = index.scores(direction, centred=centred)
+    return FastScores(scores=exact, exact_rows=np.arange(len(exact)), error_bound=0.0, exact_top=exact_top)
 
 
 def _centred_bounds(
@@ -609,8 +607,9 @@ def _candidates(approximate: np.ndarray, bound: np.ndarray, exact_top: int) -> n
     return np.flatnonzero(upper >= kth_lower)
 
 
-def _exact_rows(index: SimilarityIndex, rows: np.ndarray, direction: np.ndarray, centred: bool) -> np.ndarray:
-    """SimilarityIndex.scores for some rows only (the same float32 operations, in the same order)."""
+def _exact_rows(index: SimilarityIndex, rows: np.ndarray | slice, direction: np.ndarray, centred: bool) -> np.ndarray:
+    """Exact float32 scores of some rows (unclipped): SimilarityIndex.scores is this over every row, so the
+    two-stage path's re-scored candidates are its scores bit for bit."""
     scores = row_dots(index.vectors[rows], direction)
     scores *= index.inverse_norms[rows]
     if centred:
