@@ -74,6 +74,8 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     if not unique:
         raise ClayInputError("no embeddings files given")
     files = list(unique.values())
+    if len(files) == 1:
+        return files  # searched whatever it is: no footer read to tell results from inputs
     embeddings = [path for path in files if not is_derived_output(path)]
     return embeddings or files
 

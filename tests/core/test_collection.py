@@ -27,9 +27,19 @@ def test_each_file_footer_is_read_once(tmp_path: Path, monkeypatch) -> None:
         opened[Path(source).name] += 1
         return real(source, *args, **kwargs)
 
+    real_schema = pq.read_schema
+
+    def counting_schema(source, *args, **kwargs):  # the results-or-inputs check of a search over several files
+        opened[Path(source).name + " schema"] += 1
+        return real_schema(source, *args, **kwargs)
+
     monkeypatch.setattr(collection.pq, "ParquetFile", counting)
+    monkeypatch.setattr(collection.pq, "read_schema", counting_schema)
+    collection.read_collection(paths[:1])
+    assert opened == {"a.gpq": 2}  # one file alone: no results-or-inputs check
+    opened.clear()
     read = collection.read_collection(paths)
-    assert opened == {"a.gpq": 2, "b.gpq": 2}
+    assert opened == {"a.gpq": 2, "b.gpq": 2, "a.gpq schema": 1, "b.gpq schema": 1}
     assert len(read) == 8 and read.vectors[:4].max() == 1.0 and read.vectors[4:].min() == 2.0
     assert "embeddings" not in read.table.column_names
     assert read.table.column_names[-1] == collection.SOURCE_FILE
