@@ -53,6 +53,15 @@ def file_sha256(path: str | Path) -> str:
     return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
+def state_dict_sha256(model: nn.Module) -> str:
+    """sha256 of a model's weights themselves (names and raw bytes, in name order; any dtype, bf16 too)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=32)
 def _cached_sha256(path: str, _size: int, _mtime_ns: int, _inode: int) -> str:
     digest = hashlib.sha256()

@@ -154,13 +154,9 @@ def weights_fingerprint(model: EmbeddingModel) -> str:
     process: parts embedded by another random model must never be mixed in)."""
     if model.checkpoint_sha256:
         return str(model.checkpoint_sha256)
-    import hashlib
+    from clay_core.checkpoints import state_dict_sha256
 
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return "weights:" + digest.hexdigest()
+    return "weights:" + state_dict_sha256(model)
 
 
 def _job_identity(

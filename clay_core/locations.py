@@ -14,7 +14,6 @@ which the embedding pipeline adds when asked (`clay embed --satclip`).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -245,30 +244,14 @@ def write_point_embeddings(
 
 
 def load_satclip(checkpoint_or_preset: str, device: str = "cpu") -> SatCLIPLocationModel:
-    """A SatCLIP location encoder, or a ClayInputError when the checkpoint is another model: the one
-    "is this SatCLIP?" check (the --satclip column and `clay embed-locations` both use it). The column runs
-    on the CPU by default: one batch of chip centres costs little next to the image model, and float64 is
-    what its parity is defined in. Loaded once per process, device and file version (the CLI checks it
-    before the image model loads; the job reuses it)."""
-    path = Path(checkpoint_or_preset).expanduser()
-    version = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
-    return _load_satclip(str(checkpoint_or_preset), device, version)
+    """A SatCLIP location encoder, or a ClayInputError when the checkpoint is another model (the --satclip
+    column and `clay embed-locations` both use it). The column runs on the CPU by default: one batch of chip
+    centres costs little next to the image model, and float64 is what its parity is defined in. Loaded once
+    per process, device and file version (models.satclip.load_satclip_model), so the CLI checks it before
+    the image model loads and the job reuses it."""
+    from clay_core.models.satclip import load_satclip_model
 
-
-@functools.lru_cache(maxsize=2)
-def _load_satclip(
-    checkpoint_or_preset: str, device: str, _file_version: tuple[int, int] | None
-) -> SatCLIPLocationModel:
-    from clay_core.models import load_model
-    from clay_core.models.satclip import SatCLIPLocationModel
-
-    model = load_model(checkpoint_or_preset, device=device, precision="fp32")
-    if not isinstance(model, SatCLIPLocationModel):
-        raise ClayInputError(
-            f"{checkpoint_or_preset} is a {model.family} model, not a SatCLIP location encoder: "
-            "give a satclip-*.ckpt (or the preset satclip-l10/satclip-l40)"
-        )
-    return model
+    return load_satclip_model(checkpoint_or_preset, device)
 
 
 def satclip_vectors(satclip: SatCLIPLocationModel, records: Sequence[ChipRecord]) -> np.ndarray:

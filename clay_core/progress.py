@@ -96,7 +96,7 @@ class BarReporter:
             self._bar.update(n)
 
     def log(self, message: str, level: str = "info") -> None:
-        line = ("warning: " if level == "warning" else "") + redact(message)
+        line = log_line(message, level)
         if self._bar is not None:
             self._bar.write(line, file=sys.stderr)
         else:
@@ -107,7 +107,7 @@ class BarReporter:
 
     def error(self, message: str, kind: str = "internal") -> None:
         self.close()
-        print(f"clay: error: {redact(message)}", file=sys.stderr)
+        print(error_line(message), file=sys.stderr)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -130,7 +130,7 @@ class LogLinesReporter(BarReporter):
         self._started = 0.0
 
     def start(self, total: int | None, message: str = "") -> None:
-        self._total, self._done, self._message, self._started = total, 0, redact(message), time.monotonic()
+        self._total, self._done, self._message, self._started = total, 0, message, time.monotonic()
         if self._message:
             self.log(self._message)
 
@@ -146,10 +146,10 @@ class LogLinesReporter(BarReporter):
 
     def log(self, message: str, level: str = "info") -> None:
         stream = self._stream or sys.stderr
-        print(("warning: " if level == "warning" else "") + redact(message), file=stream, flush=True)
+        print(log_line(message, level), file=stream, flush=True)
 
     def error(self, message: str, kind: str = "internal") -> None:
-        print(f"clay: error: {redact(message)}", file=self._stream or sys.stderr, flush=True)
+        print(error_line(message), file=self._stream or sys.stderr, flush=True)
 
 
 class NullReporter:
@@ -169,7 +169,17 @@ class ErrorsOnlyReporter(NullReporter):
     it a failed run would be silent: exit code 2 and nothing to say why)."""
 
     def error(self, message: str, kind: str = "internal") -> None:
-        print(f"clay: error: {redact(message)}", file=sys.stderr)
+        print(error_line(message), file=sys.stderr)
+
+
+def log_line(message: str, level: str = "info") -> str:
+    """A log message as the text reporters print it: redacted, a warning marked as one."""
+    return ("warning: " if level == "warning" else "") + redact(message)
+
+
+def error_line(message: str) -> str:
+    """The one error line the text reporters print to stderr, redacted."""
+    return f"clay: error: {redact(message)}"
 
 
 def redacted(value: Any) -> Any:

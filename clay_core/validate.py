@@ -12,7 +12,7 @@ import datetime
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from clay_core.errors import ClayInputError
@@ -28,6 +28,16 @@ _REMOTE = ("s3://", "/vsi", "http://", "https://", "stac+", "gs://", "az://")
 # ---- numbers ----------------------------------------------------------------------------------------
 
 
+def _bounds_phrase(minimum: float | None, maximum: float | None, show: Callable[[float], str]) -> str:
+    """'between a and b', '>= a' or '<= b' for the bounds given (at least one), each written by `show`."""
+    if minimum is not None and maximum is not None:
+        return f"between {show(minimum)} and {show(maximum)}"
+    if minimum is not None:
+        return f">= {show(minimum)}"
+    assert maximum is not None, "called only when a bound is broken"
+    return f"<= {show(maximum)}"
+
+
 def integer(
     value: object, option: str, *, minimum: int | None = None, maximum: int | None = None, hint: str = ""
 ) -> int:
@@ -37,13 +47,7 @@ def integer(
     except ValueError:
         raise ClayInputError(f"{option} {value!r} is not a whole number") from None
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        bounds = (
-            f"between {minimum} and {maximum}"
-            if minimum is not None and maximum is not None
-            else f">= {minimum}"
-            if minimum is not None
-            else f"<= {maximum}"
-        )
+        bounds = _bounds_phrase(minimum, maximum, str)
         raise ClayInputError(f"{option} must be {bounds}, got {number}{'; ' + hint if hint else ''}")
     return number
 
@@ -71,13 +75,7 @@ def real(
     if above is not None and not number > above:
         raise ClayInputError(f"{option} must be > {above}, got {number:g}")
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        bounds = (
-            f"between {minimum:g} and {maximum:g}"
-            if minimum is not None and maximum is not None
-            else f">= {minimum:g}"
-            if minimum is not None
-            else f"<= {maximum:g}"
-        )
+        bounds = _bounds_phrase(minimum, maximum, lambda bound: f"{bound:g}")
         raise ClayInputError(f"{option} must be {bounds}, got {number:g}")
     return number
 

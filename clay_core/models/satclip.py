@@ -411,13 +411,27 @@ register_preset("satclip-l40", family="satclip", config=SatCLIPConfig(legendre_p
 # ------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_model(checkpoint: str, device: str) -> SatCLIPLocationModel:
+def load_satclip_model(checkpoint_or_preset: str | Path, device: str = "cpu") -> SatCLIPLocationModel:
+    """A SatCLIP location encoder, or a ClayInputError when the checkpoint is another model: the one
+    "is this SatCLIP?" check. Loaded once per process, device and file version (a checkpoint replaced on
+    disk is loaded again)."""
+    path = Path(checkpoint_or_preset).expanduser()
+    version = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    return _load_satclip_model(str(checkpoint_or_preset), device, version)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_satclip_model(
+    checkpoint_or_preset: str, device: str, _file_version: tuple[int, int] | None
+) -> SatCLIPLocationModel:
     from clay_core.models.registry import load_model
 
-    model = load_model(checkpoint, device=device, precision="fp32")
+    model = load_model(checkpoint_or_preset, device=device, precision="fp32")
     if not isinstance(model, SatCLIPLocationModel):
-        raise ClayInputError(f"{checkpoint} is a {model.family} model, not a SatCLIP location encoder")
+        raise ClayInputError(
+            f"{checkpoint_or_preset} is a {model.family} model, not a SatCLIP location encoder: "
+            "give a satclip-*.ckpt (or the preset satclip-l10/satclip-l40)"
+        )
     return model
 
 
@@ -432,7 +446,7 @@ def satclip_embed_lonlat(
 
     `checkpoint` is a SatCLIP .ckpt path, a preset name, or a loaded model; loaded models are cached per
     (checkpoint, device), so calling this once per batch of chips is cheap."""
-    model = checkpoint if isinstance(checkpoint, SatCLIPLocationModel) else _cached_model(str(checkpoint), device)
+    model = checkpoint if isinstance(checkpoint, SatCLIPLocationModel) else load_satclip_model(checkpoint, device)
     points = np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)
     if len(points) == 0:
         return np.zeros((0, model.config.embed_dim), dtype=np.float64)

@@ -86,11 +86,9 @@ def all_mean(value: torch.Tensor, context: Distributed) -> torch.Tensor:
 
 
 def weights_digest(model: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    from clay_core.checkpoints import state_dict_sha256
+
+    return state_dict_sha256(model)
 
 
 def losses_digest(losses: Sequence[float]) -> str:
