@@ -52,8 +52,6 @@ def reported_once(process: Callable[..., dict[str, Any]]) -> Callable[..., dict[
         try:
             return process(self, parameters, context, feedback)
         except Exception as exc:
-            from clay_core.errors import ClayInputError
-
             if not isinstance(exc, ClayInputError | QgsProcessingException):
                 raise
             if QgsApplication.platform() == "qgis_process":
