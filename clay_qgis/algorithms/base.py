@@ -52,8 +52,6 @@ def reported_once(process: Callable[..., dict[str, Any]]) -> Callable[..., dict[
         try:
             return process(self, parameters, context, feedback)
         except Exception as exc:
-            from clay_core.errors import ClayInputError
-
             if not isinstance(exc, ClayInputError | QgsProcessingException):
                 raise
             if QgsApplication.platform() == "qgis_process":
@@ -339,17 +337,13 @@ class ClayAlgorithm(QgsProcessingAlgorithm):
         self, path: Path, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
         """Load the file a worker wrote as a chips layer (added to the project when run from the GUI)."""
-        from clay_core.errors import ClayInputError
         from clay_qgis import layers
         from clay_qgis.vector_cache import load_embedding_set
 
         if not path.is_file():
             raise QgsProcessingException(f"the worker finished but {path} was not written")
-        try:
-            embedding_set = load_embedding_set(path, "chips")
-            layer = layers.memory_layer(embedding_set, path.stem)
-        except ClayInputError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        embedding_set = load_embedding_set(path, "chips")
+        layer = layers.memory_layer(embedding_set, path.stem)
         feedback.pushInfo(f"{path}: {embedding_set.describe()}")
         layer_id = load_on_completion(layer, context, path.stem)
         return {self.OUTPUT: str(path), self.OUTPUT_LAYER: layer_id, self.CHIPS: layer.featureCount()}

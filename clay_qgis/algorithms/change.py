@@ -14,7 +14,6 @@ from qgis.core import (
     QgsProcessingParameterFile,
 )
 
-from clay_core.errors import ClayInputError
 from clay_qgis import compat
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
@@ -93,17 +92,14 @@ class ChangeAlgorithm(ClayAlgorithm):
         from clay_qgis.vector_cache import load_embedding_set
 
         mode = LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)]
-        try:
-            before = load_embedding_set(self.parameterAsFile(parameters, self.BEFORE, context), mode, feedback)
-            after = load_embedding_set(self.parameterAsFile(parameters, self.AFTER, context), mode, feedback)
-            check_dimension(before.dim, after.dim, f"{after.path.name} ({after.model_name})")
-            # CRS84 polygon bounds to 1e-7 degrees: both files' polygons come from the same UTM footprints by
-            # the same rule, so equal footprints give equal keys (patch polygons included)
-            keys_before, kind = footprint_keys(None, None, ring_bounds(before.rings))
-            keys_after, _ = footprint_keys(None, None, ring_bounds(after.rings))
-            matched = match_footprints(keys_before, keys_after, kind)
-        except ClayInputError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        before = load_embedding_set(self.parameterAsFile(parameters, self.BEFORE, context), mode, feedback)
+        after = load_embedding_set(self.parameterAsFile(parameters, self.AFTER, context), mode, feedback)
+        check_dimension(before.dim, after.dim, f"{after.path.name} ({after.model_name})")
+        # CRS84 polygon bounds to 1e-7 degrees: both files' polygons come from the same UTM footprints by
+        # the same rule, so equal footprints give equal keys (patch polygons included)
+        keys_before, kind = footprint_keys(None, None, ring_bounds(before.rings))
+        keys_after, _ = footprint_keys(None, None, ring_bounds(after.rings))
+        matched = match_footprints(keys_before, keys_after, kind)
         distance = cosine_distance(before.index.vectors, after.index.vectors, matched.rows_a, matched.rows_b)
         order = most_changed_first(distance)
         fields = layer_fields(before.mode, scores=False)  # nothing is scored: no similarity/rank/example

@@ -114,33 +114,26 @@ class ClassifyAlgorithm(ClayAlgorithm):
         from clay_qgis import layers
         from clay_qgis.session import examples_of
 
-        try:
-            search = load_search(self, parameters, context, feedback)
-            positives = search.rows_of_chip_ids(
-                self.parameterAsString(parameters, self.POSITIVE_IDS, context), "positive"
-            )
-            negatives = search.rows_of_chip_ids(
-                self.parameterAsString(parameters, self.NEGATIVE_IDS, context), "negative"
-            )
-            if parameters.get(self.LABELS):
-                more_positive, more_negative = self.labelled_rows(parameters, context, search, feedback)
-                positives += more_positive
-                negatives += more_negative
-            if not positives:
-                raise ClayInputError("no positive label: give positive chip ids or labelled features")
-            positive_set = set(positives)  # a row labelled both ways counts as positive
-            negatives = [row for row in negatives if row not in positive_set]
-            l2 = self.parameterAsDouble(parameters, self.L2, context)
-            classifier = fit_classifier(  # rows span several files: the examples go in as vectors
-                search.targets[0].index,
-                [],
-                [],
-                l2=l2,
-                positive_vectors=search.vectors(positives),
-                negative_vectors=search.vectors(negatives) if negatives else None,
-            )
-        except ClayInputError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        search = load_search(self, parameters, context, feedback)
+        positives = search.rows_of_chip_ids(self.parameterAsString(parameters, self.POSITIVE_IDS, context), "positive")
+        negatives = search.rows_of_chip_ids(self.parameterAsString(parameters, self.NEGATIVE_IDS, context), "negative")
+        if parameters.get(self.LABELS):
+            more_positive, more_negative = self.labelled_rows(parameters, context, search, feedback)
+            positives += more_positive
+            negatives += more_negative
+        if not positives:
+            raise ClayInputError("no positive label: give positive chip ids or labelled features")
+        positive_set = set(positives)  # a row labelled both ways counts as positive
+        negatives = [row for row in negatives if row not in positive_set]
+        l2 = self.parameterAsDouble(parameters, self.L2, context)
+        classifier = fit_classifier(  # rows span several files: the examples go in as vectors
+            search.targets[0].index,
+            [],
+            [],
+            l2=l2,
+            positive_vectors=search.vectors(positives),
+            negative_vectors=search.vectors(negatives) if negatives else None,
+        )
         probability = np.concatenate([classifier.probabilities(target.index) for target in search.targets])
         all_ranks = ranks(probability)
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)

@@ -13,7 +13,6 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from clay_core.errors import ClayInputError
 from clay_qgis import compat
 from clay_qgis.algorithms.base import ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.search import add_search_inputs, load_search, search_fields
@@ -111,16 +110,13 @@ class ClusterAlgorithm(ClayAlgorithm):
 
         k = self.parameterAsInt(parameters, self.K, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)
-        try:
-            search = load_search(self, parameters, context, feedback)
-            vectors = (
-                np.concatenate([target.index.vectors for target in search.targets])
-                if len(search.targets) > 1
-                else search.targets[0].index.vectors
-            )
-            clusters = kmeans(SimilarityIndex(vectors), k, seed=seed)
-        except ClayInputError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        search = load_search(self, parameters, context, feedback)
+        vectors = (
+            np.concatenate([target.index.vectors for target in search.targets])
+            if len(search.targets) > 1
+            else search.targets[0].index.vectors
+        )
+        clusters = kmeans(SimilarityIndex(vectors), k, seed=seed)
         target = search.targets[0]
         fields = search_fields(target.mode, scores=False)  # nothing is scored: no similarity/rank/example
         fields.append(QgsField(CLUSTER, compat.INT))

@@ -28,9 +28,8 @@ from clay_core.models.preset_table import preset_spec
 from clay_qgis import fetch
 from clay_qgis.algorithms.base import MODEL_PRESETS, ClayAlgorithm, make_output_folder, output_patterns
 from clay_qgis.algorithms.rasters import raster_area, raster_source
-from clay_qgis.algorithms.utils import date_argument
+from clay_qgis.algorithms.utils import GEOPARQUET_OUTPUT_FILTER, date_argument
 
-GEOPARQUET_OUTPUT_FILTER = "GeoParquet (*.gpq *.parquet)"
 # A tensor name only Clay v1/v1.5 checkpoints hold (clay_core.models.clay_v15.SIGNATURE_KEY, which needs torch
 # to import): found in the checkpoint's pickle, safetensors header or legacy pickle head without unpickling.
 V15_SIGNATURE = b"weight_generator.weight_tokens"

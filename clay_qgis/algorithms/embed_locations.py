@@ -35,6 +35,7 @@ from qgis.core import (
 from clay_core import validate
 from clay_qgis import compat
 from clay_qgis.algorithms.base import ClayAlgorithm, make_output_folder
+from clay_qgis.algorithms.utils import GEOPARQUET_OUTPUT_FILTER
 
 ID_FIELD_NAME = "clay_id"
 CSV_ID, CSV_LON, CSV_LAT = "point_id", "lon", "lat"
@@ -86,7 +87,7 @@ class EmbedLocationsAlgorithm(ClayAlgorithm):
         self.add_device_parameter()
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                self.OUTPUT_EMBEDDINGS, "Embeddings (GeoParquet)", fileFilter="GeoParquet (*.gpq *.parquet)"
+                self.OUTPUT_EMBEDDINGS, "Embeddings (GeoParquet)", fileFilter=GEOPARQUET_OUTPUT_FILTER
             )
         )
         self.addParameter(

@@ -12,7 +12,6 @@ from qgis.core import (
     QgsProcessingParameterFile,
 )
 
-from clay_core.errors import ClayInputError
 from clay_qgis.algorithms.base import LAYER_MODES, ClayAlgorithm, StyleOnLoad
 from clay_qgis.algorithms.utils import GEOPARQUET_FILTER, write_features
 
@@ -51,10 +50,7 @@ class LoadEmbeddingsAlgorithm(ClayAlgorithm):
 
         path = self.parameterAsFile(parameters, self.INPUT, context)
         mode = LAYER_MODES[self.parameterAsEnum(parameters, self.MODE, context)]
-        try:
-            embedding_set = load_embedding_set(path, mode, feedback)
-        except ClayInputError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        embedding_set = load_embedding_set(path, mode, feedback)
         feedback.pushInfo(f"{path}: {embedding_set.describe()} (read with {embedding_set.reader})")
         fields = layer_fields(embedding_set.mode)
         sink, dest_id = self.parameterAsSink(

@@ -125,16 +125,13 @@ class SimilarityAlgorithm(ClayAlgorithm):
         from clay_qgis.session import examples_of, query_of, score_query
 
         centred = not self.parameterAsBoolean(parameters, self.RAW, context)
-        try:
-            search = load_search(self, parameters, context, feedback)
-            target = search.targets[0]
-            positive_rows, positive_vectors = self.examples(parameters, context, search, positive=True)
-            negative_rows, negative_vectors = self.examples(parameters, context, search, positive=False)
-            # The same direction and scoring functions as the find-similar map tool (exact: they are the output).
-            query = query_of(target, positive_vectors, negative_vectors, centred=centred)
-            per_file = [score_query(each, query, exact=True, centred=centred) for each in search.targets]
-        except ClayInputError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        search = load_search(self, parameters, context, feedback)
+        target = search.targets[0]
+        positive_rows, positive_vectors = self.examples(parameters, context, search, positive=True)
+        negative_rows, negative_vectors = self.examples(parameters, context, search, positive=False)
+        # The same direction and scoring functions as the find-similar map tool (exact: they are the output).
+        query = query_of(target, positive_vectors, negative_vectors, centred=centred)
+        per_file = [score_query(each, query, exact=True, centred=centred) for each in search.targets]
         scores = np.concatenate([scored.scores for scored in per_file])
         all_ranks = ranks(scores)
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)

@@ -27,7 +27,7 @@ from qgis.core import (
 
 from clay_core.errors import ClayInputError
 from clay_core.models.preset_table import TRAINABLE_PRESETS, preset_spec
-from clay_qgis.algorithms.base import DEVICE_OPTIONS, ClayAlgorithm
+from clay_qgis.algorithms.base import DEVICE_OPTIONS, ClayAlgorithm, make_output_folder
 from clay_qgis.algorithms.rasters import raster_area, raster_source
 from clay_qgis.algorithms.utils import date_argument
 
@@ -215,7 +215,7 @@ class TrainAlgorithm(ClayAlgorithm):
         output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
         if output.suffix.lower() != ".ckpt":
             output = output.with_suffix(".ckpt")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        make_output_folder(output.parent)
         resume = self.parameterAsBoolean(parameters, self.RESUME, context)
         arguments = [
             "train",

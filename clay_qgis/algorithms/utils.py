@@ -8,6 +8,7 @@ from qgis.core import QgsFeatureSink, QgsProcessingException
 from clay_core.parsing import parse_date
 
 GEOPARQUET_FILTER = "GeoParquet (*.gpq *.parquet *.geoparquet);;All files (*)"
+GEOPARQUET_OUTPUT_FILTER = "GeoParquet (*.gpq *.parquet)"  # the suffixes the writers accept for an output
 
 
 def date_argument(text: str, what: str = "date") -> str | None:

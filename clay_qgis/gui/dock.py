@@ -195,7 +195,7 @@ class SimilarityDock(QgsDockWidget):
         """Called after every click: adopt the dock's mode, threshold and top-k and show the new scores."""
         first = self.session is not session
         self.session = session
-        if getattr(session, "mode", self.mode()) != self.mode():
+        if session.mode != self.mode():
             session.set_mode(self.mode())
         scores = self._scores()
         if scores is not None and len(scores):
@@ -204,7 +204,7 @@ class SimilarityDock(QgsDockWidget):
         if first or session.threshold != self.threshold() or session.top_k != self.top_k.value():
             session.set_view(threshold=self.threshold(), top_k=self.top_k.value(), clear_threshold=True)
         embedding_set = session.embedding_set
-        others = len(getattr(session, "members", [])) - 1
+        others = len(session.members) - 1
         more = f"<br>searched together with {others} more layer(s) of this model" if others > 0 else ""
         self.layer_label.setText(f"<b>{session.layer.name()}</b><br>{embedding_set.describe()}{more}")
         self._refresh()
@@ -214,8 +214,7 @@ class SimilarityDock(QgsDockWidget):
         session = self.session
         if session is None or session.scored is None:
             return None
-        all_scores = getattr(session, "all_scores", None)
-        return all_scores if all_scores is not None else session.scored.scores
+        return session.all_scores if session.all_scores is not None else session.scored.scores
 
     def show_layer(self, embedding_set: EmbeddingSet | None) -> None:
         if embedding_set is not None:
@@ -233,21 +232,19 @@ class SimilarityDock(QgsDockWidget):
     def _refresh(self) -> None:
         session = self.session
         if session is not None:
-            for member in getattr(session, "members", None) or [session]:
-                keep_legend_expanded(member.layer)
+            for layer in [member.layer for member in session.members] or [session.layer]:
+                keep_legend_expanded(layer)
         scores = self._scores()
         self.histogram.set_scores(scores, self.threshold())
-        field = getattr(session, "score_field", SIMILARITY) if session else SIMILARITY
+        field = session.score_field if session else SIMILARITY
         self.histogram_label.setText(
             f"{'Probabilities' if field != SIMILARITY else 'Scores'} "
             "(shift-click: add positive, ctrl-click: add negative)"
         )
         if session and session.scored is not None:
             matches = len(session.match_rows())
-            positives, negatives = (
-                session.counts() if hasattr(session, "counts") else (len(session.positives), len(session.negatives))
-            )
-            message = getattr(session, "message", "")
+            positives, negatives = session.counts()
+            message = session.message
             self.status_label.setText(
                 f"{positives} positive, {negatives} negative example(s); {matches} match(es) "
                 "shown as top k / above the threshold" + (f"; {message}" if message else "")
