@@ -10,24 +10,26 @@
 2. map_tool_load_memory: peak RSS of reading a `--map-rows` file the way the map tool does (clay_qgis.vector_cache:
    vectors, attributes, geometry, the similarity index; no drawing) against the vectors' bytes. Target: <= 1.5x.
    `with_sketch_peak_over_vectors`: the same once the first click on a layer above
-   clay_qgis.session.FAST_PATH_ROWS has built the two-stage first pass (these random vectors are isotropic: the
-   int8 codes). Measured 2026-12-01, `--parts map_memory --map-rows 1000000`: load 1.357x; with the int8 codes
-   1.679x (1.778x while they were held beside the sketch's rows); the sketch alone (what anisotropic, i.e. real,
-   embeddings get; `projected(quantize=False)` on the same file): 1.487x. So the int8 pass costs ~0.19x of the
-   vectors at peak, and only on data whose spectrum is flat.
+   clay_qgis.session.FAST_PATH_ROWS has built the two-stage first pass: since the int8 pass is off by default
+   (part 4) that is the 64-d sketch alone, whatever the spectrum. Measured 2026-12-01, `--parts map_memory
+   --map-rows 1000000`, while the int8 pass was still on for flat spectra: load 1.357x; with the int8 codes 1.679x
+   (1.778x while they were held beside the sketch's rows); the sketch alone (`projected(quantize=False)` on the
+   same file, what this key measures now): 1.487x. Not re-measured since the default changed.
 3. classifier_refit: fit the logistic regression on 50 labels and compute the probability of every one of
    `--classifier-rows` chips (what "add a label" costs). Target: < 1 s for 100k.
 4. scoring: `--rows` x `--dim` float32 vectors, one query. Exact centred scores vs numpy's plain float32
    matrix-vector product (the floor of any exact pass: it reads every byte once; the machine's memory bandwidth
    is reported too), and the two-stage path (clay_core.similarity.ProjectedIndex): a first pass that bounds
    every row's error, then exact re-scoring of every row whose bound lets it reach the top 100. The first pass is
-   a 64-d PCA sketch (N x 64 floats), or, when a probe query at build time shows that the sketch cannot prune
-   (a flat spectrum), int8 codes of every row (QuantizedIndex: per-row scale around the mean unit row and a
-   stored error norm; 0.25x the vectors' bytes, built only then). Reported: its time over the matvec's, which
-   first pass ran and its bytes over the vectors', whether its top 100 equals exact float32 scoring's, the score
-   error and its bound, and the process's peak RSS over the vectors. On the random vectors (isotropic: the
-   worst case for the sketch) and on the same vectors made "real-ish" (anisotropic, --alpha/--mean-weight),
-   centred and raw. Target: top 100 identical, < 0.5x matvec.
+   a 64-d PCA sketch (N x 64 floats); when a probe query at build time shows that the sketch cannot prune (a flat
+   spectrum) every row is scored exactly instead. The int8 first pass (QuantizedIndex: int8 codes of every row,
+   per-row scale around the mean unit row and a stored error norm; 0.25x the vectors' bytes) is off by default
+   (clay_core.similarity.INT8_WHEN_THE_SKETCH_CANNOT_PRUNE) and is measured forced, as
+   `fast_random_isotropic_centred_int8`. The first runs below predate that switch. Reported: its time over the
+   matvec's, which first pass ran and its bytes over the vectors', whether its top 100 equals exact float32
+   scoring's, the score error and its bound, and the process's peak RSS over the vectors. On the random vectors
+   (isotropic: the worst case for the sketch) and on the same vectors made "real-ish" (anisotropic,
+   --alpha/--mean-weight), centred and raw. Target: top 100 identical, < 0.5x matvec.
    Measured 2026-12-01, 1M x 768, `--parts scoring --rows 1000000 --repeats 3`, 2-core box shared with other
    jobs (load 3.4-4.3; numpy's matvec varied 572-1,128 ms within one run):
      isotropic, centred: the int8 pass ran; 554 rows re-scored, top 100 identical (1/1); 322 ms = 0.43x numpy's
@@ -47,8 +49,9 @@
    build-time probe shows the sketch cannot prune goes straight to the exact pass. Same command after that
    (load 1.1-1.5): numpy's matvec 249-261 ms; isotropic, centred: 0.686x (the exact pass, top 100 identical);
    the int8 pass forced (`fast_random_isotropic_centred_int8`): 0.916x; real-ish: 0.12-0.16x centred,
-   0.13-0.18x raw, 3/3 identical both. So the < 0.5x target holds wherever the spectrum is not flat (real
-   embeddings: part 6), and a flat one costs 0.69x, below numpy's own matvec.
+   0.13-0.18x raw, 3/3 identical both. So at 1M x 768 the < 0.5x target holds on the anisotropic vectors, and a
+   flat spectrum costs 0.69x, below numpy's own matvec but above the target. On the 128-d real file of part 6 it
+   was not met in every run (up to 1.09x at 64 components, 0.61x at 16; noisy, cache-resident).
 5. score_and_restyle: a layer of `--features` chips loaded from a real file; one click through the map tool's
    session (score every chip, write similarity/rank/example, rebuild the graduated renderer), and one label
    in classifier mode (refit + probability of every chip + restyle). Target: < 1 s for 100k. Drawing the
@@ -70,7 +73,7 @@
    compared with is cache-resident, not memory-bound: these ratios are noisy and say little about 1M x 768.
 Times are the median of `--repeats` runs after one warm-up; the vectors are random (speed does not depend on
 their values). Peak memory is ~4 bytes x rows x dim (3.1 GB for 1M x 768) plus the sketch (0.26 GB) and, for
-isotropic vectors, the int8 codes (0.77 GB).
+the forced int8 pass of part 4, its codes (0.77 GB).
 """
 
 from __future__ import annotations
