@@ -116,11 +116,14 @@ def test_embed_raster_with_bbox_and_band_map(scene, tmp_path, capsys):
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
     table = read_embeddings(out)
-    assert len(table) >= 4
+    assert len(table) == 4 * 2  # the 2200 x 800 m AOI (a bit more once through lon/lat) in 640 m chips
     assert table.metadata["source_bands"] == ["B02", "B03", "B04"]
     assert "B08" in table.table.column("filled_bands").to_pylist()[0]
-    for xmin, ymin, xmax, ymax in table.table.column("utm_bbox").to_pylist():
-        assert (xmax - xmin, ymax - ymin) == (CHIP * 10.0, CHIP * 10.0)
+    boxes = np.array(table.table.column("utm_bbox").to_pylist())
+    assert (boxes[:, 2] - boxes[:, 0] == CHIP * 10.0).all() and (boxes[:, 3] - boxes[:, 1] == CHIP * 10.0).all()
+    # the chips start at the AOI's west edge and together cover it
+    assert boxes[:, 0].min() == pytest.approx(300200, abs=1e-6) and boxes[:, 2].max() >= 302400
+    assert boxes[:, 1].min() <= 5899040 and boxes[:, 3].max() >= 5899840
 
 
 def test_dry_run_estimates_and_writes_nothing(scene, tmp_path, capsys):
