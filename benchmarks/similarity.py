@@ -10,48 +10,30 @@
 2. map_tool_load_memory: peak RSS of reading a `--map-rows` file the way the map tool does (clay_qgis.vector_cache:
    vectors, attributes, geometry, the similarity index; no drawing) against the vectors' bytes. Target: <= 1.5x.
    `with_sketch_peak_over_vectors`: the same once the first click on a layer above
-   clay_qgis.session.FAST_PATH_ROWS has built the two-stage first pass: since the int8 pass is off by default
-   (part 4) that is the 64-d sketch alone, whatever the spectrum. Measured 2026-12-01, `--parts map_memory
-   --map-rows 1000000`, while the int8 pass was still on for flat spectra: load 1.357x; with the int8 codes 1.679x
-   (1.778x while they were held beside the sketch's rows); the sketch alone (`projected(quantize=False)` on the
-   same file, what this key measures now): 1.487x. Not re-measured since the default changed.
+   clay_qgis.session.FAST_PATH_ROWS has built the two-stage sketch. Measured 2026-12-01, `--parts map_memory
+   --map-rows 1000000`: load 1.357x; with the sketch 1.487x.
 3. classifier_refit: fit the logistic regression on 50 labels and compute the probability of every one of
    `--classifier-rows` chips (what "add a label" costs). Target: < 1 s for 100k.
 4. scoring: `--rows` x `--dim` float32 vectors, one query. Exact centred scores vs numpy's plain float32
    matrix-vector product (the floor of any exact pass: it reads every byte once; the machine's memory bandwidth
    is reported too), and the two-stage path (clay_core.similarity.ProjectedIndex): a first pass that bounds
    every row's error, then exact re-scoring of every row whose bound lets it reach the top 100. The first pass is
-   a 64-d PCA sketch (N x 64 floats); when a probe query at build time shows that the sketch cannot prune (a flat
-   spectrum) every row is scored exactly instead. The int8 first pass (QuantizedIndex: int8 codes of every row,
-   per-row scale around the mean unit row and a stored error norm; 0.25x the vectors' bytes) is off by default
-   (clay_core.similarity.INT8_WHEN_THE_SKETCH_CANNOT_PRUNE) and is measured forced, as
-   `fast_random_isotropic_centred_int8`. The first runs below predate that switch. Reported: its time over the
-   matvec's, which first pass ran and its bytes over the vectors', whether its top 100 equals exact float32
-   scoring's, the score error and its bound, and the process's peak RSS over the vectors. On the random vectors
-   (isotropic: the worst case for the sketch) and on the same vectors made "real-ish" (anisotropic,
-   --alpha/--mean-weight), centred and raw. Target: top 100 identical, < 0.5x matvec.
-   Measured 2026-12-01, 1M x 768, `--parts scoring --rows 1000000 --repeats 3`, 2-core box shared with other
-   jobs (load 3.4-4.3; numpy's matvec varied 572-1,128 ms within one run):
-     isotropic, centred: the int8 pass ran; 554 rows re-scored, top 100 identical (1/1); 322 ms = 0.43x numpy's
-       matvec (749 ms), 0.67x the exact scores (480 ms); error bound <= 0.015 (max error 0.0016). Before the int8
-       pass: exact fallback, 0.90x. An earlier run that still tried the sketch pass first: 0.91x (565 ms).
-     real-ish (sketch, no int8 codes): 0.11-0.24x centred, 0.08-0.11x raw, 1,628-7,455 rows re-scored, 3/3
-       identical both.
-     peak RSS 1.46x the float32 vectors (vectors + sketch + int8 codes + temporaries). int8 build: 1.7 s per
-     200k x 768 rows (on top of the sketch's 3 s).
-   The exact scores go through einsum (clay_core.similarity.row_dots, a row's value depends on the row alone):
-   315-530 ms here against numpy's BLAS matvec's 572-1,128 ms.
-   Re-measured the same day on the quiet box (load 0.4) with row_dots in row blocks over a thread pool
-   (`--parts scoring --rows 1000000 --repeats 3 --no-qgis`): numpy's matvec 206-212 ms; exact centred scores
-   151-165 ms (0.74x); isotropic: the int8 pass 242 ms = 1.17x the matvec, SLOWER than the exact pass it
-   replaces (its int8 -> float32 conversion is compute-bound; the 0.43x above was a loaded box's matvec). So the
-   int8 pass is now off by default (clay_core.similarity.INT8_WHEN_THE_SKETCH_CANNOT_PRUNE), and data whose
-   build-time probe shows the sketch cannot prune goes straight to the exact pass. Same command after that
-   (load 1.1-1.5): numpy's matvec 249-261 ms; isotropic, centred: 0.686x (the exact pass, top 100 identical);
-   the int8 pass forced (`fast_random_isotropic_centred_int8`): 0.916x; real-ish: 0.12-0.16x centred,
-   0.13-0.18x raw, 3/3 identical both. So at 1M x 768 the < 0.5x target holds on the anisotropic vectors, and a
-   flat spectrum costs 0.69x, below numpy's own matvec but above the target. On the 128-d real file of part 6 it
-   was not met in every run (up to 1.09x at 64 components, 0.61x at 16; noisy, cache-resident).
+   a 64-d PCA sketch (N x 64 floats); when a probe query at build time shows that it cannot prune (a flat
+   spectrum), every query is scored exactly instead. Reported: its time over the matvec's, the sketch's bytes
+   over the vectors', whether its top 100 equals exact float32 scoring's, the score
+   error and its bound, and the process's peak RSS over the vectors. On the random vectors (isotropic: the
+   worst case for the sketch) and on the same vectors made "real-ish" (anisotropic, --alpha/--mean-weight),
+   centred and raw. Target: top 100 identical, < 0.5x matvec.
+   Measured 2026-12-01 on the quiet 2-core box (load 1.1-1.5), `--parts scoring --rows 1000000 --repeats 3
+   --no-qgis`: numpy's matvec 249-261 ms; exact centred scores (clay_core.similarity.row_dots: einsum in row
+   blocks over a thread pool, a row's value depends on the row alone) 0.65x of it; isotropic, centred: the probe
+   sends it to the exact pass, 0.686x, top 100 identical; real-ish: 0.12-0.16x centred, 0.13-0.18x raw, 3/3
+   identical both. So at 1M x 768 the < 0.5x target holds on the anisotropic vectors, and a flat spectrum costs
+   0.69x, below numpy's own matvec but above the target; on the 128-d real file of part 6 it was not met in every
+   run (up to 1.09x at 64 components, 0.61x at 16; noisy, cache-resident). An int8 first pass for flat spectra
+   (per-row scale, stored error bound, exact re-scoring) was built and measured the same day: 0.43x under load
+   (a matvec slowed to 749 ms), but 0.92-1.17x on the quiet box, slower than the exact pass (its int8 -> float32
+   conversion is compute-bound), and +0.19x of the vectors in memory; it was removed.
 5. score_and_restyle: a layer of `--features` chips loaded from a real file; one click through the map tool's
    session (score every chip, write similarity/rank/example, rebuild the graduated renderer), and one label
    in classifier mode (refit + probability of every chip + restyle). Target: < 1 s for 100k. Drawing the
@@ -68,12 +50,11 @@
    113-123 rows re-scored (centred), 114-158 (raw), top 100 identical 5/5 both; 0.43-0.75x numpy's matvec
    (centred), 0.24-0.77x (raw): at 128-d a 64-d sketch is half the row. 16 components (dim/8): 425-1,134 rows
    re-scored, 5/5 identical, 0.16-0.50x (median 0.33x centred, 0.34x raw); a second run (load 2.4-2.8, after
-   the int8 pass landed: the probe keeps the sketch here): 0.25-0.61x (medians 0.48x, 0.44x) at 16, 0.53-1.09x
+   the probe had been added: it keeps the sketch here): 0.25-0.61x (medians 0.48x, 0.44x) at 16, 0.53-1.09x
    at 64, 5/5 identical in all four. The file is 67 MB (in this machine's 260 MB L3), so the matvec it is
    compared with is cache-resident, not memory-bound: these ratios are noisy and say little about 1M x 768.
 Times are the median of `--repeats` runs after one warm-up; the vectors are random (speed does not depend on
-their values). Peak memory is ~4 bytes x rows x dim (3.1 GB for 1M x 768) plus the sketch (0.26 GB) and, for
-the forced int8 pass of part 4, its codes (0.77 GB).
+their values). Peak memory is ~4 bytes x rows x dim (3.1 GB for 1M x 768) plus the sketch (0.26 GB).
 """
 
 from __future__ import annotations
@@ -155,9 +136,6 @@ def fast_path_quality(
     sketch = index.projected(components)
     build_ms = (time.perf_counter() - started) * 1000.0
     extra_bytes = sketch.projected.nbytes + sketch.residual_norms.nbytes
-    if sketch.quantized is not None:
-        quantized = sketch.quantized
-        extra_bytes += quantized.codes.nbytes + quantized.scales.nbytes + quantized.errors.nbytes
     ratios, same_top, max_error, bounds, candidates, fast_times, exact_times, matvec_times = (
         [],
         0,
@@ -188,7 +166,7 @@ def fast_path_quality(
         "scores": "centred" if centred else "raw",
         "components": index.projected(components).components,
         "sketch_build_ms": round(build_ms, 1),
-        "int8_first_pass": sketch.quantized is not None,
+        "sketch_cannot_prune": sketch.cannot_prune,
         "first_pass_bytes_over_vectors": round(extra_bytes / index.vectors.nbytes, 3),
         "queries": len(queries),
         "exact_top": exact_top,
@@ -253,8 +231,6 @@ def scoring_benchmark(rows: int, dim: int, repeats: int, alpha: float, mean_weig
         "target": "top-100 identical to exact float32 scoring in < 0.5x numpy's float32 matvec",
         "fast_random_isotropic_centred": fast_path_quality(index, queries[:1], 100, repeats, components, True),
     }
-    index.projected(components, quantize=True)  # the int8 first pass, off by default: measured beside it
-    report["fast_random_isotropic_centred_int8"] = fast_path_quality(index, queries[:1], 100, repeats, components, True)
     make_realish(vectors, alpha, mean_weight)
     index = SimilarityIndex(vectors, already_normalised=True)
     data = f"mean direction weight {mean_weight}, power-law variances alpha {alpha}"
@@ -267,7 +243,7 @@ def scoring_benchmark(rows: int, dim: int, repeats: int, alpha: float, mean_weig
 
 
 def own_peak_rss() -> int:
-    """VmHWM of this process (bytes): the vectors, the sketch and the int8 codes, and their temporaries."""
+    """VmHWM of this process (bytes): the vectors, the sketch and their temporaries."""
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
@@ -396,10 +372,9 @@ def map_load_memory_benchmark(rows: int, dim: int, folder: Path) -> dict:
     started = time.perf_counter()
     peak = peak_rss(code)
     wall = time.perf_counter() - started
-    # then what the first click on a layer above clay_qgis.session.FAST_PATH_ROWS builds: the sketch (the int8
-    # codes are off by default, clay_core.similarity.INT8_WHEN_THE_SKETCH_CANNOT_PRUNE)
+    # then what the first click on a layer above clay_qgis.session.FAST_PATH_ROWS builds: the sketch
     with_sketch = peak_rss(
-        code + "\nsketch = embedding_set.index.projected()\nprint('INT8', sketch.quantized is not None)"
+        code + "\nsketch = embedding_set.index.projected()\nprint('CANNOT_PRUNE', sketch.cannot_prune)"
     )
     source.unlink()
     return {

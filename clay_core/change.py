@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clay_core.errors import ClayInputError
-from clay_core.similarity import BLOCK_ROWS, inverse_norms
+from clay_core.similarity import BLOCK_ROWS, exterior_rings, inverse_norms, ring_bounds
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -188,8 +188,6 @@ class ChangeResult:
 def collection_footprints(collection: EmbeddingCollection, patch_keys: bool = False) -> tuple[list[tuple], str]:
     """`footprint_keys` of every row of a collection: epsg + utm_bbox when every row has them, else the
     polygon bounds; with `patch_keys`, exploded files' patch_row/patch_col too."""
-    from clay_core.wkb import bounds as wkb_bounds
-
     table = collection.table
     names = set(table.column_names)
     utm = epsg = bounds = patch = None
@@ -197,7 +195,8 @@ def collection_footprints(collection: EmbeddingCollection, patch_keys: bool = Fa
         utm = np.asarray(table.column("utm_bbox").to_pylist(), dtype=np.float64)
         epsg = table.column("epsg").to_numpy(zero_copy_only=False)
     elif collection.geometry_wkb:
-        bounds = np.array([wkb_bounds([value]) for value in collection.geometry_wkb], dtype=np.float64)
+        # one vectorised pass (empty geometries get NaN bounds and so match nothing)
+        bounds = ring_bounds(exterior_rings(collection.geometry_wkb))
     if patch_keys and {"patch_row", "patch_col"} <= names:
         patch = np.column_stack([table.column("patch_row").to_numpy(), table.column("patch_col").to_numpy()])
     return footprint_keys(utm, epsg, bounds, patch)

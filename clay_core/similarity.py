@@ -315,12 +315,7 @@ class SimilarityIndex:
     def scores(self, direction: np.ndarray, *, centred: bool = False) -> np.ndarray:
         """Exact float32 scores of every row along a unit `direction` (see the module doc for the two modes)."""
         check_dimension(self.dim, np.asarray(direction).size)
-        direction = _unit(direction)
-        scores = row_dots(self.vectors, direction)
-        scores *= self.inverse_norms
-        if centred:
-            scores -= np.float32(float(self.mean.astype(np.float64) @ direction))
-            scores *= self.inverse_centred_norms
+        scores = _exact_rows(self, slice(None), _unit(direction), centred)
         return np.clip(scores, -1.0, 1.0, out=scores)
 
     def score(self, direction: np.ndarray, *, centred: bool = False) -> Scored:
@@ -333,17 +328,11 @@ class SimilarityIndex:
         return self.score(self.direction(positives, negatives, centred=centred), centred=centred)
 
     # -- the two-stage path for large searches -----------------------------------------------------
-    def projected(self, components: int = 64, *, quantize: bool | None = None) -> ProjectedIndex:
-        """The low-dimensional sketch for fast scoring with an exact top, built on first use and then kept.
-        `quantize`: also keep int8 codes of the rows (None: only when the sketch cannot prune, see
-        ProjectedIndex.build)."""
+    def projected(self, components: int = 64) -> ProjectedIndex:
+        """The low-dimensional sketch for fast scoring with an exact top, built on first use and then kept."""
         cached = self._projected
-        if (
-            cached is None
-            or cached.components != min(components, self.dim)
-            or (quantize is not None and (cached.quantized is not None) != quantize)
-        ):
-            cached = ProjectedIndex.build(self, components, quantize=quantize)
+        if cached is None or cached.components != min(components, self.dim):
+            cached = ProjectedIndex.build(self, components)
             self._projected = cached
         return cached
 
@@ -402,10 +391,8 @@ _SKETCH_BLOCK_ROWS = 16_384  # the build's temporary unit rows: 48 MB at 768-d
 _ROUNDING_MARGIN = 1e-4
 # Past this share of the rows re-scored, a first pass saves nothing over exact scoring.
 _MAX_CANDIDATE_SHARE = 4
-# The int8 pass is built when a probe query through the sketch leaves more than 1/8 of the rows as candidates.
-_QUANTIZE_WHEN_SHARE = 8
-_INT8_LEVELS = 127
-_QUANTIZE_BLOCK_ROWS = 4_096  # its temporaries (3 float32 blocks: 38 MB at 768-d) stay small
+# A probe query at build time leaving more than 1/8 of the rows as candidates: the sketch cannot prune this data.
+_CANNOT_PRUNE_SHARE = 8
 
 
 @dataclass
@@ -419,71 +406,10 @@ class FastScores:
     exact_top: int
 
 
-@dataclass
-class QuantizedIndex:
-    """Unit rows as int8 codes around a centre c (the mean unit row): u_i = c + s_i q_i + e_i, with q_i in
-    [-127, 127]^D, s_i = max_j |u_ij - c_j| / 127 and |e_i| stored (rounded up). So u_i.d = c.d + s_i (q_i.d) +
-    e_i.d with |e_i.d| <= |e_i| for a unit d: every row's dot product within a known bound whatever the
-    spectrum, from a quarter of the bytes of the float32 rows. Isotropic 768-d unit rows: |e_i| ~ 0.01 against
-    a score spread of 0.036, so only the rows near the top-k threshold are re-scored exactly.
-
-    Cost: N x D bytes (0.25x the float32 vectors) + 8 bytes per row; a query converts int8 to float32 inside
-    numpy's buffered einsum (cache-sized chunks, no full-size float copy): compute-bound, not memory-bound."""
-
-    centre: np.ndarray  # float32 [D]
-    codes: np.ndarray  # int8 [N, D]
-    scales: np.ndarray  # float32 [N]
-    errors: np.ndarray  # float32 [N]: |u_i - c - s_i q_i|, rounded up
-
-    @classmethod
-    def build(cls, index: SimilarityIndex) -> QuantizedIndex:
-        rows, dim = index.vectors.shape
-        centre = index.own_mean.astype(np.float32)
-        codes = np.empty((rows, dim), dtype=np.int8)
-        scales = np.empty(rows, dtype=np.float32)
-        errors = np.empty(rows, dtype=np.float32)
-        for start in range(0, rows, _QUANTIZE_BLOCK_ROWS):
-            block = index.unit_rows(slice(start, start + _QUANTIZE_BLOCK_ROWS))
-            block -= centre
-            stop = start + len(block)
-            scale = np.max(np.abs(block), axis=1) / np.float32(_INT8_LEVELS)
-            scale[scale == 0] = 1.0
-            levels = block * (np.float32(1.0) / scale)[:, None]  # |levels| <= 127 (+ rounding) by the scale
-            np.rint(levels, out=levels)
-            codes[start:stop] = levels
-            block -= np.multiply(levels, scale[:, None], out=levels)  # the quantisation error e_i
-            scales[start:stop] = scale
-            # float32 sums of D squares are within D 2^-24 (relative) of the true norm^2: widened by 2x that
-            errors[start:stop] = np.sqrt(np.einsum("ij,ij->i", block, block) * np.float32(1.0 + 2.0 * dim * 2.0**-24))
-        # rounded up: the stored bound is never below the norm it came from
-        return cls(centre=centre, codes=codes, scales=scales, errors=np.nextafter(errors, np.float32(np.inf)))
-
-    def dot(self, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """u_i.d for a unit `direction`, and a bound on each row's error (float32 [N] each)."""
-        approximate = np.empty(len(self.codes), dtype=np.float32)
-        for start in range(0, len(self.codes), _SKETCH_BLOCK_ROWS):
-            stop = start + _SKETCH_BLOCK_ROWS
-            # einsum casts the int8 rows in small buffers and sums in float32: one pass over 1 byte per value
-            np.einsum(
-                "ij,j->i", self.codes[start:stop], direction, dtype=np.float32, casting="unsafe",
-                out=approximate[start:stop],
-            )  # fmt: skip
-        approximate *= self.scales
-        approximate += np.float32(float(self.centre.astype(np.float64) @ direction))
-        bound = self.errors + np.float32(_rounding_margin(self.codes.shape[1]))
-        return approximate, bound
-
-
 def _rounding_margin(dim: int) -> float:
     """float32 rounding of a D-term dot product of a unit row with a unit vector is at most ~D 2^-24 (any
     summation order); the first pass and the exact score each round, plus a few elementwise steps."""
     return max(_ROUNDING_MARGIN, (4 * dim + 16) * 2.0**-24)
-
-
-# The int8 first pass when a probe shows the sketch cannot prune (a flat spectrum; real embeddings never showed
-# one). Off: on a quiet 2-core machine it took 1.17x numpy's matvec on isotropic 1M x 768, slower than the exact
-# pass it would replace (0.74x); it won only under load (0.43x). benchmarks/similarity.py forces it to measure it.
-INT8_WHEN_THE_SKETCH_CANNOT_PRUNE = False
 
 
 @dataclass
@@ -493,14 +419,14 @@ class ProjectedIndex:
     row's u.d within a known bound, and so its score (raw: u.d; centred: (u.d - m.d) / |u - m|, monotone in u.d
     per row); rows whose upper bound reaches the k-th best lower bound are re-scored exactly, which makes the
     top k exact whatever the data. Real embeddings put most of their energy in a few directions (small
-    residuals: few candidates); isotropic random vectors do not: for them the int8 codes (QuantizedIndex) can be
-    the first pass (forced, or by a probe when INT8_WHEN_THE_SKETCH_CANNOT_PRUNE); past a quarter of the rows
-    re-scored, everything is simply scored exactly."""
+    residuals: few candidates); isotropic random vectors do not: a probe query at build time finds that out, and
+    such data is scored exactly from then on (as is any query leaving over a quarter of the rows as candidates).
+    An int8 first pass for flat spectra was measured and dropped: 0.92-1.17x numpy's matvec on the quiet 2-core
+    box, slower than the exact pass (benchmarks/similarity.py's docstring)."""
 
     basis: np.ndarray  # float32 [D, r], orthonormal columns
-    projected: np.ndarray  # float32 [N, r]: B^T u_i ([0, r] when the int8 codes are the first pass)
+    projected: np.ndarray  # float32 [N, r]: B^T u_i
     residual_norms: np.ndarray  # float32 [N]: |u_i - B B^T u_i|
-    quantized: QuantizedIndex | None = None
     cannot_prune: bool = False  # a probe query at build time left too many candidates (a flat spectrum)
 
     @property
@@ -508,8 +434,8 @@ class ProjectedIndex:
         return int(self.basis.shape[1])
 
     @classmethod
-    def build(cls, index: SimilarityIndex, components: int = 64, *, quantize: bool | None = None) -> ProjectedIndex:
-        """The sketch; `quantize` True/False forces the int8 codes on or off, None decides by a probe query."""
+    def build(cls, index: SimilarityIndex, components: int = 64) -> ProjectedIndex:
+        """The sketch, and whether a probe query shows it can prune this data."""
         rows, dim = index.vectors.shape
         components = max(1, min(components, dim))
         # A strided sample: deterministic, and spread over the whole file (files are written in grid order).
@@ -530,12 +456,6 @@ class ProjectedIndex:
             residual_norms[start : start + len(block)] = np.sqrt(np.maximum(energy, 0.0))
         sketch = cls(basis=basis, projected=projected, residual_norms=residual_norms)
         sketch.cannot_prune = sketch.prunes_too_little(index, sample)
-        if quantize is None:
-            quantize = INT8_WHEN_THE_SKETCH_CANNOT_PRUNE and sketch.cannot_prune
-        if quantize:
-            # the int8 codes replace the sketch's rows as the first pass: freed first, so the two never coexist
-            sketch.projected = np.empty((0, components), dtype=np.float32)
-            sketch.quantized = QuantizedIndex.build(index)
         return sketch
 
     def prunes_too_little(self, index: SimilarityIndex, sample: np.ndarray) -> bool:
@@ -547,7 +467,7 @@ class ProjectedIndex:
         except ClayInputError:  # a zero row or one at the mean: no direction to probe with
             return False
         approximate, bound = _centred_bounds(index, probe, *self.dot(probe))
-        return len(_candidates(approximate, bound, min(100, rows))) > rows // _QUANTIZE_WHEN_SHARE
+        return len(_candidates(approximate, bound, min(100, rows))) > rows // _CANNOT_PRUNE_SHARE
 
     def dot(self, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """u_i.d for a unit `direction` from the sketch, and a bound on each row's error."""
@@ -565,28 +485,29 @@ class ProjectedIndex:
         direction = _unit(direction)
         rows = len(self.residual_norms)
         exact_top = max(1, min(int(exact_top), rows))
-        if self.quantized is None and self.cannot_prune:
+        if self.cannot_prune:
             # the probe showed the sketch cannot prune this data: its pass would only add to the exact one
-            exact = index.scores(direction, centred=centred)
-            return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
-        # the int8 codes, when built, are the first pass
-        first_pass: ProjectedIndex | QuantizedIndex = self if self.quantized is None else self.quantized
-        approximate, bound = first_pass.dot(direction)
+            return _all_exact(index, direction, exact_top, centred)
+        approximate, bound = self.dot(direction)
         if centred:
             approximate, bound = _centred_bounds(index, direction, approximate, bound)
         candidates = _candidates(approximate, bound, exact_top)
-        if len(candidates) <= rows // _MAX_CANDIDATE_SHARE:
-            approximate[candidates] = _exact_rows(index, candidates, direction, centred)
-            rest_bound = float(np.max(np.delete(bound, candidates))) if len(candidates) < rows else 0.0
-            return FastScores(
-                scores=np.clip(approximate, -1.0, 1.0, out=approximate),
-                exact_rows=candidates,
-                error_bound=rest_bound,
-                exact_top=exact_top,
-            )
-        # the first pass prunes too little here: exact scoring is cheaper
-        exact = index.scores(direction, centred=centred)
-        return FastScores(scores=exact, exact_rows=np.arange(rows), error_bound=0.0, exact_top=exact_top)
+        if len(candidates) > rows // _MAX_CANDIDATE_SHARE:
+            return _all_exact(index, direction, exact_top, centred)  # prunes too little here: exact is cheaper
+        approximate[candidates] = _exact_rows(index, candidates, direction, centred)
+        rest_bound = float(np.max(np.delete(bound, candidates))) if len(candidates) < rows else 0.0
+        return FastScores(
+            scores=np.clip(approximate, -1.0, 1.0, out=approximate),
+            exact_rows=candidates,
+            error_bound=rest_bound,
+            exact_top=exact_top,
+        )
+
+
+def _all_exact(index: SimilarityIndex, direction: np.ndarray, exact_top: int, centred: bool) -> FastScores:
+    """FastScores without a first pass: every row scored exactly."""
+    exact = index.scores(direction, centred=centred)
+    return FastScores(scores=exact, exact_rows=np.arange(len(exact)), error_bound=0.0, exact_top=exact_top)
 
 
 def _centred_bounds(
@@ -609,8 +530,9 @@ def _candidates(approximate: np.ndarray, bound: np.ndarray, exact_top: int) -> n
     return np.flatnonzero(upper >= kth_lower)
 
 
-def _exact_rows(index: SimilarityIndex, rows: np.ndarray, direction: np.ndarray, centred: bool) -> np.ndarray:
-    """SimilarityIndex.scores for some rows only (the same float32 operations, in the same order)."""
+def _exact_rows(index: SimilarityIndex, rows: np.ndarray | slice, direction: np.ndarray, centred: bool) -> np.ndarray:
+    """Exact float32 scores of some rows (unclipped): SimilarityIndex.scores is this over every row, so the
+    two-stage path's re-scored candidates are its scores bit for bit."""
     scores = row_dots(index.vectors[rows], direction)
     scores *= index.inverse_norms[rows]
     if centred:

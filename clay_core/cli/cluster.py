@@ -35,9 +35,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     from clay_core.similarity import SimilarityIndex
 
     args.output = validate.output_file(args.output, args.overwrite)
-    args.clusters = validate.integer(args.clusters, "-k/--clusters", minimum=1)
+    # -k and --max-iterations were checked by cli._common.check_arguments; --seed is this command's own rule
     args.seed = validate.integer(args.seed, "--seed", minimum=0)
-    args.max_iterations = validate.integer(args.max_iterations, "--max-iterations", minimum=1)
     reporter.start(3, "reading embeddings")
     collection = read_collection(args.embeddings)
     reporter.advance(1, "clustering")

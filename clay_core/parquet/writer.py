@@ -416,5 +416,5 @@ def output_name(mgrs: str, min_date: Any, max_date: Any, version: int = 1) -> st
 def _public_sources(records: Sequence[ChipLike]) -> list[str]:
     """Each chip's source as the file may show it (absolute path, URL without credentials), worked out once per
     distinct source."""
-    public: dict[str, str] = {}
-    return [public.setdefault(str(r.source_url), public_source(str(r.source_url))) for r in records]
+    public = {source: public_source(source) for source in dict.fromkeys(str(r.source_url) for r in records)}
+    return [public[str(r.source_url)] for r in records]

@@ -163,3 +163,26 @@ def test_most_changed_first_puts_nan_last_and_keeps_ties_in_order():
 
     distance = np.array([0.1, np.nan, 0.5, 0.1, 2.0], dtype=np.float32)
     assert most_changed_first(distance).tolist() == [4, 2, 0, 3, 1]
+
+
+def test_files_without_utm_bbox_are_matched_by_polygon_bounds_and_an_empty_polygon_matches_nothing(tmp_path):
+    import struct
+
+    import pyarrow.parquet as pq
+
+    from clay_core.change import collection_footprints
+    from clay_core.collection import read_collection
+    from clay_core.parquet import write_geoparquet
+    from tests.helpers.embeddings import chip_grid
+
+    path = write_geoparquet(tmp_path / "a.gpq", chip_grid(2, 2), np.eye(4, 8, dtype=np.float32), {"model": "m"})
+    table = pq.read_table(path).drop_columns(["utm_bbox", "epsg"])  # as other tools write them
+    geometry = table.column("geometry").to_pylist()
+    geometry[3] = struct.pack("<BII", 1, 3, 0)  # POLYGON EMPTY
+    table = table.set_column(table.column_names.index("geometry"), "geometry", [geometry])
+    pq.write_table(table, path)
+    keys, kind = collection_footprints(read_collection([path]))
+    again, _ = collection_footprints(read_collection([path]))  # the same file at the other date
+    assert kind != "utm_bbox" and len(keys) == 4
+    matched = match_footprints(keys, again, kind)
+    assert matched.rows_a.tolist() == [0, 1, 2]  # the three polygons match themselves; the empty one nothing

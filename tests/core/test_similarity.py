@@ -259,7 +259,7 @@ def test_two_stage_falls_back_to_exact_when_no_first_pass_can_prune(vectors):
     crowded = normalise_rows(crowded + 1e-5 * rng.standard_normal(crowded.shape).astype(np.float32))
     index = SimilarityIndex(crowded, already_normalised=True)
     fast = index.fast_scores(crowded[3], exact_top=10, components=4)
-    assert index.projected(4).quantized is None  # the int8 pass is off by default (INT8_WHEN_THE_SKETCH_CANNOT_PRUNE)
+    assert index.projected(4).cannot_prune  # the probe saw that no first pass can prune: exact from the start
     np.testing.assert_array_equal(fast.scores, index.scores(crowded[3]))
     assert fast.error_bound == 0.0 and len(fast.exact_rows) == len(crowded)
 
